@@ -1,0 +1,161 @@
+"""Architecture configuration of a static (deployable) ViT, and the NAS search space.
+
+An ``ArchConfig`` fully determines every tensor shape of the deployed model, so the compiler's
+planner can compute exact SRAM and flash from it without weights.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from mcuformer.errors import UserError
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """A ViT without class token: patch embedding (+ position embedding) -> depth x block -> LN ->
+    mean pool over tokens -> linear classifier.
+
+    Per-layer tuples have length ``depth``. A rank of 0 means the layer is dense; a rank r > 0
+    factorises ``W (out x in)`` as ``up (out x r) @ down (r x in)``.
+    - ``attn_rank[i]``: one shared down-projection E -> r feeding the q, k and v up-projections.
+    - ``mlp_rank[i]``: fc1 (E -> M) and fc2 (M -> E) are each factorised with rank r.
+    The attention output projection is always dense.
+    """
+
+    image_size: int
+    in_channels: int
+    patch_size: int
+    embed_dim: int
+    depth: int
+    num_heads: tuple[int, ...]
+    mlp_ratio: tuple[float, ...]
+    attn_rank: tuple[int, ...]
+    mlp_rank: tuple[int, ...]
+    num_classes: int
+
+    def __post_init__(self) -> None:
+        for name in ("num_heads", "mlp_ratio", "attn_rank", "mlp_rank"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, tuple(value))
+            if len(getattr(self, name)) != self.depth:
+                raise ValueError(f"ArchConfig.{name} has {len(value)} entries, depth is {self.depth}")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} not divisible by patch_size {self.patch_size}")
+        for heads in self.num_heads:
+            if heads < 1 or self.embed_dim % heads:
+                raise ValueError(f"embed_dim {self.embed_dim} not divisible by num_heads {heads}")
+        for r in self.attn_rank + self.mlp_rank:
+            if r < 0:
+                raise ValueError("ranks must be >= 0 (0 = dense)")
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def tokens(self) -> int:
+        return self.grid * self.grid
+
+    @property
+    def patch_dim(self) -> int:
+        return self.patch_size * self.patch_size * self.in_channels
+
+    def mlp_hidden(self, layer: int) -> int:
+        return max(1, int(round(self.embed_dim * self.mlp_ratio[layer])))
+
+    def head_dim(self, layer: int) -> int:
+        return self.embed_dim // self.num_heads[layer]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> ArchConfig:
+        try:
+            return ArchConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()})
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"invalid architecture in arch.json: {exc}") from None
+
+    def short(self) -> str:
+        heads = ",".join(map(str, self.num_heads))
+        ratios = ",".join(f"{r:g}" for r in self.mlp_ratio)
+        ar = ",".join(map(str, self.attn_rank))
+        mr = ",".join(map(str, self.mlp_rank))
+        return (
+            f"res{self.image_size} p{self.patch_size} E{self.embed_dim} D{self.depth} "
+            f"H[{heads}] mlp[{ratios}] rank_attn[{ar}] rank_mlp[{mr}]"
+        )
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Choices of the weight-sharing supernet. Ranks are given as ratios of embed_dim; a ratio of
+    0 (dense) is always allowed. The largest subnet takes the max of every choice (dense)."""
+
+    image_sizes: tuple[int, ...] = (8, 12, 16)
+    patch_sizes: tuple[int, ...] = (2, 4)
+    embed_dims: tuple[int, ...] = (32, 48, 64)
+    depths: tuple[int, ...] = (1, 2, 3)
+    num_heads: tuple[int, ...] = (2, 4)
+    mlp_ratios: tuple[float, ...] = (1.0, 2.0, 3.0)
+    rank_ratios: tuple[float, ...] = (0.25, 0.5, 0.0)
+    in_channels: int = 1
+    num_classes: int = 10
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def rank(self, ratio: float, embed_dim: int) -> int:
+        return 0 if ratio == 0.0 else max(1, int(round(ratio * embed_dim)))
+
+    def largest(self) -> ArchConfig:
+        depth = max(self.depths)
+        return ArchConfig(
+            image_size=max(self.image_sizes),
+            in_channels=self.in_channels,
+            patch_size=min(self.patch_sizes),
+            embed_dim=max(self.embed_dims),
+            depth=depth,
+            num_heads=(max(self.num_heads),) * depth,
+            mlp_ratio=(max(self.mlp_ratios),) * depth,
+            attn_rank=(0,) * depth,
+            mlp_rank=(0,) * depth,
+            num_classes=self.num_classes,
+        )
+
+    def smallest(self) -> ArchConfig:
+        depth = min(self.depths)
+        nonzero = [r for r in self.rank_ratios if r > 0]
+        ratio = min(nonzero) if nonzero else 0.0
+        e = min(self.embed_dims)
+        return ArchConfig(
+            image_size=min(self.image_sizes),
+            in_channels=self.in_channels,
+            patch_size=max(self.patch_sizes),
+            embed_dim=e,
+            depth=depth,
+            num_heads=(min(self.num_heads),) * depth,
+            mlp_ratio=(min(self.mlp_ratios),) * depth,
+            attn_rank=(self.rank(ratio, e),) * depth,
+            mlp_rank=(self.rank(ratio, e),) * depth,
+            num_classes=self.num_classes,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("extra")
+        return data
+
+
+def save_json(path: str, data: dict[str, Any]) -> None:
+    """Write JSON atomically (temp file + rename): a crash never leaves a half-written report."""
+    import os
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    os.replace(tmp, path)

@@ -1,0 +1,288 @@
+/*
+ * mcuformer C operator library: int8, integer-only kernels for vision transformers.
+ *
+ * Conventions (CMSIS-NN style):
+ *   - names: mcuf_<op>[_<variant>]_<dtype>; fixed argument order: params, inputs, scratch, output.
+ *   - every kernel returns an mcuf_status; MCUF_OK on success, MCUF_ERR_ARG on a bad parameter.
+ *   - activations are int8 with a per-tensor zero point; offsets are passed pre-negated
+ *     (input_offset = -zero_point_in, in [-127, 128]; output_offset = zero_point_out).
+ *   - weights are int8, symmetric (zero point 0), per output channel, row-major [out][in].
+ *   - bias is int32 with scale s_in * s_w[o].
+ *   - requantization is TFLite's: Q31 multiplier + shift (shift > 0 = left shift), computed by
+ *     mcuf_requantize() below; the compiler computes every multiplier, shift and table.
+ *   - no float, no malloc, no stdio. Kernels that need scratch export *_scratch_size().
+ *
+ * The Python integer reference (codegen/ref.py) computes exactly the same integers.
+ */
+#ifndef MCUF_H
+#define MCUF_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    MCUF_OK = 0,
+    MCUF_ERR_ARG = -1,   /* a parameter is out of its documented range */
+    MCUF_ERR_INPUT = -2, /* the input callback reported an error */
+} mcuf_status;
+
+/* ---------------------------------------------------------------------------------------------
+ * Fixed-point helpers (TFLite gemmlowp semantics).
+ *   mcuf_srdhm(a, b): saturating rounding doubling high multiply, (a*b*2 + 2^31) >> 32 with
+ *     round-half-away-from-zero nudge; saturates INT32_MIN*INT32_MIN to INT32_MAX.
+ *   mcuf_rdbpot(x, e): rounding divide by 2^e, e in [0, 31], round half away from zero.
+ *   mcuf_requantize(x, m, s): left = s > 0 ? s : 0, right = s > 0 ? 0 : -s;
+ *     return rdbpot(srdhm(x * 2^left, m), right). m in [2^30, 2^31) or 0; s in [-31, 30].
+ * ------------------------------------------------------------------------------------------- */
+int32_t mcuf_srdhm(int32_t a, int32_t b);
+int32_t mcuf_rdbpot(int32_t x, int32_t exponent);
+int32_t mcuf_requantize(int32_t x, int32_t multiplier, int32_t shift);
+
+typedef struct {
+    int32_t multiplier; /* Q31, [2^30, 2^31) or 0 */
+    int32_t shift;      /* [-31, 30], > 0 is a left shift */
+} mcuf_requant;
+
+/* ---------------------------------------------------------------------------------------------
+ * Linear (TFLite FULLY_CONNECTED int8, per-channel):
+ *   acc[o] = sum_i (in[i] + input_offset) * w[o][i] + (bias ? bias[o] : 0)
+ *   out[o] = clamp(mcuf_requantize(acc[o], multiplier[o], shift[o]) + output_offset,
+ *                  act_min, act_max)
+ * Ranges: in_features, out_features >= 1; -128 <= act_min <= act_max <= 127.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct {
+    int32_t in_features;
+    int32_t out_features;
+    int32_t input_offset;
+    int32_t output_offset;
+    int32_t act_min;
+    int32_t act_max;
+    const int8_t *weights;     /* [out_features][in_features] */
+    const int32_t *bias;       /* [out_features] or NULL */
+    const int32_t *multiplier; /* [out_features] */
+    const int32_t *shift;      /* [out_features] */
+} mcuf_linear_params;
+
+/* One row: input [in_features] -> output [out_features]. input and output must not overlap. */
+mcuf_status mcuf_linear_s8(const mcuf_linear_params *p, const int8_t *input, int8_t *output);
+
+/* `rows` rows, row-major: input [rows][in_features] -> output [rows][out_features]. */
+mcuf_status mcuf_linear_rows_s8(const mcuf_linear_params *p, int32_t rows, const int8_t *input,
+                                int8_t *output);
+
+/* ---------------------------------------------------------------------------------------------
+ * Low-rank linear: W = up @ down. rank == 0: dense, only `up` is used (up.in_features = in).
+ * rank > 0: mid = linear(down, in) (int8 [rank], own quantization), out = linear(up, mid).
+ * The rank-R intermediate lives in caller scratch: mcuf_lowrank_scratch_size() bytes.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct {
+    int32_t rank; /* 0 = dense */
+    mcuf_linear_params down; /* in -> rank (bias NULL); unused when rank == 0 */
+    mcuf_linear_params up;   /* rank (or in) -> out */
+} mcuf_lowrank_params;
+
+int32_t mcuf_lowrank_scratch_size(const mcuf_lowrank_params *p);
+mcuf_status mcuf_lowrank_linear_s8(const mcuf_lowrank_params *p, const int8_t *input, int8_t *scratch,
+                                   int8_t *output);
+
+/* ---------------------------------------------------------------------------------------------
+ * LayerNorm over one row of `dim` int8 values (I-BERT style, integer square root):
+ *   x_i = in[i] + input_offset                         |x_i| <= 255
+ *   S   = sum_i x_i
+ *   d_i = x_i * dim - S                                 |d_i| < 2^19 for dim <= 1024
+ *   V   = sum_i d_i^2                                   (uint64)
+ *   sigma = max(1, isqrt(V / dim))                      (floor division, floor sqrt) = dim*std
+ *   inv   = 2^30 / sigma                                (floor, uint32)
+ *   n_i   = (d_i * inv + 2^(29 - K)) >> (30 - K)        int64 product, arithmetic shift; K = 10
+ *   acc_i = n_i * gamma[i] + beta[i]                    |n_i| <= 2^15, |gamma| < 2^15, |beta| < 2^30
+ *   out_i = clamp(mcuf_requantize(acc_i, out.multiplier, out.shift) + output_offset, -128, 127)
+ * n_i is the normalised value in Q(K). The compiler folds gamma, beta and the output scale:
+ *   gamma[i] = round(gamma_f[i] * 2^G), beta[i] = round(beta_f[i] * 2^(K+G)),
+ *   out real multiplier = 1 / (2^(K+G) * s_out).
+ * Ranges: 1 <= dim <= 1024. in and out may be the same buffer (in place).
+ * ------------------------------------------------------------------------------------------- */
+#define MCUF_LN_NORM_BITS 10
+#define MCUF_LN_MAX_DIM 1024
+
+typedef struct {
+    int32_t dim;
+    int32_t input_offset;
+    int32_t output_offset;
+    const int32_t *gamma; /* [dim] */
+    const int32_t *beta;  /* [dim] */
+    mcuf_requant out;
+} mcuf_layernorm_params;
+
+uint32_t mcuf_isqrt_u64(uint64_t v); /* floor(sqrt(v)) */
+mcuf_status mcuf_layernorm_s8(const mcuf_layernorm_params *p, const int8_t *input, int8_t *output);
+
+/* ---------------------------------------------------------------------------------------------
+ * Softmax over one row of `length` int8 values, output scale 1/256, zero point -128:
+ *   m = max_i in[i];  e_i = exp_table[m - in[i]]      (table index in [0, 255])
+ *   sum = sum_i e_i                                   (uint32)
+ *   out_i = min((e_i * 256 + sum / 2) / sum, 255) - 128   (uint32 arithmetic, floor division)
+ * exp_table[d] = round(2^16 * exp(-s_in * d)), so exp_table[0] = 65536 and sum >= 65536.
+ * Ranges: 1 <= length <= 32767. in and out may be the same buffer.
+ * ------------------------------------------------------------------------------------------- */
+#define MCUF_SOFTMAX_MAX_LENGTH 32767
+
+typedef struct {
+    int32_t length;
+    const int32_t *exp_table; /* [256] */
+} mcuf_softmax_params;
+
+mcuf_status mcuf_softmax_s8(const mcuf_softmax_params *p, const int8_t *input, int8_t *output);
+
+/* ---------------------------------------------------------------------------------------------
+ * Elementwise table lookup (GELU and any int8 -> int8 function): out[i] = table[in[i] + 128].
+ * in and out may be the same buffer.
+ * ------------------------------------------------------------------------------------------- */
+mcuf_status mcuf_lut_s8(const int8_t *table, int32_t n, const int8_t *input, int8_t *output);
+
+/* ---------------------------------------------------------------------------------------------
+ * Add (TFLite ADD int8):
+ *   a' = mcuf_requantize((a + input1_offset) << left_shift, input1.multiplier, input1.shift)
+ *   b' = mcuf_requantize((b + input2_offset) << left_shift, input2.multiplier, input2.shift)
+ *   out = clamp(mcuf_requantize(a' + b', output.multiplier, output.shift) + output_offset,
+ *               act_min, act_max)
+ * left_shift = 20. out may alias a or b (in place, element by element).
+ * ------------------------------------------------------------------------------------------- */
+typedef struct {
+    int32_t input1_offset;
+    int32_t input2_offset;
+    int32_t output_offset;
+    int32_t left_shift;
+    mcuf_requant input1;
+    mcuf_requant input2;
+    mcuf_requant output;
+    int32_t act_min;
+    int32_t act_max;
+} mcuf_add_params;
+
+mcuf_status mcuf_add_s8(const mcuf_add_params *p, int32_t n, const int8_t *a, const int8_t *b, int8_t *output);
+
+/* ---------------------------------------------------------------------------------------------
+ * Attention score row and weighted sum (TFLite BATCH_MATMUL int8 semantics, one head, one query):
+ *   scores[j] = clamp(requantize(sum_d (q[d] + q_offset) * (k[j*k_stride + d] + k_offset),
+ *                                score) + score_offset, -128, 127),   j < tokens, d < head_dim
+ *   out[d]    = clamp(requantize(sum_j (probs[j] + 128) * (v[j*v_stride + d] + v_offset),
+ *                                av) + out_offset, -128, 127)
+ * The 1/sqrt(head_dim) factor is folded into `score`. probs are softmax outputs (zp -128).
+ * ------------------------------------------------------------------------------------------- */
+typedef struct {
+    int32_t tokens;
+    int32_t head_dim;
+    int32_t q_offset, k_offset, v_offset;
+    int32_t score_offset;
+    int32_t out_offset;
+    mcuf_requant score;
+    mcuf_requant av;
+} mcuf_attn_head_params;
+
+mcuf_status mcuf_attn_scores_s8(const mcuf_attn_head_params *p, const int8_t *q, const int8_t *k,
+                                int32_t k_stride, int8_t *scores);
+mcuf_status mcuf_attn_weighted_sum_s8(const mcuf_attn_head_params *p, const int8_t *probs, const int8_t *v,
+                                      int32_t v_stride, int8_t *out);
+
+/* ---------------------------------------------------------------------------------------------
+ * Fused row-wise attention block with token overwriting (DESIGN section 4):
+ *   pass 1, for every token t:  y = LN(x_t); r = qkv_down(y) if rank; K[t] = k(r); V[t] = v(r)
+ *   pass 2, for every token t:  y = LN(x_t); r = qkv_down(y) if rank; q = q(r)
+ *                               for each head h: scores = q_h . K_h^T; softmax in place;
+ *                                                o_h = probs . V_h
+ *                               a = proj(o); x_t = add(x_t, a)          (x_t overwritten)
+ * K and V are [tokens][dim]; head h uses columns [h*head_dim, (h+1)*head_dim).
+ * The H x T x T score tensor never exists: one row of `tokens` scores at a time.
+ * heads[h] are the per-head parameters (same quantization for every head, one entry per head).
+ * scratch: mcuf_attention_scratch_size() bytes.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct {
+    int32_t tokens;
+    int32_t dim;
+    int32_t heads;
+    mcuf_layernorm_params ln;
+    int32_t qkv_rank; /* 0 = dense; else qkv_down maps dim -> qkv_rank */
+    mcuf_linear_params qkv_down;
+    mcuf_linear_params q, k, v; /* (qkv_rank or dim) -> dim */
+    mcuf_attn_head_params head;  /* shared by all heads */
+    mcuf_softmax_params softmax; /* length = tokens */
+    mcuf_linear_params proj;     /* dim -> dim */
+    mcuf_add_params residual;    /* x_t (input1) + proj (input2) -> x_t */
+} mcuf_attention_params;
+
+int32_t mcuf_attention_scratch_size(const mcuf_attention_params *p);
+mcuf_status mcuf_attention_rowwise_s8(const mcuf_attention_params *p, int8_t *x, int8_t *k_buf, int8_t *v_buf,
+                                      int8_t *scratch);
+
+/* ---------------------------------------------------------------------------------------------
+ * Fused row-wise MLP block with token overwriting:
+ *   for every token t: y = LN(x_t); h = fc1(y) (low-rank: rank-R row buffer); h = lut(h);
+ *                      m = fc2(h); x_t = add(x_t, m)
+ * scratch: mcuf_mlp_scratch_size() bytes, O(dim + hidden + rank), independent of tokens.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct {
+    int32_t tokens;
+    int32_t dim;
+    int32_t hidden;
+    mcuf_layernorm_params ln;
+    mcuf_lowrank_params fc1; /* dim -> hidden */
+    const int8_t *gelu_table; /* [256] */
+    mcuf_lowrank_params fc2; /* hidden -> dim */
+    mcuf_add_params residual;
+} mcuf_mlp_params;
+
+int32_t mcuf_mlp_scratch_size(const mcuf_mlp_params *p);
+mcuf_status mcuf_mlp_rowwise_s8(const mcuf_mlp_params *p, int8_t *x, int8_t *scratch);
+
+/* ---------------------------------------------------------------------------------------------
+ * Decomposed patch embedding: the image (int8, HWC, image_h x image_w x channels) arrives one
+ * stripe of `patch` rows at a time through `read`; the full image is never in SRAM.
+ *   for stripe s in [0, image_h / patch): read(ctx, s, stripe_buf, patch * image_w * channels)
+ *     for each patch column g: patch vector v (index (py * patch + px) * channels + c)
+ *       x[t] = linear(proj, v) with bias token_bias[t][:]   (t = s * grid_w + g)
+ * proj.bias must be NULL: the position embedding is folded into token_bias [tokens][dim].
+ * scratch: mcuf_patch_embed_scratch_size() bytes (stripe buffer + one patch vector).
+ * ------------------------------------------------------------------------------------------- */
+typedef int32_t (*mcuf_stripe_reader)(void *ctx, int32_t stripe, int8_t *dst, int32_t n_bytes);
+
+typedef struct {
+    int32_t image_h, image_w, channels, patch;
+    int32_t dim;
+    mcuf_linear_params proj;   /* patch*patch*channels -> dim, bias NULL */
+    const int32_t *token_bias; /* [tokens][dim] */
+} mcuf_patch_embed_params;
+
+int32_t mcuf_patch_embed_scratch_size(const mcuf_patch_embed_params *p);
+mcuf_status mcuf_patch_embed_s8(const mcuf_patch_embed_params *p, mcuf_stripe_reader read, void *ctx,
+                                int8_t *scratch, int8_t *x);
+
+/* ---------------------------------------------------------------------------------------------
+ * Final LayerNorm + mean pooling + classifier:
+ *   for every token t: y = LN(x_t); acc[c] += y[c] + pool_input_offset      (int32 [dim])
+ *   pooled[c] = clamp(requantize(acc[c], pool) + pool_output_offset, -128, 127)
+ *   logits = linear(head, pooled)
+ * pool's real multiplier = s_y / (tokens * s_pooled).
+ * scratch: mcuf_pool_head_scratch_size() bytes.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct {
+    int32_t tokens;
+    int32_t dim;
+    int32_t classes;
+    mcuf_layernorm_params ln;
+    int32_t pool_input_offset;
+    int32_t pool_output_offset;
+    mcuf_requant pool;
+    mcuf_linear_params head;
+} mcuf_pool_head_params;
+
+int32_t mcuf_pool_head_scratch_size(const mcuf_pool_head_params *p);
+mcuf_status mcuf_pool_head_s8(const mcuf_pool_head_params *p, const int8_t *x, int8_t *scratch, int8_t *logits);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MCUF_H */
