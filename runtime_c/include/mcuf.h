@@ -11,6 +11,12 @@
  *   - requantization is TFLite's: Q31 multiplier + shift (shift > 0 = left shift), computed by
  *     mcuf_requantize() below; the compiler computes every multiplier, shift and table.
  *   - no float, no malloc, no stdio. Kernels that need scratch export *_scratch_size().
+ *   - every documented range is checked (MCUF_ERR_ARG). The checks depend only on the parameters
+ *     (one exception: softmax's zero sum, reachable only with an out-of-range table), and the
+ *     fused kernels run them all on their first row, before their first write to x: on
+ *     MCUF_ERR_ARG x is unchanged. Nothing in the library has undefined behaviour, whatever the
+ *     inputs.
+ *   - *_scratch_size() returns -1 when p is NULL, a size is negative or the total exceeds INT32_MAX.
  *
  * The Python integer reference (codegen/ref.py) computes exactly the same integers.
  */
@@ -36,6 +42,9 @@ typedef enum {
  *   mcuf_rdbpot(x, e): rounding divide by 2^e, e in [0, 31], round half away from zero.
  *   mcuf_requantize(x, m, s): left = s > 0 ? s : 0, right = s > 0 ? 0 : -s;
  *     return rdbpot(srdhm(x * 2^left, m), right). m in [2^30, 2^31) or 0; s in [-31, 30].
+ *     x * 2^left saturates to int32 (TFLite leaves that overflow undefined).
+ *   The helpers clamp an out-of-range exponent / shift into its range instead of shifting by it;
+ *   kernels reject such parameters before calling them.
  * ------------------------------------------------------------------------------------------- */
 int32_t mcuf_srdhm(int32_t a, int32_t b);
 int32_t mcuf_rdbpot(int32_t x, int32_t exponent);
@@ -51,8 +60,14 @@ typedef struct {
  *   acc[o] = sum_i (in[i] + input_offset) * w[o][i] + (bias ? bias[o] : 0)
  *   out[o] = clamp(mcuf_requantize(acc[o], multiplier[o], shift[o]) + output_offset,
  *                  act_min, act_max)
- * Ranges: in_features, out_features >= 1; -128 <= act_min <= act_max <= 127.
+ * The sum is exact in int32 (|term| <= 255 * 128, in_features <= MCUF_LINEAR_MAX_IN); adding the
+ * bias saturates to int32.
+ * Ranges: 1 <= in_features <= MCUF_LINEAR_MAX_IN, out_features >= 1; input_offset in [-127, 128];
+ *   output_offset in [-128, 127]; -128 <= act_min <= act_max <= 127; multiplier[o], shift[o] as
+ *   for mcuf_requant (checked for every channel).
  * ------------------------------------------------------------------------------------------- */
+#define MCUF_LINEAR_MAX_IN 65535
+
 typedef struct {
     int32_t in_features;
     int32_t out_features;
@@ -102,7 +117,10 @@ mcuf_status mcuf_lowrank_linear_s8(const mcuf_lowrank_params *p, const int8_t *i
  * n_i is the normalised value in Q(K). The compiler folds gamma, beta and the output scale:
  *   gamma[i] = round(gamma_f[i] * 2^G), beta[i] = round(beta_f[i] * 2^(K+G)),
  *   out real multiplier = 1 / (2^(K+G) * s_out).
- * Ranges: 1 <= dim <= 1024. in and out may be the same buffer (in place).
+ * acc_i is computed in int64 and saturated to int32: the floor in sigma lets |n_i| exceed 2^15
+ * by a few percent, so the int32 bound above is not guaranteed.
+ * Ranges: 1 <= dim <= 1024; input_offset in [-127, 128]; output_offset in [-128, 127].
+ * in and out may be the same buffer (in place).
  * ------------------------------------------------------------------------------------------- */
 #define MCUF_LN_NORM_BITS 10
 #define MCUF_LN_MAX_DIM 1024
@@ -125,6 +143,9 @@ mcuf_status mcuf_layernorm_s8(const mcuf_layernorm_params *p, const int8_t *inpu
  *   sum = sum_i e_i                                   (uint32)
  *   out_i = min((e_i * 256 + sum / 2) / sum, 255) - 128   (uint32 arithmetic, floor division)
  * exp_table[d] = round(2^16 * exp(-s_in * d)), so exp_table[0] = 65536 and sum >= 65536.
+ * Every entry must be in [0, 65536]; then sum <= 32767 * 65536 < 2^31 and nothing wraps.
+ * exp_table[0] == 65536 is checked; other entries are not (an out-of-range entry gives wrapped
+ * uint32 values, never undefined behaviour; a zero sum returns MCUF_ERR_ARG).
  * Ranges: 1 <= length <= 32767. in and out may be the same buffer.
  * ------------------------------------------------------------------------------------------- */
 #define MCUF_SOFTMAX_MAX_LENGTH 32767
@@ -138,7 +159,7 @@ mcuf_status mcuf_softmax_s8(const mcuf_softmax_params *p, const int8_t *input, i
 
 /* ---------------------------------------------------------------------------------------------
  * Elementwise table lookup (GELU and any int8 -> int8 function): out[i] = table[in[i] + 128].
- * in and out may be the same buffer.
+ * n >= 0. in and out may be the same buffer.
  * ------------------------------------------------------------------------------------------- */
 mcuf_status mcuf_lut_s8(const int8_t *table, int32_t n, const int8_t *input, int8_t *output);
 
@@ -148,7 +169,10 @@ mcuf_status mcuf_lut_s8(const int8_t *table, int32_t n, const int8_t *input, int
  *   b' = mcuf_requantize((b + input2_offset) << left_shift, input2.multiplier, input2.shift)
  *   out = clamp(mcuf_requantize(a' + b', output.multiplier, output.shift) + output_offset,
  *               act_min, act_max)
- * left_shift = 20. out may alias a or b (in place, element by element).
+ * a' + b' saturates to int32 (it cannot overflow with TFLite's parameters).
+ * left_shift = 20 (range [0, 23], so (a + offset) << left_shift fits int32). n >= 0.
+ * input offsets in [-127, 128]; output_offset in [-128, 127]; -128 <= act_min <= act_max <= 127.
+ * out may alias a or b (in place, element by element).
  * ------------------------------------------------------------------------------------------- */
 typedef struct {
     int32_t input1_offset;
@@ -171,6 +195,9 @@ mcuf_status mcuf_add_s8(const mcuf_add_params *p, int32_t n, const int8_t *a, co
  *   out[d]    = clamp(requantize(sum_j (probs[j] + 128) * (v[j*v_stride + d] + v_offset),
  *                                av) + out_offset, -128, 127)
  * The 1/sqrt(head_dim) factor is folded into `score`. probs are softmax outputs (zp -128).
+ * Sums are exact in int32: |term| <= 255 * 255 and tokens, head_dim <= 32767.
+ * Ranges: 1 <= tokens <= 32767; 1 <= head_dim <= 32767; q/k/v offsets in [-127, 128];
+ *   score_offset, out_offset in [-128, 127]; k_stride, v_stride >= head_dim.
  * ------------------------------------------------------------------------------------------- */
 typedef struct {
     int32_t tokens;
@@ -196,8 +223,12 @@ mcuf_status mcuf_attn_weighted_sum_s8(const mcuf_attn_head_params *p, const int8
  *                               a = proj(o); x_t = add(x_t, a)          (x_t overwritten)
  * K and V are [tokens][dim]; head h uses columns [h*head_dim, (h+1)*head_dim).
  * The H x T x T score tensor never exists: one row of `tokens` scores at a time.
- * heads[h] are the per-head parameters (same quantization for every head, one entry per head).
- * scratch: mcuf_attention_scratch_size() bytes.
+ * All heads share one quantization: `head` (head.tokens = tokens, head.head_dim = dim / heads).
+ * Ranges: 1 <= tokens <= 32767; 1 <= dim <= MCUF_LN_MAX_DIM; heads divides dim; every part's
+ *   shape must match (ln.dim, q/k/v/proj and qkv_down features, head, softmax.length).
+ * scratch: mcuf_attention_scratch_size() bytes, layout (each part rounded up to 4 bytes):
+ *   LN row [dim] | qkv_down row [qkv_rank] | q row [dim] | scores/probs [tokens] | concat [dim] |
+ *   proj row [dim].
  * ------------------------------------------------------------------------------------------- */
 typedef struct {
     int32_t tokens;
@@ -221,7 +252,10 @@ mcuf_status mcuf_attention_rowwise_s8(const mcuf_attention_params *p, int8_t *x,
  * Fused row-wise MLP block with token overwriting:
  *   for every token t: y = LN(x_t); h = fc1(y) (low-rank: rank-R row buffer); h = lut(h);
  *                      m = fc2(h); x_t = add(x_t, m)
- * scratch: mcuf_mlp_scratch_size() bytes, O(dim + hidden + rank), independent of tokens.
+ * Ranges: tokens >= 1; 1 <= dim <= MCUF_LN_MAX_DIM; hidden >= 1; fc1: dim -> hidden, fc2: hidden -> dim.
+ * scratch: mcuf_mlp_scratch_size() bytes, O(dim + hidden + rank), independent of tokens; layout
+ *   (each part rounded up to 4 bytes): LN row [dim] | fc1 mid [fc1.rank] | hidden [hidden] |
+ *   fc2 mid [fc2.rank] | fc2 out [dim].
  * ------------------------------------------------------------------------------------------- */
 typedef struct {
     int32_t tokens;
@@ -244,7 +278,11 @@ mcuf_status mcuf_mlp_rowwise_s8(const mcuf_mlp_params *p, int8_t *x, int8_t *scr
  *     for each patch column g: patch vector v (index (py * patch + px) * channels + c)
  *       x[t] = linear(proj, v) with bias token_bias[t][:]   (t = s * grid_w + g)
  * proj.bias must be NULL: the position embedding is folded into token_bias [tokens][dim].
- * scratch: mcuf_patch_embed_scratch_size() bytes (stripe buffer + one patch vector).
+ * read returns 0 on success; any other value stops the kernel with MCUF_ERR_INPUT (tokens of
+ * earlier stripes are then already written).
+ * Ranges: image_h, image_w multiples of patch >= 1; proj.in_features = patch*patch*channels.
+ * scratch: mcuf_patch_embed_scratch_size() bytes (stripe buffer + one patch vector, each rounded
+ * up to 4 bytes).
  * ------------------------------------------------------------------------------------------- */
 typedef int32_t (*mcuf_stripe_reader)(void *ctx, int32_t stripe, int8_t *dst, int32_t n_bytes);
 
@@ -265,7 +303,10 @@ mcuf_status mcuf_patch_embed_s8(const mcuf_patch_embed_params *p, mcuf_stripe_re
  *   pooled[c] = clamp(requantize(acc[c], pool) + pool_output_offset, -128, 127)
  *   logits = linear(head, pooled)
  * pool's real multiplier = s_y / (tokens * s_pooled).
- * scratch: mcuf_pool_head_scratch_size() bytes.
+ * Ranges: 1 <= tokens <= 2^23 (acc stays exact in int32); pool_input_offset in [-127, 128];
+ *   pool_output_offset in [-128, 127].
+ * scratch: mcuf_pool_head_scratch_size() bytes, 4-byte aligned (checked), layout:
+ *   acc int32 [dim] | LN row [dim] | pooled [dim] (int8 parts rounded up to 4 bytes).
  * ------------------------------------------------------------------------------------------- */
 typedef struct {
     int32_t tokens;

@@ -1,0 +1,43 @@
+"""The compiler driver: static ViT -> quantized, fused, planned, verified graph -> lowered model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from codegen import int_exec
+from codegen.cost import Cost, cost_of_graph
+from codegen.frontend import from_torch
+from codegen.ir import Graph
+from codegen.lower import LoweredModel, lower
+from codegen.pipeline import run_pipeline
+from codegen.quantize import calibrate, input_qparams, quantize, quantize_images
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledModel:
+    float_graph: Graph  # primitive, float
+    graph: Graph  # quantized, fused, scheduled, planned, verified
+    lowered: LoweredModel
+    cost: Cost
+
+    def quantize_input(self, images_hwc: np.ndarray) -> np.ndarray:
+        return quantize_images(images_hwc, input_qparams(self.graph))
+
+    def run_int8(self, images_int8: np.ndarray) -> np.ndarray:
+        """Integer reference logits (B, classes) int8: exactly what the C prints."""
+        return int_exec.run_batch(self.graph, images_int8)
+
+
+def to_hwc(images_nchw: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(images_nchw, dtype=np.float64).transpose(0, 2, 3, 1))
+
+
+def compile_model(model, calibration_nchw: np.ndarray, log: Callable[[str], None] | None = None) -> CompiledModel:
+    """model: mcuformer.model.ViT; calibration images (B, C, H, W) float at the model's resolution."""
+    float_graph = from_torch(model)
+    ranges = calibrate(float_graph, to_hwc(calibration_nchw))
+    graph = run_pipeline(quantize(float_graph, ranges), log)
+    return CompiledModel(float_graph, graph, lower(graph), cost_of_graph(graph))

@@ -1,0 +1,89 @@
+"""Exact deployment cost of an architecture: the same frontend, fusion and planner as `export`.
+
+The search calls ``estimate`` for every candidate, so the search and the exported C can never
+disagree about what fits. Everything is computed from shapes (no weights needed):
+- arena: the planner's arena (exact: the C declares exactly this many bytes);
+- flash: every constant array the emitter writes (exact, checked against the emitted arrays in
+  tests) plus the code and parameter structs (a per-core constant measured from built ELFs,
+  see docs/memory.md);
+- peak SRAM: arena + the stack reserved in the linker script + static data of the runtime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from codegen.frontend import build_graph
+from codegen.ir import Graph, Op
+from codegen.pipeline import run_pipeline
+from mcuformer.arch import ArchConfig
+from mcuformer.boards import Board
+
+STACK_RESERVE_BYTES = 2048  # reserved by the linker script; kernels use < 512 B (measured in QEMU)
+STATIC_SRAM_BYTES = 64  # runtime/platform statics besides the arena (counters, stack paint state)
+CODE_FLASH_BYTES = 16 * 1024  # code + vectors + param structs upper bound, measured per export (docs)
+NUM_TEST_INPUTS = 4  # test images embedded in flash by `export`
+EXP_TABLE_BYTES = 256 * 4
+LUT_BYTES = 256
+
+
+@dataclass(frozen=True)
+class Cost:
+    arena_bytes: int
+    naive_arena_bytes: int
+    lower_bound_bytes: int
+    peak_sram_bytes: int
+    weight_bytes: int  # all constant arrays of the model (weights, biases, multipliers, tables)
+    flash_bytes: int
+
+    def fits(self, board: Board) -> tuple[bool, bool]:
+        """(fits SRAM, fits flash)."""
+        return self.peak_sram_bytes <= board.sram_bytes, self.flash_bytes <= board.flash_bytes
+
+
+def _linear_bytes(out_f: int, in_f: int, bias: bool) -> int:
+    # int8 weights + int32 bias + int32 multiplier and shift per output channel
+    return out_f * in_f + (4 * out_f if bias else 0) + 8 * out_f
+
+
+def constant_bytes(graph: Graph) -> int:
+    """Bytes of every constant array the emitter writes for this (primitive or fused) graph."""
+    total = 0
+    for node in (n for top in graph.nodes for n in (top.body or (top,))):
+        a = node.attrs
+        if node.op == Op.LINEAR:
+            total += _linear_bytes(
+                a.out_features, a.in_features, a.role not in ("qkv_down",) and not a.role.endswith(".down")
+            )
+        elif node.op == Op.PATCH_EMBED:
+            tokens, dim = graph.tensors[node.outputs[0]].shape
+            patch_dim = a.patch * a.patch * graph.tensors[node.inputs[0]].shape[2]
+            total += _linear_bytes(dim, patch_dim, bias=False) + 4 * tokens * dim  # token bias (pos folded)
+        elif node.op == Op.LAYERNORM:
+            total += 8 * graph.tensors[node.inputs[0]].shape[1]  # int32 gamma and beta
+        elif node.op == Op.SOFTMAX:
+            total += EXP_TABLE_BYTES
+        elif node.op == Op.GELU:
+            total += LUT_BYTES
+    return total
+
+
+def cost_of_graph(graph: Graph, test_inputs: int = NUM_TEST_INPUTS) -> Cost:
+    """Cost of a graph that went through the pipeline (has a plan)."""
+    plan = graph.meta["plan"]
+    weights = constant_bytes(graph)
+    image = graph.tensors[graph.inputs[0]]
+    image_bytes = image.shape[0] * image.shape[1] * image.shape[2]
+    flash = weights + test_inputs * image_bytes + CODE_FLASH_BYTES
+    return Cost(
+        arena_bytes=plan.arena_bytes,
+        naive_arena_bytes=plan.naive_arena_bytes,
+        lower_bound_bytes=plan.lower_bound_bytes,
+        peak_sram_bytes=plan.arena_bytes + STACK_RESERVE_BYTES + STATIC_SRAM_BYTES,
+        weight_bytes=weights,
+        flash_bytes=flash,
+    )
+
+
+def estimate(arch: ArchConfig) -> Cost:
+    return cost_of_graph(run_pipeline(build_graph(arch)))

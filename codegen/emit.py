@@ -1,0 +1,90 @@
+"""C emission: render the lowered model into project files. Pure: returns {path: text}, writes nothing."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import jinja2
+import numpy as np
+
+import mcuformer
+from codegen.ir import Graph
+from codegen.lower import LoweredModel, format_values
+from mcuformer.boards import Board
+
+MODEL_SOURCES = ("model/model.c", "model/test_inputs.c")
+INCLUDE_DIRS = ("model", "runtime/include", "platform")
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resources.files("codegen") / "templates")),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def runtime_sources(board: Board) -> dict[str, str]:
+    """The runtime_c files a board's project uses: {project path: text}. Portable kernels always;
+    a DSP core replaces a portable file by the optimized file of the same name under src/dsp/."""
+    root = resources.files("runtime_c")
+    files = {"runtime/include/mcuf.h": (root / "include" / "mcuf.h").read_text()}
+    optimized = {p.name: p for p in (root / "src" / "dsp").iterdir()} if (root / "src" / "dsp").is_dir() else {}
+    for src in sorted((root / "src").iterdir(), key=lambda p: p.name):
+        if not src.name.endswith(".c"):
+            continue
+        chosen = optimized.get(src.name) if board.dsp else None
+        files[f"runtime/src/{src.name}"] = (chosen or src).read_text()
+    return files
+
+
+def render_model_files(
+    graph: Graph, lowered: LoweredModel, test_images: np.ndarray, test_labels: list[int]
+) -> dict[str, str]:
+    arch = graph.meta["arch"]
+    plan = graph.meta["plan"]
+    in_q = graph.tensors[graph.inputs[0]].qparams
+    out_q = graph.tensors[graph.outputs[0]].qparams
+    assert in_q is not None and out_q is not None
+    assert test_images.dtype == np.int8 and test_images.shape[1:] == graph.tensors[graph.inputs[0]].shape
+    context = {
+        "version": mcuformer.__version__,
+        "arch_summary": arch.short(),
+        "image_h": arch.image_size,
+        "image_w": arch.image_size,
+        "channels": arch.in_channels,
+        "patch": arch.patch_size,
+        "num_classes": arch.num_classes,
+        "num_test_inputs": len(test_images),
+        "arena_bytes": lowered.arena_bytes,
+        "naive_arena_bytes": plan.naive_arena_bytes,
+        "lower_bound_bytes": plan.lower_bound_bytes,
+        "constant_bytes": lowered.constant_bytes,
+        "input_scale": f"{in_q.scale:.9g}",
+        "input_zero_point": in_q.zero_point,
+        "output_scale": f"{out_q.scale:.9g}",
+        "output_zero_point": out_q.zero_point,
+        "arrays": lowered.arrays,
+        "structs": lowered.structs,
+        "calls": lowered.calls,
+        "images": [
+            {"label": int(label), "body": format_values(image)} for image, label in zip(test_images, test_labels, strict=True)
+        ],
+    }
+    env = _env()
+    return {
+        "model/model.h": env.get_template("model.h.j2").render(context),
+        "model/model.c": env.get_template("model.c.j2").render(context),
+        "model/test_inputs.c": env.get_template("test_inputs.c.j2").render(context),
+    }
+
+
+def render_readme(context: dict) -> str:
+    return _env().get_template("project_readme.md.j2").render(context)
+
+
+def project_sources(runtime_files: dict[str, str]) -> list[str]:
+    return list(MODEL_SOURCES) + sorted(p for p in runtime_files if p.endswith(".c"))

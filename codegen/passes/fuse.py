@@ -1,0 +1,88 @@
+"""Fuse pass: replace each model unit (patch embedding, attention block, MLP block, head) by one fused
+node that runs row by row (DESIGN section 4), keeping the primitive nodes as its ``body``.
+
+The fused node declares what the memory planner needs: the residual stream is updated in place
+(``inplace``), K and V are per-node ``workspace`` tensors, and ``scratch_bytes`` is the row scratch
+of the C kernel (the *_scratch_size contract, mirrored by codegen.scratch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from codegen import scratch
+from codegen.ir import Graph, IRError, Node, Op
+
+# Role sequences each fusion accepts (low-rank variants add the *.down / *.up roles).
+_PATTERNS: dict[Op, tuple[tuple[str, ...], ...]] = {
+    Op.FUSED_PATCH_EMBED: (("proj",),),
+    Op.FUSED_ATTENTION: (
+        ("ln", "q", "k", "v", "scores", "softmax", "av", "proj", "residual"),
+        ("ln", "qkv_down", "q", "k", "v", "scores", "softmax", "av", "proj", "residual"),
+    ),
+    Op.FUSED_MLP: tuple(
+        ("ln", *fc1, "gelu", *fc2, "residual")
+        for fc1 in (("fc1",), ("fc1.down", "fc1.up"))
+        for fc2 in (("fc2",), ("fc2.down", "fc2.up"))
+    ),
+    Op.FUSED_POOL_HEAD: (("ln", "pool", "classifier"),),
+}
+
+
+def _fused_op(scope: str) -> Op:
+    if scope == "patch_embed":
+        return Op.FUSED_PATCH_EMBED
+    if scope == "head":
+        return Op.FUSED_POOL_HEAD
+    if scope.endswith(".attn"):
+        return Op.FUSED_ATTENTION
+    if scope.endswith(".mlp"):
+        return Op.FUSED_MLP
+    raise IRError(f"no fusion for scope '{scope}'")
+
+
+def _group_by_scope(nodes: tuple[Node, ...]) -> list[list[Node]]:
+    groups: list[list[Node]] = []
+    for node in nodes:
+        if groups and groups[-1][0].scope == node.scope:
+            groups[-1].append(node)
+        else:
+            groups.append([node])
+    return groups
+
+
+def fuse(graph: Graph) -> Graph:
+    fused: list[Node] = []
+    for body in _group_by_scope(graph.nodes):
+        scope = body[0].scope
+        op = _fused_op(scope)
+        roles = tuple(n.attrs.role for n in body)
+        if roles not in _PATTERNS[op]:
+            raise IRError(f"{scope}: op sequence {roles} matches no {op.value} pattern")
+        by_role = {n.attrs.role: n for n in body}
+        produced = {t for n in body for t in n.outputs}
+        inputs = tuple(dict.fromkeys(t for n in body for t in n.inputs if t not in produced))
+        outputs = (body[-1].outputs[0],)
+        inplace: tuple[tuple[str, str], ...] = ()
+        workspace: tuple[str, ...] = ()
+        if op in (Op.FUSED_ATTENTION, Op.FUSED_MLP):
+            inplace = ((by_role["ln"].inputs[0], outputs[0]),)  # token overwriting of the residual stream
+        if op == Op.FUSED_ATTENTION:
+            workspace = (by_role["k"].outputs[0], by_role["v"].outputs[0])
+        node = Node(
+            name=scope,
+            op=op,
+            inputs=inputs,
+            outputs=outputs,
+            scope=scope,
+            body=tuple(body),
+            inplace=inplace,
+            workspace=workspace,
+            scratch_bytes=scratch.for_fused(op, tuple(body), graph),
+        )
+        if graph.meta.get("quantized"):
+            from codegen.fused_kernels import build_fused_kernel
+
+            node = replace(node, kernel=build_fused_kernel(node, graph))
+        fused.append(node)
+    return graph.with_nodes(tuple(fused))

@@ -1,0 +1,146 @@
+"""Plan pass: static arena offsets from buffer lifetimes (DESIGN section 4).
+
+- A buffer is one IR tensor, or a chain of tensors joined by in-place pairs (token overwriting makes
+  the whole residual stream one buffer), or a fused node's workspace/scratch.
+- Lifetimes are [first, last] step indices in the schedule, inclusive.
+- Placement is greedy first fit by decreasing size (TFLite Micro's GreedyMemoryPlanner rule), so the
+  naive figure and ours differ only in what is materialised, not in the allocator.
+- naive: the unfused op-by-op graph, every tensor materialised (image, H x T x T scores, T x M MLP
+  hidden...), no in-place. lower bound: the most bytes alive at any one step of our schedule.
+Streamed inputs (the image, read stripe by stripe) and caller-owned outputs (logits) are not in the
+arena of the fused plan; the naive plan materialises them as TFLite Micro would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from codegen.ir import Graph, Node
+
+ALIGN = 4
+
+
+def _aligned(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+@dataclass(frozen=True)
+class Buffer:
+    name: str
+    size: int  # bytes, multiple of ALIGN
+    first: int  # first step alive (inclusive)
+    last: int  # last step alive (inclusive)
+    tensors: tuple[str, ...] = ()
+    offset: int = -1
+
+    def overlaps_in_time(self, other: Buffer) -> bool:
+        return self.first <= other.last and other.first <= self.last
+
+    def overlaps_in_space(self, other: Buffer) -> bool:
+        return self.offset < other.offset + other.size and other.offset < self.offset + self.size
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    buffers: tuple[Buffer, ...]
+    arena_bytes: int
+    naive_arena_bytes: int
+    lower_bound_bytes: int
+    steps: int
+
+    def buffer_of(self, tensor: str) -> Buffer:
+        for buf in self.buffers:
+            if tensor in buf.tensors or buf.name == tensor:
+                return buf
+        raise KeyError(tensor)
+
+    def offset_of(self, tensor: str) -> int:
+        return self.buffer_of(tensor).offset
+
+
+def place_greedy(buffers: list[Buffer]) -> tuple[list[Buffer], int]:
+    """Greedy first fit, largest first; ties by first use then name (deterministic)."""
+    placed: list[Buffer] = []
+    for buf in sorted(buffers, key=lambda b: (-b.size, b.first, b.name)):
+        live = sorted((p for p in placed if p.overlaps_in_time(buf)), key=lambda p: p.offset)
+        offset = 0
+        for other in live:
+            if offset + buf.size <= other.offset:
+                break
+            offset = max(offset, other.offset + other.size)
+        placed.append(replace(buf, offset=offset))
+    arena = max((b.offset + b.size for b in placed), default=0)
+    return sorted(placed, key=lambda b: (b.offset, b.first, b.name)), arena
+
+
+def peak_live_bytes(buffers: list[Buffer], steps: int) -> int:
+    return max((sum(b.size for b in buffers if b.first <= s <= b.last) for s in range(steps)), default=0)
+
+
+def _lifetimes(graph: Graph, nodes: tuple[Node, ...], excluded: set[str], inplace: bool) -> list[Buffer]:
+    """Buffers for the tensors touched by ``nodes`` (one step each)."""
+    parent: dict[str, str] = {}
+
+    def find(name: str) -> str:
+        while parent.get(name, name) != name:
+            name = parent[name]
+        return name
+
+    if inplace:
+        for node in nodes:
+            for src, dst in node.inplace:
+                parent[find(dst)] = find(src)
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    members: dict[str, list[str]] = {}
+    for step, node in enumerate(nodes):
+        for name in node.inputs + node.outputs + node.workspace:
+            if name in excluded:
+                continue
+            root = find(name)
+            first.setdefault(root, step)
+            last[root] = step
+            if name not in members.setdefault(root, []):
+                members[root].append(name)
+    end = len(nodes) - 1
+    for name in graph.outputs:  # graph outputs stay alive to the end
+        if name not in excluded and find(name) in last:
+            last[find(name)] = end
+    buffers = [
+        Buffer(
+            root,
+            _aligned(max(graph.tensors[t].nbytes for t in members[root])),
+            first[root],
+            last[root],
+            tuple(members[root]),
+        )
+        for root in first
+    ]
+    for step, node in enumerate(nodes):
+        if node.scratch_bytes:
+            buffers.append(Buffer(f"{node.name}.scratch", _aligned(node.scratch_bytes), step, step, ()))
+    return buffers
+
+
+def _int8_sizes(graph: Graph) -> Graph:
+    """Arena sizes are those of the int8 deployment even on a float (shapes-only) graph."""
+    if graph.meta.get("quantized"):
+        return graph
+    tensors = {name: replace(t, dtype="int8") for name, t in graph.tensors.items()}
+    return replace(graph, tensors=tensors)
+
+
+def plan(graph: Graph) -> Graph:
+    g = _int8_sizes(graph)
+    excluded = set(graph.meta.get("streamed_inputs", ())) | set(graph.meta.get("external_outputs", ()))
+    ours, arena = place_greedy(_lifetimes(g, g.nodes, excluded, inplace=True))
+    primitive = tuple(n for node in g.nodes for n in (node.body or (node,)))
+    naive_buffers, naive_arena = place_greedy(_lifetimes(g, primitive, set(), inplace=False))
+    memory = MemoryPlan(
+        buffers=tuple(ours),
+        arena_bytes=arena,
+        naive_arena_bytes=naive_arena,
+        lower_bound_bytes=peak_live_bytes(ours, len(g.nodes)),
+        steps=len(g.nodes),
+    )
+    return replace(graph, meta={**graph.meta, "plan": memory})

@@ -1,0 +1,737 @@
+"""Integer parameters of the C kernels (runtime_c/include/mcuf.h).
+
+Three parts:
+
+- Frozen dataclasses that mirror the C parameter structs field by field: same names, same order.
+  Scalars are Python ``int``; pointers are numpy arrays of the C element type (``np.int8`` /
+  ``np.int32``) in the documented shape, or ``None`` for NULL; nested structs hold the nested
+  dataclass. ``C_TYPE`` names the C struct. A code emitter can walk them with
+  ``dataclasses.fields()`` and write C initializers in declaration order.
+- Builders that turn float quantities (scales, zero points, float weights) into those integers.
+- Scratch sizes that return exactly what the C ``*_scratch_size()`` functions return.
+
+Rounding: every float -> int conversion here rounds half away from zero (``round_half_away``),
+as TFLite's ``std::round`` does; ``quantize_tensor`` uses the same rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+import numpy as np
+
+# Constants of mcuf.h.
+LN_NORM_BITS = 10  # MCUF_LN_NORM_BITS (K)
+LN_MAX_DIM = 1024  # MCUF_LN_MAX_DIM
+SOFTMAX_MAX_LENGTH = 32767  # MCUF_SOFTMAX_MAX_LENGTH
+LINEAR_MAX_IN = 65535  # MCUF_LINEAR_MAX_IN
+ADD_LEFT_SHIFT = 20
+EXP_ONE = 1 << 16  # exp_table[0]
+INT32_MIN = -(1 << 31)
+INT32_MAX = (1 << 31) - 1
+PROB_SCALE = 1.0 / 256.0  # softmax output scale
+PROB_ZERO_POINT = -128  # softmax output zero point
+
+
+# ---------------------------------------------------------------------------------------------
+# Dataclasses mirroring the C structs
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_array(obj: object, name: str, dtype: type, shape: tuple[int, ...] | None) -> None:
+    """Require field `name` to be None or a C-contiguous array of `dtype` (and `shape`, if known)."""
+    value = getattr(obj, name)
+    if value is None:
+        return
+    if not isinstance(value, np.ndarray) or value.dtype != np.dtype(dtype):
+        got = value.dtype if isinstance(value, np.ndarray) else type(value).__name__
+        raise TypeError(f"{type(obj).__name__}.{name} must be a numpy {np.dtype(dtype)} array or None, got {got}")
+    if shape is not None and value.shape != shape:
+        raise ValueError(f"{type(obj).__name__}.{name} has shape {value.shape}, expected {shape}")
+    if not value.flags.c_contiguous:
+        object.__setattr__(obj, name, np.ascontiguousarray(value))
+
+
+def _check_ints(obj: object, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{type(obj).__name__}.{name} must be an int, got {type(value).__name__}")
+        if not INT32_MIN <= int(value) <= INT32_MAX:
+            raise ValueError(f"{type(obj).__name__}.{name} = {value} does not fit int32_t")
+        object.__setattr__(obj, name, int(value))
+
+
+@dataclass(frozen=True, eq=False)
+class Requant:
+    C_TYPE: ClassVar[str] = "mcuf_requant"
+    multiplier: int  # Q31, [2^30, 2^31) or 0
+    shift: int  # [-31, 30], > 0 is a left shift
+
+    def __post_init__(self) -> None:
+        _check_ints(self, "multiplier", "shift")
+
+
+@dataclass(frozen=True, eq=False)
+class LinearParams:
+    C_TYPE: ClassVar[str] = "mcuf_linear_params"
+    in_features: int
+    out_features: int
+    input_offset: int  # -zero_point_in
+    output_offset: int  # zero_point_out
+    act_min: int
+    act_max: int
+    weights: np.ndarray | None  # int8 (out_features, in_features)
+    bias: np.ndarray | None  # int32 (out_features,) or None
+    multiplier: np.ndarray | None  # int32 (out_features,)
+    shift: np.ndarray | None  # int32 (out_features,)
+
+    def __post_init__(self) -> None:
+        _check_ints(self, "in_features", "out_features", "input_offset", "output_offset", "act_min", "act_max")
+        n_out, n_in = self.out_features, self.in_features
+        known = n_out >= 0 and n_in >= 0
+        _check_array(self, "weights", np.int8, (n_out, n_in) if known else None)
+        for name in ("bias", "multiplier", "shift"):
+            _check_array(self, name, np.int32, (n_out,) if known else None)
+
+    @classmethod
+    def empty(cls) -> LinearParams:
+        """All-zero parameters with NULL pointers: the unused `down` of a dense low-rank layer."""
+        return cls(0, 0, 0, 0, 0, 0, None, None, None, None)
+
+
+@dataclass(frozen=True, eq=False)
+class LowRankParams:
+    C_TYPE: ClassVar[str] = "mcuf_lowrank_params"
+    rank: int  # 0 = dense
+    down: LinearParams  # in -> rank; LinearParams.empty() when rank == 0
+    up: LinearParams  # rank (or in) -> out
+
+    def __post_init__(self) -> None:
+        _check_ints(self, "rank")
+
+
+@dataclass(frozen=True, eq=False)
+class LayerNormParams:
+    C_TYPE: ClassVar[str] = "mcuf_layernorm_params"
+    dim: int
+    input_offset: int
+    output_offset: int
+    gamma: np.ndarray | None  # int32 (dim,), gamma_f * 2^G
+    beta: np.ndarray | None  # int32 (dim,), beta_f * 2^(K+G)
+    out: Requant  # 1 / (2^(K+G) * s_out)
+
+    def __post_init__(self) -> None:
+        _check_ints(self, "dim", "input_offset", "output_offset")
+        for name in ("gamma", "beta"):
+            _check_array(self, name, np.int32, (self.dim,) if self.dim >= 0 else None)
+
+
+@dataclass(frozen=True, eq=False)
+class SoftmaxParams:
+    C_TYPE: ClassVar[str] = "mcuf_softmax_params"
+    length: int
+    exp_table: np.ndarray | None  # int32 (256,)
+
+    def __post_init__(self) -> None:
+        _check_ints(self, "length")
+        _check_array(self, "exp_table", np.int32, (256,))
+
+
+@dataclass(frozen=True, eq=False)
+class AddParams:
+    C_TYPE: ClassVar[str] = "mcuf_add_params"
+    input1_offset: int
+    input2_offset: int
+    output_offset: int
+    left_shift: int
+    input1: Requant
+    input2: Requant
+    output: Requant
+    act_min: int
+    act_max: int
+
+    def __post_init__(self) -> None:
+        _check_ints(self, "input1_offset", "input2_offset", "output_offset", "left_shift", "act_min", "act_max")
+
+
+@dataclass(frozen=True, eq=False)
+class AttnHeadParams:
+    C_TYPE: ClassVar[str] = "mcuf_attn_head_params"
+    tokens: int
+    head_dim: int
+    q_offset: int
+    k_offset: int
+    v_offset: int
+    score_offset: int
+    out_offset: int
+    score: Requant  # s_q * s_k / (sqrt(head_dim) * s_score)
+    av: Requant  # s_v / (256 * s_out)
+
+    def __post_init__(self) -> None:
+        _check_ints(self, "tokens", "head_dim", "q_offset", "k_offset", "v_offset", "score_offset", "out_offset")
+
+
+@dataclass(frozen=True, eq=False)
+class AttentionParams:
+    C_TYPE: ClassVar[str] = "mcuf_attention_params"
+    tokens: int
+    dim: int
+    heads: int
+    ln: LayerNormParams
+    qkv_rank: int  # 0 = dense
+    qkv_down: LinearParams  # dim -> qkv_rank; LinearParams.empty() when dense
+    q: LinearParams
+    k: LinearParams
+    v: LinearParams
+    head: AttnHeadParams
+    softmax: SoftmaxParams
+    proj: LinearParams
+    residual: AddParams
+
+    def __post_init__(self) -> None:
+        _check_ints(self, "tokens", "dim", "heads", "qkv_rank")
+
+
+@dataclass(frozen=True, eq=False)
+class MLPParams:
+    C_TYPE: ClassVar[str] = "mcuf_mlp_params"
+    tokens: int
+    dim: int
+    hidden: int
+    ln: LayerNormParams
+    fc1: LowRankParams
+    gelu_table: np.ndarray | None  # int8 (256,)
+    fc2: LowRankParams
+    residual: AddParams
+
+    def __post_init__(self) -> None:
+        _check_ints(self, "tokens", "dim", "hidden")
+        _check_array(self, "gelu_table", np.int8, (256,))
+
+
+@dataclass(frozen=True, eq=False)
+class PatchEmbedParams:
+    C_TYPE: ClassVar[str] = "mcuf_patch_embed_params"
+    image_h: int
+    image_w: int
+    channels: int
+    patch: int
+    dim: int
+    proj: LinearParams  # patch*patch*channels -> dim, bias None
+    token_bias: np.ndarray | None  # int32 (tokens, dim)
+
+    def __post_init__(self) -> None:
+        _check_ints(self, "image_h", "image_w", "channels", "patch", "dim")
+        shape = None
+        if self.patch > 0 and self.image_h >= 0 and self.image_w >= 0 and self.dim >= 0:
+            shape = ((self.image_h // self.patch) * (self.image_w // self.patch), self.dim)
+        _check_array(self, "token_bias", np.int32, shape)
+
+    @property
+    def tokens(self) -> int:
+        return (self.image_h // self.patch) * (self.image_w // self.patch)
+
+
+@dataclass(frozen=True, eq=False)
+class PoolHeadParams:
+    C_TYPE: ClassVar[str] = "mcuf_pool_head_params"
+    tokens: int
+    dim: int
+    classes: int
+    ln: LayerNormParams
+    pool_input_offset: int
+    pool_output_offset: int
+    pool: Requant  # s_y / (tokens * s_pooled)
+    head: LinearParams
+
+    def __post_init__(self) -> None:
+        _check_ints(self, "tokens", "dim", "classes", "pool_input_offset", "pool_output_offset")
+
+
+PARAM_TYPES: tuple[type, ...] = (
+    Requant,
+    LinearParams,
+    LowRankParams,
+    LayerNormParams,
+    SoftmaxParams,
+    AddParams,
+    AttnHeadParams,
+    AttentionParams,
+    MLPParams,
+    PatchEmbedParams,
+    PoolHeadParams,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Rounding and tensor quantization
+# ---------------------------------------------------------------------------------------------
+
+
+def round_half_away(x: np.ndarray | float) -> np.ndarray:
+    """Round to nearest, ties away from zero, exactly (no ``floor(x + 0.5)`` double rounding)."""
+    x = np.asarray(x, dtype=np.float64)
+    a = np.abs(x)
+    f = np.floor(a)
+    r = f + (a - f >= 0.5)  # a - floor(a) is exact in binary floating point
+    return np.copysign(r, x)
+
+
+def _round_int(x: float) -> int:
+    return int(round_half_away(x))
+
+
+def _check_scale(name: str, scale: float) -> None:
+    if not (math.isfinite(scale) and scale > 0.0):
+        raise ValueError(f"{name} must be a positive finite scale, got {scale}")
+
+
+def _check_zp(name: str, zp: int) -> None:
+    if not -128 <= int(zp) <= 127:
+        raise ValueError(f"{name} must be an int8 zero point, got {zp}")
+
+
+def choose_qparams(vmin: float, vmax: float) -> tuple[float, int]:
+    """Asymmetric int8 (scale, zero_point) covering [min(vmin, 0), max(vmax, 0)]; 0.0 is exact."""
+    lo, hi = min(float(vmin), 0.0), max(float(vmax), 0.0)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"range must be finite, got [{vmin}, {vmax}]")
+    if hi == lo:
+        return 1.0, 0
+    scale = (hi - lo) / 255.0
+    zp = _round_int(-128.0 - lo / scale)
+    return scale, max(-128, min(127, zp))
+
+
+def quantize_tensor(x: np.ndarray | float, scale: float, zero_point: int) -> np.ndarray:
+    """clamp(round_half_away(x / scale) + zero_point, -128, 127) as int8."""
+    _check_scale("scale", scale)
+    q = round_half_away(np.asarray(x, dtype=np.float64) / scale) + int(zero_point)
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def dequantize_tensor(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    return (np.asarray(q, dtype=np.float64) - int(zero_point)) * scale
+
+
+# ---------------------------------------------------------------------------------------------
+# Multipliers
+# ---------------------------------------------------------------------------------------------
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """TFLite QuantizeMultiplier: real ~= multiplier * 2^(shift - 31), multiplier in [2^30, 2^31).
+
+    0.0 -> (0, 0). A real below 2^-32 (shift < -31) -> (0, 0). A real >= 2^30 saturates to
+    (2^31 - 1, 30). Negative or non-finite reals raise ValueError.
+    """
+    real = float(real)
+    if not math.isfinite(real) or real < 0.0:
+        raise ValueError(f"multiplier must be finite and >= 0, got {real}")
+    if real == 0.0:
+        return 0, 0
+    mantissa, exponent = math.frexp(real)  # real = mantissa * 2^exponent, mantissa in [0.5, 1)
+    q = _round_int(mantissa * float(1 << 31))  # scaling by 2^31 is exact
+    if q == 1 << 31:
+        q //= 2
+        exponent += 1
+    if exponent < -31:
+        return 0, 0
+    if exponent > 30:
+        return INT32_MAX, 30
+    return q, exponent
+
+
+def requant(real: float) -> Requant:
+    return Requant(*quantize_multiplier(real))
+
+
+def quantize_weights(weight_f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel symmetric int8: s_w[o] = max|w[o]| / 127 (1.0 for an all-zero row).
+
+    Returns (int8 weights (out, in), float64 scales (out,)).
+    """
+    w = np.asarray(weight_f, dtype=np.float64)
+    if w.ndim != 2:
+        raise ValueError(f"weights must be (out, in), got shape {w.shape}")
+    if not np.all(np.isfinite(w)):
+        raise ValueError("weights must be finite")
+    amax = np.abs(w).max(axis=1) if w.shape[1] else np.zeros(w.shape[0])
+    s_w = np.where(amax > 0.0, amax / 127.0, 1.0)
+    w_q = np.clip(round_half_away(w / s_w[:, None]), -127, 127).astype(np.int8)
+    return w_q, s_w
+
+
+def _quantize_bias(bias_f: np.ndarray, bias_scale: np.ndarray) -> np.ndarray:
+    b = round_half_away(np.asarray(bias_f, dtype=np.float64) / bias_scale)
+    return np.clip(b, INT32_MIN, INT32_MAX).astype(np.int32)
+
+
+def linear_params(
+    weight_f: np.ndarray,
+    bias_f: np.ndarray | None,
+    s_in: float,
+    zp_in: int,
+    s_out: float,
+    zp_out: int,
+    act_min: int = -128,
+    act_max: int = 127,
+) -> LinearParams:
+    """FULLY_CONNECTED int8 parameters for y = x @ W.T + b (W float (out, in), b float (out,))."""
+    _check_scale("s_in", s_in)
+    _check_scale("s_out", s_out)
+    _check_zp("zp_in", zp_in)
+    _check_zp("zp_out", zp_out)
+    w_q, s_w = quantize_weights(weight_f)
+    n_out, n_in = w_q.shape
+    pairs = [quantize_multiplier(s_in * float(s) / s_out) for s in s_w]
+    bias = None
+    if bias_f is not None:
+        bias_f = np.asarray(bias_f, dtype=np.float64)
+        if bias_f.shape != (n_out,):
+            raise ValueError(f"bias has shape {bias_f.shape}, expected {(n_out,)}")
+        bias = _quantize_bias(bias_f, s_in * s_w)
+    return LinearParams(
+        in_features=n_in,
+        out_features=n_out,
+        input_offset=-int(zp_in),
+        output_offset=int(zp_out),
+        act_min=int(act_min),
+        act_max=int(act_max),
+        weights=w_q,
+        bias=bias,
+        multiplier=np.array([m for m, _ in pairs], dtype=np.int32),
+        shift=np.array([s for _, s in pairs], dtype=np.int32),
+    )
+
+
+def lowrank_params(up: LinearParams, down: LinearParams | None = None) -> LowRankParams:
+    """Dense (down None, rank 0) or low-rank (rank = down.out_features) layer from two linears."""
+    if down is None:
+        return LowRankParams(rank=0, down=LinearParams.empty(), up=up)
+    if up.in_features != down.out_features:
+        raise ValueError(f"up.in_features {up.in_features} != down.out_features {down.out_features}")
+    return LowRankParams(rank=down.out_features, down=down, up=up)
+
+
+def layernorm_params(
+    gamma_f: np.ndarray, beta_f: np.ndarray, s_in: float, zp_in: int, s_out: float, zp_out: int
+) -> LayerNormParams:
+    """Integer LayerNorm: gamma = round(gamma_f * 2^G), beta = round(beta_f * 2^(K+G)).
+
+    G is the largest integer (capped at 30 - K) with max|gamma_f| * 2^G <= 2^15 - 1 and
+    max|beta_f| * 2^(K+G) <= 2^30 - 1. LayerNorm is invariant to the input scale, so s_in only
+    has to be valid; the integer kernel has no epsilon.
+    """
+    _check_scale("s_in", s_in)
+    _check_scale("s_out", s_out)
+    _check_zp("zp_in", zp_in)
+    _check_zp("zp_out", zp_out)
+    g = np.asarray(gamma_f, dtype=np.float64).reshape(-1)
+    b = np.asarray(beta_f, dtype=np.float64).reshape(-1)
+    if g.shape != b.shape or g.size == 0:
+        raise ValueError(f"gamma {g.shape} and beta {b.shape} must be the same non-empty shape")
+    if not (np.all(np.isfinite(g)) and np.all(np.isfinite(b))):
+        raise ValueError("gamma and beta must be finite")
+    k = LN_NORM_BITS
+    g_max, b_max = float(np.abs(g).max()), float(np.abs(b).max())
+    gexp = 30 - k
+    while g_max * 2.0**gexp > 32767.0 or b_max * 2.0 ** (k + gexp) > float((1 << 30) - 1):
+        gexp -= 1
+    gamma_q = round_half_away(g * 2.0**gexp).astype(np.int32)
+    beta_q = round_half_away(b * 2.0 ** (k + gexp)).astype(np.int32)
+    return LayerNormParams(
+        dim=g.size,
+        input_offset=-int(zp_in),
+        output_offset=int(zp_out),
+        gamma=gamma_q,
+        beta=beta_q,
+        out=requant(1.0 / (2.0 ** (k + gexp) * s_out)),
+    )
+
+
+def exp_table(s_in: float) -> np.ndarray:
+    """exp_table[d] = round(2^16 * exp(-s_in * d)), d in [0, 255]; int32 (256,)."""
+    _check_scale("s_in", s_in)
+    d = np.arange(256, dtype=np.float64)
+    return round_half_away(EXP_ONE * np.exp(-s_in * d)).astype(np.int32)
+
+
+def softmax_params(length: int, s_in: float) -> SoftmaxParams:
+    """Softmax over `length` int8 inputs of scale s_in (output scale 1/256, zero point -128)."""
+    return SoftmaxParams(length=int(length), exp_table=exp_table(s_in))
+
+
+def lut_table(fn: Callable[[float], float], s_in: float, zp_in: int, s_out: float, zp_out: int) -> np.ndarray:
+    """table[q + 128] = quantize(fn(dequantize(q))) for every int8 q; int8 (256,)."""
+    _check_scale("s_in", s_in)
+    _check_scale("s_out", s_out)
+    _check_zp("zp_in", zp_in)
+    _check_zp("zp_out", zp_out)
+    q = np.arange(-128, 128, dtype=np.float64)
+    y = np.array([fn(float(v)) for v in s_in * (q - zp_in)], dtype=np.float64)
+    return quantize_tensor(y, s_out, zp_out)
+
+
+def gelu(x: float) -> float:
+    """Exact (erf) GELU, as torch.nn.functional.gelu's default."""
+    return 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def gelu_table(s_in: float, zp_in: int, s_out: float, zp_out: int) -> np.ndarray:
+    return lut_table(gelu, s_in, zp_in, s_out, zp_out)
+
+
+def add_params(
+    s1: float,
+    zp1: int,
+    s2: float,
+    zp2: int,
+    s_out: float,
+    zp_out: int,
+    act_min: int = -128,
+    act_max: int = 127,
+) -> AddParams:
+    """TFLite ADD int8: inputs rescaled to twice the larger input scale, with 20 bits of headroom."""
+    for name, s in (("s1", s1), ("s2", s2), ("s_out", s_out)):
+        _check_scale(name, s)
+    for name, zp in (("zp1", zp1), ("zp2", zp2), ("zp_out", zp_out)):
+        _check_zp(name, zp)
+    twice_max_input_scale = 2.0 * max(s1, s2)
+    return AddParams(
+        input1_offset=-int(zp1),
+        input2_offset=-int(zp2),
+        output_offset=int(zp_out),
+        left_shift=ADD_LEFT_SHIFT,
+        input1=requant(s1 / twice_max_input_scale),
+        input2=requant(s2 / twice_max_input_scale),
+        output=requant(twice_max_input_scale / ((1 << ADD_LEFT_SHIFT) * s_out)),
+        act_min=int(act_min),
+        act_max=int(act_max),
+    )
+
+
+class ScaleZeroPoint(Protocol):
+    """Anything with a per-tensor scale and zero point (e.g. codegen.ir.QParams)."""
+
+    scale: float
+    zero_point: int
+
+
+def attn_scores_params(
+    tokens: int, head_dim: int, q: ScaleZeroPoint, k: ScaleZeroPoint, score: ScaleZeroPoint
+) -> AttnHeadParams:
+    """The score half of a head (1/sqrt(head_dim) folded in); the AV fields are zero.
+
+    Valid as is for mcuf_attn_scores_s8; merge_attn_head() joins it with attn_av_params().
+    """
+    _check_scale("q.scale", q.scale)
+    _check_scale("k.scale", k.scale)
+    _check_scale("score.scale", score.scale)
+    for name, zp in (("q", q.zero_point), ("k", k.zero_point), ("score", score.zero_point)):
+        _check_zp(f"{name}.zero_point", zp)
+    if head_dim < 1:
+        raise ValueError(f"head_dim must be >= 1, got {head_dim}")
+    return AttnHeadParams(
+        tokens=int(tokens),
+        head_dim=int(head_dim),
+        q_offset=-int(q.zero_point),
+        k_offset=-int(k.zero_point),
+        v_offset=0,
+        score_offset=int(score.zero_point),
+        out_offset=0,
+        score=requant(q.scale * k.scale / (math.sqrt(head_dim) * score.scale)),
+        av=Requant(0, 0),
+    )
+
+
+def attn_av_params(tokens: int, head_dim: int, v: ScaleZeroPoint, out: ScaleZeroPoint) -> AttnHeadParams:
+    """The weighted-sum half of a head (probs: scale 1/256, zero point -128); the score fields are zero.
+
+    Valid as is for mcuf_attn_weighted_sum_s8.
+    """
+    _check_scale("v.scale", v.scale)
+    _check_scale("out.scale", out.scale)
+    _check_zp("v.zero_point", v.zero_point)
+    _check_zp("out.zero_point", out.zero_point)
+    return AttnHeadParams(
+        tokens=int(tokens),
+        head_dim=int(head_dim),
+        q_offset=0,
+        k_offset=0,
+        v_offset=-int(v.zero_point),
+        score_offset=0,
+        out_offset=int(out.zero_point),
+        score=Requant(0, 0),
+        av=requant(PROB_SCALE * v.scale / out.scale),
+    )
+
+
+def merge_attn_head(scores: AttnHeadParams, av: AttnHeadParams) -> AttnHeadParams:
+    """One head's full parameters from attn_scores_params() and attn_av_params()."""
+    if (scores.tokens, scores.head_dim) != (av.tokens, av.head_dim):
+        raise ValueError("score and AV halves disagree on tokens / head_dim")
+    return AttnHeadParams(
+        tokens=scores.tokens,
+        head_dim=scores.head_dim,
+        q_offset=scores.q_offset,
+        k_offset=scores.k_offset,
+        v_offset=av.v_offset,
+        score_offset=scores.score_offset,
+        out_offset=av.out_offset,
+        score=scores.score,
+        av=av.av,
+    )
+
+
+@dataclass(frozen=True)
+class _SZ:
+    scale: float
+    zero_point: int
+
+
+def attn_head_params(
+    tokens: int,
+    head_dim: int,
+    s_q: float,
+    zp_q: int,
+    s_k: float,
+    zp_k: int,
+    s_v: float,
+    zp_v: int,
+    s_score: float,
+    zp_score: int,
+    s_out: float,
+    zp_out: int,
+) -> AttnHeadParams:
+    """One head's score row (scale s_score, 1/sqrt(head_dim) folded in) and weighted sum.
+
+    The probabilities feeding the weighted sum have scale 1/256 and zero point -128.
+    """
+    scores = attn_scores_params(tokens, head_dim, _SZ(s_q, zp_q), _SZ(s_k, zp_k), _SZ(s_score, zp_score))
+    return merge_attn_head(scores, attn_av_params(tokens, head_dim, _SZ(s_v, zp_v), _SZ(s_out, zp_out)))
+
+
+def pool_requant(tokens: int, s_y: float, s_pooled: float) -> Requant:
+    """Mean pooling: pooled = sum_t (y_t - zp_y) * s_y / (tokens * s_pooled) + zp_pooled."""
+    _check_scale("s_y", s_y)
+    _check_scale("s_pooled", s_pooled)
+    if tokens < 1:
+        raise ValueError(f"tokens must be >= 1, got {tokens}")
+    return requant(s_y / (tokens * s_pooled))
+
+
+@dataclass(frozen=True)
+class MeanPool:
+    """The pooling part of PoolHeadParams (pool_input_offset, pool_output_offset, pool); not a C struct."""
+
+    input_offset: int
+    output_offset: int
+    requant: Requant
+
+
+def mean_pool_params(tokens: int, s_in: float, zp_in: int, s_out: float, zp_out: int) -> MeanPool:
+    """Mean over `tokens` rows of an int8 tensor (s_in, zp_in) into int8 (s_out, zp_out)."""
+    _check_zp("zp_in", zp_in)
+    _check_zp("zp_out", zp_out)
+    return MeanPool(input_offset=-int(zp_in), output_offset=int(zp_out), requant=pool_requant(tokens, s_in, s_out))
+
+
+def patch_embed_params(
+    weight_f: np.ndarray,
+    bias_f: np.ndarray | None,
+    image_h: int,
+    image_w: int,
+    channels: int,
+    patch: int,
+    s_in: float,
+    zp_in: int,
+    s_out: float,
+    zp_out: int,
+    pos_f: np.ndarray | None = None,
+) -> PatchEmbedParams:
+    """Patch embedding with the linear bias and the position embedding folded into token_bias.
+
+    weight_f is (dim, patch*patch*channels) in patch-vector order (py, px, c), as the model's
+    ``patch_embed`` Linear. bias_f is (dim,) or already per token (tokens, dim); pos_f
+    (tokens, dim) is added to it. Either may be None.
+    """
+    if patch < 1 or image_h % patch or image_w % patch:
+        raise ValueError(f"image {image_h}x{image_w} is not a whole number of {patch}x{patch} patches")
+    proj = linear_params(weight_f, None, s_in, zp_in, s_out, zp_out)
+    if proj.in_features != patch * patch * channels:
+        raise ValueError(f"weight has {proj.in_features} inputs, expected patch*patch*channels")
+    dim = proj.out_features
+    tokens = (image_h // patch) * (image_w // patch)
+    _, s_w = quantize_weights(weight_f)
+    real_bias = np.zeros((tokens, dim), dtype=np.float64)
+    if bias_f is not None:
+        bias_f = np.asarray(bias_f, dtype=np.float64)
+        if bias_f.shape not in ((dim,), (tokens, dim)):
+            raise ValueError(f"bias has shape {bias_f.shape}, expected {(dim,)} or {(tokens, dim)}")
+        real_bias += bias_f
+    if pos_f is not None:
+        real_bias += np.asarray(pos_f, dtype=np.float64).reshape(tokens, dim)
+    token_bias = _quantize_bias(real_bias, (s_in * s_w)[None, :])
+    return PatchEmbedParams(
+        image_h=int(image_h),
+        image_w=int(image_w),
+        channels=int(channels),
+        patch=int(patch),
+        dim=dim,
+        proj=proj,
+        token_bias=token_bias,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Scratch sizes: exactly the C *_scratch_size() results (-1 for a negative size or an overflow)
+# ---------------------------------------------------------------------------------------------
+
+
+def align4(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def _layout(*parts: int) -> int:
+    if any(p < 0 for p in parts):
+        return -1
+    total = sum(align4(p) for p in parts)
+    return -1 if total > INT32_MAX else total
+
+
+def lowrank_scratch_size(p: LowRankParams) -> int:
+    """int8 [rank] intermediate row (0 when dense)."""
+    return -1 if p.rank < 0 or p.rank > INT32_MAX - 3 else align4(p.rank)
+
+
+def attention_scratch_size(p: AttentionParams) -> int:
+    """LN row | qkv_down row | q row | scores/probs | concat | proj row (each rounded to 4)."""
+    return _layout(p.dim, p.qkv_rank, p.dim, p.tokens, p.dim, p.dim)
+
+
+def mlp_scratch_size(p: MLPParams) -> int:
+    """LN row | fc1 mid | hidden | fc2 mid | fc2 out (each rounded to 4)."""
+    return _layout(p.dim, p.fc1.rank, p.hidden, p.fc2.rank, p.dim)
+
+
+def patch_embed_scratch_size(p: PatchEmbedParams) -> int:
+    """Stripe buffer (patch rows of the image) | one patch vector (each rounded to 4)."""
+    if min(p.image_h, p.image_w, p.channels, p.patch) < 0:
+        return -1
+    stripe = p.patch * p.image_w * p.channels
+    vec = p.patch * p.patch * p.channels
+    if stripe > INT32_MAX - 3 or vec > INT32_MAX - 3:
+        return -1
+    return _layout(stripe, vec)
+
+
+def pool_head_scratch_size(p: PoolHeadParams) -> int:
+    """int32 accumulators [dim] | LN row | pooled row (int8 parts rounded to 4)."""
+    if p.dim < 0:
+        return -1
+    total = 4 * p.dim + 2 * align4(p.dim)
+    return -1 if total > INT32_MAX else total

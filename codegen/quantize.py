@@ -1,0 +1,89 @@
+"""Post-training int8 quantization: calibration ranges -> int8 tensors + per-node integer kernels.
+
+Activations: asymmetric per-tensor int8 from the calibrated [min, max] (always containing 0).
+Softmax outputs are fixed at scale 1/256, zero point -128 (the kernel's contract). Weights are
+symmetric per output channel (codegen.qparams). Everything the C needs is computed here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from codegen import qparams as qp
+from codegen.float_exec import run_float
+from codegen.ir import Graph, Node, Op, QParams, Tensor
+
+PROBS_QPARAMS = QParams(1.0 / 256.0, -128)
+
+
+def calibrate(graph: Graph, images_hwc: np.ndarray) -> dict[str, tuple[float, float]]:
+    """Per-tensor (min, max) over a calibration batch of float (B, H, W, C) images."""
+    values = run_float(graph, images_hwc)
+    return {name: (float(v.min()), float(v.max())) for name, v in values.items()}
+
+
+def _tensor_qparams(graph: Graph, ranges: dict[str, tuple[float, float]]) -> dict[str, QParams]:
+    result: dict[str, QParams] = {}
+    for name in graph.tensors:
+        if name.endswith(".probs"):
+            result[name] = PROBS_QPARAMS
+        else:
+            lo, hi = ranges[name]
+            scale, zero_point = qp.choose_qparams(lo, hi)
+            result[name] = QParams(scale, zero_point)
+    return result
+
+
+def _kernel(node: Node, q: dict[str, QParams], graph: Graph):
+    a = node.attrs
+    ins = [q[name] for name in node.inputs]
+    out = q[node.outputs[0]]
+    if node.op == Op.LINEAR:
+        return qp.linear_params(a.weight, a.bias, ins[0].scale, ins[0].zero_point, out.scale, out.zero_point)
+    if node.op == Op.PATCH_EMBED:
+        h, w, c = graph.tensors[node.inputs[0]].shape
+        return qp.patch_embed_params(
+            a.weight, a.bias, h, w, c, a.patch, ins[0].scale, ins[0].zero_point, out.scale, out.zero_point
+        )
+    if node.op == Op.LAYERNORM:
+        return qp.layernorm_params(a.gamma, a.beta, ins[0].scale, ins[0].zero_point, out.scale, out.zero_point)
+    if node.op == Op.ATTN_SCORES:
+        tokens, dim = graph.tensors[node.inputs[0]].shape
+        return qp.attn_scores_params(tokens, dim // a.heads, ins[0], ins[1], out)
+    if node.op == Op.SOFTMAX:
+        return qp.softmax_params(graph.tensors[node.inputs[0]].shape[-1], ins[0].scale)
+    if node.op == Op.ATTN_AV:
+        tokens, dim = graph.tensors[node.inputs[1]].shape
+        return qp.attn_av_params(tokens, dim // a.heads, ins[1], out)
+    if node.op == Op.ADD:
+        return qp.add_params(
+            ins[0].scale, ins[0].zero_point, ins[1].scale, ins[1].zero_point, out.scale, out.zero_point
+        )
+    if node.op == Op.GELU:
+        return qp.gelu_table(ins[0].scale, ins[0].zero_point, out.scale, out.zero_point)
+    if node.op == Op.MEAN_POOL:
+        tokens = graph.tensors[node.inputs[0]].shape[0]
+        return qp.mean_pool_params(tokens, ins[0].scale, ins[0].zero_point, out.scale, out.zero_point)
+    raise ValueError(f"no quantization rule for {node.op}")
+
+
+def quantize(graph: Graph, ranges: dict[str, tuple[float, float]]) -> Graph:
+    """Float primitive graph + calibration ranges -> int8 graph whose nodes carry integer kernels."""
+    assert not graph.meta.get("quantized"), "graph is already quantized"
+    q = _tensor_qparams(graph, ranges)
+    tensors = {name: replace(t, dtype="int8", qparams=q[name]) for name, t in graph.tensors.items()}
+    nodes = tuple(replace(node, kernel=_kernel(node, q, graph)) for node in graph.nodes)
+    return replace(graph, tensors=tensors, nodes=nodes, meta={**graph.meta, "quantized": True})
+
+
+def quantize_images(images_hwc: np.ndarray, qparams: QParams) -> np.ndarray:
+    """Float (B, H, W, C) images -> int8 with the graph input's quantization."""
+    return qp.quantize_tensor(images_hwc, qparams.scale, qparams.zero_point)
+
+
+def input_qparams(graph: Graph) -> QParams:
+    tensor: Tensor = graph.tensors[graph.inputs[0]]
+    assert tensor.qparams is not None
+    return tensor.qparams

@@ -1,0 +1,5 @@
+import sys
+
+from mcuformer.cli import main
+
+sys.exit(main())

@@ -1,0 +1,153 @@
+"""Command-line interface: boards, search, export, emulate, demo, memory-plot.
+
+User mistakes raise UserError and print one line `error: ...` with exit status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mcuformer.errors import UserError
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def cmd_boards(args: argparse.Namespace) -> int:
+    from mcuformer.boards import all_boards, format_bytes
+
+    rows = [("board", "core", "DSP", "SRAM", "flash", "emulator")]
+    for b in all_boards():
+        machine = f"qemu-system-arm -M {b.qemu_machine}" if b.qemu_machine else "native (host cc)"
+        rows.append(
+            (b.name, b.core, "yes" if b.dsp else "no", format_bytes(b.sram_bytes), format_bytes(b.flash_bytes), machine)
+        )
+    if args.json:
+        print(json.dumps([dict(zip(rows[0], r, strict=True)) for r in rows[1:]], indent=2))
+        return 0
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from mcuformer.workflow import SearchOptions, run_search
+
+    run_search(
+        SearchOptions(
+            board=args.board,
+            sram=args.sram,
+            flash=args.flash,
+            data=args.data,
+            out=Path(args.out),
+            force=args.force,
+            seed=args.seed,
+            epochs=args.epochs,
+            finetune_epochs=args.finetune_epochs,
+            population=args.population,
+            generations=args.generations,
+        ),
+        _log,
+    )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from mcuformer.workflow import run_export
+
+    run_export(Path(args.run), args.board, Path(args.out), args.force, _log)
+    return 0
+
+
+def cmd_emulate(args: argparse.Namespace) -> int:
+    from mcuformer.workflow import run_emulate
+
+    result = run_emulate(
+        Path(args.project), host=args.host, sanitize=not args.no_sanitize, log=_log if not args.json else None
+    )
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    return 0 if result["bit_exact"] else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mcuformer.workflow import run_demo
+
+    return 0 if run_demo(Path(args.out), args.force, _log) else 1
+
+
+def cmd_memory_plot(args: argparse.Namespace) -> int:
+    from mcuformer.workflow import run_memory_plot
+
+    run_memory_plot(Path(args.project), Path(args.out) if args.out else None, _log)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mcuformer", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("boards", help="list the supported boards")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_boards)
+
+    p = sub.add_parser("search", help="train a supernet and search a ViT that fits a board/budget")
+    p.add_argument("--board", required=True)
+    p.add_argument("--sram", help="SRAM budget, e.g. 64KiB (default: the board's SRAM)")
+    p.add_argument("--flash", help="flash budget, e.g. 512KiB (default: the board's flash)")
+    p.add_argument("--data", default="digits", help="digits, a .npz file or an image folder")
+    p.add_argument("--out", required=True, help="run directory to create")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=30, help="supernet training epochs")
+    p.add_argument("--finetune-epochs", type=int, default=15)
+    p.add_argument("--population", type=int, default=50)
+    p.add_argument("--generations", type=int, default=20)
+    p.add_argument("--force", action="store_true", help="replace an existing run directory")
+    p.set_defaults(fn=cmd_search)
+
+    p = sub.add_parser("export", help="quantize and compile a searched model into a C project")
+    p.add_argument("run", help="run directory written by `mcuformer search`")
+    p.add_argument("--board", required=True)
+    p.add_argument("--out", required=True, help="project directory to create")
+    p.add_argument("--force", action="store_true", help="replace an existing project directory")
+    p.set_defaults(fn=cmd_export)
+
+    p = sub.add_parser("emulate", help="build and run a project in QEMU (or natively) and check bit-exactness")
+    p.add_argument("project")
+    p.add_argument("--host", action="store_true", help="build and run natively with the host compiler")
+    p.add_argument("--no-sanitize", action="store_true", help="host build without -fsanitize=address,undefined")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(fn=cmd_emulate)
+
+    p = sub.add_parser("demo", help="search -> export -> emulate on digits with a budget that binds")
+    p.add_argument("--out", default="demo")
+    p.add_argument("--force", action="store_true", help="replace an existing demo directory")
+    p.set_defaults(fn=cmd_demo)
+
+    p = sub.add_parser("memory-plot", help="draw a project's memory timeline over operators as a PNG")
+    p.add_argument("project")
+    p.add_argument("--out", help="PNG path (default PROJECT/memory_timeline.png)")
+    p.set_defaults(fn=cmd_memory_plot)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

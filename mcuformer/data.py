@@ -1,0 +1,177 @@
+"""Datasets: scikit-learn's digits (the default, no download), a .npz file, or an image folder.
+
+Every loader returns the same ``Dataset``: float images (N, C, H, W) in [-1, 1], int64 labels
+0..K-1, and a deterministic, seeded, stratified train/val split.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mcuformer.errors import UserError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+@dataclass
+class Dataset:
+    train_x: torch.Tensor  # (N, C, H, W) float32 in [-1, 1]
+    train_y: torch.Tensor  # (N,) int64 in [0, num_classes)
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    in_channels: int
+    num_classes: int
+    image_size: int
+    name: str
+    class_names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for x, y in ((self.train_x, self.train_y), (self.val_x, self.val_y)):
+            assert x.dtype == torch.float32 and y.dtype == torch.int64, (x.dtype, y.dtype)
+            assert x.shape[1:] == (self.in_channels, self.image_size, self.image_size), x.shape
+            assert x.shape[0] == y.shape[0], (x.shape, y.shape)
+
+    def summary(self) -> str:
+        return (
+            f"{self.name}: {len(self.train_y)} train / {len(self.val_y)} val images, "
+            f"{self.in_channels}x{self.image_size}x{self.image_size}, {self.num_classes} classes"
+        )
+
+
+def load_dataset(spec: str, seed: int = 0, val_fraction: float = 0.2) -> Dataset:
+    """``spec`` is "digits", a path to a .npz (keys ``x``: (N,H,W) or (N,H,W,C), ``y``: int labels),
+    or a path to a folder with one subfolder of PNG/JPG images per class."""
+    if not 0.0 < val_fraction < 1.0:
+        raise UserError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    class_names: list[str] = []
+    if spec == "digits":
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        x = digits.images.astype(np.float32) / 16.0 * 2.0 - 1.0  # (N, 8, 8), 0..16 -> [-1, 1]
+        x, y, name = x[:, None, :, :], digits.target.astype(np.int64), "digits"
+    else:
+        path = Path(spec)
+        if path.is_dir():
+            x, y, class_names = _read_image_folder(path)
+        elif path.is_file() and path.suffix.lower() == ".npz":
+            x, y = _read_npz(path)
+        elif path.exists():
+            raise UserError(f"dataset '{spec}' is neither a .npz file nor a folder: give 'digits', a .npz or a folder")
+        else:
+            raise UserError(f"dataset '{spec}' not found: give 'digits', a path to a .npz file or to an image folder")
+        name = path.stem if path.is_file() else path.name
+
+    train_idx, val_idx = stratified_split(y, val_fraction, seed)
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise UserError(f"dataset '{spec}' has too few images ({len(y)}) for a train/val split: add more images")
+    t = torch.from_numpy
+    return Dataset(
+        train_x=t(x[train_idx]).contiguous(),
+        train_y=t(y[train_idx]),
+        val_x=t(x[val_idx]).contiguous(),
+        val_y=t(y[val_idx]),
+        in_channels=x.shape[1],
+        num_classes=int(y.max()) + 1,
+        image_size=x.shape[2],
+        name=name,
+        class_names=class_names or [str(c) for c in range(int(y.max()) + 1)],
+    )
+
+
+def stratified_split(y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per class: shuffle with the seed, put round(n * val_fraction) images (at least one when the
+    class has two or more) into val. Returns sorted index arrays (train, val)."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n_val = int(round(len(idx) * val_fraction))
+        n_val = min(max(n_val, 1 if len(idx) >= 2 else 0), len(idx) - 1)
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def _normalise(x: np.ndarray, source: str) -> np.ndarray:
+    """uint8 0..255 or float [0, 1] -> float32 [-1, 1]; float already in [-1, 1] is kept."""
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / 255.0 * 2.0 - 1.0
+    if not np.issubdtype(x.dtype, np.floating):
+        raise UserError(f"{source}: images must be uint8 (0..255) or float, got {x.dtype}")
+    x = x.astype(np.float32)
+    lo, hi = float(x.min()), float(x.max())
+    if not np.isfinite(x).all():
+        raise UserError(f"{source}: images contain NaN or inf values")
+    if lo >= 0.0 and hi <= 1.0:
+        return x * 2.0 - 1.0
+    if lo >= -1.0 and hi <= 1.0:
+        return x
+    raise UserError(f"{source}: float images must be in [0, 1] or [-1, 1] (found {lo:g}..{hi:g}); or store uint8")
+
+
+def _to_nchw(x: np.ndarray, source: str) -> np.ndarray:
+    if x.ndim == 3:
+        x = x[:, :, :, None]
+    if x.ndim != 4:
+        raise UserError(f"{source}: images must have shape (N, H, W) or (N, H, W, C), got {x.shape}")
+    if x.shape[1] != x.shape[2]:
+        raise UserError(f"{source}: images must be square, got {x.shape[1]}x{x.shape[2]}; crop or pad them first")
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # (N, C, H, W)
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        f = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{path}: cannot read as .npz ({exc}); save it with numpy.savez(path, x=..., y=...)") from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise UserError(f"{path}: holds a single .npy array, not an .npz archive; use numpy.savez(path, x=..., y=...)")
+    with f:
+        missing = [k for k in ("x", "y") if k not in f.files]
+        if missing:
+            raise UserError(f"{path}: missing array(s) {missing}; the .npz needs 'x' (images) and 'y' (labels)")
+        x, y = f["x"], f["y"]
+    if y.ndim != 1 or len(y) != len(x) or len(y) == 0:
+        raise UserError(f"{path}: 'y' must be a 1-D label array with one entry per image ({x.shape} vs {y.shape})")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+        raise UserError(f"{path}: labels 'y' must be integers 0..K-1, got dtype {y.dtype}, min {y.min()}")
+    return _to_nchw(_normalise(x, str(path)), str(path)), y.astype(np.int64)
+
+
+def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from PIL import Image, UnidentifiedImageError
+
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    files = [
+        (f, label)
+        for label, c in enumerate(classes)
+        for f in sorted((root / c).iterdir())
+        if f.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    if not files:
+        raise UserError(f"{root}: no images found; expected one subfolder per class containing .png/.jpg files")
+    images = []  # (path, PIL image)
+    for f, _ in files:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                images.append((f, im.copy()))
+        except (OSError, UnidentifiedImageError) as exc:
+            raise UserError(f"{f}: cannot read image ({exc})") from None
+    gray = all(im.mode in GRAY_MODES for _, im in images)
+    size = images[0][1].size
+    arrays = []
+    for f, im in images:
+        if im.size != size:
+            raise UserError(f"{f}: size {im.size[0]}x{im.size[1]} differs from {size[0]}x{size[1]}; resize all images")
+        arrays.append(np.asarray(im.convert("L" if gray else "RGB"), dtype=np.uint8))
+    x = np.stack(arrays)  # (N, H, W) or (N, H, W, 3) uint8
+    y = np.array([label for _, label in files], dtype=np.int64)
+    return _to_nchw(_normalise(x, str(root)), str(root)), y, classes

@@ -1,0 +1,408 @@
+"""Build a generated project, run it in QEMU (or natively) and compare every logit with the Python
+integer reference stored in the project's report.json (DESIGN section 8, ``emulate --json``).
+
+What is measured and how:
+- logits: the harness (main.c) prints ``LOGITS <i> <v...>`` per test input.
+- instructions per inference: QEMU runs with ``-icount shift=0`` (one instruction = 1 ns of virtual
+  time); SysTick on the 25 MHz MPS2 processor clock ticks once per 40 instructions, so the count
+  is executed instructions with a resolution of 40, identical on every run. Not cycles.
+- stack_bytes: high-water mark since reset from stack painting (deepest overwritten word).
+- From the ELF section headers (build/qemu.elf), ``SHF_ALLOC`` sections only:
+    flash_bytes       = sum of sizes of sections with contents (not SHT_NOBITS): vectors, .text,
+                        .rodata (weights, tables, test inputs), .ARM.exidx and the .data load image;
+    static_sram_bytes = sum of sizes of writable sections (.data + .bss: arena and statics),
+                        excluding the reserved ``.stack`` and the ``.ram_free`` filler;
+    stack_reserved_bytes = size of ``.stack``.
+  measured peak SRAM = static_sram_bytes + stack_bytes.
+Host runs (``host=True``) measure none of these (None): only bit-exactness, under ASan/UBSan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mcuformer.boards import Board, format_bytes, get_board
+from mcuformer.errors import UserError
+
+DEFAULT_TIMEOUT_S = 300.0
+INSTRUCTIONS_NOTE = "executed instructions under QEMU -icount shift=0 (SysTick, resolution 40); not cycles"
+
+# QEMU accepts only its machine's own CPU for -cpu; a core it lacks (cortex-m0plus) runs on the
+# machine's CPU (mps2-an385 = Cortex-M3 runs Armv6-M code).
+QEMU_MACHINE_CPU = {
+    "mps2-an385": "cortex-m3",
+    "mps2-an386": "cortex-m4",
+    "mps2-an500": "cortex-m7",
+    "mps2-an505": "cortex-m33",
+}
+
+# Exit codes of runtime_c/platform/main.c (platform.h MCUF_EXIT_*).
+EXIT_MODEL_ERROR = 2
+EXIT_FAULT = 3
+EXIT_STACK_OVERFLOW = 4
+STATUS_NAMES = {-1: "MCUF_ERR_ARG", -2: "MCUF_ERR_INPUT"}
+
+# Sections of the linker script that are RAM reservations, not static data.
+NOT_STATIC_SECTIONS = frozenset({".stack", ".ram_free"})
+
+_OVERFLOW_RE = re.compile(r"region `(\w+)' overflowed by (\d+) bytes")
+_MEMORY_RE = re.compile(r"^\s*(\w+)\s*\([a-z]+\)\s*:\s*ORIGIN\s*=\s*\w+\s*,\s*LENGTH\s*=\s*(\d+)", re.MULTILINE)
+_OVERFLOW_WHAT = {"RAM": "arena/statics/stack", "FLASH": "weights/code/test inputs"}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    target: str  # "qemu:<machine>" or "host"
+    logits: list[list[int]]  # [input][class]
+    instructions: list[int]  # per inference; all 0 on the host (not measured)
+    stack_bytes: int | None  # None: not measured (host)
+    stack_reserved_bytes: int | None
+    static_sram_bytes: int | None
+    flash_bytes: int | None
+    output: str  # what the program printed (stdout + stderr)
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    input: int
+    index: int
+    expected: int | None  # None: the C printed a value the reference does not have
+    got: int | None  # None: the C printed no value here
+
+
+@dataclass(frozen=True)
+class ElfSizes:
+    flash_bytes: int
+    static_sram_bytes: int
+    stack_reserved_bytes: int
+
+
+# ------------------------------------------------------------------------------------------ project
+def _load_report(project: Path) -> dict:
+    report_path = project / "report.json"
+    if (
+        not project.is_dir()
+        or not report_path.is_file()
+        or not ((project / "Makefile").is_file() or (project / "Makefile.host").is_file())
+    ):
+        raise UserError(f"{project} is not an mcuformer project (no report.json); create one with `mcuformer export`")
+    try:
+        report = json.loads(report_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{report_path} is not valid JSON ({exc}); re-run `mcuformer export`") from None
+    if not isinstance(report, dict) or "board" not in report:
+        raise UserError(f"{report_path} has no 'board'; re-run `mcuformer export`")
+    return report
+
+
+def _project_board(project: Path) -> Board:
+    return get_board(str(_load_report(project)["board"]))
+
+
+def _use_host(board: Board, host: bool) -> bool:
+    return host or board.is_host
+
+
+def _host_executable(project: Path, sanitize: bool) -> Path:
+    return project / "build" / ("host-asan" if sanitize else "host") / "model"
+
+
+def _region_sizes(project: Path, board: Board) -> dict[str, int]:
+    """Region sizes the project links against (a budget can be smaller than the board)."""
+    sizes = {"RAM": board.sram_bytes, "FLASH": board.flash_bytes}
+    script = project / "linker" / "qemu.ld"
+    if script.is_file():
+        sizes.update({name: int(length) for name, length in _MEMORY_RE.findall(script.read_text())})
+    return sizes
+
+
+def _require_tool(tool: str, package: str) -> None:
+    if shutil.which(tool) is None:
+        raise UserError(f"{tool} not found; install the Debian package {package} (apt-get install {package})")
+
+
+# -------------------------------------------------------------------------------------------- build
+def build(project: Path, host: bool = False, sanitize: bool = True) -> Path:
+    """Build the project: ARM ``make qemu`` -> build/qemu.elf; host ``make -f Makefile.host``
+    (``SANITIZE=1`` with ASan/UBSan) -> build/host[-asan]/model. Returns the executable.
+
+    Raises UserError with one line: the link overflow ("model does not fit <board>: RAM overflowed
+    by N bytes (...)") or the first compiler error.
+    """
+    project = Path(project)
+    board = _project_board(project)
+    host = _use_host(board, host)
+    _require_tool("make", "make")
+    jobs = f"-j{min(os.cpu_count() or 1, 8)}"
+    if host:
+        _require_tool("cc", "gcc")
+        cmd = ["make", jobs, "-f", "Makefile.host", f"SANITIZE={int(sanitize)}"]
+        target = _host_executable(project, sanitize)
+    else:
+        if not (project / "Makefile").is_file():
+            raise UserError(f"{project} has no ARM Makefile (board {board.name}); use --host")
+        _require_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi")
+        cmd = ["make", jobs, "qemu"]
+        target = project / "build" / "qemu.elf"
+    proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise UserError(_build_error(project, board, " ".join(cmd), proc.stdout + proc.stderr))
+    if not target.is_file():
+        raise UserError(f"`{' '.join(cmd)}` in {project} succeeded but produced no {target.relative_to(project)}")
+    return target
+
+
+def _build_error(project: Path, board: Board, cmd: str, log: str) -> str:
+    overflows = {region: int(n) for region, n in _OVERFLOW_RE.findall(log)}
+    if overflows:
+        sizes = _region_sizes(project, board)
+        parts = [
+            f"{region} overflowed by {n} bytes ({_OVERFLOW_WHAT.get(region, 'contents')} exceed "
+            f"{format_bytes(sizes[region]) if region in sizes else 'the region'})"
+            for region, n in overflows.items()
+        ]
+        return f"model does not fit {board.name}: " + "; ".join(parts)
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    first = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "no output")
+    return f"build failed (`{cmd}` in {project}): {first}"
+
+
+# ---------------------------------------------------------------------------------------------- ELF
+def elf_sizes(elf: Path) -> ElfSizes:
+    """Flash, static SRAM and reserved stack of a 32-bit little-endian ELF (see module doc)."""
+    data = elf.read_bytes()
+    if data[:4] != b"\x7fELF" or data[4] != 1 or data[5] != 1:
+        raise UserError(f"{elf} is not a 32-bit little-endian ELF file")
+    shoff = struct.unpack_from("<I", data, 0x20)[0]
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x2E)
+    headers = [struct.unpack_from("<10I", data, shoff + i * shentsize) for i in range(shnum)]
+    strtab_offset = headers[shstrndx][4]
+
+    def name(offset: int) -> str:
+        end = data.index(b"\0", strtab_offset + offset)
+        return data[strtab_offset + offset : end].decode()
+
+    shf_write, shf_alloc, sht_nobits = 0x1, 0x2, 8
+    flash = sram = stack = 0
+    for sh_name, sh_type, sh_flags, _addr, _off, sh_size, *_ in headers:
+        if not sh_flags & shf_alloc:
+            continue
+        section = name(sh_name)
+        if section == ".stack":
+            stack = sh_size
+        if sh_type != sht_nobits:
+            flash += sh_size
+        if sh_flags & shf_write and section not in NOT_STATIC_SECTIONS:
+            sram += sh_size
+    return ElfSizes(flash_bytes=flash, static_sram_bytes=sram, stack_reserved_bytes=stack)
+
+
+# ---------------------------------------------------------------------------------------------- run
+def qemu_command(board: Board, elf: Path) -> list[str]:
+    return [
+        "qemu-system-arm",
+        "-M", board.qemu_machine,
+        "-cpu", QEMU_MACHINE_CPU.get(board.qemu_machine, board.core),
+        "-nographic",
+        "-semihosting-config", "enable=on,target=native",
+        "-icount", "shift=0",
+        "-kernel", str(elf),
+    ]  # fmt: skip
+
+
+def run(project: Path, host: bool = False, sanitize: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S) -> RunResult:
+    """Run a built project (``build`` first) and parse its output. Raises UserError on a model
+    error, a CPU fault, a stack overflow, a sanitizer report, a hang (timeout) or garbled output."""
+    project = Path(project)
+    board = _project_board(project)
+    host = _use_host(board, host)
+    if host:
+        exe = _host_executable(project, sanitize)
+        cmd, target, who = [str(exe.resolve())], "host", "the host build"
+        env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
+    else:
+        exe = project / "build" / "qemu.elf"
+        _require_tool("qemu-system-arm", "qemu-system-arm")
+        cmd, target, who = qemu_command(board, exe.resolve()), f"qemu:{board.qemu_machine}", "QEMU"
+        env = None
+    if not exe.is_file():
+        raise UserError(f"{exe} does not exist; build the project first")
+    try:
+        # QEMU 7.2 writes semihosting output to stderr: parse both streams.
+        proc = subprocess.run(
+            cmd, cwd=project, capture_output=True, text=True, errors="replace", stdin=subprocess.DEVNULL,
+            timeout=timeout_s, env=env,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise UserError(
+            f"{who} did not finish within {timeout_s:g} s running {project} (a hang, e.g. a fault loop, "
+            "or a model too slow for the emulator; pass a larger timeout)"
+        ) from None
+    output = proc.stdout + proc.stderr
+    parsed = _parse_output(output, proc.returncode, who)
+    if host:
+        return RunResult(target, parsed.logits, parsed.instructions, None, None, None, None, output)
+    sizes = elf_sizes(exe)
+    return RunResult(
+        target=target,
+        logits=parsed.logits,
+        instructions=parsed.instructions,
+        stack_bytes=parsed.stack,
+        stack_reserved_bytes=sizes.stack_reserved_bytes,
+        static_sram_bytes=sizes.static_sram_bytes,
+        flash_bytes=sizes.flash_bytes,
+        output=output,
+    )
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    logits: list[list[int]]
+    instructions: list[int]
+    stack: int
+
+
+def _parse_output(output: str, returncode: int, who: str) -> _Parsed:
+    logits: dict[int, list[int]] = {}
+    instructions: dict[int, int] = {}
+    stack: int | None = None
+    done = False
+    for line in output.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        key, args = fields[0], fields[1:]
+        try:
+            if key == "LOGITS" and args:
+                logits[int(args[0])] = [int(v) for v in args[1:]]
+            elif key == "INSTRUCTIONS" and len(args) == 2:
+                instructions[int(args[0])] = int(args[1])
+            elif key == "STACK" and len(args) == 1:
+                stack = int(args[0])
+            elif key == "DONE":
+                done = True
+            elif key == "ERROR" and len(args) == 2:
+                status = int(args[1])
+                raise UserError(
+                    f"the model returned {STATUS_NAMES.get(status, status)} on test input {args[0]} in {who}"
+                )
+            elif key == "STACK_OVERFLOW" and len(args) == 1:
+                raise UserError(
+                    f"stack overflow in {who}: the program used more than the {args[0]} bytes of stack "
+                    "reserved by the linker script; export with a larger stack"
+                )
+            elif key == "FAULT":
+                raise UserError(f"CPU fault in {who}: {line.strip()}")
+        except ValueError:
+            raise UserError(f"garbled output line from {who}: {line.strip()!r}") from None
+    if returncode != 0 or not done:
+        summary = next((ln.strip() for ln in output.splitlines() if "SUMMARY:" in ln or "runtime error" in ln), None)
+        if summary:
+            raise UserError(f"sanitizer error in {who}: {summary}")
+        last = output.strip().splitlines()[-1] if output.strip() else "no output"
+        raise UserError(f"{who} exited with status {returncode} before finishing: {last}")
+    if sorted(logits) != list(range(len(logits))) or sorted(instructions) != sorted(logits) or stack is None:
+        raise UserError(f"incomplete output from {who}: missing LOGITS, INSTRUCTIONS or STACK lines")
+    n = len(logits)
+    return _Parsed([logits[i] for i in range(n)], [instructions[i] for i in range(n)], stack)
+
+
+# ------------------------------------------------------------------------------------------ compare
+def compare(expected: list[list[int]], got: list[list[int]]) -> list[Mismatch]:
+    """Every (input, index) where the C differs from the reference, missing values included."""
+    mismatches: list[Mismatch] = []
+    for i in range(max(len(expected), len(got))):
+        exp_row = expected[i] if i < len(expected) else []
+        got_row = got[i] if i < len(got) else []
+        for j in range(max(len(exp_row), len(got_row))):
+            e = int(exp_row[j]) if j < len(exp_row) else None
+            g = int(got_row[j]) if j < len(got_row) else None
+            if e != g:
+                mismatches.append(Mismatch(input=i, index=j, expected=e, got=g))
+    return mismatches
+
+
+# ------------------------------------------------------------------------------------------ emulate
+def emulate(project: Path, host: bool = False, sanitize: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict:
+    """Build, run and compare; the ``emulate --json`` dict (DESIGN section 8).
+
+    Keys: target, board, bit_exact, inputs, mismatches [{input, index, expected, got}],
+    instructions_per_inference (mean over inputs, rounded; None on the host),
+    instructions_per_input, instructions_note, stack_bytes, stack_reserved_bytes,
+    static_sram_bytes, flash_bytes, measured_peak_sram_bytes (static + stack), sanitized.
+    """
+    project = Path(project)
+    report = _load_report(project)
+    board = get_board(str(report["board"]))
+    expected = report.get("expected_outputs")
+    if not isinstance(expected, list):
+        raise UserError(f"{project / 'report.json'} has no expected_outputs; re-run `mcuformer export`")
+    host = _use_host(board, host)
+    build(project, host=host, sanitize=sanitize)
+    result = run(project, host=host, sanitize=sanitize, timeout_s=timeout_s)
+    mismatches = compare(expected, result.logits)
+    measured = not host
+    counts = result.instructions if measured else None
+    peak = (
+        result.static_sram_bytes + result.stack_bytes
+        if result.static_sram_bytes is not None and result.stack_bytes is not None
+        else None
+    )
+    return {
+        "target": result.target,
+        "board": board.name,
+        "bit_exact": not mismatches,
+        "inputs": len(expected),
+        "mismatches": [asdict(m) for m in mismatches],
+        "instructions_per_inference": round(sum(counts) / len(counts)) if counts else None,
+        "instructions_per_input": counts,
+        "instructions_note": INSTRUCTIONS_NOTE if measured else "not measured on the host",
+        "stack_bytes": result.stack_bytes,
+        "stack_reserved_bytes": result.stack_reserved_bytes,
+        "static_sram_bytes": result.static_sram_bytes,
+        "flash_bytes": result.flash_bytes,
+        "measured_peak_sram_bytes": peak,
+        "sanitized": host and sanitize,
+    }
+
+
+def format_report(result: dict, max_mismatches: int = 10) -> str:
+    """Console summary of an ``emulate`` dict."""
+    n_inputs = result["inputs"]
+    mismatches = result["mismatches"]
+    if result["bit_exact"]:
+        verdict = f"PASS: {n_inputs}/{n_inputs} test inputs bit-exact with the Python integer reference"
+    else:
+        bad = len({m["input"] for m in mismatches})
+        verdict = f"FAIL: {len(mismatches)} logits differ from the Python integer reference in {bad}/{n_inputs} inputs"
+    target = result["target"] + (" (ASan+UBSan)" if result.get("sanitized") else "")
+    lines = [f"emulate {result['board']} on {target}: {verdict}"]
+    for m in mismatches[:max_mismatches]:
+        lines.append(f"  input {m['input']} logit {m['index']}: expected {m['expected']}, got {m['got']}")
+    if len(mismatches) > max_mismatches:
+        lines.append(f"  ... and {len(mismatches) - max_mismatches} more")
+    if result["instructions_per_inference"] is not None:
+        per_input = result["instructions_per_input"]
+        spread = f" (min {min(per_input):,}, max {max(per_input):,})" if len(set(per_input)) > 1 else ""
+        lines.append(
+            f"instructions per inference: {result['instructions_per_inference']:,}{spread} "
+            "- instructions (QEMU -icount), not cycles"
+        )
+    if result["stack_bytes"] is not None:
+        reserved = result.get("stack_reserved_bytes")
+        of = f" of {format_bytes(reserved)} reserved" if reserved else ""
+        lines.append(f"stack: {format_bytes(result['stack_bytes'])} used{of}")
+    if result["static_sram_bytes"] is not None:
+        lines.append(f"static SRAM: {format_bytes(result['static_sram_bytes'])} (.data + .bss: arena and statics)")
+    if result.get("measured_peak_sram_bytes") is not None:
+        lines.append(f"peak SRAM (static + stack): {format_bytes(result['measured_peak_sram_bytes'])}")
+    if result["flash_bytes"] is not None:
+        lines.append(f"flash: {format_bytes(result['flash_bytes'])}")
+    return "\n".join(lines)

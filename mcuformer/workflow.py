@@ -1,0 +1,431 @@
+"""The user jobs, end to end: search (RUN), export (PROJ), emulate, demo, memory plot.
+
+Outputs are built in a temporary sibling directory and renamed into place at the end, so a failed or
+interrupted job never leaves a half-written RUN or PROJ, and an existing one is only replaced with
+--force.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from mcuformer.arch import ArchConfig, SearchSpace, save_json
+from mcuformer.boards import Board, format_bytes, get_board, parse_bytes
+from mcuformer.errors import UserError
+
+Log = Callable[[str], None]
+NUM_TEST_INPUTS = 4
+CALIBRATION_IMAGES = 256
+
+
+# ----------------------------------------------------------------------------------------------- io
+@contextmanager
+def atomic_directory(out: Path, force: bool) -> Iterator[Path]:
+    """Yield a temporary directory that replaces ``out`` only if the block succeeds."""
+    out = out.resolve()
+    if out.exists() and not force:
+        raise UserError(f"{out} already exists; pass --force to replace it or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a directory; remove it or choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{int(time.time() * 1000)}"
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)
+
+
+def write_files(root: Path, files: dict[str, str]) -> None:
+    for rel, text in sorted(files.items()):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def resolve_board(name: str, sram: str | None, flash: str | None) -> Board:
+    board = get_board(name)
+    return board.with_budget(
+        parse_bytes(sram, "--sram") if sram else None, parse_bytes(flash, "--flash") if flash else None
+    )
+
+
+def default_space(image_size: int, in_channels: int, num_classes: int) -> SearchSpace:
+    """Digits-sized inputs use the built-in space; larger images scale resolution and patch choices."""
+    if image_size <= 16:
+        return SearchSpace(in_channels=in_channels, num_classes=num_classes)
+    sizes = tuple(sorted({max(8, image_size // 2 // 8 * 8), image_size // 8 * 8}))
+    return SearchSpace(image_sizes=sizes, patch_sizes=(4, 8), in_channels=in_channels, num_classes=num_classes)
+
+
+# ------------------------------------------------------------------------------------------- search
+@dataclass(frozen=True)
+class SearchOptions:
+    board: str
+    out: Path
+    sram: str | None = None
+    flash: str | None = None
+    data: str = "digits"
+    force: bool = False
+    seed: int = 0
+    epochs: int = 30
+    finetune_epochs: int = 15
+    population: int = 50
+    generations: int = 20
+
+
+class CostCache:
+    """Exact cost from codegen's planner, memoised per architecture."""
+
+    def __init__(self) -> None:
+        self._cache: dict[ArchConfig, tuple[int, int]] = {}
+
+    def __call__(self, arch: ArchConfig) -> tuple[int, int]:
+        if arch not in self._cache:
+            from codegen.cost import estimate
+
+            cost = estimate(arch)
+            self._cache[arch] = (cost.peak_sram_bytes, cost.flash_bytes)
+        return self._cache[arch]
+
+
+def run_search(opts: SearchOptions, log: Log) -> dict:
+    board = resolve_board(opts.board, opts.sram, opts.flash)  # user errors first, before heavy imports
+    import torch
+
+    from mcuformer.data import load_dataset
+    from nas.search import SearchConfig, evolution_search, plot_pareto
+    from nas.supernet import Supernet
+    from nas.train import TrainConfig, finetune, train_supernet
+
+    with atomic_directory(opts.out, opts.force) as tmp:
+        data = load_dataset(opts.data, seed=opts.seed)
+        space = default_space(data.image_size, data.in_channels, data.num_classes)
+        cost_fn = CostCache()
+        largest, smallest = space.largest(), space.smallest()
+        log(
+            f"board {board.name}: budget {format_bytes(board.sram_bytes)} SRAM, {format_bytes(board.flash_bytes)} flash"
+        )
+        for label, arch in (("largest", largest), ("smallest", smallest)):
+            sram, flash = cost_fn(arch)
+            fits = sram <= board.sram_bytes and flash <= board.flash_bytes
+            log(
+                f"{label} subnet {arch.short()}: peak SRAM {sram} B, flash {flash} B -> "
+                + ("fits" if fits else "does not fit")
+            )
+        log(f"data {data.summary()}")
+
+        torch.manual_seed(opts.seed)
+        supernet = Supernet(space)
+        train_cfg = TrainConfig(epochs=opts.epochs, seed=opts.seed)
+        log(f"training supernet: {opts.epochs} epochs, sandwich rule")
+        train_supernet(supernet, data, train_cfg, log)
+
+        search_cfg = SearchConfig(population=opts.population, generations=opts.generations, seed=opts.seed)
+        result = evolution_search(space, supernet, data, cost_fn, board.sram_bytes, board.flash_bytes, search_cfg, log)
+        log(
+            f"search: {result.evaluated} candidates costed, {result.rejected_sram} rejected for SRAM, "
+            f"{result.rejected_flash} rejected for flash; best {result.best_arch.short()} "
+            f"(supernet val top-1 {result.best_acc:.3f})"
+        )
+        model = supernet.extract(result.best_arch)
+        log(f"fine-tuning the winner: {opts.finetune_epochs} epochs")
+        finetune(model, data, TrainConfig(epochs=opts.finetune_epochs, seed=opts.seed, lr=5e-4), log)
+        model.eval()
+
+        compiled = compile_for(model, data)
+        float_acc, int8_acc = accuracies(model, compiled, data)
+        log(f"winner: float top-1 {float_acc:.4f}, int8 top-1 {int8_acc:.4f} (val, {len(data.val_y)} images)")
+        sram, flash = cost_fn(result.best_arch)
+        report = {
+            "arch": result.best_arch.to_json(),
+            "board": board.name,
+            "budget": {"sram_bytes": board.sram_bytes, "flash_bytes": board.flash_bytes},
+            "predicted": {"peak_sram_bytes": sram, "flash_bytes": flash, "arena_bytes": compiled.cost.arena_bytes},
+            "accuracy": {"float_top1": float_acc, "int8_top1": int8_acc, "supernet_top1": result.best_acc},
+            "search": {
+                "evaluated": result.evaluated,
+                "rejected_sram": result.rejected_sram,
+                "rejected_flash": result.rejected_flash,
+                "population": opts.population,
+                "generations": opts.generations,
+                "largest_fits": all(x <= y for x, y in zip(cost_fn(largest), (board.sram_bytes, board.flash_bytes), strict=True)),
+            },
+            "data": opts.data,
+            "seed": opts.seed,
+            "space": space.to_json(),
+        }
+        torch.save(model.state_dict(), tmp / "model.pt")
+        plot_pareto(result, tmp / "pareto.png")
+        save_json(str(tmp / "arch.json"), report)
+    log(f"wrote {opts.out}/arch.json, model.pt, pareto.png")
+    return report
+
+
+def compile_for(model, data):
+    from codegen.compile import compile_model
+    from mcuformer.model import resize_images
+
+    calib = resize_images(data.train_x[:CALIBRATION_IMAGES], model.arch.image_size).numpy()
+    return compile_model(model, calib)
+
+
+def accuracies(model, compiled, data) -> tuple[float, float]:
+    import torch
+
+    from codegen.compile import to_hwc
+    from mcuformer.model import resize_images
+
+    images = resize_images(data.val_x, model.arch.image_size)
+    with torch.no_grad():
+        float_pred = model(images).argmax(dim=1).numpy()
+    int_logits = compiled.run_int8(compiled.quantize_input(to_hwc(images.numpy())))
+    labels = data.val_y.numpy()
+    return float((float_pred == labels).mean()), float((int_logits.argmax(axis=1) == labels).mean())
+
+
+# ------------------------------------------------------------------------------------------- export
+def load_run(run: Path):
+    import torch
+
+    from mcuformer.model import ViT
+
+    arch_file = run / "arch.json"
+    if not run.is_dir():
+        raise UserError(f"run directory {run} does not exist; create it with `mcuformer search --out {run}`")
+    if not arch_file.is_file() or not (run / "model.pt").is_file():
+        raise UserError(f"{run} is not a search run (no arch.json/model.pt); create one with `mcuformer search`")
+    try:
+        report = json.loads(arch_file.read_text())
+        arch = ArchConfig.from_json(report["arch"])
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise UserError(f"{arch_file} is not a valid arch.json ({exc}); re-run `mcuformer search`") from None
+    model = ViT(arch)
+    model.load_state_dict(torch.load(run / "model.pt", map_location="cpu", weights_only=True))
+    model.eval()
+    return model, report
+
+
+def run_export(run: Path, board_name: str, out: Path, force: bool, log: Log) -> dict:
+    board = get_board(board_name)  # user errors first, before heavy imports
+    if not (run / "arch.json").is_file():
+        load_run(run)  # raises the right UserError
+    from codegen.board_files import render_board_files
+    from codegen.compile import to_hwc
+    from codegen.emit import project_sources, render_model_files, render_readme, runtime_sources
+    from mcuformer.data import load_dataset
+    from mcuformer.model import resize_images
+
+    model, run_report = load_run(run)
+    arch = model.arch
+    data = load_dataset(run_report.get("data", "digits"), seed=int(run_report.get("seed", 0)))
+    if (data.in_channels, data.num_classes) != (arch.in_channels, arch.num_classes):
+        raise UserError(f"data '{run_report.get('data')}' does not match the run's architecture")
+    with atomic_directory(out, force) as tmp:
+        log(f"compiling {arch.short()} for {board.name}")
+        compiled = compile_for(model, data)
+        float_acc, int8_acc = accuracies(model, compiled, data)
+        test_float = resize_images(data.val_x[:NUM_TEST_INPUTS], arch.image_size).numpy()
+        test_int8 = compiled.quantize_input(to_hwc(test_float))
+        expected = compiled.run_int8(test_int8)
+        labels = [int(v) for v in data.val_y[:NUM_TEST_INPUTS]]
+        runtime = runtime_sources(board)
+        from codegen.cost import STACK_RESERVE_BYTES
+
+        files = {**render_model_files(compiled.graph, compiled.lowered, test_int8, labels), **runtime}
+        files.update(render_board_files(board, project_sources(runtime), STACK_RESERVE_BYTES))
+        report = project_report(compiled, board, test_int8, expected, labels, float_acc, int8_acc, run)
+        files["README.md"] = render_readme({**report, "arch_summary": arch.short(), "kernel_files": sorted(runtime)})
+        write_files(tmp, files)
+        save_json(str(tmp / "report.json"), report)
+    log_memory(report, log)
+    log(f"float top-1 {float_acc:.4f}, int8 top-1 {int8_acc:.4f}; wrote project {out}")
+    if report["peak_sram_bytes"] > board.sram_bytes or report["flash_bytes"] > board.flash_bytes:
+        log(
+            f"warning: the model needs {format_bytes(report['peak_sram_bytes'])} SRAM / "
+            f"{format_bytes(report['flash_bytes'])} flash but {board.name} has "
+            f"{format_bytes(board.sram_bytes)} / {format_bytes(board.flash_bytes)}: the link will fail"
+        )
+    return report
+
+
+def project_report(compiled, board: Board, test_int8, expected, labels, float_acc, int8_acc, run: Path) -> dict:
+    graph, cost = compiled.graph, compiled.cost
+    plan = graph.meta["plan"]
+    ops = []
+    for step, node in enumerate(graph.nodes):
+        tensors = node.inputs + node.outputs + node.workspace
+        excluded = set(graph.meta["streamed_inputs"]) | set(graph.meta["external_outputs"])
+        ops.append(
+            {
+                "step": step,
+                "name": node.name,
+                "kind": node.op.value,
+                "kernel": compiled.lowered.calls[step].kernel,
+                "shapes": {t: list(graph.tensors[t].shape) for t in tensors},
+                "offsets": {t: plan.offset_of(t) for t in tensors if t not in excluded},
+                "scratch": {"offset": plan.offset_of(f"{node.name}.scratch"), "bytes": node.scratch_bytes},
+                "fused": [n.name for n in node.body],
+            }
+        )
+    in_q = graph.tensors[graph.inputs[0]].qparams
+    out_q = graph.tensors[graph.outputs[0]].qparams
+    return {
+        "board": board.name,
+        "arch": graph.meta["arch"].to_json(),
+        "run": str(run),
+        "arena_bytes": cost.arena_bytes,
+        "naive_arena_bytes": cost.naive_arena_bytes,
+        "lower_bound_bytes": cost.lower_bound_bytes,
+        "peak_sram_bytes": cost.peak_sram_bytes,
+        "flash_bytes": cost.flash_bytes,
+        "weight_bytes": cost.weight_bytes,
+        "budget": {"sram_bytes": board.sram_bytes, "flash_bytes": board.flash_bytes},
+        "accuracy": {"float_top1": float_acc, "int8_top1": int8_acc},
+        "input_quant": {"scale": in_q.scale, "zero_point": in_q.zero_point, "layout": "HWC int8"},
+        "output_quant": {"scale": out_q.scale, "zero_point": out_q.zero_point},
+        "buffers": [
+            {"name": b.name, "offset": b.offset, "bytes": b.size, "first_step": b.first, "last_step": b.last}
+            for b in plan.buffers
+        ],
+        "ops": ops,
+        "test_inputs": [img.reshape(-1).astype(int).tolist() for img in test_int8],
+        "test_labels": labels,
+        "expected_outputs": [row.astype(int).tolist() for row in expected],
+    }
+
+
+def log_memory(report: dict, log: Log) -> None:
+    a, n, lb = report["arena_bytes"], report["naive_arena_bytes"], report["lower_bound_bytes"]
+    log(
+        f"arena {a} B (naive op-by-op {n} B = {a / n:.2f}x of naive; lower bound {lb} B), "
+        f"planned peak SRAM {report['peak_sram_bytes']} B, flash {report['flash_bytes']} B"
+    )
+
+
+# ------------------------------------------------------------------------------------------ emulate
+def run_emulate(project: Path, host: bool, sanitize: bool, log: Log | None) -> dict:
+    from mcuformer.emulate import emulate, format_report
+
+    result = emulate(project, host=host, sanitize=sanitize)
+    if log:
+        log(format_report(result))
+    return result
+
+
+# --------------------------------------------------------------------------------------------- demo
+DEMO_BOARD = "NUCLEO-F412ZG"
+DEMO_SRAM = "10KiB"  # binds: the largest subnet of the digits space needs ~14.4 KiB
+DEMO_FLASH = "96KiB"  # binds: the largest subnet needs ~180 KiB of flash
+
+
+def run_demo(out: Path, force: bool, log: Log) -> bool:
+    started = time.time()
+    out = out.resolve()
+    if out.exists() and not force:
+        raise UserError(f"{out} already exists; pass --force to replace it or choose another --out")
+    with atomic_directory(out, force) as tmp:
+        opts = SearchOptions(
+            board=DEMO_BOARD,
+            sram=DEMO_SRAM,
+            flash=DEMO_FLASH,
+            data="digits",
+            out=tmp / "run",
+            epochs=12,
+            finetune_epochs=10,
+            population=20,
+            generations=5,
+        )
+        log(f"== demo: search for {DEMO_BOARD} limited to {DEMO_SRAM} SRAM / {DEMO_FLASH} flash")
+        arch_report = run_search(opts, log)
+        if arch_report["search"]["largest_fits"]:
+            raise UserError("demo budget does not bind: the largest subnet fits (a bug in the demo settings)")
+        log(f"== demo: export for {DEMO_BOARD}")
+        proj = run_export(tmp / "run", DEMO_BOARD, tmp / "project", False, log)
+        log("== demo: emulate in QEMU")
+        emu = run_emulate(tmp / "project", host=False, sanitize=False, log=log)
+        save_json(str(tmp / "emulate.json"), emu)
+        summary = {
+            "arch": arch_report["arch"],
+            "float_top1": arch_report["accuracy"]["float_top1"],
+            "int8_top1": proj["accuracy"]["int8_top1"],
+            "planned_peak_sram_bytes": proj["peak_sram_bytes"],
+            "measured_peak_sram_bytes": emu["static_sram_bytes"] + emu["stack_bytes"],
+            "flash_bytes_measured": emu["flash_bytes"],
+            "instructions_per_inference": emu["instructions_per_inference"],
+            "bit_exact": emu["bit_exact"],
+            "seconds": round(time.time() - started, 1),
+        }
+        save_json(str(tmp / "summary.json"), summary)
+    log("== demo summary")
+    log(f"architecture: {ArchConfig.from_json(summary['arch']).short()}")
+    log(f"accuracy: float top-1 {summary['float_top1']:.4f}, int8 top-1 {summary['int8_top1']:.4f}")
+    log(f"SRAM: planned peak {summary['planned_peak_sram_bytes']} B, measured {summary['measured_peak_sram_bytes']} B")
+    log(f"flash (ELF): {summary['flash_bytes_measured']} B")
+    log(f"instructions per inference (QEMU -icount): {summary['instructions_per_inference']}")
+    log(f"{'PASS' if summary['bit_exact'] else 'FAIL'}: C in QEMU vs Python integer reference, {summary['seconds']} s")
+    log(f"outputs in {out}: run/arch.json, project/report.json, emulate.json")
+    return bool(summary["bit_exact"])
+
+
+# -------------------------------------------------------------------------------------- memory plot
+def run_memory_plot(project: Path, out: Path | None, log: Log) -> Path:
+    report_file = project / "report.json"
+    if not report_file.is_file():
+        raise UserError(f"{project} is not an mcuformer project (no report.json); create one with `mcuformer export`")
+    report = json.loads(report_file.read_text())
+    out = out or project / "memory_timeline.png"
+    plot_memory_timeline(report, out)
+    log(f"wrote {out}")
+    return out
+
+
+def plot_memory_timeline(report: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = len(report["ops"])
+    fig, ax = plt.subplots(figsize=(max(6, steps * 0.9), 4.5))
+    colors = plt.get_cmap("tab20")
+    for i, buf in enumerate(report["buffers"]):
+        ax.broken_barh(
+            [(buf["first_step"] - 0.4, buf["last_step"] - buf["first_step"] + 0.8)],
+            (buf["offset"], buf["bytes"]),
+            facecolors=colors(i % 20),
+            edgecolor="black",
+            linewidth=0.5,
+        )
+        ax.text(buf["first_step"] - 0.35, buf["offset"] + buf["bytes"] / 2, buf["name"], fontsize=6, va="center")
+    ax.axhline(
+        report["arena_bytes"], color="black", linestyle="--", linewidth=1, label=f"arena {report['arena_bytes']} B"
+    )
+    ax.axhline(
+        report["naive_arena_bytes"],
+        color="red",
+        linestyle=":",
+        linewidth=1,
+        label=f"naive {report['naive_arena_bytes']} B",
+    )
+    ax.set_xticks(range(steps), [op["name"] for op in report["ops"]], rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("arena offset (bytes)")
+    ax.set_title(f"Memory timeline: {report['board']}")
+    ax.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)

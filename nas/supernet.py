@@ -1,0 +1,308 @@
+"""The weight-sharing supernet (AutoFormer's weight entanglement + MCUFormer's low-rank choices).
+
+One set of weights, sized for the largest choice of everything; a subnet uses leading slices:
+
+- embed dim E: the first E channels of every weight and LayerNorm; depth d: the first d blocks;
+  MLP hidden M: the first M rows of fc1 / columns of fc2; heads H: the same q/k/v outputs (E of
+  them) split into H heads of E/H dims, so the head count changes no weight.
+- low rank: every factorisable layer stores ``up (out_max x R)`` and ``down (R x in_max)`` with
+  R = the largest embed dim. Rank r uses ``up[:out, :r] @ down[:r, :in]``; a dense layer (rank 0)
+  uses the same product at r = E (for E x E, E x M and M x E matrices that is full rank), so dense
+  and low-rank choices train the same factors. Attention: one ``qkv_down`` factor shared by the
+  q, k and v up factors (as in ``mcuformer.model.Attention``); the output projection is a plain
+  dense weight, sliced. MLP: fc1 and fc2 are each factorised at ``mlp_rank``.
+- patch size P: ONE kernel (E, P_max, P_max, C). A smaller P resizes it by bilinear interpolation
+  (align_corners=False) and multiplies by (P_max / P)^2: the resize averages, the factor restores
+  the sum, so a patch of constant intensity gives the same embedding at every patch size. For
+  P_max / P = 2 (e.g. patches 2 and 4) the result is exactly the sum of each 2x2 block of the big
+  kernel, i.e. the P-patch embedding of an image equals the P_max-patch embedding of the same image
+  upsampled 2x. (For ratios above 2, bilinear reads only the inner taps of each block.)
+- input resolution: images are resized to ``arch.image_size`` (``mcuformer.model.resize_images``);
+  position embeddings are stored on the largest token grid and resized bicubically (antialiased)
+  to the subnet's grid.
+
+``forward(images, arch)`` runs the deployable ``mcuformer.model.ViT``'s own code with the subnet's
+weights (``torch.func.functional_call`` on a weightless "meta" ViT), and ``extract(arch)`` copies
+the very same tensors into a real ViT. Training, search and export therefore compute the same
+function by construction.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from mcuformer.arch import ArchConfig, SearchSpace
+from mcuformer.errors import UserError
+from mcuformer.model import ViT, resize_images
+
+# ----------------------------------------------------------------------------------------------
+# The search space as choices. A layer's ranks are kept as ratios of embed_dim, so that an arch
+# whose embed dim changes (mutation, crossover) keeps the same *relative* rank.
+
+
+@dataclass(frozen=True)
+class LayerChoice:
+    heads: int
+    mlp_ratio: float
+    attn_rank_ratio: float  # 0.0 = dense
+    mlp_rank_ratio: float
+
+
+def resolution_choices(space: SearchSpace) -> list[tuple[int, int]]:
+    """The (image_size, patch_size) pairs of the space where the patch tiles the image."""
+    pairs = [(s, p) for s in space.image_sizes for p in space.patch_sizes if s % p == 0]
+    if not pairs:
+        raise UserError(f"search space: no image size in {space.image_sizes} is divisible by a patch size")
+    return pairs
+
+
+def head_choices(space: SearchSpace, embed_dim: int) -> list[int]:
+    heads = [h for h in space.num_heads if embed_dim % h == 0]
+    if not heads:
+        raise UserError(f"search space: no num_heads choice in {space.num_heads} divides embed_dim {embed_dim}")
+    return heads
+
+
+def rank_ratio(space: SearchSpace, rank: int, embed_dim: int) -> float:
+    """Inverse of ``space.rank``: the ratio choice that gives ``rank`` at ``embed_dim``."""
+    if rank == 0:
+        return 0.0
+    for ratio in space.rank_ratios:
+        if ratio and space.rank(ratio, embed_dim) == rank:
+            return ratio
+    return rank / embed_dim  # not one of the space's choices: keep the same fraction
+
+
+def make_arch(
+    space: SearchSpace, image_size: int, patch_size: int, embed_dim: int, layers: Sequence[LayerChoice]
+) -> ArchConfig:
+    return ArchConfig(
+        image_size=image_size,
+        in_channels=space.in_channels,
+        patch_size=patch_size,
+        embed_dim=embed_dim,
+        depth=len(layers),
+        num_heads=tuple(layer.heads for layer in layers),
+        mlp_ratio=tuple(layer.mlp_ratio for layer in layers),
+        attn_rank=tuple(space.rank(layer.attn_rank_ratio, embed_dim) for layer in layers),
+        mlp_rank=tuple(space.rank(layer.mlp_rank_ratio, embed_dim) for layer in layers),
+        num_classes=space.num_classes,
+    )
+
+
+def layer_choices(space: SearchSpace, arch: ArchConfig) -> list[LayerChoice]:
+    """Inverse of ``make_arch``: the per-layer choices of an arch."""
+    e = arch.embed_dim
+    return [
+        LayerChoice(
+            arch.num_heads[i],
+            arch.mlp_ratio[i],
+            rank_ratio(space, arch.attn_rank[i], e),
+            rank_ratio(space, arch.mlp_rank[i], e),
+        )
+        for i in range(arch.depth)
+    ]
+
+
+def sample_layer(space: SearchSpace, embed_dim: int, rng: random.Random) -> LayerChoice:
+    return LayerChoice(
+        heads=rng.choice(head_choices(space, embed_dim)),
+        mlp_ratio=rng.choice(space.mlp_ratios),
+        attn_rank_ratio=rng.choice(space.rank_ratios),
+        mlp_rank_ratio=rng.choice(space.rank_ratios),
+    )
+
+
+def sample_arch(space: SearchSpace, rng: random.Random) -> ArchConfig:
+    """Uniform over every choice: (resolution, patch) pair, embed dim, depth, then per layer."""
+    image_size, patch_size = rng.choice(resolution_choices(space))
+    embed_dim = rng.choice(space.embed_dims)
+    depth = rng.choice(space.depths)
+    layers = [sample_layer(space, embed_dim, rng) for _ in range(depth)]
+    return make_arch(space, image_size, patch_size, embed_dim, layers)
+
+
+# ----------------------------------------------------------------------------------------------
+# Supernet modules. Each ``state(...)`` returns the static ViT's state-dict entries for one subnet;
+# the tensors are slices/products of the shared parameters, so gradients flow back to them.
+
+
+def init_factors(out_max: int, in_max: int, rank_max: int) -> tuple[nn.Parameter, nn.Parameter]:
+    """(up, down) with balanced scales: down keeps activations O(1), and the full-rank product
+    has the spread of nn.Linear's default init (std 1/sqrt(3 * in)). A rank-r slice is smaller."""
+    down = torch.randn(rank_max, in_max) * in_max**-0.5
+    up = torch.randn(out_max, rank_max) * (3 * rank_max) ** -0.5
+    return nn.Parameter(up), nn.Parameter(down)
+
+
+class FactorisedLinear(nn.Module):
+    """W (out_max x in_max) = up (out_max x R) @ down (R x in_max); bias (out_max) on ``up``."""
+
+    def __init__(self, in_max: int, out_max: int, rank_max: int) -> None:
+        super().__init__()
+        self.up, self.down = init_factors(out_max, in_max, rank_max)
+        self.bias = nn.Parameter(torch.zeros(out_max))
+
+    def state(self, name: str, in_f: int, out_f: int, rank: int, dense_rank: int) -> dict[str, torch.Tensor]:
+        if rank == 0:  # dense: the full product at rank = embed dim -> nn.Linear(in_f, out_f)
+            weight = self.up[:out_f, :dense_rank] @ self.down[:dense_rank, :in_f]  # (out, in)
+            return {f"{name}.weight": weight, f"{name}.bias": self.bias[:out_f]}
+        return {  # -> LowRankLinear(in_f, out_f, rank)
+            f"{name}.down.weight": self.down[:rank, :in_f],  # (r, in)
+            f"{name}.up.weight": self.up[:out_f, :rank],  # (out, r)
+            f"{name}.up.bias": self.bias[:out_f],
+        }
+
+
+class SuperBlock(nn.Module):
+    def __init__(self, embed_max: int, hidden_max: int, rank_max: int) -> None:
+        super().__init__()
+        e, r = embed_max, rank_max
+        self.ln1 = nn.LayerNorm(e)
+        self.q_up, self.qkv_down = init_factors(e, e, r)  # qkv_down (r, E) is shared by q, k and v
+        self.k_up, _ = init_factors(e, e, r)
+        self.v_up, _ = init_factors(e, e, r)
+        self.q_bias = nn.Parameter(torch.zeros(e))
+        self.k_bias = nn.Parameter(torch.zeros(e))
+        self.v_bias = nn.Parameter(torch.zeros(e))
+        self.proj = nn.Linear(e, e)  # always dense
+        self.ln2 = nn.LayerNorm(e)
+        self.fc1 = FactorisedLinear(e, hidden_max, r)
+        self.fc2 = FactorisedLinear(hidden_max, e, r)
+
+    def state(self, name: str, e: int, hidden: int, attn_rank: int, mlp_rank: int) -> dict[str, torch.Tensor]:
+        st = {
+            f"{name}.ln1.weight": self.ln1.weight[:e],
+            f"{name}.ln1.bias": self.ln1.bias[:e],
+            f"{name}.ln2.weight": self.ln2.weight[:e],
+            f"{name}.ln2.bias": self.ln2.bias[:e],
+            f"{name}.attn.proj.weight": self.proj.weight[:e, :e],
+            f"{name}.attn.proj.bias": self.proj.bias[:e],
+        }
+        r = attn_rank or e  # dense q/k/v = the product at rank e
+        down = self.qkv_down[:r, :e]  # (r, E)
+        if attn_rank:
+            st[f"{name}.attn.qkv_down.weight"] = down
+        for q in "qkv":
+            up, bias = getattr(self, f"{q}_up"), getattr(self, f"{q}_bias")
+            st[f"{name}.attn.{q}.weight"] = up[:e, :r] if attn_rank else up[:e, :r] @ down  # (E, r) or (E, E)
+            st[f"{name}.attn.{q}.bias"] = bias[:e]
+        st.update(self.fc1.state(f"{name}.fc1", e, hidden, mlp_rank, dense_rank=e))
+        st.update(self.fc2.state(f"{name}.fc2", hidden, e, mlp_rank, dense_rank=e))
+        return st
+
+
+class Supernet(nn.Module):
+    def __init__(self, space: SearchSpace) -> None:
+        super().__init__()
+        self.space = space
+        self.resolutions = resolution_choices(space)
+        for e in space.embed_dims:
+            head_choices(space, e)  # every embed dim needs a valid head count
+        if any(r < 0 or r > 1 for r in space.rank_ratios):
+            raise UserError(f"search space: rank ratios must be in [0, 1], got {space.rank_ratios}")
+        self.embed_max = max(space.embed_dims)
+        self.rank_max = self.embed_max
+        self.depth_max = max(space.depths)
+        self.patch_max = max(space.patch_sizes)
+        self.hidden_max = max(max(1, int(round(e * m))) for e in space.embed_dims for m in space.mlp_ratios)
+        self.grid_max = max(s // p for s, p in self.resolutions)
+        e, p, c, g = self.embed_max, self.patch_max, space.in_channels, self.grid_max
+
+        self.patch_kernel = nn.Parameter(torch.randn(e, p, p, c) * (p * p * c) ** -0.5)  # (E, py, px, c)
+        self.patch_bias = nn.Parameter(torch.zeros(e))
+        self.pos_embed = nn.Parameter(torch.randn(g, g, e))  # (grid, grid, E) on the largest grid; O(1) like tokens
+        self.blocks = nn.ModuleList(SuperBlock(e, self.hidden_max, self.rank_max) for _ in range(self.depth_max))
+        self.norm = nn.LayerNorm(e)
+        self.head = nn.Linear(e, space.num_classes)
+        self._skeletons: dict[ArchConfig, ViT] = {}  # weightless ViTs whose forward code we borrow
+
+    # -- the subnet's weights ------------------------------------------------------------------
+
+    def patch_weight(self, patch: int, e: int) -> torch.Tensor:
+        """The shared kernel resized to P x P, as the ViT's patch_embed weight (E, P*P*C), (py, px, c) order."""
+        kernel = self.patch_kernel[:e]  # (E, Pmax, Pmax, C)
+        if patch != self.patch_max:
+            k = kernel.permute(0, 3, 1, 2)  # (E, C, Pmax, Pmax)
+            k = F.interpolate(k, size=(patch, patch), mode="bilinear", align_corners=False)
+            kernel = k.permute(0, 2, 3, 1) * (self.patch_max / patch) ** 2  # (E, P, P, C)
+        return kernel.reshape(e, -1)
+
+    def pos_weight(self, grid: int, e: int) -> torch.Tensor:
+        """Position embeddings resized to the subnet's grid: (grid*grid, E), tokens row-major."""
+        pos = self.pos_embed[:, :, :e]  # (G, G, E)
+        if grid != self.grid_max:
+            p = pos.permute(2, 0, 1).unsqueeze(0)  # (1, E, G, G)
+            p = F.interpolate(p, size=(grid, grid), mode="bicubic", align_corners=False, antialias=True)
+            pos = p[0].permute(1, 2, 0)  # (grid, grid, E)
+        return pos.reshape(grid * grid, e)
+
+    def subnet_state(self, arch: ArchConfig) -> dict[str, torch.Tensor]:
+        """The state dict of ``mcuformer.model.ViT(arch)``, made of (differentiable) views of ours."""
+        self.check(arch)
+        e = arch.embed_dim
+        st = {
+            "patch_embed.weight": self.patch_weight(arch.patch_size, e),
+            "patch_embed.bias": self.patch_bias[:e],
+            "pos_embed": self.pos_weight(arch.grid, e),
+            "norm.weight": self.norm.weight[:e],
+            "norm.bias": self.norm.bias[:e],
+            "head.weight": self.head.weight[:, :e],
+            "head.bias": self.head.bias,
+        }
+        for i in range(arch.depth):
+            st.update(self.blocks[i].state(f"blocks.{i}", e, arch.mlp_hidden(i), arch.attn_rank[i], arch.mlp_rank[i]))
+        return st
+
+    def check(self, arch: ArchConfig) -> None:
+        """Any arch within the supernet's largest dims can be run (not only the listed choices)."""
+        problems = [
+            f"{name} {value} > {limit}"
+            for name, value, limit in [
+                ("embed_dim", arch.embed_dim, self.embed_max),
+                ("depth", arch.depth, self.depth_max),
+                ("patch_size", arch.patch_size, self.patch_max),
+                ("mlp hidden", max(arch.mlp_hidden(i) for i in range(arch.depth)), self.hidden_max),
+                ("rank", max(arch.attn_rank + arch.mlp_rank), self.rank_max),
+            ]
+            if value > limit
+        ]
+        if (arch.in_channels, arch.num_classes) != (self.space.in_channels, self.space.num_classes):
+            problems.append(f"in_channels/num_classes {arch.in_channels}/{arch.num_classes} != the space's")
+        if problems:
+            raise ValueError(f"arch outside the supernet ({', '.join(problems)}): {arch.short()}")
+
+    # -- the public API ------------------------------------------------------------------------
+
+    def forward(self, images: torch.Tensor, arch: ArchConfig) -> torch.Tensor:
+        """(B, C, H, W) images at any resolution -> (B, classes) logits of subnet ``arch``."""
+        x = resize_images(images, arch.image_size)  # (B, C, S, S)
+        skeleton = self._skeletons.get(arch)
+        if skeleton is None:
+            with torch.device("meta"):
+                skeleton = self._skeletons[arch] = ViT(arch)
+        return functional_call(skeleton, self.subnet_state(arch), (x,), strict=True)
+
+    @torch.no_grad()
+    def extract(self, arch: ArchConfig) -> ViT:
+        """A standalone static ViT holding a copy of the subnet's weights."""
+        with torch.device("meta"):
+            vit = ViT(arch)
+        vit.load_state_dict({k: v.detach().clone() for k, v in self.subnet_state(arch).items()}, assign=True)
+        return vit
+
+    def sample(self, rng: random.Random) -> ArchConfig:
+        return sample_arch(self.space, rng)
+
+    def largest(self) -> ArchConfig:
+        return self.space.largest()
+
+    def smallest(self) -> ArchConfig:
+        return self.space.smallest()

@@ -1,0 +1,212 @@
+"""Supernet training with the sandwich rule and in-place distillation, and fine-tuning of the winner.
+
+Each step trains four subnets on the same batch and takes one optimizer step on the summed
+gradients: the largest (cross-entropy on the labels), then the smallest and ``num_random`` random
+subnets (KL divergence to the largest's detached soft predictions). AdamW, linear warmup then
+cosine decay. Seeded and deterministic for a fixed thread count.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mcuformer.data import Dataset
+from mcuformer.model import ViT, resize_images
+from nas.supernet import Supernet
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 5e-3
+    min_lr: float = 5e-5
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    grad_clip: float = 1.0
+    num_random: int = 2  # sandwich: largest + smallest + this many random subnets per step
+    augment_shift: int = 0  # random translation by up to this many pixels (0 = off)
+    seed: int = 0
+    threads: int = 0  # torch threads; 0 = all cores of this machine
+
+
+@contextmanager
+def deterministic(seed: int, threads: int = 0) -> Iterator[None]:
+    """Seed torch, use deterministic kernels and a fixed thread count; restore the old settings after."""
+    old = (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads())
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(old[0])
+        torch.set_num_threads(old[1])
+
+
+def batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """Shuffled index batches covering 0..n-1 once (the last batch may be smaller)."""
+    perm = torch.randperm(n, generator=gen)
+    yield from perm.split(batch_size)
+
+
+def shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
+    """Translate each image by up to ``max_shift`` pixels; uncovered pixels become background (-1)."""
+    if max_shift == 0:
+        return x
+    b, _, h, w = x.shape  # (B, C, H, W)
+    padded = F.pad(x, (max_shift,) * 4, value=-1.0)
+    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, b), generator=gen).tolist()
+    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices/kernels/embeddings (dim >= 2), none on biases and norms."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
+
+
+def lr_at(step: int, total: int, warmup: int, cfg: TrainConfig) -> float:
+    """Linear warmup to cfg.lr, then cosine decay to cfg.min_lr at ``total`` steps."""
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+
+
+@torch.no_grad()
+def evaluate(model_fn: Callable[[torch.Tensor], torch.Tensor], data: Dataset, split: str = "val") -> float:
+    """Top-1 accuracy of ``model_fn`` ((B, C, H, W) images -> (B, K) logits) on a split."""
+    assert split in ("train", "val"), split
+    x, y = (data.val_x, data.val_y) if split == "val" else (data.train_x, data.train_y)
+    correct = 0
+    for i in range(0, len(y), 512):
+        logits = model_fn(x[i : i + 512])  # (B, K)
+        assert logits.shape == (len(y[i : i + 512]), data.num_classes), logits.shape
+        correct += int((logits.argmax(dim=-1) == y[i : i + 512]).sum())
+    return correct / len(y)
+
+
+def train_supernet(supernet: Supernet, data: Dataset, cfg: TrainConfig, log: Log = print) -> dict[str, Any]:
+    space = supernet.space
+    assert (data.in_channels, data.num_classes) == (space.in_channels, space.num_classes), "data does not fit space"
+    largest, smallest = space.largest(), space.smallest()
+    n = len(data.train_y)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
+    history: list[dict[str, float]] = []
+    step_losses: list[float] = []  # cross-entropy of the largest subnet, per step
+    start = time.time()
+    with deterministic(cfg.seed, cfg.threads):
+        gen, rng = torch.Generator().manual_seed(cfg.seed), random.Random(cfg.seed)
+        opt = make_optimizer(supernet, cfg)
+        step = 0
+        for epoch in range(1, cfg.epochs + 1):
+            t0, ce_sum, kd_sum = time.time(), 0.0, 0.0
+            supernet.train()
+            for idx in batches(n, cfg.batch_size, gen):
+                x = shift(data.train_x[idx], cfg.augment_shift, gen)  # (B, C, H, W)
+                y = data.train_y[idx]  # (B,)
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(step, total, warmup, cfg)
+                opt.zero_grad(set_to_none=True)
+                logits = supernet(x, largest)  # (B, K)
+                loss = F.cross_entropy(logits, y)
+                loss.backward()
+                teacher = logits.detach().softmax(dim=-1)  # in-place distillation target
+                kd_total = 0.0
+                for arch in [smallest] + [supernet.sample(rng) for _ in range(cfg.num_random)]:
+                    kd = F.kl_div(supernet(x, arch).log_softmax(dim=-1), teacher, reduction="batchmean")
+                    kd.backward()
+                    kd_total += kd.item()
+                nn.utils.clip_grad_norm_(supernet.parameters(), cfg.grad_clip)
+                opt.step()
+                step += 1
+                step_losses.append(loss.item())
+                ce_sum, kd_sum = ce_sum + loss.item(), kd_sum + kd_total / (1 + cfg.num_random)
+            supernet.eval()
+            acc_l = evaluate(lambda im: supernet(im, largest), data)
+            acc_s = evaluate(lambda im: supernet(im, smallest), data)
+            row = {"epoch": epoch, "loss": ce_sum / steps_per_epoch, "kd": kd_sum / steps_per_epoch}
+            row |= {"val_acc_largest": acc_l, "val_acc_smallest": acc_s, "seconds": time.time() - t0}
+            history.append(row)
+            log(
+                f"epoch {epoch:3d}/{cfg.epochs} | loss {row['loss']:.4f} kd {row['kd']:.4f} | "
+                f"val acc largest {acc_l:.3f} smallest {acc_s:.3f} | {row['seconds']:.1f}s"
+            )
+    return {
+        "epochs": cfg.epochs,
+        "steps": step,
+        "final_loss": history[-1]["loss"] if history else float("nan"),
+        "val_acc_largest": history[-1]["val_acc_largest"] if history else float("nan"),
+        "val_acc_smallest": history[-1]["val_acc_smallest"] if history else float("nan"),
+        "seconds": time.time() - start,
+        "history": history,
+        "step_losses": step_losses,
+    }
+
+
+def finetune(model: ViT, data: Dataset, cfg: TrainConfig, log: Log = print) -> dict[str, Any]:
+    """Plain cross-entropy fine-tuning of an extracted static ViT (e.g. the search winner)."""
+    arch = model.arch
+    assert (data.in_channels, data.num_classes) == (arch.in_channels, arch.num_classes), "data does not fit arch"
+
+    def forward(images: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) at data res -> (B, K)
+        return model(resize_images(images, arch.image_size))
+
+    n = len(data.train_y)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
+    start = time.time()
+    history: list[dict[str, float]] = []
+    with deterministic(cfg.seed, cfg.threads):
+        acc_before = evaluate(forward, data)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        opt = make_optimizer(model, cfg)
+        step = 0
+        for epoch in range(1, cfg.epochs + 1):
+            t0, loss_sum = time.time(), 0.0
+            model.train()
+            for idx in batches(n, cfg.batch_size, gen):
+                x, y = shift(data.train_x[idx], cfg.augment_shift, gen), data.train_y[idx]  # (B, C, H, W), (B,)
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(step, total, warmup, cfg)
+                loss = F.cross_entropy(forward(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                step += 1
+                loss_sum += loss.item()
+            model.eval()
+            acc = evaluate(forward, data)
+            history.append(
+                {"epoch": epoch, "loss": loss_sum / steps_per_epoch, "val_acc": acc, "seconds": time.time() - t0}
+            )
+            log(
+                f"finetune {epoch:3d}/{cfg.epochs} | loss {loss_sum / steps_per_epoch:.4f} | val acc {acc:.3f} | "
+                f"{time.time() - t0:.1f}s"
+            )
+    return {
+        "val_acc_before": acc_before,
+        "val_acc": history[-1]["val_acc"] if history else acc_before,
+        "seconds": time.time() - start,
+        "history": history,
+    }

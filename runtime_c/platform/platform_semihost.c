@@ -1,0 +1,165 @@
+/*
+ * Platform layer for bare-metal Cortex-M (Armv6-M, Armv7-M, Armv8-M) over ARM semihosting.
+ *
+ * Semihosting: `bkpt 0xAB` with the operation in r0 and the argument in r1. QEMU answers it with
+ * -semihosting-config enable=on,target=native; on a board a debug probe must have semihosting
+ * enabled, otherwise the breakpoint is a HardFault.
+ *
+ * Instruction counter: SysTick on the processor clock, free running from LOAD = 2^24 - 1, with
+ * the wraps counted in SysTick_Handler. Under QEMU -icount shift=0 every instruction advances
+ * virtual time by 1 ns and the MPS2 processor clock is 25 MHz, so one tick = 40 instructions.
+ */
+#include "platform.h"
+
+#include <stddef.h>
+
+#define SH_SYS_WRITE0 0x04
+#define SH_SYS_EXIT 0x18
+#define SH_SYS_EXIT_EXTENDED 0x20
+#define SH_ADP_STOPPED_APPLICATION_EXIT 0x20026u
+
+#define REG32(addr) (*(volatile uint32_t *)(addr))
+#define SYST_CSR REG32(0xE000E010u)
+#define SYST_RVR REG32(0xE000E014u)
+#define SYST_CVR REG32(0xE000E018u)
+#define SCB_ICSR REG32(0xE000ED04u)
+
+#define SYST_CSR_ENABLE (1u << 0)
+#define SYST_CSR_TICKINT (1u << 1)
+#define SYST_CSR_CLKSOURCE_CPU (1u << 2)
+#define SCB_ICSR_PENDSTCLR (1u << 25)
+#define SCB_ICSR_PENDSTSET (1u << 26)
+
+#define SYST_LOAD 0x00FFFFFFu
+/* Processor clock ticks per instruction under QEMU -icount shift=0 on MPS2 (25 MHz, 1 ns/insn). */
+#define INSTRUCTIONS_PER_TICK 40u
+
+/* Linker-script symbols (boards/templates/cortexm.ld.j2): end of .bss, the reserved stack
+ * [_sstack, _estack). [_ebss, _sstack) is free RAM. */
+extern uint32_t _ebss;
+extern uint32_t _sstack;
+extern uint32_t _estack;
+
+/* Number of times SysTick reached zero since counter_start (exceptions taken). */
+static volatile uint32_t systick_zero_count;
+
+static int32_t semihost_call(int32_t op, const void *arg)
+{
+    register int32_t r0 __asm__("r0") = op;
+    register const void *r1 __asm__("r1") = arg;
+    __asm__ volatile("bkpt 0xAB" : "+r"(r0) : "r"(r1) : "memory");
+    return r0;
+}
+
+void mcuf_platform_init(void)
+{
+}
+
+void mcuf_platform_puts(const char *s)
+{
+    semihost_call(SH_SYS_WRITE0, s);
+}
+
+void mcuf_platform_put_u64(uint64_t v)
+{
+    char buf[21];
+    size_t i = sizeof buf - 1;
+    buf[i] = '\0';
+    do {
+        buf[--i] = (char)('0' + (int)(v % 10u));
+        v /= 10u;
+    } while (v != 0u);
+    mcuf_platform_puts(&buf[i]);
+}
+
+void mcuf_platform_put_int(int32_t v)
+{
+    if (v < 0) {
+        mcuf_platform_puts("-");
+        mcuf_platform_put_u64((uint64_t)(-(int64_t)v));
+    } else {
+        mcuf_platform_put_u64((uint64_t)v);
+    }
+}
+
+void mcuf_platform_exit(int code)
+{
+    /* SYS_EXIT_EXTENDED carries the status (QEMU exits with it); plain SYS_EXIT on AArch32 can
+     * only say "success" (QEMU exit 0) or anything else (QEMU exit 1). */
+    const uint32_t block[2] = {SH_ADP_STOPPED_APPLICATION_EXIT, (uint32_t)code};
+    semihost_call(SH_SYS_EXIT_EXTENDED, block);
+    semihost_call(SH_SYS_EXIT, (const void *)(uintptr_t)(code == 0 ? SH_ADP_STOPPED_APPLICATION_EXIT : 0x20023u));
+    for (;;) {
+        __asm__ volatile("wfi");
+    }
+}
+
+void SysTick_Handler(void);
+void SysTick_Handler(void)
+{
+    systick_zero_count = systick_zero_count + 1u;
+}
+
+static uint32_t irq_save(void)
+{
+    uint32_t primask;
+    __asm__ volatile("mrs %0, primask\n\tcpsid i" : "=r"(primask) : : "memory");
+    return primask;
+}
+
+static void irq_restore(uint32_t primask)
+{
+    __asm__ volatile("msr primask, %0" : : "r"(primask) : "memory");
+}
+
+void mcuf_platform_counter_start(void)
+{
+    SYST_CSR = 0u;
+    SYST_RVR = SYST_LOAD;
+    SYST_CVR = 0u; /* any write clears the count; the first tick reloads LOAD */
+    SCB_ICSR = SCB_ICSR_PENDSTCLR;
+    systick_zero_count = 0u;
+    SYST_CSR = SYST_CSR_CLKSOURCE_CPU | SYST_CSR_TICKINT | SYST_CSR_ENABLE;
+}
+
+uint64_t mcuf_platform_counter_stop(void)
+{
+    const uint32_t primask = irq_save();
+    SYST_CSR = SYST_CSR_CLKSOURCE_CPU; /* stop: the count is frozen from here */
+    const uint32_t val = SYST_CVR;
+    uint64_t zeros = systick_zero_count;
+    if ((SCB_ICSR & SCB_ICSR_PENDSTSET) != 0u) { /* reached zero, exception not taken yet */
+        zeros += 1u;
+        SCB_ICSR = SCB_ICSR_PENDSTCLR;
+    }
+    irq_restore(primask);
+    /* The first tick loads LOAD; tick k (k >= 1) leaves LOAD - ((k - 1) mod (LOAD + 1)) and the
+     * exception fires when that is 0. So VAL == 0 is the last tick of a period, not the first
+     * tick of the next. Ticks counted from the first reload (the reload tick itself is not). */
+    uint64_t ticks;
+    if (val == 0u && zeros > 0u) {
+        ticks = zeros * ((uint64_t)SYST_LOAD + 1u) - 1u;
+    } else if (val == 0u) {
+        ticks = 0u; /* not a single tick yet */
+    } else {
+        ticks = zeros * ((uint64_t)SYST_LOAD + 1u) + (SYST_LOAD - val);
+    }
+    return ticks * INSTRUCTIONS_PER_TICK;
+}
+
+uint32_t mcuf_platform_stack_size(void)
+{
+    return (uint32_t)((uintptr_t)&_estack - (uintptr_t)&_sstack);
+}
+
+uint32_t mcuf_platform_stack_used(void)
+{
+    /* Painted from _ebss (the free RAM below the stack included), so a stack that went past
+     * _sstack into free RAM reads as more than mcuf_platform_stack_size(). */
+    const volatile uint32_t *p = (const volatile uint32_t *)&_ebss;
+    const volatile uint32_t *const end = (const volatile uint32_t *)&_estack;
+    while (p < end && *p == MCUF_STACK_PAINT_WORD) {
+        ++p;
+    }
+    return (uint32_t)((uintptr_t)end - (uintptr_t)p);
+}

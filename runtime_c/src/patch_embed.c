@@ -1,0 +1,88 @@
+/*
+ * Decomposed patch embedding: the image arrives one stripe of `patch` rows at a time, so only
+ * patch * image_w * channels bytes of it are ever resident.
+ */
+#include <stddef.h>
+
+#include "mcuf.h"
+
+static int32_t align4(int32_t n)
+{
+    return (int32_t)(((uint32_t)n + 3u) & ~3u);
+}
+
+/* Stripe bytes and patch-vector bytes; 0 when a dimension is negative or a size is too large. */
+static int patch_sizes(const mcuf_patch_embed_params *p, int64_t *stripe, int64_t *vec)
+{
+    if (p->image_h < 0 || p->image_w < 0 || p->channels < 0 || p->patch < 0) {
+        return 0;
+    }
+    *stripe = (int64_t)p->patch * p->image_w * p->channels;
+    *vec = (int64_t)p->patch * p->patch * p->channels;
+    return *stripe <= INT32_MAX - 3 && *vec <= INT32_MAX - 3;
+}
+
+int32_t mcuf_patch_embed_scratch_size(const mcuf_patch_embed_params *p)
+{
+    int64_t stripe;
+    int64_t vec;
+    if (p == NULL || !patch_sizes(p, &stripe, &vec)) {
+        return -1;
+    }
+    const int64_t total = (int64_t)align4((int32_t)stripe) + align4((int32_t)vec);
+    return total > INT32_MAX ? -1 : (int32_t)total;
+}
+
+mcuf_status mcuf_patch_embed_s8(const mcuf_patch_embed_params *p, mcuf_stripe_reader read, void *ctx,
+                                int8_t *scratch, int8_t *x)
+{
+    int64_t stripe_bytes;
+    int64_t vec_bytes;
+    if (p == NULL || read == NULL || scratch == NULL || x == NULL || p->token_bias == NULL) {
+        return MCUF_ERR_ARG;
+    }
+    if (p->patch < 1 || p->channels < 1 || p->image_h < p->patch || p->image_w < p->patch ||
+        p->image_h % p->patch != 0 || p->image_w % p->patch != 0 || !patch_sizes(p, &stripe_bytes, &vec_bytes)) {
+        return MCUF_ERR_ARG;
+    }
+    if (p->dim < 1 || p->proj.bias != NULL || p->proj.in_features != vec_bytes || p->proj.out_features != p->dim) {
+        return MCUF_ERR_ARG;
+    }
+    const int32_t patch = p->patch;
+    const int32_t row_bytes = patch * p->channels; /* one patch row: <= vec_bytes */
+    const int32_t grid_h = p->image_h / patch;
+    const int32_t grid_w = p->image_w / patch;
+    int8_t *stripe = scratch;
+    int8_t *vec = scratch + align4((int32_t)stripe_bytes);
+    const int64_t row_stride = (int64_t)p->image_w * p->channels; /* <= stripe_bytes */
+
+    /* The projection with the token's folded bias (position embedding + linear bias). */
+    mcuf_linear_params proj = p->proj;
+    const int32_t *token_bias = p->token_bias;
+    int8_t *x_row = x;
+    for (int32_t s = 0; s < grid_h; s++) {
+        if (read(ctx, s, stripe, (int32_t)stripe_bytes) != 0) {
+            return MCUF_ERR_INPUT;
+        }
+        for (int32_t g = 0; g < grid_w; g++) {
+            /* vec[(py * patch + px) * channels + c] = stripe[py][g * patch + px][c] */
+            const int8_t *src = stripe + (int64_t)g * row_bytes;
+            int8_t *dst = vec;
+            for (int32_t py = 0; py < patch; py++) {
+                for (int32_t i = 0; i < row_bytes; i++) {
+                    dst[i] = src[i];
+                }
+                src += row_stride;
+                dst += row_bytes;
+            }
+            proj.bias = token_bias;
+            const mcuf_status st = mcuf_linear_s8(&proj, vec, x_row);
+            if (st != MCUF_OK) {
+                return st;
+            }
+            token_bias += p->dim;
+            x_row += p->dim;
+        }
+    }
+    return MCUF_OK;
+}

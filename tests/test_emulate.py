@@ -1,0 +1,211 @@
+"""Board files + emulation: a fake generated model (tests/fixtures/fake_model) built for Cortex-M4
+and Cortex-M7 and run in QEMU, natively under ASan/UBSan, and linked past the board's memory."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from codegen.board_files import render_board_files
+from mcuformer.boards import get_board
+from mcuformer.emulate import Mismatch, build, compare, emulate, format_report, run
+from mcuformer.errors import UserError
+
+FIXTURE = Path(__file__).parent / "fixtures" / "fake_model"
+IMAGE_BYTES = 16 * 16 * 3  # model.h: IMAGE_H x IMAGE_W x CHANNELS
+NUM_CLASSES = 10
+NUM_INPUTS = 3
+STACK_BYTES = 2048
+
+HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None and shutil.which("qemu-system-arm") is not None
+HAVE_HOST = shutil.which("cc") is not None and shutil.which("make") is not None
+needs_arm = pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc or qemu-system-arm not installed")
+needs_host = pytest.mark.skipif(not HAVE_HOST, reason="no host C compiler (cc) or make")
+
+# fixtures/fake_model/fake_config.h, lower-case without FAKE_
+FAKE_KNOBS = {"extra_bss_bytes": 0, "extra_rodata_bytes": 0, "spin_iterations": 0, "return_status": 0, "bus_fault": 0}
+
+BOARDS = [("NUCLEO-F412ZG", "qemu:mps2-an386"), ("STM32F746G-DISCO", "qemu:mps2-an500")]
+
+
+def fake_test_images() -> list[list[int]]:
+    state, images = 1, []
+    for _ in range(NUM_INPUTS):
+        image = []
+        for _ in range(IMAGE_BYTES):
+            state = (state * 1103515245 + 12345) & 0x7FFFFFFF
+            image.append(((state >> 16) & 0xFF) - 128)
+        images.append(image)
+    return images
+
+
+def fake_logits(image: list[int]) -> list[int]:
+    """The fake model of fixtures/fake_model/model.c, in Python."""
+    logits = []
+    for c in range(NUM_CLASSES):
+        acc = 100 * c - 450 + sum(x * ((c * 31 + i * 7) % 17 - 8) for i, x in enumerate(image))
+        logits.append(max(-128, min(127, (acc + 64) >> 7)))
+    return logits
+
+
+def make_project(root: Path, board_name: str, **config: int) -> Path:
+    """A project in the exporter's layout: model/, runtime/include/mcuf.h, board files, report.json.
+    config: FAKE_* knobs of fixtures/fake_model/fake_config.h (lower-case, without FAKE_)."""
+    assert set(config) <= set(FAKE_KNOBS), config
+    board = get_board(board_name)
+    project = root / f"proj-{board.name}-{'-'.join(f'{k}{v}' for k, v in sorted(config.items()))}"
+    model = project / "model"
+    model.mkdir(parents=True)
+    for name in ("model.h", "model.c"):
+        shutil.copy(FIXTURE / name, model / name)
+    knobs = {**FAKE_KNOBS, **config}
+    (model / "fake_config.h").write_text("".join(f"#define FAKE_{k.upper()} ({v})\n" for k, v in knobs.items()))
+    images = fake_test_images()
+    rows = ",\n".join("    {" + ", ".join(map(str, image)) + "}" for image in images)
+    (model / "test_inputs.c").write_text(
+        '#include "model.h"\n\nconst int8_t mcuf_model_test_inputs[MCUF_MODEL_NUM_TEST_INPUTS]\n'
+        "    [MCUF_MODEL_IMAGE_H * MCUF_MODEL_IMAGE_W * MCUF_MODEL_CHANNELS] = {\n" + rows + "\n};\n"
+    )
+    (project / "runtime" / "include").mkdir(parents=True)
+    mcuf_h = resources.files("runtime_c").joinpath("include", "mcuf.h").read_text()
+    (project / "runtime" / "include" / "mcuf.h").write_text(mcuf_h)
+    for path, text in render_board_files(board, ["model/model.c", "model/test_inputs.c"], STACK_BYTES).items():
+        (project / path).parent.mkdir(parents=True, exist_ok=True)
+        (project / path).write_text(text)
+    report = {"board": board.name, "expected_outputs": [fake_logits(image) for image in images]}
+    (project / "report.json").write_text(json.dumps(report))
+    return project
+
+
+# ------------------------------------------------------------------------------------ pure functions
+def test_render_board_files_arm_and_host() -> None:
+    board = get_board("NUCLEO-F412ZG")
+    files = render_board_files(board, ["model/model.c"], 4096)
+    assert {"Makefile", "Makefile.host", "linker/board.ld", "linker/qemu.ld", "main.c"} <= set(files)
+    assert {"platform/platform.h", "platform/platform_semihost.c", "platform/startup_cortexm.c"} <= set(files)
+    assert "ORIGIN = 0x08000000, LENGTH = 1048576" in files["linker/board.ld"]
+    assert "ORIGIN = 0x20000000, LENGTH = 262144" in files["linker/board.ld"]
+    assert "ORIGIN = 0x00000000, LENGTH = 1048576" in files["linker/qemu.ld"]  # emulator origin, board size
+    assert "MCUF_STACK_BYTES = 4096;" in files["linker/qemu.ld"]
+    assert "-mcpu=cortex-m4" in files["Makefile"] and "platform/startup_cortexm.c" in files["Makefile"]
+    assert "platform/platform_host.c" in files["Makefile.host"] and "startup" not in files["Makefile.host"]
+
+    host_files = render_board_files(get_board("host"), ["model/model.c"], 4096)
+    assert "Makefile" not in host_files and "linker/qemu.ld" not in host_files
+    assert {"Makefile.host", "main.c", "platform/platform_host.c"} <= set(host_files)
+    with pytest.raises(ValueError):
+        render_board_files(board, ["model/model.c"], 1001)
+
+
+def test_compare_lists_every_difference() -> None:
+    assert compare([[1, 2], [3]], [[1, 2], [3]]) == []
+    assert compare([[1, 2], [3]], [[1, 5]]) == [Mismatch(0, 1, 2, 5), Mismatch(1, 0, 3, None)]
+
+
+def test_not_a_project(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"is not an mcuformer project \(no report.json\).*mcuformer export"):
+        emulate(tmp_path)
+    with pytest.raises(UserError, match="is not an mcuformer project"):
+        emulate(tmp_path / "missing")
+
+
+# ---------------------------------------------------------------------------------------------- QEMU
+@pytest.fixture(scope="module")
+def arm_projects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("arm")
+    return {name: make_project(root, name) for name, _ in BOARDS}
+
+
+@needs_arm
+@pytest.mark.parametrize(("board_name", "target"), BOARDS)
+def test_qemu_bit_exact_and_deterministic(arm_projects: dict[str, Path], board_name: str, target: str) -> None:
+    project = arm_projects[board_name]
+    result = emulate(project)
+    assert result["target"] == target and result["board"] == board_name
+    assert result["bit_exact"], format_report(result)
+    assert result["inputs"] == NUM_INPUTS and result["mismatches"] == []
+    counts = result["instructions_per_input"]
+    assert len(counts) == NUM_INPUTS and all(c > 0 and c % 40 == 0 for c in counts)
+    assert run(project).instructions == counts  # -icount: the same on every run
+    assert 0 < result["stack_bytes"] < result["stack_reserved_bytes"] == STACK_BYTES
+    # the stripe buffer (192 B) and accumulators are statics; test inputs and code are flash
+    assert 192 + 4 * NUM_CLASSES <= result["static_sram_bytes"] < 1024
+    assert NUM_INPUTS * IMAGE_BYTES < result["flash_bytes"] < 32 * 1024
+    assert result["measured_peak_sram_bytes"] == result["static_sram_bytes"] + result["stack_bytes"]
+    text = format_report(result)
+    assert "PASS" in text and "instructions (QEMU -icount), not cycles" in text
+
+
+@needs_arm
+def test_qemu_counts_instructions_exactly(tmp_path: Path) -> None:
+    """A 2-instruction loop run N times adds 2N instructions (to the 40-instruction resolution)."""
+    spin = 50_000
+    base = make_project(tmp_path, "NUCLEO-F412ZG")
+    spun = make_project(tmp_path, "NUCLEO-F412ZG", spin_iterations=spin)
+    counts = []
+    for project in (base, spun):
+        build(project)
+        counts.append(run(project).instructions)
+    for before, after in zip(*counts, strict=True):
+        assert abs(after - before - 2 * spin) <= 40
+
+
+@needs_arm
+def test_qemu_model_error_is_reported(tmp_path: Path) -> None:
+    project = make_project(tmp_path, "NUCLEO-F412ZG", return_status=-2)
+    with pytest.raises(UserError, match="model returned MCUF_ERR_INPUT on test input 0 in QEMU"):
+        emulate(project)
+
+
+@needs_arm
+def test_qemu_fault_is_reported(tmp_path: Path) -> None:
+    project = make_project(tmp_path, "NUCLEO-F412ZG", bus_fault=1)
+    with pytest.raises(UserError, match=r"CPU fault in QEMU: FAULT BusFault pc=0x[0-9a-f]{8} .* addr=0x70000000"):
+        emulate(project)
+
+
+@needs_arm
+def test_qemu_hang_times_out(tmp_path: Path) -> None:
+    project = make_project(tmp_path, "NUCLEO-F412ZG", spin_iterations=0xFFFFFFFF)  # ~8.6e9 instructions
+    build(project)
+    with pytest.raises(UserError, match=r"QEMU did not finish within 1 s"):
+        run(project, timeout_s=1)
+
+
+@needs_arm
+def test_ram_overflow_fails_at_link_time(tmp_path: Path) -> None:
+    project = make_project(tmp_path, "NUCLEO-F412ZG", extra_bss_bytes=300 * 1024)
+    with pytest.raises(UserError) as info:
+        build(project)
+    message = str(info.value)
+    match = re.fullmatch(
+        r"model does not fit NUCLEO-F412ZG: RAM overflowed by (\d+) bytes \(arena/statics/stack exceed 256 KiB\)",
+        message,
+    )
+    assert match, message
+    # 300 KiB of extra arena + the stripe buffer + statics (< 1 KiB) + the stack, less 256 KiB
+    excess = 300 * 1024 + 192 + STACK_BYTES - 256 * 1024
+    assert excess <= int(match.group(1)) < excess + 1024
+
+
+@needs_arm
+def test_flash_overflow_fails_at_link_time(tmp_path: Path) -> None:
+    project = make_project(tmp_path, "NUCLEO-F412ZG", extra_rodata_bytes=1100 * 1024)
+    with pytest.raises(UserError, match=r"^model does not fit NUCLEO-F412ZG: FLASH overflowed by \d+ bytes .*1 MiB\)$"):
+        build(project)
+
+
+# ---------------------------------------------------------------------------------------------- host
+@needs_host
+def test_host_sanitized_bit_exact(tmp_path: Path) -> None:
+    project = make_project(tmp_path, "NUCLEO-F412ZG")
+    result = emulate(project, host=True, sanitize=True)
+    assert result["target"] == "host" and result["sanitized"]
+    assert result["bit_exact"], format_report(result)
+    assert result["instructions_per_inference"] is None and result["stack_bytes"] is None
+    assert "PASS" in format_report(result)

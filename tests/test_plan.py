@@ -1,0 +1,111 @@
+"""Planner, fusion and verifier tests on shapes-only graphs (no weights needed)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+
+from codegen.cost import estimate
+from codegen.frontend import build_graph
+from codegen.ir import IRError, Op, verify_graph
+from codegen.passes.plan import Buffer, place_greedy
+from codegen.passes.verify_plan import verify_plan
+from codegen.pipeline import run_pipeline
+from mcuformer.arch import ArchConfig, SearchSpace
+
+
+def random_arch(rng: random.Random) -> ArchConfig:
+    space = SearchSpace()
+    depth = rng.choice(space.depths)
+    e = rng.choice(space.embed_dims)
+    return ArchConfig(
+        image_size=rng.choice(space.image_sizes),
+        in_channels=rng.choice((1, 3)),
+        patch_size=rng.choice(space.patch_sizes),
+        embed_dim=e,
+        depth=depth,
+        num_heads=tuple(rng.choice(space.num_heads) for _ in range(depth)),
+        mlp_ratio=tuple(rng.choice(space.mlp_ratios) for _ in range(depth)),
+        attn_rank=tuple(space.rank(rng.choice(space.rank_ratios), e) for _ in range(depth)),
+        mlp_rank=tuple(space.rank(rng.choice(space.rank_ratios), e) for _ in range(depth)),
+        num_classes=10,
+    )
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_plan_is_verified_and_bounded(seed: int) -> None:
+    arch = random_arch(random.Random(seed))
+    graph = run_pipeline(build_graph(arch))
+    plan = graph.meta["plan"]
+    assert [n.op for n in graph.nodes] == (
+        [Op.FUSED_PATCH_EMBED] + [Op.FUSED_ATTENTION, Op.FUSED_MLP] * arch.depth + [Op.FUSED_POOL_HEAD]
+    )
+    assert plan.lower_bound_bytes <= plan.arena_bytes
+    # token overwriting: the whole residual stream is one T x E buffer
+    x = plan.buffer_of("x0")
+    assert x.size == arch.tokens * arch.embed_dim + (-arch.tokens * arch.embed_dim) % 4
+    assert f"blocks.{arch.depth - 1}.mlp.out" in x.tensors
+    # no H x T x T score tensor and no T x M hidden tensor in the fused plan
+    names = {t for b in plan.buffers for t in b.tensors}
+    assert not any(n.endswith((".scores", ".probs", ".fc1", ".gelu")) for n in names)
+    assert "image" not in names
+
+
+def test_fused_arena_beats_naive_on_a_large_model() -> None:
+    arch = ArchConfig(240, 3, 20, 216, 12, (4,) * 12, (2.0,) * 12, (54,) * 12, (54,) * 12, 100)
+    cost = estimate(arch)
+    assert cost.arena_bytes <= 0.5 * cost.naive_arena_bytes
+    assert cost.arena_bytes <= 1.15 * cost.lower_bound_bytes
+    # X, K and V (3 x T x E) must coexist during attention: nothing can beat that
+    assert cost.arena_bytes >= 3 * arch.tokens * arch.embed_dim
+
+
+def test_verifier_rejects_overlapping_live_buffers() -> None:
+    graph = run_pipeline(build_graph(SearchSpace().largest()))
+    plan = graph.meta["plan"]
+    k = plan.buffer_of("blocks.0.attn.k")
+    x = plan.buffer_of("x0")
+    bad = tuple(replace(b, offset=x.offset) if b is k else b for b in plan.buffers)
+    with pytest.raises(IRError, match="overlap"):
+        verify_plan(replace(graph, meta={**graph.meta, "plan": replace(plan, buffers=bad)}))
+
+
+def test_verifier_rejects_buffer_outside_arena() -> None:
+    graph = run_pipeline(build_graph(SearchSpace().smallest()))
+    plan = graph.meta["plan"]
+    bad = (replace(plan.buffers[0], offset=plan.arena_bytes),) + plan.buffers[1:]
+    with pytest.raises(IRError, match="outside arena"):
+        verify_plan(replace(graph, meta={**graph.meta, "plan": replace(plan, buffers=bad)}))
+
+
+def test_graph_verifier_rejects_use_before_definition() -> None:
+    graph = build_graph(SearchSpace().smallest())
+    swapped = (graph.nodes[1], graph.nodes[0]) + graph.nodes[2:]
+    with pytest.raises(IRError, match="before it is produced"):
+        verify_graph(graph.with_nodes(swapped))
+
+
+def test_greedy_first_fit_reuses_dead_space() -> None:
+    buffers = [Buffer("a", 100, 0, 1), Buffer("b", 100, 2, 3), Buffer("c", 40, 1, 2)]
+    placed, arena = place_greedy(buffers)
+    offsets = {b.name: b.offset for b in placed}
+    assert offsets["a"] == offsets["b"] == 0  # a and b never live together
+    assert offsets["c"] == 100
+    assert arena == 140
+
+
+def test_cost_is_deterministic_and_monotone_in_depth() -> None:
+    space = SearchSpace()
+    big = space.largest()
+    assert estimate(big) == estimate(big)
+    shallow = replace(
+        big,
+        depth=1,
+        num_heads=big.num_heads[:1],
+        mlp_ratio=big.mlp_ratio[:1],
+        attn_rank=big.attn_rank[:1],
+        mlp_rank=big.mlp_rank[:1],
+    )
+    assert estimate(shallow).flash_bytes < estimate(big).flash_bytes
