@@ -71,7 +71,8 @@ def render_model_files(
         "structs": lowered.structs,
         "calls": lowered.calls,
         "images": [
-            {"label": int(label), "body": format_values(image)} for image, label in zip(test_images, test_labels, strict=True)
+            {"label": int(label), "body": format_values(image)}
+            for image, label in zip(test_images, test_labels, strict=True)
         ],
     }
     env = _env()

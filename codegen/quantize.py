@@ -18,10 +18,19 @@ from codegen.ir import Graph, Node, Op, QParams, Tensor
 PROBS_QPARAMS = QParams(1.0 / 256.0, -128)
 
 
-def calibrate(graph: Graph, images_hwc: np.ndarray) -> dict[str, tuple[float, float]]:
-    """Per-tensor (min, max) over a calibration batch of float (B, H, W, C) images."""
-    values = run_float(graph, images_hwc)
-    return {name: (float(v.min()), float(v.max())) for name, v in values.items()}
+def calibrate(
+    graph: Graph, images_hwc: np.ndarray, max_elements: int = 1 << 22
+) -> dict[str, tuple[float, float]]:
+    """Per-tensor (min, max) over a calibration batch of float (B, H, W, C) images, run in chunks
+    that keep the float H x T x T attention tensors below ``max_elements`` values."""
+    largest = max(int(np.prod(t.shape)) for t in graph.tensors.values())
+    chunk = max(1, max_elements // largest)
+    ranges: dict[str, tuple[float, float]] = {}
+    for start in range(0, len(images_hwc), chunk):
+        for name, v in run_float(graph, images_hwc[start : start + chunk]).items():
+            lo, hi = ranges.get(name, (np.inf, -np.inf))
+            ranges[name] = (min(lo, float(v.min())), max(hi, float(v.max())))
+    return ranges
 
 
 def _tensor_qparams(graph: Graph, ranges: dict[str, tuple[float, float]]) -> dict[str, QParams]:

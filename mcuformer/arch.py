@@ -70,7 +70,7 @@ class ArchConfig:
         return self.embed_dim // self.num_heads[layer]
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> ArchConfig:

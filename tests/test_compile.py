@@ -1,0 +1,86 @@
+"""Compiler tests: frontend == torch, fused integer graph == unfused integer graph, int8 close to
+float, the cost model's flash figure equals the emitted arrays, and emission is deterministic."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from codegen.compile import compile_model, to_hwc
+from codegen.emit import render_model_files
+from codegen.float_exec import run_float
+from codegen.frontend import from_torch
+from codegen.int_exec import run_batch, run_unfused
+from mcuformer.arch import ArchConfig
+from mcuformer.model import ViT
+from tests.test_plan import random_arch
+
+
+def make_model(arch: ArchConfig, seed: int) -> ViT:
+    torch.manual_seed(seed)
+    return ViT(arch).eval()
+
+
+def images(arch: ArchConfig, n: int, seed: int) -> np.ndarray:
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, arch.in_channels, arch.image_size, arch.image_size, generator=gen) * 2 - 1).numpy()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_frontend_reproduces_torch(seed: int) -> None:
+    arch = random_arch(random.Random(100 + seed))
+    model = make_model(arch, seed).double()
+    x = images(arch, 3, seed)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x).double()).numpy()
+    got = run_float(from_torch(model), to_hwc(x))["logits"][:, 0]
+    np.testing.assert_allclose(got, expected, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fused_graph_equals_unfused_graph(seed: int) -> None:
+    arch = random_arch(random.Random(200 + seed))
+    model = make_model(arch, seed)
+    compiled = compile_model(model, images(arch, 32, seed))
+    q = compiled.quantize_input(to_hwc(images(arch, 5, seed + 1)))
+    fused, unfused = run_batch(compiled.graph, q), run_unfused(compiled.graph, q)
+    where = np.argwhere(fused != unfused)
+    assert where.size == 0, f"first mismatch at (image, class) {tuple(where[0])}: {fused[tuple(where[0])]} vs " \
+        f"{unfused[tuple(where[0])]}"
+
+
+def test_int8_tracks_float() -> None:
+    arch = ArchConfig(16, 1, 4, 48, 2, (4, 2), (2.0, 2.0), (12, 0), (0, 24), 10)
+    model = make_model(arch, 0)
+    x = images(arch, 64, 0)
+    compiled = compile_model(model, x)
+    out_q = compiled.graph.tensors["logits"].qparams
+    logits = run_batch(compiled.graph, compiled.quantize_input(to_hwc(x[:16])))
+    dequant = (logits.astype(np.float64) - out_q.zero_point) * out_q.scale
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x[:16])).numpy()
+    # accumulated quantization error over 2 blocks: a few output LSB, far below the logit range
+    assert np.abs(dequant - ref).max() <= 8 * out_q.scale
+    assert (dequant.argmax(1) == ref.argmax(1)).mean() >= 0.8
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_cost_model_flash_matches_emitted_arrays(seed: int) -> None:
+    arch = random_arch(random.Random(300 + seed))
+    compiled = compile_model(make_model(arch, seed), images(arch, 16, seed))
+    assert compiled.lowered.constant_bytes == compiled.cost.weight_bytes
+    assert compiled.lowered.arena_bytes == compiled.cost.arena_bytes
+
+
+def test_emission_is_byte_identical_for_the_same_inputs() -> None:
+    arch = random_arch(random.Random(7))
+    texts = []
+    for _ in range(2):
+        compiled = compile_model(make_model(arch, 7), images(arch, 16, 7))
+        q = compiled.quantize_input(to_hwc(images(arch, 2, 8)))
+        texts.append(render_model_files(compiled.graph, compiled.lowered, q, [0, 1]))
+    assert texts[0] == texts[1]
+    assert "float" not in texts[0]["model/model.c"]

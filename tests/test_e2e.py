@@ -1,0 +1,176 @@
+"""End to end: search (tiny settings) -> export -> emulate in QEMU and natively with sanitizers.
+
+Asserts bit-exact logits against the Python integer reference, that the plan fits the board, and
+the failure modes a user meets: a model bigger than the board fails at link time with a message
+naming the overflow; bad arguments give one line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mcuformer.arch import ArchConfig, save_json
+from mcuformer.model import ViT
+from mcuformer.workflow import SearchOptions, run_emulate, run_export, run_search
+
+HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None and shutil.which("qemu-system-arm") is not None
+BOARD = "NUCLEO-F412ZG"
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    run = tmp_path_factory.mktemp("e2e") / "run"
+    report = run_search(
+        SearchOptions(
+            board=BOARD, sram="8KiB", flash="96KiB", out=run, epochs=1, finetune_epochs=1, population=6,
+            generations=2,
+        ),
+        quiet,
+    )
+    return run, report
+
+
+def test_search_respects_the_budget(searched: tuple[Path, dict]) -> None:
+    run, report = searched
+    assert (run / "arch.json").is_file() and (run / "model.pt").is_file() and (run / "pareto.png").is_file()
+    assert report["predicted"]["peak_sram_bytes"] <= report["budget"]["sram_bytes"] == 8 * 1024
+    assert report["predicted"]["flash_bytes"] <= report["budget"]["flash_bytes"] == 96 * 1024
+    assert not report["search"]["largest_fits"]
+    assert report["search"]["rejected_sram"] > 0
+    assert report["search"]["evaluated"] >= 6
+    assert json.loads((run / "arch.json").read_text())["arch"] == report["arch"]
+
+
+@pytest.fixture(scope="module")
+def project(searched: tuple[Path, dict]) -> tuple[Path, dict]:
+    run, _ = searched
+    proj = run.parent / "proj"
+    report = run_export(run, BOARD, proj, force=False, log=quiet)
+    return proj, report
+
+
+def test_export_writes_a_self_contained_project(project: tuple[Path, dict]) -> None:
+    proj, report = project
+    for rel in ("Makefile", "Makefile.host", "linker/board.ld", "linker/qemu.ld", "model/model.c", "main.c",
+                "runtime/include/mcuf.h", "README.md", "report.json"):
+        assert (proj / rel).is_file(), rel
+    board_ld = (proj / "linker/board.ld").read_text()
+    assert "256K" in board_ld or str(256 * 1024) in board_ld  # the board's real SRAM size
+    model_c = (proj / "model/model.c").read_text()
+    assert "float" not in model_c and "double" not in model_c
+    for key in ("arena_bytes", "naive_arena_bytes", "lower_bound_bytes", "peak_sram_bytes", "flash_bytes", "ops",
+                "test_inputs", "expected_outputs"):
+        assert key in report
+    assert report["peak_sram_bytes"] <= 256 * 1024 and report["flash_bytes"] <= 1024 * 1024
+
+
+def test_export_is_deterministic(searched: tuple[Path, dict], project: tuple[Path, dict]) -> None:
+    run, _ = searched
+    proj, _ = project
+    again = run.parent / "proj2"
+    run_export(run, BOARD, again, force=False, log=quiet)
+    for rel in ("model/model.c", "model/test_inputs.c", "Makefile", "linker/qemu.ld"):
+        assert (proj / rel).read_bytes() == (again / rel).read_bytes(), rel
+
+
+@pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed (run make setup)")
+def test_qemu_is_bit_exact(project: tuple[Path, dict]) -> None:
+    proj, report = project
+    result = run_emulate(proj, host=False, sanitize=False, log=None)
+    assert result["target"] == "qemu:mps2-an386"
+    assert result["mismatches"] == [] and result["bit_exact"]
+    assert result["inputs"] == len(report["expected_outputs"])
+    assert result["instructions_per_inference"] > 0
+    assert 0 < result["stack_bytes"] <= 2048
+    # the measured static SRAM holds the planned arena; measured peak stays within the plan
+    assert report["arena_bytes"] <= result["static_sram_bytes"]
+    assert result["static_sram_bytes"] + result["stack_bytes"] <= report["peak_sram_bytes"]
+    assert result["flash_bytes"] <= report["flash_bytes"]
+
+
+def test_host_with_sanitizers_is_bit_exact(project: tuple[Path, dict]) -> None:
+    proj, _ = project
+    result = run_emulate(proj, host=True, sanitize=True, log=None)
+    assert result["target"] == "host" and result["bit_exact"] and result["mismatches"] == []
+
+
+def test_tampered_expectation_is_reported_as_mismatch(project: tuple[Path, dict], tmp_path: Path) -> None:
+    proj, _ = project
+    copy = tmp_path / "proj"
+    shutil.copytree(proj, copy, ignore=shutil.ignore_patterns("build"))
+    report = json.loads((copy / "report.json").read_text())
+    report["expected_outputs"][1][3] += 1 if report["expected_outputs"][1][3] < 127 else -1
+    (copy / "report.json").write_text(json.dumps(report))
+    result = run_emulate(copy, host=True, sanitize=False, log=None)
+    assert not result["bit_exact"]
+    assert len(result["mismatches"]) == 1 and result["mismatches"][0]["input"] == 1
+    assert result["mismatches"][0]["index"] == 3
+
+
+@pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed (run make setup)")
+def test_model_bigger_than_the_board_fails_to_link(tmp_path: Path) -> None:
+    # 1024 tokens x 96 dims: X, K and V alone need 288 KiB > 256 KiB of SRAM
+    arch = ArchConfig(128, 1, 4, 96, 1, (2,), (1.0,), (0,), (0,), 10)
+    torch.manual_seed(0)
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save(ViT(arch).state_dict(), run / "model.pt")
+    data = tmp_path / "small.npz"  # a small data set keeps calibration and evaluation of this big model quick
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.integers(0, 256, (30, 8, 8), dtype=np.uint8), y=np.arange(30) % 10)
+    save_json(str(run / "arch.json"), {"arch": arch.to_json(), "data": str(data), "seed": 0})
+    proj = tmp_path / "proj"
+    cli = [sys.executable, "-m", "mcuformer"]
+    export = subprocess.run(cli + ["export", str(run), "--board", BOARD, "--out", str(proj)], capture_output=True,
+                            text=True)
+    assert export.returncode == 0, export.stderr
+    assert "the link will fail" in export.stdout
+    emulate = subprocess.run(cli + ["emulate", str(proj)], capture_output=True, text=True)
+    assert emulate.returncode != 0
+    lines = emulate.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "RAM overflowed by" in lines[0], emulate.stderr
+    assert "Traceback" not in emulate.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", "--board", "NOPE", "--out", "{tmp}/r"], "unknown board 'NOPE'"),
+        (["search", "--board", BOARD, "--sram", "12XB", "--out", "{tmp}/r"], "bad --sram '12XB'"),
+        (["search", "--board", BOARD, "--sram", "1GiB", "--out", "{tmp}/r"], "bad --sram"),
+        (["search", "--board", BOARD, "--sram", "4MiB", "--out", "{tmp}/r"], "exceeds board"),
+        (["export", "{tmp}/missing", "--board", BOARD, "--out", "{tmp}/p"], "does not exist"),
+        (["export", "{tmp}", "--board", BOARD, "--out", "{tmp}/p"], "is not a search run"),
+        (["emulate", "{tmp}"], "not an mcuformer project"),
+        (["search", "--board", BOARD, "--data", "{tmp}/nothing.npz", "--out", "{tmp}/r"], "nothing.npz"),
+    ],
+)
+def test_bad_arguments_give_one_line_errors(args: list[str], message: str, tmp_path: Path) -> None:
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    proc = subprocess.run([sys.executable, "-m", "mcuformer", *argv], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert not (tmp_path / "r").exists() and not (tmp_path / "p").exists()  # nothing half-written
+
+
+def test_existing_output_is_not_clobbered(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    cmd = [sys.executable, "-m", "mcuformer", "search", "--board", BOARD, "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--force" in proc.stderr
+    assert (out / "keep.txt").read_text() == "mine"
