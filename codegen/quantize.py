@@ -18,9 +18,7 @@ from codegen.ir import Graph, Node, Op, QParams, Tensor
 PROBS_QPARAMS = QParams(1.0 / 256.0, -128)
 
 
-def calibrate(
-    graph: Graph, images_hwc: np.ndarray, max_elements: int = 1 << 22
-) -> dict[str, tuple[float, float]]:
+def calibrate(graph: Graph, images_hwc: np.ndarray, max_elements: int = 1 << 22) -> dict[str, tuple[float, float]]:
     """Per-tensor (min, max) over a calibration batch of float (B, H, W, C) images, run in chunks
     that keep the float H x T x T attention tensors below ``max_elements`` values."""
     largest = max(int(np.prod(t.shape)) for t in graph.tensors.values())

@@ -338,7 +338,7 @@ def run_emulate(project: Path, host: bool, sanitize: bool, log: Log | None) -> d
 
 # --------------------------------------------------------------------------------------------- demo
 DEMO_BOARD = "NUCLEO-F412ZG"
-DEMO_SRAM = "10KiB"  # binds: the largest subnet of the digits space needs ~14.4 KiB
+DEMO_SRAM = "10KiB"  # binds: the largest subnet of the digits space needs ~13.4 KiB
 DEMO_FLASH = "96KiB"  # binds: the largest subnet needs ~180 KiB of flash
 
 
@@ -354,10 +354,10 @@ def run_demo(out: Path, force: bool, log: Log) -> bool:
             flash=DEMO_FLASH,
             data="digits",
             out=tmp / "run",
-            epochs=12,
+            epochs=20,
             finetune_epochs=10,
-            population=20,
-            generations=5,
+            population=30,
+            generations=10,
         )
         log(f"== demo: search for {DEMO_BOARD} limited to {DEMO_SRAM} SRAM / {DEMO_FLASH} flash")
         arch_report = run_search(opts, log)

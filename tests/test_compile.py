@@ -48,8 +48,9 @@ def test_fused_graph_equals_unfused_graph(seed: int) -> None:
     q = compiled.quantize_input(to_hwc(images(arch, 5, seed + 1)))
     fused, unfused = run_batch(compiled.graph, q), run_unfused(compiled.graph, q)
     where = np.argwhere(fused != unfused)
-    assert where.size == 0, f"first mismatch at (image, class) {tuple(where[0])}: {fused[tuple(where[0])]} vs " \
-        f"{unfused[tuple(where[0])]}"
+    assert where.size == 0, (
+        f"first mismatch at (image, class) {tuple(where[0])}: {fused[tuple(where[0])]} vs {unfused[tuple(where[0])]}"
+    )
 
 
 def test_int8_tracks_float() -> None:
