@@ -229,7 +229,10 @@ def load_run(run: Path):
     return model, report
 
 
-def run_export(run: Path, board_name: str, out: Path, force: bool, log: Log) -> dict:
+def run_export(run: Path, board_name: str, out: Path, force: bool, log: Log, measure: bool = True) -> dict:
+    """Compile RUN for a board into the project OUT. With ``measure`` (and the Arm toolchain + QEMU
+    present) the project is also built and run once in QEMU, and the measured peak SRAM, flash and
+    instructions are added to report.json under ``measured``."""
     board = get_board(board_name)  # user errors first, before heavy imports
     if not (run / "arch.json").is_file():
         load_run(run)  # raises the right UserError
@@ -261,6 +264,9 @@ def run_export(run: Path, board_name: str, out: Path, force: bool, log: Log) -> 
         files["README.md"] = render_readme({**report, "arch_summary": arch.short(), "kernel_files": sorted(runtime)})
         write_files(tmp, files)
         save_json(str(tmp / "report.json"), report)
+        if measure and not board.is_host:
+            report["measured"] = measure_in_qemu(tmp, log)
+            save_json(str(tmp / "report.json"), report)
     log_memory(report, log)
     log(f"float top-1 {float_acc:.4f}, int8 top-1 {int8_acc:.4f}; wrote project {out}")
     if report["peak_sram_bytes"] > board.sram_bytes or report["flash_bytes"] > board.flash_bytes:
@@ -270,6 +276,28 @@ def run_export(run: Path, board_name: str, out: Path, force: bool, log: Log) -> 
             f"{format_bytes(board.sram_bytes)} / {format_bytes(board.flash_bytes)}: the link will fail"
         )
     return report
+
+
+def measure_in_qemu(project: Path, log: Log) -> dict:
+    """Build and run the fresh project in QEMU once; a failure is recorded, not raised (emulate
+    reports it to the user with the full message)."""
+    import shutil as _shutil
+
+    from mcuformer.emulate import emulate
+
+    if not (_shutil.which("arm-none-eabi-gcc") and _shutil.which("qemu-system-arm")):
+        return {"error": "arm-none-eabi-gcc or qemu-system-arm not installed (run `make setup`)"}
+    log("measuring in QEMU")
+    try:
+        result = emulate(project, host=False, sanitize=False)
+    except UserError as exc:
+        return {"error": str(exc)}
+    finally:
+        _shutil.rmtree(project / "build", ignore_errors=True)
+    keys = ("target", "bit_exact", "instructions_per_inference", "stack_bytes", "static_sram_bytes", "flash_bytes")
+    measured = {k: result[k] for k in keys}
+    measured["peak_sram_bytes"] = result["static_sram_bytes"] + result["stack_bytes"]
+    return measured
 
 
 def project_report(compiled, board: Board, test_int8, expected, labels, float_acc, int8_acc, run: Path) -> dict:
@@ -324,6 +352,16 @@ def log_memory(report: dict, log: Log) -> None:
         f"arena {a} B (naive op-by-op {n} B = {a / n:.2f}x of naive; lower bound {lb} B), "
         f"planned peak SRAM {report['peak_sram_bytes']} B, flash {report['flash_bytes']} B"
     )
+    measured = report.get("measured")
+    if measured and "error" not in measured:
+        log(
+            f"measured in {measured['target']}: peak SRAM {measured['peak_sram_bytes']} B "
+            f"(static {measured['static_sram_bytes']} B + stack {measured['stack_bytes']} B), "
+            f"flash {measured['flash_bytes']} B, {measured['instructions_per_inference']:,} instructions/inference, "
+            + ("bit-exact" if measured["bit_exact"] else "NOT bit-exact")
+        )
+    elif measured:
+        log(f"not measured in QEMU: {measured['error']}")
 
 
 # ------------------------------------------------------------------------------------------ emulate
@@ -338,8 +376,8 @@ def run_emulate(project: Path, host: bool, sanitize: bool, log: Log | None) -> d
 
 # --------------------------------------------------------------------------------------------- demo
 DEMO_BOARD = "NUCLEO-F412ZG"
-DEMO_SRAM = "10KiB"  # binds: the largest subnet of the digits space needs ~13.4 KiB
-DEMO_FLASH = "96KiB"  # binds: the largest subnet needs ~180 KiB of flash
+DEMO_SRAM = "6KiB"  # binds: the largest subnet of the digits space needs ~13.4 KiB
+DEMO_FLASH = "96KiB"  # binds: the largest subnet needs ~176 KiB of flash
 
 
 def run_demo(out: Path, force: bool, log: Log) -> bool:
