@@ -6,23 +6,31 @@ exporter writes the project. Sources come from the installed packages (importlib
 this works from a wheel as well as from a checkout.
 
 Project layout produced here (paths relative to the project root):
-  Makefile          ARM build (``make`` -> build/board.elf, ``make qemu`` -> build/qemu.elf)
-  Makefile.host     native build (``make -f Makefile.host [SANITIZE=1]``)
+  Makefile          ARM build (``make`` -> build/board.elf, ``make qemu`` -> build/qemu.elf;
+                    ``KERNELS=optimized|portable``, ``BUILD=<dir>``)
+  Makefile.host     native build (``make -f Makefile.host [SANITIZE=1]``), portable kernels
   linker/board.ld   the board's memory map
-  linker/qemu.ld    the emulator's origins (mcuformer.boards.QEMU_*), the board's sizes
+  linker/qemu.ld    the emulator's origins (mcuformer.boards.QEMU_MACHINES), the board's sizes
   main.c            test harness (runtime_c/platform/main.c)
   platform/*        platform layer (runtime_c/platform)
 For the host board only Makefile.host, main.c and the host platform files are produced.
+
+Kernel variants (DESIGN section 5): a source ``<dir>/dsp/<name>.c`` is the DSP-extension twin of
+``<dir>/<name>.c`` and defines the same functions. The ARM Makefile builds, with
+``KERNELS=optimized`` (the default on a board with the DSP extension), each twin in place of its
+portable file, and with ``KERNELS=portable`` (the default otherwise) the portable files only. The
+host build always uses the portable files.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 
 import jinja2
 
-from mcuformer.boards import QEMU_FLASH_ORIGIN, QEMU_RAM_ORIGIN, QEMU_REGION_LIMIT, Board, format_bytes
+from mcuformer.boards import Board, QemuMachine, format_bytes, qemu_machine
 from mcuformer.errors import UserError
 
 PLATFORM_DIR = "platform"
@@ -33,6 +41,7 @@ ARM_PLATFORM_FILES = ("platform.h", "platform_semihost.c", "startup_cortexm.c")
 HOST_PLATFORM_FILES = ("platform.h", "platform_host.c")
 # The exporter's layout (codegen.emit): model/model.h, runtime/include/mcuf.h.
 DEFAULT_INCLUDE_DIRS = ("model", "runtime/include")
+OPTIMIZED_DIR = "dsp"  # <dir>/dsp/<name>.c replaces <dir>/<name>.c with KERNELS=optimized
 
 _ENV = jinja2.Environment(
     undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False, trim_blocks=False
@@ -47,12 +56,48 @@ def _platform_file(name: str) -> str:
     return resources.files("runtime_c").joinpath("platform", name).read_text()
 
 
-def _check_arm_memory(board: Board, stack_bytes: int) -> None:
+@dataclass(frozen=True)
+class KernelSources:
+    """A project's C sources split by kernel variant."""
+
+    common: list[str]  # built with either variant
+    portable: list[str]  # portable files that have an optimized twin (KERNELS=portable)
+    optimized: list[str]  # the twins, in the same order (KERNELS=optimized)
+
+
+def split_kernel_sources(sources: Sequence[str]) -> KernelSources:
+    """Split sources into common files, portable files with a ``dsp/`` twin, and the twins.
+    Raises ValueError for a twin whose portable file is not among the sources."""
+    present = set(sources)
+    twins: dict[str, str] = {}  # portable path -> twin path
+    for path in sources:
+        head, _, name = path.rpartition("/")
+        parent, _, sub = head.rpartition("/")
+        if sub != OPTIMIZED_DIR or not name.endswith(".c"):
+            continue
+        portable = f"{parent}/{name}" if parent else name
+        if portable not in present:
+            raise ValueError(f"optimized kernel {path} has no portable file {portable} among the sources")
+        twins[portable] = path
+    replaced = [p for p in sources if p in twins]
+    return KernelSources(
+        common=[p for p in sources if p not in twins and p not in twins.values()],
+        portable=replaced,
+        optimized=[twins[p] for p in replaced],
+    )
+
+
+def default_kernels(board: Board, kernels: KernelSources) -> str:
+    """The Makefile's default KERNELS: optimized on a core with the DSP extension that has twins."""
+    return "optimized" if board.dsp and kernels.optimized else "portable"
+
+
+def _check_arm_memory(board: Board, machine: QemuMachine, stack_bytes: int) -> None:
     for what, size in (("SRAM", board.sram_bytes), ("flash", board.flash_bytes)):
-        if size > QEMU_REGION_LIMIT:
+        if size > machine.region_bytes:
             raise UserError(
                 f"board {board.name}: {what} of {format_bytes(size)} is larger than the emulator's "
-                f"{format_bytes(QEMU_REGION_LIMIT)} region; use a budget of at most that"
+                f"{format_bytes(machine.region_bytes)} region ({machine.name}); use a budget of at most that"
             )
     if (board.sram_origin + board.sram_bytes) % 8 or board.sram_bytes % 8:
         raise UserError(f"board {board.name}: SRAM origin and size must be multiples of 8 (the stack is at its top)")
@@ -74,7 +119,8 @@ def render_board_files(
 
     board: the target (a budget-limited Board gives linker regions of the budget's sizes).
     sources: the model's and the runtime's C sources relative to the project root; the harness
-      and the platform sources are added here.
+      and the platform sources are added here. ``<dir>/dsp/<name>.c`` sources are optimized twins
+      (see the module doc): only the ARM Makefile builds them, with KERNELS=optimized.
     stack_bytes: stack reserved at the top of RAM (positive multiple of 8); counted in the RAM
       region, so arena + statics + stack > SRAM fails at link time.
     include_dirs: -I directories relative to the project root; ``platform`` is added.
@@ -86,8 +132,9 @@ def render_board_files(
     if len(set(all_sources)) != len(all_sources):
         raise ValueError(f"duplicate or reserved source path in {list(sources)}")
     dirs = list(dict.fromkeys([*include_dirs, PLATFORM_DIR]))
+    kernels = split_kernel_sources(sources)
 
-    host_sources = [*sources, HARNESS, *HOST_PLATFORM_SOURCES]
+    host_sources = [*[s for s in sources if s not in kernels.optimized], HARNESS, *HOST_PLATFORM_SOURCES]
     files: dict[str, str] = {
         "Makefile.host": _template("codegen", "Makefile.host.j2").render(
             board=board, sources=host_sources, include_dirs=dirs
@@ -99,8 +146,16 @@ def render_board_files(
     if board.is_host:
         return files
 
-    _check_arm_memory(board, stack_bytes)
-    files["Makefile"] = _template("codegen", "Makefile.j2").render(board=board, sources=all_sources, include_dirs=dirs)
+    machine = qemu_machine(board.qemu_machine)
+    _check_arm_memory(board, machine, stack_bytes)
+    files["Makefile"] = _template("codegen", "Makefile.j2").render(
+        board=board,
+        sources=[*kernels.common, HARNESS, *ARM_PLATFORM_SOURCES],
+        portable_kernels=kernels.portable,
+        optimized_kernels=kernels.optimized,
+        default_kernels=default_kernels(board, kernels),
+        include_dirs=dirs,
+    )
     linker = _template("boards", "cortexm.ld.j2")
     files["linker/board.ld"] = linker.render(
         flash_origin=board.flash_origin,
@@ -110,9 +165,9 @@ def render_board_files(
         stack_bytes=stack_bytes,
     )
     files["linker/qemu.ld"] = linker.render(
-        flash_origin=QEMU_FLASH_ORIGIN,
+        flash_origin=machine.flash_origin,
         flash_bytes=board.flash_bytes,
-        ram_origin=QEMU_RAM_ORIGIN,
+        ram_origin=machine.ram_origin,
         ram_bytes=board.sram_bytes,
         stack_bytes=stack_bytes,
     )

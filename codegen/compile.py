@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from codegen import int_exec
-from codegen.cost import Cost, cost_of_graph
+from codegen.cost import NUM_TEST_INPUTS, Cost, arena_budget, cost_of_graph
 from codegen.frontend import from_torch
 from codegen.ir import Graph
 from codegen.lower import LoweredModel, lower
@@ -39,9 +39,18 @@ def to_hwc(images_nchw: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(images_nchw, dtype=np.float64).transpose(0, 2, 3, 1))
 
 
-def compile_model(model, calibration_nchw: np.ndarray, log: Callable[[str], None] | None = None) -> CompiledModel:
-    """model: mcuformer.model.ViT; calibration images (B, C, H, W) float at the model's resolution."""
+def compile_model(
+    model,
+    calibration_nchw: np.ndarray,
+    sram_bytes: int | None = None,
+    log: Callable[[str], None] | None = None,
+    num_test_inputs: int = NUM_TEST_INPUTS,
+) -> CompiledModel:
+    """model: mcuformer.model.ViT; calibration images (B, C, H, W) float at the model's resolution;
+    sram_bytes: the board's SRAM (lets the planner choose memory-saving schedules to fit it)."""
     float_graph = from_torch(model)
     ranges = calibrate(float_graph, to_hwc(calibration_nchw))
-    graph = run_pipeline(quantize(float_graph, ranges), log)
-    return CompiledModel(float_graph, graph, lower(graph), cost_of_graph(graph))
+    graph = quantize(float_graph, ranges)
+    graph = replace(graph, meta={**graph.meta, "arena_budget": arena_budget(sram_bytes)})
+    graph = run_pipeline(graph, log)
+    return CompiledModel(float_graph, graph, lower(graph), cost_of_graph(graph, num_test_inputs))

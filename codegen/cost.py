@@ -11,7 +11,7 @@ disagree about what fits. Everything is computed from shapes (no weights needed)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from codegen.frontend import build_graph
 from codegen.ir import Graph, Op
@@ -85,5 +85,13 @@ def cost_of_graph(graph: Graph, test_inputs: int = NUM_TEST_INPUTS) -> Cost:
     )
 
 
-def estimate(arch: ArchConfig) -> Cost:
-    return cost_of_graph(run_pipeline(build_graph(arch)))
+def arena_budget(sram_bytes: int | None) -> int | None:
+    """Arena bytes left by a board's (or budget's) SRAM after the stack reserve and statics."""
+    return None if sram_bytes is None else sram_bytes - STACK_RESERVE_BYTES - STATIC_SRAM_BYTES
+
+
+def estimate(arch: ArchConfig, sram_bytes: int | None = None) -> Cost:
+    """Exact cost of ``arch``; with ``sram_bytes`` the planner may pick memory-saving schedules."""
+    graph = build_graph(arch)
+    graph = replace(graph, meta={**graph.meta, "arena_budget": arena_budget(sram_bytes)})
+    return cost_of_graph(run_pipeline(graph))

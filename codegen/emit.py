@@ -8,6 +8,7 @@ import jinja2
 import numpy as np
 
 import mcuformer
+from codegen.board_files import OPTIMIZED_DIR
 from codegen.ir import Graph
 from codegen.lower import LoweredModel, format_values
 from mcuformer.boards import Board
@@ -28,16 +29,27 @@ def _env() -> jinja2.Environment:
 
 
 def runtime_sources(board: Board) -> dict[str, str]:
-    """The runtime_c files a board's project uses: {project path: text}. Portable kernels always;
-    a DSP core replaces a portable file by the optimized file of the same name under src/dsp/."""
+    """The runtime_c files a board's project uses: {project path: text}.
+
+    The header and the portable kernels (runtime/src/*.c) always; for a Cortex-M board also the
+    DSP-extension kernels (runtime/src/dsp/*.c), each a drop-in twin of the portable file of the
+    same name. The ARM Makefile builds one file of each pair (KERNELS=optimized|portable, default
+    from board.dsp: codegen.board_files); the host build uses the portable files.
+    """
     root = resources.files("runtime_c")
+    src = root / "src"
     files = {"runtime/include/mcuf.h": (root / "include" / "mcuf.h").read_text()}
-    optimized = {p.name: p for p in (root / "src" / "dsp").iterdir()} if (root / "src" / "dsp").is_dir() else {}
-    for src in sorted((root / "src").iterdir(), key=lambda p: p.name):
-        if not src.name.endswith(".c"):
-            continue
-        chosen = optimized.get(src.name) if board.dsp else None
-        files[f"runtime/src/{src.name}"] = (chosen or src).read_text()
+    portable = sorted((p for p in src.iterdir() if p.name.endswith(".c")), key=lambda p: p.name)
+    for path in portable:
+        files[f"runtime/src/{path.name}"] = path.read_text()
+    optimized_dir = src / OPTIMIZED_DIR
+    if board.is_host or not optimized_dir.is_dir():
+        return files
+    names = {p.name for p in portable}
+    for path in sorted((p for p in optimized_dir.iterdir() if p.name.endswith(".c")), key=lambda p: p.name):
+        if path.name not in names:
+            raise RuntimeError(f"runtime_c/src/{OPTIMIZED_DIR}/{path.name} has no portable twin in runtime_c/src/")
+        files[f"runtime/src/{OPTIMIZED_DIR}/{path.name}"] = path.read_text()
     return files
 
 

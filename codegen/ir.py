@@ -89,6 +89,7 @@ class Node:
     inplace: tuple[tuple[str, str], ...] = ()  # (input, output) pairs that share one buffer
     workspace: tuple[str, ...] = ()  # tensors alive only during this node (e.g. K, V)
     scratch_bytes: int = 0  # kernel scratch (from the *_scratch_size contract)
+    variant: str = ""  # schedule of a fused node, e.g. "all_heads" / "per_head" attention
 
 
 @dataclass(frozen=True, eq=False)

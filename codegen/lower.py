@@ -15,13 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from codegen.ir import Graph, IRError, Node, Op
+from codegen.passes.fuse import ALL_HEADS, PER_HEAD
 
-# One kernel per fused op. Optimized (DSP) variants keep these names: they are chosen by file.
-KERNEL_OF: dict[Op, str] = {
-    Op.FUSED_PATCH_EMBED: "mcuf_patch_embed_s8",
-    Op.FUSED_ATTENTION: "mcuf_attention_rowwise_s8",
-    Op.FUSED_MLP: "mcuf_mlp_rowwise_s8",
-    Op.FUSED_POOL_HEAD: "mcuf_pool_head_s8",
+# One kernel per (fused op, schedule). Optimized (DSP) variants keep these names: chosen by file.
+KERNEL_OF: dict[tuple[Op, str], str] = {
+    (Op.FUSED_PATCH_EMBED, ""): "mcuf_patch_embed_s8",
+    (Op.FUSED_ATTENTION, ALL_HEADS): "mcuf_attention_rowwise_s8",
+    (Op.FUSED_ATTENTION, PER_HEAD): "mcuf_attention_perhead_s8",
+    (Op.FUSED_MLP, ""): "mcuf_mlp_rowwise_s8",
+    (Op.FUSED_POOL_HEAD, ""): "mcuf_pool_head_s8",
 }
 
 _C_TYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t", np.dtype(np.int16): "int16_t"}
@@ -112,17 +114,17 @@ def _call(node: Node, symbol: str, graph: Graph) -> Call:
     scratch = _arena(plan.offset_of(f"{node.name}.scratch"))
     if node.op == Op.FUSED_PATCH_EMBED:
         args = (f"&{symbol}", "read", "ctx", scratch, _arena(plan.offset_of(node.outputs[0])))
-    elif node.op == Op.FUSED_ATTENTION:
-        k, v = node.workspace
+    elif node.op == Op.FUSED_ATTENTION:  # workspace: (K, V) or (K_h, V_h, head outputs)
         x = _arena(plan.offset_of(node.inputs[0]))
-        args = (f"&{symbol}", x, _arena(plan.offset_of(k)), _arena(plan.offset_of(v)), scratch)
+        args = (f"&{symbol}", x, *(_arena(plan.offset_of(t)) for t in node.workspace), scratch)
     elif node.op == Op.FUSED_MLP:
         args = (f"&{symbol}", _arena(plan.offset_of(node.inputs[0])), scratch)
     elif node.op == Op.FUSED_POOL_HEAD:
         args = (f"&{symbol}", _arena(plan.offset_of(node.inputs[0])), scratch, "logits")
     else:
         raise IRError(f"{node.name}: {node.op} cannot be lowered (run the fuse pass first)")
-    return Call(KERNEL_OF[node.op], args, f"{node.name}: {node.op.value}")
+    variant = f" ({node.variant})" if node.variant else ""
+    return Call(KERNEL_OF[(node.op, node.variant)], args, f"{node.name}: {node.op.value}{variant}")
 
 
 def lower(graph: Graph) -> LoweredModel:

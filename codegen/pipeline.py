@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from codegen.ir import Graph, verify_graph
+from codegen.passes.choose_schedules import choose_schedules
 from codegen.passes.fuse import fuse
 from codegen.passes.plan import plan
 from codegen.passes.schedule import schedule
@@ -22,7 +23,8 @@ PIPELINE: tuple[tuple[str, Pass, str], ...] = (
     ("verify_ir", _verify, "catch frontend/quantizer bugs before any pass relies on the graph"),
     ("fuse", fuse, "after quantization: fused kernels need every sub-op's integer parameters"),
     ("schedule", schedule, "after fusion: lifetimes are counted in fused steps, not primitive ops"),
-    ("plan", plan, "after scheduling: offsets depend on the order in which buffers live and die"),
+    ("choose_schedules", choose_schedules, "after scheduling: trades instructions for memory only if over budget"),
+    ("plan", plan, "after choosing schedules: offsets depend on which buffers each schedule keeps alive"),
     ("verify_plan", verify_plan, "last: prove no two live buffers overlap before any C is emitted"),
 )
 

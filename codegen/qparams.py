@@ -713,6 +713,16 @@ def attention_scratch_size(p: AttentionParams) -> int:
     return _layout(p.dim, p.qkv_rank, p.dim, p.tokens, p.dim, p.dim)
 
 
+def attention_perhead_scratch_size(p: AttentionParams) -> int:
+    """LN row | qkv_down row | q_h row | scores/probs | proj row (each rounded to 4); -1 also when heads < 1."""
+    from codegen import scratch  # imported here: scratch.py stays free of a qparams import cycle
+
+    if p.heads < 1 or min(p.tokens, p.dim, p.qkv_rank) < 0:
+        return -1
+    total = scratch.attention_perhead(p.tokens, p.dim, p.qkv_rank, p.dim // p.heads)
+    return -1 if total > INT32_MAX else total
+
+
 def mlp_scratch_size(p: MLPParams) -> int:
     """LN row | fc1 mid | hidden | fc2 mid | fc2 out (each rounded to 4)."""
     return _layout(p.dim, p.fc1.rank, p.hidden, p.fc2.rank, p.dim)

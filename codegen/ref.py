@@ -8,6 +8,7 @@ is an integer below 2^31 in magnitude, so they are exact in float64 (< 2^53) in 
 ``attention_rowwise`` / ``mlp_rowwise`` mirror the fused C loops (one token row at a time,
 overwriting x); ``attention_unfused`` / ``mlp_unfused`` compute the same blocks op by op on
 whole tensors (the full H x T x T scores). Fusion is exact: both give the same integers.
+``attention_perhead`` mirrors the per-head schedule (mcuf_attention_perhead_s8), also exact.
 
 Parameter errors (MCUF_ERR_ARG in C) raise ValueError here where they matter for shapes.
 """
@@ -254,6 +255,56 @@ def attention_rowwise(p: AttentionParams, x: np.ndarray) -> np.ndarray:
             probs = softmax(p.softmax, attn_scores(p.head, q[cols], k_buf[:, cols]))
             concat[cols] = attn_weighted_sum(p.head, probs, v_buf[:, cols])
         x[t] = add(p.residual, x[t], linear(p.proj, concat))
+    return x
+
+
+def _out_rows(p: LinearParams, first: int, n: int) -> LinearParams:
+    """Output channels [first, first + n) of p: the head view mcuf_attention_perhead_s8 gives mcuf_linear_s8."""
+    rows = slice(first, first + n)
+
+    def cut(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else a[rows]
+
+    return LinearParams(
+        in_features=p.in_features,
+        out_features=n,
+        input_offset=p.input_offset,
+        output_offset=p.output_offset,
+        act_min=p.act_min,
+        act_max=p.act_max,
+        weights=cut(p.weights),
+        bias=cut(p.bias),
+        multiplier=cut(p.multiplier),
+        shift=cut(p.shift),
+    )
+
+
+def attention_perhead(p: AttentionParams, x: np.ndarray) -> np.ndarray:
+    """mcuf_attention_perhead_s8: returns the new x (tokens, dim); the input is not modified.
+
+    Same loops as the C: per head, K_h / V_h (tokens, head_dim) from LN + qkv_down recomputed per
+    head, then each query row's head output into O; x is written only in the last loop. Equal to
+    attention_rowwise bit for bit.
+    """
+    x = _check_tokens(x, p.tokens, p.dim).copy()
+    if p.heads < 1 or p.dim % p.heads:
+        raise ValueError(f"heads {p.heads} does not divide dim {p.dim}")
+    hd = p.dim // p.heads
+    kh_buf = np.empty((p.tokens, hd), dtype=np.int8)
+    vh_buf = np.empty((p.tokens, hd), dtype=np.int8)
+    o_buf = np.empty_like(x)
+    for h in range(p.heads):
+        k_h, v_h, q_h = (_out_rows(lin, h * hd, hd) for lin in (p.k, p.v, p.q))
+        for t in range(p.tokens):  # pass 1 of head h
+            r = _qkv_input(p, x[t])
+            kh_buf[t] = linear(k_h, r)
+            vh_buf[t] = linear(v_h, r)
+        for t in range(p.tokens):  # pass 2 of head h
+            q = linear(q_h, _qkv_input(p, x[t]))
+            probs = softmax(p.softmax, attn_scores(p.head, q, kh_buf))
+            o_buf[t, h * hd : (h + 1) * hd] = attn_weighted_sum(p.head, probs, vh_buf)
+    for t in range(p.tokens):  # pass 3: projection and residual, x overwritten row by row
+        x[t] = add(p.residual, x[t], linear(p.proj, o_buf[t]))
     return x
 
 

@@ -22,6 +22,14 @@ def attention(tokens: int, dim: int, qkv_rank: int) -> int:
     return align4(dim) + align4(qkv_rank) + align4(dim) + align4(tokens) + align4(dim) + align4(dim)
 
 
+def attention_perhead(tokens: int, dim: int, qkv_rank: int, head_dim: int) -> int:
+    """Per-head schedule (mcuf_attention_perhead_s8): LN row, rank row, one head's q row, scores, proj row.
+
+    Its K_h / V_h ([tokens][head_dim] each) and O ([tokens][dim]) buffers are activations, not scratch.
+    """
+    return align4(dim) + align4(qkv_rank) + align4(head_dim) + align4(tokens) + align4(dim)
+
+
 def mlp(dim: int, hidden: int, fc1_rank: int, fc2_rank: int) -> int:
     return align4(dim) + align4(fc1_rank) + align4(hidden) + align4(fc2_rank) + align4(dim)
 

@@ -10,16 +10,68 @@ from pathlib import Path
 
 from mcuformer.errors import UserError
 
-# Emulator memory map (MPS2 AN385/AN386/AN500): code at 0x0, data at 0x20000000, 4 MiB each.
-QEMU_FLASH_ORIGIN = 0x00000000
-QEMU_RAM_ORIGIN = 0x20000000
-QEMU_REGION_LIMIT = 4 * 1024 * 1024
+
+@dataclass(frozen=True)
+class QemuMachine:
+    """A qemu-system-arm (7.2) machine that runs a board's image: its CPU and where the image lives.
+
+    The emulation image is linked at ``flash_origin`` (vectors, code, read-only data) and
+    ``ram_origin`` (data, bss, stack) with the board's own sizes, each at most ``region_bytes``.
+    ``instructions_per_tick``: SysTick on the processor clock under ``-icount shift=0`` (1 ns per
+    instruction) ticks once per this many instructions (1e9 / the machine's processor clock).
+    """
+
+    name: str
+    cpu: str  # -cpu: the machine's own core (QEMU accepts no other)
+    flash_origin: int
+    ram_origin: int
+    region_bytes: int
+    instructions_per_tick: int
+    notes: str = ""
+
+
+# Instructions per SysTick tick that runtime_c/platform/platform_semihost.c assumes (25 MHz MPS2).
+PLATFORM_INSTRUCTIONS_PER_TICK = 40
+
+QEMU_MACHINES: dict[str, QemuMachine] = {
+    m.name: m
+    for m in (
+        # Armv7-M / Armv6-M MPS2 images: 4 MiB ZBT SSRAM1 at 0x0 (code), 4 MiB SSRAM2/3 at 0x20000000
+        # (data); 25 MHz processor clock. mps2-an385 (Cortex-M3) also runs Armv6-M (M0/M0+) code.
+        QemuMachine("mps2-an385", "cortex-m3", 0x00000000, 0x20000000, 4 * 1024 * 1024, 40),
+        QemuMachine("mps2-an386", "cortex-m4", 0x00000000, 0x20000000, 4 * 1024 * 1024, 40),
+        QemuMachine("mps2-an500", "cortex-m7", 0x00000000, 0x20000000, 4 * 1024 * 1024, 40),
+        # Armv8-M (IoTKit, TrustZone): the core resets in Secure state with SVTOR = 0x10000000, and
+        # the IDAU makes every address with bit 28 set Secure. SSRAM1 (4 MiB) is at 0x00000000,
+        # SSRAM2 and SSRAM3 (2 MiB each) at 0x28000000 and 0x28200000; their MPCs reset to
+        # Secure-only, so a Secure image uses the Secure aliases 0x10000000 (code, vectors) and
+        # 0x38000000 (data, 4 MiB contiguous). SYSCLK is 20 MHz: 50 instructions per tick.
+        QemuMachine(
+            "mps2-an505",
+            "cortex-m33",
+            0x10000000,
+            0x38000000,
+            4 * 1024 * 1024,
+            50,
+            "runs in Secure state from the Secure aliases of SSRAM1 (code) and SSRAM2/3 (data)",
+        ),
+    )
+}
+
+
+def qemu_machine(name: str) -> QemuMachine:
+    """The emulator description of a board's ``qemu_machine``."""
+    try:
+        return QEMU_MACHINES[name]
+    except KeyError:
+        known = ", ".join(sorted(QEMU_MACHINES))
+        raise UserError(f"no emulator description for QEMU machine '{name}' (known: {known})") from None
 
 
 @dataclass(frozen=True)
 class Board:
     name: str
-    core: str  # cortex-m4 | cortex-m7 | host
+    core: str  # cortex-m0plus | cortex-m4 | cortex-m7 | cortex-m33 | host
     fpu: str
     dsp: bool  # has the DSP extension (SIMD 16-bit dual MAC)
     clock_hz: int

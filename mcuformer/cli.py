@@ -60,7 +60,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from mcuformer.workflow import run_export
 
-    run_export(Path(args.run), args.board, Path(args.out), args.force, _log)
+    run_export(
+        Path(args.run), args.board, Path(args.out), args.force, _log, not args.no_measure, args.sram, args.flash
+    )
     return 0
 
 
@@ -114,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory written by `mcuformer search`")
     p.add_argument("--board", required=True)
     p.add_argument("--out", required=True, help="project directory to create")
+    p.add_argument("--sram", help="SRAM the model may use, e.g. 64KiB (default: the board's SRAM)")
+    p.add_argument("--flash", help="flash the model may use (default: the board's flash)")
+    p.add_argument("--no-measure", action="store_true", help="do not build and run the project in QEMU")
     p.add_argument("--force", action="store_true", help="replace an existing project directory")
     p.set_defaults(fn=cmd_export)
 

@@ -16,12 +16,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from codegen.cost import NUM_TEST_INPUTS
 from mcuformer.arch import ArchConfig, SearchSpace, save_json
 from mcuformer.boards import Board, format_bytes, get_board, parse_bytes
 from mcuformer.errors import UserError
 
 Log = Callable[[str], None]
-NUM_TEST_INPUTS = 4
+
 CALIBRATION_IMAGES = 256
 
 
@@ -185,12 +186,12 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
     return report
 
 
-def compile_for(model, data):
+def compile_for(model, data, sram_bytes: int | None = None, num_test_inputs: int = NUM_TEST_INPUTS):
     from codegen.compile import compile_model
     from mcuformer.model import resize_images
 
     calib = resize_images(data.train_x[:CALIBRATION_IMAGES], model.arch.image_size).numpy()
-    return compile_model(model, calib)
+    return compile_model(model, calib, sram_bytes, num_test_inputs=num_test_inputs)
 
 
 def accuracies(model, compiled, data) -> tuple[float, float]:
@@ -229,38 +230,65 @@ def load_run(run: Path):
     return model, report
 
 
-def run_export(run: Path, board_name: str, out: Path, force: bool, log: Log, measure: bool = True) -> dict:
-    """Compile RUN for a board into the project OUT. With ``measure`` (and the Arm toolchain + QEMU
-    present) the project is also built and run once in QEMU, and the measured peak SRAM, flash and
-    instructions are added to report.json under ``measured``."""
-    board = get_board(board_name)  # user errors first, before heavy imports
+def run_export(
+    run: Path,
+    board_name: str,
+    out: Path,
+    force: bool,
+    log: Log,
+    measure: bool = True,
+    sram: str | None = None,
+    flash: str | None = None,
+) -> dict:
+    """Compile RUN for a board (optionally limited to an SRAM/flash budget, e.g. to leave room for the
+    application) into the project OUT (see ``export_model``)."""
+    board = resolve_board(board_name, sram, flash)  # user errors first, before heavy imports
     if not (run / "arch.json").is_file():
         load_run(run)  # raises the right UserError
-    from codegen.board_files import render_board_files
-    from codegen.compile import to_hwc
-    from codegen.emit import project_sources, render_model_files, render_readme, runtime_sources
     from mcuformer.data import load_dataset
-    from mcuformer.model import resize_images
 
     model, run_report = load_run(run)
     arch = model.arch
     data = load_dataset(run_report.get("data", "digits"), seed=int(run_report.get("seed", 0)))
     if (data.in_channels, data.num_classes) != (arch.in_channels, arch.num_classes):
         raise UserError(f"data '{run_report.get('data')}' does not match the run's architecture")
+    return export_model(model, data, board, out, force, log, measure=measure, source=str(run))
+
+
+def export_model(
+    model,
+    data,
+    board: Board,
+    out: Path,
+    force: bool,
+    log: Log,
+    measure: bool = True,
+    num_test_inputs: int = NUM_TEST_INPUTS,
+    source: str = "",
+) -> dict:
+    """Quantize (calibrating on ``data``), compile and write a C project for ``board`` into OUT, with
+    the first validation images as embedded test inputs. With ``measure`` (and the Arm toolchain +
+    QEMU present) the project is also built and run once in QEMU and the measured peak SRAM, flash and
+    instructions are added to report.json under ``measured``."""
+    from codegen.board_files import render_board_files
+    from codegen.compile import to_hwc
+    from codegen.cost import STACK_RESERVE_BYTES
+    from codegen.emit import project_sources, render_model_files, render_readme, runtime_sources
+    from mcuformer.model import resize_images
+
+    arch = model.arch
     with atomic_directory(out, force) as tmp:
         log(f"compiling {arch.short()} for {board.name}")
-        compiled = compile_for(model, data)
+        compiled = compile_for(model, data, board.sram_bytes, num_test_inputs)
         float_acc, int8_acc = accuracies(model, compiled, data)
-        test_float = resize_images(data.val_x[:NUM_TEST_INPUTS], arch.image_size).numpy()
+        test_float = resize_images(data.val_x[:num_test_inputs], arch.image_size).numpy()
         test_int8 = compiled.quantize_input(to_hwc(test_float))
         expected = compiled.run_int8(test_int8)
-        labels = [int(v) for v in data.val_y[:NUM_TEST_INPUTS]]
+        labels = [int(v) for v in data.val_y[:num_test_inputs]]
         runtime = runtime_sources(board)
-        from codegen.cost import STACK_RESERVE_BYTES
-
         files = {**render_model_files(compiled.graph, compiled.lowered, test_int8, labels), **runtime}
         files.update(render_board_files(board, project_sources(runtime), STACK_RESERVE_BYTES))
-        report = project_report(compiled, board, test_int8, expected, labels, float_acc, int8_acc, run)
+        report = project_report(compiled, board, test_int8, expected, labels, float_acc, int8_acc, source)
         files["README.md"] = render_readme({**report, "arch_summary": arch.short(), "kernel_files": sorted(runtime)})
         write_files(tmp, files)
         save_json(str(tmp / "report.json"), report)
@@ -300,7 +328,7 @@ def measure_in_qemu(project: Path, log: Log) -> dict:
     return measured
 
 
-def project_report(compiled, board: Board, test_int8, expected, labels, float_acc, int8_acc, run: Path) -> dict:
+def project_report(compiled, board: Board, test_int8, expected, labels, float_acc, int8_acc, source: str) -> dict:
     graph, cost = compiled.graph, compiled.cost
     plan = graph.meta["plan"]
     ops = []
@@ -324,7 +352,7 @@ def project_report(compiled, board: Board, test_int8, expected, labels, float_ac
     return {
         "board": board.name,
         "arch": graph.meta["arch"].to_json(),
-        "run": str(run),
+        "run": source,
         "arena_bytes": cost.arena_bytes,
         "naive_arena_bytes": cost.naive_arena_bytes,
         "lower_bound_bytes": cost.lower_bound_bytes,
@@ -442,37 +470,40 @@ def run_memory_plot(project: Path, out: Path | None, log: Log) -> Path:
 
 
 def plot_memory_timeline(report: dict, out: Path) -> None:
+    """Arena offset (y) of every buffer over the fused operators (x): one box per buffer lifetime."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     steps = len(report["ops"])
-    fig, ax = plt.subplots(figsize=(max(6, steps * 0.9), 4.5))
+    arena = report["arena_bytes"]
+    fig, ax = plt.subplots(figsize=(max(7, steps * 0.9), 4.8))
     colors = plt.get_cmap("tab20")
     for i, buf in enumerate(report["buffers"]):
+        start, width = buf["first_step"] - 0.45, buf["last_step"] - buf["first_step"] + 0.9
         ax.broken_barh(
-            [(buf["first_step"] - 0.4, buf["last_step"] - buf["first_step"] + 0.8)],
-            (buf["offset"], buf["bytes"]),
-            facecolors=colors(i % 20),
-            edgecolor="black",
-            linewidth=0.5,
+            [(start, width)], (buf["offset"], buf["bytes"]), facecolors=colors(i % 20), edgecolor="black", linewidth=0.5
         )
-        ax.text(buf["first_step"] - 0.35, buf["offset"] + buf["bytes"] / 2, buf["name"], fontsize=6, va="center")
-    ax.axhline(
-        report["arena_bytes"], color="black", linestyle="--", linewidth=1, label=f"arena {report['arena_bytes']} B"
-    )
-    ax.axhline(
-        report["naive_arena_bytes"],
-        color="red",
-        linestyle=":",
-        linewidth=1,
-        label=f"naive {report['naive_arena_bytes']} B",
-    )
+        if buf["bytes"] >= 0.05 * arena:  # label only boxes tall enough to read
+            ax.text(
+                start + width / 2,
+                buf["offset"] + buf["bytes"] / 2,
+                f"{buf['name']} ({buf['bytes']:,} B)",
+                fontsize=7,
+                ha="center",
+                va="center",
+            )
+    ax.axhline(arena, color="black", linestyle="--", linewidth=1)
     ax.set_xticks(range(steps), [op["name"] for op in report["ops"]], rotation=30, ha="right", fontsize=7)
+    ax.set_xlim(-0.6, steps - 0.4)
+    ax.set_ylim(0, arena * 1.08)
     ax.set_ylabel("arena offset (bytes)")
-    ax.set_title(f"Memory timeline: {report['board']}")
-    ax.legend(loc="upper right", fontsize=7)
+    ax.set_title(
+        f"{report['board']}: arena {arena:,} B, naive op-by-op {report['naive_arena_bytes']:,} B, "
+        f"lower bound {report['lower_bound_bytes']:,} B",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)

@@ -306,3 +306,99 @@ class Supernet(nn.Module):
 
     def smallest(self) -> ArchConfig:
         return self.space.smallest()
+
+
+# ----------------------------------------------------------------------------------------------
+# Initialisation from a trained dense (or low-rank) static ViT by SVD.
+
+
+@torch.no_grad()
+def svd_factors(weight: torch.Tensor, rank_max: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """weight (out, in) -> up (out, k), down (k, in) with k = min(out, in, rank_max).
+
+    up = U sqrt(S), down = sqrt(S) V^T, singular values in decreasing order, so for every r <= k the
+    leading slices give ``up[:, :r] @ down[:r] = U_r S_r V_r^T``, the best rank-r approximation of
+    ``weight`` in Frobenius and spectral norm (Eckart-Young). Computed in float64."""
+    assert weight.dim() == 2, weight.shape
+    u, s, vh = torch.linalg.svd(weight.double(), full_matrices=False)  # (out, m), (m,), (m, in)
+    k = min(len(s), rank_max)
+    root = s[:k].sqrt()
+    return (u[:, :k] * root).to(weight.dtype), (root[:, None] * vh[:k]).to(weight.dtype)
+
+
+def _dense_weight(layer: nn.Module) -> torch.Tensor:
+    """The (out, in) matrix of an nn.Linear or a LowRankLinear (the product up @ down)."""
+    if isinstance(layer, nn.Linear):
+        return layer.weight
+    return layer.up.weight @ layer.down.weight  # (out, r) @ (r, in)
+
+
+def _bias(layer: nn.Module) -> torch.Tensor:
+    return layer.bias if isinstance(layer, nn.Linear) else layer.up.bias
+
+
+@torch.no_grad()
+def init_from_dense(supernet: Supernet, model: ViT) -> list[str]:
+    """Copy a trained static ViT into the leading slices of the supernet; every factorised weight
+    W (dense, or the product of a low-rank layer) is written as its SVD factors (``svd_factors``),
+    so the subnet with the model's dims computes the model's function (up to float rounding, where
+    the model's layers have rank <= the supernet's rank) and a rank-r subnet starts from the best
+    rank-r approximation. q, k and v share one down factor: they are factorised jointly, as the
+    stacked (3E, E) matrix [Wq; Wk; Wv]. Returns a list of notes (what could not be copied exactly).
+
+    Not covered by the model (larger embed dims, deeper blocks, higher ranks) keeps its init. The
+    patch kernel is copied when the model's patch is P_max, else spread evenly over each
+    (P_max/P)^2 block (exact for integer ratios); position embeddings are resized bicubically to
+    the supernet's grid when the model's grid differs (then not exact)."""
+    arch = model.arch
+    supernet.check(arch)
+    e, p_max, c, r_max = arch.embed_dim, supernet.patch_max, arch.in_channels, supernet.rank_max
+    notes: list[str] = []
+
+    def put_factors(up_param: nn.Parameter, down_param: nn.Parameter, weight: torch.Tensor) -> None:
+        up, down = svd_factors(weight, r_max)  # (out, k), (k, in)
+        out_f, k = up.shape
+        up_param[:out_f, :k] = up
+        down_param[:k, : weight.shape[1]] = down
+
+    kernel = model.patch_embed.weight.reshape(e, arch.patch_size, arch.patch_size, c)  # (E, P, P, C)
+    if arch.patch_size != p_max:
+        if p_max % arch.patch_size:
+            notes.append(f"patch {arch.patch_size} does not divide {p_max}: patch kernel not copied")
+        else:
+            k = p_max // arch.patch_size  # each tap becomes a k x k block of tap / k^2
+            kernel = kernel.repeat_interleave(k, dim=1).repeat_interleave(k, dim=2) / (k * k)
+    if kernel.shape[1] == p_max:
+        supernet.patch_kernel[:e] = kernel
+    supernet.patch_bias[:e] = model.patch_embed.bias
+    pos = model.pos_embed.reshape(arch.grid, arch.grid, e)  # (g, g, E)
+    if arch.grid != supernet.grid_max:
+        notes.append(f"position embeddings resized from grid {arch.grid} to {supernet.grid_max}")
+        p = pos.permute(2, 0, 1).unsqueeze(0)  # (1, E, g, g)
+        p = F.interpolate(p, size=(supernet.grid_max,) * 2, mode="bicubic", align_corners=False)
+        pos = p[0].permute(1, 2, 0)
+    supernet.pos_embed[:, :, :e] = pos
+    supernet.norm.weight[:e], supernet.norm.bias[:e] = model.norm.weight, model.norm.bias
+    supernet.head.weight[:, :e], supernet.head.bias[:] = model.head.weight, model.head.bias
+
+    for i, block in enumerate(model.blocks):
+        sb: SuperBlock = supernet.blocks[i]  # type: ignore[assignment]
+        for name in ("ln1", "ln2"):
+            getattr(sb, name).weight[:e] = getattr(block, name).weight
+            getattr(sb, name).bias[:e] = getattr(block, name).bias
+        sb.proj.weight[:e, :e], sb.proj.bias[:e] = block.attn.proj.weight, block.attn.proj.bias
+        attn = block.attn
+        qkv = torch.cat([attn.q.weight, attn.k.weight, attn.v.weight])  # (3E, E) dense, or (3E, r)
+        if attn.qkv_down is not None:
+            qkv = qkv @ attn.qkv_down.weight  # (3E, r) @ (r, E)
+        up, down = svd_factors(qkv, r_max)  # (3E, k), (k, E)
+        k = up.shape[1]
+        for j, name in enumerate("qkv"):
+            getattr(sb, f"{name}_up")[:e, :k] = up[j * e : (j + 1) * e]
+            getattr(sb, f"{name}_bias")[:e] = getattr(attn, name).bias
+        sb.qkv_down[:k, :e] = down
+        for name in ("fc1", "fc2"):
+            layer, target = getattr(block, name), getattr(sb, name)
+            put_factors(target.up, target.down, _dense_weight(layer))
+            target.bias[: _bias(layer).shape[0]] = _bias(layer)
+    return notes

@@ -1,27 +1,32 @@
 """Supernet training with the sandwich rule and in-place distillation, and fine-tuning of the winner.
 
-Each step trains four subnets on the same batch and takes one optimizer step on the summed
-gradients: the largest (cross-entropy on the labels), then the smallest and ``num_random`` random
-subnets (KL divergence to the largest's detached soft predictions). AdamW, linear warmup then
-cosine decay. Seeded and deterministic for a fixed thread count.
+Each step runs four subnets on the same batch and takes one optimizer step on the summed loss:
+the largest (cross-entropy on the labels), the smallest and ``num_random`` random subnets (KL
+divergence to the largest's detached soft predictions). AdamW, linear warmup then cosine decay.
+Seeded and deterministic for a fixed thread count; checkpointed every epoch and resumable to the
+bit; the same loop runs under torchrun (DDP, see ``nas.train_ddp``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import random
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mcuformer.arch import ArchConfig
 from mcuformer.data import Dataset
+from mcuformer.errors import UserError
 from mcuformer.model import ViT, resize_images
 from nas.supernet import Supernet
 
@@ -104,53 +109,140 @@ def evaluate(model_fn: Callable[[torch.Tensor], torch.Tensor], data: Dataset, sp
     return correct / len(y)
 
 
-def train_supernet(supernet: Supernet, data: Dataset, cfg: TrainConfig, log: Log = print) -> dict[str, Any]:
+class Sandwich(nn.Module):
+    """One training step's loss, as ONE forward (so DDP sees one forward per backward): the largest
+    subnet's cross-entropy on the labels, plus the KL divergence of every other subnet to the
+    largest's detached soft predictions (in-place distillation)."""
+
+    def __init__(self, supernet: Supernet) -> None:
+        super().__init__()
+        self.supernet = supernet
+
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor, archs: list[ArchConfig]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits = self.supernet(x, archs[0])  # (B, K), the largest subnet
+        ce = F.cross_entropy(logits, y)
+        teacher = logits.detach().softmax(dim=-1)  # in-place distillation target
+        kds = [F.kl_div(self.supernet(x, a).log_softmax(dim=-1), teacher, reduction="batchmean") for a in archs[1:]]
+        kd = torch.stack(kds) if kds else torch.zeros(1)
+        return ce + kd.sum(), ce.detach(), kd.detach().mean()
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size); (0, 1) outside torch.distributed."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def save_checkpoint(path: str, state: dict[str, Any]) -> None:
+    """torch.save to a temp file in the same directory, then os.replace: never a half-written file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".pt")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_checkpoint(path: str, cfg: TrainConfig) -> dict[str, Any]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    saved = {k: v for k, v in state["config"].items() if k != "threads"}
+    now = {k: v for k, v in asdict(cfg).items() if k != "threads"}
+    if saved != now:
+        diff = {k: (saved.get(k), now.get(k)) for k in now if saved.get(k) != now.get(k)}
+        raise UserError(f"checkpoint {path} was written with other training settings {diff}; start a new run")
+    return state
+
+
+def train_supernet(
+    supernet: Supernet,
+    data: Dataset,
+    cfg: TrainConfig,
+    log: Log = print,
+    checkpoint: str | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Sandwich-rule training. With ``checkpoint`` the full training state (weights, optimizer, step,
+    python/torch RNG states, data-order generator, history) is written atomically after every epoch;
+    ``resume`` continues from it and ends bit-identical to an uninterrupted run. Under torchrun each
+    rank takes its share of every global batch (all ranks draw the same batches, augmentations and
+    subnets from the same seeded generators) and DDP all-reduces the gradients."""
     space = supernet.space
     assert (data.in_channels, data.num_classes) == (space.in_channels, space.num_classes), "data does not fit space"
+    rank, world = dist_info()
+    assert cfg.batch_size >= world, (cfg.batch_size, world)
     largest, smallest = space.largest(), space.smallest()
     n = len(data.train_y)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
     history: list[dict[str, float]] = []
-    step_losses: list[float] = []  # cross-entropy of the largest subnet, per step
+    step_losses: list[float] = []  # cross-entropy of the largest subnet, per step (this rank's share)
+    subnets = ""  # hash chain over every subnet sampled, in order: equal on all ranks
     start = time.time()
     with deterministic(cfg.seed, cfg.threads):
         gen, rng = torch.Generator().manual_seed(cfg.seed), random.Random(cfg.seed)
         opt = make_optimizer(supernet, cfg)
-        step = 0
-        for epoch in range(1, cfg.epochs + 1):
+        step, first_epoch = 0, 1
+        if resume and checkpoint and os.path.exists(checkpoint):
+            state = load_checkpoint(checkpoint, cfg)
+            supernet.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            gen.set_state(state["data_gen"])
+            rng.setstate(_to_tuple(state["rng_python"]))
+            torch.set_rng_state(state["rng_torch"])
+            step, first_epoch = state["step"], state["epoch"] + 1
+            history, step_losses = state["history"], state["step_losses"]
+            subnets = state["subnets"]
+            log(f"resumed from {checkpoint} after epoch {state['epoch']} (step {step})")
+        sandwich: nn.Module = Sandwich(supernet)
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # Every step runs the largest subnet, which touches every parameter, so no parameter is
+            # ever unused and DDP's extra graph traversal (find_unused_parameters) is not needed.
+            sandwich = DistributedDataParallel(sandwich, find_unused_parameters=False)
+        for epoch in range(first_epoch, cfg.epochs + 1):
             t0, ce_sum, kd_sum = time.time(), 0.0, 0.0
             supernet.train()
             for idx in batches(n, cfg.batch_size, gen):
-                x = shift(data.train_x[idx], cfg.augment_shift, gen)  # (B, C, H, W)
-                y = data.train_y[idx]  # (B,)
+                x = shift(data.train_x[idx], cfg.augment_shift, gen)[rank::world]  # (B / world, C, H, W)
+                y = data.train_y[idx][rank::world]  # (B / world,)
+                archs = [largest, smallest] + [supernet.sample(rng) for _ in range(cfg.num_random)]
+                subnets = hashlib.sha256((subnets + "|".join(a.short() for a in archs)).encode()).hexdigest()
                 for group in opt.param_groups:
                     group["lr"] = lr_at(step, total, warmup, cfg)
                 opt.zero_grad(set_to_none=True)
-                logits = supernet(x, largest)  # (B, K)
-                loss = F.cross_entropy(logits, y)
-                loss.backward()
-                teacher = logits.detach().softmax(dim=-1)  # in-place distillation target
-                kd_total = 0.0
-                for arch in [smallest] + [supernet.sample(rng) for _ in range(cfg.num_random)]:
-                    kd = F.kl_div(supernet(x, arch).log_softmax(dim=-1), teacher, reduction="batchmean")
-                    kd.backward()
-                    kd_total += kd.item()
+                loss, ce, kd = sandwich(x, y, archs)
+                loss.backward()  # under DDP: gradients averaged over ranks here
                 nn.utils.clip_grad_norm_(supernet.parameters(), cfg.grad_clip)
                 opt.step()
                 step += 1
-                step_losses.append(loss.item())
-                ce_sum, kd_sum = ce_sum + loss.item(), kd_sum + kd_total / (1 + cfg.num_random)
+                step_losses.append(ce.item())
+                ce_sum, kd_sum = ce_sum + ce.item(), kd_sum + kd.item()
             supernet.eval()
             acc_l = evaluate(lambda im: supernet(im, largest), data)
             acc_s = evaluate(lambda im: supernet(im, smallest), data)
             row = {"epoch": epoch, "loss": ce_sum / steps_per_epoch, "kd": kd_sum / steps_per_epoch}
             row |= {"val_acc_largest": acc_l, "val_acc_smallest": acc_s, "seconds": time.time() - t0}
             history.append(row)
-            log(
-                f"epoch {epoch:3d}/{cfg.epochs} | loss {row['loss']:.4f} kd {row['kd']:.4f} | "
-                f"val acc largest {acc_l:.3f} smallest {acc_s:.3f} | {row['seconds']:.1f}s"
-            )
+            if checkpoint and rank == 0:
+                state = {"config": asdict(cfg), "epoch": epoch, "step": step, "history": history}
+                state |= {"model": supernet.state_dict(), "optimizer": opt.state_dict(), "data_gen": gen.get_state()}
+                state |= {"rng_python": rng.getstate(), "rng_torch": torch.get_rng_state()}
+                save_checkpoint(checkpoint, state | {"step_losses": step_losses, "subnets": subnets})
+            if rank == 0:
+                log(
+                    f"epoch {epoch:3d}/{cfg.epochs} | loss {row['loss']:.4f} kd {row['kd']:.4f} | "
+                    f"val acc largest {acc_l:.3f} smallest {acc_s:.3f} | {row['seconds']:.1f}s"
+                )
     return {
         "epochs": cfg.epochs,
         "steps": step,
@@ -160,7 +252,13 @@ def train_supernet(supernet: Supernet, data: Dataset, cfg: TrainConfig, log: Log
         "seconds": time.time() - start,
         "history": history,
         "step_losses": step_losses,
+        "subnets_digest": subnets,
     }
+
+
+def _to_tuple(value: Any) -> Any:
+    """random.Random.getstate() after a round trip through torch.save (lists back to tuples)."""
+    return tuple(_to_tuple(v) for v in value) if isinstance(value, list | tuple) else value
 
 
 def finetune(model: ViT, data: Dataset, cfg: TrainConfig, log: Log = print) -> dict[str, Any]:

@@ -42,6 +42,7 @@ SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-o
     OP_PATCH_EMBED,
     OP_POOL_HEAD,
 ) = range(1, 18)
+OP_ATTENTION_PERHEAD = 18  # appended to the enum in kernel_harness.c
 
 
 def runtime_sources() -> list[Path]:

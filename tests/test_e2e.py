@@ -143,18 +143,41 @@ def test_tampered_expectation_is_reported_as_mismatch(project: tuple[Path, dict]
     assert result["mismatches"][0]["index"] == 3
 
 
-@pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed (run make setup)")
-def test_model_bigger_than_the_board_fails_to_link(tmp_path: Path) -> None:
-    # 1024 tokens x 96 dims: X, K and V alone need 288 KiB > 256 KiB of SRAM
-    arch = ArchConfig(128, 1, 4, 96, 1, (2,), (1.0,), (0,), (0,), 10)
+def make_random_run(tmp_path: Path, arch: ArchConfig) -> Path:
+    """A run directory with random weights and a small data set (quick calibration and evaluation)."""
     torch.manual_seed(0)
     run = tmp_path / "run"
     run.mkdir()
     torch.save(ViT(arch).state_dict(), run / "model.pt")
-    data = tmp_path / "small.npz"  # a small data set keeps calibration and evaluation of this big model quick
+    data = tmp_path / "small.npz"
     rng = np.random.default_rng(0)
     np.savez(data, x=rng.integers(0, 256, (30, 8, 8), dtype=np.uint8), y=np.arange(30) % 10)
     save_json(str(run / "arch.json"), {"arch": arch.to_json(), "data": str(data), "seed": 0})
+    return run
+
+
+@pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed (run make setup)")
+def test_per_head_schedule_fits_a_budget_and_is_bit_exact(tmp_path: Path) -> None:
+    # 256 tokens x 96 dims, 4 heads: all heads at once needs ~73 KiB of arena, per head ~61 KiB
+    arch = ArchConfig(64, 1, 4, 96, 1, (4,), (1.0,), (0,), (0,), 10)
+    run = make_random_run(tmp_path, arch)
+    report = run_export(run, BOARD, tmp_path / "proj", force=False, log=quiet, sram="64KiB")
+    kinds = [op["kernel"] for op in report["ops"]]
+    assert "mcuf_attention_perhead_s8" in kinds and "mcuf_attention_rowwise_s8" not in kinds
+    assert report["peak_sram_bytes"] <= 64 * 1024 < report["naive_arena_bytes"]
+    assert report["measured"]["bit_exact"] and report["measured"]["peak_sram_bytes"] <= 64 * 1024
+    result = run_emulate(tmp_path / "proj", host=True, sanitize=True, log=None)
+    assert result["bit_exact"]
+    roomy = run_export(run, BOARD, tmp_path / "roomy", force=False, log=quiet, measure=False)
+    assert "mcuf_attention_rowwise_s8" in [op["kernel"] for op in roomy["ops"]]  # fewer instructions when it fits
+    assert roomy["arena_bytes"] > report["arena_bytes"]
+
+
+@pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed (run make setup)")
+def test_model_bigger_than_the_board_fails_to_link(tmp_path: Path) -> None:
+    # 1024 tokens x 96 dims: X, K and V alone need 288 KiB > 256 KiB of SRAM (2 heads: no smaller schedule)
+    arch = ArchConfig(128, 1, 4, 96, 1, (2,), (1.0,), (0,), (0,), 10)
+    run = make_random_run(tmp_path, arch)
     proj = tmp_path / "proj"
     cli = [sys.executable, "-m", "mcuformer"]
     export = subprocess.run(
@@ -199,3 +222,11 @@ def test_existing_output_is_not_clobbered(tmp_path: Path) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--force" in proc.stderr
     assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_memory_plot_draws_the_timeline(project: tuple[Path, dict], tmp_path: Path) -> None:
+    from mcuformer.workflow import run_memory_plot
+
+    proj, _ = project
+    out = run_memory_plot(proj, tmp_path / "timeline.png", quiet)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000

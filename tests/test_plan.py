@@ -109,3 +109,30 @@ def test_cost_is_deterministic_and_monotone_in_depth() -> None:
         mlp_rank=big.mlp_rank[:1],
     )
     assert estimate(shallow).flash_bytes < estimate(big).flash_bytes
+
+
+def test_schedules_trade_instructions_for_memory_only_when_over_budget() -> None:
+    arch = ArchConfig(240, 3, 20, 216, 4, (4,) * 4, (2.0,) * 4, (54,) * 4, (54,) * 4, 100)
+    roomy = estimate(arch, 512 * 1024)
+    assert roomy == estimate(arch)  # all heads at once fits: nothing changes
+    tight_sram = roomy.peak_sram_bytes - 4096
+    tight = estimate(arch, tight_sram)
+    assert tight.peak_sram_bytes <= tight_sram < roomy.peak_sram_bytes
+    # per head keeps K_h, V_h (2 x T x E/H) and the head outputs (T x E) instead of K, V (2 x T x E)
+    t, e, h = arch.tokens, arch.embed_dim, 4
+    assert roomy.arena_bytes - tight.arena_bytes >= (2 * t * e) - (2 * t * e // h + t * e) - 512
+    graph = run_pipeline(replace(build_graph(arch), meta={**build_graph(arch).meta, "arena_budget": tight.arena_bytes}))
+    variants = [n.variant for n in graph.nodes if n.op == Op.FUSED_ATTENTION]
+    assert variants == ["per_head"] * 4
+    # a budget nothing can meet leaves the cheapest-memory plan (the link then fails with a clear message)
+    assert estimate(arch, 1024).arena_bytes == tight.arena_bytes
+
+
+def test_unmeetable_budget_keeps_the_smallest_arena_with_needed_switches_only() -> None:
+    arch = ArchConfig(32, 3, 2, 96, 2, (4, 1), (1.0, 1.0), (0, 0), (0, 0), 10)
+    graph = build_graph(arch)
+    planned = run_pipeline(replace(graph, meta={**graph.meta, "arena_budget": 1024}))
+    # the heads=1 block has no per-head schedule and keeps the 3 x T x E peak, so switching the
+    # heads=4 block cannot lower the arena: it stays on the cheaper all-heads schedule
+    assert [n.variant for n in planned.nodes if n.op == Op.FUSED_ATTENTION] == ["all_heads", "all_heads"]
+    assert planned.meta["plan"].arena_bytes == estimate(arch).arena_bytes

@@ -13,6 +13,9 @@ from dataclasses import replace
 from codegen import scratch
 from codegen.ir import Graph, IRError, Node, Op
 
+ALL_HEADS = "all_heads"  # K and V of all heads resident: fewest instructions
+PER_HEAD = "per_head"  # K_h and V_h of one head + the head outputs: less memory, LN recomputed per head
+
 # Role sequences each fusion accepts (low-rank variants add the *.down / *.up roles).
 _PATTERNS: dict[Op, tuple[tuple[str, ...], ...]] = {
     Op.FUSED_PATCH_EMBED: (("proj",),),
@@ -79,6 +82,7 @@ def fuse(graph: Graph) -> Graph:
             inplace=inplace,
             workspace=workspace,
             scratch_bytes=scratch.for_fused(op, tuple(body), graph),
+            variant=ALL_HEADS if op == Op.FUSED_ATTENTION else "",
         )
         if graph.meta.get("quantized"):
             from codegen.fused_kernels import build_fused_kernel

@@ -249,6 +249,31 @@ mcuf_status mcuf_attention_rowwise_s8(const mcuf_attention_params *p, int8_t *x,
                                       int8_t *scratch);
 
 /* ---------------------------------------------------------------------------------------------
+ * Per-head schedule of the same block (same params, bit-identical x): it trades instructions for
+ * memory. Instead of K and V for all heads ([tokens][dim] each) it keeps K_h and V_h of one head
+ * ([tokens][head_dim] each) plus the concatenated head outputs O [tokens][dim]:
+ *   for each head h:
+ *     for every token t: y = LN(x_t); r = qkv_down(y) if rank; K_h[t] = k_h(r); V_h[t] = v_h(r)
+ *     for every token t: y = LN(x_t); r = ...; q = q_h(r); scores = q . K_h^T; softmax in place;
+ *                        O[t][h*hd:(h+1)*hd] = probs . V_h
+ *   for every token t: a = proj(O[t]); x_t = add(x_t, a)
+ * k_h / v_h / q_h are the output rows [h*hd, (h+1)*hd) of k / v / q (a view of the same params).
+ * LN and qkv_down are recomputed per head (2 * heads LN rows per token instead of 2); buffers:
+ * 2*T*hd + T*E bytes instead of 2*T*E (smaller when heads > 2).
+ * Ranges: as mcuf_attention_rowwise_s8 (plus qkv_rank <= MCUF_LINEAR_MAX_IN, which the row-wise
+ *   kernel's q/k/v linears enforce too: the same parameters give the same status).
+ * x is written only in the last loop, after every kernel has run on every head: on any error
+ *   (MCUF_ERR_ARG, including softmax's zero sum) x is unchanged.
+ * kh_buf, vh_buf [tokens][head_dim], o_buf [tokens][dim], x and scratch must not overlap.
+ * scratch: mcuf_attention_perhead_scratch_size() bytes (-1 also when heads < 1), layout (each part
+ *   rounded up to 4 bytes): LN row [dim] | qkv_down row [qkv_rank] | q_h row [head_dim] |
+ *   scores/probs [tokens] | proj row [dim].
+ * ------------------------------------------------------------------------------------------- */
+int32_t mcuf_attention_perhead_scratch_size(const mcuf_attention_params *p);
+mcuf_status mcuf_attention_perhead_s8(const mcuf_attention_params *p, int8_t *x, int8_t *kh_buf, int8_t *vh_buf,
+                                      int8_t *o_buf, int8_t *scratch);
+
+/* ---------------------------------------------------------------------------------------------
  * Fused row-wise MLP block with token overwriting:
  *   for every token t: y = LN(x_t); h = fc1(y) (low-rank: rank-R row buffer); h = lut(h);
  *                      m = fc2(h); x_t = add(x_t, m)

@@ -329,6 +329,7 @@ enum {
     OP_MLP,
     OP_PATCH_EMBED,
     OP_POOL_HEAD,
+    OP_ATTENTION_PERHEAD,
 };
 
 static void op_fixedpoint(int32_t op)
@@ -494,6 +495,40 @@ static void op_attention(void)
     wr_array('b', v_buf, kv_len, 1);
 }
 
+/*
+ * Per-head attention. mode 0 runs the kernel; 1 only reports the scratch size (no buffers, x may
+ * be NULL); 2, 3, 4, 5 pass NULL for kh_buf, vh_buf, o_buf, scratch. kh/vh get exactly kh_len
+ * bytes, o exactly o_len, scratch exactly the reported size. Outputs: x, kh, vh, o.
+ */
+static void op_attention_perhead(void)
+{
+    mcuf_attention_params p;
+    rd_attention(&p);
+    const int32_t mode = rd_int();
+    const int32_t kh_len = rd_int();
+    const int32_t o_len = rd_int();
+    int32_t n;
+    int8_t *x = rd_s8(&n);
+    const int32_t size = mcuf_attention_perhead_scratch_size(&p);
+    if (mode == 1) {
+        wr_header(MCUF_OK, size, 0);
+        return;
+    }
+    int8_t *kh = (int8_t *)xalloc((size_t)kh_len);
+    int8_t *vh = (int8_t *)xalloc((size_t)kh_len);
+    int8_t *o = (int8_t *)xalloc((size_t)o_len);
+    memset(kh, 0, (size_t)kh_len);
+    memset(vh, 0, (size_t)kh_len);
+    memset(o, 0, (size_t)o_len);
+    const mcuf_status st = mcuf_attention_perhead_s8(&p, x, mode == 2 ? NULL : kh, mode == 3 ? NULL : vh,
+                                                     mode == 4 ? NULL : o, mode == 5 ? NULL : scratch_of(size));
+    wr_header(st, size, 4);
+    wr_array('b', x, n, 1);
+    wr_array('b', kh, kh_len, 1);
+    wr_array('b', vh, kh_len, 1);
+    wr_array('b', o, o_len, 1);
+}
+
 static void op_mlp(void)
 {
     mcuf_mlp_params p;
@@ -636,6 +671,9 @@ int main(int argc, char **argv)
             break;
         case OP_POOL_HEAD:
             op_pool_head();
+            break;
+        case OP_ATTENTION_PERHEAD:
+            op_attention_perhead();
             break;
         default:
             die("unknown op");

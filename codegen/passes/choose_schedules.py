@@ -1,0 +1,93 @@
+"""Choose schedules: where a fused block has schedules that trade memory for instructions, pick the
+cheapest (fewest instructions) set that fits the arena budget.
+
+Attention has two: ``all_heads`` keeps K and V for every head (2 x T x E bytes) and ``per_head``
+keeps one head's K_h, V_h (2 x T x E/H) plus the concatenated head outputs (T x E), recomputing the
+LayerNorm (and the low-rank down-projection) once per head. Both give identical integers.
+
+Rule: start from all_heads everywhere (fewest instructions). While the planned arena exceeds the
+budget, switch the attention block whose switch saves the most arena bytes per extra instruction
+(switches that save nothing are kept only while a peak shared by several blocks is being lowered).
+Then switches that do not raise the arena (above the budget, or above the smallest arena reached when
+nothing fits) are undone, most expensive first. Without a budget (or when all_heads fits) nothing
+changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from codegen import scratch
+from codegen.ir import Graph, Node, Op, Tensor
+from codegen.passes.fuse import PER_HEAD
+from codegen.passes.plan import plan
+
+
+def _dims(node: Node, graph: Graph) -> tuple[int, int, int, int]:
+    by_role = {n.attrs.role: n for n in node.body}
+    tokens, dim = graph.tensors[by_role["ln"].inputs[0]].shape
+    down = by_role.get("qkv_down")
+    return tokens, dim, by_role["scores"].attrs.heads, down.attrs.out_features if down else 0
+
+
+def extra_instructions(node: Node, graph: Graph) -> int:
+    """Estimated extra instructions of per_head over all_heads: LN (about 8 per element) and the
+    low-rank down-projection (about 1 per MAC) recomputed for H - 1 more heads, in both passes."""
+    tokens, dim, heads, rank = _dims(node, graph)
+    return (heads - 1) * 2 * tokens * (8 * dim + dim * rank)
+
+
+def to_per_head(node: Node, graph: Graph) -> tuple[Node, dict[str, Tensor]]:
+    tokens, dim, heads, rank = _dims(node, graph)
+    head_dim = dim // heads
+    by_role = {n.attrs.role: n for n in node.body}
+    k_head = Tensor(f"{node.name}.k_head", (tokens, head_dim), "int8")
+    v_head = Tensor(f"{node.name}.v_head", (tokens, head_dim), "int8")
+    heads_out = by_role["av"].outputs[0]  # the concatenated head outputs, T x E
+    new = replace(
+        node,
+        variant=PER_HEAD,
+        workspace=(k_head.name, v_head.name, heads_out),
+        scratch_bytes=scratch.attention_perhead(tokens, dim, rank, head_dim),
+    )
+    return new, {k_head.name: k_head, v_head.name: v_head}
+
+
+def _with(graph: Graph, switched: set[int], per_head: dict[int, tuple[Node, dict[str, Tensor]]]) -> Graph:
+    nodes = tuple(per_head[i][0] if i in switched else n for i, n in enumerate(graph.nodes))
+    tensors = dict(graph.tensors)
+    for i in switched:
+        tensors.update(per_head[i][1])
+    return graph.with_nodes(nodes, tensors)
+
+
+def choose_schedules(graph: Graph) -> Graph:
+    budget = graph.meta.get("arena_budget")
+    if budget is None:
+        return graph
+
+    def arena(switched: set[int]) -> int:
+        return plan(_with(graph, switched, per_head)).meta["plan"].arena_bytes
+
+    per_head = {
+        i: to_per_head(n, graph)
+        for i, n in enumerate(graph.nodes)
+        if n.op == Op.FUSED_ATTENTION and _dims(n, graph)[2] > 1
+    }
+    switched: set[int] = set()
+    current = arena(switched)
+    while current > budget and len(switched) < len(per_head):
+        trials = []
+        for i in sorted(set(per_head) - switched):
+            size = arena(switched | {i})
+            trials.append(((current - size) / extra_instructions(graph.nodes[i], graph), -i, size, i))
+        gain, _, size, best = max(trials)
+        if gain < 0:
+            break
+        switched.add(best)
+        current = size
+    target = max(budget, current)  # over budget: keep the smallest arena reached, at the fewest instructions
+    for i in sorted(switched, key=lambda i: -extra_instructions(graph.nodes[i], graph)):
+        if arena(switched - {i}) <= target:
+            switched.discard(i)
+    return _with(graph, switched, per_head)
