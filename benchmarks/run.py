@@ -72,7 +72,9 @@ def random_data(arch: ArchConfig, images: int, seed: int) -> Dataset:
     x = torch.rand(images, arch.in_channels, arch.image_size, arch.image_size, generator=gen) * 2 - 1
     y = torch.arange(images) % arch.num_classes
     half = images // 2
-    return Dataset(x[:half], y[:half], x[half:], y[half:], arch.in_channels, arch.num_classes, arch.image_size, "random")
+    return Dataset(
+        x[:half], y[:half], x[half:], y[half:], arch.in_channels, arch.num_classes, arch.image_size, "random"
+    )
 
 
 def run_reference(ref: Reference, work: Path, log) -> dict:
@@ -190,8 +192,10 @@ def write_markdown(entries: list[dict], path: Path) -> None:
     lines += ["", "## Models", ""]
     for e in entries:
         arch = ArchConfig.from_json(e["arch"])
-        lines.append(f"- **{e['name']}** ({e['board']}, {e['core']}): {e['note']}. `{arch.short()}`. "
-                     f"Kernels: {', '.join(e['schedules'])}.")
+        lines.append(
+            f"- **{e['name']}** ({e['board']}, {e['core']}): {e['note']}. `{arch.short()}`. "
+            f"Kernels: {', '.join(e['schedules'])}."
+        )
         if e["flash_note"]:
             lines.append(f"  Flash: {e['flash_note']}.")
         lines.append(

@@ -155,6 +155,7 @@ def render_board_files(
         optimized_kernels=kernels.optimized,
         default_kernels=default_kernels(board, kernels),
         include_dirs=dirs,
+        instructions_per_tick=machine.instructions_per_tick,
     )
     linker = _template("boards", "cortexm.ld.j2")
     files["linker/board.ld"] = linker.render(

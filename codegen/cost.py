@@ -90,8 +90,13 @@ def arena_budget(sram_bytes: int | None) -> int | None:
     return None if sram_bytes is None else sram_bytes - STACK_RESERVE_BYTES - STATIC_SRAM_BYTES
 
 
-def estimate(arch: ArchConfig, sram_bytes: int | None = None) -> Cost:
-    """Exact cost of ``arch``; with ``sram_bytes`` the planner may pick memory-saving schedules."""
+def planned_graph(arch: ArchConfig, sram_bytes: int | None = None) -> Graph:
+    """The shapes-only graph after the pipeline (fused, scheduled for the budget, planned)."""
     graph = build_graph(arch)
     graph = replace(graph, meta={**graph.meta, "arena_budget": arena_budget(sram_bytes)})
-    return cost_of_graph(run_pipeline(graph))
+    return run_pipeline(graph)
+
+
+def estimate(arch: ArchConfig, sram_bytes: int | None = None) -> Cost:
+    """Exact cost of ``arch``; with ``sram_bytes`` the planner may pick memory-saving schedules."""
+    return cost_of_graph(planned_graph(arch, sram_bytes))

@@ -38,6 +38,17 @@ def cmd_boards(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from mcuformer.workflow import SearchOptions, run_search
 
+    def _count(text: str, flag: str) -> float:
+        """'2500000', '2.5e6', '2.5M' or '800k' -> a number."""
+        scale = {"k": 1e3, "m": 1e6, "g": 1e9}.get(text[-1:].lower(), 1.0)
+        try:
+            value = float(text[:-1] if scale != 1.0 else text) * scale
+        except ValueError:
+            raise UserError(f"{flag}: expected a number such as 2500000, 2.5e6 or 2.5M, got '{text}'") from None
+        if value <= 0:
+            raise UserError(f"{flag} must be positive, got '{text}'")
+        return value
+
     run_search(
         SearchOptions(
             board=args.board,
@@ -51,6 +62,14 @@ def cmd_search(args: argparse.Namespace) -> int:
             finetune_epochs=args.finetune_epochs,
             population=args.population,
             generations=args.generations,
+            parents=args.parents,
+            mutations=args.mutations,
+            crossovers=args.crossovers,
+            resume=args.resume,
+            init_from=args.init_from,
+            instr_budget=_count(args.instr_budget, "--instr-budget") if args.instr_budget else None,
+            instr_model=args.instr_model,
+            space_evolution=args.space_evolution,
         ),
         _log,
     )
@@ -60,9 +79,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from mcuformer.workflow import run_export
 
-    run_export(
-        Path(args.run), args.board, Path(args.out), args.force, _log, not args.no_measure, args.sram, args.flash
-    )
+    run_export(Path(args.run), args.board, Path(args.out), args.force, _log, not args.no_measure, args.sram, args.flash)
     return 0
 
 
@@ -70,7 +87,12 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     from mcuformer.workflow import run_emulate
 
     result = run_emulate(
-        Path(args.project), host=args.host, sanitize=not args.no_sanitize, log=_log if not args.json else None
+        Path(args.project),
+        host=args.host,
+        sanitize=not args.no_sanitize,
+        log=_log if not args.json else None,
+        kernels=args.kernels,
+        profile=args.profile,
     )
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
@@ -109,6 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune-epochs", type=int, default=15)
     p.add_argument("--population", type=int, default=50)
     p.add_argument("--generations", type=int, default=20)
+    p.add_argument("--parents", type=int, help="top-k bred from each generation (default population/5)")
+    p.add_argument("--mutations", type=int, help="mutated children per generation (default population/2)")
+    p.add_argument("--crossovers", type=int, help="crossover children per generation (default population/2)")
+    p.add_argument(
+        "--space-evolution",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="evolve the (rank ratio, patch size) region of the space before the evolution (default on)",
+    )
+    p.add_argument("--instr-budget", help="max instructions per inference, predicted by the fitted QEMU model")
+    p.add_argument("--instr-model", help="instruction model JSON (default: nas/data/instr_model.json)")
+    p.add_argument("--init-from", help="RUN dir or checkpoint of a trained ViT: SVD-initialise the supernet")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted search from its checkpoints")
     p.add_argument("--force", action="store_true", help="replace an existing run directory")
     p.set_defaults(fn=cmd_search)
 
@@ -127,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", action="store_true", help="build and run natively with the host compiler")
     p.add_argument("--no-sanitize", action="store_true", help="host build without -fsanitize=address,undefined")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument(
+        "--kernels",
+        choices=("default", "optimized", "portable"),
+        default="default",
+        help="kernel variant (default: optimized on cores with the DSP extension)",
+    )
+    p.add_argument("--profile", action="store_true", help="instructions per operator from QEMU (table / JSON)")
     p.set_defaults(fn=cmd_emulate)
 
     p = sub.add_parser("demo", help="search -> export -> emulate on digits with a budget that binds")

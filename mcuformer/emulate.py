@@ -4,10 +4,17 @@ integer reference stored in the project's report.json (DESIGN section 8, ``emula
 What is measured and how:
 - logits: the harness (main.c) prints ``LOGITS <i> <v...>`` per test input.
 - instructions per inference: QEMU runs with ``-icount shift=0`` (one instruction = 1 ns of virtual
-  time); SysTick on the 25 MHz MPS2 processor clock ticks once per 40 instructions, so the count
-  is executed instructions with a resolution of 40, identical on every run. Not cycles.
+  time); SysTick on the processor clock then ticks once per 1e9 / clock instructions (40 on the
+  25 MHz mps2-an386/an500, 50 on the 20 MHz an505; mcuformer.boards.QEMU_MACHINES, passed to the
+  harness by the Makefile), so the count is executed instructions with that resolution, identical
+  on every run. Not cycles.
+- profile: built with ``-DMCUF_PROFILE`` (into build/<variant>-profile/), the harness also prints
+  the counter after every operator; per-operator instructions are the differences.
+- kernels: ``"default"`` (the Makefile's: optimized on a core with the DSP extension, else
+  portable), ``"portable"`` or ``"optimized"``; each variant builds into build/<variant>/ with
+  ``make KERNELS=<variant> BUILD=build/<variant>``. The host build is always portable.
 - stack_bytes: high-water mark since reset from stack painting (deepest overwritten word).
-- From the ELF section headers (build/qemu.elf), ``SHF_ALLOC`` sections only:
+- From the ELF section headers (build/<variant>/qemu.elf), ``SHF_ALLOC`` sections only:
     flash_bytes       = sum of sizes of sections with contents (not SHT_NOBITS): vectors, .text,
                         .rodata (weights, tables, test inputs), .ARM.exidx and the .data load image;
     static_sram_bytes = sum of sizes of writable sections (.data + .bss: arena and statics),
@@ -25,23 +32,23 @@ import re
 import shutil
 import struct
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mcuformer.boards import Board, format_bytes, get_board
+from mcuformer.boards import QEMU_MACHINES, Board, format_bytes, get_board
 from mcuformer.errors import UserError
 
 DEFAULT_TIMEOUT_S = 300.0
-INSTRUCTIONS_NOTE = "executed instructions under QEMU -icount shift=0 (SysTick, resolution 40); not cycles"
+INSTRUCTIONS_NOTE = (
+    "executed instructions under QEMU -icount shift=0 (SysTick, resolution 40; 50 on mps2-an505); not cycles"
+)
 
 # QEMU accepts only its machine's own CPU for -cpu; a core it lacks (cortex-m0plus) runs on the
 # machine's CPU (mps2-an385 = Cortex-M3 runs Armv6-M code).
-QEMU_MACHINE_CPU = {
-    "mps2-an385": "cortex-m3",
-    "mps2-an386": "cortex-m4",
-    "mps2-an500": "cortex-m7",
-    "mps2-an505": "cortex-m33",
-}
+QEMU_MACHINE_CPU = {name: machine.cpu for name, machine in QEMU_MACHINES.items()}
+
+# Kernel variants of an ARM build (runtime/src/dsp/*.c twins; codegen.board_files).
+KERNEL_VARIANTS = ("default", "portable", "optimized")
 
 # Exit codes of runtime_c/platform/main.c (platform.h MCUF_EXIT_*).
 EXIT_MODEL_ERROR = 2
@@ -67,6 +74,7 @@ class RunResult:
     static_sram_bytes: int | None
     flash_bytes: int | None
     output: str  # what the program printed (stdout + stderr)
+    op_ends: list[list[int]] = field(default_factory=list)  # per input, counter after each operator (profile)
 
 
 @dataclass(frozen=True)
@@ -129,9 +137,40 @@ def _require_tool(tool: str, package: str) -> None:
 
 
 # -------------------------------------------------------------------------------------------- build
-def build(project: Path, host: bool = False, sanitize: bool = True) -> Path:
-    """Build the project: ARM ``make qemu`` -> build/qemu.elf; host ``make -f Makefile.host``
-    (``SANITIZE=1`` with ASan/UBSan) -> build/host[-asan]/model. Returns the executable.
+def resolve_kernels(project: Path, board: Board, host: bool, kernels: str) -> str:
+    """The variant a build uses, "portable" or "optimized", for a requested one (KERNEL_VARIANTS).
+    "default" is optimized on a board with the DSP extension whose project has the optimized
+    kernels (runtime/src/dsp), else portable; the host is portable. UserError for the impossible."""
+    if kernels not in KERNEL_VARIANTS:
+        raise UserError(f"unknown kernels '{kernels}': use one of {', '.join(KERNEL_VARIANTS)}")
+    has_optimized = (project / "runtime" / "src" / "dsp").is_dir()
+    if host:
+        if kernels == "optimized":
+            raise UserError("the host build has only the portable kernels (optimized ones need a DSP Cortex-M core)")
+        return "portable"
+    if kernels == "default":
+        return "optimized" if board.dsp and has_optimized else "portable"
+    if kernels == "optimized" and not board.dsp:
+        raise UserError(f"board {board.name} ({board.core}) has no DSP extension: use the portable kernels")
+    if kernels == "optimized" and not has_optimized:
+        raise UserError(f"{project} has no optimized kernels (runtime/src/dsp); re-run `mcuformer export`")
+    return kernels
+
+
+def _build_dir(variant: str, profile: bool) -> str:
+    return f"build/{variant}-profile" if profile else f"build/{variant}"
+
+
+def _qemu_elf(project: Path, variant: str, profile: bool = False) -> Path:
+    return project / _build_dir(variant, profile) / "qemu.elf"
+
+
+def build(
+    project: Path, host: bool = False, sanitize: bool = True, kernels: str = "default", profile: bool = False
+) -> Path:
+    """Build the project: ARM ``make qemu KERNELS=<v> BUILD=build/<v>`` -> build/<v>/qemu.elf
+    (v = resolve_kernels(kernels)); host ``make -f Makefile.host`` (``SANITIZE=1`` with
+    ASan/UBSan) -> build/host[-asan]/model. Returns the executable.
 
     Raises UserError with one line: the link overflow ("model does not fit <board>: RAM overflowed
     by N bytes (...)") or the first compiler error.
@@ -139,6 +178,7 @@ def build(project: Path, host: bool = False, sanitize: bool = True) -> Path:
     project = Path(project)
     board = _project_board(project)
     host = _use_host(board, host)
+    variant = resolve_kernels(project, board, host, kernels)
     _require_tool("make", "make")
     jobs = f"-j{min(os.cpu_count() or 1, 8)}"
     if host:
@@ -149,8 +189,10 @@ def build(project: Path, host: bool = False, sanitize: bool = True) -> Path:
         if not (project / "Makefile").is_file():
             raise UserError(f"{project} has no ARM Makefile (board {board.name}); use --host")
         _require_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi")
-        cmd = ["make", jobs, "qemu"]
-        target = project / "build" / "qemu.elf"
+        cmd = ["make", jobs, "qemu", f"KERNELS={variant}", f"BUILD={_build_dir(variant, profile)}"]
+        if profile:
+            cmd.append("EXTRA_CFLAGS=-DMCUF_PROFILE")
+        target = _qemu_elf(project, variant, profile)
     proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True)
     if proc.returncode != 0:
         raise UserError(_build_error(project, board, " ".join(cmd), proc.stdout + proc.stderr))
@@ -217,18 +259,27 @@ def qemu_command(board: Board, elf: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def run(project: Path, host: bool = False, sanitize: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S) -> RunResult:
-    """Run a built project (``build`` first) and parse its output. Raises UserError on a model
-    error, a CPU fault, a stack overflow, a sanitizer report, a hang (timeout) or garbled output."""
+def run(
+    project: Path,
+    host: bool = False,
+    sanitize: bool = True,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    kernels: str = "default",
+    profile: bool = False,
+) -> RunResult:
+    """Run a built project (``build`` first, same ``kernels``) and parse its output. Raises
+    UserError on a model error, a CPU fault, a stack overflow, a sanitizer report, a hang
+    (timeout) or garbled output."""
     project = Path(project)
     board = _project_board(project)
     host = _use_host(board, host)
+    variant = resolve_kernels(project, board, host, kernels)
     if host:
         exe = _host_executable(project, sanitize)
         cmd, target, who = [str(exe.resolve())], "host", "the host build"
         env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
     else:
-        exe = project / "build" / "qemu.elf"
+        exe = _qemu_elf(project, variant, profile)
         _require_tool("qemu-system-arm", "qemu-system-arm")
         cmd, target, who = qemu_command(board, exe.resolve()), f"qemu:{board.qemu_machine}", "QEMU"
         env = None
@@ -248,7 +299,7 @@ def run(project: Path, host: bool = False, sanitize: bool = True, timeout_s: flo
     output = proc.stdout + proc.stderr
     parsed = _parse_output(output, proc.returncode, who)
     if host:
-        return RunResult(target, parsed.logits, parsed.instructions, None, None, None, None, output)
+        return RunResult(target, parsed.logits, parsed.instructions, None, None, None, None, output, parsed.op_ends)
     sizes = elf_sizes(exe)
     return RunResult(
         target=target,
@@ -259,6 +310,7 @@ def run(project: Path, host: bool = False, sanitize: bool = True, timeout_s: flo
         static_sram_bytes=sizes.static_sram_bytes,
         flash_bytes=sizes.flash_bytes,
         output=output,
+        op_ends=parsed.op_ends,
     )
 
 
@@ -267,11 +319,13 @@ class _Parsed:
     logits: list[list[int]]
     instructions: list[int]
     stack: int
+    op_ends: list[list[int]]  # per input: the counter after each operator (profile builds only)
 
 
 def _parse_output(output: str, returncode: int, who: str) -> _Parsed:
     logits: dict[int, list[int]] = {}
     instructions: dict[int, int] = {}
+    op_ends: dict[int, list[int]] = {}
     stack: int | None = None
     done = False
     for line in output.splitlines():
@@ -284,6 +338,8 @@ def _parse_output(output: str, returncode: int, who: str) -> _Parsed:
                 logits[int(args[0])] = [int(v) for v in args[1:]]
             elif key == "INSTRUCTIONS" and len(args) == 2:
                 instructions[int(args[0])] = int(args[1])
+            elif key == "OPS" and args:
+                op_ends[int(args[0])] = [int(v) for v in args[1:]]
             elif key == "STACK" and len(args) == 1:
                 stack = int(args[0])
             elif key == "DONE":
@@ -311,7 +367,8 @@ def _parse_output(output: str, returncode: int, who: str) -> _Parsed:
     if sorted(logits) != list(range(len(logits))) or sorted(instructions) != sorted(logits) or stack is None:
         raise UserError(f"incomplete output from {who}: missing LOGITS, INSTRUCTIONS or STACK lines")
     n = len(logits)
-    return _Parsed([logits[i] for i in range(n)], [instructions[i] for i in range(n)], stack)
+    ends = [op_ends[i] for i in range(n)] if sorted(op_ends) == list(range(n)) else []
+    return _Parsed([logits[i] for i in range(n)], [instructions[i] for i in range(n)], stack, ends)
 
 
 # ------------------------------------------------------------------------------------------ compare
@@ -330,13 +387,21 @@ def compare(expected: list[list[int]], got: list[list[int]]) -> list[Mismatch]:
 
 
 # ------------------------------------------------------------------------------------------ emulate
-def emulate(project: Path, host: bool = False, sanitize: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict:
+def emulate(
+    project: Path,
+    host: bool = False,
+    sanitize: bool = True,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    kernels: str = "default",
+    profile: bool = False,
+) -> dict:
     """Build, run and compare; the ``emulate --json`` dict (DESIGN section 8).
 
     Keys: target, board, bit_exact, inputs, mismatches [{input, index, expected, got}],
     instructions_per_inference (mean over inputs, rounded; None on the host),
     instructions_per_input, instructions_note, stack_bytes, stack_reserved_bytes,
-    static_sram_bytes, flash_bytes, measured_peak_sram_bytes (static + stack), sanitized.
+    static_sram_bytes, flash_bytes, measured_peak_sram_bytes (static + stack), sanitized,
+    kernels ("portable" or "optimized": the variant built, see resolve_kernels).
     """
     project = Path(project)
     report = _load_report(project)
@@ -345,8 +410,11 @@ def emulate(project: Path, host: bool = False, sanitize: bool = True, timeout_s:
     if not isinstance(expected, list):
         raise UserError(f"{project / 'report.json'} has no expected_outputs; re-run `mcuformer export`")
     host = _use_host(board, host)
-    build(project, host=host, sanitize=sanitize)
-    result = run(project, host=host, sanitize=sanitize, timeout_s=timeout_s)
+    if profile and host:
+        raise UserError("--profile counts instructions in QEMU; it cannot be combined with --host")
+    variant = resolve_kernels(project, board, host, kernels)
+    build(project, host=host, sanitize=sanitize, kernels=variant, profile=profile)
+    result = run(project, host=host, sanitize=sanitize, timeout_s=timeout_s, kernels=variant, profile=profile)
     mismatches = compare(expected, result.logits)
     measured = not host
     counts = result.instructions if measured else None
@@ -370,7 +438,32 @@ def emulate(project: Path, host: bool = False, sanitize: bool = True, timeout_s:
         "flash_bytes": result.flash_bytes,
         "measured_peak_sram_bytes": peak,
         "sanitized": host and sanitize,
+        "kernels": variant,
+        **({"profile": operator_profile(report, result.op_ends)} if profile else {}),
     }
+
+
+def operator_profile(report: dict, op_ends: list[list[int]]) -> list[dict]:
+    """Instructions per operator (mean over the test inputs) from the counter after each operator."""
+    ops = report["ops"]
+    if not op_ends or any(len(ends) != len(ops) for ends in op_ends):
+        raise UserError("the profile build printed no per-operator counts (OPS lines); re-run `mcuformer export`")
+    table = []
+    for k, op in enumerate(ops):
+        deltas = [ends[k] - (ends[k - 1] if k else 0) for ends in op_ends]
+        table.append(
+            {
+                "step": k,
+                "name": op["name"],
+                "kind": op["kind"],
+                "kernel": op["kernel"],
+                "instructions": round(sum(deltas) / len(deltas)),
+            }
+        )
+    total = sum(row["instructions"] for row in table) or 1
+    for row in table:
+        row["share"] = round(row["instructions"] / total, 4)
+    return table
 
 
 def format_report(result: dict, max_mismatches: int = 10) -> str:
@@ -405,4 +498,12 @@ def format_report(result: dict, max_mismatches: int = 10) -> str:
         lines.append(f"peak SRAM (static + stack): {format_bytes(result['measured_peak_sram_bytes'])}")
     if result["flash_bytes"] is not None:
         lines.append(f"flash: {format_bytes(result['flash_bytes'])}")
+    if result.get("profile"):
+        width = max(len(row["name"]) for row in result["profile"])
+        lines.append(f"instructions per operator ({result['kernels']} kernels; QEMU -icount, not cycles):")
+        for row in result["profile"]:
+            lines.append(
+                f"  {row['step']:>3}  {row['name']:<{width}}  {row['kernel']:<28} "
+                f"{row['instructions']:>14,}  {100 * row['share']:5.1f}%"
+            )
     return "\n".join(lines)

@@ -87,42 +87,111 @@ class SearchOptions:
     finetune_epochs: int = 15
     population: int = 50
     generations: int = 20
+    parents: int | None = None  # None: population // 5 (AutoFormer: top 10 of 50)
+    mutations: int | None = None  # None: population // 2 (AutoFormer: 25 of 50)
+    crossovers: int | None = None  # None: population // 2 (AutoFormer: 25 of 50)
+    resume: bool = False  # continue an interrupted run from its checkpoints (OUT's sibling .OUT.partial/)
+    init_from: str | None = None  # RUN dir or {"arch", "model"} checkpoint: SVD-initialise the supernet
+    instr_budget: float | None = None  # max predicted instructions per inference (nas.instr_model)
+    instr_model: str | None = None  # fitted instruction model JSON (default nas/data/instr_model.json)
+    space_evolution: bool = True  # evolve the (rank ratio, patch size) region before the evolution
 
 
 class CostCache:
-    """Exact cost from codegen's planner, memoised per architecture."""
+    """Exact cost from codegen's planner for one SRAM budget, memoised per architecture; counts the
+    distinct evaluations and their time (the search's cost evaluations per second).
 
-    def __init__(self) -> None:
-        self._cache: dict[ArchConfig, tuple[int, int]] = {}
+    ``estimate(arch, sram)`` returns the all-heads plan unchanged whenever it fits and otherwise
+    searches per-head attention schedules (several plans). So the plain ``estimate(arch)`` (one plan)
+    is computed first and the budgeted one only when it does not fit: the same results with fewer
+    plans (tested in tests/test_nas.py)."""
 
-    def __call__(self, arch: ArchConfig) -> tuple[int, int]:
+    def __init__(self, sram_bytes: int | None = None) -> None:
+        self.sram_bytes = sram_bytes
+        self._cache: dict[ArchConfig, object] = {}
+        self.evaluations = 0
+        self.seconds = 0.0
+
+    def cost(self, arch: ArchConfig):  # -> codegen.cost.Cost
         if arch not in self._cache:
             from codegen.cost import estimate
 
+            t0 = time.perf_counter()
             cost = estimate(arch)
-            self._cache[arch] = (cost.peak_sram_bytes, cost.flash_bytes)
+            if self.sram_bytes is not None and cost.peak_sram_bytes > self.sram_bytes:
+                cost = estimate(arch, self.sram_bytes)
+            self.seconds += time.perf_counter() - t0
+            self.evaluations += 1
+            self._cache[arch] = cost
         return self._cache[arch]
+
+    def __call__(self, arch: ArchConfig) -> tuple[int, int]:
+        cost = self.cost(arch)
+        return cost.peak_sram_bytes, cost.flash_bytes
+
+    def costed(self) -> dict[ArchConfig, tuple[int, int]]:
+        """Every architecture costed so far -> (peak SRAM, flash)."""
+        return {a: (c.peak_sram_bytes, c.flash_bytes) for a, c in self._cache.items()}
+
+    @property
+    def per_second(self) -> float:
+        return self.evaluations / self.seconds if self.seconds else 0.0
 
 
 def run_search(opts: SearchOptions, log: Log) -> dict:
+    """Train the supernet (checkpointed), evolve the search-space region, run the evolution under the
+    exact budgets (resumable per generation), fine-tune and quantize the winner. Writes RUN/arch.json,
+    model.pt, pareto.json/png and space_evolution.json/png. Checkpoints live in ``.OUT.partial/`` next
+    to OUT until the run completes; ``opts.resume`` continues from them to the same result."""
     board = resolve_board(opts.board, opts.sram, opts.flash)  # user errors first, before heavy imports
+    instr_model = None
+    if opts.instr_budget is not None:
+        from nas.instr_model import DEFAULT_MODEL, InstructionModel
+
+        instr_model = InstructionModel.load(opts.instr_model or DEFAULT_MODEL)
+        if instr_model.dsp != board.dsp:
+            raise UserError(
+                f"the instruction model was fitted on {instr_model.board} (DSP {instr_model.dsp}); {board.name} runs "
+                f"other kernels (DSP {board.dsp}): profile and fit one for it (python -m nas.instr_model)"
+            )
+    import dataclasses
+
     import torch
 
     from mcuformer.data import load_dataset
     from nas.search import SearchConfig, evolution_search, plot_pareto
-    from nas.supernet import Supernet
+    from nas.space_evolution import RANK_GRID, EvolutionConfig, evolve_space, plot_trajectory
+    from nas.supernet import Supernet, init_from_dense, load_vit
     from nas.train import TrainConfig, finetune, train_supernet
 
+    out = opts.out.resolve()
+    work = out.parent / f".{out.name}.partial"  # checkpoints; survives a killed run, removed at the end
+    fingerprint = {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("out", "force", "resume")}
+    fingerprint = json.loads(json.dumps(fingerprint, default=str))
+    timings: dict[str, float] = {}
+
     with atomic_directory(opts.out, opts.force) as tmp:
+        if work.exists() and not opts.resume:
+            if not opts.force:
+                raise UserError(f"{work} holds an interrupted run: pass --resume to continue it or --force to restart")
+            shutil.rmtree(work)
+        options = work / "options.json"
+        if options.is_file() and json.loads(options.read_text()) != fingerprint:
+            raise UserError(f"{work} is an interrupted run with other options: rerun with them, or --force to restart")
+        work.mkdir(parents=True, exist_ok=True)
+        save_json(str(options), fingerprint)
         data = load_dataset(opts.data, seed=opts.seed)
         space = default_space(data.image_size, data.in_channels, data.num_classes)
-        cost_fn = CostCache()
+        space = dataclasses.replace(space, rank_ratios=RANK_GRID)  # the rank axis of the space evolution
+        cost_fn = CostCache(board.sram_bytes)  # every candidate of the search, and only those
         largest, smallest = space.largest(), space.smallest()
+        probe = CostCache(board.sram_bytes)
         log(
             f"board {board.name}: budget {format_bytes(board.sram_bytes)} SRAM, {format_bytes(board.flash_bytes)} flash"
+            + (f", {opts.instr_budget:,.0f} instructions (predicted)" if instr_model else "")
         )
         for label, arch in (("largest", largest), ("smallest", smallest)):
-            sram, flash = cost_fn(arch)
+            sram, flash = probe(arch)
             fits = sram <= board.sram_bytes and flash <= board.flash_bytes
             log(
                 f"{label} subnet {arch.short()}: peak SRAM {sram} B, flash {flash} B -> "
@@ -130,32 +199,72 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
             )
         log(f"data {data.summary()}")
 
+        t0 = time.time()
         torch.manual_seed(opts.seed)
         supernet = Supernet(space)
+        if opts.init_from:
+            notes = init_from_dense(supernet, load_vit(opts.init_from))
+            log(f"supernet initialised from {opts.init_from} by SVD" + "".join(f"; {n}" for n in notes))
         train_cfg = TrainConfig(epochs=opts.epochs, seed=opts.seed)
         log(f"training supernet: {opts.epochs} epochs, sandwich rule")
-        train_supernet(supernet, data, train_cfg, log)
+        train_supernet(supernet, data, train_cfg, log, checkpoint=str(work / "supernet.ckpt.pt"), resume=opts.resume)
+        timings["train_supernet"] = time.time() - t0
 
+        instructions: dict[ArchConfig, float] = {}  # predicted, for candidates that fit SRAM and flash
+        instr_fn = None
+        if instr_model is not None:
+
+            def instr_fn(arch: ArchConfig) -> float:
+                if arch not in instructions:
+                    instructions[arch] = instr_model.predict(arch, board.sram_bytes)
+                return instructions[arch]
+
+        def fits_budget(arch: ArchConfig) -> bool:
+            sram, flash = cost_fn(arch)
+            if sram > board.sram_bytes or flash > board.flash_bytes:
+                return False
+            return instr_fn is None or instr_fn(arch) <= opts.instr_budget
+
+        t0 = time.time()
+        search_space, trajectory = space, None
+        if opts.space_evolution:
+            evo_cfg = EvolutionConfig(seed=opts.seed)
+            search_space, trajectory = evolve_space(space, supernet, data, fits_budget, evo_cfg, log)
+        timings["space_evolution"] = time.time() - t0
+
+        t0 = time.time()
         search_cfg = SearchConfig(
             population=opts.population,
             generations=opts.generations,
-            parents=max(2, opts.population // 5),  # AutoFormer's 10 / 25 / 25 of 50, scaled
-            mutations=opts.population // 2,
-            crossovers=opts.population // 2,
+            parents=opts.parents if opts.parents is not None else max(2, opts.population // 5),
+            mutations=opts.mutations if opts.mutations is not None else opts.population // 2,
+            crossovers=opts.crossovers if opts.crossovers is not None else opts.population // 2,
             seed=opts.seed,
         )
-        result = evolution_search(space, supernet, data, cost_fn, board.sram_bytes, board.flash_bytes, search_cfg, log)
+        result = evolution_search(
+            search_space, supernet, data, cost_fn, board.sram_bytes, board.flash_bytes, search_cfg, log,
+            instr_fn=instr_fn, instr_budget=opts.instr_budget if instr_fn else None,
+            state_path=str(work / "search_state.json"), resume=opts.resume,
+        )  # fmt: skip
+        timings["evolution_search"] = time.time() - t0
+        costed = cost_fn.costed()  # space evolution + evolution
+        rejected_sram = sum(s > board.sram_bytes for s, _ in costed.values())
+        rejected_flash = sum(f > board.flash_bytes for _, f in costed.values())
+        rejected_instr = sum(v > opts.instr_budget for v in instructions.values()) if instructions else 0
         log(
-            f"search: {result.evaluated} candidates costed, {result.rejected_sram} rejected for SRAM, "
-            f"{result.rejected_flash} rejected for flash; best {result.best_arch.short()} "
-            f"(supernet val top-1 {result.best_acc:.3f})"
+            f"search: {len(costed)} candidates costed, {rejected_sram} rejected for SRAM, {rejected_flash} for "
+            f"flash, {rejected_instr} for instructions; best {result.best_arch.short()} (supernet val top-1 "
+            f"{result.best_acc:.3f}); {cost_fn.evaluations} cost evaluations in {cost_fn.seconds:.2f}s = "
+            f"{cost_fn.per_second:.0f}/s"
         )
+        t0 = time.time()
         model = supernet.extract(result.best_arch)
         log(f"fine-tuning the winner: {opts.finetune_epochs} epochs")
         finetune(model, data, TrainConfig(epochs=opts.finetune_epochs, seed=opts.seed, lr=5e-4), log)
         model.eval()
+        timings["finetune"] = time.time() - t0
 
-        compiled = compile_for(model, data)
+        compiled = compile_for(model, data, board.sram_bytes)
         float_acc, int8_acc = accuracies(model, compiled, data)
         log(f"winner: float top-1 {float_acc:.4f}, int8 top-1 {int8_acc:.4f} (val, {len(data.val_y)} images)")
         sram, flash = cost_fn(result.best_arch)
@@ -165,24 +274,46 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
             "budget": {"sram_bytes": board.sram_bytes, "flash_bytes": board.flash_bytes},
             "predicted": {"peak_sram_bytes": sram, "flash_bytes": flash, "arena_bytes": compiled.cost.arena_bytes},
             "accuracy": {"float_top1": float_acc, "int8_top1": int8_acc, "supernet_top1": result.best_acc},
-            "search": {
-                "evaluated": result.evaluated,
-                "rejected_sram": result.rejected_sram,
-                "rejected_flash": result.rejected_flash,
-                "population": opts.population,
-                "generations": opts.generations,
+            "search": {  # every candidate costed (space evolution + evolution); "evolution": the latter only
+                "evaluated": len(costed),
+                "rejected_sram": rejected_sram,
+                "rejected_flash": rejected_flash,
+                "rejected_instr": rejected_instr,
+                "evolution": {
+                    k: getattr(result, k) for k in ("evaluated", "rejected_sram", "rejected_flash", "rejected_instr")
+                }
+                | {"feasible": len(result.feasible)},
+                "population": search_cfg.population,
+                "generations": search_cfg.generations,
+                "parents": search_cfg.parents,
+                "mutations": search_cfg.mutations,
+                "crossovers": search_cfg.crossovers,
                 "largest_fits": all(
-                    x <= y for x, y in zip(cost_fn(largest), (board.sram_bytes, board.flash_bytes), strict=True)
+                    x <= y for x, y in zip(probe(largest), (board.sram_bytes, board.flash_bytes), strict=True)
                 ),
+                "cost_evaluations": cost_fn.evaluations,
+                "cost_evaluations_per_second": cost_fn.per_second,
+                "space_evolution": trajectory["chosen"] if trajectory else None,
+                "search_space": search_space.to_json(),
+                "init_from": opts.init_from,
+                "seconds": timings,
             },
             "data": opts.data,
             "seed": opts.seed,
             "space": space.to_json(),
         }
+        if instr_fn is not None:
+            report["budget"]["instructions"] = opts.instr_budget
+            report["predicted"]["instructions"] = instr_fn(result.best_arch)
         torch.save(model.state_dict(), tmp / "model.pt")
         plot_pareto(result, tmp / "pareto.png")
+        save_json(str(tmp / "pareto.json"), result.pareto_json())
+        if trajectory is not None:
+            save_json(str(tmp / "space_evolution.json"), trajectory)
+            plot_trajectory(trajectory, str(tmp / "space_evolution.png"))
         save_json(str(tmp / "arch.json"), report)
-    log(f"wrote {opts.out}/arch.json, model.pt, pareto.png")
+    shutil.rmtree(work, ignore_errors=True)
+    log(f"wrote {opts.out}/arch.json, model.pt, pareto.json/png" + (", space_evolution.json/png" if trajectory else ""))
     return report
 
 
@@ -291,6 +422,7 @@ def export_model(
         report = project_report(compiled, board, test_int8, expected, labels, float_acc, int8_acc, source)
         files["README.md"] = render_readme({**report, "arch_summary": arch.short(), "kernel_files": sorted(runtime)})
         write_files(tmp, files)
+        write_onnx(model, tmp / "model.onnx")
         save_json(str(tmp / "report.json"), report)
         if measure and not board.is_host:
             report["measured"] = measure_in_qemu(tmp, log)
@@ -304,6 +436,23 @@ def export_model(
             f"{format_bytes(board.sram_bytes)} / {format_bytes(board.flash_bytes)}: the link will fail"
         )
     return report
+
+
+def write_onnx(model, path: Path) -> None:
+    """The float model as ONNX (opset 17), for inspection and for comparison with other toolchains."""
+    import warnings
+
+    import onnx
+    import torch
+
+    a = model.arch
+    example = torch.zeros(1, a.in_channels, a.image_size, a.image_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about the shape asserts
+        torch.onnx.export(
+            model, (example,), str(path), dynamo=False, opset_version=17, input_names=["image"], output_names=["logits"]
+        )
+    onnx.checker.check_model(onnx.load(str(path)))
 
 
 def measure_in_qemu(project: Path, log: Log) -> dict:
@@ -393,10 +542,12 @@ def log_memory(report: dict, log: Log) -> None:
 
 
 # ------------------------------------------------------------------------------------------ emulate
-def run_emulate(project: Path, host: bool, sanitize: bool, log: Log | None) -> dict:
+def run_emulate(
+    project: Path, host: bool, sanitize: bool, log: Log | None, kernels: str = "default", profile: bool = False
+) -> dict:
     from mcuformer.emulate import emulate, format_report
 
-    result = emulate(project, host=host, sanitize=sanitize)
+    result = emulate(project, host=host, sanitize=sanitize, kernels=kernels, profile=profile)
     if log:
         log(format_report(result))
     return result

@@ -402,3 +402,27 @@ def init_from_dense(supernet: Supernet, model: ViT) -> list[str]:
             put_factors(target.up, target.down, _dense_weight(layer))
             target.bias[: _bias(layer).shape[0]] = _bias(layer)
     return notes
+
+
+def load_vit(path: str) -> ViT:
+    """A trained static ViT from a search RUN directory (arch.json + model.pt) or from a torch file
+    holding ``{"arch": ArchConfig.to_json(), "model": state_dict}``."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        if p.is_dir():
+            arch_json = json.loads((p / "arch.json").read_text())["arch"]
+            state = torch.load(p / "model.pt", map_location="cpu", weights_only=True)
+        else:
+            blob = torch.load(p, map_location="cpu", weights_only=True)
+            arch_json, state = blob["arch"], blob["model"]
+        model = ViT(ArchConfig.from_json(arch_json))
+        model.load_state_dict(state)
+    except (OSError, KeyError, TypeError, RuntimeError, ValueError) as exc:
+        raise UserError(
+            f"--init-from {path}: not a search run directory (arch.json + model.pt) or a checkpoint with "
+            f"'arch' and 'model' ({type(exc).__name__}: {exc})"
+        ) from None
+    return model.eval()

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--space", choices=("default", "tiny"), default="default")
     p.add_argument("--train-limit", type=int, default=0, help="use only the first N training images (tests)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--stop-after-epoch", type=int, default=0, help="stop early, as if killed (tests)")
     args = p.parse_args(argv)
 
     backend = "nccl" if torch.cuda.is_available() else "gloo"
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, threads=args.threads)
     log = print if rank == 0 else (lambda _: None)
     log(f"DDP ({backend}): {world} ranks, global batch {cfg.batch_size}, {data.summary()}")
-    result = train_supernet(supernet, data, cfg, log, checkpoint=str(out / "checkpoint.pt"), resume=args.resume)
+    ckpt = str(out / "checkpoint.pt")
+    result = train_supernet(supernet, data, cfg, log, ckpt, resume=args.resume, stop_after_epoch=args.stop_after_epoch)
     report = {
         "rank": rank,
         "world": world,

@@ -80,8 +80,13 @@ def test_export_writes_a_self_contained_project(project: tuple[Path, dict]) -> N
         "runtime/include/mcuf.h",
         "README.md",
         "report.json",
+        "model.onnx",
     ):
         assert (proj / rel).is_file(), rel
+    import onnx
+
+    graph = onnx.load(str(proj / "model.onnx")).graph
+    assert [i.name for i in graph.input] == ["image"] and [o.name for o in graph.output] == ["logits"]
     board_ld = (proj / "linker/board.ld").read_text()
     assert "256K" in board_ld or str(256 * 1024) in board_ld  # the board's real SRAM size
     model_c = (proj / "model/model.c").read_text()
@@ -230,3 +235,20 @@ def test_memory_plot_draws_the_timeline(project: tuple[Path, dict], tmp_path: Pa
     proj, _ = project
     out = run_memory_plot(proj, tmp_path / "timeline.png", quiet)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+@pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed (run make setup)")
+def test_profile_splits_the_inference_by_operator(project: tuple[Path, dict]) -> None:
+    proj, report = project
+    result = run_emulate(proj, host=False, sanitize=False, log=None, profile=True)
+    assert result["bit_exact"]
+    rows = result["profile"]
+    assert [r["name"] for r in rows] == [op["name"] for op in report["ops"]]
+    assert all(r["instructions"] > 0 for r in rows)
+    total = sum(r["instructions"] for r in rows)
+    # the per-operator counts add up to the whole inference (up to the call and counter overhead)
+    assert 0 <= result["instructions_per_inference"] - total <= 2000
+    proc = subprocess.run(
+        [sys.executable, "-m", "mcuformer", "emulate", str(proj), "--profile", "--host"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "cannot be combined with --host" in proc.stderr

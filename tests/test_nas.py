@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import replace
 
@@ -9,12 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from mcuformer.arch import ArchConfig, SearchSpace
+from mcuformer.arch import ArchConfig, SearchSpace, save_json
 from mcuformer.data import Dataset, load_dataset
 from mcuformer.errors import UserError
-from mcuformer.model import LowRankLinear, resize_images
+from mcuformer.model import LowRankLinear, ViT, resize_images
+from nas.instr_model import DEFAULT_MODEL, DEFAULT_PROFILES, FEATURES, InstructionModel, features, fit
 from nas.search import SearchConfig, crossover, evolution_search, mutate, pareto_front, plot_pareto
-from nas.supernet import Supernet, resolution_choices
+from nas.space_evolution import RANK_GRID, EvolutionConfig, evolve_space, fit_trend, plot_trajectory, rank_levels
+from nas.supernet import Supernet, init_from_dense, load_vit, resolution_choices, sample_arch, svd_factors
 from nas.train import TrainConfig, finetune, train_supernet
 
 TINY = SearchSpace(
@@ -262,3 +265,227 @@ def test_pareto_front_and_plot(small_digits: Dataset, tmp_path) -> None:
     result, _ = run_search(small_digits, 900, 6000)
     plot_pareto(result, str(tmp_path / "pareto.png"))
     assert (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# -- SVD initialisation from a dense model ------------------------------------------------------------
+
+
+def best_rank_r(w: torch.Tensor, r: int) -> torch.Tensor:
+    u, s, vh = torch.linalg.svd(w.double(), full_matrices=False)
+    return (u[:, :r] * s[:r]) @ vh[:r]
+
+
+def test_svd_factors_give_the_best_rank_r_approximation() -> None:
+    w = torch.randn(12, 7, generator=torch.Generator().manual_seed(0))
+    up, down = svd_factors(w, rank_max=24)
+    assert up.shape == (12, 7) and down.shape == (7, 7)
+    s = torch.linalg.svdvals(w.double())
+    for r in range(1, 8):
+        approx = (up[:, :r] @ down[:r]).double()
+        torch.testing.assert_close(approx, best_rank_r(w, r), atol=1e-5, rtol=0)
+        err = torch.linalg.matrix_norm(w.double() - approx)  # Eckart-Young: the tail singular values
+        torch.testing.assert_close(err, s[r:].square().sum().sqrt(), atol=1e-5, rtol=0)
+    assert svd_factors(w, rank_max=3)[0].shape == (12, 3)
+
+
+def test_init_from_dense_reproduces_the_model_and_low_rank_slices_are_optimal(tmp_path) -> None:
+    torch.manual_seed(1)
+    big = TINY.largest()  # dense, E = 24, patch 2, res 12
+    dense = ViT(big)
+    with torch.no_grad():
+        for p in dense.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # non-trivial LN / biases too
+    net = supernet()
+    assert init_from_dense(net, dense) == []
+    x = torch.rand(5, 1, 8, 8) * 2 - 1
+    torch.testing.assert_close(net(x, big), dense(resize_images(x, 12)), atol=2e-4, rtol=0)  # full rank = exact
+
+    r = 5
+    low = arch(attn_rank=(r, r), mlp_rank=(r, r))
+    vit = net.extract(low)
+    for i, block in enumerate(dense.blocks):
+        lb = vit.blocks[i]
+        fc1 = (lb.fc1.up.weight @ lb.fc1.down.weight).double()
+        torch.testing.assert_close(fc1, best_rank_r(block.fc1.weight.detach(), r), atol=1e-5, rtol=0)
+        fc2 = (lb.fc2.up.weight @ lb.fc2.down.weight).double()
+        torch.testing.assert_close(fc2, best_rank_r(block.fc2.weight.detach(), r), atol=1e-5, rtol=0)
+        qkv = torch.cat([lb.attn.q.weight, lb.attn.k.weight, lb.attn.v.weight]) @ lb.attn.qkv_down.weight  # (3E, E)
+        stacked = torch.cat([block.attn.q.weight, block.attn.k.weight, block.attn.v.weight]).detach()
+        torch.testing.assert_close(qkv.double(), best_rank_r(stacked, r), atol=1e-5, rtol=0)
+
+    ckpt = tmp_path / "dense.pt"
+    torch.save({"arch": big.to_json(), "model": dense.state_dict()}, ckpt)
+    loaded = load_vit(str(ckpt))
+    torch.testing.assert_close(loaded(resize_images(x, 12)), dense(resize_images(x, 12)))
+    with pytest.raises(UserError, match="init-from"):
+        load_vit(str(tmp_path / "missing"))
+
+
+# -- checkpoint / resume ------------------------------------------------------------------------------
+
+
+class Killed(Exception):
+    pass
+
+
+def kill_after(prefix: str):
+    def log(line: str) -> None:
+        if line.startswith(prefix):
+            raise Killed(line)
+
+    return log
+
+
+def test_training_resumes_bit_identically(small_digits: Dataset, tmp_path) -> None:
+    space = replace(TINY, image_sizes=(8,))
+    data = replace(small_digits, train_x=small_digits.train_x[:128], train_y=small_digits.train_y[:128])
+    cfg = TrainConfig(epochs=3, batch_size=32, seed=2, threads=1, augment_shift=1)
+    straight = supernet(space)
+    expected = train_supernet(straight, data, cfg, log=lambda s: None)
+
+    ckpt = str(tmp_path / "supernet.ckpt.pt")
+    with pytest.raises(Killed):
+        train_supernet(supernet(space), data, cfg, log=kill_after("epoch   2/"), checkpoint=ckpt)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["supernet.ckpt.pt"]  # atomic: no temp files left
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 2
+    resumed = supernet(space, seed=7)  # other init: everything must come from the checkpoint
+    logs: list[str] = []
+    got = train_supernet(resumed, data, cfg, log=logs.append, checkpoint=ckpt, resume=True)
+    assert logs[0].startswith("resumed") and len(logs) == 2  # epoch 3 only
+    for (name, p), q in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(p, q), name
+    assert got["step_losses"] == expected["step_losses"] and got["subnets_digest"] == expected["subnets_digest"]
+    with pytest.raises(UserError, match="other training settings"):
+        train_supernet(supernet(space), data, replace(cfg, lr=1e-3), log=lambda s: None, checkpoint=ckpt, resume=True)
+
+
+def test_search_resumes_to_the_same_result(small_digits: Dataset, tmp_path) -> None:
+    net = supernet()
+    cfg = SearchConfig(population=6, generations=4, parents=3, mutations=3, crossovers=3, seed=1)
+    args = (TINY, net, small_digits, toy_cost, 900, 6000, cfg)
+    expected = evolution_search(*args, log=lambda s: None)
+    state = str(tmp_path / "search_state.json")
+    with pytest.raises(Killed):
+        evolution_search(*args, log=kill_after("gen   2/"), state_path=state)
+    assert json.loads((tmp_path / "search_state.json").read_text())["generation"] == 2
+    logs: list[str] = []
+    got = evolution_search(*args, log=logs.append, state_path=state, resume=True)
+    assert logs[0].startswith("resumed") and sum(line.startswith("gen") for line in logs) == 2
+    assert got.feasible == expected.feasible and got.history == expected.history
+    assert (got.best_arch, got.evaluated, got.rejected_sram) == (
+        expected.best_arch,
+        expected.evaluated,
+        expected.rejected_sram,
+    )
+    with pytest.raises(UserError, match="other settings"):
+        evolution_search(
+            TINY, net, small_digits, toy_cost, 901, 6000, cfg, lambda s: None, state_path=state, resume=True
+        )
+
+
+# -- instruction budget -------------------------------------------------------------------------------
+
+
+def toy_instr(a: ArchConfig) -> float:
+    return float(a.tokens * toy_cost(a)[1])  # a MAC-count-like proxy
+
+
+def test_search_respects_an_instruction_budget(small_digits: Dataset) -> None:
+    cfg = SearchConfig(population=8, generations=2, parents=4, mutations=4, crossovers=4, seed=0)
+    free = evolution_search(TINY, supernet(), small_digits, toy_cost, 900, 6000, cfg, lambda s: None)
+    budget = sorted(toy_instr(a) for a, *_ in free.feasible)[len(free.feasible) // 2]  # binds: half are over
+    result = evolution_search(
+        TINY, supernet(), small_digits, toy_cost, 900, 6000, cfg, lambda s: None, toy_instr, budget
+    )
+    assert result.rejected_instr > 0 and result.feasible
+    for a, *_ in result.feasible:
+        assert toy_instr(a) <= budget and result.instructions[a] == toy_instr(a)
+    assert result.pareto_json()["budget"]["instructions"] == budget
+
+
+def test_instruction_model_fit_recovers_a_linear_law(tmp_path) -> None:
+    rng = random.Random(0)
+    archs = list(dict.fromkeys(sample_arch(TINY, rng) for _ in range(40)))[:20]
+    true = {k: 0.0 for k in FEATURES} | {"const": 5e4, "macs": 1.2, "outputs": 9.0, "softmax": 14.0, "norm": 7.0}
+    pairs = [(a, sum(true[k] * v for k, v in features(a).items())) for a in archs]
+    model = fit(pairs, "NUCLEO-F412ZG", "cortex-m4", True)
+    assert model.fit["max_abs_rel_err"] < 1e-6 and model.fit["samples"] == 20
+    save_json(str(tmp_path / "m.json"), model.to_json())
+    again = InstructionModel.load(tmp_path / "m.json")
+    for a, y in pairs[:5]:
+        assert again.predict(a) == pytest.approx(y, rel=1e-6)
+
+
+@pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no fitted instruction model in nas/data")
+def test_shipped_instruction_model_predicts_its_profiles() -> None:
+    model = InstructionModel.load()
+    data = json.loads(DEFAULT_PROFILES.read_text())
+    errors = [abs(model.predict(ArchConfig.from_json(p["arch"])) / p["instructions"] - 1) for p in data["profiles"]]
+    assert len(errors) >= len(FEATURES) and max(errors) < 0.25 and sum(errors) / len(errors) < 0.1
+    assert model.dsp is True and model.fit["loo_mean_abs_rel_err"] < 0.15
+
+
+# -- search-space evolution ---------------------------------------------------------------------------
+
+
+def test_space_evolution_moves_along_the_fitted_trend(small_digits: Dataset, tmp_path) -> None:
+    space = replace(TINY, rank_ratios=(0.125, 0.25, 0.375, 0.5, 0.0))
+    net = supernet(space)
+
+    def fits(a: ArchConfig) -> bool:  # binds on both axes: big patches and low ranks fit more often
+        sram, flash = toy_cost(a)
+        return sram <= 900 and flash <= 4500
+
+    cfg = EvolutionConfig(samples=8, start_rank=4, start_patch=0, seed=0)
+    chosen, traj = evolve_space(space, net, small_digits, fits, cfg, log=lambda s: None)
+    again, traj2 = evolve_space(space, net, small_digits, fits, cfg, log=lambda s: None)
+    assert chosen == again and traj["regions"] == traj2["regions"]  # deterministic
+
+    assert rank_levels(space) == [0.125, 0.25, 0.375, 0.5, 1.0]
+    its = traj["iterations"]
+    assert its[0]["centre"]["rank_index"] == 4 and its[0]["centre"]["patch_index"] == 0
+    assert len(its) >= 2 and its[-1]["stop"] in ("converged", "cycle", "iterations")
+    for it, nxt in zip(its, its[1:], strict=False):
+        fitted, move = it["fit"], it["move"]
+        for axis, slope in ((0, fitted["slope_rank"]), (1, fitted["slope_patch"])):
+            assert move[axis] in (0, 1 if slope > 0 else -1)
+            assert move[axis] == 0 or abs(slope) >= cfg.min_gain
+        assert nxt["centre"]["rank_index"] == it["centre"]["rank_index"] + move[0]
+        assert nxt["centre"]["patch_index"] == it["centre"]["patch_index"] + move[1]
+    regions = traj["regions"]
+    best = max(regions, key=lambda r: r["score"])
+    assert traj["chosen"]["score"] == best["score"] and chosen.patch_sizes == (best["patch_size"],)
+    assert list(chosen.rank_ratios) == best["rank_ratios"]
+    for r in regions:
+        assert r["score"] == pytest.approx(r["acc_top"] * r["fit_fraction"]) and r["samples"] == 8
+    assert traj["chosen"]["score"] > regions[0]["score"]  # moved somewhere better than the start
+    plot_trajectory(traj, str(tmp_path / "traj.png"))
+    assert (tmp_path / "traj.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fit_trend_is_least_squares() -> None:
+    pts = [((0, 0), 1.0), ((1, 0), 1.5), ((0, 1), 0.5), ((1, 1), 1.0), ((2, 0), 2.0)]
+    b, g_rank, g_patch = fit_trend(pts)
+    assert (b, g_rank, g_patch) == pytest.approx((1.0, 0.5, -0.5))
+    assert fit_trend([((0, 1), 0.2), ((1, 1), 0.4)])[2] == 0.0  # one patch value: no patch slope
+
+
+# -- exact cost, fast ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sram", [6 * 1024, 10 * 1024])
+def test_cost_cache_equals_estimate(sram: int) -> None:
+    from codegen.cost import estimate
+    from mcuformer.workflow import CostCache
+
+    space = replace(SearchSpace(), rank_ratios=RANK_GRID)
+    rng = random.Random(sram)
+    archs = [sample_arch(space, rng) for _ in range(40)] + [space.largest(), space.smallest()]
+    cache = CostCache(sram)
+    over = 0
+    for a in archs:
+        cost = estimate(a, sram)
+        assert cache.cost(a) == cost and cache(a) == (cost.peak_sram_bytes, cost.flash_bytes)
+        over += estimate(a).peak_sram_bytes > sram
+    assert 0 < over < len(archs)  # both paths of the cache are exercised
+    assert cache.evaluations == len(set(archs)) and cache.per_second > 0

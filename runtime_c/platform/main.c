@@ -4,6 +4,8 @@
  *   LOGITS <i> <v0> ... <vN-1>
  *   INSTRUCTIONS <i> <count>        (0 where the platform does not count)
  * then
+ *   OPS <i> <end0> ... <endK-1>     (only with -DMCUF_PROFILE: instruction count when operator k
+ *                                    returned, from the start of inference i)
  *   STACK <bytes>                   (high-water mark since reset; 0 = not measured)
  *   DONE
  * and exits 0. A non-OK model status prints `ERROR <i> <status>` and exits MCUF_EXIT_MODEL_ERROR;
@@ -40,6 +42,28 @@ static int32_t read_test_stripe(void *ctx, int32_t stripe, int8_t *dst, int32_t 
 
 static int8_t logits[MCUF_MODEL_NUM_CLASSES];
 
+#ifdef MCUF_PROFILE
+static uint64_t op_end[MCUF_MODEL_NUM_OPS];
+
+void mcuf_model_op_done(int32_t op)
+{
+    if (op >= 0 && op < MCUF_MODEL_NUM_OPS) {
+        op_end[op] = mcuf_platform_counter_read();
+    }
+}
+
+static void print_op_counts(int32_t input)
+{
+    mcuf_platform_puts("OPS ");
+    mcuf_platform_put_int(input);
+    for (int32_t k = 0; k < MCUF_MODEL_NUM_OPS; ++k) {
+        mcuf_platform_puts(" ");
+        mcuf_platform_put_u64(op_end[k]);
+    }
+    mcuf_platform_puts("\n");
+}
+#endif
+
 int main(void)
 {
     mcuf_platform_init();
@@ -67,6 +91,9 @@ int main(void)
         mcuf_platform_puts(" ");
         mcuf_platform_put_u64(count);
         mcuf_platform_puts("\n");
+#ifdef MCUF_PROFILE
+        print_op_counts(i);
+#endif
     }
     const uint32_t reserved = mcuf_platform_stack_size();
     const uint32_t used = mcuf_platform_stack_used();

@@ -48,6 +48,8 @@ MCUF_NORETURN void mcuf_platform_exit(int code);
  */
 void mcuf_platform_counter_start(void);
 uint64_t mcuf_platform_counter_stop(void);
+/* Instructions since mcuf_platform_counter_start without stopping the counter (0 = not counted). */
+uint64_t mcuf_platform_counter_read(void);
 
 /*
  * Stack high-water mark in bytes since reset and the reserved stack size; 0 = not measured.

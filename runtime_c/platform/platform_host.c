@@ -39,6 +39,11 @@ uint64_t mcuf_platform_counter_stop(void)
     return 0u;
 }
 
+uint64_t mcuf_platform_counter_read(void)
+{
+    return 0u;
+}
+
 uint32_t mcuf_platform_stack_used(void)
 {
     return 0u;

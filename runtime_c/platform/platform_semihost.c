@@ -7,7 +7,7 @@
  *
  * Instruction counter: SysTick on the processor clock, free running from LOAD = 2^24 - 1, with
  * the wraps counted in SysTick_Handler. Under QEMU -icount shift=0 every instruction advances
- * virtual time by 1 ns and the MPS2 processor clock is 25 MHz, so one tick = 40 instructions.
+ * virtual time by 1 ns, so one tick = 1e9 / (processor clock) instructions (MCUF_INSTRUCTIONS_PER_TICK).
  */
 #include "platform.h"
 
@@ -31,8 +31,12 @@
 #define SCB_ICSR_PENDSTSET (1u << 26)
 
 #define SYST_LOAD 0x00FFFFFFu
-/* Processor clock ticks per instruction under QEMU -icount shift=0 on MPS2 (25 MHz, 1 ns/insn). */
-#define INSTRUCTIONS_PER_TICK 40u
+/* Instructions per SysTick tick under QEMU -icount shift=0 (1 ns per instruction): 1e9 / the emulated
+ * processor clock, from the generated Makefile (40 on mps2-an386/an500 at 25 MHz, 50 on an505). */
+#ifndef MCUF_INSTRUCTIONS_PER_TICK
+#error "define MCUF_INSTRUCTIONS_PER_TICK (the generated Makefile does, from the board's QEMU machine)"
+#endif
+#define INSTRUCTIONS_PER_TICK MCUF_INSTRUCTIONS_PER_TICK
 
 /* Linker-script symbols (boards/templates/cortexm.ld.j2): end of .bss, the reserved stack
  * [_sstack, _estack). [_ebss, _sstack) is free RAM. */
@@ -122,17 +126,14 @@ void mcuf_platform_counter_start(void)
     SYST_CSR = SYST_CSR_CLKSOURCE_CPU | SYST_CSR_TICKINT | SYST_CSR_ENABLE;
 }
 
-uint64_t mcuf_platform_counter_stop(void)
+/* Instructions since counter_start from a snapshot taken with interrupts masked. */
+static uint64_t counter_snapshot(void)
 {
-    const uint32_t primask = irq_save();
-    SYST_CSR = SYST_CSR_CLKSOURCE_CPU; /* stop: the count is frozen from here */
     const uint32_t val = SYST_CVR;
     uint64_t zeros = systick_zero_count;
     if ((SCB_ICSR & SCB_ICSR_PENDSTSET) != 0u) { /* reached zero, exception not taken yet */
         zeros += 1u;
-        SCB_ICSR = SCB_ICSR_PENDSTCLR;
     }
-    irq_restore(primask);
     /* The first tick loads LOAD; tick k (k >= 1) leaves LOAD - ((k - 1) mod (LOAD + 1)) and the
      * exception fires when that is 0. So VAL == 0 is the last tick of a period, not the first
      * tick of the next. Ticks counted from the first reload (the reload tick itself is not). */
@@ -145,6 +146,24 @@ uint64_t mcuf_platform_counter_stop(void)
         ticks = zeros * ((uint64_t)SYST_LOAD + 1u) + (SYST_LOAD - val);
     }
     return ticks * INSTRUCTIONS_PER_TICK;
+}
+
+uint64_t mcuf_platform_counter_read(void)
+{
+    const uint32_t primask = irq_save();
+    const uint64_t count = counter_snapshot();
+    irq_restore(primask);
+    return count;
+}
+
+uint64_t mcuf_platform_counter_stop(void)
+{
+    const uint32_t primask = irq_save();
+    SYST_CSR = SYST_CSR_CLKSOURCE_CPU; /* stop: the count is frozen from here */
+    const uint64_t count = counter_snapshot();
+    SCB_ICSR = SCB_ICSR_PENDSTCLR;
+    irq_restore(primask);
+    return count;
 }
 
 uint32_t mcuf_platform_stack_size(void)

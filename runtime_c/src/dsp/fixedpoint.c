@@ -10,19 +10,29 @@
 
 #include "mcuf.h"
 
+/* floor((x * m + 2^30) / 2^31) for int32 x, m other than x == m == INT32_MIN (then it fits
+ * int32): SMLAL into a 64-bit accumulator preset to 2^30, result = accumulator bits [62:31]. */
+static inline int32_t mul_round31(int32_t x, int32_t m)
+{
+    uint32_t lo = UINT32_C(1) << 30;
+    uint32_t hi = 0u;
+    __asm__("smlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"(x), "r"(m));
+    return (int32_t)((lo >> 31) | (hi << 1));
+}
+
 /*
  * gemmlowp divides a*b + nudge (2^30, or 1 - 2^30 when a*b < 0) by 2^31 truncating toward zero.
  * For a*b >= 0 that is floor((a*b + 2^30) / 2^31); for a*b < 0 the truncation is a ceiling:
  * ceil((a*b + 1 - 2^30) / 2^31) = floor((a*b + 1 - 2^30 + 2^31 - 1) / 2^31), the same floor.
- * So one arithmetic shift (gcc's >> on a negative int64) does both; the result is in
- * [-2^31 + 1, 2^31 - 1] except for INT32_MIN * INT32_MIN, the one saturating product.
+ * So mul_round31 does both; the result is in [-2^31 + 1, 2^31 - 1] except for
+ * INT32_MIN * INT32_MIN, the one saturating product.
  */
 static inline int32_t srdhm(int32_t a, int32_t b)
 {
     if (a == INT32_MIN && b == INT32_MIN) {
         return INT32_MAX;
     }
-    return (int32_t)(((int64_t)a * b + (INT64_C(1) << 30)) >> 31);
+    return mul_round31(a, b);
 }
 
 /* exponent in [0, 31]: round half away from zero. */

@@ -1,0 +1,277 @@
+/*
+ * Kernel test program for Cortex-M under QEMU (tests/test_dsp_kernels.py): runs every case of
+ * the generated dsp_vectors.inc (tests/dsp_vectors.py: inputs, parameters and the Python
+ * integer reference's outputs, all in flash; no file I/O) through the kernels it is linked with
+ * (portable or DSP-extension) and prints, through semihosting,
+ *   MISMATCH <kernel> <case> <index> <expected> <got>   for every differing output value
+ *   STATUS <kernel> <case> <expected> <got>              for a differing return status
+ *   OVERWRITE <kernel> <case> <offset>                   for a write outside the output
+ *   COUNT <kernel> <cases> <values>                      per kernel, values compared
+ *   DONE
+ * Inputs the kernels read from RAM in a model (activations, K, V) are copied to RAM at the
+ * case's byte offset `align` (0..3) first, so word loads meet every alignment. Outputs go to a
+ * RAM buffer filled with a guard byte; on an error status it must be left untouched.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "mcuf.h"
+#include "platform.h"
+
+#define GUARD_BYTE 0x5A
+#define GUARD_BYTES 16
+
+typedef struct {
+    mcuf_linear_params p;
+    int32_t rows; /* -1: mcuf_linear_s8 (one row), else mcuf_linear_rows_s8 */
+    int32_t align;
+    const int8_t *input;    /* [max(rows, 1)][in_features] */
+    const int8_t *expected; /* [rows or 1][out_features]; NULL: error or rows 0, output untouched */
+    int32_t status;
+} linear_case;
+
+typedef struct {
+    mcuf_attn_head_params p;
+    int32_t k_stride, v_stride;
+    int32_t align;
+    const int8_t *q;      /* [head_dim] */
+    const int8_t *k;      /* [tokens][k_stride] */
+    const int8_t *probs;  /* [tokens] */
+    const int8_t *v;      /* [tokens][v_stride] */
+    const int8_t *scores; /* [tokens]; NULL: error */
+    const int8_t *out;    /* [head_dim]; NULL: error */
+    int32_t scores_status, out_status;
+} attn_case;
+
+typedef struct {
+    mcuf_add_params p;
+    int32_t n;
+    int32_t align;
+    const int8_t *a, *b, *expected;
+    int32_t status;
+} add_case;
+
+typedef struct {
+    mcuf_layernorm_params p;
+    int32_t align;
+    const int8_t *input, *expected;
+    int32_t status;
+} layernorm_case;
+
+typedef struct {
+    const int8_t *table;
+    int32_t n;
+    int32_t align;
+    const int8_t *input, *expected;
+} lut_case;
+
+#include "dsp_vectors.inc"
+
+static int8_t ram_a[MAX_BYTES + 4];
+static int8_t ram_b[MAX_BYTES + 4];
+static int8_t ram_c[MAX_BYTES + 4];
+static int8_t out_buf[MAX_BYTES + GUARD_BYTES];
+
+static uint32_t n_errors;
+
+static void put_fields(const char *tag, const char *kernel, int32_t a, int32_t b, int32_t c, int32_t d, int n)
+{
+    const int32_t v[4] = {a, b, c, d};
+    mcuf_platform_puts(tag);
+    mcuf_platform_puts(" ");
+    mcuf_platform_puts(kernel);
+    for (int i = 0; i < n; i++) {
+        mcuf_platform_puts(" ");
+        mcuf_platform_put_int(v[i]);
+    }
+    mcuf_platform_puts("\n");
+}
+
+static int8_t *to_ram(int8_t *ram, const int8_t *src, int32_t n, int32_t align)
+{
+    memcpy(ram + align, src, (size_t)n);
+    return ram + align;
+}
+
+static void arm_output(int32_t n)
+{
+    memset(out_buf, GUARD_BYTE, (size_t)n + GUARD_BYTES);
+}
+
+/* Compares out_buf[0, n) with expected (NULL: the whole buffer must still be guard bytes) and the
+ * guard bytes after n; returns the number of values compared. */
+static int32_t check_output(const char *kernel, int32_t index, const int8_t *expected, int32_t n)
+{
+    if (expected == NULL) {
+        for (int32_t i = 0; i < n + GUARD_BYTES; i++) {
+            if (out_buf[i] != (int8_t)GUARD_BYTE) {
+                put_fields("OVERWRITE", kernel, index, i, 0, 0, 2);
+                n_errors++;
+            }
+        }
+        return 0;
+    }
+    for (int32_t i = 0; i < n; i++) {
+        if (out_buf[i] != expected[i]) {
+            put_fields("MISMATCH", kernel, index, i, expected[i], out_buf[i], 4);
+            n_errors++;
+        }
+    }
+    for (int32_t i = n; i < n + GUARD_BYTES; i++) {
+        if (out_buf[i] != (int8_t)GUARD_BYTE) {
+            put_fields("OVERWRITE", kernel, index, i, 0, 0, 2);
+            n_errors++;
+        }
+    }
+    return n;
+}
+
+static void check_status(const char *kernel, int32_t index, int32_t expected, mcuf_status got)
+{
+    if ((int32_t)got != expected) {
+        put_fields("STATUS", kernel, index, expected, (int32_t)got, 0, 3);
+        n_errors++;
+    }
+}
+
+static void run_linear(void)
+{
+    int32_t values = 0;
+    for (int32_t c = 0; c < (int32_t)(sizeof linear_cases / sizeof linear_cases[0]); c++) {
+        const linear_case *t = &linear_cases[c];
+        const int32_t rows = t->rows < 0 ? 1 : t->rows;
+        const int8_t *in = to_ram(ram_a, t->input, (rows > 0 ? rows : 1) * t->p.in_features, t->align);
+        const int32_t n_out = rows * t->p.out_features;
+        arm_output(n_out);
+        const mcuf_status st =
+            t->rows >= 0 ? mcuf_linear_rows_s8(&t->p, t->rows, in, out_buf) : mcuf_linear_s8(&t->p, in, out_buf);
+        check_status("linear", c, t->status, st);
+        values += check_output("linear", c, t->expected, n_out);
+    }
+    put_fields("COUNT", "linear", (int32_t)(sizeof linear_cases / sizeof linear_cases[0]), values, 0, 0, 2);
+}
+
+static void run_attn(void)
+{
+    int32_t values = 0;
+    for (int32_t c = 0; c < (int32_t)(sizeof attn_cases / sizeof attn_cases[0]); c++) {
+        const attn_case *t = &attn_cases[c];
+        const int32_t tokens = t->p.tokens;
+        const int32_t hd = t->p.head_dim;
+        const int8_t *q = to_ram(ram_a, t->q, hd, t->align);
+        const int8_t *k = to_ram(ram_b, t->k, tokens * t->k_stride, (t->align + 1) & 3);
+        arm_output(tokens);
+        mcuf_status st = mcuf_attn_scores_s8(&t->p, q, k, t->k_stride, out_buf);
+        check_status("attn_scores", c, t->scores_status, st);
+        values += check_output("attn_scores", c, t->scores, tokens);
+
+        const int8_t *probs = to_ram(ram_a, t->probs, tokens, t->align);
+        const int8_t *v = to_ram(ram_c, t->v, tokens * t->v_stride, (t->align + 2) & 3);
+        arm_output(hd);
+        st = mcuf_attn_weighted_sum_s8(&t->p, probs, v, t->v_stride, out_buf);
+        check_status("attn_weighted_sum", c, t->out_status, st);
+        values += check_output("attn_weighted_sum", c, t->out, hd);
+    }
+    put_fields("COUNT", "attn", (int32_t)(sizeof attn_cases / sizeof attn_cases[0]), values, 0, 0, 2);
+}
+
+static void run_add(void)
+{
+    int32_t values = 0;
+    for (int32_t c = 0; c < (int32_t)(sizeof add_cases / sizeof add_cases[0]); c++) {
+        const add_case *t = &add_cases[c];
+        const int8_t *a = to_ram(ram_a, t->a, t->n, t->align);
+        const int8_t *b = to_ram(ram_b, t->b, t->n, (t->align + 3) & 3);
+        arm_output(t->n);
+        const mcuf_status st = mcuf_add_s8(&t->p, t->n, a, b, out_buf);
+        check_status("add", c, t->status, st);
+        values += check_output("add", c, t->expected, t->n);
+    }
+    put_fields("COUNT", "add", (int32_t)(sizeof add_cases / sizeof add_cases[0]), values, 0, 0, 2);
+}
+
+static void run_layernorm(void)
+{
+    int32_t values = 0;
+    for (int32_t c = 0; c < (int32_t)(sizeof layernorm_cases / sizeof layernorm_cases[0]); c++) {
+        const layernorm_case *t = &layernorm_cases[c];
+        const int8_t *in = to_ram(ram_a, t->input, t->p.dim, t->align);
+        arm_output(t->p.dim);
+        const mcuf_status st = mcuf_layernorm_s8(&t->p, in, out_buf);
+        check_status("layernorm", c, t->status, st);
+        values += check_output("layernorm", c, t->expected, t->p.dim);
+    }
+    put_fields("COUNT", "layernorm", (int32_t)(sizeof layernorm_cases / sizeof layernorm_cases[0]), values, 0, 0, 2);
+}
+
+static void run_lut(void)
+{
+    int32_t values = 0;
+    for (int32_t c = 0; c < (int32_t)(sizeof lut_cases / sizeof lut_cases[0]); c++) {
+        const lut_case *t = &lut_cases[c];
+        const int8_t *in = to_ram(ram_a, t->input, t->n, t->align);
+        arm_output(t->n);
+        check_status("lut", c, MCUF_OK, mcuf_lut_s8(t->table, t->n, in, out_buf));
+        values += check_output("lut", c, t->expected, t->n);
+    }
+    put_fields("COUNT", "lut", (int32_t)(sizeof lut_cases / sizeof lut_cases[0]), values, 0, 0, 2);
+}
+
+/* Scalar helpers: {x, m, s, expected}, {a, b, expected}, {x, e, expected}; isqrt in/out. */
+static void run_fixedpoint(void)
+{
+    int32_t values = 0;
+    for (int32_t c = 0; c < (int32_t)(sizeof requantize_cases / sizeof requantize_cases[0]); c++) {
+        const int32_t *t = requantize_cases[c];
+        const int32_t got = mcuf_requantize(t[0], t[1], t[2]);
+        if (got != t[3]) {
+            put_fields("MISMATCH", "requantize", c, 0, t[3], got, 4);
+            n_errors++;
+        }
+        values++;
+    }
+    for (int32_t c = 0; c < (int32_t)(sizeof srdhm_cases / sizeof srdhm_cases[0]); c++) {
+        const int32_t *t = srdhm_cases[c];
+        const int32_t got = mcuf_srdhm(t[0], t[1]);
+        if (got != t[2]) {
+            put_fields("MISMATCH", "srdhm", c, 0, t[2], got, 4);
+            n_errors++;
+        }
+        values++;
+    }
+    for (int32_t c = 0; c < (int32_t)(sizeof rdbpot_cases / sizeof rdbpot_cases[0]); c++) {
+        const int32_t *t = rdbpot_cases[c];
+        const int32_t got = mcuf_rdbpot(t[0], t[1]);
+        if (got != t[2]) {
+            put_fields("MISMATCH", "rdbpot", c, 0, t[2], got, 4);
+            n_errors++;
+        }
+        values++;
+    }
+    for (int32_t c = 0; c < (int32_t)(sizeof isqrt_in / sizeof isqrt_in[0]); c++) {
+        const uint32_t got = mcuf_isqrt_u64(isqrt_in[c]);
+        if (got != isqrt_out[c]) {
+            /* values up to 2^32 - 1: printed as their int32 bit pattern */
+            put_fields("MISMATCH", "isqrt", c, 0, (int32_t)isqrt_out[c], (int32_t)got, 4);
+            n_errors++;
+        }
+        values++;
+    }
+    put_fields("COUNT", "fixedpoint", 4, values, 0, 0, 2);
+}
+
+int main(void)
+{
+    mcuf_platform_init();
+    run_fixedpoint();
+    run_linear();
+    run_attn();
+    run_add();
+    run_layernorm();
+    run_lut();
+    mcuf_platform_puts("ERRORS ");
+    mcuf_platform_put_u64(n_errors);
+    mcuf_platform_puts("\nDONE\n");
+    return 0;
+}

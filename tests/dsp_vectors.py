@@ -1,0 +1,353 @@
+"""Test vectors for the kernels on Cortex-M (tests/c/dsp_kernel_test.c, tests/test_dsp_kernels.py).
+
+Seeded random cases with odd sizes and tails (in_features 1..67, out_features 1..9, strides,
+token counts 1..19), saturating cases (all -128 / 127, extreme offsets and biases, maximal
+multipliers, extreme shifts) and rejected parameters. Expected outputs come from codegen.ref (the
+Python integer reference, bit-exact with the portable C kernels by tests/test_kernels.py). Every
+case becomes C data in one include file: the program in QEMU reads no files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, is_dataclass
+
+import numpy as np
+
+from codegen import qparams as qp
+from codegen import ref
+
+I32_MIN, I32_MAX = qp.INT32_MIN, qp.INT32_MAX
+OK, ERR_ARG = 0, -1
+M_MAX = I32_MAX  # largest Q31 multiplier
+M_MIN = 1 << 30  # smallest non-zero multiplier
+
+
+@dataclass(frozen=True)
+class Case:
+    kernel: str  # the C table: linear, attn, add, layernorm, lut
+    index: int
+    desc: str
+
+
+# ------------------------------------------------------------------------------------------ C text
+def _c_int(v: int) -> str:
+    v = int(v)
+    return "(-2147483647 - 1)" if v == I32_MIN else str(v)
+
+
+class CFile:
+    """Static const arrays and table rows of the include file."""
+
+    def __init__(self) -> None:
+        self.decls: list[str] = []
+        self.max_bytes = 16
+        self._n = 0
+
+    def array(self, values: np.ndarray | None, ctype: str) -> str:
+        if values is None:
+            return "NULL"
+        flat = np.asarray(values).reshape(-1)
+        self._n += 1
+        name = f"v{self._n}"
+        body = ", ".join(_c_int(v) for v in flat) if flat.size else "0"
+        self.decls.append(f"static const {ctype} {name}[] = {{{body}}};")
+        return name
+
+    def s8(self, values: np.ndarray | None) -> str:
+        if values is not None:
+            self.max_bytes = max(self.max_bytes, int(np.asarray(values).size))
+        return self.array(values, "int8_t")
+
+    def struct(self, obj: object) -> str:
+        """A qparams dataclass as a C initializer, fields in declaration (= mcuf.h) order."""
+        parts = []
+        for f in fields(obj):
+            value = getattr(obj, f.name)
+            if is_dataclass(value):
+                parts.append(self.struct(value))
+            elif value is None:
+                parts.append("NULL")
+            elif isinstance(value, np.ndarray):
+                parts.append(self.s8(value) if value.dtype == np.int8 else self.array(value, "int32_t"))
+            else:
+                parts.append(_c_int(value))
+        return "{" + ", ".join(parts) + "}"
+
+
+# ---------------------------------------------------------------------------------------- params
+def _multipliers(rng: np.random.Generator, n: int) -> np.ndarray:
+    m = rng.integers(M_MIN, M_MAX, size=n, endpoint=True).astype(np.int32)
+    m[rng.random(n) < 0.1] = 0
+    return m
+
+
+def _shifts(rng: np.random.Generator, n: int) -> np.ndarray:
+    s = rng.integers(-14, 1, size=n).astype(np.int32)
+    pick = rng.random(n)
+    s[pick < 0.15] = rng.integers(1, 9, size=int((pick < 0.15).sum()))  # left shifts (saturating)
+    s[pick > 0.95] = -31
+    return s
+
+
+def _requant(rng: np.random.Generator) -> qp.Requant:
+    return qp.Requant(int(_multipliers(rng, 1)[0]), int(_shifts(rng, 1)[0]))
+
+
+def _s8(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    return rng.integers(-128, 128, size=shape, dtype=np.int8)
+
+
+def _linear(
+    rng: np.random.Generator,
+    n_in: int,
+    n_out: int,
+    *,
+    weights: np.ndarray | None = None,
+    bias: np.ndarray | None | str = "random",
+    multiplier: np.ndarray | None = None,
+    shift: np.ndarray | None = None,
+    input_offset: int | None = None,
+    act: tuple[int, int] | None = None,
+) -> qp.LinearParams:
+    lo, hi = act if act is not None else sorted(int(v) for v in rng.integers(-128, 128, size=2))
+    if act is None and rng.random() < 0.6:
+        lo, hi = -128, 127
+    if isinstance(bias, str):
+        bias = rng.integers(-(1 << 20), 1 << 20, size=n_out).astype(np.int32) if rng.random() < 0.8 else None
+    return qp.LinearParams(
+        in_features=n_in,
+        out_features=n_out,
+        input_offset=int(rng.integers(-127, 129)) if input_offset is None else input_offset,
+        output_offset=int(rng.integers(-128, 128)),
+        act_min=lo,
+        act_max=hi,
+        weights=_s8(rng, n_out, n_in) if weights is None else weights,
+        bias=bias,
+        multiplier=_multipliers(rng, n_out) if multiplier is None else multiplier,
+        shift=_shifts(rng, n_out) if shift is None else shift,
+    )
+
+
+def _attn(rng: np.random.Generator, tokens: int, head_dim: int, **fixed: int | qp.Requant) -> qp.AttnHeadParams:
+    values: dict[str, int | qp.Requant] = {
+        "tokens": tokens,
+        "head_dim": head_dim,
+        "q_offset": int(rng.integers(-127, 129)),
+        "k_offset": int(rng.integers(-127, 129)),
+        "v_offset": int(rng.integers(-127, 129)),
+        "score_offset": int(rng.integers(-128, 128)),
+        "out_offset": int(rng.integers(-128, 128)),
+        "score": _requant(rng),
+        "av": _requant(rng),
+    }
+    values.update(fixed)
+    return qp.AttnHeadParams(**values)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------------------- cases
+class Vectors:
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.c = CFile()
+        self.rows: dict[str, list[str]] = {k: [] for k in ("linear", "attn", "add", "layernorm", "lut")}
+        self.cases: dict[str, list[Case]] = {k: [] for k in self.rows}
+
+    def _add_case(self, kernel: str, row: str, desc: str) -> None:
+        self.cases[kernel].append(Case(kernel, len(self.rows[kernel]), desc))
+        self.rows[kernel].append(row)
+
+    # -- linear
+    def linear(self, p: qp.LinearParams, rows: int, desc: str, status: int = OK, align: int | None = None) -> None:
+        """rows -1: mcuf_linear_s8 (one row); rows >= 0: mcuf_linear_rows_s8."""
+        n = max(rows, 1)
+        x = _s8(self.rng, n, p.in_features)
+        if desc.startswith("saturating"):
+            x[:] = -128 if p.input_offset < 0 else 127
+        expected = ref.linear(p, x) if status == OK and rows != 0 else None
+        self.c.max_bytes = max(self.c.max_bytes, n * p.out_features)
+        a = int(self.rng.integers(0, 4)) if align is None else align
+        row = f"{{{self.c.struct(p)}, {rows}, {a}, {self.c.s8(x)}, {self.c.s8(expected)}, {status}}}"
+        self._add_case("linear", row, f"{desc}: in {p.in_features} out {p.out_features} rows {rows} align {a}")
+
+    def linear_cases(self) -> None:
+        rng = self.rng
+        for n_in in range(1, 68):  # every tail of the 4-input step, every row-block tail
+            n_out = int(rng.integers(1, 10))
+            self.linear(_linear(rng, n_in, n_out), -1, "random")
+        for n_in, n_out in ((96, 24), (24, 96), (192, 24), (48, 16), (130, 7)):  # model-like shapes
+            self.linear(_linear(rng, n_in, n_out), -1, "model-like")
+        for rows in (1, 2, 3):
+            self.linear(_linear(rng, int(rng.integers(1, 40)), int(rng.integers(1, 10))), rows, "rows")
+        self.linear(_linear(rng, 5, 3), 0, "rows=0", align=0)
+        # Saturating: all inputs and weights at one extreme, extreme offsets, maximal multipliers.
+        for n_in, n_out in ((67, 9), (64, 8), (33, 5)):
+            for w_val, off in ((-128, 128), (127, 128), (-128, -127), (127, -127)):
+                w = np.full((n_out, n_in), w_val, dtype=np.int8)
+                m = np.full(n_out, M_MAX, dtype=np.int32)
+                s = np.array([30, 0, -31, 5, 1, -1, 0, 30, -31][:n_out], dtype=np.int32)
+                bias = np.array([I32_MAX, I32_MIN, 0, I32_MAX, -5, I32_MIN, 7, 1, -1][:n_out], dtype=np.int32)
+                p = _linear(rng, n_in, n_out, weights=w, bias=bias, multiplier=m, shift=s, input_offset=off)
+                self.linear(p, -1, f"saturating w={w_val} off={off}")
+        p = _linear(rng, 64, 8, weights=np.full((8, 64), -128, np.int8), input_offset=128, act=(-5, 9))
+        self.linear(p, -1, "saturating narrow activation")
+        # Rejected: a bad multiplier / shift on the last channel, a bad offset: output untouched.
+        m = _multipliers(rng, 6)
+        m[5] = (1 << 30) - 1
+        self.linear(_linear(rng, 10, 6, multiplier=m), -1, "bad multiplier", status=ERR_ARG)
+        s = _shifts(rng, 6)
+        s[5] = 31
+        self.linear(_linear(rng, 10, 6, shift=s), 2, "bad shift", status=ERR_ARG)
+        self.linear(_linear(rng, 10, 6, input_offset=129), -1, "bad input offset", status=ERR_ARG)
+
+    # -- attention head
+    def attn(
+        self,
+        p: qp.AttnHeadParams,
+        k_pad: int,
+        v_pad: int,
+        desc: str,
+        status: tuple[int, int] = (OK, OK),
+        fill: int = 0,
+    ) -> None:
+        """status: (scores, weighted sum)."""
+        rng = self.rng
+        tokens, hd = p.tokens, p.head_dim
+        k_stride, v_stride = hd + k_pad, hd + v_pad
+        q, probs = _s8(rng, hd), _s8(rng, tokens)
+        k, v = _s8(rng, tokens, k_stride), _s8(rng, tokens, v_stride)
+        if fill:
+            for arr in (q, probs, k, v):
+                arr[...] = fill
+        scores = ref.attn_scores(p, q, k[:, :hd]) if status[0] == OK else None
+        out = ref.attn_weighted_sum(p, probs, v[:, :hd]) if status[1] == OK else None
+        a = int(rng.integers(0, 4))
+        c = self.c
+        row = (
+            f"{{{c.struct(p)}, {k_stride}, {v_stride}, {a}, {c.s8(q)}, {c.s8(k)}, {c.s8(probs)}, {c.s8(v)}, "
+            f"{c.s8(scores)}, {c.s8(out)}, {status[0]}, {status[1]}}}"
+        )
+        self._add_case("attn", row, f"{desc}: tokens {tokens} head_dim {hd} strides {k_stride}/{v_stride} align {a}")
+
+    def attn_cases(self) -> None:
+        rng = self.rng
+        for _ in range(40):
+            tokens, hd = int(rng.integers(1, 20)), int(rng.integers(1, 20))
+            self.attn(_attn(rng, tokens, hd), int(rng.integers(0, 6)), int(rng.integers(0, 6)), "random")
+        for tokens, hd, pad in ((64, 24, 72), (17, 16, 48), (16, 8, 0), (5, 32, 1)):  # model-like: K/V rows of dim
+            self.attn(_attn(rng, tokens, hd), pad, pad, "model-like")
+        big = qp.Requant(M_MAX, 30)
+        for fill, off in ((-128, 128), (127, 128), (-128, -127), (127, -127)):
+            p = _attn(rng, 19, 23, q_offset=off, k_offset=off, v_offset=off, score=big, av=big)
+            self.attn(p, 3, 1, f"saturating fill={fill} off={off}", fill=fill)
+            p = _attn(rng, 7, 9, q_offset=off, k_offset=off, v_offset=off, score=qp.Requant(M_MAX, -31))
+            self.attn(p, 0, 2, f"saturating shift -31 fill={fill} off={off}", fill=fill)
+        self.attn(_attn(rng, 4, 8), -1, 0, "k_stride < head_dim", status=(ERR_ARG, OK))
+        self.attn(_attn(rng, 4, 8), 0, -1, "v_stride < head_dim", status=(OK, ERR_ARG))
+        self.attn(_attn(rng, 4, 8, k_offset=129), 0, 0, "bad k offset", status=(ERR_ARG, ERR_ARG))
+        self.attn(_attn(rng, 4, 8, av=qp.Requant(M_MIN - 1, 0)), 0, 0, "bad multiplier", status=(ERR_ARG, ERR_ARG))
+
+    # -- add, layernorm, lut
+    def add_cases(self) -> None:
+        rng = self.rng
+        for i in range(12):
+            n = int(rng.integers(0, 70)) if i else 0
+            scales = rng.uniform(0.01, 0.3, size=3)
+            zps = rng.integers(-128, 128, size=3)
+            p = qp.add_params(scales[0], int(zps[0]), scales[1], int(zps[1]), scales[2], int(zps[2]))
+            a, b = _s8(rng, n), _s8(rng, n)
+            if i == 11:  # extreme inputs and offsets, maximal multipliers, the largest left shift
+                big = qp.Requant(M_MAX, 0)
+                p = qp.AddParams(128, -127, 127, 23, big, qp.Requant(M_MAX, -1), qp.Requant(M_MAX, 7), -128, 127)
+                a[:], b[:] = 127, -128
+            al = int(rng.integers(0, 4))
+            expected = self.c.s8(ref.add(p, a, b))
+            row = f"{{{self.c.struct(p)}, {n}, {al}, {self.c.s8(a)}, {self.c.s8(b)}, {expected}, {OK}}}"
+            self._add_case("add", row, f"n {n} align {al}")
+
+    def layernorm_cases(self) -> None:
+        rng = self.rng
+        for dim in (1, 2, 3, 5, 8, 24, 33, 67, 96):
+            p = qp.layernorm_params(
+                rng.normal(1.0, 0.3, dim), rng.normal(0.0, 0.2, dim), 0.05, int(rng.integers(-128, 128)), 0.03, 3
+            )
+            x = _s8(rng, dim)
+            al = int(rng.integers(0, 4))
+            row = f"{{{self.c.struct(p)}, {al}, {self.c.s8(x)}, {self.c.s8(ref.layernorm(p, x))}, {OK}}}"
+            self._add_case("layernorm", row, f"dim {dim} align {al}")
+
+    def lut_cases(self) -> None:
+        rng = self.rng
+        t = _s8(rng, 256)
+        table = self.c.s8(t)
+        for n in (1, 3, 4, 7, 64, 70):
+            x = _s8(rng, n)
+            al = int(rng.integers(0, 4))
+            row = f"{{{table}, {n}, {al}, {self.c.s8(x)}, {self.c.s8(ref.lut(t, x))}}}"
+            self._add_case("lut", row, f"n {n} align {al}")
+
+    # -- scalar fixed-point helpers
+    def fixedpoint(self) -> str:
+        rng = self.rng
+        edge = np.array([I32_MIN, I32_MIN + 1, -(1 << 30), -1, 0, 1, 1 << 30, I32_MAX - 1, I32_MAX], dtype=np.int64)
+        xs = np.concatenate([edge, rng.integers(I32_MIN, I32_MAX, size=150, endpoint=True)])
+        ms = np.concatenate([[0, M_MIN, M_MAX, I32_MIN, -1, 1], rng.integers(M_MIN, M_MAX, size=20, endpoint=True)])
+        rq = [(x, m, s) for x in xs[:20] for m in ms[:8] for s in (-40, -31, -13, -1, 0, 1, 7, 30, 40)]
+        rq += [(int(x), int(rng.choice(ms)), int(rng.integers(-32, 32))) for x in xs[20:]]
+        rq_a = np.array(rq, dtype=np.int64)
+        rq_exp = ref.requantize(rq_a[:, 0], rq_a[:, 1], rq_a[:, 2])
+        sr = [(a, b) for a in edge for b in edge] + [(int(a), int(rng.choice(xs))) for a in xs[9:]]
+        sr_a = np.array(sr, dtype=np.int64)
+        sr_exp = ref.srdhm(sr_a[:, 0], sr_a[:, 1])
+        rd = [(int(x), e) for x in xs[:30] for e in (-3, 0, 1, 2, 15, 30, 31, 32)]
+        rd_a = np.array(rd, dtype=np.int64)
+        rd_exp = ref.rdbpot(rd_a[:, 0], rd_a[:, 1])
+        sq = [0, 1, 2, 3, 4, (1 << 32) - 1, 1 << 32, (1 << 64) - 1, (1 << 62) + 12345, (1 << 48) - 1]
+        sq += [int(v) for v in rng.integers(0, 1 << 63, size=20, dtype=np.uint64)]
+        sq_exp = ref.isqrt_u64(np.array(sq, dtype=np.uint64))
+
+        def table(name: str, rows: np.ndarray, expected: np.ndarray) -> str:
+            body = ",\n".join(
+                "    {" + ", ".join(_c_int(v) for v in (*r, e)) + "}" for r, e in zip(rows, expected, strict=True)
+            )
+            return f"static const int32_t {name}[][{rows.shape[1] + 1}] = {{\n{body}\n}};"
+
+        isqrt = ", ".join(f"UINT64_C({v})" for v in sq)
+        isqrt_out = ", ".join(f"UINT32_C({int(v)})" for v in sq_exp)
+        return "\n".join(
+            [
+                table("requantize_cases", rq_a, rq_exp),
+                table("srdhm_cases", sr_a, sr_exp),
+                table("rdbpot_cases", rd_a, rd_exp),
+                f"static const uint64_t isqrt_in[] = {{{isqrt}}};",
+                f"static const uint32_t isqrt_out[] = {{{isqrt_out}}};",
+            ]
+        )
+
+    def source(self) -> str:
+        fixed = self.fixedpoint()
+        self.linear_cases()
+        self.attn_cases()
+        self.add_cases()
+        self.layernorm_cases()
+        self.lut_cases()
+        types = {
+            "linear": "linear_case",
+            "attn": "attn_case",
+            "add": "add_case",
+            "layernorm": "layernorm_case",
+            "lut": "lut_case",
+        }
+        out = ["/* Generated by tests/dsp_vectors.py. Do not edit. */", f"#define MAX_BYTES {self.c.max_bytes}"]
+        out += self.c.decls
+        out.append(fixed)
+        for kernel, ctype in types.items():
+            rows = ",\n".join(f"    {r}" for r in self.rows[kernel])
+            out.append(f"static const {ctype} {kernel}_cases[] = {{\n{rows}\n}};")
+        return "\n".join(out) + "\n"
+
+
+def generate(seed: int = 0) -> tuple[str, dict[str, list[Case]]]:
+    """(include file text, the cases per kernel table for messages)."""
+    v = Vectors(seed)
+    text = v.source()
+    return text, v.cases
