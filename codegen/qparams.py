@@ -23,6 +23,8 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 
+from codegen import scratch
+
 # Constants of mcuf.h.
 LN_NORM_BITS = 10  # MCUF_LN_NORM_BITS (K)
 LN_MAX_DIM = 1024  # MCUF_LN_MAX_DIM
@@ -692,56 +694,47 @@ def patch_embed_params(
 # ---------------------------------------------------------------------------------------------
 
 
-def align4(n: int) -> int:
-    return (n + 3) & ~3
+def _checked(*sizes: int) -> bool:
+    return all(0 <= n <= INT32_MAX - 3 for n in sizes)
 
 
-def _layout(*parts: int) -> int:
-    if any(p < 0 for p in parts):
-        return -1
-    total = sum(align4(p) for p in parts)
+def _total(total: int) -> int:
     return -1 if total > INT32_MAX else total
 
 
 def lowrank_scratch_size(p: LowRankParams) -> int:
     """int8 [rank] intermediate row (0 when dense)."""
-    return -1 if p.rank < 0 or p.rank > INT32_MAX - 3 else align4(p.rank)
+    return scratch.lowrank(p.rank) if _checked(p.rank) else -1
 
 
 def attention_scratch_size(p: AttentionParams) -> int:
     """LN row | qkv_down row | q row | scores/probs | concat | proj row (each rounded to 4)."""
-    return _layout(p.dim, p.qkv_rank, p.dim, p.tokens, p.dim, p.dim)
+    return _total(scratch.attention(p.tokens, p.dim, p.qkv_rank)) if _checked(p.tokens, p.dim, p.qkv_rank) else -1
 
 
 def attention_perhead_scratch_size(p: AttentionParams) -> int:
     """LN row | qkv_down row | q_h row | scores/probs | proj row (each rounded to 4); -1 also when heads < 1."""
-    from codegen import scratch  # imported here: scratch.py stays free of a qparams import cycle
-
-    if p.heads < 1 or min(p.tokens, p.dim, p.qkv_rank) < 0:
+    if p.heads < 1 or not _checked(p.tokens, p.dim, p.qkv_rank):
         return -1
-    total = scratch.attention_perhead(p.tokens, p.dim, p.qkv_rank, p.dim // p.heads)
-    return -1 if total > INT32_MAX else total
+    return _total(scratch.attention_perhead(p.tokens, p.dim, p.qkv_rank, p.dim // p.heads))
 
 
 def mlp_scratch_size(p: MLPParams) -> int:
     """LN row | fc1 mid | hidden | fc2 mid | fc2 out (each rounded to 4)."""
-    return _layout(p.dim, p.fc1.rank, p.hidden, p.fc2.rank, p.dim)
+    if not _checked(p.dim, p.hidden, p.fc1.rank, p.fc2.rank):
+        return -1
+    return _total(scratch.mlp(p.dim, p.hidden, p.fc1.rank, p.fc2.rank))
 
 
 def patch_embed_scratch_size(p: PatchEmbedParams) -> int:
     """Stripe buffer (patch rows of the image) | one patch vector (each rounded to 4)."""
     if min(p.image_h, p.image_w, p.channels, p.patch) < 0:
         return -1
-    stripe = p.patch * p.image_w * p.channels
-    vec = p.patch * p.patch * p.channels
-    if stripe > INT32_MAX - 3 or vec > INT32_MAX - 3:
+    if not _checked(p.patch * p.image_w * p.channels, p.patch * p.patch * p.channels):
         return -1
-    return _layout(stripe, vec)
+    return _total(scratch.patch_embed(p.patch, p.image_w, p.channels))
 
 
 def pool_head_scratch_size(p: PoolHeadParams) -> int:
     """int32 accumulators [dim] | LN row | pooled row (int8 parts rounded to 4)."""
-    if p.dim < 0:
-        return -1
-    total = 4 * p.dim + 2 * align4(p.dim)
-    return -1 if total > INT32_MAX else total
+    return _total(scratch.pool_head(p.dim)) if _checked(p.dim) else -1

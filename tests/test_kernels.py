@@ -28,7 +28,7 @@ for _p in (str(_HERE.parent), str(_HERE)):
 import kernel_harness as kh  # noqa: E402
 
 from codegen import qparams as qp  # noqa: E402
-from codegen import ref  # noqa: E402
+from codegen import ref, scratch  # noqa: E402
 
 OK, ERR_ARG, ERR_INPUT = 0, -1, -2
 I32_MIN, I32_MAX = qp.INT32_MIN, qp.INT32_MAX
@@ -504,7 +504,7 @@ def test_lowrank(harness: kh.Harness, seed: int) -> None:
     params.append(p)
     for i, (res, exp, p) in enumerate(zip(harness.run(cases), expected, params, strict=True)):
         check_ok(res, f"lowrank case {i}")
-        assert res.aux == qp.lowrank_scratch_size(p) == qp.align4(p.rank)
+        assert res.aux == qp.lowrank_scratch_size(p) == scratch.align4(p.rank)
         assert_same(res.outputs[0], exp, f"lowrank case {i} (rank {p.rank})")
 
 
@@ -843,7 +843,7 @@ def test_pool_head(harness: kh.Harness, seed: int) -> None:
     cases.append(pool_case(p, x))
     for res, p, x in zip(harness.run(cases), params, xs, strict=True):
         check_ok(res, "pool_head")
-        assert res.aux == qp.pool_head_scratch_size(p) == 4 * p.dim + 2 * qp.align4(p.dim)
+        assert res.aux == qp.pool_head_scratch_size(p) == 4 * p.dim + 2 * scratch.align4(p.dim)
         assert_same(res.outputs[0], ref.pool_head(p, x), f"pool_head T{p.tokens} E{p.dim}")
 
 
