@@ -39,7 +39,7 @@ ARM_PLATFORM_SOURCES = ("platform/platform_semihost.c", "platform/startup_cortex
 HOST_PLATFORM_SOURCES = ("platform/platform_host.c",)
 ARM_PLATFORM_FILES = ("platform.h", "platform_semihost.c", "startup_cortexm.c")
 HOST_PLATFORM_FILES = ("platform.h", "platform_host.c")
-# The exporter's layout (codegen.emit): model/model.h, runtime/include/mcuf.h.
+# The exporter's layout (codegen.emit): model/model.h, runtime/include/*.h (mcuf.h and the private headers).
 DEFAULT_INCLUDE_DIRS = ("model", "runtime/include")
 OPTIMIZED_DIR = "dsp"  # <dir>/dsp/<name>.c replaces <dir>/<name>.c with KERNELS=optimized
 

@@ -31,14 +31,16 @@ def _env() -> jinja2.Environment:
 def runtime_sources(board: Board) -> dict[str, str]:
     """The runtime_c files a board's project uses: {project path: text}.
 
-    The header and the portable kernels (runtime/src/*.c) always; for a Cortex-M board also the
-    DSP-extension kernels (runtime/src/dsp/*.c), each a drop-in twin of the portable file of the
-    same name. The ARM Makefile builds one file of each pair (KERNELS=optimized|portable, default
-    from board.dsp: codegen.board_files); the host build uses the portable files.
+    The headers (runtime/include/*.h: mcuf.h and the private ones the kernels include) and the
+    portable kernels (runtime/src/*.c) always; for a Cortex-M board also the DSP-extension kernels
+    (runtime/src/dsp/*.c), each a drop-in twin of the portable file of the same name. The ARM
+    Makefile builds one file of each pair (KERNELS=optimized|portable, default from board.dsp:
+    codegen.board_files); the host build uses the portable files.
     """
     root = resources.files("runtime_c")
     src = root / "src"
-    files = {"runtime/include/mcuf.h": (root / "include" / "mcuf.h").read_text()}
+    headers = sorted((p for p in (root / "include").iterdir() if p.name.endswith(".h")), key=lambda p: p.name)
+    files = {f"runtime/include/{path.name}": path.read_text() for path in headers}
     portable = sorted((p for p in src.iterdir() if p.name.endswith(".c")), key=lambda p: p.name)
     for path in portable:
         files[f"runtime/src/{path.name}"] = path.read_text()

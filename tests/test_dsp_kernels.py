@@ -49,6 +49,7 @@ CORES = {
 VARIANTS = ("portable", "optimized")
 STACK_BYTES = 2048
 RUNTIME_SRC = _HERE.parent / "runtime_c" / "src"
+RUNTIME_INCLUDE = _HERE.parent / "runtime_c" / "include"
 # Minimum portable / optimized instruction ratio asserted on the M7 for the test model below
 # (measured 2.17 with the DSP kernels of this commit; 2.39 for a 64-token E=96 model).
 MIN_M7_SPEEDUP = 1.5
@@ -58,23 +59,34 @@ _LINE = re.compile(r"^(MISMATCH|STATUS|OVERWRITE|COUNT|ERRORS|DONE)\b(.*)$")
 
 # ------------------------------------------------------------------------------------- pure checks
 def _functions(path: Path) -> set[str]:
-    """Names of the external functions a runtime C file defines."""
+    """Names of the external functions a runtime C file defines (public mcuf_, internal mcufi_)."""
     text = path.read_text()
-    return set(re.findall(r"^(?!static\b)[a-z_][\w ]*?\b(mcuf_\w+)\s*\([^;{]*\)\s*\{", text, re.MULTILINE | re.DOTALL))
+    pattern = r"^(?!static\b)[a-z_][\w ]*?\b(mcufi?_\w+)\s*\([^;{]*\)\s*\{"
+    return set(re.findall(pattern, text, re.MULTILINE | re.DOTALL))
+
+
+def _includes(path: Path) -> set[str]:
+    return set(re.findall(r'^\s*#\s*include\s+"([^"]+)"', path.read_text(), re.MULTILINE))
 
 
 def test_every_dsp_file_replaces_a_portable_file_completely() -> None:
-    """A DSP twin replaces its portable file by file: it must define every function of it."""
+    """A DSP twin replaces its portable file by file: it must define every function of it. It includes
+    only the runtime's own headers (runtime_c/include, shipped in runtime/include), mcuf_dsp.h among
+    them; no portable file includes mcuf_dsp.h."""
     twins = sorted((RUNTIME_SRC / "dsp").glob("*.c"))
     assert {p.name for p in twins} >= {"linear.c", "attn_head.c"}
+    headers = {p.name for p in RUNTIME_INCLUDE.glob("*.h")}
+    assert {"mcuf.h", "mcuf_internal.h", "mcuf_dsp.h"} <= headers
     for twin in twins:
         portable = RUNTIME_SRC / twin.name
         assert portable.is_file(), f"{twin} has no portable file"
         want, got = _functions(portable), _functions(twin)
         assert want, f"no functions found in {portable}"
         assert got == want, f"{twin.name}: portable defines {sorted(want)}, DSP twin {sorted(got)}"
-        assert '#include "mcuf.h"' in twin.read_text()
-        assert not re.search(r'#include\s+"(?!mcuf\.h)', twin.read_text()), f"{twin} includes a private header"
+        assert "mcuf_dsp.h" in _includes(twin), f"{twin} does not use the shared SIMD helpers"
+        assert _includes(twin) <= headers, f"{twin} includes a header the project does not ship"
+    for portable in RUNTIME_SRC.glob("*.c"):
+        assert "mcuf_dsp.h" not in _includes(portable), f"{portable} is portable: it cannot use mcuf_dsp.h"
 
 
 def test_makefile_selects_kernels_by_file() -> None:
@@ -85,6 +97,8 @@ def test_makefile_selects_kernels_by_file() -> None:
     assert "runtime/src/dsp/linear.c" in split.optimized and "runtime/src/linear.c" in split.portable
     assert [p.replace("/dsp/", "/") for p in split.optimized] == split.portable
     assert "runtime/src/softmax.c" in split.common or "runtime/src/dsp/softmax.c" in split.optimized
+    # every header of runtime_c/include is shipped (the kernels include the private ones)
+    assert {f"runtime/include/{p.name}" for p in RUNTIME_INCLUDE.glob("*.h")} <= set(runtime)
     files = render_board_files(board, sources, 1024)
     makefile = files["Makefile"]
     assert "KERNELS ?= optimized" in makefile and "-mcpu=cortex-m33" in makefile

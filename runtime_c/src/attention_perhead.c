@@ -11,30 +11,12 @@
  *   - the score and weighted-sum kernels read K_h / V_h with stride hd; row-wise reads the same
  *     values as columns [h*hd, (h+1)*hd) of K / V with stride dim;
  *   - O[t] is row-wise's concat row, and proj / add are applied to it and to the unchanged x_t.
- * This file uses only public mcuf.h kernels (no code shared with attention.c, which may be replaced
- * by a target-specific twin): its shape checks duplicate those of mcuf_attention_rowwise_s8.
+ * Besides the public mcuf.h kernels, this file uses only the shape checks and the LN / qkv_down
+ * input row that mcuf_attention_rowwise_s8 uses too (common.c, which has no target-specific twin).
  */
 #include <stddef.h>
 
-#include "mcuf.h"
-
-static int32_t align4(int32_t n)
-{
-    return (int32_t)(((uint32_t)n + 3u) & ~3u);
-}
-
-/* Sum of align4(parts[i]), or -1 for a negative part or a total above INT32_MAX. */
-static int32_t layout_size(const int32_t *parts, int32_t n)
-{
-    int64_t total = 0;
-    for (int32_t i = 0; i < n; i++) {
-        if (parts[i] < 0) {
-            return -1;
-        }
-        total += ((int64_t)parts[i] + 3) & ~(int64_t)3;
-    }
-    return total > INT32_MAX ? -1 : (int32_t)total;
-}
+#include "mcuf_internal.h"
 
 int32_t mcuf_attention_perhead_scratch_size(const mcuf_attention_params *p)
 {
@@ -43,42 +25,20 @@ int32_t mcuf_attention_perhead_scratch_size(const mcuf_attention_params *p)
     }
     /* A negative dim gives a negative (or, truncated, zero) head_dim; the dim part returns -1. */
     const int32_t parts[5] = {p->dim, p->qkv_rank, p->dim / p->heads, p->tokens, p->dim};
-    return layout_size(parts, 5);
-}
-
-static int linear_shape_ok(const mcuf_linear_params *p, int32_t in, int32_t out)
-{
-    return p->in_features == in && p->out_features == out;
+    return mcufi_layout_size(parts, 5);
 }
 
 /*
- * Shape consistency of every part, as mcuf_attention_rowwise_s8 checks it; value ranges are
- * checked by the kernels on their first call. One extra bound, qkv_rank <= MCUF_LINEAR_MAX_IN,
+ * The shape checks of mcuf_attention_rowwise_s8, plus one bound: qkv_rank <= MCUF_LINEAR_MAX_IN
  * keeps the head-view offsets below in int32 (h * hd * in < 1024 * 65536); row-wise rejects the
  * same parameters (its q/k/v have in_features = qkv_rank), so both return MCUF_ERR_ARG.
  */
 static mcuf_status check_perhead(const mcuf_attention_params *p)
 {
-    const int32_t dim = p->dim;
-    if (p->tokens < 1 || p->tokens > MCUF_SOFTMAX_MAX_LENGTH || dim < 1 || dim > MCUF_LN_MAX_DIM || p->heads < 1 ||
-        dim % p->heads != 0) {
+    if (p->qkv_rank > MCUF_LINEAR_MAX_IN) {
         return MCUF_ERR_ARG;
     }
-    if (p->ln.dim != dim || p->qkv_rank < 0 || p->qkv_rank > MCUF_LINEAR_MAX_IN) {
-        return MCUF_ERR_ARG;
-    }
-    const int32_t qkv_in = p->qkv_rank > 0 ? p->qkv_rank : dim;
-    if (p->qkv_rank > 0 && !linear_shape_ok(&p->qkv_down, dim, p->qkv_rank)) {
-        return MCUF_ERR_ARG;
-    }
-    if (!linear_shape_ok(&p->q, qkv_in, dim) || !linear_shape_ok(&p->k, qkv_in, dim) ||
-        !linear_shape_ok(&p->v, qkv_in, dim) || !linear_shape_ok(&p->proj, dim, dim)) {
-        return MCUF_ERR_ARG;
-    }
-    if (p->head.tokens != p->tokens || p->head.head_dim != dim / p->heads || p->softmax.length != p->tokens) {
-        return MCUF_ERR_ARG;
-    }
-    return MCUF_OK;
+    return mcufi_attention_check(p);
 }
 
 /*
@@ -106,22 +66,6 @@ static mcuf_linear_params out_rows(const mcuf_linear_params *full, int32_t first
     return view;
 }
 
-/* y = LN(x_row); returns the row the q/k/v projections read (y, or qkv_down(y)). */
-static mcuf_status qkv_input(const mcuf_attention_params *p, const int8_t *x_row, int8_t *ln_row, int8_t *r_row,
-                             const int8_t **qkv_in)
-{
-    mcuf_status st = mcuf_layernorm_s8(&p->ln, x_row, ln_row);
-    if (st != MCUF_OK) {
-        return st;
-    }
-    if (p->qkv_rank == 0) {
-        *qkv_in = ln_row;
-        return MCUF_OK;
-    }
-    *qkv_in = r_row;
-    return mcuf_linear_s8(&p->qkv_down, ln_row, r_row);
-}
-
 /* Passes 1 and 2 for head h: K_h, V_h for every token, then O[:, h*hd:(h+1)*hd]. x is only read. */
 static mcuf_status one_head(const mcuf_attention_params *p, int32_t h, const int8_t *x, int8_t *kh_buf,
                             int8_t *vh_buf, int8_t *o_buf, int8_t *ln_row, int8_t *r_row, int8_t *q_row,
@@ -137,7 +81,7 @@ static mcuf_status one_head(const mcuf_attention_params *p, int32_t h, const int
 
     /* Pass 1 (head h): K_h and V_h, [tokens][hd] each, for every token. */
     for (int32_t t = 0; t < p->tokens; t++) {
-        st = qkv_input(p, x + t * dim, ln_row, r_row, &qkv_in);
+        st = mcufi_attention_qkv_input(p, x + t * dim, ln_row, r_row, &qkv_in);
         if (st == MCUF_OK) {
             st = mcuf_linear_s8(&k_h, qkv_in, kh_buf + t * hd);
         }
@@ -150,7 +94,7 @@ static mcuf_status one_head(const mcuf_attention_params *p, int32_t h, const int
     }
     /* Pass 2 (head h): one query row at a time; its head output goes to its slot of O[t]. */
     for (int32_t t = 0; t < p->tokens; t++) {
-        st = qkv_input(p, x + t * dim, ln_row, r_row, &qkv_in);
+        st = mcufi_attention_qkv_input(p, x + t * dim, ln_row, r_row, &qkv_in);
         if (st == MCUF_OK) {
             st = mcuf_linear_s8(&q_h, qkv_in, q_row);
         }
@@ -184,10 +128,10 @@ mcuf_status mcuf_attention_perhead_s8(const mcuf_attention_params *p, int8_t *x,
     const int32_t dim = p->dim;
     const int32_t hd = dim / p->heads;
     int8_t *ln_row = scratch;
-    int8_t *r_row = ln_row + align4(dim);
-    int8_t *q_row = r_row + align4(p->qkv_rank);
-    int8_t *probs = q_row + align4(hd);
-    int8_t *proj_row = probs + align4(p->tokens);
+    int8_t *r_row = ln_row + mcufi_align4(dim);
+    int8_t *q_row = r_row + mcufi_align4(p->qkv_rank);
+    int8_t *probs = q_row + mcufi_align4(hd);
+    int8_t *proj_row = probs + mcufi_align4(p->tokens);
 
     for (int32_t h = 0; h < p->heads; h++) {
         st = one_head(p, h, x, kh_buf, vh_buf, o_buf, ln_row, r_row, q_row, probs);

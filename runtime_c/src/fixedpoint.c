@@ -1,5 +1,6 @@
 /*
- * Fixed-point helpers (gemmlowp / TFLite semantics) and the integer square root.
+ * Fixed-point helpers (gemmlowp / TFLite semantics). dsp/fixedpoint.c replaces this file on cores
+ * with the DSP extension; the integer square root is in isqrt.c.
  * Every operation is done in a type wide enough to be free of signed overflow.
  */
 #include "mcuf.h"
@@ -47,24 +48,4 @@ int32_t mcuf_requantize(int32_t x, int32_t multiplier, int32_t shift)
         scaled = INT32_MIN;
     }
     return mcuf_rdbpot(mcuf_srdhm((int32_t)scaled, multiplier), right);
-}
-
-uint32_t mcuf_isqrt_u64(uint64_t v)
-{
-    /* Digit-by-digit square root: no division, at most 32 iterations. */
-    uint64_t root = 0;
-    uint64_t bit = (uint64_t)1 << 62;
-    while (bit > v) {
-        bit >>= 2;
-    }
-    while (bit != 0) {
-        if (v >= root + bit) {
-            v -= root + bit;
-            root = (root >> 1) + bit;
-        } else {
-            root >>= 1;
-        }
-        bit >>= 2;
-    }
-    return (uint32_t)root; /* floor(sqrt(2^64 - 1)) = 2^32 - 1 */
 }

@@ -1,27 +1,20 @@
 /*
  * Integer LayerNorm (I-BERT style): integer mean and variance, integer square root, Q(K)
  * normalised values, gamma/beta folded by the compiler. See mcuf.h for the exact arithmetic.
+ * dsp/layernorm.c replaces this file on cores with the DSP extension; the parameter checks
+ * (mcufi_layernorm_check) are shared in mcuf_internal.h.
  */
 #include <stddef.h>
 
-#include "mcuf.h"
+#include "mcuf_internal.h"
 
 mcuf_status mcuf_layernorm_s8(const mcuf_layernorm_params *p, const int8_t *input, int8_t *output)
 {
-    if (p == NULL || input == NULL || output == NULL || p->gamma == NULL || p->beta == NULL) {
-        return MCUF_ERR_ARG;
+    const mcuf_status st = mcufi_layernorm_check(p, input, output);
+    if (st != MCUF_OK) {
+        return st;
     }
     const int32_t dim = p->dim;
-    if (dim < 1 || dim > MCUF_LN_MAX_DIM) {
-        return MCUF_ERR_ARG;
-    }
-    if (p->input_offset < -127 || p->input_offset > 128 || p->output_offset < -128 || p->output_offset > 127) {
-        return MCUF_ERR_ARG;
-    }
-    if (!((p->out.multiplier == 0 || p->out.multiplier >= (INT32_C(1) << 30)) && p->out.shift >= -31 &&
-          p->out.shift <= 30)) {
-        return MCUF_ERR_ARG;
-    }
     const int32_t in_off = p->input_offset;
 
     /* |x_i| <= 255, dim <= 1024: |S| <= 261120. */
@@ -54,10 +47,8 @@ mcuf_status mcuf_layernorm_s8(const mcuf_layernorm_params *p, const int8_t *inpu
         } else if (acc < INT32_MIN) {
             acc = INT32_MIN;
         }
-        int32_t r = mcuf_requantize((int32_t)acc, p->out.multiplier, p->out.shift);
-        r = r > 255 ? 255 : (r < -256 ? -256 : r); /* keeps r + offset in range; result unchanged */
-        r += p->output_offset;
-        output[i] = (int8_t)(r > 127 ? 127 : (r < -128 ? -128 : r)); /* in place: input[i] already read */
+        const int32_t r = mcuf_requantize((int32_t)acc, p->out.multiplier, p->out.shift);
+        output[i] = mcufi_out_s8(r, p->output_offset, -128, 127); /* in place: input[i] already read */
     }
     return MCUF_OK;
 }

@@ -1,39 +1,13 @@
 /*
- * Linear (TFLite FULLY_CONNECTED int8, per-channel).
+ * Linear (TFLite FULLY_CONNECTED int8, per-channel): the dot products and output stage of one row.
+ * dsp/linear.c replaces this file on cores with the DSP extension; the public mcuf_linear_s8 /
+ * mcuf_linear_rows_s8 and their parameter checks are in linear_api.c (no twin).
  */
 #include <stddef.h>
 
-#include "mcuf.h"
+#include "mcuf_internal.h"
 
-static int requant_ok(int32_t multiplier, int32_t shift)
-{
-    return (multiplier == 0 || multiplier >= (INT32_C(1) << 30)) && shift >= -31 && shift <= 30;
-}
-
-static mcuf_status check_linear(const mcuf_linear_params *p)
-{
-    if (p == NULL || p->weights == NULL || p->multiplier == NULL || p->shift == NULL) {
-        return MCUF_ERR_ARG;
-    }
-    if (p->in_features < 1 || p->in_features > MCUF_LINEAR_MAX_IN || p->out_features < 1) {
-        return MCUF_ERR_ARG;
-    }
-    if (p->input_offset < -127 || p->input_offset > 128 || p->output_offset < -128 || p->output_offset > 127) {
-        return MCUF_ERR_ARG;
-    }
-    if (p->act_min < -128 || p->act_max > 127 || p->act_min > p->act_max) {
-        return MCUF_ERR_ARG;
-    }
-    for (int32_t o = 0; o < p->out_features; o++) {
-        if (!requant_ok(p->multiplier[o], p->shift[o])) {
-            return MCUF_ERR_ARG;
-        }
-    }
-    return MCUF_OK;
-}
-
-/* Parameters already checked. */
-static void linear_row(const mcuf_linear_params *p, const int8_t *input, int8_t *output)
+void mcufi_linear_row(const mcuf_linear_params *p, const int8_t *input, int8_t *output)
 {
     const int32_t n_in = p->in_features;
     const int32_t in_off = p->input_offset;
@@ -54,41 +28,7 @@ static void linear_row(const mcuf_linear_params *p, const int8_t *input, int8_t 
                 acc = INT32_MIN;
             }
         }
-        int32_t r = mcuf_requantize((int32_t)acc, p->multiplier[o], p->shift[o]);
-        /* Pre-clamp so adding the offset ([-128, 127]) cannot overflow; the result is unchanged. */
-        r = r > 255 ? 255 : (r < -256 ? -256 : r);
-        r += p->output_offset;
-        r = r > p->act_max ? p->act_max : (r < p->act_min ? p->act_min : r);
-        output[o] = (int8_t)r;
+        const int32_t r = mcuf_requantize((int32_t)acc, p->multiplier[o], p->shift[o]);
+        output[o] = mcufi_out_s8(r, p->output_offset, p->act_min, p->act_max);
     }
-}
-
-mcuf_status mcuf_linear_s8(const mcuf_linear_params *p, const int8_t *input, int8_t *output)
-{
-    const mcuf_status st = check_linear(p);
-    if (st != MCUF_OK) {
-        return st;
-    }
-    if (input == NULL || output == NULL) {
-        return MCUF_ERR_ARG;
-    }
-    linear_row(p, input, output);
-    return MCUF_OK;
-}
-
-mcuf_status mcuf_linear_rows_s8(const mcuf_linear_params *p, int32_t rows, const int8_t *input, int8_t *output)
-{
-    const mcuf_status st = check_linear(p);
-    if (st != MCUF_OK) {
-        return st;
-    }
-    if (rows < 0 || (rows > 0 && (input == NULL || output == NULL))) {
-        return MCUF_ERR_ARG;
-    }
-    for (int32_t r = 0; r < rows; r++) {
-        linear_row(p, input, output);
-        input += p->in_features;
-        output += p->out_features;
-    }
-    return MCUF_OK;
 }

@@ -4,14 +4,14 @@
  */
 #include <stddef.h>
 
-#include "mcuf.h"
+#include "mcuf_internal.h"
 
 int32_t mcuf_lowrank_scratch_size(const mcuf_lowrank_params *p)
 {
-    if (p == NULL || p->rank < 0 || p->rank > INT32_MAX - 3) {
+    if (p == NULL) {
         return -1;
     }
-    return (int32_t)(((uint32_t)p->rank + 3u) & ~3u);
+    return mcufi_layout_size(&p->rank, 1);
 }
 
 mcuf_status mcuf_lowrank_linear_s8(const mcuf_lowrank_params *p, const int8_t *input, int8_t *scratch,

@@ -4,12 +4,7 @@
  */
 #include <stddef.h>
 
-#include "mcuf.h"
-
-static int32_t align4(int32_t n)
-{
-    return (int32_t)(((uint32_t)n + 3u) & ~3u);
-}
+#include "mcuf_internal.h"
 
 int32_t mcuf_mlp_scratch_size(const mcuf_mlp_params *p)
 {
@@ -17,14 +12,7 @@ int32_t mcuf_mlp_scratch_size(const mcuf_mlp_params *p)
         return -1;
     }
     const int32_t parts[5] = {p->dim, p->fc1.rank, p->hidden, p->fc2.rank, p->dim};
-    int64_t total = 0;
-    for (int32_t i = 0; i < 5; i++) {
-        if (parts[i] < 0) {
-            return -1;
-        }
-        total += ((int64_t)parts[i] + 3) & ~(int64_t)3;
-    }
-    return total > INT32_MAX ? -1 : (int32_t)total;
+    return mcufi_layout_size(parts, 5);
 }
 
 /* in -> out through `lp`, dense (rank 0) or low-rank. */
@@ -52,10 +40,10 @@ mcuf_status mcuf_mlp_rowwise_s8(const mcuf_mlp_params *p, int8_t *x, int8_t *scr
         return MCUF_ERR_ARG;
     }
     int8_t *ln_row = scratch;
-    int8_t *mid1 = ln_row + align4(dim);
-    int8_t *hidden = mid1 + align4(p->fc1.rank);
-    int8_t *mid2 = hidden + align4(p->hidden);
-    int8_t *out_row = mid2 + align4(p->fc2.rank);
+    int8_t *mid1 = ln_row + mcufi_align4(dim);
+    int8_t *hidden = mid1 + mcufi_align4(p->fc1.rank);
+    int8_t *mid2 = hidden + mcufi_align4(p->hidden);
+    int8_t *out_row = mid2 + mcufi_align4(p->fc2.rank);
 
     int8_t *x_row = x;
     for (int32_t t = 0; t < p->tokens; t++) {

@@ -4,12 +4,7 @@
  */
 #include <stddef.h>
 
-#include "mcuf.h"
-
-static int32_t align4(int32_t n)
-{
-    return (int32_t)(((uint32_t)n + 3u) & ~3u);
-}
+#include "mcuf_internal.h"
 
 /* Stripe bytes and patch-vector bytes; 0 when a dimension is negative or a size is too large. */
 static int patch_sizes(const mcuf_patch_embed_params *p, int64_t *stripe, int64_t *vec)
@@ -29,7 +24,7 @@ int32_t mcuf_patch_embed_scratch_size(const mcuf_patch_embed_params *p)
     if (p == NULL || !patch_sizes(p, &stripe, &vec)) {
         return -1;
     }
-    const int64_t total = (int64_t)align4((int32_t)stripe) + align4((int32_t)vec);
+    const int64_t total = (int64_t)mcufi_align4((int32_t)stripe) + mcufi_align4((int32_t)vec);
     return total > INT32_MAX ? -1 : (int32_t)total;
 }
 
@@ -53,7 +48,7 @@ mcuf_status mcuf_patch_embed_s8(const mcuf_patch_embed_params *p, mcuf_stripe_re
     const int32_t grid_h = p->image_h / patch;
     const int32_t grid_w = p->image_w / patch;
     int8_t *stripe = scratch;
-    int8_t *vec = scratch + align4((int32_t)stripe_bytes);
+    int8_t *vec = scratch + mcufi_align4((int32_t)stripe_bytes);
     const int64_t row_stride = (int64_t)p->image_w * p->channels; /* <= stripe_bytes */
 
     /* The projection with the token's folded bias (position embedding + linear bias). */

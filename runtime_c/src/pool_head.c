@@ -3,14 +3,9 @@
  */
 #include <stddef.h>
 
-#include "mcuf.h"
+#include "mcuf_internal.h"
 
 #define POOL_MAX_TOKENS (INT32_C(1) << 23) /* 255 * 2^23 < 2^31 */
-
-static int32_t align4(int32_t n)
-{
-    return (int32_t)(((uint32_t)n + 3u) & ~3u);
-}
 
 int32_t mcuf_pool_head_scratch_size(const mcuf_pool_head_params *p)
 {
@@ -37,17 +32,13 @@ mcuf_status mcuf_pool_head_s8(const mcuf_pool_head_params *p, const int8_t *x, i
     if (p->classes < 1 || p->head.in_features != dim || p->head.out_features != p->classes) {
         return MCUF_ERR_ARG;
     }
-    if (p->pool_input_offset < -127 || p->pool_input_offset > 128 || p->pool_output_offset < -128 ||
-        p->pool_output_offset > 127) {
-        return MCUF_ERR_ARG;
-    }
-    if (!((p->pool.multiplier == 0 || p->pool.multiplier >= (INT32_C(1) << 30)) && p->pool.shift >= -31 &&
-          p->pool.shift <= 30)) {
+    if (!mcufi_in_offset_ok(p->pool_input_offset) || !mcufi_out_offset_ok(p->pool_output_offset) ||
+        !mcufi_requant_ok(p->pool.multiplier, p->pool.shift)) {
         return MCUF_ERR_ARG;
     }
     int32_t *acc = (int32_t *)(void *)scratch;
     int8_t *ln_row = scratch + 4 * dim;
-    int8_t *pooled = ln_row + align4(dim);
+    int8_t *pooled = ln_row + mcufi_align4(dim);
 
     for (int32_t c = 0; c < dim; c++) {
         acc[c] = 0;
@@ -64,10 +55,8 @@ mcuf_status mcuf_pool_head_s8(const mcuf_pool_head_params *p, const int8_t *x, i
         x_row += dim;
     }
     for (int32_t c = 0; c < dim; c++) {
-        int32_t r = mcuf_requantize(acc[c], p->pool.multiplier, p->pool.shift);
-        r = r > 255 ? 255 : (r < -256 ? -256 : r); /* keeps r + offset in range; result unchanged */
-        r += p->pool_output_offset;
-        pooled[c] = (int8_t)(r > 127 ? 127 : (r < -128 ? -128 : r));
+        const int32_t r = mcuf_requantize(acc[c], p->pool.multiplier, p->pool.shift);
+        pooled[c] = mcufi_out_s8(r, p->pool_output_offset, -128, 127);
     }
     return mcuf_linear_s8(&p->head, pooled, logits);
 }

@@ -2,7 +2,7 @@
  * One attention head, one query: the score row and the probability-weighted sum of V (TFLite
  * BATCH_MATMUL int8 semantics), for cores with the DSP extension (Cortex-M4, M7, M33). Replaces
  * ../attn_head.c when the project builds with KERNELS=optimized: the same functions, the same
- * checks, bit-exact outputs.
+ * checks (mcufi_attn_head_check), bit-exact outputs.
  *
  * The zero-point of the strided operand is factored out of the sum:
  *   sum_d (q_d + qo)(k_jd + ko) = sum_d (q_d + qo) k_jd + ko * Sq,     Sq = sum_d (q_d + qo)
@@ -12,127 +12,21 @@
  * result is the same. The remaining products use the 16-bit SIMD dual MAC (SMLAD) on int16
  * lanes: q + qo and p + 128 are in [-255, 255], k and v in [-128, 127].
  */
-#if !defined(__ARM_FEATURE_DSP) || !defined(__ARM_FEATURE_SIMD32)
-#error "runtime/src/dsp/attn_head.c needs the Arm DSP extension (Cortex-M4/M7/M33): build with KERNELS=portable"
-#endif
-
-#include <arm_acle.h>
 #include <stddef.h>
-#include <string.h>
 
-#include "mcuf.h"
-
-#define ATTN_MAX 32767 /* tokens, head_dim: 255 * 255 * 32767 < 2^31 */
-
-/* A word of 4 int8 from any address (unaligned LDR: Armv7-M / Armv8-M mainline, normal memory). */
-static inline int32_t load_s8x4(const int8_t *p)
-{
-    int32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-/* Bytes 1 and 3 of x, sign-extended into two int16 lanes (gcc does not fold the rotation). */
-static inline int32_t sxtb16_ror8(int32_t x)
-{
-    int32_t r;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-    return r;
-}
-
-/* Low lane of a, low lane of b: (a.lo, b.lo) as (low, high). */
-static inline int32_t pkhbt(int32_t a, int32_t b)
-{
-    int32_t r;
-    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-
-/* High lane of b, high lane of a: (b.hi, a.hi) as (low, high). */
-static inline int32_t pkhtb(int32_t a, int32_t b)
-{
-    int32_t r;
-    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-
-static inline int32_t dup16(int32_t v)
-{
-    return (int32_t)(((uint32_t)v << 16) | ((uint32_t)v & 0xFFFFu));
-}
-
-/* floor((x * m + 2^30) / 2^31) for int32 x, m other than x == m == INT32_MIN (then it fits
- * int32): SMLAL into a 64-bit accumulator preset to 2^30, result = accumulator bits [62:31]. */
-static inline int32_t mul_round31(int32_t x, int32_t m)
-{
-    uint32_t lo = UINT32_C(1) << 30;
-    uint32_t hi = 0u;
-    __asm__("smlal %0, %1, %2, %3" : "+r"(lo), "+r"(hi) : "r"(x), "r"(m));
-    return (int32_t)((lo >> 31) | (hi << 1));
-}
-
-/*
- * mcuf_requantize(x, m, s) for checked parameters: m in {0} U [2^30, 2^31), s in [-31, 30].
- * See dsp/linear.c: the left shift saturates as the portable int64 product + clamp; srdhm's
- * truncating division of x*m + nudge by 2^31 equals floor((x*m + 2^30) / 2^31) for both signs
- * (m >= 0: no saturating product); rdbpot rounds half away from zero.
- */
-static inline int32_t requantize(int32_t x, int32_t m, int32_t s)
-{
-    int32_t right = -s;
-    if (s > 0) {
-        const int32_t lim = INT32_MAX >> s; /* 2^(31-s) - 1; INT32_MIN >> s == -lim - 1 */
-        x = x > lim ? INT32_MAX : (x < -lim - 1 ? INT32_MIN : x * (INT32_C(1) << s));
-        right = 0;
-    }
-    const int32_t y = mul_round31(x, m);
-    const uint32_t mask = (UINT32_C(1) << right) - 1u; /* right in [0, 31] */
-    const uint32_t threshold = (mask >> 1) + ((uint32_t)y >> 31);
-    return (y >> right) + (((uint32_t)y & mask) > threshold ? 1 : 0);
-}
-
-static int requant_ok(const mcuf_requant *r)
-{
-    return (r->multiplier == 0 || r->multiplier >= (INT32_C(1) << 30)) && r->shift >= -31 && r->shift <= 30;
-}
-
-static int in_offset_ok(int32_t off)
-{
-    return off >= -127 && off <= 128;
-}
-
-static int out_offset_ok(int32_t off)
-{
-    return off >= -128 && off <= 127;
-}
-
-static mcuf_status check_head(const mcuf_attn_head_params *p)
-{
-    if (p == NULL || p->tokens < 1 || p->tokens > ATTN_MAX || p->head_dim < 1 || p->head_dim > ATTN_MAX) {
-        return MCUF_ERR_ARG;
-    }
-    if (!in_offset_ok(p->q_offset) || !in_offset_ok(p->k_offset) || !in_offset_ok(p->v_offset) ||
-        !out_offset_ok(p->score_offset) || !out_offset_ok(p->out_offset)) {
-        return MCUF_ERR_ARG;
-    }
-    if (!requant_ok(&p->score) || !requant_ok(&p->av)) {
-        return MCUF_ERR_ARG;
-    }
-    return MCUF_OK;
-}
+#include "mcuf_dsp.h"
+#include "mcuf_internal.h"
 
 /* Requantized output value. Not inlined: one copy instead of seven saves ~1 KiB of flash. */
 static __attribute__((noinline)) int8_t to_s8(const mcuf_requant *rq, int32_t acc, int32_t offset)
 {
-    /* SSAT to [-256, 255] keeps r + offset in range and the result unchanged (as the portable). */
-    const int32_t r = __ssat(requantize(acc, rq->multiplier, rq->shift), 9) + offset;
-    return (int8_t)__ssat(r, 8);
+    return out_s8(requantize(acc, rq->multiplier, rq->shift), offset);
 }
 
 mcuf_status mcuf_attn_scores_s8(const mcuf_attn_head_params *p, const int8_t *q, const int8_t *k,
                                 int32_t k_stride, int8_t *scores)
 {
-    if (check_head(p) != MCUF_OK || q == NULL || k == NULL || scores == NULL || k_stride < p->head_dim) {
+    if (mcufi_attn_head_check(p, q, k, scores, k_stride) != MCUF_OK) {
         return MCUF_ERR_ARG;
     }
     const int32_t hd = p->head_dim;
@@ -197,7 +91,7 @@ mcuf_status mcuf_attn_scores_s8(const mcuf_attn_head_params *p, const int8_t *q,
 mcuf_status mcuf_attn_weighted_sum_s8(const mcuf_attn_head_params *p, const int8_t *probs, const int8_t *v,
                                       int32_t v_stride, int8_t *out)
 {
-    if (check_head(p) != MCUF_OK || probs == NULL || v == NULL || out == NULL || v_stride < p->head_dim) {
+    if (mcufi_attn_head_check(p, probs, v, out, v_stride) != MCUF_OK) {
         return MCUF_ERR_ARG;
     }
     const int32_t tokens = p->tokens;

@@ -1,0 +1,161 @@
+/*
+ * mcuformer C operator library: SIMD and fixed-point helpers shared by the DSP-extension twins
+ * (runtime_c/src/dsp, Cortex-M4, M7, M33). Private: static inline only, included by the twins
+ * alone; every helper computes exactly what the portable C it stands for computes.
+ */
+#ifndef MCUF_DSP_H
+#define MCUF_DSP_H
+
+#if !defined(__ARM_FEATURE_DSP) || !defined(__ARM_FEATURE_SIMD32)
+#error "the runtime/src/dsp kernels need the Arm DSP extension (Cortex-M4/M7/M33): build with KERNELS=portable"
+#endif
+
+#include <arm_acle.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "mcuf.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * 16-bit SIMD lanes.
+ * ------------------------------------------------------------------------------------------- */
+/* A word of 4 int8 from any address (unaligned LDR: Armv7-M / Armv8-M mainline, normal memory). */
+static inline int32_t load_s8x4(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Bytes 1 and 3 of x, sign-extended into two int16 lanes (gcc does not fold the rotation). */
+static inline int32_t sxtb16_ror8(int32_t x)
+{
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+/* v in both int16 lanes (v in [-32768, 32767]). */
+static inline int32_t dup16(int32_t v)
+{
+    return (int32_t)(((uint32_t)v << 16) | ((uint32_t)v & 0xFFFFu));
+}
+
+/* Low lane of a, low lane of b: (a.lo, b.lo) as (low, high). */
+static inline int32_t pkhbt(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+/* High lane of b, high lane of a: (b.hi, a.hi) as (low, high). */
+static inline int32_t pkhtb(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * 64-bit products without int64 arithmetic in C.
+ * ------------------------------------------------------------------------------------------- */
+/* The 64-bit accumulator hi:lo += a * b, signed (SMLAL). */
+static inline void smlal(uint32_t *lo, uint32_t *hi, int32_t a, int32_t b)
+{
+    __asm__("smlal %0, %1, %2, %3" : "+r"(*lo), "+r"(*hi) : "r"(a), "r"(b));
+}
+
+/* floor((x * m + 2^30) / 2^31) for int32 x, m other than x == m == INT32_MIN (then it fits
+ * int32): SMLAL into a 64-bit accumulator preset to 2^30, result = accumulator bits [62:31]. */
+static inline int32_t mul_round31(int32_t x, int32_t m)
+{
+    uint32_t lo = UINT32_C(1) << 30;
+    uint32_t hi = 0u;
+    smlal(&lo, &hi, x, m);
+    return (int32_t)((lo >> 31) | (hi << 1));
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Requantization (mcuf_requantize's arithmetic for checked parameters, mcuf.h).
+ *   - left shift: x * 2^left saturated to int32, as the portable int64 product + clamp.
+ *   - srdhm: gemmlowp divides x*m + nudge (2^30, or 1 - 2^30 when x*m < 0) by 2^31 truncating
+ *     toward zero. For x*m >= 0 that is floor((x*m + 2^30) / 2^31); for x*m < 0 the truncation
+ *     is a ceiling, ceil((x*m + 1 - 2^30) / 2^31) = floor((x*m + 1 - 2^30 + 2^31 - 1) / 2^31),
+ *     the same floor: mul_round31. A multiplier m >= 0 rules out the one saturating product,
+ *     INT32_MIN * INT32_MIN.
+ *   - rdbpot: round half away from zero, the portable mask/threshold form.
+ * ------------------------------------------------------------------------------------------- */
+/* x * 2^left saturated to int32; left in [0, 30], lim = INT32_MAX >> left = 2^(31-left) - 1
+ * (INT32_MIN >> left == -lim - 1). */
+static inline int32_t sat_shl(int32_t x, int32_t left, int32_t lim)
+{
+    return x > lim ? INT32_MAX : (x < -lim - 1 ? INT32_MIN : x * (INT32_C(1) << left));
+}
+
+/* mcuf_rdbpot(y, right) for right in [0, 31], mask = 2^right - 1. right >= 1 whenever the +1 can
+ * fire, so (y >> right) + 1 <= 2^30. */
+static inline int32_t rdbpot_mask(int32_t y, int32_t right, uint32_t mask)
+{
+    const uint32_t threshold = (mask >> 1) + ((uint32_t)y >> 31);
+    return (y >> right) + (((uint32_t)y & mask) > threshold ? 1 : 0);
+}
+
+/* mcuf_requantize(x, m, s) for checked parameters: m in {0} U [2^30, 2^31), s in [-31, 30]. */
+static inline int32_t requantize(int32_t x, int32_t m, int32_t s)
+{
+    int32_t right = -s;
+    if (s > 0) {
+        x = sat_shl(x, s, INT32_MAX >> s);
+        right = 0;
+    }
+    return rdbpot_mask(mul_round31(x, m), right, (UINT32_C(1) << right) - 1u);
+}
+
+/* The same for one checked (multiplier, shift) applied many times: constants computed once. */
+typedef struct {
+    int32_t m;
+    int32_t left;  /* [0, 30] */
+    int32_t lim;   /* INT32_MAX >> left: |x| beyond it saturates the left shift */
+    int32_t right; /* [0, 31] */
+    uint32_t mask; /* 2^right - 1 */
+} requant_k;
+
+static inline requant_k requant_make(const mcuf_requant *r)
+{
+    requant_k q;
+    q.m = r->multiplier;
+    q.left = r->shift > 0 ? r->shift : 0;
+    q.lim = INT32_MAX >> q.left;
+    q.right = r->shift > 0 ? 0 : -r->shift;
+    q.mask = (UINT32_C(1) << q.right) - 1u;
+    return q;
+}
+
+static inline int32_t requant_apply(const requant_k *q, int32_t x)
+{
+    if (q->left > 0) {
+        x = sat_shl(x, q->left, q->lim);
+    }
+    return rdbpot_mask(mul_round31(x, q->m), q->right, q->mask);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Output stage (mcufi_out_s8): SSAT of r to [-256, 255] keeps r + offset in range (offset in
+ * [-128, 127]) and the result unchanged.
+ * ------------------------------------------------------------------------------------------- */
+/* clamp(r + offset, -128, 127). */
+static inline int8_t out_s8(int32_t r, int32_t offset)
+{
+    return (int8_t)__ssat(__ssat(r, 9) + offset, 8);
+}
+
+/* clamp(r + offset, lo, hi) for -128 <= lo <= hi <= 127. */
+static inline int8_t out_s8_act(int32_t r, int32_t offset, int32_t lo, int32_t hi)
+{
+    r = __ssat(r, 9) + offset;
+    r = r > hi ? hi : r;
+    return (int8_t)(r < lo ? lo : r);
+}
+
+#endif /* MCUF_DSP_H */

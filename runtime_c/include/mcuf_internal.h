@@ -1,0 +1,137 @@
+/*
+ * mcuformer C operator library: internal declarations shared by the kernel files. Not part of the
+ * API (mcuf.h): the names start with mcufi_ and may change with the library.
+ *
+ * Layout of runtime_c/src (DESIGN section 5): a DSP-extension twin src/dsp/X.c replaces src/X.c
+ * whole, so a file that has a twin holds only the code its twin really optimizes. Parameter checks
+ * and everything else that is the same in both variants live here or in files that have no twin
+ * (linear_api.c, lut.c, isqrt.c, common.c). The per-call checks of layernorm and add are static
+ * inline: they run on every call, and inlining keeps the instruction counts of both variants.
+ */
+#ifndef MCUF_INTERNAL_H
+#define MCUF_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mcuf.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Ranges of mcuf.h.
+ * ------------------------------------------------------------------------------------------- */
+/* multiplier in [2^30, 2^31) or 0, shift in [-31, 30] (mcuf_requant). */
+static inline int mcufi_requant_ok(int32_t multiplier, int32_t shift)
+{
+    return (multiplier == 0 || multiplier >= (INT32_C(1) << 30)) && shift >= -31 && shift <= 30;
+}
+
+/* An input offset (= -zero_point_in): [-127, 128]. */
+static inline int mcufi_in_offset_ok(int32_t off)
+{
+    return off >= -127 && off <= 128;
+}
+
+/* An output offset (= zero_point_out): [-128, 127]. */
+static inline int mcufi_out_offset_ok(int32_t off)
+{
+    return off >= -128 && off <= 127;
+}
+
+/* n rounded up to a multiple of 4, for 0 <= n <= INT32_MAX - 3 (scratch layouts). */
+static inline int32_t mcufi_align4(int32_t n)
+{
+    return (int32_t)(((uint32_t)n + 3u) & ~3u);
+}
+
+/*
+ * The portable output stage: clamp(r + offset, lo, hi) for offset in [-128, 127] and
+ * -128 <= lo <= hi <= 127. r is first clamped to [-256, 255], which keeps r + offset in range
+ * and the result unchanged.
+ */
+static inline int8_t mcufi_out_s8(int32_t r, int32_t offset, int32_t lo, int32_t hi)
+{
+    r = r > 255 ? 255 : (r < -256 ? -256 : r);
+    r += offset;
+    r = r > hi ? hi : (r < lo ? lo : r);
+    return (int8_t)r;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Parameter checks of the kernels that have a DSP twin (both variants run the same checks, so the
+ * same parameters give the same status). MCUF_OK or MCUF_ERR_ARG.
+ * ------------------------------------------------------------------------------------------- */
+/* mcuf_attn_scores_s8 (a = q, b = k, out = scores, stride = k_stride) and
+ * mcuf_attn_weighted_sum_s8 (a = probs, b = v, out = out, stride = v_stride). A function
+ * (common.c), not inline: inlined into both kernels it costs flash, and registers in the portable
+ * dot-product loops. */
+mcuf_status mcufi_attn_head_check(const mcuf_attn_head_params *p, const int8_t *a, const int8_t *b,
+                                  const int8_t *out, int32_t stride);
+
+/* mcuf_layernorm_s8. */
+static inline mcuf_status mcufi_layernorm_check(const mcuf_layernorm_params *p, const int8_t *input,
+                                                const int8_t *output)
+{
+    if (p == NULL || input == NULL || output == NULL || p->gamma == NULL || p->beta == NULL) {
+        return MCUF_ERR_ARG;
+    }
+    if (p->dim < 1 || p->dim > MCUF_LN_MAX_DIM) {
+        return MCUF_ERR_ARG;
+    }
+    if (!mcufi_in_offset_ok(p->input_offset) || !mcufi_out_offset_ok(p->output_offset) ||
+        !mcufi_requant_ok(p->out.multiplier, p->out.shift)) {
+        return MCUF_ERR_ARG;
+    }
+    return MCUF_OK;
+}
+
+/* mcuf_add_s8. left_shift <= 23 keeps (x + offset) << left_shift in int32 (|x + offset| <= 255). */
+static inline mcuf_status mcufi_add_check(const mcuf_add_params *p, int32_t n, const int8_t *a, const int8_t *b,
+                                          const int8_t *output)
+{
+    if (p == NULL || n < 0 || (n > 0 && (a == NULL || b == NULL || output == NULL))) {
+        return MCUF_ERR_ARG;
+    }
+    if (!mcufi_in_offset_ok(p->input1_offset) || !mcufi_in_offset_ok(p->input2_offset) ||
+        !mcufi_out_offset_ok(p->output_offset)) {
+        return MCUF_ERR_ARG;
+    }
+    if (p->left_shift < 0 || p->left_shift > 23 || p->act_min < -128 || p->act_max > 127 ||
+        p->act_min > p->act_max) {
+        return MCUF_ERR_ARG;
+    }
+    if (!mcufi_requant_ok(p->input1.multiplier, p->input1.shift) ||
+        !mcufi_requant_ok(p->input2.multiplier, p->input2.shift) ||
+        !mcufi_requant_ok(p->output.multiplier, p->output.shift)) {
+        return MCUF_ERR_ARG;
+    }
+    return MCUF_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Linear: linear.c / dsp/linear.c compute rows; linear_api.c (no twin) checks the parameters and
+ * is the public mcuf_linear_s8 / mcuf_linear_rows_s8.
+ * ------------------------------------------------------------------------------------------- */
+/* One row, input [in_features] -> output [out_features], for parameters check_linear accepted. */
+void mcufi_linear_row(const mcuf_linear_params *p, const int8_t *input, int8_t *output);
+
+/* ---------------------------------------------------------------------------------------------
+ * Fused kernels (common.c, no twin).
+ * ------------------------------------------------------------------------------------------- */
+/* Sum of mcufi_align4(parts[i]) for i < n, or -1 for a negative part or a total above INT32_MAX
+ * (the *_scratch_size() contract). */
+int32_t mcufi_layout_size(const int32_t *parts, int32_t n);
+
+/*
+ * Shape consistency of every part of an attention block (both schedules, so the same parameters
+ * give the same status): tokens, dim, heads ranges, heads divides dim, and ln / qkv_down / q / k /
+ * v / proj / head / softmax shapes. Value ranges are checked by the kernels on their first call.
+ * p != NULL.
+ */
+mcuf_status mcufi_attention_check(const mcuf_attention_params *p);
+
+/* y = LN(x_row) into ln_row; *qkv_in = the row the q/k/v projections read: ln_row, or
+ * qkv_down(y) in r_row when qkv_rank > 0. */
+mcuf_status mcufi_attention_qkv_input(const mcuf_attention_params *p, const int8_t *x_row, int8_t *ln_row,
+                                      int8_t *r_row, const int8_t **qkv_in);
+
+#endif /* MCUF_INTERNAL_H */

@@ -1,0 +1,60 @@
+/*
+ * Linear (TFLite FULLY_CONNECTED int8, per-channel): the public entry points and their parameter
+ * checks, shared by both kernel variants (no DSP twin). The rows are computed by
+ * mcufi_linear_row (linear.c, or dsp/linear.c on cores with the DSP extension).
+ */
+#include <stddef.h>
+
+#include "mcuf_internal.h"
+
+static mcuf_status check_linear(const mcuf_linear_params *p)
+{
+    if (p == NULL || p->weights == NULL || p->multiplier == NULL || p->shift == NULL) {
+        return MCUF_ERR_ARG;
+    }
+    if (p->in_features < 1 || p->in_features > MCUF_LINEAR_MAX_IN || p->out_features < 1) {
+        return MCUF_ERR_ARG;
+    }
+    if (!mcufi_in_offset_ok(p->input_offset) || !mcufi_out_offset_ok(p->output_offset)) {
+        return MCUF_ERR_ARG;
+    }
+    if (p->act_min < -128 || p->act_max > 127 || p->act_min > p->act_max) {
+        return MCUF_ERR_ARG;
+    }
+    for (int32_t o = 0; o < p->out_features; o++) {
+        if (!mcufi_requant_ok(p->multiplier[o], p->shift[o])) {
+            return MCUF_ERR_ARG;
+        }
+    }
+    return MCUF_OK;
+}
+
+mcuf_status mcuf_linear_s8(const mcuf_linear_params *p, const int8_t *input, int8_t *output)
+{
+    const mcuf_status st = check_linear(p);
+    if (st != MCUF_OK) {
+        return st;
+    }
+    if (input == NULL || output == NULL) {
+        return MCUF_ERR_ARG;
+    }
+    mcufi_linear_row(p, input, output);
+    return MCUF_OK;
+}
+
+mcuf_status mcuf_linear_rows_s8(const mcuf_linear_params *p, int32_t rows, const int8_t *input, int8_t *output)
+{
+    const mcuf_status st = check_linear(p);
+    if (st != MCUF_OK) {
+        return st;
+    }
+    if (rows < 0 || (rows > 0 && (input == NULL || output == NULL))) {
+        return MCUF_ERR_ARG;
+    }
+    for (int32_t r = 0; r < rows; r++) {
+        mcufi_linear_row(p, input, output);
+        input += p->in_features;
+        output += p->out_features;
+    }
+    return MCUF_OK;
+}

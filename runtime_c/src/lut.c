@@ -1,0 +1,19 @@
+/*
+ * Elementwise table lookup (GELU and any int8 -> int8 function), shared by both kernel variants
+ * (no DSP twin).
+ */
+#include <stddef.h>
+
+#include "mcuf_internal.h"
+
+mcuf_status mcuf_lut_s8(const int8_t *table, int32_t n, const int8_t *input, int8_t *output)
+{
+    if (table == NULL || n < 0 || (n > 0 && (input == NULL || output == NULL))) {
+        return MCUF_ERR_ARG;
+    }
+    const int8_t *centre = table + 128; /* indexed by the int8 value itself: table[in + 128] */
+    for (int32_t i = 0; i < n; i++) {
+        output[i] = centre[input[i]]; /* in place: input[i] already read */
+    }
+    return MCUF_OK;
+}
