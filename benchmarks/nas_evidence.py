@@ -137,6 +137,7 @@ def cost_rate(space: SearchSpace, sram_bytes: int, n: int) -> dict:
         "candidates": len(archs),
         "over_sram_fraction": over / len(archs),
         "cost_cache_per_second": cache.per_second,
+        "cost_cache_per_cpu_second": cache.per_cpu_second,
         "plain_estimate_per_second": plain,
     }
 
@@ -223,6 +224,7 @@ def run(quick: bool, out_json: Path, out_md: Path) -> dict:
                     "rejected_flash": report["search"]["rejected_flash"],
                     "cost_evaluations": report["search"]["cost_evaluations"],
                     "cost_evaluations_per_second": report["search"]["cost_evaluations_per_second"],
+                    "cost_evaluations_per_cpu_second": report["search"]["cost_evaluations_per_cpu_second"],
                     "space_evolution": report["search"]["space_evolution"],
                     "pareto_front": [(p["summary"], p["accuracy"], p["peak_sram_bytes"]) for p in pareto["front"]],
                 },
@@ -282,11 +284,12 @@ def write_markdown(evidence: dict, path: Path) -> None:
             "",
             f"Search wall time {s['wall_seconds']:.0f} s ({phases}); {s['evaluated']} candidates costed "
             f"({s['rejected_sram']} over SRAM, {s['rejected_flash']} over flash); "
-            f"{s['cost_evaluations']} exact cost evaluations at {s['cost_evaluations_per_second']:.0f}/s "
-            "in the search; "
+            f"{s['cost_evaluations']} exact cost evaluations at {s['cost_evaluations_per_second']:.0f}/s wall "
+            f"({s['cost_evaluations_per_cpu_second']:.0f} per CPU second) in the search; "
             f"microbenchmark on {micro['candidates']} random subnets ({100 * micro['over_sram_fraction']:.0f}% over "
-            f"the SRAM budget): {micro['cost_cache_per_second']:.0f}/s through the search's CostCache, "
-            f"{micro['plain_estimate_per_second']:.0f}/s calling `estimate(arch, budget)` directly.",
+            f"the SRAM budget): {micro['cost_cache_per_second']:.0f}/s wall "
+            f"({micro['cost_cache_per_cpu_second']:.0f} per CPU second) through the search's CostCache, "
+            f"{micro['plain_estimate_per_second']:.0f}/s wall calling `estimate(arch, budget)` directly.",
             "",
         ]
     lines.append(MARK_END)

@@ -100,3 +100,31 @@ def planned_graph(arch: ArchConfig, sram_bytes: int | None = None) -> Graph:
 def estimate(arch: ArchConfig, sram_bytes: int | None = None) -> Cost:
     """Exact cost of ``arch``; with ``sram_bytes`` the planner may pick memory-saving schedules."""
     return cost_of_graph(planned_graph(arch, sram_bytes))
+
+
+def peak_sram_lower_bound(graph: Graph) -> int:
+    """A lower bound on the peak SRAM of a planned shapes-only graph's architecture under ANY choice of
+    attention schedules (``choose_schedules``), so that the search can reject a candidate without
+    searching schedules. A schedule changes only what its attention block keeps during its own step
+    (workspace and scratch); so at every step at least the other live buffers plus the smallest
+    schedule's own buffers are alive, and an arena holds every buffer alive at a step."""
+    from math import prod
+
+    from codegen.passes.choose_schedules import to_per_head
+    from codegen.passes.plan import ALIGN
+
+    def own_bytes(node, tensors) -> int:  # int8 sizes, as the planner counts them
+        sizes = [prod(tensors[t].shape) for t in node.workspace] + [node.scratch_bytes]
+        return sum((n + ALIGN - 1) // ALIGN * ALIGN for n in sizes if n)
+
+    plan = graph.meta["plan"]
+    worst = 0
+    for step, node in enumerate(graph.nodes):
+        live = sum(b.size for b in plan.buffers if b.first <= step <= b.last)
+        heads = max((n.attrs.heads for n in node.body if n.op == Op.ATTN_SCORES), default=1)
+        if node.op == Op.FUSED_ATTENTION and heads > 1:
+            mine = own_bytes(node, graph.tensors)
+            alt, extra = to_per_head(node, graph)
+            live += min(0, own_bytes(alt, {**graph.tensors, **extra}) - mine)
+        worst = max(worst, live)
+    return worst + STACK_RESERVE_BYTES + STATIC_SRAM_BYTES

@@ -101,26 +101,32 @@ class CostCache:
     """Exact cost from codegen's planner for one SRAM budget, memoised per architecture; counts the
     distinct evaluations and their time (the search's cost evaluations per second).
 
-    ``estimate(arch, sram)`` returns the all-heads plan unchanged whenever it fits and otherwise
-    searches per-head attention schedules (several plans). So the plain ``estimate(arch)`` (one plan)
-    is computed first and the budgeted one only when it does not fit: the same results with fewer
-    plans (tested in tests/test_nas.py)."""
+    Same decisions as ``estimate(arch, sram)``, with fewer plans. The all-heads plan (one plan) comes
+    first: ``estimate(arch, sram)`` returns exactly that plan whenever it fits. Over the budget, the
+    per-head schedule search (several plans) runs only if ``peak_sram_lower_bound`` (valid for every
+    schedule) leaves a chance to fit; when it does not, no schedule fits and the all-heads cost is
+    kept. So a candidate that fits has exactly ``estimate(arch, sram)``'s cost, and one that does not
+    is over the budget by both (tested in tests/test_nas.py)."""
 
     def __init__(self, sram_bytes: int | None = None) -> None:
         self.sram_bytes = sram_bytes
         self._cache: dict[ArchConfig, object] = {}
         self.evaluations = 0
-        self.seconds = 0.0
+        self.seconds = 0.0  # wall time
+        self.cpu_seconds = 0.0  # this process's CPU time: the rate without other jobs' load
 
     def cost(self, arch: ArchConfig):  # -> codegen.cost.Cost
         if arch not in self._cache:
-            from codegen.cost import estimate
+            from codegen.cost import cost_of_graph, estimate, peak_sram_lower_bound, planned_graph
 
-            t0 = time.perf_counter()
-            cost = estimate(arch)
-            if self.sram_bytes is not None and cost.peak_sram_bytes > self.sram_bytes:
-                cost = estimate(arch, self.sram_bytes)
+            t0, c0 = time.perf_counter(), time.process_time()
+            graph = planned_graph(arch)  # all-heads schedules
+            cost = cost_of_graph(graph)
+            over = self.sram_bytes is not None and cost.peak_sram_bytes > self.sram_bytes
+            if over and peak_sram_lower_bound(graph) <= self.sram_bytes:
+                cost = estimate(arch, self.sram_bytes)  # per-head schedules may fit
             self.seconds += time.perf_counter() - t0
+            self.cpu_seconds += time.process_time() - c0
             self.evaluations += 1
             self._cache[arch] = cost
         return self._cache[arch]
@@ -136,6 +142,10 @@ class CostCache:
     @property
     def per_second(self) -> float:
         return self.evaluations / self.seconds if self.seconds else 0.0
+
+    @property
+    def per_cpu_second(self) -> float:
+        return self.evaluations / self.cpu_seconds if self.cpu_seconds else 0.0
 
 
 def run_search(opts: SearchOptions, log: Log) -> dict:
@@ -247,7 +257,8 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
             state_path=str(work / "search_state.json"), resume=opts.resume,
         )  # fmt: skip
         timings["evolution_search"] = time.time() - t0
-        costed = cost_fn.costed()  # space evolution + evolution
+        costed = cost_fn.costed() | {a: c[:2] for a, c in result.costs.items()}  # space evolution + evolution
+        instructions |= {a: c[2] for a, c in result.costs.items() if c[2] is not None}  # (also from a resumed state)
         rejected_sram = sum(s > board.sram_bytes for s, _ in costed.values())
         rejected_flash = sum(f > board.flash_bytes for _, f in costed.values())
         rejected_instr = sum(v > opts.instr_budget for v in instructions.values()) if instructions else 0
@@ -255,7 +266,7 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
             f"search: {len(costed)} candidates costed, {rejected_sram} rejected for SRAM, {rejected_flash} for "
             f"flash, {rejected_instr} for instructions; best {result.best_arch.short()} (supernet val top-1 "
             f"{result.best_acc:.3f}); {cost_fn.evaluations} cost evaluations in {cost_fn.seconds:.2f}s = "
-            f"{cost_fn.per_second:.0f}/s"
+            f"{cost_fn.per_second:.0f}/s ({cost_fn.per_cpu_second:.0f} per CPU second)"
         )
         t0 = time.time()
         model = supernet.extract(result.best_arch)
@@ -293,6 +304,7 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
                 ),
                 "cost_evaluations": cost_fn.evaluations,
                 "cost_evaluations_per_second": cost_fn.per_second,
+                "cost_evaluations_per_cpu_second": cost_fn.per_cpu_second,
                 "space_evolution": trajectory["chosen"] if trajectory else None,
                 "search_space": search_space.to_json(),
                 "init_from": opts.init_from,

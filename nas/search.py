@@ -78,6 +78,7 @@ class SearchResult:
     instr_budget: float | None = None
     instructions: dict[ArchConfig, float] = field(default_factory=dict)  # predicted, for feasible candidates
     cost_seconds: float = 0.0  # time spent computing costs (planner + instruction model)
+    costs: dict[ArchConfig, tuple[int, int, float | None]] = field(default_factory=dict)  # every costed candidate
 
     @property
     def cost_evals_per_second(self) -> float:
@@ -345,6 +346,7 @@ def evolution_search(
         instr_budget=instr_budget,
         instructions={a: st.costs[a][2] for a in st.accs if st.costs[a][2] is not None},
         cost_seconds=st.cost_seconds,
+        costs=st.costs,
     )
 
 

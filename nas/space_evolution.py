@@ -218,7 +218,7 @@ def plot_trajectory(trajectory: dict[str, Any], path: str) -> None:
     fig.colorbar(image, ax=ax, label="score = acc x fit fraction")
     for r in trajectory["regions"]:
         ax.text(r["rank_index"], r["patch_index"], f"{r['score']:.2f}\nfit {r['fit_fraction']:.2f}",
-                ha="center", va="center", fontsize=7, color="w")  # fmt: skip
+                ha="center", va="center", fontsize=7, bbox={"facecolor": "w", "alpha": 0.6, "lw": 0})  # fmt: skip
     path_x = [it["centre"]["rank_index"] for it in trajectory["iterations"]]
     path_y = [it["centre"]["patch_index"] for it in trajectory["iterations"]]
     ax.plot(path_x, path_y, "-o", c="tab:red", lw=2, ms=5, label="centre")

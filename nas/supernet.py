@@ -351,7 +351,10 @@ def init_from_dense(supernet: Supernet, model: ViT) -> list[str]:
     (P_max/P)^2 block (exact for integer ratios); position embeddings are resized bicubically to
     the supernet's grid when the model's grid differs (then not exact)."""
     arch = model.arch
-    supernet.check(arch)
+    try:
+        supernet.check(arch)
+    except ValueError as exc:
+        raise UserError(f"--init-from: the model does not fit the search space's supernet: {exc}") from None
     e, p_max, c, r_max = arch.embed_dim, supernet.patch_max, arch.in_channels, supernet.rank_max
     notes: list[str] = []
 

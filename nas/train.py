@@ -127,7 +127,7 @@ class Sandwich(nn.Module):
         ce = F.cross_entropy(logits, y)
         teacher = logits.detach().softmax(dim=-1)  # in-place distillation target
         kds = [F.kl_div(self.supernet(x, a).log_softmax(dim=-1), teacher, reduction="batchmean") for a in archs[1:]]
-        kd = torch.stack(kds) if kds else torch.zeros(1)
+        kd = torch.stack(kds) if kds else logits.new_zeros(1)
         return ce + kd.sum(), ce.detach(), kd.detach().mean()
 
 

@@ -55,10 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     backend = "nccl" if torch.cuda.is_available() else "gloo"
+    device = torch.device("cpu")
+    if backend == "nccl":  # (not exercised by the tests: the CI machines have no GPU)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
     dist.init_process_group(backend)
     rank, world = dist.get_rank(), dist.get_world_size()
-    if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))  # the loop itself runs on CPU tensors
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = load_dataset(args.data, seed=args.seed)
@@ -71,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
         space = default_space(data.image_size, data.in_channels, data.num_classes)
     torch.manual_seed(args.seed)
-    supernet = Supernet(space)
+    supernet = Supernet(space).to(device)
+    data = replace(data, **{k: getattr(data, k).to(device) for k in ("train_x", "train_y", "val_x", "val_y")})
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, threads=args.threads)
     log = print if rank == 0 else (lambda _: None)
     log(f"DDP ({backend}): {world} ranks, global batch {cfg.batch_size}, {data.summary()}")
@@ -88,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     (out / f"rank{rank}.json").write_text(json.dumps(report, indent=2) + "\n")
     if rank == 0:
-        torch.save({"space": space.to_json(), "model": supernet.state_dict()}, out / "supernet.pt")
+        torch.save({"space": space.to_json(), "model": supernet.cpu().state_dict()}, out / "supernet.pt")
         log(f"wrote {out}/supernet.pt")
     dist.barrier()
     dist.destroy_process_group()

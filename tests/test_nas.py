@@ -473,19 +473,72 @@ def test_fit_trend_is_least_squares() -> None:
 # -- exact cost, fast ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sram", [6 * 1024, 10 * 1024])
-def test_cost_cache_equals_estimate(sram: int) -> None:
-    from codegen.cost import estimate
+@pytest.mark.parametrize("sram", [4 * 1024, 6 * 1024, 10 * 1024])
+def test_cost_cache_decides_exactly_like_estimate(sram: int) -> None:
+    from codegen.cost import estimate, peak_sram_lower_bound, planned_graph
     from mcuformer.workflow import CostCache
 
     space = replace(SearchSpace(), rank_ratios=RANK_GRID)
     rng = random.Random(sram)
-    archs = [sample_arch(space, rng) for _ in range(40)] + [space.largest(), space.smallest()]
+    archs = [sample_arch(space, rng) for _ in range(60)] + [space.largest(), space.smallest()]
     cache = CostCache(sram)
-    over = 0
+    over = pruned = 0
     for a in archs:
-        cost = estimate(a, sram)
-        assert cache.cost(a) == cost and cache(a) == (cost.peak_sram_bytes, cost.flash_bytes)
+        exact = estimate(a, sram)
+        bound = peak_sram_lower_bound(planned_graph(a))
+        assert bound <= exact.peak_sram_bytes  # a lower bound for the schedules the planner picks
+        got = cache.cost(a)
+        assert (got.peak_sram_bytes <= sram) == (exact.peak_sram_bytes <= sram) and got.flash_bytes == exact.flash_bytes
+        if exact.peak_sram_bytes <= sram:
+            assert got == exact and cache(a) == (exact.peak_sram_bytes, exact.flash_bytes)
         over += estimate(a).peak_sram_bytes > sram
-    assert 0 < over < len(archs)  # both paths of the cache are exercised
+        pruned += bound > sram
+    assert 0 < pruned <= over < len(archs)  # every path of the cache is exercised
     assert cache.evaluations == len(set(archs)) and cache.per_second > 0
+
+
+# -- CLI and run directory --------------------------------------------------------------------------
+
+
+def test_search_cli_flags_and_errors(tmp_path, capsys) -> None:
+    from mcuformer.cli import build_parser, main
+    from mcuformer.workflow import SearchOptions, run_search
+
+    args = build_parser().parse_args(
+        ["search", "--board", "NUCLEO-F412ZG", "--out", "r", "--no-space-evolution", "--parents", "3",
+         "--mutations", "4", "--crossovers", "5", "--instr-budget", "2.5M", "--init-from", "x", "--resume"]
+    )  # fmt: skip
+    assert (args.space_evolution, args.parents, args.mutations, args.crossovers) == (False, 3, 4, 5)
+    assert (args.instr_budget, args.init_from, args.resume) == ("2.5M", "x", True)
+    out = str(tmp_path / "run")
+    assert main(["search", "--board", "NUCLEO-F412ZG", "--out", out, "--instr-budget", "lots"]) == 2
+    assert "--instr-budget" in capsys.readouterr().err
+
+    (tmp_path / ".run.partial").mkdir()  # an interrupted run's checkpoints
+    with pytest.raises(UserError, match="--resume"):
+        run_search(SearchOptions(board="NUCLEO-F412ZG", out=tmp_path / "run"), lambda s: None)
+    assert (tmp_path / ".run.partial").is_dir() and not (tmp_path / "run").exists()
+
+
+def test_killed_search_resumes_to_the_same_run(tmp_path) -> None:
+    from mcuformer.workflow import SearchOptions, run_search
+
+    opts = dict(board="NUCLEO-F412ZG", sram="8KiB", flash="96KiB", epochs=1, finetune_epochs=1)
+    opts |= dict(population=4, generations=2, space_evolution=False)
+    straight = run_search(SearchOptions(out=tmp_path / "a", **opts), lambda s: None)
+    with pytest.raises(Killed):  # killed in the evolution, after generation 1
+        run_search(SearchOptions(out=tmp_path / "b", **opts), kill_after("gen   1/"))
+    partial = tmp_path / ".b.partial"
+    assert {p.name for p in partial.iterdir()} == {"options.json", "supernet.ckpt.pt", "search_state.json"}
+    logs: list[str] = []
+    resumed = run_search(SearchOptions(out=tmp_path / "b", resume=True, **opts), logs.append)
+    assert any(line.startswith("resumed from") for line in logs) and not any(line.startswith("epoch") for line in logs)
+    assert not partial.exists()
+    for report in (straight, resumed):
+        report["search"].pop("seconds")
+        for key in ("cost_evaluations", "cost_evaluations_per_second", "cost_evaluations_per_cpu_second"):
+            report["search"].pop(key)  # the resumed run costs fewer candidates itself
+    assert resumed == straight
+    a, b = (torch.load(tmp_path / d / "model.pt", weights_only=True) for d in ("a", "b"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "b" / "pareto.json").read_text() == (tmp_path / "a" / "pareto.json").read_text()
