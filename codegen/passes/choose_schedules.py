@@ -20,7 +20,7 @@ from dataclasses import replace
 from codegen import scratch
 from codegen.ir import Graph, Node, Op, Tensor
 from codegen.passes.fuse import PER_HEAD
-from codegen.passes.plan import plan
+from codegen.passes.plan import place_fused
 
 
 def _dims(node: Node, graph: Graph) -> tuple[int, int, int, int]:
@@ -67,7 +67,7 @@ def choose_schedules(graph: Graph) -> Graph:
         return graph
 
     def arena(switched: set[int]) -> int:
-        return plan(_with(graph, switched, per_head)).meta["plan"].arena_bytes
+        return place_fused(_with(graph, switched, per_head))[1]
 
     per_head = {
         i: to_per_head(n, graph)

@@ -60,17 +60,21 @@ class MemoryPlan:
 
 def place_greedy(buffers: list[Buffer]) -> tuple[list[Buffer], int]:
     """Greedy first fit, largest first; ties by first use then name (deterministic)."""
-    placed: list[Buffer] = []
-    for buf in sorted(buffers, key=lambda b: (-b.size, b.first, b.name)):
-        live = sorted((p for p in placed if p.overlaps_in_time(buf)), key=lambda p: p.offset)
+    order = sorted(range(len(buffers)), key=lambda i: (-buffers[i].size, buffers[i].first, buffers[i].name))
+    placed: list[tuple[int, int, int, int]] = []  # (offset, size, first, last) of the buffers placed so far
+    offsets = [0] * len(buffers)
+    for i in order:
+        buf = buffers[i]
         offset = 0
-        for other in live:
-            if offset + buf.size <= other.offset:
+        for other_offset, other_size in sorted((o, s) for o, s, f, e in placed if f <= buf.last and buf.first <= e):
+            if offset + buf.size <= other_offset:
                 break
-            offset = max(offset, other.offset + other.size)
-        placed.append(replace(buf, offset=offset))
-    arena = max((b.offset + b.size for b in placed), default=0)
-    return sorted(placed, key=lambda b: (b.offset, b.first, b.name)), arena
+            offset = max(offset, other_offset + other_size)
+        offsets[i] = offset
+        placed.append((offset, buf.size, buf.first, buf.last))
+    result = [Buffer(b.name, b.size, b.first, b.last, b.tensors, off) for b, off in zip(buffers, offsets, strict=True)]
+    arena = max((b.offset + b.size for b in result), default=0)
+    return sorted(result, key=lambda b: (b.offset, b.first, b.name)), arena
 
 
 def peak_live_bytes(buffers: list[Buffer], steps: int) -> int:
@@ -109,7 +113,7 @@ def _lifetimes(graph: Graph, nodes: tuple[Node, ...], excluded: set[str], inplac
     buffers = [
         Buffer(
             root,
-            _aligned(max(graph.tensors[t].nbytes for t in members[root])),
+            _aligned(max(_int8_bytes(graph.tensors[t]) for t in members[root])),
             first[root],
             last[root],
             tuple(members[root]),
@@ -122,25 +126,29 @@ def _lifetimes(graph: Graph, nodes: tuple[Node, ...], excluded: set[str], inplac
     return buffers
 
 
-def _int8_sizes(graph: Graph) -> Graph:
-    """Arena sizes are those of the int8 deployment even on a float (shapes-only) graph."""
-    if graph.meta.get("quantized"):
-        return graph
-    tensors = {name: replace(t, dtype="int8") for name, t in graph.tensors.items()}
-    return replace(graph, tensors=tensors)
+def _int8_bytes(tensor) -> int:
+    """Arena sizes are those of the int8 deployment, also on a float (shapes-only) graph."""
+    size = 1
+    for dim in tensor.shape:
+        size *= dim
+    return size
+
+
+def place_fused(graph: Graph) -> tuple[list[Buffer], int]:
+    """Our placement only (buffers, arena bytes): what the schedule choice compares."""
+    excluded = set(graph.meta.get("streamed_inputs", ())) | set(graph.meta.get("external_outputs", ()))
+    return place_greedy(_lifetimes(graph, graph.nodes, excluded, inplace=True))
 
 
 def plan(graph: Graph) -> Graph:
-    g = _int8_sizes(graph)
-    excluded = set(graph.meta.get("streamed_inputs", ())) | set(graph.meta.get("external_outputs", ()))
-    ours, arena = place_greedy(_lifetimes(g, g.nodes, excluded, inplace=True))
-    primitive = tuple(n for node in g.nodes for n in (node.body or (node,)))
-    naive_buffers, naive_arena = place_greedy(_lifetimes(g, primitive, set(), inplace=False))
+    ours, arena = place_fused(graph)
+    primitive = tuple(n for node in graph.nodes for n in (node.body or (node,)))
+    _, naive_arena = place_greedy(_lifetimes(graph, primitive, set(), inplace=False))
     memory = MemoryPlan(
         buffers=tuple(ours),
         arena_bytes=arena,
         naive_arena_bytes=naive_arena,
-        lower_bound_bytes=peak_live_bytes(ours, len(g.nodes)),
-        steps=len(g.nodes),
+        lower_bound_bytes=peak_live_bytes(ours, len(graph.nodes)),
+        steps=len(graph.nodes),
     )
     return replace(graph, meta={**graph.meta, "plan": memory})
