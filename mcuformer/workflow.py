@@ -386,8 +386,6 @@ def run_export(
     """Compile RUN for a board (optionally limited to an SRAM/flash budget, e.g. to leave room for the
     application) into the project OUT (see ``export_model``)."""
     board = resolve_board(board_name, sram, flash)  # user errors first, before heavy imports
-    if not (run / "arch.json").is_file():
-        load_run(run)  # raises the right UserError
     from mcuformer.data import load_dataset
 
     model, run_report = load_run(run)
