@@ -26,14 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mcuformer.arch import ArchConfig, save_json  # noqa: E402
-from mcuformer.boards import Board, format_bytes, get_board  # noqa: E402
+from mcuformer.boards import Board, format_bytes, get_board, qemu_machine  # noqa: E402
 from mcuformer.data import Dataset  # noqa: E402
 from mcuformer.emulate import emulate  # noqa: E402
 from mcuformer.model import ViT  # noqa: E402
 from mcuformer.workflow import export_model  # noqa: E402
 
 M7_BOARD = "STM32F746G-DISCO"
-QEMU_FLASH_LIMIT = 4 * 1024 * 1024  # the MPS2 code region
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +86,8 @@ def run_reference(ref: Reference, work: Path, log) -> dict:
     predicted = estimate(ref.arch, board.sram_bytes)
     flash_note = ""
     if predicted.flash_bytes > board.flash_bytes:
-        bigger = min(QEMU_FLASH_LIMIT, 1 << (predicted.flash_bytes - 1).bit_length())
+        limit = qemu_machine(board.qemu_machine).region_bytes  # the emulator's code region
+        bigger = min(limit, 1 << (predicted.flash_bytes - 1).bit_length())
         flash_note = (
             f"weights need {format_bytes(predicted.flash_bytes)} of flash > {format_bytes(board.flash_bytes)}: "
             f"run with the board's SRAM and {format_bytes(bigger)} of flash"

@@ -14,7 +14,6 @@ from codegen.lower import LoweredModel, format_values
 from mcuformer.boards import Board
 
 MODEL_SOURCES = ("model/model.c", "model/test_inputs.c")
-INCLUDE_DIRS = ("model", "runtime/include", "platform")
 
 
 def _env() -> jinja2.Environment:
