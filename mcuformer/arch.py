@@ -12,6 +12,18 @@ from typing import Any
 
 from mcuformer.errors import UserError
 
+# What a deployable model can be: far above any microcontroller model, and small enough that a
+# mistyped arch.json fails here instead of asking for gigabytes of weights.
+_LIMITS = {
+    "image_size": (1, 1024),
+    "in_channels": (1, 16),
+    "patch_size": (1, 256),
+    "embed_dim": (1, 4096),
+    "depth": (1, 64),
+    "num_classes": (2, 100_000),
+}
+MAX_MLP_RATIO = 16
+
 
 @dataclass(frozen=True)
 class ArchConfig:
@@ -37,6 +49,10 @@ class ArchConfig:
     num_classes: int
 
     def __post_init__(self) -> None:
+        for name, (lo, hi) in _LIMITS.items():  # before any shape is derived or memory allocated
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ValueError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
         for name in ("num_heads", "mlp_ratio", "attn_rank", "mlp_rank"):
             value = getattr(self, name)
             object.__setattr__(self, name, tuple(value))
@@ -45,11 +61,16 @@ class ArchConfig:
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} not divisible by patch_size {self.patch_size}")
         for heads in self.num_heads:
-            if heads < 1 or self.embed_dim % heads:
+            if not isinstance(heads, int) or heads < 1 or self.embed_dim % heads:
                 raise ValueError(f"embed_dim {self.embed_dim} not divisible by num_heads {heads}")
+        for ratio in self.mlp_ratio:
+            if not isinstance(ratio, (int, float)) or not 0 < ratio <= MAX_MLP_RATIO:
+                raise ValueError(f"mlp_ratio must be in (0, {MAX_MLP_RATIO}], got {ratio!r}")
         for r in self.attn_rank + self.mlp_rank:
-            if r < 0:
-                raise ValueError("ranks must be >= 0 (0 = dense)")
+            if not isinstance(r, int) or not 0 <= r <= self.embed_dim * MAX_MLP_RATIO:
+                raise ValueError(
+                    f"ranks must be integers in 0..{self.embed_dim * MAX_MLP_RATIO} (0 = dense), got {r!r}"
+                )
 
     @property
     def grid(self) -> int:

@@ -1,6 +1,7 @@
 """Command-line interface: boards, search, export, emulate, demo, memory-plot.
 
-User mistakes raise UserError and print one line `error: ...` with exit status 2; no traceback.
+User mistakes raise UserError and print one line `error: ...` with exit status 2; a model that
+does not fit its budget (DoesNotFit) or a C-vs-reference mismatch exits 1; no traceback.
 """
 
 from __future__ import annotations
@@ -8,13 +9,39 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from mcuformer.errors import UserError
 
 
 def _log(message: str) -> None:
     print(message, flush=True)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one `error:` line (exit 2), like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def _integer(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+positive, non_negative = _integer(1), _integer(0)
 
 
 def cmd_boards(args: argparse.Namespace) -> int:
@@ -49,6 +76,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             raise UserError(f"{flag} must be positive, got '{text}'")
         return value
 
+    if args.parents is not None and args.parents > args.population:
+        raise UserError(f"--parents {args.parents} exceeds --population {args.population}: choose fewer parents")
     run_search(
         SearchOptions(
             board=args.board,
@@ -79,21 +108,30 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from mcuformer.workflow import run_export
 
-    run_export(Path(args.run), args.board, Path(args.out), args.force, _log, not args.no_measure, args.sram, args.flash)
+    run_export(
+        Path(args.run), args.board, Path(args.out), args.force, _log, not args.no_measure, args.sram, args.flash,
+        data=args.data,
+    )  # fmt: skip
     return 0
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
     from mcuformer.workflow import run_emulate
 
-    result = run_emulate(
-        Path(args.project),
-        host=args.host,
-        sanitize=not args.no_sanitize,
-        log=_log if not args.json else None,
-        kernels=args.kernels,
-        profile=args.profile,
-    )
+    try:
+        result = run_emulate(
+            Path(args.project),
+            host=args.host,
+            sanitize=not args.no_sanitize,
+            log=_log if not args.json else None,
+            kernels=args.kernels,
+            profile=args.profile,
+        )
+    except UserError as exc:
+        if args.json:  # JSON on stdout on every outcome; the message still goes to stderr
+            failure = {"bit_exact": False, "error": str(exc), "exit_code": exc.exit_code, "mismatches": []}
+            print(json.dumps(failure, indent=2, sort_keys=True))
+        raise
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
     return 0 if result["bit_exact"] else 1
@@ -113,7 +151,7 @@ def cmd_memory_plot(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mcuformer", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="mcuformer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("boards", help="list the supported boards")
@@ -126,14 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flash", help="flash budget, e.g. 512KiB (default: the board's flash)")
     p.add_argument("--data", default="digits", help="digits, a .npz file or an image folder")
     p.add_argument("--out", required=True, help="run directory to create")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=30, help="supernet training epochs")
-    p.add_argument("--finetune-epochs", type=int, default=15)
-    p.add_argument("--population", type=int, default=50)
-    p.add_argument("--generations", type=int, default=20)
-    p.add_argument("--parents", type=int, help="top-k bred from each generation (default population/5)")
-    p.add_argument("--mutations", type=int, help="mutated children per generation (default population/2)")
-    p.add_argument("--crossovers", type=int, help="crossover children per generation (default population/2)")
+    p.add_argument("--seed", type=non_negative, default=0)
+    p.add_argument("--epochs", type=non_negative, default=30, help="supernet training epochs")
+    p.add_argument("--finetune-epochs", type=non_negative, default=15)
+    p.add_argument("--population", type=_integer(2), default=50)
+    p.add_argument("--generations", type=positive, default=20)
+    p.add_argument("--parents", type=positive, help="top-k bred from each generation (default population/5)")
+    p.add_argument("--mutations", type=non_negative, help="mutated children per generation (default population/2)")
+    p.add_argument("--crossovers", type=non_negative, help="crossover children per generation (default population/2)")
     p.add_argument(
         "--space-evolution",
         action=argparse.BooleanOptionalAction,
@@ -153,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="project directory to create")
     p.add_argument("--sram", help="SRAM the model may use, e.g. 64KiB (default: the board's SRAM)")
     p.add_argument("--flash", help="flash the model may use (default: the board's flash)")
+    p.add_argument("--data", help="calibration/test data (default: the data stored in RUN at search time)")
     p.add_argument("--no-measure", action="store_true", help="do not build and run the project in QEMU")
     p.add_argument("--force", action="store_true", help="replace an existing project directory")
     p.set_defaults(fn=cmd_export)
@@ -190,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.fn(args))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

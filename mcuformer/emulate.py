@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mcuformer.boards import QEMU_MACHINES, Board, format_bytes, get_board
-from mcuformer.errors import UserError
+from mcuformer.errors import DoesNotFit, UserError
 
 DEFAULT_TIMEOUT_S = 300.0
 INSTRUCTIONS_NOTE = (
@@ -195,13 +195,18 @@ def build(
         target = _qemu_elf(project, variant, profile)
     proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise UserError(_build_error(project, board, " ".join(cmd), proc.stdout + proc.stderr))
+        raise _build_error(project, board, proc.stdout + proc.stderr)
     if not target.is_file():
         raise UserError(f"`{' '.join(cmd)}` in {project} succeeded but produced no {target.relative_to(project)}")
     return target
 
 
-def _build_error(project: Path, board: Board, cmd: str, log: str) -> str:
+_COMPILER_ERROR_RE = re.compile(r"^(?P<where>[^\s:][^:]*:\d+(?::\d+)?): (?:fatal )?error: (?P<what>.*)$")
+
+
+def _build_error(project: Path, board: Board, log: str) -> UserError:
+    """One line: the link overflow (DoesNotFit), else the compiler's first errors as file:line: message
+    (paths relative to the project), else the first line that mentions an error."""
     overflows = {region: int(n) for region, n in _OVERFLOW_RE.findall(log)}
     if overflows:
         sizes = _region_sizes(project, board)
@@ -210,10 +215,25 @@ def _build_error(project: Path, board: Board, cmd: str, log: str) -> str:
             f"{format_bytes(sizes[region]) if region in sizes else 'the region'})"
             for region, n in overflows.items()
         ]
-        return f"model does not fit {board.name}: " + "; ".join(parts)
+        return DoesNotFit(f"model does not fit {board.name}: " + "; ".join(parts))
     lines = [line.strip() for line in log.splitlines() if line.strip()]
+    errors = [m for m in map(_COMPILER_ERROR_RE.match, lines) if m]
+    if errors:
+        shown = [f"{_relative(project, m['where'])}: {m['what']}" for m in errors[:2]]
+        more = f" (+{len(errors) - 2} more)" if len(errors) > 2 else ""
+        return UserError(f"build of {project} failed: " + "; ".join(shown) + more)
     first = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "no output")
-    return f"build failed (`{cmd}` in {project}): {first}"
+    return UserError(f"build of {project} failed: {first}")
+
+
+def _relative(project: Path, where: str) -> str:
+    """A compiler's file:line (relative to the make directory, or absolute) relative to the project."""
+    path, _, position = where.partition(":")
+    try:
+        path = str((project / path).resolve().relative_to(project.resolve()))
+    except (ValueError, OSError):
+        pass
+    return f"{path}:{position}"
 
 
 # ---------------------------------------------------------------------------------------------- ELF

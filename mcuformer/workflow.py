@@ -1,15 +1,14 @@
 """The user jobs, end to end: search (RUN), export (PROJ), emulate, demo, memory plot.
 
 Outputs are built in a temporary sibling directory and renamed into place at the end, so a failed or
-interrupted job never leaves a half-written RUN or PROJ, and an existing one is only replaced with
---force.
+interrupted job never leaves a half-written RUN or PROJ; an existing one is only replaced with
+--force, and only if it is this tool's own output of the same kind (mcuformer.outputs).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +18,8 @@ from pathlib import Path
 from codegen.cost import NUM_TEST_INPUTS
 from mcuformer.arch import ArchConfig, SearchSpace, save_json
 from mcuformer.boards import Board, format_bytes, get_board, parse_bytes
-from mcuformer.errors import UserError
+from mcuformer.errors import DoesNotFit, UserError
+from mcuformer.outputs import OutputKind, atomic_directory, check_output
 
 Log = Callable[[str], None]
 
@@ -27,30 +27,6 @@ CALIBRATION_IMAGES = 256
 
 
 # ----------------------------------------------------------------------------------------------- io
-@contextmanager
-def atomic_directory(out: Path, force: bool) -> Iterator[Path]:
-    """Yield a temporary directory that replaces ``out`` only if the block succeeds."""
-    out = out.resolve()
-    if out.exists() and not force:
-        raise UserError(f"{out} already exists; pass --force to replace it or choose another --out")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out} exists and is not a directory; remove it or choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{int(time.time() * 1000)}"
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
-
-
 def write_files(root: Path, files: dict[str, str]) -> None:
     for rel, text in sorted(files.items()):
         path = root / rel
@@ -148,6 +124,85 @@ class CostCache:
         return self.evaluations / self.cpu_seconds if self.cpu_seconds else 0.0
 
 
+SUPERNET_CHECKPOINT = "supernet.ckpt.pt"
+SEARCH_STATE = "search_state.json"
+_TRAINING_OPTIONS = ("data", "seed", "epochs", "init_from")  # change them and the supernet is another one
+
+
+def data_spec(spec: str) -> str:
+    """'digits' as is; a path made absolute, so a run names its data from any directory."""
+    return spec if spec == "digits" else str(Path(spec).expanduser().resolve())
+
+
+def search_inputs(opts: SearchOptions) -> list[Path]:
+    """The files a search reads: its --out may never replace them."""
+    paths = [Path(opts.data)] if opts.data != "digits" else []
+    return paths + [Path(p) for p in (opts.init_from, opts.instr_model) if p]
+
+
+def check_budget_feasible(smallest: ArchConfig, sram: int, flash: int, board: Board) -> None:
+    if sram <= board.sram_bytes and flash <= board.flash_bytes:
+        return
+    over = [f"{what} {need:,} B > {have:,} B" for what, need, have in
+            (("SRAM", sram, board.sram_bytes), ("flash", flash, board.flash_bytes)) if need > have]  # fmt: skip
+    raise DoesNotFit(
+        f"even the smallest subnet of the search space ({smallest.short()}) needs {sram:,} B SRAM and "
+        f"{flash:,} B flash ({'; '.join(over)}): raise --sram/--flash or choose a larger board"
+    )
+
+
+def training_fingerprint(opts: SearchOptions, space: SearchSpace) -> dict:
+    values = {k: getattr(opts, k) for k in _TRAINING_OPTIONS} | {"space": space.to_json()}
+    values["data"] = data_spec(opts.data)
+    return json.loads(json.dumps(values, default=str))
+
+
+def search_fingerprint(opts: SearchOptions) -> dict:
+    skip = {"out", "force", "resume", *_TRAINING_OPTIONS}
+    return json.loads(json.dumps({k: v for k, v in vars(opts).items() if k not in skip}, default=str))
+
+
+def prepare_partial(work: Path, opts: SearchOptions, training: dict, searching: dict, log: Log) -> bool:
+    """Check an interrupted run's checkpoints in ``work`` against these options before any work.
+    Returns True when only search or budget options changed: the trained supernet is reused and the
+    evolution restarts."""
+    if not work.exists():
+        return False
+    if not opts.resume:
+        if not opts.force:
+            raise UserError(f"{work} holds an interrupted run: pass --resume to continue it or --force to restart")
+        shutil.rmtree(work)
+        return False
+    try:
+        saved = json.loads((work / "options.json").read_text())
+        saved_training, saved_search = saved["training"], saved["search"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{work} has no readable options.json: pass --force to restart the search") from None
+    differ = sorted(k for k in training.keys() | saved_training.keys() if training.get(k) != saved_training.get(k))
+    if differ:
+        names = ", ".join("--" + k.replace("_", "-") if k != "space" else "the search space" for k in differ)
+        raise UserError(
+            f"--resume: {names} differ from the interrupted run in {work}: rerun with the same values, "
+            "or --force to restart"
+        )
+    if saved_search != searching:
+        changed = sorted(k for k in searching.keys() | saved_search.keys() if searching.get(k) != saved_search.get(k))
+        log(f"resume: {', '.join(changed)} changed: reusing the trained supernet, restarting the evolution")
+        return True
+    return False
+
+
+@contextmanager
+def keep_checkpoints(work: Path) -> Iterator[None]:
+    """A run that fails before its first checkpoint leaves no ``.OUT.partial`` behind."""
+    try:
+        yield
+    except BaseException:
+        if not any((work / name).exists() for name in (SUPERNET_CHECKPOINT, SEARCH_STATE)):
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
 def run_search(opts: SearchOptions, log: Log) -> dict:
     """Train the supernet (checkpointed), evolve the search-space region, run the evolution under the
     exact budgets (resumable per generation), fine-tune and quantize the winner. Writes RUN/arch.json,
@@ -168,46 +223,45 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
 
     import torch
 
-    from mcuformer.data import load_dataset
+    from mcuformer.data import RUN_DATA_FILE, load_dataset, save_run_data
     from nas.search import SearchConfig, evolution_search, plot_pareto
     from nas.space_evolution import RANK_GRID, EvolutionConfig, evolve_space, plot_trajectory
     from nas.supernet import Supernet, init_from_dense, load_vit
     from nas.train import TrainConfig, finetune, train_supernet
 
-    out = opts.out.resolve()
+    out = check_output(opts.out, OutputKind.RUN, opts.force, search_inputs(opts))  # before any work
+    data = load_dataset(opts.data, seed=opts.seed)  # data errors before anything is written
+    space = default_space(data.image_size, data.in_channels, data.num_classes)
+    space = dataclasses.replace(space, rank_ratios=RANK_GRID)  # the rank axis of the space evolution
+    cost_fn = CostCache(board.sram_bytes)  # every candidate of the search, and only those
+    largest, smallest = space.largest(), space.smallest()
+    probe = CostCache(board.sram_bytes)
+    log(
+        f"board {board.name}: budget {format_bytes(board.sram_bytes)} SRAM, {format_bytes(board.flash_bytes)} flash"
+        + (f", {opts.instr_budget:,.0f} instructions (predicted)" if instr_model else "")
+    )
+    for label, arch in (("largest", largest), ("smallest", smallest)):
+        sram, flash = probe(arch)
+        fits = sram <= board.sram_bytes and flash <= board.flash_bytes
+        log(
+            f"{label} subnet {arch.short()}: peak SRAM {sram} B, flash {flash} B -> "
+            + ("fits" if fits else "does not fit")
+        )
+    check_budget_feasible(smallest, *probe(smallest), board)  # fail now, not after training the supernet
+    log(f"data {data.summary()}")
+
     work = out.parent / f".{out.name}.partial"  # checkpoints; survives a killed run, removed at the end
-    fingerprint = {k: v for k, v in dataclasses.asdict(opts).items() if k not in ("out", "force", "resume")}
-    fingerprint = json.loads(json.dumps(fingerprint, default=str))
+    training = training_fingerprint(opts, space)
+    searching = search_fingerprint(opts)
+    reuse_supernet_only = prepare_partial(work, opts, training, searching, log)
     timings: dict[str, float] = {}
 
-    with atomic_directory(opts.out, opts.force) as tmp:
-        if work.exists() and not opts.resume:
-            if not opts.force:
-                raise UserError(f"{work} holds an interrupted run: pass --resume to continue it or --force to restart")
-            shutil.rmtree(work)
-        options = work / "options.json"
-        if options.is_file() and json.loads(options.read_text()) != fingerprint:
-            raise UserError(f"{work} is an interrupted run with other options: rerun with them, or --force to restart")
+    with atomic_directory(opts.out, OutputKind.RUN, opts.force, search_inputs(opts)) as tmp, keep_checkpoints(work):
         work.mkdir(parents=True, exist_ok=True)
-        save_json(str(options), fingerprint)
-        data = load_dataset(opts.data, seed=opts.seed)
-        space = default_space(data.image_size, data.in_channels, data.num_classes)
-        space = dataclasses.replace(space, rank_ratios=RANK_GRID)  # the rank axis of the space evolution
-        cost_fn = CostCache(board.sram_bytes)  # every candidate of the search, and only those
-        largest, smallest = space.largest(), space.smallest()
-        probe = CostCache(board.sram_bytes)
-        log(
-            f"board {board.name}: budget {format_bytes(board.sram_bytes)} SRAM, {format_bytes(board.flash_bytes)} flash"
-            + (f", {opts.instr_budget:,.0f} instructions (predicted)" if instr_model else "")
-        )
-        for label, arch in (("largest", largest), ("smallest", smallest)):
-            sram, flash = probe(arch)
-            fits = sram <= board.sram_bytes and flash <= board.flash_bytes
-            log(
-                f"{label} subnet {arch.short()}: peak SRAM {sram} B, flash {flash} B -> "
-                + ("fits" if fits else "does not fit")
-            )
-        log(f"data {data.summary()}")
+        save_json(str(work / "options.json"), {"training": training, "search": searching})
+        if reuse_supernet_only:
+            (work / SEARCH_STATE).unlink(missing_ok=True)
+        data_info = save_run_data(tmp / RUN_DATA_FILE, data, CALIBRATION_IMAGES)
 
         t0 = time.time()
         torch.manual_seed(opts.seed)
@@ -217,7 +271,7 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
             log(f"supernet initialised from {opts.init_from} by SVD" + "".join(f"; {n}" for n in notes))
         train_cfg = TrainConfig(epochs=opts.epochs, seed=opts.seed)
         log(f"training supernet: {opts.epochs} epochs, sandwich rule")
-        train_supernet(supernet, data, train_cfg, log, checkpoint=str(work / "supernet.ckpt.pt"), resume=opts.resume)
+        train_supernet(supernet, data, train_cfg, log, checkpoint=str(work / SUPERNET_CHECKPOINT), resume=opts.resume)
         timings["train_supernet"] = time.time() - t0
 
         instructions: dict[ArchConfig, float] = {}  # predicted, for candidates that fit SRAM and flash
@@ -254,7 +308,7 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
         result = evolution_search(
             search_space, supernet, data, cost_fn, board.sram_bytes, board.flash_bytes, search_cfg, log,
             instr_fn=instr_fn, instr_budget=opts.instr_budget if instr_fn else None,
-            state_path=str(work / "search_state.json"), resume=opts.resume,
+            state_path=str(work / SEARCH_STATE), resume=opts.resume,
         )  # fmt: skip
         timings["evolution_search"] = time.time() - t0
         costed = cost_fn.costed() | {a: c[:2] for a, c in result.costs.items()}  # space evolution + evolution
@@ -310,7 +364,10 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
                 "init_from": opts.init_from,
                 "seconds": timings,
             },
-            "data": opts.data,
+            "data": data_spec(opts.data),
+            "data_stored": data_info,  # RUN/data.npz: what export calibrates and tests on
+            "class_labels": data.class_names,  # the user's label of output k
+            "preprocessing": data.preprocessing,
             "seed": opts.seed,
             "space": space.to_json(),
         }
@@ -353,6 +410,10 @@ def accuracies(model, compiled, data) -> tuple[float, float]:
 
 # ------------------------------------------------------------------------------------------- export
 def load_run(run: Path):
+    """The run's model and arch.json; every value and weight shape is checked before allocating."""
+    import pickle
+    import zipfile
+
     import torch
 
     from mcuformer.model import ViT
@@ -365,12 +426,45 @@ def load_run(run: Path):
     try:
         report = json.loads(arch_file.read_text())
         arch = ArchConfig.from_json(report["arch"])
-    except (json.JSONDecodeError, KeyError) as exc:
-        raise UserError(f"{arch_file} is not a valid arch.json ({exc}); re-run `mcuformer search`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(f"{arch_file} is not a valid arch.json ({exc!r}); re-run `mcuformer search`") from None
+    try:
+        state = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile):
+        raise UserError(
+            f"{run / 'model.pt'} is truncated or not a PyTorch state dict; re-run `mcuformer search`"
+        ) from None
+    with torch.device("meta"):  # the expected shapes, without allocating the weights
+        expected = {k: tuple(v.shape) for k, v in ViT(arch).state_dict().items()}
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{run / 'model.pt'} is not a state dict of tensors; re-run `mcuformer search`")
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if got != expected:
+        key = sorted(k for k in expected.keys() | got.keys() if expected.get(k) != got.get(k))[0]
+        raise UserError(
+            f"{run / 'model.pt'} does not match {arch_file}: {key} is {got.get(key, 'missing')}, the architecture "
+            f"needs {expected.get(key, 'no such weight')}; re-run `mcuformer search`"
+        )
     model = ViT(arch)
-    model.load_state_dict(torch.load(run / "model.pt", map_location="cpu", weights_only=True))
+    model.load_state_dict(state)
     model.eval()
     return model, report
+
+
+def run_data(run: Path, run_report: dict, override: str | None):
+    """What export calibrates and tests on: ``--data`` if given, else the data the run stored
+    (RUN/data.npz), else (runs of older versions) the data set named in arch.json."""
+    from mcuformer.data import RUN_DATA_FILE, load_dataset, load_run_data
+
+    seed = int(run_report.get("seed", 0))
+    if override:
+        return load_dataset(override, seed=seed)
+    if (run / RUN_DATA_FILE).is_file():
+        return load_run_data(run / RUN_DATA_FILE)
+    spec = str(run_report.get("data", "digits"))
+    if spec != "digits" and not Path(spec).exists():
+        raise UserError(f"{run} stores no data and its data set {spec} is not found: pass it with --data")
+    return load_dataset(spec, seed=seed)
 
 
 def run_export(
@@ -382,18 +476,25 @@ def run_export(
     measure: bool = True,
     sram: str | None = None,
     flash: str | None = None,
+    data: str | None = None,
 ) -> dict:
     """Compile RUN for a board (optionally limited to an SRAM/flash budget, e.g. to leave room for the
     application) into the project OUT (see ``export_model``)."""
     board = resolve_board(board_name, sram, flash)  # user errors first, before heavy imports
-    from mcuformer.data import load_dataset
-
+    inputs = [run] + ([Path(data)] if data and data != "digits" else [])
+    check_output(out, OutputKind.PROJECT, force, inputs)
     model, run_report = load_run(run)
     arch = model.arch
-    data = load_dataset(run_report.get("data", "digits"), seed=int(run_report.get("seed", 0)))
-    if (data.in_channels, data.num_classes) != (arch.in_channels, arch.num_classes):
-        raise UserError(f"data '{run_report.get('data')}' does not match the run's architecture")
-    return export_model(model, data, board, out, force, log, measure=measure, source=str(run))
+    dataset = run_data(run, run_report, data)
+    if (dataset.in_channels, dataset.num_classes) != (arch.in_channels, arch.num_classes):
+        raise UserError(
+            f"data '{dataset.name}' has {dataset.in_channels} channels and {dataset.num_classes} classes, the run's "
+            f"model {arch.in_channels} and {arch.num_classes}: pass the data the run was trained on with --data"
+        )
+    labels = run_report.get("class_labels")
+    if isinstance(labels, list) and len(labels) == arch.num_classes:
+        dataset.class_names = [str(v) for v in labels]
+    return export_model(model, dataset, board, out, force, log, measure=measure, source=str(run), inputs=inputs)
 
 
 def export_model(
@@ -406,9 +507,11 @@ def export_model(
     measure: bool = True,
     num_test_inputs: int = NUM_TEST_INPUTS,
     source: str = "",
+    inputs: list[Path] | None = None,
 ) -> dict:
     """Quantize (calibrating on ``data``), compile and write a C project for ``board`` into OUT, with
-    the first validation images as embedded test inputs. With ``measure`` (and the Arm toolchain +
+    the first validation images as embedded test inputs. A model over the board's (or budget's) SRAM or
+    flash raises DoesNotFit before anything is written. With ``measure`` (and the Arm toolchain +
     QEMU present) the project is also built and run once in QEMU and the measured peak SRAM, flash and
     instructions are added to report.json under ``measured``."""
     from codegen.board_files import render_board_files
@@ -418,9 +521,10 @@ def export_model(
     from mcuformer.model import resize_images
 
     arch = model.arch
-    with atomic_directory(out, force) as tmp:
+    with atomic_directory(out, OutputKind.PROJECT, force, inputs or []) as tmp:
         log(f"compiling {arch.short()} for {board.name}")
         compiled = compile_for(model, data, board.sram_bytes, num_test_inputs)
+        check_fits(compiled.cost, board)
         float_acc, int8_acc = accuracies(model, compiled, data)
         test_float = resize_images(data.val_x[:num_test_inputs], arch.image_size).numpy()
         test_int8 = compiled.quantize_input(to_hwc(test_float))
@@ -430,6 +534,8 @@ def export_model(
         files = {**render_model_files(compiled.graph, compiled.lowered, test_int8, labels), **runtime}
         files.update(render_board_files(board, project_sources(runtime), STACK_RESERVE_BYTES))
         report = project_report(compiled, board, test_int8, expected, labels, float_acc, int8_acc, source)
+        report["class_labels"] = list(data.class_names)
+        report["preprocessing"] = input_preparation(data, arch, report["input_quant"])
         files["README.md"] = render_readme({**report, "arch_summary": arch.short(), "kernel_files": sorted(runtime)})
         write_files(tmp, files)
         write_onnx(model, tmp / "model.onnx")
@@ -439,13 +545,35 @@ def export_model(
             save_json(str(tmp / "report.json"), report)
     log_memory(report, log)
     log(f"float top-1 {float_acc:.4f}, int8 top-1 {int8_acc:.4f}; wrote project {out}")
-    if report["peak_sram_bytes"] > board.sram_bytes or report["flash_bytes"] > board.flash_bytes:
-        log(
-            f"warning: the model needs {format_bytes(report['peak_sram_bytes'])} SRAM / "
-            f"{format_bytes(report['flash_bytes'])} flash but {board.name} has "
-            f"{format_bytes(board.sram_bytes)} / {format_bytes(board.flash_bytes)}: the link will fail"
-        )
     return report
+
+
+def check_fits(cost, board: Board) -> None:
+    """A planned model over the board's (or the requested budget's) SRAM or flash is a failure."""
+    over = [
+        f"{what} {need:,} B > {have:,} B (over by {need - have:,} B)"
+        for what, need, have in (
+            ("peak SRAM", cost.peak_sram_bytes, board.sram_bytes),
+            ("flash", cost.flash_bytes, board.flash_bytes),
+        )
+        if need > have
+    ]
+    if over:
+        raise DoesNotFit(
+            f"model does not fit {board.name} (budget {format_bytes(board.sram_bytes)} SRAM, "
+            f"{format_bytes(board.flash_bytes)} flash): {'; '.join(over)}; search a smaller model or raise the budget"
+        )
+
+
+def input_preparation(data, arch: ArchConfig, input_quant: dict) -> dict:
+    """How a raw camera image becomes the int8 input the model expects (for the project README)."""
+    return {
+        "resize": f"{arch.image_size}x{arch.image_size}, bilinear (half-pixel centers, no antialias)",
+        "channels": arch.in_channels,
+        "layout": "HWC (row by row, channels interleaved)",
+        "scaling": data.preprocessing,
+        "quantize": f"q = clamp(round(x / {input_quant['scale']:.9g}) + {input_quant['zero_point']}, -128, 127)",
+    }
 
 
 def write_onnx(model, path: Path) -> None:
@@ -571,10 +699,8 @@ DEMO_FLASH = "96KiB"  # binds: the largest subnet needs ~176 KiB of flash
 
 def run_demo(out: Path, force: bool, log: Log) -> bool:
     started = time.time()
-    out = out.resolve()
-    if out.exists() and not force:
-        raise UserError(f"{out} already exists; pass --force to replace it or choose another --out")
-    with atomic_directory(out, force) as tmp:
+    out = check_output(out, OutputKind.DEMO, force)
+    with atomic_directory(out, OutputKind.DEMO, force) as tmp:
         opts = SearchOptions(
             board=DEMO_BOARD,
             sram=DEMO_SRAM,
@@ -623,11 +749,27 @@ def run_memory_plot(project: Path, out: Path | None, log: Log) -> Path:
     report_file = project / "report.json"
     if not report_file.is_file():
         raise UserError(f"{project} is not an mcuformer project (no report.json); create one with `mcuformer export`")
-    report = json.loads(report_file.read_text())
+    try:
+        report = json.loads(report_file.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise UserError(f"{report_file} is truncated or not JSON; re-run `mcuformer export`") from None
+    missing = [k for k in _TIMELINE_KEYS if not isinstance(report, dict) or k not in report]
+    if missing or not report["ops"] or not isinstance(report["buffers"], list):
+        raise UserError(f"{report_file} has no memory plan ({', '.join(missing) or 'ops'} missing); re-run export")
     out = out or project / "memory_timeline.png"
-    plot_memory_timeline(report, out)
+    if out.exists() and not out.is_file():
+        raise UserError(f"--out {out} is a directory; give a .png file path")
+    try:
+        plot_memory_timeline(report, out)
+    except OSError as exc:
+        raise UserError(f"cannot write {out} ({exc.strerror}); choose another --out") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{report_file} has a malformed memory plan ({exc!r}); re-run `mcuformer export`") from None
     log(f"wrote {out}")
     return out
+
+
+_TIMELINE_KEYS = ("ops", "buffers", "arena_bytes", "naive_arena_bytes", "lower_bound_bytes", "board")
 
 
 def plot_memory_timeline(report: dict, out: Path) -> None:

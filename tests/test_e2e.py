@@ -178,23 +178,43 @@ def test_per_head_schedule_fits_a_budget_and_is_bit_exact(tmp_path: Path) -> Non
     assert roomy["arena_bytes"] > report["arena_bytes"]
 
 
-@pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed (run make setup)")
-def test_model_bigger_than_the_board_fails_to_link(tmp_path: Path) -> None:
+def test_model_bigger_than_the_board_fails_before_writing(tmp_path: Path) -> None:
     # 1024 tokens x 96 dims: X, K and V alone need 288 KiB > 256 KiB of SRAM (2 heads: no smaller schedule)
     arch = ArchConfig(128, 1, 4, 96, 1, (2,), (1.0,), (0,), (0,), 10)
     run = make_random_run(tmp_path, arch)
     proj = tmp_path / "proj"
-    cli = [sys.executable, "-m", "mcuformer"]
     export = subprocess.run(
-        cli + ["export", str(run), "--board", BOARD, "--out", str(proj)], capture_output=True, text=True
+        [sys.executable, "-m", "mcuformer", "export", str(run), "--board", BOARD, "--out", str(proj), "--no-measure"],
+        capture_output=True,
+        text=True,
     )
-    assert export.returncode == 0, export.stderr
-    assert "the link will fail" in export.stdout
-    emulate = subprocess.run(cli + ["emulate", str(proj)], capture_output=True, text=True)
-    assert emulate.returncode != 0
+    assert export.returncode == 1, export.stderr  # 1: does not fit (2 is for usage errors)
+    lines = export.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: model does not fit NUCLEO-F412ZG"), export.stderr
+    assert "over by 35,120 B" in lines[0]  # planned peak 297,264 B against 262,144 B
+    assert not proj.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["run", "small.npz"]
+
+
+@pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed (run make setup)")
+def test_link_overflow_is_one_line_and_json(tmp_path: Path) -> None:
+    # fits the H743's 512 KiB; the project's emulator linker script is then cut to 256 KiB of RAM
+    arch = ArchConfig(128, 1, 4, 96, 1, (2,), (1.0,), (0,), (0,), 10)
+    run = make_random_run(tmp_path, arch)
+    proj = tmp_path / "proj"
+    run_export(run, "NUCLEO-H743ZI", proj, force=False, log=quiet, measure=False)
+    script = proj / "linker/qemu.ld"
+    script.write_text(script.read_text().replace(f"LENGTH = {512 * 1024}", f"LENGTH = {256 * 1024}"))
+    cli = [sys.executable, "-m", "mcuformer", "emulate", str(proj)]
+    emulate = subprocess.run(cli, capture_output=True, text=True)
+    assert emulate.returncode == 1
     lines = emulate.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "RAM overflowed by" in lines[0], emulate.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: model does not fit") and "RAM overflowed by" in lines[0]
     assert "Traceback" not in emulate.stderr
+    as_json = subprocess.run(cli + ["--json"], capture_output=True, text=True)
+    assert as_json.returncode == 1
+    result = json.loads(as_json.stdout)
+    assert result["bit_exact"] is False and "RAM overflowed by" in result["error"] and result["exit_code"] == 1
+    assert as_json.stderr.strip().splitlines() == lines
 
 
 @pytest.mark.parametrize(
