@@ -26,8 +26,12 @@ import numpy as np
 from codegen import scratch
 
 # Constants of mcuf.h.
-LN_NORM_BITS = 10  # MCUF_LN_NORM_BITS (K)
+LN_NORM_BITS = 12  # MCUF_LN_NORM_BITS (K)
+LN_SQRT_BITS = 14  # MCUF_LN_SQRT_BITS (F)
 LN_MAX_DIM = 1024  # MCUF_LN_MAX_DIM
+LN_MAX_EPSILON = (1 << 62) - 1  # MCUF_LN_MAX_EPSILON
+LN_GAMMA_MAX = (1 << 13) - 1  # |gamma| bound the compiler keeps: |n * gamma| < 2^17 * 2^13 = 2^30
+UINT64_MAX = (1 << 64) - 1
 SOFTMAX_MAX_LENGTH = 32767  # MCUF_SOFTMAX_MAX_LENGTH
 LINEAR_MAX_IN = 65535  # MCUF_LINEAR_MAX_IN
 ADD_LEFT_SHIFT = 20
@@ -125,11 +129,19 @@ class LayerNormParams:
     gamma: np.ndarray | None  # int32 (dim,), gamma_f * 2^G
     beta: np.ndarray | None  # int32 (dim,), beta_f * 2^(K+G)
     out: Requant  # 1 / (2^(K+G) * s_out)
+    epsilon: int = 0  # uint64_t: eps * dim^2 / s_in^2 * 2^(2F), [0, LN_MAX_EPSILON]
+    UINT64_FIELDS: ClassVar[frozenset[str]] = frozenset({"epsilon"})
 
     def __post_init__(self) -> None:
         _check_ints(self, "dim", "input_offset", "output_offset")
         for name in ("gamma", "beta"):
             _check_array(self, name, np.int32, (self.dim,) if self.dim >= 0 else None)
+        eps = self.epsilon
+        if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, np.integer)):
+            raise TypeError(f"LayerNormParams.epsilon must be an int, got {type(eps).__name__}")
+        if not 0 <= int(eps) <= UINT64_MAX:
+            raise ValueError(f"LayerNormParams.epsilon = {eps} does not fit uint64_t")
+        object.__setattr__(self, "epsilon", int(eps))
 
 
 @dataclass(frozen=True, eq=False)
@@ -420,18 +432,28 @@ def lowrank_params(up: LinearParams, down: LinearParams | None = None) -> LowRan
 
 
 def layernorm_params(
-    gamma_f: np.ndarray, beta_f: np.ndarray, s_in: float, zp_in: int, s_out: float, zp_out: int
+    gamma_f: np.ndarray,
+    beta_f: np.ndarray,
+    s_in: float,
+    zp_in: int,
+    s_out: float,
+    zp_out: int,
+    eps: float = 0.0,
 ) -> LayerNormParams:
-    """Integer LayerNorm: gamma = round(gamma_f * 2^G), beta = round(beta_f * 2^(K+G)).
+    """Integer LayerNorm (mcuf.h) of the float LayerNorm with epsilon ``eps`` (the model's).
 
-    G is the largest integer (capped at 30 - K) with max|gamma_f| * 2^G <= 2^15 - 1 and
-    max|beta_f| * 2^(K+G) <= 2^30 - 1. LayerNorm is invariant to the input scale, so s_in only
-    has to be valid; the integer kernel has no epsilon.
+    gamma = round(gamma_f * 2^G), beta = round(beta_f * 2^(K+G)) with G the largest integer (capped
+    at 30 - K) such that max|gamma_f| * 2^G <= LN_GAMMA_MAX and max|beta_f| * 2^(K+G) <= 2^30 - 1.
+    LayerNorm is invariant to the input scale except through the epsilon, which in the integer
+    domain (x in input steps, d_i = dim * (x_i - mean)) is eps * dim^2 / s_in^2, carried in Q(2F):
+    epsilon = round(eps * dim^2 / s_in^2 * 2^(2F)), clamped to LN_MAX_EPSILON.
     """
     _check_scale("s_in", s_in)
     _check_scale("s_out", s_out)
     _check_zp("zp_in", zp_in)
     _check_zp("zp_out", zp_out)
+    if not (math.isfinite(eps) and eps >= 0.0):
+        raise ValueError(f"LayerNorm epsilon must be finite and >= 0, got {eps}")
     g = np.asarray(gamma_f, dtype=np.float64).reshape(-1)
     b = np.asarray(beta_f, dtype=np.float64).reshape(-1)
     if g.shape != b.shape or g.size == 0:
@@ -441,10 +463,12 @@ def layernorm_params(
     k = LN_NORM_BITS
     g_max, b_max = float(np.abs(g).max()), float(np.abs(b).max())
     gexp = 30 - k
-    while g_max * 2.0**gexp > 32767.0 or b_max * 2.0 ** (k + gexp) > float((1 << 30) - 1):
+    while g_max * 2.0**gexp > float(LN_GAMMA_MAX) or b_max * 2.0 ** (k + gexp) > float((1 << 30) - 1):
         gexp -= 1
     gamma_q = round_half_away(g * 2.0**gexp).astype(np.int32)
     beta_q = round_half_away(b * 2.0 ** (k + gexp)).astype(np.int32)
+    eps_q = eps * float(g.size) ** 2 / (s_in * s_in) * 2.0 ** (2 * LN_SQRT_BITS)
+    epsilon = LN_MAX_EPSILON if eps_q >= LN_MAX_EPSILON else _round_int(eps_q)
     return LayerNormParams(
         dim=g.size,
         input_offset=-int(zp_in),
@@ -452,6 +476,7 @@ def layernorm_params(
         gamma=gamma_q,
         beta=beta_q,
         out=requant(1.0 / (2.0 ** (k + gexp) * s_out)),
+        epsilon=epsilon,
     )
 
 

@@ -9,7 +9,7 @@ case becomes C data in one include file: the program in QEMU reads no files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 
 import numpy as np
 
@@ -32,6 +32,8 @@ class Case:
 # ------------------------------------------------------------------------------------------ C text
 def _c_int(v: int) -> str:
     v = int(v)
+    if v > 0x7FFFFFFF:  # a uint64_t field (LayerNorm's epsilon)
+        return f"UINT64_C({v})"
     return "(-2147483647 - 1)" if v == I32_MIN else str(v)
 
 
@@ -266,11 +268,21 @@ class Vectors:
 
     def layernorm_cases(self) -> None:
         rng = self.rng
-        for dim in (1, 2, 3, 5, 8, 24, 33, 67, 96):
+        for i, dim in enumerate((1, 2, 3, 5, 8, 16, 24, 33, 67, 96, 250)):
             p = qp.layernorm_params(
-                rng.normal(1.0, 0.3, dim), rng.normal(0.0, 0.2, dim), 0.05, int(rng.integers(-128, 128)), 0.03, 3
+                rng.normal(1.0, 0.3, dim),
+                rng.normal(0.0, 0.2, dim),
+                0.05 if i % 3 else 0.002,  # eps / s_in^2 = 4e-3 or 2.5 input steps^2
+                int(rng.integers(-128, 128)),
+                0.03,
+                3,
+                eps=1e-5,
             )
+            if i == 10:
+                p = replace(p, epsilon=qp.LN_MAX_EPSILON)
             x = _s8(rng, dim)
+            if i % 2:  # near-constant row: the epsilon and the square root's fraction bits matter
+                x = np.clip(x[:1] + (rng.random(dim) < 0.3), -128, 127).astype(np.int8)
             al = int(rng.integers(0, 4))
             row = f"{{{self.c.struct(p)}, {al}, {self.c.s8(x)}, {self.c.s8(ref.layernorm(p, x))}, {OK}}}"
             self._add_case("layernorm", row, f"dim {dim} align {al}")

@@ -75,6 +75,10 @@ class Writer:
         self.buf += b"I" + struct.pack("<i", int(v))
         return self
 
+    def uint64(self, v: int) -> Writer:
+        self.buf += b"Q" + struct.pack("<Q", int(v))
+        return self
+
     def s8(self, a: np.ndarray | None) -> Writer:
         return self._array(None if a is None else np.asarray(a), np.int8, b"b")
 
@@ -97,6 +101,7 @@ class Writer:
         """Any qparams dataclass, walked generically in field order."""
         name = type(obj).C_TYPE.encode()
         self.buf += b"S" + struct.pack("<i", len(name)) + name
+        uint64_fields = getattr(type(obj), "UINT64_FIELDS", frozenset())
         for f in fields(obj):
             value = getattr(obj, f.name)
             if is_dataclass(value):
@@ -108,6 +113,8 @@ class Writer:
                 if value.dtype not in tags:
                     raise TypeError(f"{type(obj).__name__}.{f.name}: unsupported dtype {value.dtype}")
                 tags[value.dtype](value)
+            elif f.name in uint64_fields:
+                self.uint64(value)
             else:
                 self.int(value)
         return self

@@ -78,10 +78,25 @@ static inline mcuf_status mcufi_layernorm_check(const mcuf_layernorm_params *p, 
         return MCUF_ERR_ARG;
     }
     if (!mcufi_in_offset_ok(p->input_offset) || !mcufi_out_offset_ok(p->output_offset) ||
-        !mcufi_requant_ok(p->out.multiplier, p->out.shift)) {
+        !mcufi_requant_ok(p->out.multiplier, p->out.shift) || p->epsilon > MCUF_LN_MAX_EPSILON) {
         return MCUF_ERR_ARG;
     }
     return MCUF_OK;
+}
+
+/* mcuf_layernorm_s8's scale inv = 2^(30 + F) / max(2^F, isqrt((dim * Q - S^2) * 2^(2F) + epsilon))
+ * (mcuf.h) from S = sum x_i and Q = sum x_i^2: 0 <= dim * Q - S^2 < 2^34 (dim^2 times a variance
+ * of values in a range of 255), so R < 2^62 + MCUF_LN_MAX_EPSILON < 2^63 and sigma < 2^31.5:
+ * inv is in [2^12, 2^30]. One 64-bit division per row. */
+static inline int32_t mcufi_layernorm_inv(const mcuf_layernorm_params *p, int32_t sum, int32_t sq)
+{
+    const int64_t d_var = (int64_t)p->dim * sq - (int64_t)sum * sum; /* sum d_i^2 / dim, exact */
+    const uint64_t r = ((uint64_t)d_var << (2 * MCUF_LN_SQRT_BITS)) + p->epsilon;
+    uint32_t sigma = mcuf_isqrt_u64(r); /* dim * sqrt(var + eps) in Q(F) */
+    if (sigma < (UINT32_C(1) << MCUF_LN_SQRT_BITS)) {
+        sigma = UINT32_C(1) << MCUF_LN_SQRT_BITS; /* only when d_var = 0: then every d_i = 0 */
+    }
+    return (int32_t)((UINT64_C(1) << (30 + MCUF_LN_SQRT_BITS)) / sigma);
 }
 
 /* mcuf_add_s8. left_shift <= 23 keeps (x + offset) << left_shift in int32 (|x + offset| <= 255). */

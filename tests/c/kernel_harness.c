@@ -3,7 +3,7 @@
  *
  * usage: kernel_harness IN OUT
  * IN is a sequence of cases written by tests/kernel_harness.py; every item is tagged:
- *   'I' int32 | 'b' n int8[n] | 'i' n int32[n] | 'q' n uint64[n] | 'N' (NULL pointer)
+ *   'I' int32 | 'Q' uint64 | 'b' n int8[n] | 'i' n int32[n] | 'q' n uint64[n] | 'N' (NULL pointer)
  *   'S' len name  (start of a parameter struct: the Python dataclass's C_TYPE)
  * Structs are read field by field in mcuf.h order, so a Python dataclass whose fields are not in
  * C order fails here. Every array gets its own exact-size heap block (ASan catches any over-read
@@ -85,6 +85,16 @@ static int32_t rd_int(void)
         die("expected an int32 ('I')");
     }
     return rd_raw32();
+}
+
+static uint64_t rd_u64(void)
+{
+    if (rd_tag() != 'Q') {
+        die("expected a uint64 ('Q')");
+    }
+    uint64_t v;
+    take(&v, 8);
+    return v;
 }
 
 /* Array of `elem` bytes per element with tag `tag`, or NULL for 'N'. */
@@ -180,6 +190,7 @@ static void rd_layernorm(mcuf_layernorm_params *p)
     p->gamma = rd_s32(NULL);
     p->beta = rd_s32(NULL);
     rd_requant(&p->out);
+    p->epsilon = rd_u64();
 }
 
 static void rd_softmax(mcuf_softmax_params *p)
