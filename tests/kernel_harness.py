@@ -64,6 +64,17 @@ def build(out_dir: Path, cc: str) -> Path:
     return exe
 
 
+def harness_or_skip(tmp_path_factory, name: str) -> Harness:  # tmp_path_factory: pytest.TempPathFactory
+    """The harness built in a fresh temporary folder `name`; skips the test without a host C compiler."""
+    import pytest
+
+    cc = host_cc()
+    if cc is None:
+        pytest.skip("no host C compiler (cc/gcc) on PATH")
+    work = tmp_path_factory.mktemp(name)
+    return Harness(build(work, cc), work)
+
+
 class Writer:
     """One case: an op code followed by tagged ints, arrays and parameter structs."""
 

@@ -41,11 +41,7 @@ I32_MIN, I32_MAX = qp.INT32_MIN, qp.INT32_MAX
 
 @pytest.fixture(scope="session")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> kh.Harness:
-    cc = kh.host_cc()
-    if cc is None:
-        pytest.skip("no host C compiler (cc/gcc) on PATH")
-    work = tmp_path_factory.mktemp("kernel_harness")
-    return kh.Harness(kh.build(work, cc), work)
+    return kh.harness_or_skip(tmp_path_factory, "kernel_harness")
 
 
 def assert_same(c_out: np.ndarray, expected: np.ndarray, what: str) -> None:

@@ -38,11 +38,7 @@ from tests.test_kernels import assert_same, check_ok, layernorm_case  # noqa: E4
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> kh.Harness:
-    cc = kh.host_cc()
-    if cc is None:
-        pytest.skip("no host C compiler (cc/gcc) on PATH")
-    work = tmp_path_factory.mktemp("kernel_harness_ln")
-    return kh.Harness(kh.build(work, cc), work)
+    return kh.harness_or_skip(tmp_path_factory, "kernel_harness_ln")
 
 
 WIDTHS = (16, 17, 24, 32, 48, 64, 96, 128, 192, 256)
