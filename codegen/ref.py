@@ -30,6 +30,7 @@ from codegen.qparams import (
     AttnHeadParams,
     LayerNormParams,
     LinearParams,
+    LinearS4WParams,
     LowRankParams,
     MLPParams,
     PatchEmbedParams,
@@ -123,6 +124,12 @@ def linear(p: LinearParams, x: np.ndarray) -> np.ndarray:
 
 
 linear_rows = linear
+
+
+def linear_s4w(p: LinearS4WParams, x: np.ndarray) -> np.ndarray:
+    """mcuf_linear_s4w_s8 / mcuf_linear_rows_s4w_s8: mcuf_linear_s8's arithmetic on the unpacked
+    int4 weights (the same exact int32 dot products)."""
+    return linear(p.unpacked(), x)
 
 
 def lowrank_linear(p: LowRankParams, x: np.ndarray) -> np.ndarray:

@@ -43,6 +43,7 @@ SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-o
     OP_POOL_HEAD,
 ) = range(1, 18)
 OP_ATTENTION_PERHEAD = 18  # appended to the enum in kernel_harness.c
+OP_LINEAR_S4W, OP_LINEAR_ROWS_S4W = 19, 20  # appended after it
 
 
 def runtime_sources() -> list[Path]:

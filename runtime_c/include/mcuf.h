@@ -89,6 +89,43 @@ mcuf_status mcuf_linear_rows_s8(const mcuf_linear_params *p, int32_t rows, const
                                 int8_t *output);
 
 /* ---------------------------------------------------------------------------------------------
+ * Linear with packed int4 weights (int8 activations; weights symmetric int4 per output channel):
+ * mcuf_linear_s8's arithmetic exactly, with w[o][i] the signed 4-bit weights,
+ *   acc[o] = sum_i (in[i] + input_offset) * w[o][i] + (bias ? bias[o] : 0)
+ *   out[o] = clamp(mcuf_requantize(acc[o], multiplier[o], shift[o]) + output_offset,
+ *                  act_min, act_max)
+ * Packing: two weights per byte, each a two's complement nibble in [-8, 7] (the compiler's are in
+ * [-7, 7], scale max|w_f[o]| / 7). Each row is (in_features + 1) / 2 bytes, rows back to back (a
+ * row of odd length ends on a whole byte: its last high nibble is padding, ignored by the kernels,
+ * 0 from the compiler). Within a row, weights go in blocks of 8 (4 bytes): the bytes of block b
+ * are (w0 | w1 << 4), (w4 | w5 << 4), (w2 | w3 << 4), (w6 | w7 << 4) with wk = w[o][8b + k], so that
+ * one word splits into the 16-bit lane pairs (w0, w2), (w1, w3), (w4, w6), (w5, w7) of four
+ * consecutive inputs with a mask and SXTB16; the last in_features % 8 weights follow in order,
+ * w[o][i] in bits 0..3 (even i) or 4..7 (odd i) of the row's byte i / 2.
+ * |term| <= 255 * 8, so the sum is exact in int32; adding the bias saturates to int32.
+ * Ranges: as mcuf_linear_s8 (1 <= in_features <= MCUF_LINEAR_MAX_IN, ...).
+ * ------------------------------------------------------------------------------------------- */
+typedef struct {
+    int32_t in_features;
+    int32_t out_features;
+    int32_t input_offset;
+    int32_t output_offset;
+    int32_t act_min;
+    int32_t act_max;
+    const int8_t *weights;     /* [out_features][(in_features + 1) / 2] bytes, packed int4 (above) */
+    const int32_t *bias;       /* [out_features] or NULL */
+    const int32_t *multiplier; /* [out_features] */
+    const int32_t *shift;      /* [out_features] */
+} mcuf_linear_s4w_params;
+
+/* One row: input [in_features] -> output [out_features]. input and output must not overlap. */
+mcuf_status mcuf_linear_s4w_s8(const mcuf_linear_s4w_params *p, const int8_t *input, int8_t *output);
+
+/* `rows` rows, row-major: input [rows][in_features] -> output [rows][out_features]. */
+mcuf_status mcuf_linear_rows_s4w_s8(const mcuf_linear_s4w_params *p, int32_t rows, const int8_t *input,
+                                    int8_t *output);
+
+/* ---------------------------------------------------------------------------------------------
  * Low-rank linear: W = up @ down. rank == 0: dense, only `up` is used (up.in_features = in).
  * rank > 0: mid = linear(down, in) (int8 [rank], own quantization), out = linear(up, mid).
  * The rank-R intermediate lives in caller scratch: mcuf_lowrank_scratch_size() bytes.

@@ -5,8 +5,9 @@
  * Layout of runtime_c/src (DESIGN section 5): a DSP-extension twin src/dsp/X.c replaces src/X.c
  * whole, so a file that has a twin holds only the code its twin really optimizes. Parameter checks
  * and everything else that is the same in both variants live here or in files that have no twin
- * (linear_api.c, lut.c, isqrt.c, common.c). The per-call checks of layernorm and add are static
- * inline: they run on every call, and inlining keeps the instruction counts of both variants.
+ * (linear_api.c, linear_s4w_api.c, lut.c, isqrt.c, common.c). The per-call checks of layernorm
+ * and add are static inline: they run on every call, and inlining keeps the instruction counts of
+ * both variants.
  */
 #ifndef MCUF_INTERNAL_H
 #define MCUF_INTERNAL_H
@@ -126,8 +127,32 @@ static inline mcuf_status mcufi_add_check(const mcuf_add_params *p, int32_t n, c
  * Linear: linear.c / dsp/linear.c compute rows; linear_api.c (no twin) checks the parameters and
  * is the public mcuf_linear_s8 / mcuf_linear_rows_s8.
  * ------------------------------------------------------------------------------------------- */
-/* One row, input [in_features] -> output [out_features], for parameters check_linear accepted. */
+/* One row, input [in_features] -> output [out_features], for parameters mcufi_linear_check accepted. */
 void mcufi_linear_row(const mcuf_linear_params *p, const int8_t *input, int8_t *output);
+
+/* The parameter checks of mcuf_linear_s8 (MCUF_OK or MCUF_ERR_ARG; p may be NULL). */
+mcuf_status mcufi_linear_check(const mcuf_linear_params *p);
+
+/* ---------------------------------------------------------------------------------------------
+ * Linear with packed int4 weights: linear_s4w.c / dsp/linear_s4w.c compute rows; linear_s4w_api.c
+ * (no twin) checks the parameters (mcufi_linear_check on a view: the same ranges) and is the
+ * public mcuf_linear_s4w_s8 / mcuf_linear_rows_s4w_s8.
+ * ------------------------------------------------------------------------------------------- */
+/* One row, input [in_features] -> output [out_features], for checked parameters. */
+void mcufi_linear_s4w_row(const mcuf_linear_s4w_params *p, const int8_t *input, int8_t *output);
+
+/* The value of a two's complement int4 nibble (0..15): in [-8, 7]. */
+static inline int32_t mcufi_s4(uint32_t nibble)
+{
+    return (int32_t)(nibble ^ 8u) - 8;
+}
+
+/* Weight i of the in-order tail of a packed int4 row (mcuf.h: i >= in_features & ~7). */
+static inline int32_t mcufi_s4_tail_at(const int8_t *row, int32_t i)
+{
+    const uint32_t byte = (uint8_t)row[i >> 1];
+    return mcufi_s4((i & 1) != 0 ? byte >> 4 : byte & 0xFu);
+}
 
 /* ---------------------------------------------------------------------------------------------
  * Fused kernels (common.c, no twin).
