@@ -3,8 +3,8 @@
  * ../linear_s4w.c when the project builds with KERNELS=optimized: the same row function, bit-exact
  * outputs (the public entry points and their checks are shared, ../linear_s4w_api.c).
  *
- * 8 inputs per step, ROWS output rows at a time (the last out_features % ROWS rows one at a
- * time; in_features % 8 tail inputs scalar). The packed block order (mcuf.h) puts the step's 8
+ * 8 inputs per step, 2 output rows at a time (an odd last row alone; in_features % 8 tail inputs
+ * scalar). The packed block order (mcuf.h) puts the step's 8
  * nibbles in one word as bytes (w0,w1) (w4,w5) (w2,w3) (w6,w7); (v << 4) & 0xF0F0F0F0 moves the
  * even weights, and v & 0xF0F0F0F0 keeps the odd ones, into the top nibble of each byte: bytes of
  * value 16 * w, in [-128, 112], which SXTB16 (and with ROR 8) sign-extends into the lane pairs
@@ -70,7 +70,7 @@ void mcufi_linear_s4w_row(const mcuf_linear_s4w_params *p, const int8_t *input, 
     const int32_t in_off = p->input_offset;
     const int32_t off2 = dup16(in_off);
     const int32_t row_bytes = (n_in + 1) >> 1;
-    const int32_t tail = n_in & ~7;             /* first input of the scalar tail */
+    const int32_t tail = n_in & ~7;           /* first input of the scalar tail */
     const int8_t *const x_end = input + tail; /* end of the 8-input steps */
     const int8_t *w = p->weights;
     int32_t o = 0;
