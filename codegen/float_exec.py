@@ -33,7 +33,7 @@ def _eval(node: Node, args: list[np.ndarray]) -> np.ndarray:
         x = args[0]
         mean = x.mean(axis=-1, keepdims=True)
         var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
-        return (x - mean) / np.sqrt(var + 1e-6) * a.gamma + a.beta
+        return (x - mean) / np.sqrt(var + a.eps) * a.gamma + a.beta
     if node.op == Op.ATTN_SCORES:
         q, k = (_split_heads(t, a.heads) for t in args)
         return q @ k.transpose(0, 1, 3, 2) / np.sqrt(q.shape[-1])  # (B, H, T, T)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from codegen.ir import Attrs, Graph, Node, Op, Tensor
@@ -11,12 +13,19 @@ Weights = dict[str, np.ndarray]
 
 
 def from_torch(model) -> Graph:  # model: mcuformer.model.ViT (torch imported lazily by callers)
+    from torch import nn
+
     weights = {name: value.detach().cpu().double().numpy() for name, value in model.state_dict().items()}
-    return build_graph(model.arch, weights)
+    ln_eps = {name: float(m.eps) for name, m in model.named_modules() if isinstance(m, nn.LayerNorm)}
+    return build_graph(model.arch, weights, ln_eps)
 
 
-def build_graph(arch: ArchConfig, weights: Weights | None = None) -> Graph:
-    """Build the primitive graph. With ``weights=None`` the graph has shapes only (no arrays)."""
+def build_graph(arch: ArchConfig, weights: Weights | None = None, ln_eps: Mapping[str, float] | None = None) -> Graph:
+    """Build the primitive graph. With ``weights=None`` the graph has shapes only (no arrays).
+
+    ``ln_eps`` maps each LayerNorm's module path (``blocks.0.ln1``, ``norm``) to its epsilon; it is
+    required with weights (the integer LayerNorm folds it in), unused without.
+    """
     t, e = arch.tokens, arch.embed_dim
     tensors: dict[str, Tensor] = {}
     nodes: list[Node] = []
@@ -47,7 +56,12 @@ def build_graph(arch: ArchConfig, weights: Weights | None = None) -> Graph:
         linear(scope, role + ".up", mid, dst, prefix + ".up", rank, out_f, bias=True)
 
     def layernorm(scope: str, role: str, src: str, dst: str, prefix: str) -> None:
-        attrs = Attrs(gamma=w(prefix + ".weight"), beta=w(prefix + ".bias"), role=role)
+        eps = 0.0
+        if weights is not None:
+            if ln_eps is None or prefix not in ln_eps:
+                raise ValueError(f"no epsilon given for LayerNorm {prefix!r}")
+            eps = ln_eps[prefix]
+        attrs = Attrs(gamma=w(prefix + ".weight"), beta=w(prefix + ".bias"), eps=eps, role=role)
         nodes.append(Node(f"{scope}.{role}", Op.LAYERNORM, (src,), (dst,), attrs, scope))
 
     image = tensor("image", arch.image_size, arch.image_size, arch.in_channels)

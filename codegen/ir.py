@@ -69,6 +69,7 @@ class Attrs:
     bias: np.ndarray | None = None  # LINEAR (out,); PATCH_EMBED token bias (T, E)
     gamma: np.ndarray | None = None  # LAYERNORM
     beta: np.ndarray | None = None  # LAYERNORM
+    eps: float = 0.0  # LAYERNORM: the model's epsilon (torch.nn.LayerNorm.eps)
     heads: int = 0  # ATTN_SCORES, ATTN_AV, FUSED_ATTENTION
     patch: int = 0  # PATCH_EMBED
     in_features: int = 0  # LINEAR

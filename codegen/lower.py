@@ -92,7 +92,7 @@ class _StructWriter:
         if isinstance(value, (bool, np.bool_)):
             raise IRError(f"{path}: booleans have no C field type here")
         if isinstance(value, (int, np.integer)):
-            return str(int(value))
+            return f"UINT64_C({int(value)})" if int(value) > 0x7FFFFFFF else str(int(value))  # uint64_t field
         if isinstance(value, np.ndarray):
             return self.array(path, value)
         if dataclasses.is_dataclass(value):

@@ -16,6 +16,7 @@ as TFLite's ``std::round`` does; ``quantize_tensor`` uses the same rule.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,8 +27,14 @@ import numpy as np
 from codegen import scratch
 
 # Constants of mcuf.h.
-LN_NORM_BITS = 10  # MCUF_LN_NORM_BITS (K)
+LN_NORM_BITS = 12  # MCUF_LN_NORM_BITS (K)
+LN_SQRT_BITS = 14  # MCUF_LN_SQRT_BITS (F)
 LN_MAX_DIM = 1024  # MCUF_LN_MAX_DIM
+LN_MAX_EPSILON = (1 << 62) - 1  # MCUF_LN_MAX_EPSILON
+LN_GAMMA_MAX = (1 << 13) - 1  # |gamma| bound the compiler keeps: |n * gamma| < 2^17 * 2^13 = 2^30
+UINT64_MAX = (1 << 64) - 1
+INT8_QMAX = 127  # int8 weights: [-127, 127], scale max|w| / 127
+INT4_QMAX = 7  # int4 weights: [-7, 7], scale max|w| / 7 (mcuf_linear_s4w_s8 accepts [-8, 7])
 SOFTMAX_MAX_LENGTH = 32767  # MCUF_SOFTMAX_MAX_LENGTH
 LINEAR_MAX_IN = 65535  # MCUF_LINEAR_MAX_IN
 ADD_LEFT_SHIFT = 20
@@ -77,6 +84,16 @@ class Requant:
         _check_ints(self, "multiplier", "shift")
 
 
+def _check_linear_fields(obj: LinearParams | LinearS4WParams, weight_bytes_per_row: int) -> None:
+    """The checks of the linear structs: int32 scalars, weights int8 (out_features,
+    weight_bytes_per_row), bias / multiplier / shift int32 (out_features,)."""
+    _check_ints(obj, "in_features", "out_features", "input_offset", "output_offset", "act_min", "act_max")
+    known = obj.out_features >= 0 and obj.in_features >= 0
+    _check_array(obj, "weights", np.int8, (obj.out_features, weight_bytes_per_row) if known else None)
+    for name in ("bias", "multiplier", "shift"):
+        _check_array(obj, name, np.int32, (obj.out_features,) if known else None)
+
+
 @dataclass(frozen=True, eq=False)
 class LinearParams:
     C_TYPE: ClassVar[str] = "mcuf_linear_params"
@@ -92,17 +109,90 @@ class LinearParams:
     shift: np.ndarray | None  # int32 (out_features,)
 
     def __post_init__(self) -> None:
-        _check_ints(self, "in_features", "out_features", "input_offset", "output_offset", "act_min", "act_max")
-        n_out, n_in = self.out_features, self.in_features
-        known = n_out >= 0 and n_in >= 0
-        _check_array(self, "weights", np.int8, (n_out, n_in) if known else None)
-        for name in ("bias", "multiplier", "shift"):
-            _check_array(self, name, np.int32, (n_out,) if known else None)
+        _check_linear_fields(self, self.in_features)
 
     @classmethod
     def empty(cls) -> LinearParams:
         """All-zero parameters with NULL pointers: the unused `down` of a dense low-rank layer."""
         return cls(0, 0, 0, 0, 0, 0, None, None, None, None)
+
+
+# Byte order of a block of 8 int4 weights (4 bytes of pairs (w0,w1) (w2,w3) (w4,w5) (w6,w7)): pairs
+# 1 and 2 swapped (mcuf.h), so one word gives the SIMD lane pairs of 4 consecutive inputs. Its own
+# inverse.
+_S4_BLOCK_ORDER = np.array([0, 2, 1, 3])
+
+
+def pack_s4(w_q: np.ndarray) -> np.ndarray:
+    """Packed int4 rows (mcuf.h, mcuf_linear_s4w_params): int8 (out, (in + 1) // 2) bytes, two
+    two's complement nibbles per byte, blocks of 8 weights in the order of _S4_BLOCK_ORDER, the
+    in % 8 tail in order; a row of odd length ends with a zero padding nibble. w_q: integers in
+    [-8, 7], shape (out, in)."""
+    w = np.asarray(w_q, dtype=np.int64)
+    if w.ndim != 2:
+        raise ValueError(f"weights must be (out, in), got shape {w.shape}")
+    if w.size and (int(w.min()) < -8 or int(w.max()) > 7):
+        raise ValueError(f"int4 weights must be in [-8, 7], got [{int(w.min())}, {int(w.max())}]")
+    n_out, n_in = w.shape
+    nibbles = np.zeros((n_out, 2 * ((n_in + 1) // 2)), dtype=np.int64)
+    nibbles[:, :n_in] = w & 0xF
+    pairs = nibbles[:, 0::2] | (nibbles[:, 1::2] << 4)  # byte i // 2 of the in-order layout
+    return _s4_reorder_blocks(pairs, n_in).astype(np.uint8).view(np.int8)
+
+
+def unpack_s4(packed: np.ndarray, in_features: int) -> np.ndarray:
+    """The int8 (out, in_features) weights of packed int4 rows, as the kernels read them (the
+    padding nibble of an odd row is ignored)."""
+    b = _s4_reorder_blocks(np.asarray(packed).view(np.uint8).astype(np.int64), in_features)
+    nibbles = np.stack([b & 0xF, b >> 4], axis=-1).reshape(b.shape[0], -1)[:, :in_features]
+    return ((nibbles ^ 8) - 8).astype(np.int8)
+
+
+def _s4_reorder_blocks(row_bytes: np.ndarray, in_features: int) -> np.ndarray:
+    """Swap byte pairs 1 and 2 of every full block of 8 weights (in-order <-> packed; an involution)."""
+    n_block_bytes = 4 * (in_features // 8)
+    out = row_bytes.copy()
+    blocks = out[:, :n_block_bytes].reshape(out.shape[0], -1, 4)
+    out[:, :n_block_bytes] = blocks[:, :, _S4_BLOCK_ORDER].reshape(out.shape[0], -1)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class LinearS4WParams:
+    """mcuf_linear_s4w_params: LinearParams with packed int4 weights (pack_s4)."""
+
+    C_TYPE: ClassVar[str] = "mcuf_linear_s4w_params"
+    in_features: int
+    out_features: int
+    input_offset: int  # -zero_point_in
+    output_offset: int  # zero_point_out
+    act_min: int
+    act_max: int
+    weights: np.ndarray | None  # int8 (out_features, (in_features + 1) // 2), packed int4
+    bias: np.ndarray | None  # int32 (out_features,) or None
+    multiplier: np.ndarray | None  # int32 (out_features,)
+    shift: np.ndarray | None  # int32 (out_features,)
+
+    def __post_init__(self) -> None:
+        _check_linear_fields(self, (self.in_features + 1) // 2)
+
+    @classmethod
+    def from_linear(cls, p: LinearParams) -> LinearS4WParams:
+        """The same layer with its weights (in [-8, 7]) packed."""
+        packed = None if p.weights is None else pack_s4(p.weights)
+        fields = {f.name: getattr(p, f.name) for f in dataclasses.fields(p)}
+        return cls(**{**fields, "weights": packed})
+
+    def unpacked(self) -> LinearParams:
+        """The same layer as int8 LinearParams (mcuf_linear_s8 computes the same integers)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        weights = None if self.weights is None else unpack_s4(self.weights, self.in_features)
+        return LinearParams(**{**fields, "weights": weights})
+
+    @property
+    def weight_bytes(self) -> int:
+        """Flash bytes of the packed weights (padding nibbles included)."""
+        return self.out_features * ((self.in_features + 1) // 2)
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,11 +215,19 @@ class LayerNormParams:
     gamma: np.ndarray | None  # int32 (dim,), gamma_f * 2^G
     beta: np.ndarray | None  # int32 (dim,), beta_f * 2^(K+G)
     out: Requant  # 1 / (2^(K+G) * s_out)
+    epsilon: int = 0  # uint64_t: eps * dim^2 / s_in^2 * 2^(2F), [0, LN_MAX_EPSILON]
+    UINT64_FIELDS: ClassVar[frozenset[str]] = frozenset({"epsilon"})
 
     def __post_init__(self) -> None:
         _check_ints(self, "dim", "input_offset", "output_offset")
         for name in ("gamma", "beta"):
             _check_array(self, name, np.int32, (self.dim,) if self.dim >= 0 else None)
+        eps = self.epsilon
+        if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, np.integer)):
+            raise TypeError(f"LayerNormParams.epsilon must be an int, got {type(eps).__name__}")
+        if not 0 <= int(eps) <= UINT64_MAX:
+            raise ValueError(f"LayerNormParams.epsilon = {eps} does not fit uint64_t")
+        object.__setattr__(self, "epsilon", int(eps))
 
 
 @dataclass(frozen=True, eq=False)
@@ -257,6 +355,7 @@ class PoolHeadParams:
 PARAM_TYPES: tuple[type, ...] = (
     Requant,
     LinearParams,
+    LinearS4WParams,
     LowRankParams,
     LayerNormParams,
     SoftmaxParams,
@@ -351,10 +450,11 @@ def requant(real: float) -> Requant:
     return Requant(*quantize_multiplier(real))
 
 
-def quantize_weights(weight_f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-output-channel symmetric int8: s_w[o] = max|w[o]| / 127 (1.0 for an all-zero row).
+def quantize_weights(weight_f: np.ndarray, qmax: int = INT8_QMAX) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel symmetric: s_w[o] = max|w[o]| / qmax (1.0 for an all-zero row); qmax 127
+    (int8) or INT4_QMAX (int4).
 
-    Returns (int8 weights (out, in), float64 scales (out,)).
+    Returns (int8 weights (out, in) in [-qmax, qmax], float64 scales (out,)).
     """
     w = np.asarray(weight_f, dtype=np.float64)
     if w.ndim != 2:
@@ -362,8 +462,8 @@ def quantize_weights(weight_f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not np.all(np.isfinite(w)):
         raise ValueError("weights must be finite")
     amax = np.abs(w).max(axis=1) if w.shape[1] else np.zeros(w.shape[0])
-    s_w = np.where(amax > 0.0, amax / 127.0, 1.0)
-    w_q = np.clip(round_half_away(w / s_w[:, None]), -127, 127).astype(np.int8)
+    s_w = np.where(amax > 0.0, amax / float(qmax), 1.0)
+    w_q = np.clip(round_half_away(w / s_w[:, None]), -qmax, qmax).astype(np.int8)
     return w_q, s_w
 
 
@@ -381,13 +481,15 @@ def linear_params(
     zp_out: int,
     act_min: int = -128,
     act_max: int = 127,
+    weight_qmax: int = INT8_QMAX,
 ) -> LinearParams:
-    """FULLY_CONNECTED int8 parameters for y = x @ W.T + b (W float (out, in), b float (out,))."""
+    """FULLY_CONNECTED int8 parameters for y = x @ W.T + b (W float (out, in), b float (out,));
+    weights in [-weight_qmax, weight_qmax] (INT4_QMAX: the int4 grid, see linear_s4w_params)."""
     _check_scale("s_in", s_in)
     _check_scale("s_out", s_out)
     _check_zp("zp_in", zp_in)
     _check_zp("zp_out", zp_out)
-    w_q, s_w = quantize_weights(weight_f)
+    w_q, s_w = quantize_weights(weight_f, weight_qmax)
     n_out, n_in = w_q.shape
     pairs = [quantize_multiplier(s_in * float(s) / s_out) for s in s_w]
     bias = None
@@ -410,6 +512,22 @@ def linear_params(
     )
 
 
+def linear_s4w_params(
+    weight_f: np.ndarray,
+    bias_f: np.ndarray | None,
+    s_in: float,
+    zp_in: int,
+    s_out: float,
+    zp_out: int,
+    act_min: int = -128,
+    act_max: int = 127,
+) -> LinearS4WParams:
+    """linear_params with per-channel symmetric int4 weights (scale max|w[o]| / 7), packed."""
+    return LinearS4WParams.from_linear(
+        linear_params(weight_f, bias_f, s_in, zp_in, s_out, zp_out, act_min, act_max, weight_qmax=INT4_QMAX)
+    )
+
+
 def lowrank_params(up: LinearParams, down: LinearParams | None = None) -> LowRankParams:
     """Dense (down None, rank 0) or low-rank (rank = down.out_features) layer from two linears."""
     if down is None:
@@ -420,18 +538,28 @@ def lowrank_params(up: LinearParams, down: LinearParams | None = None) -> LowRan
 
 
 def layernorm_params(
-    gamma_f: np.ndarray, beta_f: np.ndarray, s_in: float, zp_in: int, s_out: float, zp_out: int
+    gamma_f: np.ndarray,
+    beta_f: np.ndarray,
+    s_in: float,
+    zp_in: int,
+    s_out: float,
+    zp_out: int,
+    eps: float = 0.0,
 ) -> LayerNormParams:
-    """Integer LayerNorm: gamma = round(gamma_f * 2^G), beta = round(beta_f * 2^(K+G)).
+    """Integer LayerNorm (mcuf.h) of the float LayerNorm with epsilon ``eps`` (the model's).
 
-    G is the largest integer (capped at 30 - K) with max|gamma_f| * 2^G <= 2^15 - 1 and
-    max|beta_f| * 2^(K+G) <= 2^30 - 1. LayerNorm is invariant to the input scale, so s_in only
-    has to be valid; the integer kernel has no epsilon.
+    gamma = round(gamma_f * 2^G), beta = round(beta_f * 2^(K+G)) with G the largest integer (capped
+    at 30 - K) such that max|gamma_f| * 2^G <= LN_GAMMA_MAX and max|beta_f| * 2^(K+G) <= 2^30 - 1.
+    LayerNorm is invariant to the input scale except through the epsilon, which in the integer
+    domain (x in input steps, d_i = dim * (x_i - mean)) is eps * dim^2 / s_in^2, carried in Q(2F):
+    epsilon = round(eps * dim^2 / s_in^2 * 2^(2F)), clamped to LN_MAX_EPSILON.
     """
     _check_scale("s_in", s_in)
     _check_scale("s_out", s_out)
     _check_zp("zp_in", zp_in)
     _check_zp("zp_out", zp_out)
+    if not (math.isfinite(eps) and eps >= 0.0):
+        raise ValueError(f"LayerNorm epsilon must be finite and >= 0, got {eps}")
     g = np.asarray(gamma_f, dtype=np.float64).reshape(-1)
     b = np.asarray(beta_f, dtype=np.float64).reshape(-1)
     if g.shape != b.shape or g.size == 0:
@@ -441,10 +569,12 @@ def layernorm_params(
     k = LN_NORM_BITS
     g_max, b_max = float(np.abs(g).max()), float(np.abs(b).max())
     gexp = 30 - k
-    while g_max * 2.0**gexp > 32767.0 or b_max * 2.0 ** (k + gexp) > float((1 << 30) - 1):
+    while g_max * 2.0**gexp > float(LN_GAMMA_MAX) or b_max * 2.0 ** (k + gexp) > float((1 << 30) - 1):
         gexp -= 1
     gamma_q = round_half_away(g * 2.0**gexp).astype(np.int32)
     beta_q = round_half_away(b * 2.0 ** (k + gexp)).astype(np.int32)
+    eps_q = eps * float(g.size) ** 2 / (s_in * s_in) * 2.0 ** (2 * LN_SQRT_BITS)
+    epsilon = LN_MAX_EPSILON if eps_q >= LN_MAX_EPSILON else _round_int(eps_q)
     return LayerNormParams(
         dim=g.size,
         input_offset=-int(zp_in),
@@ -452,6 +582,7 @@ def layernorm_params(
         gamma=gamma_q,
         beta=beta_q,
         out=requant(1.0 / (2.0 ** (k + gexp) * s_out)),
+        epsilon=epsilon,
     )
 
 

@@ -55,7 +55,9 @@ def _kernel(node: Node, q: dict[str, QParams], graph: Graph):
             a.weight, a.bias, h, w, c, a.patch, ins[0].scale, ins[0].zero_point, out.scale, out.zero_point
         )
     if node.op == Op.LAYERNORM:
-        return qp.layernorm_params(a.gamma, a.beta, ins[0].scale, ins[0].zero_point, out.scale, out.zero_point)
+        return qp.layernorm_params(
+            a.gamma, a.beta, ins[0].scale, ins[0].zero_point, out.scale, out.zero_point, eps=a.eps
+        )
     if node.op == Op.ATTN_SCORES:
         tokens, dim = graph.tensors[node.inputs[0]].shape
         return qp.attn_scores_params(tokens, dim // a.heads, ins[0], ins[1], out)

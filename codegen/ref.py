@@ -22,12 +22,15 @@ import numpy as np
 from codegen.qparams import (
     INT32_MAX,
     INT32_MIN,
+    LN_MAX_EPSILON,
     LN_NORM_BITS,
+    LN_SQRT_BITS,
     AddParams,
     AttentionParams,
     AttnHeadParams,
     LayerNormParams,
     LinearParams,
+    LinearS4WParams,
     LowRankParams,
     MLPParams,
     PatchEmbedParams,
@@ -88,12 +91,12 @@ def requantize(x: np.ndarray | int, multiplier: np.ndarray | int, shift: np.ndar
 def isqrt_u64(v: np.ndarray | int) -> np.ndarray:
     """mcuf_isqrt_u64: floor(sqrt(v)) for 0 <= v < 2^64."""
     v = np.asarray(v)
-    if v.dtype == np.uint64 or (v.size and (int(v.max()) >= 1 << 52 or int(v.min()) < 0)):
+    if v.dtype == np.uint64 or (v.size and (int(v.max()) >= 1 << 62 or int(v.min()) < 0)):
         flat = [math.isqrt(int(e)) for e in v.reshape(-1)]
         return np.array(flat, dtype=np.int64).reshape(v.shape)
     v = v.astype(np.int64)
     r = np.floor(np.sqrt(v.astype(np.float64))).astype(np.int64)
-    r -= r * r > v  # float sqrt of v < 2^52 is off by at most one
+    r -= r * r > v  # float sqrt of v < 2^62 is off by at most one; (r + 1)^2 <= (2^31 + 1)^2 < 2^63
     r += (r + 1) * (r + 1) <= v
     return r
 
@@ -123,6 +126,12 @@ def linear(p: LinearParams, x: np.ndarray) -> np.ndarray:
 linear_rows = linear
 
 
+def linear_s4w(p: LinearS4WParams, x: np.ndarray) -> np.ndarray:
+    """mcuf_linear_s4w_s8 / mcuf_linear_rows_s4w_s8: mcuf_linear_s8's arithmetic on the unpacked
+    int4 weights (the same exact int32 dot products)."""
+    return linear(p.unpacked(), x)
+
+
 def lowrank_linear(p: LowRankParams, x: np.ndarray) -> np.ndarray:
     """mcuf_lowrank_linear_s8 (any leading dims)."""
     if p.rank == 0:
@@ -136,13 +145,16 @@ def layernorm(p: LayerNormParams, x: np.ndarray) -> np.ndarray:
     dim = p.dim
     if x.shape[-1] != dim:
         raise ValueError(f"layernorm input has {x.shape[-1]} features, params expect {dim}")
+    if not 0 <= p.epsilon <= LN_MAX_EPSILON:
+        raise ValueError(f"layernorm epsilon {p.epsilon} is outside [0, {LN_MAX_EPSILON}] (MCUF_ERR_ARG in C)")
     k = LN_NORM_BITS
     xi = x.astype(np.int64) + p.input_offset
     s = xi.sum(axis=-1, keepdims=True)
     d = xi * dim - s
-    var = (d * d).sum(axis=-1, keepdims=True)
-    sigma = np.maximum(isqrt_u64(var // dim), 1)
-    inv = (1 << 30) // sigma
+    d_var = dim * (xi * xi).sum(axis=-1, keepdims=True) - s * s  # sum d_i^2 / dim, < 2^34
+    r = (d_var << (2 * LN_SQRT_BITS)) + p.epsilon  # < 2^63 for epsilon <= LN_MAX_EPSILON
+    sigma = np.maximum(isqrt_u64(r), 1 << LN_SQRT_BITS)
+    inv = (1 << (30 + LN_SQRT_BITS)) // sigma
     n = (d * inv + (1 << (29 - k))) >> (30 - k)
     acc = _sat32(n * p.gamma.astype(np.int64) + p.beta.astype(np.int64))
     return _to_s8(requantize(acc, p.out.multiplier, p.out.shift), p.output_offset)

@@ -14,7 +14,7 @@ from torch import nn
 
 from mcuformer.arch import ArchConfig
 
-LN_EPS = 1e-6  # the integer LayerNorm has no epsilon; keep the float one negligible
+LN_EPS = 1e-6  # read by the frontend per module (nn.LayerNorm.eps); the integer LayerNorm folds it in
 
 
 class LowRankLinear(nn.Module):

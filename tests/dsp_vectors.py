@@ -9,7 +9,7 @@ case becomes C data in one include file: the program in QEMU reads no files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 
 import numpy as np
 
@@ -32,6 +32,8 @@ class Case:
 # ------------------------------------------------------------------------------------------ C text
 def _c_int(v: int) -> str:
     v = int(v)
+    if v > 0x7FFFFFFF:  # a uint64_t field (LayerNorm's epsilon)
+        return f"UINT64_C({v})"
     return "(-2147483647 - 1)" if v == I32_MIN else str(v)
 
 
@@ -128,6 +130,22 @@ def _linear(
     )
 
 
+def _saturating_linears(rng: np.random.Generator, w_min: int, w_max: int) -> list[tuple[int, int, qp.LinearParams]]:
+    """(weight, input offset, params): every weight at one extreme (w_min or w_max), extreme input
+    offsets, maximal multipliers, extreme shifts and biases."""
+    out = []
+    for n_in, n_out in ((67, 9), (64, 8), (33, 5)):
+        for w_val, off in ((w_min, 128), (w_max, 128), (w_min, -127), (w_max, -127)):
+            w = np.full((n_out, n_in), w_val, dtype=np.int8)
+            m = np.full(n_out, M_MAX, dtype=np.int32)
+            s = np.array([30, 0, -31, 5, 1, -1, 0, 30, -31][:n_out], dtype=np.int32)
+            bias = np.array([I32_MAX, I32_MIN, 0, I32_MAX, -5, I32_MIN, 7, 1, -1][:n_out], dtype=np.int32)
+            out.append(
+                (w_val, off, _linear(rng, n_in, n_out, weights=w, bias=bias, multiplier=m, shift=s, input_offset=off))
+            )
+    return out
+
+
 def _attn(rng: np.random.Generator, tokens: int, head_dim: int, **fixed: int | qp.Requant) -> qp.AttnHeadParams:
     values: dict[str, int | qp.Requant] = {
         "tokens": tokens,
@@ -149,7 +167,7 @@ class Vectors:
     def __init__(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
         self.c = CFile()
-        self.rows: dict[str, list[str]] = {k: [] for k in ("linear", "attn", "add", "layernorm", "lut")}
+        self.rows: dict[str, list[str]] = {k: [] for k in ("linear", "attn", "add", "layernorm", "lut", "bench")}
         self.cases: dict[str, list[Case]] = {k: [] for k in self.rows}
 
     def _add_case(self, kernel: str, row: str, desc: str) -> None:
@@ -157,17 +175,30 @@ class Vectors:
         self.rows[kernel].append(row)
 
     # -- linear
-    def linear(self, p: qp.LinearParams, rows: int, desc: str, status: int = OK, align: int | None = None) -> None:
-        """rows -1: mcuf_linear_s8 (one row); rows >= 0: mcuf_linear_rows_s8."""
+    def linear(
+        self,
+        p: qp.LinearParams | qp.LinearS4WParams,
+        rows: int,
+        desc: str,
+        status: int = OK,
+        align: int | None = None,
+        table: str = "linear",
+    ) -> None:
+        """rows -1: mcuf_linear_s8 (one row); rows >= 0: mcuf_linear_rows_s8; the _s4w_ kernels for
+        LinearS4WParams (packed int4 weights: weight_bits 4 in the C row)."""
         n = max(rows, 1)
         x = _s8(self.rng, n, p.in_features)
         if desc.startswith("saturating"):
             x[:] = -128 if p.input_offset < 0 else 127
-        expected = ref.linear(p, x) if status == OK and rows != 0 else None
+        s4w = isinstance(p, qp.LinearS4WParams)
+        reference = ref.linear_s4w if s4w else ref.linear
+        expected = reference(p, x) if status == OK and rows != 0 else None
         self.c.max_bytes = max(self.c.max_bytes, n * p.out_features)
         a = int(self.rng.integers(0, 4)) if align is None else align
-        row = f"{{{self.c.struct(p)}, {rows}, {a}, {self.c.s8(x)}, {self.c.s8(expected)}, {status}}}"
-        self._add_case("linear", row, f"{desc}: in {p.in_features} out {p.out_features} rows {rows} align {a}")
+        bits = 4 if s4w else 8
+        row = f"{{{self.c.struct(p)}, {rows}, {a}, {self.c.s8(x)}, {self.c.s8(expected)}, {status}, {bits}}}"
+        what = f"{desc}: int{bits} weights, in {p.in_features} out {p.out_features} rows {rows} align {a}"
+        self._add_case(table, row, what)
 
     def linear_cases(self) -> None:
         rng = self.rng
@@ -180,14 +211,8 @@ class Vectors:
             self.linear(_linear(rng, int(rng.integers(1, 40)), int(rng.integers(1, 10))), rows, "rows")
         self.linear(_linear(rng, 5, 3), 0, "rows=0", align=0)
         # Saturating: all inputs and weights at one extreme, extreme offsets, maximal multipliers.
-        for n_in, n_out in ((67, 9), (64, 8), (33, 5)):
-            for w_val, off in ((-128, 128), (127, 128), (-128, -127), (127, -127)):
-                w = np.full((n_out, n_in), w_val, dtype=np.int8)
-                m = np.full(n_out, M_MAX, dtype=np.int32)
-                s = np.array([30, 0, -31, 5, 1, -1, 0, 30, -31][:n_out], dtype=np.int32)
-                bias = np.array([I32_MAX, I32_MIN, 0, I32_MAX, -5, I32_MIN, 7, 1, -1][:n_out], dtype=np.int32)
-                p = _linear(rng, n_in, n_out, weights=w, bias=bias, multiplier=m, shift=s, input_offset=off)
-                self.linear(p, -1, f"saturating w={w_val} off={off}")
+        for w_val, off, p in _saturating_linears(rng, -128, 127):
+            self.linear(p, -1, f"saturating w={w_val} off={off}")
         p = _linear(rng, 64, 8, weights=np.full((8, 64), -128, np.int8), input_offset=128, act=(-5, 9))
         self.linear(p, -1, "saturating narrow activation")
         # Rejected: a bad multiplier / shift on the last channel, a bad offset: output untouched.
@@ -198,6 +223,43 @@ class Vectors:
         s[5] = 31
         self.linear(_linear(rng, 10, 6, shift=s), 2, "bad shift", status=ERR_ARG)
         self.linear(_linear(rng, 10, 6, input_offset=129), -1, "bad input offset", status=ERR_ARG)
+
+    def linear_s4w_cases(self) -> None:
+        """mcuf_linear_s4w_s8 / mcuf_linear_rows_s4w_s8: packed int4 weights (every nibble value,
+        -8 included), every tail of the DSP kernel's 8-input step and of its 4-row blocks."""
+        rng = self.rng
+
+        def s4w(n_in: int, n_out: int, w: np.ndarray | None = None, **kw) -> qp.LinearS4WParams:
+            w = rng.integers(-8, 8, size=(n_out, n_in)).astype(np.int8) if w is None else w
+            return qp.LinearS4WParams.from_linear(_linear(rng, n_in, n_out, weights=w, **kw))
+
+        for n_in in range(1, 42):
+            self.linear(s4w(n_in, int(rng.integers(1, 10))), -1, "random")
+        for n_in, n_out in ((96, 24), (24, 96), (192, 24), (95, 17), (130, 7)):  # model-like shapes
+            self.linear(s4w(n_in, n_out), -1, "model-like")
+        for rows in (1, 2, 3):
+            self.linear(s4w(int(rng.integers(1, 40)), int(rng.integers(1, 10))), rows, "rows")
+        self.linear(s4w(5, 3), 0, "rows=0", align=0)
+        for n_in in (7, 33):  # a non-zero padding nibble is ignored
+            p = s4w(n_in, 5)
+            padded = p.weights.copy()
+            padded[:, -1] |= np.int8(-16)  # high nibble 0xF
+            self.linear(replace(p, weights=padded), -1, "padding nibble 0xF")
+        for w_val, off, p in _saturating_linears(rng, -8, 7):
+            self.linear(qp.LinearS4WParams.from_linear(p), -1, f"saturating w={w_val} off={off}")
+        m = _multipliers(rng, 6)
+        m[5] = (1 << 30) - 1
+        self.linear(s4w(10, 6, multiplier=m), -1, "bad multiplier", status=ERR_ARG)
+        self.linear(s4w(10, 6, input_offset=129), 2, "bad input offset", status=ERR_ARG)
+
+    def bench_cases(self) -> None:
+        """One layer (96 -> 96, 8 rows) quantized to int8 and to int4: QEMU counts each kernel's
+        instructions (INSTR lines) and checks its outputs."""
+        rng = self.rng
+        w_f, b_f = rng.normal(0.0, 0.1, size=(96, 96)), rng.normal(0.0, 0.1, size=96)
+        args = (w_f, b_f, 0.05, 3, 0.04, -2)
+        self.linear(qp.linear_params(*args), 8, "bench", table="bench")
+        self.linear(qp.linear_s4w_params(*args), 8, "bench", table="bench")
 
     # -- attention head
     def attn(
@@ -266,11 +328,21 @@ class Vectors:
 
     def layernorm_cases(self) -> None:
         rng = self.rng
-        for dim in (1, 2, 3, 5, 8, 24, 33, 67, 96):
+        for i, dim in enumerate((1, 2, 3, 5, 8, 16, 24, 33, 67, 96, 250)):
             p = qp.layernorm_params(
-                rng.normal(1.0, 0.3, dim), rng.normal(0.0, 0.2, dim), 0.05, int(rng.integers(-128, 128)), 0.03, 3
+                rng.normal(1.0, 0.3, dim),
+                rng.normal(0.0, 0.2, dim),
+                0.05 if i % 3 else 0.002,  # eps / s_in^2 = 4e-3 or 2.5 input steps^2
+                int(rng.integers(-128, 128)),
+                0.03,
+                3,
+                eps=1e-5,
             )
+            if i == 10:
+                p = replace(p, epsilon=qp.LN_MAX_EPSILON)
             x = _s8(rng, dim)
+            if i % 2:  # near-constant row: the epsilon and the square root's fraction bits matter
+                x = np.clip(x[:1] + (rng.random(dim) < 0.3), -128, 127).astype(np.int8)
             al = int(rng.integers(0, 4))
             row = f"{{{self.c.struct(p)}, {al}, {self.c.s8(x)}, {self.c.s8(ref.layernorm(p, x))}, {OK}}}"
             self._add_case("layernorm", row, f"dim {dim} align {al}")
@@ -326,6 +398,8 @@ class Vectors:
     def source(self) -> str:
         fixed = self.fixedpoint()
         self.linear_cases()
+        self.linear_s4w_cases()
+        self.bench_cases()
         self.attn_cases()
         self.add_cases()
         self.layernorm_cases()
@@ -336,6 +410,7 @@ class Vectors:
             "add": "add_case",
             "layernorm": "layernorm_case",
             "lut": "lut_case",
+            "bench": "linear_case",
         }
         out = ["/* Generated by tests/dsp_vectors.py. Do not edit. */", f"#define MAX_BYTES {self.c.max_bytes}"]
         out += self.c.decls

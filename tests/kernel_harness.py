@@ -43,6 +43,7 @@ SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-o
     OP_POOL_HEAD,
 ) = range(1, 18)
 OP_ATTENTION_PERHEAD = 18  # appended to the enum in kernel_harness.c
+OP_LINEAR_S4W, OP_LINEAR_ROWS_S4W = 19, 20  # appended after it
 
 
 def runtime_sources() -> list[Path]:
@@ -64,6 +65,17 @@ def build(out_dir: Path, cc: str) -> Path:
     return exe
 
 
+def harness_or_skip(tmp_path_factory, name: str) -> Harness:  # tmp_path_factory: pytest.TempPathFactory
+    """The harness built in a fresh temporary folder `name`; skips the test without a host C compiler."""
+    import pytest
+
+    cc = host_cc()
+    if cc is None:
+        pytest.skip("no host C compiler (cc/gcc) on PATH")
+    work = tmp_path_factory.mktemp(name)
+    return Harness(build(work, cc), work)
+
+
 class Writer:
     """One case: an op code followed by tagged ints, arrays and parameter structs."""
 
@@ -73,6 +85,10 @@ class Writer:
 
     def int(self, v: int) -> Writer:
         self.buf += b"I" + struct.pack("<i", int(v))
+        return self
+
+    def uint64(self, v: int) -> Writer:
+        self.buf += b"Q" + struct.pack("<Q", int(v))
         return self
 
     def s8(self, a: np.ndarray | None) -> Writer:
@@ -97,6 +113,7 @@ class Writer:
         """Any qparams dataclass, walked generically in field order."""
         name = type(obj).C_TYPE.encode()
         self.buf += b"S" + struct.pack("<i", len(name)) + name
+        uint64_fields = getattr(type(obj), "UINT64_FIELDS", frozenset())
         for f in fields(obj):
             value = getattr(obj, f.name)
             if is_dataclass(value):
@@ -108,6 +125,8 @@ class Writer:
                 if value.dtype not in tags:
                     raise TypeError(f"{type(obj).__name__}.{f.name}: unsupported dtype {value.dtype}")
                 tags[value.dtype](value)
+            elif f.name in uint64_fields:
+                self.uint64(value)
             else:
                 self.int(value)
         return self

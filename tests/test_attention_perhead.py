@@ -46,11 +46,7 @@ RUN, SIZE_ONLY, NULL_KH, NULL_VH, NULL_O, NULL_SCRATCH = range(6)
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> kh.Harness:
-    cc = kh.host_cc()
-    if cc is None:
-        pytest.skip("no host C compiler (cc/gcc) on PATH")
-    work = tmp_path_factory.mktemp("kernel_harness_perhead")
-    return kh.Harness(kh.build(work, cc), work)
+    return kh.harness_or_skip(tmp_path_factory, "kernel_harness_perhead")
 
 
 # ---- cases ------------------------------------------------------------------------------------

@@ -218,6 +218,29 @@ def test_kernels_bit_exact_in_qemu(
     assert counts["linear"][1] > 500 and counts["attn"][1] > 500 and counts["fixedpoint"][1] > 1000, counts
 
 
+def _bench_instructions(output: str) -> dict[int, int]:
+    """{weight bits: instructions} from the INSTR lines of one run."""
+    counts = {}
+    for line in output.splitlines():
+        if line.startswith("INSTR "):
+            bits, _n_in, _n_out, _rows, instructions = map(int, line.split()[1:])
+            counts[bits] = instructions
+    return counts
+
+
+@needs_arm
+@pytest.mark.parametrize("core", list(CORES))
+def test_int4_linear_instructions(kernel_runs: dict[str, dict[str, str]], core: str) -> None:
+    """The bench layer (96 -> 96, 8 rows; outputs checked with the other cases): the DSP int4
+    kernel runs fewer instructions than the portable one, and stays near the DSP int8 kernel
+    (its nibble unpacking costs a few instructions per 8 MACs)."""
+    runs = {variant: _bench_instructions(kernel_runs[core][variant]) for variant in VARIANTS}
+    print(f"{core}: {runs}")
+    assert all(set(r) == {4, 8} for r in runs.values()), runs
+    assert runs["optimized"][4] * 2 < runs["portable"][4], runs
+    assert runs["optimized"][4] < 1.5 * runs["optimized"][8], runs
+
+
 # ----------------------------------------------------------------------------------- whole projects
 # A small ViT: 16 tokens of 48 dims, 2 blocks of 4 heads (head_dim 12), low-rank attention and MLP.
 TEST_ARCH = ArchConfig(16, 3, 4, 48, 2, (4, 4), (2.0, 2.0), (12, 12), (12, 12), 10)

@@ -89,6 +89,43 @@ mcuf_status mcuf_linear_rows_s8(const mcuf_linear_params *p, int32_t rows, const
                                 int8_t *output);
 
 /* ---------------------------------------------------------------------------------------------
+ * Linear with packed int4 weights (int8 activations; weights symmetric int4 per output channel):
+ * mcuf_linear_s8's arithmetic exactly, with w[o][i] the signed 4-bit weights,
+ *   acc[o] = sum_i (in[i] + input_offset) * w[o][i] + (bias ? bias[o] : 0)
+ *   out[o] = clamp(mcuf_requantize(acc[o], multiplier[o], shift[o]) + output_offset,
+ *                  act_min, act_max)
+ * Packing: two weights per byte, each a two's complement nibble in [-8, 7] (the compiler's are in
+ * [-7, 7], scale max|w_f[o]| / 7). Each row is (in_features + 1) / 2 bytes, rows back to back (a
+ * row of odd length ends on a whole byte: its last high nibble is padding, ignored by the kernels,
+ * 0 from the compiler). Within a row, weights go in blocks of 8 (4 bytes): the bytes of block b
+ * are (w0 | w1 << 4), (w4 | w5 << 4), (w2 | w3 << 4), (w6 | w7 << 4) with wk = w[o][8b + k], so that
+ * one word splits into the 16-bit lane pairs (w0, w2), (w1, w3), (w4, w6), (w5, w7) of four
+ * consecutive inputs with a mask and SXTB16; the last in_features % 8 weights follow in order,
+ * w[o][i] in bits 0..3 (even i) or 4..7 (odd i) of the row's byte i / 2.
+ * |term| <= 255 * 8, so the sum is exact in int32; adding the bias saturates to int32.
+ * Ranges: as mcuf_linear_s8 (1 <= in_features <= MCUF_LINEAR_MAX_IN, ...).
+ * ------------------------------------------------------------------------------------------- */
+typedef struct {
+    int32_t in_features;
+    int32_t out_features;
+    int32_t input_offset;
+    int32_t output_offset;
+    int32_t act_min;
+    int32_t act_max;
+    const int8_t *weights;     /* [out_features][(in_features + 1) / 2] bytes, packed int4 (above) */
+    const int32_t *bias;       /* [out_features] or NULL */
+    const int32_t *multiplier; /* [out_features] */
+    const int32_t *shift;      /* [out_features] */
+} mcuf_linear_s4w_params;
+
+/* One row: input [in_features] -> output [out_features]. input and output must not overlap. */
+mcuf_status mcuf_linear_s4w_s8(const mcuf_linear_s4w_params *p, const int8_t *input, int8_t *output);
+
+/* `rows` rows, row-major: input [rows][in_features] -> output [rows][out_features]. */
+mcuf_status mcuf_linear_rows_s4w_s8(const mcuf_linear_s4w_params *p, int32_t rows, const int8_t *input,
+                                    int8_t *output);
+
+/* ---------------------------------------------------------------------------------------------
  * Low-rank linear: W = up @ down. rank == 0: dense, only `up` is used (up.in_features = in).
  * rank > 0: mid = linear(down, in) (int8 [rank], own quantization), out = linear(up, mid).
  * The rank-R intermediate lives in caller scratch: mcuf_lowrank_scratch_size() bytes.
@@ -104,26 +141,43 @@ mcuf_status mcuf_lowrank_linear_s8(const mcuf_lowrank_params *p, const int8_t *i
                                    int8_t *output);
 
 /* ---------------------------------------------------------------------------------------------
- * LayerNorm over one row of `dim` int8 values (I-BERT style, integer square root):
- *   x_i = in[i] + input_offset                         |x_i| <= 255
- *   S   = sum_i x_i
- *   d_i = x_i * dim - S                                 |d_i| < 2^19 for dim <= 1024
- *   V   = sum_i d_i^2                                   (uint64)
- *   sigma = max(1, isqrt(V / dim))                      (floor division, floor sqrt) = dim*std
- *   inv   = 2^30 / sigma                                (floor, uint32)
- *   n_i   = (d_i * inv + 2^(29 - K)) >> (30 - K)        int64 product, arithmetic shift; K = 10
- *   acc_i = n_i * gamma[i] + beta[i]                    |n_i| <= 2^15, |gamma| < 2^15, |beta| < 2^30
+ * LayerNorm over one row of `dim` int8 values (I-BERT style, integer square root), with the
+ * model's epsilon folded in:
+ *   x_i = in[i] + input_offset                          |x_i| <= 255
+ *   S   = sum_i x_i,  Q = sum_i x_i^2                   |S| < 2^18, Q < 2^26
+ *   d_i = x_i * dim - S                                 |d_i| < 2^19
+ *   D   = dim * Q - S^2  (= sum_i d_i^2 / dim exactly)  dim^2 * variance: 0 <= D < 2^34
+ *   R   = D * 2^(2F) + epsilon                          uint64, R < 2^63; F = 14
+ *   sigma = max(2^F, isqrt(R))                          floor; dim * sqrt(var + eps) in Q(F)
+ *   inv   = 2^(30 + F) / sigma                          floor; in [2^12, 2^30]
+ *   n_i   = (d_i * inv + 2^(29 - K)) >> (30 - K)        int64 product, arithmetic shift; K = 12
+ *   acc_i = n_i * gamma[i] + beta[i]                    int64, saturated to int32
  *   out_i = clamp(mcuf_requantize(acc_i, out.multiplier, out.shift) + output_offset, -128, 127)
- * n_i is the normalised value in Q(K). The compiler folds gamma, beta and the output scale:
- *   gamma[i] = round(gamma_f[i] * 2^G), beta[i] = round(beta_f[i] * 2^(K+G)),
+ * (F = MCUF_LN_SQRT_BITS, K = MCUF_LN_NORM_BITS.) n_i is (x_i - mean) / sqrt(var + eps) in Q(K).
+ * The sigma floor 2^F only matters when D = 0 (D >= 1 gives R >= 2^(2F)); then every d_i = 0.
+ * The compiler folds epsilon, gamma, beta and the output scale (s_in, s_out: input and output
+ * scales; eps, gamma_f, beta_f: the model's float LayerNorm):
+ *   epsilon  = min(round(eps * dim^2 / s_in^2 * 2^(2F)), MCUF_LN_MAX_EPSILON)
+ *   gamma[i] = round(gamma_f[i] * 2^G), beta[i] = round(beta_f[i] * 2^(K+G)), with the largest
+ *              G <= 30 - K such that |gamma[i]| <= 2^13 - 1 and |beta[i]| <= 2^30 - 1,
  *   out real multiplier = 1 / (2^(K+G) * s_out).
- * acc_i is computed in int64 and saturated to int32: the floor in sigma lets |n_i| exceed 2^15
- * by a few percent, so the int32 bound above is not guaranteed.
- * Ranges: 1 <= dim <= 1024; input_offset in [-127, 128]; output_offset in [-128, 127].
- * in and out may be the same buffer (in place).
+ * With these, |n_i| <= sqrt(dim - 1) * 2^K < 2^17, so |acc_i| < 2^30 + 2^30 fits int32 (the int64
+ * product and the saturation only matter for parameters outside the compiler's bounds).
+ * Precision: the error of n_i is below 2^-13 (rounding) + |d_i| / 2^30 (inv's floor, < 2^-11) +
+ * 2^-14 (sigma's floor, as D >= dim - 1) in units of 1, under 2^-10 in all. The output is
+ * therefore within 1 LSB of round(y_i / s_out) + zp_out, y = float LayerNorm (PyTorch semantics,
+ * with eps) of the dequantized row, whenever (|gamma_f[i]| * 2^-10 + |n_i| * 2^-(G+1)) / s_out
+ * < 1/2 (n_i error plus gamma's rounding, in output steps); measured on random and near-constant
+ * rows, widths 16..256: at most 1 LSB (tests/test_layernorm_precision.py). The epsilon is clamped
+ * (and the bound lost) only when eps * dim^2 / s_in^2 >= 2^34, i.e. sqrt(eps) above 128 input
+ * steps for dim 1024.
+ * Ranges: 1 <= dim <= 1024; input_offset in [-127, 128]; output_offset in [-128, 127];
+ * epsilon <= MCUF_LN_MAX_EPSILON (2^62 - 1). in and out may be the same buffer (in place).
  * ------------------------------------------------------------------------------------------- */
-#define MCUF_LN_NORM_BITS 10
+#define MCUF_LN_NORM_BITS 12
+#define MCUF_LN_SQRT_BITS 14
 #define MCUF_LN_MAX_DIM 1024
+#define MCUF_LN_MAX_EPSILON ((UINT64_C(1) << 62) - 1u)
 
 typedef struct {
     int32_t dim;
@@ -132,6 +186,7 @@ typedef struct {
     const int32_t *gamma; /* [dim] */
     const int32_t *beta;  /* [dim] */
     mcuf_requant out;
+    uint64_t epsilon; /* eps * dim^2 / s_in^2 in Q(2F), [0, MCUF_LN_MAX_EPSILON] */
 } mcuf_layernorm_params;
 
 uint32_t mcuf_isqrt_u64(uint64_t v); /* floor(sqrt(v)) */

@@ -5,8 +5,9 @@
  * Layout of runtime_c/src (DESIGN section 5): a DSP-extension twin src/dsp/X.c replaces src/X.c
  * whole, so a file that has a twin holds only the code its twin really optimizes. Parameter checks
  * and everything else that is the same in both variants live here or in files that have no twin
- * (linear_api.c, lut.c, isqrt.c, common.c). The per-call checks of layernorm and add are static
- * inline: they run on every call, and inlining keeps the instruction counts of both variants.
+ * (linear_api.c, linear_s4w_api.c, lut.c, isqrt.c, common.c). The per-call checks of layernorm
+ * and add are static inline: they run on every call, and inlining keeps the instruction counts of
+ * both variants.
  */
 #ifndef MCUF_INTERNAL_H
 #define MCUF_INTERNAL_H
@@ -78,10 +79,25 @@ static inline mcuf_status mcufi_layernorm_check(const mcuf_layernorm_params *p, 
         return MCUF_ERR_ARG;
     }
     if (!mcufi_in_offset_ok(p->input_offset) || !mcufi_out_offset_ok(p->output_offset) ||
-        !mcufi_requant_ok(p->out.multiplier, p->out.shift)) {
+        !mcufi_requant_ok(p->out.multiplier, p->out.shift) || p->epsilon > MCUF_LN_MAX_EPSILON) {
         return MCUF_ERR_ARG;
     }
     return MCUF_OK;
+}
+
+/* mcuf_layernorm_s8's scale inv = 2^(30 + F) / max(2^F, isqrt((dim * Q - S^2) * 2^(2F) + epsilon))
+ * (mcuf.h) from S = sum x_i and Q = sum x_i^2: 0 <= dim * Q - S^2 < 2^34 (dim^2 times a variance
+ * of values in a range of 255), so R < 2^62 + MCUF_LN_MAX_EPSILON < 2^63 and sigma < 2^31.5:
+ * inv is in [2^12, 2^30]. One 64-bit division per row. */
+static inline int32_t mcufi_layernorm_inv(const mcuf_layernorm_params *p, int32_t sum, int32_t sq)
+{
+    const int64_t d_var = (int64_t)p->dim * sq - (int64_t)sum * sum; /* sum d_i^2 / dim, exact */
+    const uint64_t r = ((uint64_t)d_var << (2 * MCUF_LN_SQRT_BITS)) + p->epsilon;
+    uint32_t sigma = mcuf_isqrt_u64(r); /* dim * sqrt(var + eps) in Q(F) */
+    if (sigma < (UINT32_C(1) << MCUF_LN_SQRT_BITS)) {
+        sigma = UINT32_C(1) << MCUF_LN_SQRT_BITS; /* only when d_var = 0: then every d_i = 0 */
+    }
+    return (int32_t)((UINT64_C(1) << (30 + MCUF_LN_SQRT_BITS)) / sigma);
 }
 
 /* mcuf_add_s8. left_shift <= 23 keeps (x + offset) << left_shift in int32 (|x + offset| <= 255). */
@@ -111,8 +127,32 @@ static inline mcuf_status mcufi_add_check(const mcuf_add_params *p, int32_t n, c
  * Linear: linear.c / dsp/linear.c compute rows; linear_api.c (no twin) checks the parameters and
  * is the public mcuf_linear_s8 / mcuf_linear_rows_s8.
  * ------------------------------------------------------------------------------------------- */
-/* One row, input [in_features] -> output [out_features], for parameters check_linear accepted. */
+/* One row, input [in_features] -> output [out_features], for parameters mcufi_linear_check accepted. */
 void mcufi_linear_row(const mcuf_linear_params *p, const int8_t *input, int8_t *output);
+
+/* The parameter checks of mcuf_linear_s8 (MCUF_OK or MCUF_ERR_ARG; p may be NULL). */
+mcuf_status mcufi_linear_check(const mcuf_linear_params *p);
+
+/* ---------------------------------------------------------------------------------------------
+ * Linear with packed int4 weights: linear_s4w.c / dsp/linear_s4w.c compute rows; linear_s4w_api.c
+ * (no twin) checks the parameters (mcufi_linear_check on a view: the same ranges) and is the
+ * public mcuf_linear_s4w_s8 / mcuf_linear_rows_s4w_s8.
+ * ------------------------------------------------------------------------------------------- */
+/* One row, input [in_features] -> output [out_features], for checked parameters. */
+void mcufi_linear_s4w_row(const mcuf_linear_s4w_params *p, const int8_t *input, int8_t *output);
+
+/* The value of a two's complement int4 nibble (0..15): in [-8, 7]. */
+static inline int32_t mcufi_s4(uint32_t nibble)
+{
+    return (int32_t)(nibble ^ 8u) - 8;
+}
+
+/* Weight i of the in-order tail of a packed int4 row (mcuf.h: i >= in_features & ~7). */
+static inline int32_t mcufi_s4_tail_at(const int8_t *row, int32_t i)
+{
+    const uint32_t byte = (uint8_t)row[i >> 1];
+    return mcufi_s4((i & 1) != 0 ? byte >> 4 : byte & 0xFu);
+}
 
 /* ---------------------------------------------------------------------------------------------
  * Fused kernels (common.c, no twin).

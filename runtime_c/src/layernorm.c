@@ -1,8 +1,9 @@
 /*
- * Integer LayerNorm (I-BERT style): integer mean and variance, integer square root, Q(K)
- * normalised values, gamma/beta folded by the compiler. See mcuf.h for the exact arithmetic.
- * dsp/layernorm.c replaces this file on cores with the DSP extension; the parameter checks
- * (mcufi_layernorm_check) are shared in mcuf_internal.h.
+ * Integer LayerNorm (I-BERT style): integer mean and variance, the model's epsilon in Q(2F),
+ * integer square root, Q(K) normalised values, gamma/beta folded by the compiler. See mcuf.h for
+ * the exact arithmetic and its bounds. dsp/layernorm.c replaces this file on cores with the DSP
+ * extension; the parameter checks (mcufi_layernorm_check) and the scale (mcufi_layernorm_inv)
+ * are shared in mcuf_internal.h.
  */
 #include <stddef.h>
 
@@ -17,30 +18,22 @@ mcuf_status mcuf_layernorm_s8(const mcuf_layernorm_params *p, const int8_t *inpu
     const int32_t dim = p->dim;
     const int32_t in_off = p->input_offset;
 
-    /* |x_i| <= 255, dim <= 1024: |S| <= 261120. */
-    int32_t sum = 0;
+    int32_t sum = 0; /* |S| <= 255 * 1024 < 2^18 */
+    int32_t sq = 0;  /* Q <= 255^2 * 1024 < 2^26 */
     for (int32_t i = 0; i < dim; i++) {
-        sum += (int32_t)input[i] + in_off;
+        const int32_t x = (int32_t)input[i] + in_off;
+        sum += x;
+        sq += x * x;
     }
-    /* |d_i| <= 2 * 255 * 1024 < 2^19, d_i^2 < 2^38, V < 2^48. */
-    uint64_t var = 0;
-    for (int32_t i = 0; i < dim; i++) {
-        const int32_t d = ((int32_t)input[i] + in_off) * dim - sum;
-        var += (uint64_t)((int64_t)d * d);
-    }
-    uint32_t sigma = mcuf_isqrt_u64(var / (uint64_t)dim); /* dim * std, < 2^18 */
-    if (sigma < 1u) {
-        sigma = 1u;
-    }
-    const uint32_t inv = (UINT32_C(1) << 30) / sigma; /* <= 2^30 */
+    const int32_t inv = mcufi_layernorm_inv(p, sum, sq);
 
     const int32_t k = MCUF_LN_NORM_BITS;
     const int64_t round = (int64_t)1 << (29 - k);
     for (int32_t i = 0; i < dim; i++) {
-        const int32_t d = ((int32_t)input[i] + in_off) * dim - sum;
-        /* |d * inv| < 2^49; n is arithmetic-shifted (floor), |n| < 2^29. */
+        const int32_t d = ((int32_t)input[i] + in_off) * dim - sum; /* |d| < 2^19 */
+        /* |d * inv| < 2^49; n is arithmetic-shifted (floor), |n| < 2^31. */
         const int64_t n = ((int64_t)d * (int64_t)inv + round) >> (30 - k);
-        /* |n * gamma| < 2^60: exact in int64, then saturated. */
+        /* |n * gamma| < 2^62: exact in int64, then saturated. */
         int64_t acc = n * (int64_t)p->gamma[i] + (int64_t)p->beta[i];
         if (acc > INT32_MAX) {
             acc = INT32_MAX;

@@ -7,6 +7,7 @@
  *   STATUS <kernel> <case> <expected> <got>              for a differing return status
  *   OVERWRITE <kernel> <case> <offset>                   for a write outside the output
  *   COUNT <kernel> <cases> <values>                      per kernel, values compared
+ *   INSTR <weight_bits> <in> <out> <rows> <instructions>  per bench case (QEMU instruction count)
  *   DONE
  * Inputs the kernels read from RAM in a model (activations, K, V) are copied to RAM at the
  * case's byte offset `align` (0..3) first, so word loads meet every alignment. Outputs go to a
@@ -29,6 +30,7 @@ typedef struct {
     const int8_t *input;    /* [max(rows, 1)][in_features] */
     const int8_t *expected; /* [rows or 1][out_features]; NULL: error or rows 0, output untouched */
     int32_t status;
+    int32_t weight_bits; /* 8; or 4: p.weights is packed int4, run through mcuf_linear[_rows]_s4w_s8 */
 } linear_case;
 
 typedef struct {
@@ -135,21 +137,56 @@ static void check_status(const char *kernel, int32_t index, int32_t expected, mc
     }
 }
 
+/* One linear case (int8 or packed int4 weights); returns the values compared and the instructions
+ * the kernel call ran. */
+static int32_t run_linear_case(const char *table, int32_t c, const linear_case *t, uint64_t *instructions)
+{
+    const int32_t rows = t->rows < 0 ? 1 : t->rows;
+    const int8_t *in = to_ram(ram_a, t->input, (rows > 0 ? rows : 1) * t->p.in_features, t->align);
+    const int32_t n_out = rows * t->p.out_features;
+    const mcuf_linear_params *p = &t->p;
+    const mcuf_linear_s4w_params q = {p->in_features, p->out_features, p->input_offset, p->output_offset, p->act_min,
+                                      p->act_max,     p->weights,      p->bias,         p->multiplier,    p->shift};
+    arm_output(n_out);
+    mcuf_status st;
+    mcuf_platform_counter_start();
+    if (t->weight_bits == 4) {
+        st = t->rows >= 0 ? mcuf_linear_rows_s4w_s8(&q, t->rows, in, out_buf) : mcuf_linear_s4w_s8(&q, in, out_buf);
+    } else {
+        st = t->rows >= 0 ? mcuf_linear_rows_s8(p, t->rows, in, out_buf) : mcuf_linear_s8(p, in, out_buf);
+    }
+    *instructions = mcuf_platform_counter_stop();
+    check_status(table, c, t->status, st);
+    return check_output(table, c, t->expected, n_out);
+}
+
 static void run_linear(void)
 {
     int32_t values = 0;
+    uint64_t instructions;
     for (int32_t c = 0; c < (int32_t)(sizeof linear_cases / sizeof linear_cases[0]); c++) {
-        const linear_case *t = &linear_cases[c];
-        const int32_t rows = t->rows < 0 ? 1 : t->rows;
-        const int8_t *in = to_ram(ram_a, t->input, (rows > 0 ? rows : 1) * t->p.in_features, t->align);
-        const int32_t n_out = rows * t->p.out_features;
-        arm_output(n_out);
-        const mcuf_status st =
-            t->rows >= 0 ? mcuf_linear_rows_s8(&t->p, t->rows, in, out_buf) : mcuf_linear_s8(&t->p, in, out_buf);
-        check_status("linear", c, t->status, st);
-        values += check_output("linear", c, t->expected, n_out);
+        values += run_linear_case("linear", c, &linear_cases[c], &instructions);
     }
     put_fields("COUNT", "linear", (int32_t)(sizeof linear_cases / sizeof linear_cases[0]), values, 0, 0, 2);
+}
+
+/* The same layer with int8 and with int4 weights: instructions per call. */
+static void run_bench(void)
+{
+    for (int32_t c = 0; c < (int32_t)(sizeof bench_cases / sizeof bench_cases[0]); c++) {
+        const linear_case *t = &bench_cases[c];
+        uint64_t instructions;
+        run_linear_case("bench", c, t, &instructions);
+        mcuf_platform_puts("INSTR");
+        const int32_t v[4] = {t->weight_bits, t->p.in_features, t->p.out_features, t->rows};
+        for (int i = 0; i < 4; i++) {
+            mcuf_platform_puts(" ");
+            mcuf_platform_put_int(v[i]);
+        }
+        mcuf_platform_puts(" ");
+        mcuf_platform_put_u64(instructions);
+        mcuf_platform_puts("\n");
+    }
 }
 
 static void run_attn(void)
@@ -266,6 +303,7 @@ int main(void)
     mcuf_platform_init();
     run_fixedpoint();
     run_linear();
+    run_bench();
     run_attn();
     run_add();
     run_layernorm();

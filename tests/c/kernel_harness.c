@@ -3,7 +3,7 @@
  *
  * usage: kernel_harness IN OUT
  * IN is a sequence of cases written by tests/kernel_harness.py; every item is tagged:
- *   'I' int32 | 'b' n int8[n] | 'i' n int32[n] | 'q' n uint64[n] | 'N' (NULL pointer)
+ *   'I' int32 | 'Q' uint64 | 'b' n int8[n] | 'i' n int32[n] | 'q' n uint64[n] | 'N' (NULL pointer)
  *   'S' len name  (start of a parameter struct: the Python dataclass's C_TYPE)
  * Structs are read field by field in mcuf.h order, so a Python dataclass whose fields are not in
  * C order fails here. Every array gets its own exact-size heap block (ASan catches any over-read
@@ -87,6 +87,16 @@ static int32_t rd_int(void)
     return rd_raw32();
 }
 
+static uint64_t rd_u64(void)
+{
+    if (rd_tag() != 'Q') {
+        die("expected a uint64 ('Q')");
+    }
+    uint64_t v;
+    take(&v, 8);
+    return v;
+}
+
 /* Array of `elem` bytes per element with tag `tag`, or NULL for 'N'. */
 static void *rd_array(char tag, size_t elem, int32_t *count)
 {
@@ -148,9 +158,10 @@ static void rd_requant(mcuf_requant *r)
     r->shift = rd_int();
 }
 
-static void rd_linear(mcuf_linear_params *p)
+/* The fields of mcuf_linear_params, also those of mcuf_linear_s4w_params (c_type names which). */
+static void rd_linear_fields(mcuf_linear_params *p, const char *c_type)
 {
-    rd_struct("mcuf_linear_params");
+    rd_struct(c_type);
     p->in_features = rd_int();
     p->out_features = rd_int();
     p->input_offset = rd_int();
@@ -161,6 +172,11 @@ static void rd_linear(mcuf_linear_params *p)
     p->bias = rd_s32(NULL);
     p->multiplier = rd_s32(NULL);
     p->shift = rd_s32(NULL);
+}
+
+static void rd_linear(mcuf_linear_params *p)
+{
+    rd_linear_fields(p, "mcuf_linear_params");
 }
 
 static void rd_lowrank(mcuf_lowrank_params *p)
@@ -180,6 +196,7 @@ static void rd_layernorm(mcuf_layernorm_params *p)
     p->gamma = rd_s32(NULL);
     p->beta = rd_s32(NULL);
     rd_requant(&p->out);
+    p->epsilon = rd_u64();
 }
 
 static void rd_softmax(mcuf_softmax_params *p)
@@ -330,6 +347,8 @@ enum {
     OP_PATCH_EMBED,
     OP_POOL_HEAD,
     OP_ATTENTION_PERHEAD,
+    OP_LINEAR_S4W,
+    OP_LINEAR_ROWS_S4W,
 };
 
 static void op_fixedpoint(int32_t op)
@@ -366,8 +385,11 @@ static void op_fixedpoint(int32_t op)
 /* Rows of a row kernel: input [rows * in_len], output [rows * out_len] (fresh, or the input). */
 static void op_linear(int32_t op)
 {
+    const int s4w = op == OP_LINEAR_S4W || op == OP_LINEAR_ROWS_S4W;
     mcuf_linear_params p;
-    rd_linear(&p);
+    rd_linear_fields(&p, s4w ? "mcuf_linear_s4w_params" : "mcuf_linear_params");
+    const mcuf_linear_s4w_params q = {p.in_features, p.out_features, p.input_offset, p.output_offset, p.act_min,
+                                      p.act_max,     p.weights,      p.bias,         p.multiplier,    p.shift};
     const int32_t rows = rd_int();
     const int32_t out_len = rd_int();
     int32_t n_in;
@@ -377,8 +399,12 @@ static void op_linear(int32_t op)
     mcuf_status st;
     if (op == OP_LINEAR) {
         st = mcuf_linear_s8(&p, in, out); /* rows == 1 */
-    } else {
+    } else if (op == OP_LINEAR_ROWS) {
         st = mcuf_linear_rows_s8(&p, rows, in, out);
+    } else if (op == OP_LINEAR_S4W) {
+        st = mcuf_linear_s4w_s8(&q, in, out); /* rows == 1 */
+    } else {
+        st = mcuf_linear_rows_s4w_s8(&q, rows, in, out);
     }
     wr_header(st, 0, 1);
     wr_array('b', out, rows * out_len, 1);
@@ -641,6 +667,8 @@ int main(int argc, char **argv)
             break;
         case OP_LINEAR:
         case OP_LINEAR_ROWS:
+        case OP_LINEAR_S4W:
+        case OP_LINEAR_ROWS_S4W:
             op_linear(op);
             break;
         case OP_LOWRANK:

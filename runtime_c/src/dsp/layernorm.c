@@ -4,18 +4,16 @@
  * the same checks (mcufi_layernorm_check), bit-exact outputs. See mcuf.h for the arithmetic.
  *
  * One SIMD pass gives S = sum x_i and Q = sum x_i^2 (x_i = in_i + offset, |x_i| <= 255, so
- * |S| <= 255 * 1024 and Q <= 255^2 * 1024 < 2^31: exact in int32 with SMLAD). The portable
- * variance sum is then closed-form: with d_i = x_i * dim - S,
- *   V = sum d_i^2 = dim^2 Q - 2 dim S sum x_i + dim S^2 = dim (dim Q - S^2),
- * so V / dim (floor) = dim Q - S^2 exactly, in [0, 2^37).
+ * |S| <= 255 * 1024 and Q <= 255^2 * 1024 < 2^26: exact in int32 with SMLAD); the scale
+ * (epsilon, square root, reciprocal) is mcufi_layernorm_inv, shared with the portable kernel.
  */
 #include <stddef.h>
 
 #include "mcuf_dsp.h"
 #include "mcuf_internal.h"
 
-/* n = (d * inv + 2^19) >> 20 (floor) for |d| < 2^19, 0 < inv <= 2^30: |d * inv| < 2^49 and
- * |n| < 2^29, so accumulator bits [51:20] are n. */
+/* n = (d * inv + 2^(29 - K)) >> (30 - K) (floor) for |d| < 2^19, 0 < inv <= 2^30: |d * inv| < 2^49
+ * and |n| < 2^31, so accumulator bits [61 - K:30 - K] are n (K = MCUF_LN_NORM_BITS). */
 static inline int32_t normalise(int32_t d, int32_t inv)
 {
     uint32_t lo = UINT32_C(1) << (29 - MCUF_LN_NORM_BITS);
@@ -48,7 +46,7 @@ mcuf_status mcuf_layernorm_s8(const mcuf_layernorm_params *p, const int8_t *inpu
     const int32_t ones = 0x00010001;
 
     int32_t sum = 0; /* |S| <= 255 * 1024 */
-    int32_t sq = 0;  /* Q <= 255^2 * 1024 < 2^31 */
+    int32_t sq = 0;  /* Q <= 255^2 * 1024 < 2^26 */
     const int8_t *x = input;
     for (int32_t k = dim >> 2; k > 0; k--) {
         const int32_t v = load_s8x4(x);
@@ -65,20 +63,14 @@ mcuf_status mcuf_layernorm_s8(const mcuf_layernorm_params *p, const int8_t *inpu
         sum += v;
         sq += v * v;
     }
-    /* dim Q - S^2 = V / dim >= 0 (Cauchy-Schwarz); < 2^37. */
-    const int64_t var_over_dim = (int64_t)dim * sq - (int64_t)sum * sum;
-    uint32_t sigma = mcuf_isqrt_u64((uint64_t)var_over_dim); /* dim * std, < 2^19 */
-    if (sigma < 1u) {
-        sigma = 1u;
-    }
-    const int32_t inv = (int32_t)((UINT32_C(1) << 30) / sigma); /* in [1, 2^30] */
+    const int32_t inv = mcufi_layernorm_inv(p, sum, sq);
 
     const requant_k q = requant_make(&p->out);
     const int32_t out_off = p->output_offset;
     for (int32_t i = 0; i < dim; i++) {
         const int32_t d = ((int32_t)input[i] + in_off) * dim - sum; /* |d| < 2^19 */
         const int32_t n = normalise(d, inv);
-        /* |n * gamma| < 2^60: exact in int64, then saturated (as the portable). */
+        /* |n * gamma| < 2^62: exact in int64, then saturated (as the portable). */
         const int32_t acc = mla_sat32(n, p->gamma[i], p->beta[i]);
         output[i] = out_s8(requant_apply(&q, acc), out_off); /* in place: input[i] already read */
     }
