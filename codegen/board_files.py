@@ -35,9 +35,12 @@ from mcuformer.errors import UserError
 
 PLATFORM_DIR = "platform"
 HARNESS = "main.c"
-ARM_PLATFORM_SOURCES = ("platform/platform_semihost.c", "platform/startup_cortexm.c")
+# Linked into both ARM images; each image adds its own platform layer (console, exit, counter):
+# the emulator image SEMIHOST_PLATFORM, the board image the board's firmware platform or SEMIHOST_PLATFORM.
+ARM_PLATFORM_SOURCES = ("platform/startup_cortexm.c", "platform/platform_cortexm.c")
+SEMIHOST_PLATFORM = "platform/platform_semihost.c"
 HOST_PLATFORM_SOURCES = ("platform/platform_host.c",)
-ARM_PLATFORM_FILES = ("platform.h", "platform_semihost.c", "startup_cortexm.c")
+ARM_PLATFORM_FILES = ("platform.h", "startup_cortexm.c", "platform_cortexm.c", "platform_semihost.c")
 HOST_PLATFORM_FILES = ("platform.h", "platform_host.c")
 # The exporter's layout (codegen.emit): model/model.h, runtime/include/*.h (mcuf.h and the private headers).
 DEFAULT_INCLUDE_DIRS = ("model", "runtime/include")
@@ -92,6 +95,17 @@ def default_kernels(board: Board, kernels: KernelSources) -> str:
     return "optimized" if board.dsp and kernels.optimized else "portable"
 
 
+def board_platform_source(board: Board) -> str:
+    """The platform layer of the board image (linker/board.ld): the board's console where it has
+    one (boards/*.json "firmware"), else semihosting like the emulator image."""
+    if not board.firmware_platform:
+        return SEMIHOST_PLATFORM
+    name = f"platform_{board.firmware_platform}.c"
+    if not resources.files("runtime_c").joinpath("platform", name).is_file():
+        raise UserError(f"board {board.name}: no platform layer runtime_c/platform/{name}")
+    return f"{PLATFORM_DIR}/{name}"
+
+
 def _check_arm_memory(board: Board, machine: QemuMachine, stack_bytes: int) -> None:
     for what, size in (("SRAM", board.sram_bytes), ("flash", board.flash_bytes)):
         if size > machine.region_bytes:
@@ -127,7 +141,7 @@ def render_board_files(
     """
     if stack_bytes <= 0 or stack_bytes % 8:
         raise ValueError(f"stack_bytes must be a positive multiple of 8, got {stack_bytes}")
-    platform_sources = HOST_PLATFORM_SOURCES if board.is_host else ARM_PLATFORM_SOURCES
+    platform_sources = HOST_PLATFORM_SOURCES if board.is_host else (*ARM_PLATFORM_SOURCES, SEMIHOST_PLATFORM)
     all_sources = [*sources, HARNESS, *platform_sources]
     if len(set(all_sources)) != len(all_sources):
         raise ValueError(f"duplicate or reserved source path in {list(sources)}")
@@ -148,8 +162,13 @@ def render_board_files(
 
     machine = qemu_machine(board.qemu_machine)
     _check_arm_memory(board, machine, stack_bytes)
+    board_platform = board_platform_source(board)
     files["Makefile"] = _template("codegen", "Makefile.j2").render(
         board=board,
+        qemu_platform_source=SEMIHOST_PLATFORM,
+        board_platform_source=board_platform,
+        board_console="semihosting" if board_platform == SEMIHOST_PLATFORM else f"{board_platform} (serial console)",
+        flash_formats=[*board.flash_formats, *(["uf2"] if board.uf2_family else [])],
         sources=[*kernels.common, HARNESS, *ARM_PLATFORM_SOURCES],
         portable_kernels=kernels.portable,
         optimized_kernels=kernels.optimized,
@@ -174,4 +193,5 @@ def render_board_files(
     )
     for name in ARM_PLATFORM_FILES:
         files[f"{PLATFORM_DIR}/{name}"] = _platform_file(name)
+    files[board_platform] = _platform_file(board_platform.rpartition("/")[2])
     return files

@@ -93,6 +93,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         log=_log if not args.json else None,
         kernels=args.kernels,
         profile=args.profile,
+        firmware=args.firmware,
     )
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
@@ -169,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="kernel variant (default: optimized on cores with the DSP extension)",
     )
     p.add_argument("--profile", action="store_true", help="instructions per operator from QEMU (table / JSON)")
+    p.add_argument(
+        "--firmware",
+        action="store_true",
+        help="boot the board image (real memory map, serial console) on the emulated microcontroller",
+    )
     p.set_defaults(fn=cmd_emulate)
 
     p = sub.add_parser("demo", help="search -> export -> emulate on digits with a budget that binds")

@@ -553,11 +553,22 @@ def log_memory(report: dict, log: Log) -> None:
 
 # ------------------------------------------------------------------------------------------ emulate
 def run_emulate(
-    project: Path, host: bool, sanitize: bool, log: Log | None, kernels: str = "default", profile: bool = False
+    project: Path,
+    host: bool,
+    sanitize: bool,
+    log: Log | None,
+    kernels: str = "default",
+    profile: bool = False,
+    firmware: bool = False,
 ) -> dict:
-    from mcuformer.emulate import emulate, format_report
+    from mcuformer.emulate import emulate, emulate_firmware, format_report
 
-    result = emulate(project, host=host, sanitize=sanitize, kernels=kernels, profile=profile)
+    if firmware and (host or profile):
+        raise UserError("--firmware boots the board image in QEMU; it cannot be combined with --host or --profile")
+    if firmware:
+        result = emulate_firmware(project, kernels=kernels)
+    else:
+        result = emulate(project, host=host, sanitize=sanitize, kernels=kernels, profile=profile)
     if log:
         log(format_report(result))
     return result
