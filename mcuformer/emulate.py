@@ -35,7 +35,15 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mcuformer.boards import FIRMWARE_MACHINES, QEMU_MACHINES, Board, FirmwareMachine, all_boards, format_bytes, get_board
+from mcuformer.boards import (
+    FIRMWARE_MACHINES,
+    QEMU_MACHINES,
+    Board,
+    FirmwareMachine,
+    all_boards,
+    format_bytes,
+    get_board,
+)
 from mcuformer.errors import UserError
 
 DEFAULT_TIMEOUT_S = 300.0

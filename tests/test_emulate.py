@@ -233,9 +233,7 @@ def test_firmware_boots_from_flash_and_prints_over_usart(tmp_path: Path) -> None
     assert result["bit_exact"], format_report(result)
     assert result["inputs"] == NUM_INPUTS and result["instructions_per_inference"] is None
     assert 0 < result["stack_bytes"] < result["stack_reserved_bytes"] == STACK_BYTES
-    assert {"build/portable/board.elf", "build/portable/board.bin", "build/portable/board.hex"} <= set(
-        result["images"]
-    )
+    assert {"build/portable/board.elf", "build/portable/board.bin", "build/portable/board.hex"} <= set(result["images"])
     elf = project / "build" / "portable" / "board.elf"
     sections = {s.name: s for s in elf_sections(elf)}
     assert sections[".text"].address >= 0x08000000 and sections[".data"].address == 0x20000000
@@ -271,12 +269,18 @@ def test_firmware_outside_the_emulated_memory_is_refused(tmp_path: Path) -> None
         '#include <stdint.h>\n__attribute__((section(".ccm_probe"), used)) const uint32_t ccm_probe = 1;\n'
     )
     makefile = project / "Makefile"
-    makefile.write_text(makefile.read_text().replace("SOURCES += model/model.c", "SOURCES += model/model.c model/ccm.c"))
+    makefile.write_text(
+        makefile.read_text().replace("SOURCES += model/model.c", "SOURCES += model/model.c model/ccm.c")
+    )
     script = project / "linker" / "board.ld"
     script.write_text(
-        script.read_text().replace("    .rodata :", "    .ccm_probe 0x10000000 : { KEEP(*(.ccm_probe)) }\n\n    .rodata :", 1)
+        script.read_text().replace(
+            "    .rodata :", "    .ccm_probe 0x10000000 : { KEEP(*(.ccm_probe)) }\n\n    .rodata :", 1
+        )
     )
-    with pytest.raises(UserError, match=r"section \.ccm_probe at 0x10000000 \(4 B\) is outside the memory netduinoplus2"):
+    with pytest.raises(
+        UserError, match=r"section \.ccm_probe at 0x10000000 \(4 B\) is outside the memory netduinoplus2"
+    ):
         emulate_firmware(project)
 
 
