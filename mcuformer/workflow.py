@@ -484,7 +484,33 @@ def measure_in_qemu(project: Path, log: Log) -> dict:
     keys = ("target", "bit_exact", "instructions_per_inference", "stack_bytes", "static_sram_bytes", "flash_bytes")
     measured = {k: result[k] for k in keys}
     measured["peak_sram_bytes"] = result["static_sram_bytes"] + result["stack_bytes"]
+    measured.update(measure_firmware(project, log))
     return measured
+
+
+def measure_firmware(project: Path, log: Log) -> dict:
+    """``{"firmware": {...}}``: the board image (real memory map) booted on the board's emulated
+    microcontroller and checked bit-exactly, for boards that have one; ``{}`` for the others. A
+    failure is recorded, not raised, like measure_in_qemu."""
+    from mcuformer.emulate import emulate_firmware
+
+    if not _project_board_has_firmware_machine(project):
+        return {}
+    log("booting the firmware image on its emulated microcontroller")
+    try:
+        result = emulate_firmware(project)
+    except UserError as exc:
+        log(f"firmware image not verified: {exc}")
+        return {"firmware": {"error": str(exc)}}
+    finally:
+        shutil.rmtree(project / "build", ignore_errors=True)
+    log(f"firmware image on {result['target']}: " + ("bit-exact" if result["bit_exact"] else "NOT bit-exact"))
+    keys = ("target", "bit_exact", "stack_bytes", "static_sram_bytes", "flash_bytes")
+    return {"firmware": {k: result[k] for k in keys}}
+
+
+def _project_board_has_firmware_machine(project: Path) -> bool:
+    return bool(get_board(json.loads((project / "report.json").read_text())["board"]).firmware_machine)
 
 
 def project_report(compiled, board: Board, test_int8, expected, labels, float_acc, int8_acc, source: str) -> dict:
