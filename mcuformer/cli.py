@@ -79,7 +79,13 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from mcuformer.workflow import run_export
 
-    run_export(Path(args.run), args.board, Path(args.out), args.force, _log, not args.no_measure, args.sram, args.flash)
+    float_abi = (args.float_abi or "soft") if args.format == "lib" else None
+    if args.float_abi and args.format != "lib":
+        raise UserError("--float-abi applies to --format lib only")
+    run_export(
+        Path(args.run), args.board, Path(args.out), args.force, _log, not args.no_measure, args.sram, args.flash,
+        float_abi=float_abi,
+    )  # fmt: skip
     return 0
 
 
@@ -155,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sram", help="SRAM the model may use, e.g. 64KiB (default: the board's SRAM)")
     p.add_argument("--flash", help="flash the model may use (default: the board's flash)")
     p.add_argument("--no-measure", action="store_true", help="do not build and run the project in QEMU")
+    p.add_argument(
+        "--format",
+        choices=("project", "lib"),
+        default="project",
+        help="project: a C project with its own startup (default); lib: a static library + one header + CMake",
+    )
+    p.add_argument("--float-abi", choices=("soft", "softfp", "hard"), help="float ABI of the library (default soft)")
     p.add_argument("--force", action="store_true", help="replace an existing project directory")
     p.set_defaults(fn=cmd_export)
 

@@ -605,6 +605,54 @@ def emulate_firmware(project: Path, kernels: str = "default", timeout_s: float =
     }
 
 
+# ------------------------------------------------------------------------------------------ library
+def check_library(library: Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict:
+    """Build a ``--format lib`` directory with CMake and the host compiler (into build/host-check),
+    run its example and compare the logits with report.json's expected outputs.
+    ``{"target": "host (cmake)", "bit_exact", "inputs", "mismatches"}``; UserError on a failed
+    configure, build or run."""
+    library = Path(library)
+    report_path = library / "report.json"
+    if not (library / "CMakeLists.txt").is_file() or not report_path.is_file():
+        raise UserError(
+            f"{library} is not an mcuformer library (no CMakeLists.txt/report.json); use export --format lib"
+        )
+    expected = json.loads(report_path.read_text()).get("expected_outputs")
+    if not isinstance(expected, list):
+        raise UserError(f"{report_path} has no expected_outputs; re-run `mcuformer export --format lib`")
+    _require_tool("cmake", "cmake")
+    _require_tool("cc", "gcc")
+    build_dir = library / "build" / "host-check"
+    steps = (
+        ["cmake", "-S", ".", "-B", str(build_dir.relative_to(library)), "-DCMAKE_BUILD_TYPE=Release"],
+        ["cmake", "--build", str(build_dir.relative_to(library)), f"-j{min(os.cpu_count() or 1, 8)}"],
+    )
+    for cmd in steps:
+        proc = subprocess.run(cmd, cwd=library, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise UserError(_build_error(library, get_board("host"), " ".join(cmd), proc.stdout + proc.stderr))
+    exe = build_dir / "mcuformer_example"
+    try:
+        proc = subprocess.run([str(exe.resolve())], capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"the library example did not finish within {timeout_s:g} s") from None
+    logits: dict[int, list[int]] = {}
+    for line in proc.stdout.splitlines():
+        fields = line.split()
+        if fields[:1] == ["LOGITS"] and len(fields) >= 2:
+            logits[int(fields[1])] = [int(v) for v in fields[2:]]
+    if proc.returncode != 0 or "DONE" not in proc.stdout.split():
+        last = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
+        raise UserError(f"the library example exited with status {proc.returncode}: {last[0]}")
+    mismatches = compare(expected, [logits[i] for i in sorted(logits)])
+    return {
+        "target": "host (cmake)",
+        "bit_exact": not mismatches,
+        "inputs": len(expected),
+        "mismatches": [asdict(m) for m in mismatches],
+    }
+
+
 def operator_profile(report: dict, op_ends: list[list[int]]) -> list[dict]:
     """Instructions per operator (mean over the test inputs) from the counter after each operator."""
     ops = report["ops"]

@@ -382,10 +382,13 @@ def run_export(
     measure: bool = True,
     sram: str | None = None,
     flash: str | None = None,
+    float_abi: str | None = None,
 ) -> dict:
     """Compile RUN for a board (optionally limited to an SRAM/flash budget, e.g. to leave room for the
-    application) into the project OUT (see ``export_model``)."""
+    application) into the project OUT (see ``export_model``); with ``float_abi`` into a library
+    directory instead (``export --format lib``, see ``export_library``)."""
     board = resolve_board(board_name, sram, flash)  # user errors first, before heavy imports
+    check_library_options(board, float_abi)
     from mcuformer.data import load_dataset
 
     model, run_report = load_run(run)
@@ -393,7 +396,7 @@ def run_export(
     data = load_dataset(run_report.get("data", "digits"), seed=int(run_report.get("seed", 0)))
     if (data.in_channels, data.num_classes) != (arch.in_channels, arch.num_classes):
         raise UserError(f"data '{run_report.get('data')}' does not match the run's architecture")
-    return export_model(model, data, board, out, force, log, measure=measure, source=str(run))
+    return export_model(model, data, board, out, force, log, measure=measure, source=str(run), float_abi=float_abi)
 
 
 def export_model(
@@ -406,6 +409,7 @@ def export_model(
     measure: bool = True,
     num_test_inputs: int = NUM_TEST_INPUTS,
     source: str = "",
+    float_abi: str | None = None,
 ) -> dict:
     """Quantize (calibrating on ``data``), compile and write a C project for ``board`` into OUT, with
     the first validation images as embedded test inputs. With ``measure`` (and the Arm toolchain +
@@ -426,6 +430,9 @@ def export_model(
         test_int8 = compiled.quantize_input(to_hwc(test_float))
         expected = compiled.run_int8(test_int8)
         labels = [int(v) for v in data.val_y[:num_test_inputs]]
+        if float_abi is not None:
+            report = project_report(compiled, board, test_int8, expected, labels, float_acc, int8_acc, source)
+            return export_library(tmp, compiled, board, test_int8, report, float_abi, measure, log)
         runtime = runtime_sources(board)
         files = {**render_model_files(compiled.graph, compiled.lowered, test_int8, labels), **runtime}
         files.update(render_board_files(board, project_sources(runtime), STACK_RESERVE_BYTES))
@@ -445,6 +452,47 @@ def export_model(
             f"{format_bytes(report['flash_bytes'])} flash but {board.name} has "
             f"{format_bytes(board.sram_bytes)} / {format_bytes(board.flash_bytes)}: the link will fail"
         )
+    return report
+
+
+def check_library_options(board: Board, float_abi: str | None) -> None:
+    if float_abi is not None:
+        from codegen.library import check_float_abi
+
+        check_float_abi(board, float_abi)
+
+
+def export_library(
+    tmp: Path, compiled, board: Board, test_int8, report: dict, float_abi: str, measure: bool, log: Log
+) -> dict:
+    """Write the ``--format lib`` directory (codegen.library) into ``tmp`` with report.json; with
+    ``measure`` build it with CMake on the host and check its example bit-exactly."""
+    from codegen.cost import STACK_RESERVE_BYTES
+    from codegen.library import render_library
+    from mcuformer.emulate import check_library
+
+    files = render_library(
+        compiled.graph, compiled.lowered, board, test_int8, report["test_labels"],
+        float_abi=float_abi, flash_bytes=report["flash_bytes"], stack_bytes=STACK_RESERVE_BYTES,
+    )  # fmt: skip
+    write_files(tmp, files)
+    report = {**report, "format": "lib", "float_abi": float_abi}
+    save_json(str(tmp / "report.json"), report)
+    log_memory(report, log)
+    if measure and shutil.which("cmake") and shutil.which("cc"):
+        log("building the library with CMake on the host and running its example")
+        try:
+            report["measured"] = check_library(tmp)
+        except UserError as exc:
+            report["measured"] = {"error": str(exc)}
+        finally:
+            shutil.rmtree(tmp / "build", ignore_errors=True)
+    save_json(str(tmp / "report.json"), report)
+    measured = report.get("measured", {})
+    if measured:
+        verdict = measured.get("error") or ("bit-exact" if measured["bit_exact"] else "NOT bit-exact")
+        log(f"library example built with CMake on the host: {verdict}")
+    log(f"wrote library ({float_abi} float ABI): include/mcuformer_model.h, CMakeLists.txt, example/")
     return report
 
 
