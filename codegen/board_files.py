@@ -40,6 +40,7 @@ HARNESS = "main.c"
 ARM_PLATFORM_SOURCES = ("platform/startup_cortexm.c", "platform/platform_cortexm.c")
 SEMIHOST_PLATFORM = "platform/platform_semihost.c"
 HOST_PLATFORM_SOURCES = ("platform/platform_host.c",)
+UF2_TOOL = "tools/bin2uf2.py"  # boards/tools/bin2uf2.py, for boards with a UF2 family
 ARM_PLATFORM_FILES = ("platform.h", "startup_cortexm.c", "platform_cortexm.c", "platform_semihost.c")
 HOST_PLATFORM_FILES = ("platform.h", "platform_host.c")
 # The exporter's layout (codegen.emit): model/model.h, runtime/include/*.h (mcuf.h and the private headers).
@@ -194,4 +195,6 @@ def render_board_files(
     for name in ARM_PLATFORM_FILES:
         files[f"{PLATFORM_DIR}/{name}"] = _platform_file(name)
     files[board_platform] = _platform_file(board_platform.rpartition("/")[2])
+    if board.uf2_family:
+        files[UF2_TOOL] = resources.files("boards").joinpath("tools", "bin2uf2.py").read_text()
     return files

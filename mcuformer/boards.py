@@ -141,6 +141,7 @@ class Board:
     firmware_platform: str = ""
     flash_formats: tuple[str, ...] = ("bin", "hex")  # files next to board.elf ("uf2" where it boots one)
     uf2_family: int = 0  # UF2 family ID (0: no UF2)
+    defines: tuple[str, ...] = ()  # preprocessor symbols of the board's build (e.g. MCUF_RP2350_IMAGE_DEF)
 
     @property
     def is_host(self) -> bool:
@@ -191,6 +192,7 @@ def _load(path: Path) -> Board:
         firmware_platform=firmware.get("platform", ""),
         flash_formats=tuple(data.get("flash_formats", ("bin", "hex"))),
         uf2_family=int(data.get("uf2_family", 0)),
+        defines=tuple(data.get("defines", ())),
     )
 
 

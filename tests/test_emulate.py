@@ -288,3 +288,36 @@ def test_firmware_needs_a_board_with_an_emulated_microcontroller(tmp_path: Path)
     project = make_project(tmp_path, "NUCLEO-F412ZG")
     with pytest.raises(UserError, match=r"board NUCLEO-F412ZG has no emulated microcontroller.*STM32F405"):
         emulate_firmware(project)
+
+
+@needs_arm
+def test_uf2_for_the_rp2350_carries_the_flash_image(tmp_path: Path) -> None:
+    """`make` builds board.bin/.hex/.uf2 for the Pico 2: the UF2 blocks reassemble to board.bin at
+    0x10000000 with the RP2350 family, and the boot ROM's IMAGE_DEF block follows the vector table."""
+    project = make_project(tmp_path, "RPI-PICO2")
+    out = build(project, firmware=True).parent
+    image = (out / "board.bin").read_bytes()
+    uf2 = (out / "board.uf2").read_bytes()
+    assert len(uf2) == 512 * -(-len(image) // 256)
+    rebuilt = bytearray()
+    for k in range(len(uf2) // 512):
+        block = uf2[512 * k : 512 * (k + 1)]
+        magic0, magic1, flags, address, size, number, count, family = struct.unpack_from("<8I", block)
+        assert (magic0, magic1, struct.unpack_from("<I", block, 508)[0]) == (0x0A324655, 0x9E5D5157, 0x0AB16F30)
+        assert (flags, family, number, count) == (0x2000, 0xE48BFF59, k, len(uf2) // 512)
+        assert address == 0x10000000 + 256 * k and size == 256
+        rebuilt += block[32 : 32 + size]
+    assert bytes(rebuilt[: len(image)]) == image and not any(rebuilt[len(image) :])
+    vectors = struct.unpack_from("<16I", image, 0)
+    assert vectors[0] == 0x20000000 + 520 * 1024 and 0x10000000 < vectors[1] < 0x10000000 + len(image)
+    assert struct.unpack_from("<5I", image, 64) == (0xFFFFDED3, 0x10210142, 0x1FF, 0, 0xAB123579)
+
+
+@needs_arm
+def test_armv6m_board_runs_the_portable_build(tmp_path: Path) -> None:
+    """The Raspberry Pi Pico (Cortex-M0+, -mcpu=cortex-m0plus) project runs bit-exact on the Cortex-M3 machine."""
+    project = make_project(tmp_path, "RPI-PICO")
+    result = emulate(project)
+    assert result["target"] == "qemu:mps2-an385" and result["kernels"] == "portable"
+    assert result["bit_exact"], format_report(result)
+    assert "-mcpu=cortex-m0plus" in (project / "Makefile").read_text()

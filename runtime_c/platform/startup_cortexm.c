@@ -69,6 +69,20 @@ __attribute__((section(".isr_vector"), used)) const vector_table mcuf_vector_tab
     },
 };
 
+#if defined(MCUF_RP2350_IMAGE_DEF)
+/* RP2350 boot ROM: the minimal IMAGE_DEF block (RP2350 datasheet, "minimum viable image metadata":
+ * an Arm Secure executable for RP2350, one block in a loop to itself), within the first 4 KiB of
+ * the image; the linker script puts .isr_vector.* right after the vector table, whose initial SP
+ * and Reset_Handler the boot ROM then uses. */
+__attribute__((section(".isr_vector.image_def"), used)) const uint32_t mcuf_rp2350_image_def[5] = {
+    0xFFFFDED3u, /* PICOBIN_BLOCK_MARKER_START */
+    0x10210142u, /* IMAGE_TYPE item: EXE, chip RP2350, CPU Arm, Secure */
+    0x000001FFu, /* LAST item, block size 1 word */
+    0x00000000u, /* relative link to the next block: 0 = this block only */
+    0xAB123579u, /* PICOBIN_BLOCK_MARKER_END */
+};
+#endif
+
 void Reset_Handler(void)
 {
     const uint32_t *src = &_sidata;
