@@ -24,12 +24,14 @@ host build always uses the portable files.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
 import jinja2
 
+from codegen.regions import RegionPlacement, main_region
 from mcuformer.boards import Board, QemuMachine, format_bytes, qemu_machine
 from mcuformer.errors import UserError
 
@@ -52,8 +54,59 @@ _ENV = jinja2.Environment(
 )
 
 
+# Linker scripts: block tags on their own lines leave no blank line.
+_LD_ENV = jinja2.Environment(
+    undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False, trim_blocks=True, lstrip_blocks=True
+)
+
+
 def _template(package: str, name: str) -> jinja2.Template:
-    return _ENV.from_string(resources.files(package).joinpath("templates", name).read_text())
+    env = _LD_ENV if name.endswith(".ld.j2") else _ENV
+    return env.from_string(resources.files(package).joinpath("templates", name).read_text())
+
+
+@dataclass(frozen=True)
+class LinkerRegion:
+    """A MEMORY entry of a linker script besides FLASH and RAM (the main region)."""
+
+    memory: str  # the linker's region name
+    origin: int
+    size: int
+    label: str  # the board's name for it
+
+
+def linker_memory_name(region_name: str) -> str:
+    """A board region's name as a linker MEMORY name ("AXI SRAM" -> "AXI_SRAM", "SRAM1-3" -> "SRAM1_3")."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", region_name.strip())
+    return name if name and not name[0].isdigit() and name not in ("RAM", "FLASH") else f"R_{name}"
+
+
+def _linker_regions(
+    board: Board, placement: RegionPlacement, machine: QemuMachine | None
+) -> tuple[list[LinkerRegion], str, str]:
+    """(extra MEMORY entries, the arena's memory name, the stack's memory name) for the board's
+    addresses, or, with ``machine``, for the emulator's: each extra region is mapped after the
+    main one in the machine's RAM (1 KiB aligned), at the board's size."""
+    main_name = placement.main.name
+    names = {r.name: linker_memory_name(r.name) for r in placement.extra_regions}
+    regions = []
+    next_origin = (machine.ram_origin if machine else 0) + placement.main.size
+    for region in placement.extra_regions:
+        next_origin = -(-next_origin // 1024) * 1024
+        origin = next_origin if machine else region.origin
+        next_origin += region.size
+        if machine and next_origin - machine.ram_origin > machine.region_bytes:
+            raise UserError(
+                f"board {board.name}: the regions in use ({main_name}, "
+                f"{', '.join(r.name for r in placement.extra_regions)}) do not fit the emulator's "
+                f"{format_bytes(machine.region_bytes)} of RAM ({machine.name})"
+            )
+        regions.append(LinkerRegion(names[region.name], origin, region.size, region.name))
+
+    def memory(region_name: str) -> str:
+        return "RAM" if region_name == main_name else names[region_name]
+
+    return regions, memory(placement.arena.name), memory(placement.stack.name)
 
 
 def _platform_file(name: str) -> str:
@@ -129,6 +182,7 @@ def render_board_files(
     stack_bytes: int,
     *,
     include_dirs: Sequence[str] = DEFAULT_INCLUDE_DIRS,
+    placement: RegionPlacement | None = None,
 ) -> dict[str, str]:
     """Every board/platform-specific file of a project, as {path relative to the project: content}.
 
@@ -139,6 +193,8 @@ def render_board_files(
     stack_bytes: stack reserved at the top of RAM (positive multiple of 8); counted in the RAM
       region, so arena + statics + stack > SRAM fails at link time.
     include_dirs: -I directories relative to the project root; ``platform`` is added.
+    placement: where the arena and the stack go among the board's regions (codegen.regions);
+      None: everything in the main region.
     """
     if stack_bytes <= 0 or stack_bytes % 8:
         raise ValueError(f"stack_bytes must be a positive multiple of 8, got {stack_bytes}")
@@ -178,20 +234,21 @@ def render_board_files(
         instructions_per_tick=machine.instructions_per_tick,
     )
     linker = _template("boards", "cortexm.ld.j2")
-    files["linker/board.ld"] = linker.render(
-        flash_origin=board.flash_origin,
-        flash_bytes=board.flash_bytes,
-        ram_origin=board.sram_origin,
-        ram_bytes=board.sram_bytes,
-        stack_bytes=stack_bytes,
-    )
-    files["linker/qemu.ld"] = linker.render(
-        flash_origin=machine.flash_origin,
-        flash_bytes=board.flash_bytes,
-        ram_origin=machine.ram_origin,
-        ram_bytes=board.sram_bytes,
-        stack_bytes=stack_bytes,
-    )
+    if placement is None:
+        main = main_region(board)
+        placement = RegionPlacement(main, main, main, 0, stack_bytes, 0)
+    for name, target in (("board", None), ("qemu", machine)):
+        extra, arena_memory, stack_memory = _linker_regions(board, placement, target)
+        files[f"linker/{name}.ld"] = linker.render(
+            flash_origin=target.flash_origin if target else board.flash_origin,
+            flash_bytes=board.flash_bytes,
+            ram_origin=target.ram_origin if target else board.sram_origin,
+            ram_bytes=board.sram_bytes,
+            stack_bytes=stack_bytes,
+            extra_regions=extra,
+            arena_memory=arena_memory,
+            stack_memory=stack_memory,
+        )
     for name in ARM_PLATFORM_FILES:
         files[f"{PLATFORM_DIR}/{name}"] = _platform_file(name)
     files[board_platform] = _platform_file(board_platform.rpartition("/")[2])

@@ -141,6 +141,7 @@ class Board:
     firmware_platform: str = ""
     flash_formats: tuple[str, ...] = ("bin", "hex")  # files next to board.elf ("uf2" where it boots one)
     uf2_family: int = 0  # UF2 family ID (0: no UF2)
+    stack_region: str = ""  # the region of the stack (the vendor's convention); "" = the first region
     defines: tuple[str, ...] = ()  # preprocessor symbols of the board's build (e.g. MCUF_RP2350_IMAGE_DEF)
 
     @property
@@ -193,6 +194,7 @@ def _load(path: Path) -> Board:
         flash_formats=tuple(data.get("flash_formats", ("bin", "hex"))),
         uf2_family=int(data.get("uf2_family", 0)),
         defines=tuple(data.get("defines", ())),
+        stack_region=data.get("stack_region", ""),
     )
 
 

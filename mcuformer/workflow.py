@@ -435,8 +435,10 @@ def export_model(
             return export_library(tmp, compiled, board, test_int8, report, float_abi, measure, log)
         runtime = runtime_sources(board)
         files = {**render_model_files(compiled.graph, compiled.lowered, test_int8, labels), **runtime}
-        files.update(render_board_files(board, project_sources(runtime), STACK_RESERVE_BYTES))
+        placement = place_model_memory(board, compiled)
+        files.update(render_board_files(board, project_sources(runtime), STACK_RESERVE_BYTES, placement=placement))
         report = project_report(compiled, board, test_int8, expected, labels, float_acc, int8_acc, source)
+        report["memory_regions"] = placement.to_json(board)
         files["README.md"] = render_readme({**report, "arch_summary": arch.short(), "kernel_files": sorted(runtime)})
         write_files(tmp, files)
         write_onnx(model, tmp / "model.onnx")
@@ -453,6 +455,14 @@ def export_model(
             f"{format_bytes(board.sram_bytes)} / {format_bytes(board.flash_bytes)}: the link will fail"
         )
     return report
+
+
+def place_model_memory(board: Board, compiled):  # -> codegen.regions.RegionPlacement
+    """The arena, stack and statics across the board's RAM regions (codegen.regions)."""
+    from codegen.cost import STACK_RESERVE_BYTES, STATIC_SRAM_BYTES
+    from codegen.regions import place_memory
+
+    return place_memory(board, compiled.lowered.arena_bytes, STACK_RESERVE_BYTES, STATIC_SRAM_BYTES)
 
 
 def check_library_options(board: Board, float_abi: str | None) -> None:

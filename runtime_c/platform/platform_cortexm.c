@@ -1,15 +1,16 @@
 /*
  * Platform services shared by every bare-metal Cortex-M platform layer (platform_semihost.c,
  * platform_stm32f4_usart.c): number formatting over mcuf_platform_puts and the stack high-water
- * mark by stack painting (startup_cortexm.c paints [_ebss, SP) at reset).
+ * mark by stack painting (startup_cortexm.c paints [_spaint, SP) at reset).
  */
 #include "platform.h"
 
 #include <stddef.h>
 
-/* Linker-script symbols (boards/templates/cortexm.ld.j2): end of .bss, the reserved stack
- * [_sstack, _estack). [_ebss, _sstack) is free RAM. */
-extern uint32_t _ebss;
+/* Linker-script symbols (boards/templates/cortexm.ld.j2): the reserved stack [_sstack, _estack);
+ * [_spaint, _sstack) is the free RAM below it in its region (_spaint = _ebss when the stack is in
+ * the main region). */
+extern uint32_t _spaint;
 extern uint32_t _sstack;
 extern uint32_t _estack;
 
@@ -42,9 +43,9 @@ uint32_t mcuf_platform_stack_size(void)
 
 uint32_t mcuf_platform_stack_used(void)
 {
-    /* Painted from _ebss (the free RAM below the stack included), so a stack that went past
+    /* Painted from _spaint (the free RAM below the stack included), so a stack that went past
      * _sstack into free RAM reads as more than mcuf_platform_stack_size(). */
-    const volatile uint32_t *p = (const volatile uint32_t *)&_ebss;
+    const volatile uint32_t *p = (const volatile uint32_t *)&_spaint;
     const volatile uint32_t *const end = (const volatile uint32_t *)&_estack;
     while (p < end && *p == MCUF_STACK_PAINT_WORD) {
         ++p;

@@ -2,9 +2,10 @@
  * Startup for bare-metal Cortex-M (Armv6-M, Armv7-M, Armv8-M mainline), linked with
  * -nostartfiles against boards/templates/cortexm.ld.j2.
  *
- * Reset_Handler: copy .data from its load address in FLASH, zero .bss, enable the FPU when the
- * code uses it, enable the configurable fault exceptions, paint the free RAM and the free part
- * of the stack, run main() and exit (semihosting) with its return value. Faults print one line
+ * Reset_Handler: copy .data from its load address in FLASH, zero .bss (and an arena placed in
+ * another RAM region), enable the FPU when the code uses it, enable the configurable fault
+ * exceptions, paint the free RAM and the free part of the stack, run main() and exit
+ * (mcuf_platform_exit: semihosting, or the board's console and a reset) with its return value. Faults print one line
  *   FAULT <exception> pc=0x... lr=0x... cfsr=0x... hfsr=0x... addr=0x...
  * and exit with MCUF_EXIT_FAULT.
  */
@@ -17,6 +18,8 @@ extern uint32_t _sidata; /* load address of .data in FLASH */
 extern uint32_t _sdata, _edata;
 extern uint32_t _sbss, _ebss;
 extern uint32_t _sstack, _estack; /* reserved stack; the initial SP is _estack */
+extern uint32_t _sarena, _earena; /* an arena outside .bss (another RAM region), else empty */
+extern uint32_t _spaint;          /* start of the free RAM below the stack, in the stack's region */
 
 int main(void);
 
@@ -92,6 +95,9 @@ void Reset_Handler(void)
     for (uint32_t *dst = &_sbss; dst < &_ebss;) {
         *dst++ = 0u;
     }
+    for (uint32_t *dst = &_sarena; dst < &_earena;) {
+        *dst++ = 0u;
+    }
 
 #if defined(__ARM_FP)
     SCB_CPACR |= (0xFu << 20); /* CP10, CP11 full access */
@@ -102,12 +108,12 @@ void Reset_Handler(void)
     SCB_CCR |= (1u << 4);                              /* trap integer division by zero */
 #endif
 
-    /* Paint [_ebss, sp): the free RAM below the stack and the stack below the current SP. Below
+    /* Paint [_spaint, sp): the free RAM below the stack and the stack below the current SP. Below
      * SP nothing is live (no interrupt is enabled); this frame is at or above it. Volatile
      * stores and no call, so nothing below SP is used while painting. */
     uintptr_t sp;
     __asm__ volatile("mov %0, sp" : "=r"(sp));
-    for (volatile uint32_t *p = &_ebss; (uintptr_t)p < sp; ++p) {
+    for (volatile uint32_t *p = &_spaint; (uintptr_t)p < sp; ++p) {
         *p = MCUF_STACK_PAINT_WORD;
     }
 
