@@ -161,11 +161,14 @@ def board_platform_source(board: Board) -> str:
 
 
 def _check_arm_memory(board: Board, machine: QemuMachine, stack_bytes: int) -> None:
-    for what, size in (("SRAM", board.sram_bytes), ("flash", board.flash_bytes)):
-        if size > machine.region_bytes:
+    for what, size, limit in (
+        ("SRAM", board.sram_bytes, machine.region_bytes),
+        ("flash", board.flash_bytes, machine.flash_bytes_limit),
+    ):
+        if size > limit:
             raise UserError(
                 f"board {board.name}: {what} of {format_bytes(size)} is larger than the emulator's "
-                f"{format_bytes(machine.region_bytes)} region ({machine.name}); use a budget of at most that"
+                f"{format_bytes(limit)} region ({machine.name}); use a budget of at most that"
             )
     if (board.sram_origin + board.sram_bytes) % 8 or board.sram_bytes % 8:
         raise UserError(f"board {board.name}: SRAM origin and size must be multiples of 8 (the stack is at its top)")

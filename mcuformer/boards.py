@@ -28,6 +28,11 @@ class QemuMachine:
     region_bytes: int
     instructions_per_tick: int
     notes: str = ""
+    flash_region_bytes: int = 0  # the code region when smaller than region_bytes (0: region_bytes)
+
+    @property
+    def flash_bytes_limit(self) -> int:
+        return self.flash_region_bytes or self.region_bytes
 
 
 # Instructions per SysTick tick that runtime_c/platform/platform_semihost.c assumes (25 MHz MPS2).
@@ -54,6 +59,19 @@ QEMU_MACHINES: dict[str, QemuMachine] = {
             4 * 1024 * 1024,
             50,
             "runs in Secure state from the Secure aliases of SSRAM1 (code) and SSRAM2/3 (data)",
+        ),
+        # BBC micro:bit (nRF51822): a real Cortex-M0 (Armv6-M: unaligned accesses fault, unlike on
+        # the M3 of mps2-an385), 256 KiB flash at 0x0, 16 KiB RAM at 0x20000000. SysTick runs at
+        # 16 MHz (62.5 instructions per tick): no instruction counts (0), bit-exactness only.
+        QemuMachine(
+            "microbit",
+            "cortex-m0",
+            0x00000000,
+            0x20000000,
+            16 * 1024,
+            0,
+            "Cortex-M0 check of Armv6-M builds with a small model; no instruction counts",
+            flash_region_bytes=256 * 1024,
         ),
     )
 }
