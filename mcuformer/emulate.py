@@ -118,6 +118,15 @@ def _load_report(project: Path) -> dict:
     return report
 
 
+def _board_and_expected_outputs(project: Path) -> tuple[Board, list]:
+    """The project's board and report.json's expected outputs (the Python integer reference)."""
+    report = _load_report(project)
+    expected = report.get("expected_outputs")
+    if not isinstance(expected, list):
+        raise UserError(f"{project / 'report.json'} has no expected_outputs; re-run `mcuformer export`")
+    return get_board(str(report["board"])), expected
+
+
 def _project_board(project: Path) -> Board:
     return get_board(str(_load_report(project)["board"]))
 
@@ -334,7 +343,12 @@ def run(
     parsed = _parse_output(output, proc.returncode, who)
     if host:
         return RunResult(target, parsed.logits, parsed.instructions, None, None, None, None, output, parsed.op_ends)
-    sizes = elf_sizes(exe)
+    return _elf_run_result(target, parsed, exe, output)
+
+
+def _elf_run_result(target: str, parsed: _Parsed, elf: Path, output: str) -> RunResult:
+    """A Cortex-M run's result: the parsed output and the sizes of the ELF that ran."""
+    sizes = elf_sizes(elf)
     return RunResult(
         target=target,
         logits=parsed.logits,
@@ -438,11 +452,7 @@ def emulate(
     kernels ("portable" or "optimized": the variant built, see resolve_kernels).
     """
     project = Path(project)
-    report = _load_report(project)
-    board = get_board(str(report["board"]))
-    expected = report.get("expected_outputs")
-    if not isinstance(expected, list):
-        raise UserError(f"{project / 'report.json'} has no expected_outputs; re-run `mcuformer export`")
+    board, expected = _board_and_expected_outputs(project)
     host = _use_host(board, host)
     if profile and host:
         raise UserError("--profile counts instructions in QEMU; it cannot be combined with --host")
@@ -473,7 +483,7 @@ def emulate(
         "measured_peak_sram_bytes": peak,
         "sanitized": host and sanitize,
         "kernels": variant,
-        **({"profile": operator_profile(report, result.op_ends)} if profile else {}),
+        **({"profile": operator_profile(_load_report(project), result.op_ends)} if profile else {}),
     }
 
 
@@ -552,18 +562,7 @@ def run_firmware(project: Path, kernels: str = "default", timeout_s: float = DEF
     if not exits:
         parsed_tail = output.strip().splitlines()[-1] if output.strip() else "no output"
         raise UserError(f"{who} reset without its final status line (EXIT <code>); last output: {parsed_tail}")
-    parsed = _parse_output(output, int(exits[-1]), who)
-    sizes = elf_sizes(elf)
-    return RunResult(
-        target=f"qemu:{machine.name}",
-        logits=parsed.logits,
-        instructions=parsed.instructions,
-        stack_bytes=parsed.stack,
-        stack_reserved_bytes=sizes.stack_reserved_bytes,
-        static_sram_bytes=sizes.static_sram_bytes,
-        flash_bytes=sizes.flash_bytes,
-        output=output,
-    )
+    return _elf_run_result(f"qemu:{machine.name}", _parse_output(output, int(exits[-1]), who), elf, output)
 
 
 def emulate_firmware(project: Path, kernels: str = "default", timeout_s: float = DEFAULT_TIMEOUT_S) -> dict:
@@ -572,11 +571,7 @@ def emulate_firmware(project: Path, kernels: str = "default", timeout_s: float =
     The ``emulate --json`` dict, with ``firmware: true``, the image files next to the ELF
     (``images``) and no instruction counts."""
     project = Path(project)
-    report = _load_report(project)
-    board = get_board(str(report["board"]))
-    expected = report.get("expected_outputs")
-    if not isinstance(expected, list):
-        raise UserError(f"{project / 'report.json'} has no expected_outputs; re-run `mcuformer export`")
+    board, expected = _board_and_expected_outputs(project)
     if board.is_host:
         raise UserError("--firmware runs a microcontroller image; the host board has none")
     firmware_machine(board)
