@@ -83,8 +83,8 @@ def linker_memory_name(region_name: str) -> str:
 
 def _linker_regions(
     board: Board, placement: RegionPlacement, machine: QemuMachine | None
-) -> tuple[list[LinkerRegion], str, str]:
-    """(extra MEMORY entries, the arena's memory name, the stack's memory name) for the board's
+) -> tuple[list[LinkerRegion], str, str, str]:
+    """(extra MEMORY entries, the arena's, the row scratch's and the stack's memory names) for the board's
     addresses, or, with ``machine``, for the emulator's: each extra region is mapped after the
     main one in the machine's RAM (1 KiB aligned), at the board's size."""
     main_name = placement.main.name
@@ -106,7 +106,8 @@ def _linker_regions(
     def memory(region_name: str) -> str:
         return "RAM" if region_name == main_name else names[region_name]
 
-    return regions, memory(placement.arena.name), memory(placement.stack.name)
+    scratch = memory(placement.scratch.name) if placement.scratch is not None else "RAM"
+    return regions, memory(placement.arena.name), scratch, memory(placement.stack.name)
 
 
 def _platform_file(name: str) -> str:
@@ -241,7 +242,7 @@ def render_board_files(
         main = main_region(board)
         placement = RegionPlacement(main, main, main, 0, stack_bytes, 0)
     for name, target in (("board", None), ("qemu", machine)):
-        extra, arena_memory, stack_memory = _linker_regions(board, placement, target)
+        extra, arena_memory, scratch_memory, stack_memory = _linker_regions(board, placement, target)
         files[f"linker/{name}.ld"] = linker.render(
             flash_origin=target.flash_origin if target else board.flash_origin,
             flash_bytes=board.flash_bytes,
@@ -250,6 +251,7 @@ def render_board_files(
             stack_bytes=stack_bytes,
             extra_regions=extra,
             arena_memory=arena_memory,
+            scratch_memory=scratch_memory,
             stack_memory=stack_memory,
         )
     for name in ARM_PLATFORM_FILES:

@@ -91,6 +91,7 @@ def render_model_files(
             for image, label in zip(test_images, test_labels, strict=True)
         ],
         "export_arena": export_arena,
+        "scratch_arena_bytes": lowered.scratch_arena_bytes,
     }
     env = _env()
     return {

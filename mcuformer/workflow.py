@@ -433,9 +433,9 @@ def export_model(
         if float_abi is not None:
             report = project_report(compiled, board, test_int8, expected, labels, float_acc, int8_acc, source)
             return export_library(tmp, compiled, board, test_int8, report, float_abi, measure, log)
+        compiled, placement = place_model_memory(board, compiled)
         runtime = runtime_sources(board)
         files = {**render_model_files(compiled.graph, compiled.lowered, test_int8, labels), **runtime}
-        placement = place_model_memory(board, compiled)
         files.update(render_board_files(board, project_sources(runtime), STACK_RESERVE_BYTES, placement=placement))
         report = project_report(compiled, board, test_int8, expected, labels, float_acc, int8_acc, source)
         report["memory_regions"] = placement.to_json(board)
@@ -457,12 +457,13 @@ def export_model(
     return report
 
 
-def place_model_memory(board: Board, compiled):  # -> codegen.regions.RegionPlacement
-    """The arena, stack and statics across the board's RAM regions (codegen.regions)."""
+def place_model_memory(board: Board, compiled):  # -> (CompiledModel, codegen.regions.RegionPlacement)
+    """The arena (or the arena and the hot row scratch), stack and statics across the board's RAM
+    regions (codegen.regions)."""
     from codegen.cost import STACK_RESERVE_BYTES, STATIC_SRAM_BYTES
-    from codegen.regions import place_memory
+    from codegen.regions import place_compiled
 
-    return place_memory(board, compiled.lowered.arena_bytes, STACK_RESERVE_BYTES, STATIC_SRAM_BYTES)
+    return place_compiled(board, compiled, STACK_RESERVE_BYTES, STATIC_SRAM_BYTES)
 
 
 def check_library_options(board: Board, float_abi: str | None) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from codegen.board_files import linker_memory_name, render_board_files
-from codegen.regions import main_region, place_memory
+from codegen.regions import main_region, place_memory, split_hot_scratch
 from mcuformer.arch import ArchConfig
 from mcuformer.boards import MemoryRegion, get_board
 from mcuformer.emulate import elf_sections, emulate, format_report
@@ -109,3 +109,43 @@ def test_export_reports_what_went_where(tmp_path: Path) -> None:
     assert regions["DTCM"]["placed"][0] == {"what": "arena", "bytes": report["arena_bytes"]}
     assert [p["what"] for p in regions["AXI SRAM"]["placed"]] == ["statics (.data, .bss)"]
     assert "} > DTCM" in (tmp_path / "proj" / "linker" / "board.ld").read_text()
+
+
+@needs_arm
+def test_hot_scratch_goes_to_tcm_when_the_arena_does_not(tmp_path: Path) -> None:
+    """An H743 whose DTCM holds the stack and the row scratch but not the arena: the row scratch gets
+    its own buffer in DTCM, the rest of the arena stays in AXI SRAM, and the model is bit-exact."""
+    from mcuformer.data import load_dataset
+    from mcuformer.workflow import export_model, load_run
+
+    arch = ArchConfig(16, 1, 4, 32, 1, (2,), (1.0,), (0,), (0,), 10)
+    model, run_report = load_run(make_random_run(tmp_path, arch))
+    data = load_dataset(run_report["data"], seed=0)
+    h743 = get_board("NUCLEO-H743ZI")
+    small_dtcm = MemoryRegion("DTCM", 0x20000000, 1024 + 512, "tcm")  # the 1 KiB stack + 512 B
+    board = replace(h743, regions=(h743.regions[0], small_dtcm, *h743.regions[2:]))
+    report = export_model(model, data, board, tmp_path / "proj", False, lambda _: None)
+    assert report["measured"]["bit_exact"], report["measured"]
+
+    split = split_hot_scratch(load_plan(model, data, board))
+    scratch_buffers = [b for b in split.scratch.buffers if b.size]
+    assert split.scratch.arena_bytes == max(b.size for b in scratch_buffers) <= 512  # one operator at a time
+    assert split.arena.arena_bytes + split.scratch.arena_bytes >= report["arena_bytes"] > split.arena.arena_bytes
+    regions = {r["name"]: r for r in report["memory_regions"]}
+    assert [p["what"] for p in regions["DTCM"]["placed"]] == ["hot scratch (fused kernels' row buffers)", "stack"]
+    assert regions["DTCM"]["placed"][0]["bytes"] == split.scratch.arena_bytes
+    assert regions["AXI SRAM"]["placed"][1] == {"what": "arena", "bytes": split.arena.arena_bytes}
+
+    proj = tmp_path / "proj"
+    model_c = (proj / "model" / "model.c").read_text()
+    assert f"int8_t bytes[{split.scratch.arena_bytes}];\n}} mcuf_scratch_arena;" in model_c
+    assert "scratch_arena + " in model_c and "float" not in model_c
+    assert f"#define MCUF_MODEL_ARENA_BYTES {split.arena.arena_bytes}\n" in (proj / "model" / "model.h").read_text()
+    ld = (proj / "linker" / "qemu.ld").read_text()
+    assert "*(.bss.mcuf_scratch_arena)" in ld and "DTCM (rwx) : ORIGIN = 0x20080000, LENGTH = 1536" in ld
+
+
+def load_plan(model, data, board):
+    from mcuformer.workflow import compile_for
+
+    return compile_for(model, data, board.sram_bytes, 4).graph.meta["plan"]

@@ -2,10 +2,11 @@
  * Startup for bare-metal Cortex-M (Armv6-M, Armv7-M, Armv8-M mainline), linked with
  * -nostartfiles against boards/templates/cortexm.ld.j2.
  *
- * Reset_Handler: copy .data from its load address in FLASH, zero .bss (and an arena placed in
- * another RAM region), enable the FPU when the code uses it, enable the configurable fault
- * exceptions, paint the free RAM and the free part of the stack, run main() and exit
- * (mcuf_platform_exit: semihosting, or the board's console and a reset) with its return value. Faults print one line
+ * Reset_Handler: copy .data from its load address in FLASH, zero .bss (and the arena or row
+ * scratch placed in another RAM region), enable the FPU when the code uses it, enable the
+ * configurable fault exceptions, paint the free RAM and the free part of the stack, run main()
+ * and exit (mcuf_platform_exit: semihosting, or the board's console and a reset) with its return
+ * value. Faults print one line
  *   FAULT <exception> pc=0x... lr=0x... cfsr=0x... hfsr=0x... addr=0x...
  * and exit with MCUF_EXIT_FAULT.
  */
@@ -18,8 +19,9 @@ extern uint32_t _sidata; /* load address of .data in FLASH */
 extern uint32_t _sdata, _edata;
 extern uint32_t _sbss, _ebss;
 extern uint32_t _sstack, _estack; /* reserved stack; the initial SP is _estack */
-extern uint32_t _sarena, _earena; /* an arena outside .bss (another RAM region), else empty */
-extern uint32_t _spaint;          /* start of the free RAM below the stack, in the stack's region */
+extern uint32_t _sarena, _earena;     /* an arena outside .bss (another RAM region), else empty */
+extern uint32_t _sscratch, _escratch; /* the row scratch outside .bss, else empty */
+extern uint32_t _spaint;              /* start of the free RAM below the stack, in the stack's region */
 
 int main(void);
 
@@ -96,6 +98,9 @@ void Reset_Handler(void)
         *dst++ = 0u;
     }
     for (uint32_t *dst = &_sarena; dst < &_earena;) {
+        *dst++ = 0u;
+    }
+    for (uint32_t *dst = &_sscratch; dst < &_escratch;) {
         *dst++ = 0u;
     }
 
