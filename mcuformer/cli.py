@@ -23,6 +23,7 @@ def cmd_boards(args: argparse.Namespace) -> int:
     rows = [("board", "core", "DSP", "SRAM", "flash", "emulator")]
     for b in all_boards():
         machine = f"qemu-system-arm -M {b.qemu_machine}" if b.qemu_machine else "native (host cc)"
+        machine += f"; firmware image: -M {b.firmware_machine}" if b.firmware_machine else ""
         rows.append(
             (b.name, b.core, "yes" if b.dsp else "no", format_bytes(b.sram_bytes), format_bytes(b.flash_bytes), machine)
         )

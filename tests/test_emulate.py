@@ -321,3 +321,23 @@ def test_armv6m_board_runs_the_portable_build(tmp_path: Path) -> None:
     assert result["target"] == "qemu:mps2-an385" and result["kernels"] == "portable"
     assert result["bit_exact"], format_report(result)
     assert "-mcpu=cortex-m0plus" in (project / "Makefile").read_text()
+
+
+@needs_arm
+def test_firmware_hang_and_missing_status_line_are_reported(tmp_path: Path) -> None:
+    hang = make_project(tmp_path, "STM32F405", spin_iterations=0xFFFFFFFF)
+    build(hang, firmware=True)
+    with pytest.raises(UserError, match=r"the firmware on netduinoplus2 did not finish within 1 s \(no reset request"):
+        run_firmware(hang, timeout_s=1)
+    # an image whose platform resets without the final EXIT line (its exit does not print it)
+    silent = make_project(tmp_path, "STM32F405")
+    platform = silent / "platform" / "platform_stm32f4_usart.c"
+    text = platform.read_text()
+    platform.write_text(
+        text.replace(
+            '    mcuf_platform_puts("EXIT ");\n    mcuf_platform_put_int((int32_t)code);\n', "    (void)code;\n"
+        )
+    )
+    build(silent, firmware=True)
+    with pytest.raises(UserError, match=r"reset without its final status line \(EXIT <code>\); last output: DONE"):
+        run_firmware(silent)
