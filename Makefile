@@ -19,6 +19,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/firmware.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

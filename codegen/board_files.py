@@ -24,20 +24,26 @@ host build always uses the portable files.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
 import jinja2
 
+from codegen.regions import RegionPlacement, main_region
 from mcuformer.boards import Board, QemuMachine, format_bytes, qemu_machine
 from mcuformer.errors import UserError
 
 PLATFORM_DIR = "platform"
 HARNESS = "main.c"
-ARM_PLATFORM_SOURCES = ("platform/platform_semihost.c", "platform/startup_cortexm.c")
+# Linked into both ARM images; each image adds its own platform layer (console, exit, counter):
+# the emulator image SEMIHOST_PLATFORM, the board image the board's firmware platform or SEMIHOST_PLATFORM.
+ARM_PLATFORM_SOURCES = ("platform/startup_cortexm.c", "platform/platform_cortexm.c")
+SEMIHOST_PLATFORM = "platform/platform_semihost.c"
 HOST_PLATFORM_SOURCES = ("platform/platform_host.c",)
-ARM_PLATFORM_FILES = ("platform.h", "platform_semihost.c", "startup_cortexm.c")
+UF2_TOOL = "tools/bin2uf2.py"  # boards/tools/bin2uf2.py, for boards with a UF2 family
+ARM_PLATFORM_FILES = ("platform.h", "startup_cortexm.c", "platform_cortexm.c", "platform_semihost.c")
 HOST_PLATFORM_FILES = ("platform.h", "platform_host.c")
 # The exporter's layout (codegen.emit): model/model.h, runtime/include/*.h (mcuf.h and the private headers).
 DEFAULT_INCLUDE_DIRS = ("model", "runtime/include")
@@ -48,8 +54,60 @@ _ENV = jinja2.Environment(
 )
 
 
+# Linker scripts: block tags on their own lines leave no blank line.
+_LD_ENV = jinja2.Environment(
+    undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False, trim_blocks=True, lstrip_blocks=True
+)
+
+
 def _template(package: str, name: str) -> jinja2.Template:
-    return _ENV.from_string(resources.files(package).joinpath("templates", name).read_text())
+    env = _LD_ENV if name.endswith(".ld.j2") else _ENV
+    return env.from_string(resources.files(package).joinpath("templates", name).read_text())
+
+
+@dataclass(frozen=True)
+class LinkerRegion:
+    """A MEMORY entry of a linker script besides FLASH and RAM (the main region)."""
+
+    memory: str  # the linker's region name
+    origin: int
+    size: int
+    label: str  # the board's name for it
+
+
+def linker_memory_name(region_name: str) -> str:
+    """A board region's name as a linker MEMORY name ("AXI SRAM" -> "AXI_SRAM", "SRAM1-3" -> "SRAM1_3")."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", region_name.strip())
+    return name if name and not name[0].isdigit() and name not in ("RAM", "FLASH") else f"R_{name}"
+
+
+def _linker_regions(
+    board: Board, placement: RegionPlacement, machine: QemuMachine | None
+) -> tuple[list[LinkerRegion], str, str, str]:
+    """(extra MEMORY entries, the arena's, the row scratch's and the stack's memory names) for the board's
+    addresses, or, with ``machine``, for the emulator's: each extra region is mapped after the
+    main one in the machine's RAM (1 KiB aligned), at the board's size."""
+    main_name = placement.main.name
+    names = {r.name: linker_memory_name(r.name) for r in placement.extra_regions}
+    regions = []
+    next_origin = (machine.ram_origin if machine else 0) + placement.main.size
+    for region in placement.extra_regions:
+        next_origin = -(-next_origin // 1024) * 1024
+        origin = next_origin if machine else region.origin
+        next_origin += region.size
+        if machine and next_origin - machine.ram_origin > machine.region_bytes:
+            raise UserError(
+                f"board {board.name}: the regions in use ({main_name}, "
+                f"{', '.join(r.name for r in placement.extra_regions)}) do not fit the emulator's "
+                f"{format_bytes(machine.region_bytes)} of RAM ({machine.name})"
+            )
+        regions.append(LinkerRegion(names[region.name], origin, region.size, region.name))
+
+    def memory(region_name: str) -> str:
+        return "RAM" if region_name == main_name else names[region_name]
+
+    scratch = memory(placement.scratch.name) if placement.scratch is not None else "RAM"
+    return regions, memory(placement.arena.name), scratch, memory(placement.stack.name)
 
 
 def _platform_file(name: str) -> str:
@@ -92,12 +150,26 @@ def default_kernels(board: Board, kernels: KernelSources) -> str:
     return "optimized" if board.dsp and kernels.optimized else "portable"
 
 
+def board_platform_source(board: Board) -> str:
+    """The platform layer of the board image (linker/board.ld): the board's console where it has
+    one (boards/*.json "firmware"), else semihosting like the emulator image."""
+    if not board.firmware_platform:
+        return SEMIHOST_PLATFORM
+    name = f"platform_{board.firmware_platform}.c"
+    if not resources.files("runtime_c").joinpath("platform", name).is_file():
+        raise UserError(f"board {board.name}: no platform layer runtime_c/platform/{name}")
+    return f"{PLATFORM_DIR}/{name}"
+
+
 def _check_arm_memory(board: Board, machine: QemuMachine, stack_bytes: int) -> None:
-    for what, size in (("SRAM", board.sram_bytes), ("flash", board.flash_bytes)):
-        if size > machine.region_bytes:
+    for what, size, limit in (
+        ("SRAM", board.sram_bytes, machine.region_bytes),
+        ("flash", board.flash_bytes, machine.flash_bytes_limit),
+    ):
+        if size > limit:
             raise UserError(
                 f"board {board.name}: {what} of {format_bytes(size)} is larger than the emulator's "
-                f"{format_bytes(machine.region_bytes)} region ({machine.name}); use a budget of at most that"
+                f"{format_bytes(limit)} region ({machine.name}); use a budget of at most that"
             )
     if (board.sram_origin + board.sram_bytes) % 8 or board.sram_bytes % 8:
         raise UserError(f"board {board.name}: SRAM origin and size must be multiples of 8 (the stack is at its top)")
@@ -114,6 +186,7 @@ def render_board_files(
     stack_bytes: int,
     *,
     include_dirs: Sequence[str] = DEFAULT_INCLUDE_DIRS,
+    placement: RegionPlacement | None = None,
 ) -> dict[str, str]:
     """Every board/platform-specific file of a project, as {path relative to the project: content}.
 
@@ -124,10 +197,12 @@ def render_board_files(
     stack_bytes: stack reserved at the top of RAM (positive multiple of 8); counted in the RAM
       region, so arena + statics + stack > SRAM fails at link time.
     include_dirs: -I directories relative to the project root; ``platform`` is added.
+    placement: where the arena and the stack go among the board's regions (codegen.regions);
+      None: everything in the main region.
     """
     if stack_bytes <= 0 or stack_bytes % 8:
         raise ValueError(f"stack_bytes must be a positive multiple of 8, got {stack_bytes}")
-    platform_sources = HOST_PLATFORM_SOURCES if board.is_host else ARM_PLATFORM_SOURCES
+    platform_sources = HOST_PLATFORM_SOURCES if board.is_host else (*ARM_PLATFORM_SOURCES, SEMIHOST_PLATFORM)
     all_sources = [*sources, HARNESS, *platform_sources]
     if len(set(all_sources)) != len(all_sources):
         raise ValueError(f"duplicate or reserved source path in {list(sources)}")
@@ -148,8 +223,13 @@ def render_board_files(
 
     machine = qemu_machine(board.qemu_machine)
     _check_arm_memory(board, machine, stack_bytes)
+    board_platform = board_platform_source(board)
     files["Makefile"] = _template("codegen", "Makefile.j2").render(
         board=board,
+        qemu_platform_source=SEMIHOST_PLATFORM,
+        board_platform_source=board_platform,
+        board_console="semihosting" if board_platform == SEMIHOST_PLATFORM else f"{board_platform} (serial console)",
+        flash_formats=[*board.flash_formats, *(["uf2"] if board.uf2_family else [])],
         sources=[*kernels.common, HARNESS, *ARM_PLATFORM_SOURCES],
         portable_kernels=kernels.portable,
         optimized_kernels=kernels.optimized,
@@ -158,20 +238,25 @@ def render_board_files(
         instructions_per_tick=machine.instructions_per_tick,
     )
     linker = _template("boards", "cortexm.ld.j2")
-    files["linker/board.ld"] = linker.render(
-        flash_origin=board.flash_origin,
-        flash_bytes=board.flash_bytes,
-        ram_origin=board.sram_origin,
-        ram_bytes=board.sram_bytes,
-        stack_bytes=stack_bytes,
-    )
-    files["linker/qemu.ld"] = linker.render(
-        flash_origin=machine.flash_origin,
-        flash_bytes=board.flash_bytes,
-        ram_origin=machine.ram_origin,
-        ram_bytes=board.sram_bytes,
-        stack_bytes=stack_bytes,
-    )
+    if placement is None:
+        main = main_region(board)
+        placement = RegionPlacement(main, main, main, 0, stack_bytes, 0)
+    for name, target in (("board", None), ("qemu", machine)):
+        extra, arena_memory, scratch_memory, stack_memory = _linker_regions(board, placement, target)
+        files[f"linker/{name}.ld"] = linker.render(
+            flash_origin=target.flash_origin if target else board.flash_origin,
+            flash_bytes=board.flash_bytes,
+            ram_origin=target.ram_origin if target else board.sram_origin,
+            ram_bytes=board.sram_bytes,
+            stack_bytes=stack_bytes,
+            extra_regions=extra,
+            arena_memory=arena_memory,
+            scratch_memory=scratch_memory,
+            stack_memory=stack_memory,
+        )
     for name in ARM_PLATFORM_FILES:
         files[f"{PLATFORM_DIR}/{name}"] = _platform_file(name)
+    files[board_platform] = _platform_file(board_platform.rpartition("/")[2])
+    if board.uf2_family:
+        files[UF2_TOOL] = resources.files("boards").joinpath("tools", "bin2uf2.py").read_text()
     return files

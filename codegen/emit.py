@@ -55,8 +55,11 @@ def runtime_sources(board: Board) -> dict[str, str]:
 
 
 def render_model_files(
-    graph: Graph, lowered: LoweredModel, test_images: np.ndarray, test_labels: list[int]
+    graph: Graph, lowered: LoweredModel, test_images: np.ndarray, test_labels: list[int], export_arena: bool = False
 ) -> dict[str, str]:
+    """model/model.h, model.c, test_inputs.c. ``export_arena``: the arena is the global
+    ``mcuf_model_arena`` declared by the library's public header (``export --format lib``) instead
+    of a static of model.c."""
     arch = graph.meta["arch"]
     plan = graph.meta["plan"]
     in_q = graph.tensors[graph.inputs[0]].qparams
@@ -87,6 +90,8 @@ def render_model_files(
             {"label": int(label), "body": format_values(image)}
             for image, label in zip(test_images, test_labels, strict=True)
         ],
+        "export_arena": export_arena,
+        "scratch_arena_bytes": lowered.scratch_arena_bytes,
     }
     env = _env()
     return {

@@ -59,6 +59,7 @@ class LoweredModel:
     calls: tuple[Call, ...]
     arena_bytes: int
     constant_bytes: int  # sum of the array sizes (flash)
+    scratch_arena_bytes: int = 0  # > 0: the fused kernels' row scratch has its own buffer (codegen.regions)
 
 
 def c_identifier(name: str) -> str:
@@ -110,8 +111,12 @@ def _arena(offset: int) -> str:
 
 
 def _call(node: Node, symbol: str, graph: Graph) -> Call:
-    plan = graph.meta["plan"]
-    scratch = _arena(plan.offset_of(f"{node.name}.scratch"))
+    split = graph.meta.get("scratch_split")  # codegen.regions.ScratchSplit: scratch in its own buffer
+    plan = split.arena if split else graph.meta["plan"]
+    if split:
+        scratch = f"scratch_arena + {split.scratch.offset_of(f'{node.name}.scratch')}"
+    else:
+        scratch = _arena(plan.offset_of(f"{node.name}.scratch"))
     if node.op == Op.FUSED_PATCH_EMBED:
         args = (f"&{symbol}", "read", "ctx", scratch, _arena(plan.offset_of(node.outputs[0])))
     elif node.op == Op.FUSED_ATTENTION:  # workspace: (K, V) or (K_h, V_h, head outputs)
@@ -142,6 +147,7 @@ def lower(graph: Graph) -> LoweredModel:
         arrays=tuple(writer.arrays),
         structs=tuple(structs),
         calls=tuple(calls),
-        arena_bytes=graph.meta["plan"].arena_bytes,
+        arena_bytes=(split.arena if (split := graph.meta.get("scratch_split")) else graph.meta["plan"]).arena_bytes,
         constant_bytes=writer.constant_bytes,
+        scratch_arena_bytes=split.scratch.arena_bytes if split else 0,
     )

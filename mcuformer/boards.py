@@ -28,6 +28,11 @@ class QemuMachine:
     region_bytes: int
     instructions_per_tick: int
     notes: str = ""
+    flash_region_bytes: int = 0  # the code region when smaller than region_bytes (0: region_bytes)
+
+    @property
+    def flash_bytes_limit(self) -> int:
+        return self.flash_region_bytes or self.region_bytes
 
 
 # Instructions per SysTick tick that runtime_c/platform/platform_semihost.c assumes (25 MHz MPS2).
@@ -55,6 +60,55 @@ QEMU_MACHINES: dict[str, QemuMachine] = {
             50,
             "runs in Secure state from the Secure aliases of SSRAM1 (code) and SSRAM2/3 (data)",
         ),
+        # BBC micro:bit (nRF51822): a real Cortex-M0 (Armv6-M: unaligned accesses fault, unlike on
+        # the M3 of mps2-an385), 256 KiB flash at 0x0, 16 KiB RAM at 0x20000000. SysTick runs at
+        # 16 MHz (62.5 instructions per tick): no instruction counts (0), bit-exactness only.
+        QemuMachine(
+            "microbit",
+            "cortex-m0",
+            0x00000000,
+            0x20000000,
+            16 * 1024,
+            0,
+            "Cortex-M0 check of Armv6-M builds with a small model; no instruction counts",
+            flash_region_bytes=256 * 1024,
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class FirmwareMachine:
+    """A qemu-system-arm (7.2) model of a real microcontroller that boots a board's firmware image
+    (linked with the board's real memory map) from its flash, with console output over a UART.
+
+    ``mapped``: the (origin, bytes) address ranges the machine backs with memory; an image whose
+    flash or RAM sections fall outside them cannot run there. No instruction counts: its SysTick
+    clock does not give a whole number of instructions per tick under -icount.
+    """
+
+    name: str
+    flash: tuple[int, int]
+    mapped: tuple[tuple[int, int], ...]
+    notes: str = ""
+
+    def maps(self, origin: int, size: int) -> bool:
+        return any(lo <= origin and origin + size <= lo + n for lo, n in (self.flash, *self.mapped))
+
+
+FIRMWARE_MACHINES: dict[str, FirmwareMachine] = {
+    m.name: m
+    for m in (
+        # STM32F405: 1 MiB flash at 0x08000000 (aliased at 0x0, where the core reads its vector
+        # table), SRAM at 0x20000000 (QEMU maps 192 KiB; the part has 112 + 16 KiB), no CCM at
+        # 0x10000000; RCC, flash interface and GPIO are unimplemented devices (writes ignored,
+        # reads zero); USART1 at 0x40011000 is the first serial port (-serial).
+        FirmwareMachine(
+            "netduinoplus2",
+            (0x08000000, 1024 * 1024),
+            ((0x20000000, 192 * 1024),),
+            "STM32F405 model: no CCM, clock controller reads as zero",
+        ),
     )
 }
 
@@ -66,6 +120,21 @@ def qemu_machine(name: str) -> QemuMachine:
     except KeyError:
         known = ", ".join(sorted(QEMU_MACHINES))
         raise UserError(f"no emulator description for QEMU machine '{name}' (known: {known})") from None
+
+
+@dataclass(frozen=True)
+class MemoryRegion:
+    """One RAM region of a board. kind: "sram" (general purpose), "tcm" (tightly coupled / core
+    coupled: single-cycle, not reachable by DMA on most parts) or "external" (SDRAM/PSRAM behind a
+    memory controller the application must start before the model runs)."""
+
+    name: str
+    origin: int
+    size: int
+    kind: str = "sram"
+
+
+MEMORY_REGION_KINDS = ("sram", "tcm", "external")
 
 
 @dataclass(frozen=True)
@@ -82,6 +151,16 @@ class Board:
     qemu_machine: str  # "" for the host
     cflags: str
     notes: str
+    # Every RAM region of the board (the first is the model's default region: sram_origin/bytes).
+    regions: tuple[MemoryRegion, ...] = ()
+    # The firmware image (linker/board.ld) runs on this FIRMWARE_MACHINES entry, with this platform
+    # layer (runtime_c/platform/platform_<firmware_platform>.c); "" = semihosting like the emulator image.
+    firmware_machine: str = ""
+    firmware_platform: str = ""
+    flash_formats: tuple[str, ...] = ("bin", "hex")  # files next to board.elf ("uf2" where it boots one)
+    uf2_family: int = 0  # UF2 family ID (0: no UF2)
+    stack_region: str = ""  # the region of the stack (the vendor's convention); "" = the first region
+    defines: tuple[str, ...] = ()  # preprocessor symbols of the board's build (e.g. MCUF_RP2350_IMAGE_DEF)
 
     @property
     def is_host(self) -> bool:
@@ -103,9 +182,17 @@ def boards_dir() -> Path:
     return Path(str(resources.files("boards")))
 
 
+def _region(entry: dict, path: Path) -> MemoryRegion:
+    kind = entry.get("kind", "sram")
+    if kind not in MEMORY_REGION_KINDS:
+        raise UserError(f"{path}: region '{entry.get('name')}' has kind '{kind}'; use one of {MEMORY_REGION_KINDS}")
+    return MemoryRegion(str(entry["name"]), int(entry["origin"]), int(entry["size"]), kind)
+
+
 def _load(path: Path) -> Board:
     data = json.loads(path.read_text())
     sram = data["sram"][0]
+    firmware = data.get("firmware", {})
     return Board(
         name=data["name"],
         core=data["core"],
@@ -119,6 +206,13 @@ def _load(path: Path) -> Board:
         qemu_machine=data["qemu_machine"],
         cflags=data["cflags"],
         notes=data.get("notes", ""),
+        regions=tuple(_region(r, path) for r in (*data["sram"], *data.get("external_ram", []))),
+        firmware_machine=firmware.get("qemu_machine", ""),
+        firmware_platform=firmware.get("platform", ""),
+        flash_formats=tuple(data.get("flash_formats", ("bin", "hex"))),
+        uf2_family=int(data.get("uf2_family", 0)),
+        defines=tuple(data.get("defines", ())),
+        stack_region=data.get("stack_region", ""),
     )
 
 

@@ -50,6 +50,7 @@ def cmd_boards(args: argparse.Namespace) -> int:
     rows = [("board", "core", "DSP", "SRAM", "flash", "emulator")]
     for b in all_boards():
         machine = f"qemu-system-arm -M {b.qemu_machine}" if b.qemu_machine else "native (host cc)"
+        machine += f"; firmware image: -M {b.firmware_machine}" if b.firmware_machine else ""
         rows.append(
             (b.name, b.core, "yes" if b.dsp else "no", format_bytes(b.sram_bytes), format_bytes(b.flash_bytes), machine)
         )
@@ -108,9 +109,12 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from mcuformer.workflow import run_export
 
+    float_abi = (args.float_abi or "soft") if args.format == "lib" else None
+    if args.float_abi and args.format != "lib":
+        raise UserError("--float-abi applies to --format lib only")
     run_export(
         Path(args.run), args.board, Path(args.out), args.force, _log, not args.no_measure, args.sram, args.flash,
-        data=args.data,
+        data=args.data, float_abi=float_abi,
     )  # fmt: skip
     return 0
 
@@ -126,6 +130,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
             log=_log if not args.json else None,
             kernels=args.kernels,
             profile=args.profile,
+            firmware=args.firmware,
         )
     except UserError as exc:
         if args.json:  # JSON on stdout on every outcome; the message still goes to stderr
@@ -193,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flash", help="flash the model may use (default: the board's flash)")
     p.add_argument("--data", help="calibration/test data (default: the data stored in RUN at search time)")
     p.add_argument("--no-measure", action="store_true", help="do not build and run the project in QEMU")
+    p.add_argument(
+        "--format",
+        choices=("project", "lib"),
+        default="project",
+        help="project: a C project with its own startup (default); lib: a static library + one header + CMake",
+    )
+    p.add_argument("--float-abi", choices=("soft", "softfp", "hard"), help="float ABI of the library (default soft)")
     p.add_argument("--force", action="store_true", help="replace an existing project directory")
     p.set_defaults(fn=cmd_export)
 
@@ -208,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="kernel variant (default: optimized on cores with the DSP extension)",
     )
     p.add_argument("--profile", action="store_true", help="instructions per operator from QEMU (table / JSON)")
+    p.add_argument(
+        "--firmware",
+        action="store_true",
+        help="boot the board image (real memory map, serial console) on the emulated microcontroller",
+    )
     p.set_defaults(fn=cmd_emulate)
 
     p = sub.add_parser("demo", help="search -> export -> emulate on digits with a budget that binds")

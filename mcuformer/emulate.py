@@ -35,7 +35,15 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mcuformer.boards import QEMU_MACHINES, Board, format_bytes, get_board
+from mcuformer.boards import (
+    FIRMWARE_MACHINES,
+    QEMU_MACHINES,
+    Board,
+    FirmwareMachine,
+    all_boards,
+    format_bytes,
+    get_board,
+)
 from mcuformer.errors import DoesNotFit, UserError
 
 DEFAULT_TIMEOUT_S = 300.0
@@ -110,6 +118,15 @@ def _load_report(project: Path) -> dict:
     return report
 
 
+def _board_and_expected_outputs(project: Path) -> tuple[Board, list]:
+    """The project's board and report.json's expected outputs (the Python integer reference)."""
+    report = _load_report(project)
+    expected = report.get("expected_outputs")
+    if not isinstance(expected, list):
+        raise UserError(f"{project / 'report.json'} has no expected_outputs; re-run `mcuformer export`")
+    return get_board(str(report["board"])), expected
+
+
 def _project_board(project: Path) -> Board:
     return get_board(str(_load_report(project)["board"]))
 
@@ -165,11 +182,21 @@ def _qemu_elf(project: Path, variant: str, profile: bool = False) -> Path:
     return project / _build_dir(variant, profile) / "qemu.elf"
 
 
+def _board_elf(project: Path, variant: str) -> Path:
+    return project / _build_dir(variant, False) / "board.elf"
+
+
 def build(
-    project: Path, host: bool = False, sanitize: bool = True, kernels: str = "default", profile: bool = False
+    project: Path,
+    host: bool = False,
+    sanitize: bool = True,
+    kernels: str = "default",
+    profile: bool = False,
+    firmware: bool = False,
 ) -> Path:
     """Build the project: ARM ``make qemu KERNELS=<v> BUILD=build/<v>`` -> build/<v>/qemu.elf
-    (v = resolve_kernels(kernels)); host ``make -f Makefile.host`` (``SANITIZE=1`` with
+    (v = resolve_kernels(kernels)); with ``firmware`` ``make all ...`` -> build/<v>/board.elf (the
+    board's memory map) and its .bin/.hex; host ``make -f Makefile.host`` (``SANITIZE=1`` with
     ASan/UBSan) -> build/host[-asan]/model. Returns the executable.
 
     Raises UserError with one line: the link overflow ("model does not fit <board>: RAM overflowed
@@ -189,10 +216,11 @@ def build(
         if not (project / "Makefile").is_file():
             raise UserError(f"{project} has no ARM Makefile (board {board.name}); use --host")
         _require_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi")
-        cmd = ["make", jobs, "qemu", f"KERNELS={variant}", f"BUILD={_build_dir(variant, profile)}"]
+        goal = "all" if firmware else "qemu"
+        cmd = ["make", jobs, goal, f"KERNELS={variant}", f"BUILD={_build_dir(variant, profile)}"]
         if profile:
             cmd.append("EXTRA_CFLAGS=-DMCUF_PROFILE")
-        target = _qemu_elf(project, variant, profile)
+        target = _board_elf(project, variant) if firmware else _qemu_elf(project, variant, profile)
     proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True)
     if proc.returncode != 0:
         raise _build_error(project, board, proc.stdout + proc.stderr)
@@ -237,8 +265,20 @@ def _relative(project: Path, where: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- ELF
-def elf_sizes(elf: Path) -> ElfSizes:
-    """Flash, static SRAM and reserved stack of a 32-bit little-endian ELF (see module doc)."""
+@dataclass(frozen=True)
+class ElfSection:
+    name: str
+    type: int
+    flags: int
+    address: int
+    size: int
+
+
+SHF_WRITE, SHF_ALLOC, SHT_NOBITS = 0x1, 0x2, 8
+
+
+def elf_sections(elf: Path) -> list[ElfSection]:
+    """The section headers of a 32-bit little-endian ELF."""
     data = elf.read_bytes()
     if data[:4] != b"\x7fELF" or data[4] != 1 or data[5] != 1:
         raise UserError(f"{elf} is not a 32-bit little-endian ELF file")
@@ -251,18 +291,21 @@ def elf_sizes(elf: Path) -> ElfSizes:
         end = data.index(b"\0", strtab_offset + offset)
         return data[strtab_offset + offset : end].decode()
 
-    shf_write, shf_alloc, sht_nobits = 0x1, 0x2, 8
+    return [ElfSection(name(h[0]), h[1], h[2], h[3], h[5]) for h in headers]
+
+
+def elf_sizes(elf: Path) -> ElfSizes:
+    """Flash, static SRAM and reserved stack of a 32-bit little-endian ELF (see module doc)."""
     flash = sram = stack = 0
-    for sh_name, sh_type, sh_flags, _addr, _off, sh_size, *_ in headers:
-        if not sh_flags & shf_alloc:
+    for section in elf_sections(elf):
+        if not section.flags & SHF_ALLOC:
             continue
-        section = name(sh_name)
-        if section == ".stack":
-            stack = sh_size
-        if sh_type != sht_nobits:
-            flash += sh_size
-        if sh_flags & shf_write and section not in NOT_STATIC_SECTIONS:
-            sram += sh_size
+        if section.name == ".stack":
+            stack = section.size
+        if section.type != SHT_NOBITS:
+            flash += section.size
+        if section.flags & SHF_WRITE and section.name not in NOT_STATIC_SECTIONS:
+            sram += section.size
     return ElfSizes(flash_bytes=flash, static_sram_bytes=sram, stack_reserved_bytes=stack)
 
 
@@ -320,7 +363,12 @@ def run(
     parsed = _parse_output(output, proc.returncode, who)
     if host:
         return RunResult(target, parsed.logits, parsed.instructions, None, None, None, None, output, parsed.op_ends)
-    sizes = elf_sizes(exe)
+    return _elf_run_result(target, parsed, exe, output)
+
+
+def _elf_run_result(target: str, parsed: _Parsed, elf: Path, output: str) -> RunResult:
+    """A Cortex-M run's result: the parsed output and the sizes of the ELF that ran."""
+    sizes = elf_sizes(elf)
     return RunResult(
         target=target,
         logits=parsed.logits,
@@ -424,11 +472,7 @@ def emulate(
     kernels ("portable" or "optimized": the variant built, see resolve_kernels).
     """
     project = Path(project)
-    report = _load_report(project)
-    board = get_board(str(report["board"]))
-    expected = report.get("expected_outputs")
-    if not isinstance(expected, list):
-        raise UserError(f"{project / 'report.json'} has no expected_outputs; re-run `mcuformer export`")
+    board, expected = _board_and_expected_outputs(project)
     host = _use_host(board, host)
     if profile and host:
         raise UserError("--profile counts instructions in QEMU; it cannot be combined with --host")
@@ -459,7 +503,168 @@ def emulate(
         "measured_peak_sram_bytes": peak,
         "sanitized": host and sanitize,
         "kernels": variant,
-        **({"profile": operator_profile(report, result.op_ends)} if profile else {}),
+        **({"profile": operator_profile(_load_report(project), result.op_ends)} if profile else {}),
+    }
+
+
+# ----------------------------------------------------------------------------------------- firmware
+FIRMWARE_NOTE = (
+    "not measured on the firmware machine (SysTick at the SoC's clock does not tick a whole number of "
+    "instructions under -icount); instruction counts come from `emulate` on the MPS2 machine"
+)
+_EXIT_RE = re.compile(r"^EXIT (-?\d+)\s*$", re.MULTILINE)
+
+
+def firmware_machine(board: Board) -> FirmwareMachine:
+    if not board.firmware_machine:
+        with_firmware = ", ".join(b.name for b in all_boards() if b.firmware_machine) or "none"
+        raise UserError(
+            f"board {board.name} has no emulated microcontroller for its firmware image "
+            f"(boards with one: {with_firmware})"
+        )
+    try:
+        return FIRMWARE_MACHINES[board.firmware_machine]
+    except KeyError:
+        raise UserError(f"board {board.name}: unknown firmware machine '{board.firmware_machine}'") from None
+
+
+def firmware_command(machine: FirmwareMachine, elf: Path) -> list[str]:
+    """Boot ``elf`` from the machine's flash; the first UART is stdout; a reset request ends QEMU."""
+    return [
+        "qemu-system-arm",
+        "-M", machine.name,
+        "-display", "none",
+        "-monitor", "none",
+        "-serial", "stdio",
+        "-no-reboot",
+        "-kernel", str(elf),
+    ]  # fmt: skip
+
+
+def check_firmware_layout(elf: Path, machine: FirmwareMachine) -> None:
+    """UserError unless every allocated section of ``elf`` lies in memory the machine models."""
+    for section in elf_sections(elf):
+        if section.flags & SHF_ALLOC and section.size and not machine.maps(section.address, section.size):
+            raise UserError(
+                f"{elf.name}: section {section.name} at 0x{section.address:08x} ({section.size} B) is outside "
+                f"the memory {machine.name} models ({machine.notes}); the emulator cannot run this image"
+            )
+
+
+def run_firmware(project: Path, kernels: str = "default", timeout_s: float = DEFAULT_TIMEOUT_S) -> RunResult:
+    """Boot the built firmware image (``build(..., firmware=True)`` first) on the board's emulated
+    microcontroller and parse its serial output. The image must end with the status line
+    ``EXIT <code>`` and a reset request (which ends QEMU under -no-reboot); UserError otherwise, on
+    a model error, a CPU fault, a stack overflow or a hang."""
+    project = Path(project)
+    board = _project_board(project)
+    machine = firmware_machine(board)
+    variant = resolve_kernels(project, board, False, kernels)
+    elf = _board_elf(project, variant)
+    if not elf.is_file():
+        raise UserError(f"{elf} does not exist; build the firmware image first")
+    check_firmware_layout(elf, machine)
+    _require_tool("qemu-system-arm", "qemu-system-arm")
+    who = f"the firmware on {machine.name}"
+    try:
+        proc = subprocess.run(
+            firmware_command(machine, elf.resolve()), cwd=project, capture_output=True, text=True,
+            errors="replace", stdin=subprocess.DEVNULL, timeout=timeout_s,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise UserError(
+            f"{who} did not finish within {timeout_s:g} s (no reset request: a hang, or a fault loop)"
+        ) from None
+    output = proc.stdout.replace("\r\n", "\n")
+    if proc.returncode != 0:
+        raise UserError(f"QEMU ({machine.name}) exited with status {proc.returncode}: {proc.stderr.strip()[-300:]}")
+    exits = _EXIT_RE.findall(output)
+    if not exits:
+        parsed_tail = output.strip().splitlines()[-1] if output.strip() else "no output"
+        raise UserError(f"{who} reset without its final status line (EXIT <code>); last output: {parsed_tail}")
+    return _elf_run_result(f"qemu:{machine.name}", _parse_output(output, int(exits[-1]), who), elf, output)
+
+
+def emulate_firmware(project: Path, kernels: str = "default", timeout_s: float = DEFAULT_TIMEOUT_S) -> dict:
+    """Build the firmware image (the board's memory map, its console), boot it on the board's
+    emulated microcontroller and compare its serial output with report.json's expected outputs.
+    The ``emulate --json`` dict, with ``firmware: true``, the image files next to the ELF
+    (``images``) and no instruction counts."""
+    project = Path(project)
+    board, expected = _board_and_expected_outputs(project)
+    if board.is_host:
+        raise UserError("--firmware runs a microcontroller image; the host board has none")
+    firmware_machine(board)
+    variant = resolve_kernels(project, board, False, kernels)
+    elf = build(project, kernels=variant, firmware=True)
+    result = run_firmware(project, kernels=variant, timeout_s=timeout_s)
+    mismatches = compare(expected, result.logits)
+    return {
+        "target": result.target,
+        "board": board.name,
+        "firmware": True,
+        "bit_exact": not mismatches,
+        "inputs": len(expected),
+        "mismatches": [asdict(m) for m in mismatches],
+        "instructions_per_inference": None,
+        "instructions_per_input": None,
+        "instructions_note": FIRMWARE_NOTE,
+        "stack_bytes": result.stack_bytes,
+        "stack_reserved_bytes": result.stack_reserved_bytes,
+        "static_sram_bytes": result.static_sram_bytes,
+        "flash_bytes": result.flash_bytes,
+        "measured_peak_sram_bytes": result.static_sram_bytes + result.stack_bytes,
+        "sanitized": False,
+        "kernels": variant,
+        "images": sorted(str(p.relative_to(project)) for p in elf.parent.glob("board.*") if p.suffix != ".map"),
+    }
+
+
+# ------------------------------------------------------------------------------------------ library
+def check_library(library: Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict:
+    """Build a ``--format lib`` directory with CMake and the host compiler (into build/host-check),
+    run its example and compare the logits with report.json's expected outputs.
+    ``{"target": "host (cmake)", "bit_exact", "inputs", "mismatches"}``; UserError on a failed
+    configure, build or run."""
+    library = Path(library)
+    report_path = library / "report.json"
+    if not (library / "CMakeLists.txt").is_file() or not report_path.is_file():
+        raise UserError(
+            f"{library} is not an mcuformer library (no CMakeLists.txt/report.json); use export --format lib"
+        )
+    expected = json.loads(report_path.read_text()).get("expected_outputs")
+    if not isinstance(expected, list):
+        raise UserError(f"{report_path} has no expected_outputs; re-run `mcuformer export --format lib`")
+    _require_tool("cmake", "cmake")
+    _require_tool("cc", "gcc")
+    build_dir = library / "build" / "host-check"
+    steps = (
+        ["cmake", "-S", ".", "-B", str(build_dir.relative_to(library)), "-DCMAKE_BUILD_TYPE=Release"],
+        ["cmake", "--build", str(build_dir.relative_to(library)), f"-j{min(os.cpu_count() or 1, 8)}"],
+    )
+    for cmd in steps:
+        proc = subprocess.run(cmd, cwd=library, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise _build_error(library, get_board("host"), proc.stdout + proc.stderr)
+    exe = build_dir / "mcuformer_example"
+    try:
+        proc = subprocess.run([str(exe.resolve())], capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"the library example did not finish within {timeout_s:g} s") from None
+    logits: dict[int, list[int]] = {}
+    for line in proc.stdout.splitlines():
+        fields = line.split()
+        if fields[:1] == ["LOGITS"] and len(fields) >= 2:
+            logits[int(fields[1])] = [int(v) for v in fields[2:]]
+    if proc.returncode != 0 or "DONE" not in proc.stdout.split():
+        last = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
+        raise UserError(f"the library example exited with status {proc.returncode}: {last[0]}")
+    mismatches = compare(expected, [logits[i] for i in sorted(logits)])
+    return {
+        "target": "host (cmake)",
+        "bit_exact": not mismatches,
+        "inputs": len(expected),
+        "mismatches": [asdict(m) for m in mismatches],
     }
 
 
@@ -518,6 +723,9 @@ def format_report(result: dict, max_mismatches: int = 10) -> str:
         lines.append(f"peak SRAM (static + stack): {format_bytes(result['measured_peak_sram_bytes'])}")
     if result["flash_bytes"] is not None:
         lines.append(f"flash: {format_bytes(result['flash_bytes'])}")
+    if result.get("firmware"):
+        lines.append(f"firmware image (the board's memory map, serial console): {', '.join(result['images'])}")
+        lines.append(f"instructions: {result['instructions_note']}")
     if result.get("profile"):
         width = max(len(row["name"]) for row in result["profile"])
         lines.append(f"instructions per operator ({result['kernels']} kernels; QEMU -icount, not cycles):")

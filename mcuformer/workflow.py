@@ -477,10 +477,13 @@ def run_export(
     sram: str | None = None,
     flash: str | None = None,
     data: str | None = None,
+    float_abi: str | None = None,
 ) -> dict:
     """Compile RUN for a board (optionally limited to an SRAM/flash budget, e.g. to leave room for the
-    application) into the project OUT (see ``export_model``)."""
+    application) into the project OUT (see ``export_model``); with ``float_abi`` into a library
+    directory instead (``export --format lib``, see ``export_library``)."""
     board = resolve_board(board_name, sram, flash)  # user errors first, before heavy imports
+    check_library_options(board, float_abi)
     inputs = [run] + ([Path(data)] if data and data != "digits" else [])
     check_output(out, OutputKind.PROJECT, force, inputs)
     model, run_report = load_run(run)
@@ -494,7 +497,9 @@ def run_export(
     labels = run_report.get("class_labels")
     if isinstance(labels, list) and len(labels) == arch.num_classes:
         dataset.class_names = [str(v) for v in labels]
-    return export_model(model, dataset, board, out, force, log, measure=measure, source=str(run), inputs=inputs)
+    return export_model(
+        model, dataset, board, out, force, log, measure=measure, source=str(run), inputs=inputs, float_abi=float_abi
+    )
 
 
 def export_model(
@@ -508,6 +513,7 @@ def export_model(
     num_test_inputs: int = NUM_TEST_INPUTS,
     source: str = "",
     inputs: list[Path] | None = None,
+    float_abi: str | None = None,
 ) -> dict:
     """Quantize (calibrating on ``data``), compile and write a C project for ``board`` into OUT, with
     the first validation images as embedded test inputs. A model over the board's (or budget's) SRAM or
@@ -530,12 +536,19 @@ def export_model(
         test_int8 = compiled.quantize_input(to_hwc(test_float))
         expected = compiled.run_int8(test_int8)
         labels = [int(v) for v in data.val_y[:num_test_inputs]]
+        if float_abi is not None:
+            report = project_report(compiled, board, test_int8, expected, labels, float_acc, int8_acc, source)
+            report["class_labels"] = list(data.class_names)
+            report["preprocessing"] = input_preparation(data, arch, report["input_quant"])
+            return export_library(tmp, compiled, board, test_int8, report, float_abi, measure, log)
+        compiled, placement = place_model_memory(board, compiled)
         runtime = runtime_sources(board)
         files = {**render_model_files(compiled.graph, compiled.lowered, test_int8, labels), **runtime}
-        files.update(render_board_files(board, project_sources(runtime), STACK_RESERVE_BYTES))
+        files.update(render_board_files(board, project_sources(runtime), STACK_RESERVE_BYTES, placement=placement))
         report = project_report(compiled, board, test_int8, expected, labels, float_acc, int8_acc, source)
         report["class_labels"] = list(data.class_names)
         report["preprocessing"] = input_preparation(data, arch, report["input_quant"])
+        report["memory_regions"] = placement.to_json(board)
         files["README.md"] = render_readme({**report, "arch_summary": arch.short(), "kernel_files": sorted(runtime)})
         write_files(tmp, files)
         write_onnx(model, tmp / "model.onnx")
@@ -576,6 +589,56 @@ def input_preparation(data, arch: ArchConfig, input_quant: dict) -> dict:
     }
 
 
+def place_model_memory(board: Board, compiled):  # -> (CompiledModel, codegen.regions.RegionPlacement)
+    """The arena (or the arena and the hot row scratch), stack and statics across the board's RAM
+    regions (codegen.regions)."""
+    from codegen.cost import STACK_RESERVE_BYTES, STATIC_SRAM_BYTES
+    from codegen.regions import place_compiled
+
+    return place_compiled(board, compiled, STACK_RESERVE_BYTES, STATIC_SRAM_BYTES)
+
+
+def check_library_options(board: Board, float_abi: str | None) -> None:
+    if float_abi is not None:
+        from codegen.library import check_float_abi
+
+        check_float_abi(board, float_abi)
+
+
+def export_library(
+    tmp: Path, compiled, board: Board, test_int8, report: dict, float_abi: str, measure: bool, log: Log
+) -> dict:
+    """Write the ``--format lib`` directory (codegen.library) into ``tmp`` with report.json; with
+    ``measure`` build it with CMake on the host and check its example bit-exactly."""
+    from codegen.cost import STACK_RESERVE_BYTES
+    from codegen.library import render_library
+    from mcuformer.emulate import check_library
+
+    files = render_library(
+        compiled.graph, compiled.lowered, board, test_int8, report["test_labels"],
+        float_abi=float_abi, flash_bytes=report["flash_bytes"], stack_bytes=STACK_RESERVE_BYTES,
+    )  # fmt: skip
+    write_files(tmp, files)
+    report = {**report, "format": "lib", "float_abi": float_abi}
+    save_json(str(tmp / "report.json"), report)
+    log_memory(report, log)
+    if measure and shutil.which("cmake") and shutil.which("cc"):
+        log("building the library with CMake on the host and running its example")
+        try:
+            report["measured"] = check_library(tmp)
+        except UserError as exc:
+            report["measured"] = {"error": str(exc)}
+        finally:
+            shutil.rmtree(tmp / "build", ignore_errors=True)
+    save_json(str(tmp / "report.json"), report)
+    measured = report.get("measured", {})
+    if measured:
+        verdict = measured.get("error") or ("bit-exact" if measured["bit_exact"] else "NOT bit-exact")
+        log(f"library example built with CMake on the host: {verdict}")
+    log(f"wrote library ({float_abi} float ABI): include/mcuformer_model.h, CMakeLists.txt, example/")
+    return report
+
+
 def write_onnx(model, path: Path) -> None:
     """The float model as ONNX (opset 17), for inspection and for comparison with other toolchains."""
     import warnings
@@ -612,7 +675,33 @@ def measure_in_qemu(project: Path, log: Log) -> dict:
     keys = ("target", "bit_exact", "instructions_per_inference", "stack_bytes", "static_sram_bytes", "flash_bytes")
     measured = {k: result[k] for k in keys}
     measured["peak_sram_bytes"] = result["static_sram_bytes"] + result["stack_bytes"]
+    measured.update(measure_firmware(project, log))
     return measured
+
+
+def measure_firmware(project: Path, log: Log) -> dict:
+    """``{"firmware": {...}}``: the board image (real memory map) booted on the board's emulated
+    microcontroller and checked bit-exactly, for boards that have one; ``{}`` for the others. A
+    failure is recorded, not raised, like measure_in_qemu."""
+    from mcuformer.emulate import emulate_firmware
+
+    if not _project_board_has_firmware_machine(project):
+        return {}
+    log("booting the firmware image on its emulated microcontroller")
+    try:
+        result = emulate_firmware(project)
+    except UserError as exc:
+        log(f"firmware image not verified: {exc}")
+        return {"firmware": {"error": str(exc)}}
+    finally:
+        shutil.rmtree(project / "build", ignore_errors=True)
+    log(f"firmware image on {result['target']}: " + ("bit-exact" if result["bit_exact"] else "NOT bit-exact"))
+    keys = ("target", "bit_exact", "stack_bytes", "static_sram_bytes", "flash_bytes")
+    return {"firmware": {k: result[k] for k in keys}}
+
+
+def _project_board_has_firmware_machine(project: Path) -> bool:
+    return bool(get_board(json.loads((project / "report.json").read_text())["board"]).firmware_machine)
 
 
 def project_report(compiled, board: Board, test_int8, expected, labels, float_acc, int8_acc, source: str) -> dict:
@@ -681,11 +770,22 @@ def log_memory(report: dict, log: Log) -> None:
 
 # ------------------------------------------------------------------------------------------ emulate
 def run_emulate(
-    project: Path, host: bool, sanitize: bool, log: Log | None, kernels: str = "default", profile: bool = False
+    project: Path,
+    host: bool,
+    sanitize: bool,
+    log: Log | None,
+    kernels: str = "default",
+    profile: bool = False,
+    firmware: bool = False,
 ) -> dict:
-    from mcuformer.emulate import emulate, format_report
+    from mcuformer.emulate import emulate, emulate_firmware, format_report
 
-    result = emulate(project, host=host, sanitize=sanitize, kernels=kernels, profile=profile)
+    if firmware and (host or profile):
+        raise UserError("--firmware boots the board image in QEMU; it cannot be combined with --host or --profile")
+    if firmware:
+        result = emulate_firmware(project, kernels=kernels)
+    else:
+        result = emulate(project, host=host, sanitize=sanitize, kernels=kernels, profile=profile)
     if log:
         log(format_report(result))
     return result

@@ -129,6 +129,29 @@ def test_qemu_is_bit_exact(project: tuple[Path, dict]) -> None:
     assert result["flash_bytes"] <= report["flash_bytes"]
 
 
+@pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed (run make setup)")
+def test_stm32f405_firmware_boots_and_matches_the_reference(searched: tuple[Path, dict]) -> None:
+    """Export for the STM32F405: the image linked with the real memory map boots from flash in
+    netduinoplus2, prints over USART1 and matches the Python integer reference bit-exactly."""
+    run, _ = searched
+    proj = run.parent / "proj-f405"
+    report = run_export(run, "STM32F405", proj, force=False, log=quiet)
+    assert report["measured"]["bit_exact"] and report["measured"]["target"] == "qemu:mps2-an386"
+    assert report["measured"]["firmware"]["target"] == "qemu:netduinoplus2", report["measured"]
+    assert report["measured"]["firmware"]["bit_exact"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "mcuformer", "emulate", str(proj), "--firmware", "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["firmware"] and result["bit_exact"] and result["mismatches"] == []
+    assert result["inputs"] == len(report["expected_outputs"]) and result["instructions_per_inference"] is None
+    assert result["kernels"] == "optimized"  # the Cortex-M4 DSP kernels, as flashed
+    assert {"build/optimized/board.bin", "build/optimized/board.hex"} <= set(result["images"])
+
+
 def test_host_with_sanitizers_is_bit_exact(project: tuple[Path, dict]) -> None:
     proj, _ = project
     result = run_emulate(proj, host=True, sanitize=True, log=None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import struct
 from importlib import resources
 from pathlib import Path
 
@@ -13,7 +14,17 @@ import pytest
 
 from codegen.board_files import render_board_files
 from mcuformer.boards import get_board
-from mcuformer.emulate import Mismatch, build, compare, emulate, format_report, run
+from mcuformer.emulate import (
+    Mismatch,
+    build,
+    compare,
+    elf_sections,
+    emulate,
+    emulate_firmware,
+    format_report,
+    run,
+    run_firmware,
+)
 from mcuformer.errors import UserError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "fake_model"
@@ -209,3 +220,124 @@ def test_host_sanitized_bit_exact(tmp_path: Path) -> None:
     assert result["bit_exact"], format_report(result)
     assert result["instructions_per_inference"] is None and result["stack_bytes"] is None
     assert "PASS" in format_report(result)
+
+
+# ------------------------------------------------------------------------------------------ firmware
+@needs_arm
+def test_firmware_boots_from_flash_and_prints_over_usart(tmp_path: Path) -> None:
+    """The STM32F405 image linked at 0x08000000/0x20000000 boots in netduinoplus2, copies .data
+    (the fake model's biases), prints over USART1 and ends with EXIT 0 and a reset request."""
+    project = make_project(tmp_path, "STM32F405")
+    result = emulate_firmware(project)
+    assert result["target"] == "qemu:netduinoplus2" and result["firmware"]
+    assert result["bit_exact"], format_report(result)
+    assert result["inputs"] == NUM_INPUTS and result["instructions_per_inference"] is None
+    assert 0 < result["stack_bytes"] < result["stack_reserved_bytes"] == STACK_BYTES
+    assert {"build/portable/board.elf", "build/portable/board.bin", "build/portable/board.hex"} <= set(result["images"])
+    elf = project / "build" / "portable" / "board.elf"
+    sections = {s.name: s for s in elf_sections(elf)}
+    assert sections[".text"].address >= 0x08000000 and sections[".data"].address == 0x20000000
+    assert sections[".data"].size >= 4 * NUM_CLASSES  # fake_model_bias lives in .data
+    # the .bin is the flash image from 0x08000000: the vector table's reset vector points into it
+    image = (project / "build" / "portable" / "board.bin").read_bytes()
+    initial_sp, reset = struct.unpack_from("<II", image, 0)
+    assert initial_sp == 0x20000000 + 128 * 1024 and 0x08000000 < reset < 0x08000000 + len(image)
+    assert (project / "build" / "portable" / "board.hex").read_text().startswith(":02000004080")
+    run_output = run_firmware(project).output
+    assert "\nEXIT 0\n" in run_output and "\r" not in run_output
+
+
+@needs_arm
+@pytest.mark.parametrize(
+    ("knobs", "message"),
+    [
+        ({"return_status": -2}, "model returned MCUF_ERR_INPUT on test input 0 in the firmware on netduinoplus2"),
+        ({"bus_fault": 1}, r"CPU fault in the firmware on netduinoplus2: FAULT BusFault pc=0x0800[0-9a-f]{4} "),
+    ],
+)
+def test_firmware_errors_are_reported(tmp_path: Path, knobs: dict[str, int], message: str) -> None:
+    project = make_project(tmp_path, "STM32F405", **knobs)
+    with pytest.raises(UserError, match=message):
+        emulate_firmware(project)
+
+
+@needs_arm
+def test_firmware_outside_the_emulated_memory_is_refused(tmp_path: Path) -> None:
+    """QEMU's STM32F405 has no CCM: an image with a section there is refused before it runs."""
+    project = make_project(tmp_path, "STM32F405")
+    (project / "model" / "ccm.c").write_text(
+        '#include <stdint.h>\n__attribute__((section(".ccm_probe"), used)) const uint32_t ccm_probe = 1;\n'
+    )
+    makefile = project / "Makefile"
+    makefile.write_text(
+        makefile.read_text().replace("SOURCES += model/model.c", "SOURCES += model/model.c model/ccm.c")
+    )
+    script = project / "linker" / "board.ld"
+    script.write_text(
+        script.read_text().replace(
+            "    .rodata :", "    .ccm_probe 0x10000000 : { KEEP(*(.ccm_probe)) }\n\n    .rodata :", 1
+        )
+    )
+    with pytest.raises(
+        UserError, match=r"section \.ccm_probe at 0x10000000 \(4 B\) is outside the memory netduinoplus2"
+    ):
+        emulate_firmware(project)
+
+
+def test_firmware_needs_a_board_with_an_emulated_microcontroller(tmp_path: Path) -> None:
+    project = make_project(tmp_path, "NUCLEO-F412ZG")
+    with pytest.raises(UserError, match=r"board NUCLEO-F412ZG has no emulated microcontroller.*STM32F405"):
+        emulate_firmware(project)
+
+
+@needs_arm
+def test_uf2_for_the_rp2350_carries_the_flash_image(tmp_path: Path) -> None:
+    """`make` builds board.bin/.hex/.uf2 for the Pico 2: the UF2 blocks reassemble to board.bin at
+    0x10000000 with the RP2350 family, and the boot ROM's IMAGE_DEF block follows the vector table."""
+    project = make_project(tmp_path, "RPI-PICO2")
+    out = build(project, firmware=True).parent
+    image = (out / "board.bin").read_bytes()
+    uf2 = (out / "board.uf2").read_bytes()
+    assert len(uf2) == 512 * -(-len(image) // 256)
+    rebuilt = bytearray()
+    for k in range(len(uf2) // 512):
+        block = uf2[512 * k : 512 * (k + 1)]
+        magic0, magic1, flags, address, size, number, count, family = struct.unpack_from("<8I", block)
+        assert (magic0, magic1, struct.unpack_from("<I", block, 508)[0]) == (0x0A324655, 0x9E5D5157, 0x0AB16F30)
+        assert (flags, family, number, count) == (0x2000, 0xE48BFF59, k, len(uf2) // 512)
+        assert address == 0x10000000 + 256 * k and size == 256
+        rebuilt += block[32 : 32 + size]
+    assert bytes(rebuilt[: len(image)]) == image and not any(rebuilt[len(image) :])
+    vectors = struct.unpack_from("<16I", image, 0)
+    assert vectors[0] == 0x20000000 + 520 * 1024 and 0x10000000 < vectors[1] < 0x10000000 + len(image)
+    assert struct.unpack_from("<5I", image, 64) == (0xFFFFDED3, 0x10210142, 0x1FF, 0, 0xAB123579)
+
+
+@needs_arm
+def test_armv6m_board_runs_the_portable_build(tmp_path: Path) -> None:
+    """The Raspberry Pi Pico (Cortex-M0+, -mcpu=cortex-m0plus) project runs bit-exact on the Cortex-M3 machine."""
+    project = make_project(tmp_path, "RPI-PICO")
+    result = emulate(project)
+    assert result["target"] == "qemu:mps2-an385" and result["kernels"] == "portable"
+    assert result["bit_exact"], format_report(result)
+    assert "-mcpu=cortex-m0plus" in (project / "Makefile").read_text()
+
+
+@needs_arm
+def test_firmware_hang_and_missing_status_line_are_reported(tmp_path: Path) -> None:
+    hang = make_project(tmp_path, "STM32F405", spin_iterations=0xFFFFFFFF)
+    build(hang, firmware=True)
+    with pytest.raises(UserError, match=r"the firmware on netduinoplus2 did not finish within 1 s \(no reset request"):
+        run_firmware(hang, timeout_s=1)
+    # an image whose platform resets without the final EXIT line (its exit does not print it)
+    silent = make_project(tmp_path, "STM32F405")
+    platform = silent / "platform" / "platform_stm32f4_usart.c"
+    text = platform.read_text()
+    platform.write_text(
+        text.replace(
+            '    mcuf_platform_puts("EXIT ");\n    mcuf_platform_put_int((int32_t)code);\n', "    (void)code;\n"
+        )
+    )
+    build(silent, firmware=True)
+    with pytest.raises(UserError, match=r"reset without its final status line \(EXIT <code>\); last output: DONE"):
+        run_firmware(silent)

@@ -1,5 +1,6 @@
 /*
- * Platform layer for bare-metal Cortex-M (Armv6-M, Armv7-M, Armv8-M) over ARM semihosting.
+ * Platform layer for bare-metal Cortex-M (Armv6-M, Armv7-M, Armv8-M) over ARM semihosting; number
+ * formatting and the stack measurement are in platform_cortexm.c.
  *
  * Semihosting: `bkpt 0xAB` with the operation in r0 and the argument in r1. QEMU answers it with
  * -semihosting-config enable=on,target=native; on a board a debug probe must have semihosting
@@ -38,12 +39,6 @@
 #endif
 #define INSTRUCTIONS_PER_TICK MCUF_INSTRUCTIONS_PER_TICK
 
-/* Linker-script symbols (boards/templates/cortexm.ld.j2): end of .bss, the reserved stack
- * [_sstack, _estack). [_ebss, _sstack) is free RAM. */
-extern uint32_t _ebss;
-extern uint32_t _sstack;
-extern uint32_t _estack;
-
 /* Number of times SysTick reached zero since counter_start (exceptions taken). */
 static volatile uint32_t systick_zero_count;
 
@@ -62,28 +57,6 @@ void mcuf_platform_init(void)
 void mcuf_platform_puts(const char *s)
 {
     semihost_call(SH_SYS_WRITE0, s);
-}
-
-void mcuf_platform_put_u64(uint64_t v)
-{
-    char buf[21];
-    size_t i = sizeof buf - 1;
-    buf[i] = '\0';
-    do {
-        buf[--i] = (char)('0' + (int)(v % 10u));
-        v /= 10u;
-    } while (v != 0u);
-    mcuf_platform_puts(&buf[i]);
-}
-
-void mcuf_platform_put_int(int32_t v)
-{
-    if (v < 0) {
-        mcuf_platform_puts("-");
-        mcuf_platform_put_u64((uint64_t)(-(int64_t)v));
-    } else {
-        mcuf_platform_put_u64((uint64_t)v);
-    }
 }
 
 void mcuf_platform_exit(int code)
@@ -164,21 +137,4 @@ uint64_t mcuf_platform_counter_stop(void)
     SCB_ICSR = SCB_ICSR_PENDSTCLR;
     irq_restore(primask);
     return count;
-}
-
-uint32_t mcuf_platform_stack_size(void)
-{
-    return (uint32_t)((uintptr_t)&_estack - (uintptr_t)&_sstack);
-}
-
-uint32_t mcuf_platform_stack_used(void)
-{
-    /* Painted from _ebss (the free RAM below the stack included), so a stack that went past
-     * _sstack into free RAM reads as more than mcuf_platform_stack_size(). */
-    const volatile uint32_t *p = (const volatile uint32_t *)&_ebss;
-    const volatile uint32_t *const end = (const volatile uint32_t *)&_estack;
-    while (p < end && *p == MCUF_STACK_PAINT_WORD) {
-        ++p;
-    }
-    return (uint32_t)((uintptr_t)end - (uintptr_t)p);
 }

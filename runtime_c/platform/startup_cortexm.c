@@ -2,9 +2,11 @@
  * Startup for bare-metal Cortex-M (Armv6-M, Armv7-M, Armv8-M mainline), linked with
  * -nostartfiles against boards/templates/cortexm.ld.j2.
  *
- * Reset_Handler: copy .data from its load address in FLASH, zero .bss, enable the FPU when the
- * code uses it, enable the configurable fault exceptions, paint the free RAM and the free part
- * of the stack, run main() and exit (semihosting) with its return value. Faults print one line
+ * Reset_Handler: copy .data from its load address in FLASH, zero .bss (and the arena or row
+ * scratch placed in another RAM region), enable the FPU when the code uses it, enable the
+ * configurable fault exceptions, paint the free RAM and the free part of the stack, run main()
+ * and exit (mcuf_platform_exit: semihosting, or the board's console and a reset) with its return
+ * value. Faults print one line
  *   FAULT <exception> pc=0x... lr=0x... cfsr=0x... hfsr=0x... addr=0x...
  * and exit with MCUF_EXIT_FAULT.
  */
@@ -17,6 +19,9 @@ extern uint32_t _sidata; /* load address of .data in FLASH */
 extern uint32_t _sdata, _edata;
 extern uint32_t _sbss, _ebss;
 extern uint32_t _sstack, _estack; /* reserved stack; the initial SP is _estack */
+extern uint32_t _sarena, _earena;     /* an arena outside .bss (another RAM region), else empty */
+extern uint32_t _sscratch, _escratch; /* the row scratch outside .bss, else empty */
+extern uint32_t _spaint;              /* start of the free RAM below the stack, in the stack's region */
 
 int main(void);
 
@@ -69,6 +74,20 @@ __attribute__((section(".isr_vector"), used)) const vector_table mcuf_vector_tab
     },
 };
 
+#if defined(MCUF_RP2350_IMAGE_DEF)
+/* RP2350 boot ROM: the minimal IMAGE_DEF block (RP2350 datasheet, "minimum viable image metadata":
+ * an Arm Secure executable for RP2350, one block in a loop to itself), within the first 4 KiB of
+ * the image; the linker script puts .isr_vector.* right after the vector table, whose initial SP
+ * and Reset_Handler the boot ROM then uses. */
+__attribute__((section(".isr_vector.image_def"), used)) const uint32_t mcuf_rp2350_image_def[5] = {
+    0xFFFFDED3u, /* PICOBIN_BLOCK_MARKER_START */
+    0x10210142u, /* IMAGE_TYPE item: EXE, chip RP2350, CPU Arm, Secure */
+    0x000001FFu, /* LAST item, block size 1 word */
+    0x00000000u, /* relative link to the next block: 0 = this block only */
+    0xAB123579u, /* PICOBIN_BLOCK_MARKER_END */
+};
+#endif
+
 void Reset_Handler(void)
 {
     const uint32_t *src = &_sidata;
@@ -76,6 +95,12 @@ void Reset_Handler(void)
         *dst++ = *src++;
     }
     for (uint32_t *dst = &_sbss; dst < &_ebss;) {
+        *dst++ = 0u;
+    }
+    for (uint32_t *dst = &_sarena; dst < &_earena;) {
+        *dst++ = 0u;
+    }
+    for (uint32_t *dst = &_sscratch; dst < &_escratch;) {
         *dst++ = 0u;
     }
 
@@ -88,12 +113,12 @@ void Reset_Handler(void)
     SCB_CCR |= (1u << 4);                              /* trap integer division by zero */
 #endif
 
-    /* Paint [_ebss, sp): the free RAM below the stack and the stack below the current SP. Below
+    /* Paint [_spaint, sp): the free RAM below the stack and the stack below the current SP. Below
      * SP nothing is live (no interrupt is enabled); this frame is at or above it. Volatile
      * stores and no call, so nothing below SP is used while painting. */
     uintptr_t sp;
     __asm__ volatile("mov %0, sp" : "=r"(sp));
-    for (volatile uint32_t *p = &_ebss; (uintptr_t)p < sp; ++p) {
+    for (volatile uint32_t *p = &_spaint; (uintptr_t)p < sp; ++p) {
         *p = MCUF_STACK_PAINT_WORD;
     }
 
