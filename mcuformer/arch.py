@@ -104,20 +104,21 @@ class SearchSpace:
     rank_ratios: tuple[float, ...] = (0.25, 0.5, 0.0)
     in_channels: int = 1
     num_classes: int = 10
+    per_layer: bool = True  # False: every layer takes the same heads / MLP ratio / ranks (one choice)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def rank(self, ratio: float, embed_dim: int) -> int:
         return 0 if ratio == 0.0 else max(1, int(round(ratio * embed_dim)))
 
     def largest(self) -> ArchConfig:
-        depth = max(self.depths)
+        depth, e = max(self.depths), max(self.embed_dims)
         return ArchConfig(
             image_size=max(self.image_sizes),
             in_channels=self.in_channels,
             patch_size=min(self.patch_sizes),
-            embed_dim=max(self.embed_dims),
+            embed_dim=e,
             depth=depth,
-            num_heads=(max(self.num_heads),) * depth,
+            num_heads=(max(h for h in self.num_heads if e % h == 0),) * depth,
             mlp_ratio=(max(self.mlp_ratios),) * depth,
             attn_rank=(0,) * depth,
             mlp_rank=(0,) * depth,
@@ -135,7 +136,7 @@ class SearchSpace:
             patch_size=max(self.patch_sizes),
             embed_dim=e,
             depth=depth,
-            num_heads=(min(self.num_heads),) * depth,
+            num_heads=(min(h for h in self.num_heads if e % h == 0),) * depth,
             mlp_ratio=(min(self.mlp_ratios),) * depth,
             attn_rank=(self.rank(ratio, e),) * depth,
             mlp_rank=(self.rank(ratio, e),) * depth,

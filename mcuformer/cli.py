@@ -1,4 +1,4 @@
-"""Command-line interface: boards, search, export, emulate, demo, memory-plot.
+"""Command-line interface: boards, spaces, search, export, emulate, demo, memory-plot.
 
 User mistakes raise UserError and print one line `error: ...` with exit status 2; no traceback.
 """
@@ -32,6 +32,19 @@ def cmd_boards(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_spaces(args: argparse.Namespace) -> int:
+    from mcuformer.spaces import PRESETS, describe_space, load_space
+
+    if args.json:
+        print(json.dumps({n: {"description": p.description, **p.choices} for n, p in PRESETS.items()}, indent=2))
+        return 0
+    for name, preset in PRESETS.items():
+        print(f"{name:10s} {preset.description}")
+        print(f"{'':10s} {describe_space(load_space(name, 1, 10))}")
+    print("without --space, search sizes a space to the budget and the data; --space FILE takes a .json/.toml")
     return 0
 
 
@@ -70,6 +83,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             instr_budget=_count(args.instr_budget, "--instr-budget") if args.instr_budget else None,
             instr_model=args.instr_model,
             space_evolution=args.space_evolution,
+            space=args.space,
         ),
         _log,
     )
@@ -120,11 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_boards)
 
+    p = sub.add_parser("spaces", help="list the named search-space presets")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_spaces)
+
     p = sub.add_parser("search", help="train a supernet and search a ViT that fits a board/budget")
     p.add_argument("--board", required=True)
     p.add_argument("--sram", help="SRAM budget, e.g. 64KiB (default: the board's SRAM)")
     p.add_argument("--flash", help="flash budget, e.g. 512KiB (default: the board's flash)")
     p.add_argument("--data", default="digits", help="digits, a .npz file or an image folder")
+    p.add_argument(
+        "--space",
+        help="search space: a preset (`mcuformer spaces`) or a .json/.toml file (default: sized to the budget)",
+    )
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=30, help="supernet training epochs")

@@ -65,12 +65,22 @@ def resolve_board(name: str, sram: str | None, flash: str | None) -> Board:
     )
 
 
-def default_space(image_size: int, in_channels: int, num_classes: int) -> SearchSpace:
-    """Digits-sized inputs use the built-in space; larger images scale resolution and patch choices."""
-    if image_size <= 16:
-        return SearchSpace(in_channels=in_channels, num_classes=num_classes)
-    sizes = tuple(sorted({max(8, image_size // 2 // 8 * 8), image_size // 8 * 8}))
-    return SearchSpace(image_sizes=sizes, patch_sizes=(4, 8), in_channels=in_channels, num_classes=num_classes)
+def search_space_for(spec: str | None, data, board: Board) -> tuple[SearchSpace, dict]:
+    """The search space: a preset or a .json/.toml file (``spec``), or, without one, a space sized to
+    the board's budget and the data's input size so that the budget binds (``spaces.budget_space``).
+    Returns the space and a description for the log and arch.json (``note``, ``binding`` if sized)."""
+    from mcuformer.spaces import budget_space, describe_space, load_space
+
+    if spec:
+        space = load_space(spec, data.in_channels, data.num_classes)
+        return space, {"source": spec, "note": f"search space '{spec}': {describe_space(space)}"}
+    probe = CostCache(board.sram_bytes)
+    sized = budget_space(
+        data.image_size, data.in_channels, data.num_classes, board.sram_bytes, board.flash_bytes, probe
+    )
+    info = {"source": "sized to the budget", "binding": sized.binding, "note": sized.note}
+    info["note"] += f"\nsearch space (sized to the budget): {describe_space(sized.space)}"
+    return sized.space, info
 
 
 # ------------------------------------------------------------------------------------------- search
@@ -95,6 +105,7 @@ class SearchOptions:
     instr_budget: float | None = None  # max predicted instructions per inference (nas.instr_model)
     instr_model: str | None = None  # fitted instruction model JSON (default nas/data/instr_model.json)
     space_evolution: bool = True  # evolve the (rank ratio, patch size) region before the evolution
+    space: str | None = None  # preset name or .json/.toml file; None: sized to the budget and the data
 
 
 class CostCache:
@@ -108,8 +119,9 @@ class CostCache:
     kept. So a candidate that fits has exactly ``estimate(arch, sram)``'s cost, and one that does not
     is over the budget by both (tested in tests/test_nas.py)."""
 
-    def __init__(self, sram_bytes: int | None = None) -> None:
+    def __init__(self, sram_bytes: int | None = None, flash_bytes: int | None = None) -> None:
         self.sram_bytes = sram_bytes
+        self.flash_bytes = flash_bytes  # a candidate over it is rejected whatever its schedule
         self._cache: dict[ArchConfig, object] = {}
         self.evaluations = 0
         self.seconds = 0.0  # wall time
@@ -120,11 +132,12 @@ class CostCache:
             from codegen.cost import cost_of_graph, estimate, peak_sram_lower_bound, planned_graph
 
             t0, c0 = time.perf_counter(), time.process_time()
-            graph = planned_graph(arch)  # all-heads schedules
+            graph = planned_graph(arch, naive=False)  # all-heads schedules
             cost = cost_of_graph(graph)
             over = self.sram_bytes is not None and cost.peak_sram_bytes > self.sram_bytes
-            if over and peak_sram_lower_bound(graph) <= self.sram_bytes:
-                cost = estimate(arch, self.sram_bytes)  # per-head schedules may fit
+            flash_over = self.flash_bytes is not None and cost.flash_bytes > self.flash_bytes
+            if over and not flash_over and peak_sram_lower_bound(graph) <= self.sram_bytes:
+                cost = estimate(arch, self.sram_bytes, naive=False)  # per-head schedules may fit
             self.seconds += time.perf_counter() - t0
             self.cpu_seconds += time.process_time() - c0
             self.evaluations += 1
@@ -154,6 +167,10 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
     model.pt, pareto.json/png and space_evolution.json/png. Checkpoints live in ``.OUT.partial/`` next
     to OUT until the run completes; ``opts.resume`` continues from them to the same result."""
     board = resolve_board(opts.board, opts.sram, opts.flash)  # user errors first, before heavy imports
+    if opts.space:
+        from mcuformer.spaces import load_space
+
+        load_space(opts.space, 1, 2)  # a bad --space fails before anything is written
     instr_model = None
     if opts.instr_budget is not None:
         from nas.instr_model import DEFAULT_MODEL, InstructionModel
@@ -169,8 +186,9 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
     import torch
 
     from mcuformer.data import load_dataset
+    from mcuformer.spaces import fill_analysis
     from nas.search import SearchConfig, evolution_search, plot_pareto
-    from nas.space_evolution import RANK_GRID, EvolutionConfig, evolve_space, plot_trajectory
+    from nas.space_evolution import EvolutionConfig, evolve_space, plot_trajectory
     from nas.supernet import Supernet, init_from_dense, load_vit
     from nas.train import TrainConfig, finetune, train_supernet
 
@@ -191,8 +209,7 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
         work.mkdir(parents=True, exist_ok=True)
         save_json(str(options), fingerprint)
         data = load_dataset(opts.data, seed=opts.seed)
-        space = default_space(data.image_size, data.in_channels, data.num_classes)
-        space = dataclasses.replace(space, rank_ratios=RANK_GRID)  # the rank axis of the space evolution
+        space, space_info = search_space_for(opts.space, data, board)
         cost_fn = CostCache(board.sram_bytes)  # every candidate of the search, and only those
         largest, smallest = space.largest(), space.smallest()
         probe = CostCache(board.sram_bytes)
@@ -207,6 +224,8 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
                 f"{label} subnet {arch.short()}: peak SRAM {sram} B, flash {flash} B -> "
                 + ("fits" if fits else "does not fit")
             )
+        for line in space_info["note"].splitlines():
+            log(line)
         log(f"data {data.summary()}")
 
         t0 = time.time()
@@ -279,6 +298,14 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
         float_acc, int8_acc = accuracies(model, compiled, data)
         log(f"winner: float top-1 {float_acc:.4f}, int8 top-1 {int8_acc:.4f} (val, {len(data.val_y)} images)")
         sram, flash = cost_fn(result.best_arch)
+        fill = fill_analysis(
+            (result.best_arch, result.best_acc, sram, flash), result.feasible, board.sram_bytes, board.flash_bytes
+        )
+        log(
+            f"fill: peak SRAM {sram} B = {100 * fill['sram_fill']:.1f}% of {board.sram_bytes} B, flash {flash} B = "
+            f"{100 * fill['flash_fill']:.1f}% of {board.flash_bytes} B; {fill['binding']} binds"
+        )
+        log(fill["note"])
         report = {
             "arch": result.best_arch.to_json(),
             "board": board.name,
@@ -313,6 +340,8 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
             "data": opts.data,
             "seed": opts.seed,
             "space": space.to_json(),
+            "space_source": space_info,
+            "fill": fill,
         }
         if instr_fn is not None:
             report["budget"]["instructions"] = opts.instr_budget
