@@ -110,12 +110,17 @@ class SearchSpace:
     def rank(self, ratio: float, embed_dim: int) -> int:
         return 0 if ratio == 0.0 else max(1, int(round(ratio * embed_dim)))
 
+    def _pairs(self) -> list[tuple[int, int, int]]:
+        """(tokens, image size, patch size) of every (image size, patch size) pair where the patch tiles."""
+        return sorted(((s // p) ** 2, s, p) for s in self.image_sizes for p in self.patch_sizes if s % p == 0)
+
     def largest(self) -> ArchConfig:
         depth, e = max(self.depths), max(self.embed_dims)
+        _, image, patch = max(self._pairs(), key=lambda t: (t[0], t[1]))  # most tokens, then the larger image
         return ArchConfig(
-            image_size=max(self.image_sizes),
+            image_size=image,
             in_channels=self.in_channels,
-            patch_size=min(self.patch_sizes),
+            patch_size=patch,
             embed_dim=e,
             depth=depth,
             num_heads=(max(h for h in self.num_heads if e % h == 0),) * depth,
@@ -130,10 +135,11 @@ class SearchSpace:
         nonzero = [r for r in self.rank_ratios if r > 0]
         ratio = min(nonzero) if nonzero else 0.0
         e = min(self.embed_dims)
+        _, image, patch = min(self._pairs(), key=lambda t: (t[0], t[1]))  # fewest tokens, then the smaller image
         return ArchConfig(
-            image_size=min(self.image_sizes),
+            image_size=image,
             in_channels=self.in_channels,
-            patch_size=max(self.patch_sizes),
+            patch_size=patch,
             embed_dim=e,
             depth=depth,
             num_heads=(min(h for h in self.num_heads if e % h == 0),) * depth,

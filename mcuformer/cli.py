@@ -84,6 +84,12 @@ def cmd_search(args: argparse.Namespace) -> int:
             instr_model=args.instr_model,
             space_evolution=args.space_evolution,
             space=args.space,
+            device=args.device,
+            label_smoothing=args.label_smoothing,
+            crop_pad=args.crop_pad,
+            flip=args.flip,
+            teacher=args.teacher,
+            threads=args.threads,
         ),
         _log,
     )
@@ -162,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="evolve the (rank ratio, patch size) region of the space before the evolution (default on)",
     )
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="training device (default auto)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: 1, all cores for >= 1M parameters)")
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--crop-pad", type=int, help="random-crop padding in pixels (default: about 1/12 of the side)")
+    p.add_argument(
+        "--flip", action=argparse.BooleanOptionalAction, default=None, help="horizontal flips (default: RGB non-digits)"
+    )
+    p.add_argument("--teacher", choices=("none", "cnn"), default="none", help="distil from a small CNN trained first")
     p.add_argument("--instr-budget", help="max instructions per inference, predicted by the fitted QEMU model")
     p.add_argument("--instr-model", help="instruction model JSON (default: nas/data/instr_model.json)")
     p.add_argument("--init-from", help="RUN dir or checkpoint of a trained ViT: SVD-initialise the supernet")

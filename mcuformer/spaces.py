@@ -190,9 +190,9 @@ def _resolutions(image_size: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     if image_size <= 16:
         return (8, 12, 16), (2, 4)
     top = image_size if image_size % 4 == 0 else image_size // 4 * 4
-    if image_size <= 48:
+    if image_size <= 48:  # patches of 4 (and 7 where it tiles): at most 144 tokens, as MNIST-scale ViTs use
         sizes = sorted({max(8, top // 2 // 4 * 4), max(8, top * 3 // 4 // 4 * 4), top - 4 * (top >= 24), top})
-        return tuple(sizes), (2, 4)
+        return tuple(sizes), (4, 7) if image_size % 7 == 0 else (4, 8)
     if image_size <= 128:
         sizes = sorted({max(32, top // 2 // 8 * 8), top * 3 // 4 // 8 * 8, top // 8 * 8})
         return tuple(s for s in sizes if s > 0), (4, 8)

@@ -106,6 +106,13 @@ class SearchOptions:
     instr_model: str | None = None  # fitted instruction model JSON (default nas/data/instr_model.json)
     space_evolution: bool = True  # evolve the (rank ratio, patch size) region before the evolution
     space: str | None = None  # preset name or .json/.toml file; None: sized to the budget and the data
+    device: str = "auto"  # training device: auto | cpu | cuda (nas.recipe)
+    label_smoothing: float = 0.1
+    crop_pad: int | None = None  # random-crop padding in pixels; None: from the data (nas.data_pipeline)
+    flip: bool | None = None  # horizontal flips; None: from the data (never for digits)
+    teacher: str = "none"  # none | cnn: distil from a small CNN trained first on the same data
+    distill_weight: float = 0.5
+    threads: int = 0  # torch threads; 0: by model size (nas.recipe)
 
 
 class CostCache:
@@ -187,10 +194,11 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
 
     from mcuformer.data import load_dataset
     from mcuformer.spaces import fill_analysis
+    from nas.recipe import Recipe, finetune_epochs_for, num_params, train_config, train_teacher
     from nas.search import SearchConfig, evolution_search, plot_pareto
     from nas.space_evolution import EvolutionConfig, evolve_space, plot_trajectory
     from nas.supernet import Supernet, init_from_dense, load_vit
-    from nas.train import TrainConfig, finetune, train_supernet
+    from nas.train import finetune, train_supernet
 
     out = opts.out.resolve()
     work = out.parent / f".{out.name}.partial"  # checkpoints; survives a killed run, removed at the end
@@ -229,14 +237,27 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
         log(f"data {data.summary()}")
 
         t0 = time.time()
+        recipe = Recipe(opts.device, opts.label_smoothing, opts.crop_pad, opts.flip, opts.teacher,
+                        opts.distill_weight, opts.threads)  # fmt: skip
+        teacher = train_teacher(recipe, data, opts.finetune_epochs, opts.seed, log)
+        timings["teacher"] = time.time() - t0
+        t0 = time.time()
         torch.manual_seed(opts.seed)
         supernet = Supernet(space)
         if opts.init_from:
             notes = init_from_dense(supernet, load_vit(opts.init_from))
             log(f"supernet initialised from {opts.init_from} by SVD" + "".join(f"; {n}" for n in notes))
-        train_cfg = TrainConfig(epochs=opts.epochs, seed=opts.seed)
-        log(f"training supernet: {opts.epochs} epochs, sandwich rule")
-        train_supernet(supernet, data, train_cfg, log, checkpoint=str(work / "supernet.ckpt.pt"), resume=opts.resume)
+        train_cfg = train_config(recipe, data, opts.epochs, opts.seed, num_params(supernet.extract(largest)))
+        log(
+            f"training supernet: {opts.epochs} epochs, sandwich rule, on {train_cfg.device} ({train_cfg.threads} "
+            f"thread(s)); crop padding {train_cfg.augment_shift} px, flips {'on' if train_cfg.flip else 'off'}, "
+            f"label smoothing {train_cfg.label_smoothing}"
+            + (f", distilling from the {opts.teacher} teacher" if teacher else "")
+        )
+        train_supernet(
+            supernet, data, train_cfg, log, checkpoint=str(work / "supernet.ckpt.pt"), resume=opts.resume,
+            teacher=teacher,
+        )  # fmt: skip
         timings["train_supernet"] = time.time() - t0
 
         instructions: dict[ArchConfig, float] = {}  # predicted, for candidates that fit SRAM and flash
@@ -289,8 +310,10 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
         )
         t0 = time.time()
         model = supernet.extract(result.best_arch)
-        log(f"fine-tuning the winner: {opts.finetune_epochs} epochs")
-        finetune(model, data, TrainConfig(epochs=opts.finetune_epochs, seed=opts.seed, lr=5e-4), log)
+        ft_epochs = finetune_epochs_for(num_params(model), opts.finetune_epochs)
+        log(f"fine-tuning the winner: {ft_epochs} epochs ({num_params(model)} parameters)")
+        ft_cfg = train_config(recipe, data, ft_epochs, opts.seed, num_params(model), lr=5e-4)
+        finetune(model, data, ft_cfg, log, teacher)
         model.eval()
         timings["finetune"] = time.time() - t0
 
@@ -335,6 +358,7 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
                 "space_evolution": trajectory["chosen"] if trajectory else None,
                 "search_space": search_space.to_json(),
                 "init_from": opts.init_from,
+                "finetune_epochs": ft_epochs,
                 "seconds": timings,
             },
             "data": opts.data,

@@ -263,6 +263,9 @@ def train_supernet(
             history, step_losses = state["history"], state["step_losses"]
             subnets = state["subnets"]
             log(f"resumed from {checkpoint} after epoch {state['epoch']} (step {step})")
+        supernet.to(cfg.device)
+        if teacher is not None:
+            teacher.to(cfg.device).eval()
         sandwich: nn.Module = Sandwich(supernet, cfg, teacher)
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -305,6 +308,10 @@ def train_supernet(
                     f"epoch {epoch:3d}/{cfg.epochs} | loss {row['loss']:.4f} kd {row['kd']:.4f} | "
                     f"val acc largest {acc_l:.3f} smallest {acc_s:.3f} | {row['seconds']:.1f}s"
                 )
+    if world == 1:  # the search and the export run on the CPU (under DDP the caller owns the devices)
+        supernet.cpu()
+        if teacher is not None:
+            teacher.cpu()
     return {
         "epochs": cfg.epochs,
         "steps": step,
