@@ -44,7 +44,7 @@ class Dataset:
         )
 
 
-def load_dataset(spec: str, seed: int = 0, val_fraction: float = 0.2) -> Dataset:
+def load_dataset(spec: str, seed: int = 0, val_fraction: float = 0.2, image_size: int | None = None) -> Dataset:
     """``spec`` is "digits", "mnist" (mcuformer.datasets), a path to a .npz (keys ``x``: (N,H,W) or
     (N,H,W,C), ``y``: int labels), or a path to a folder with one subfolder of PNG/JPG images per class."""
     if not 0.0 < val_fraction < 1.0:
@@ -63,7 +63,11 @@ def load_dataset(spec: str, seed: int = 0, val_fraction: float = 0.2) -> Dataset
         x, name = x[:, None, :, :], "mnist"
     else:
         path = Path(spec)
-        if path.is_dir():
+        if path.is_dir() and image_size is not None:
+            from mcuformer.datasets import read_folder_resized
+
+            x, y, class_names = read_folder_resized(path, image_size)
+        elif path.is_dir():
             x, y, class_names = _read_image_folder(path)
         elif path.is_file() and path.suffix.lower() == ".npz":
             x, y = _read_npz(path)
@@ -174,9 +178,11 @@ def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     gray = all(im.mode in GRAY_MODES for _, im in images)
     size = images[0][1].size
     arrays = []
-    for f, im in images:
-        if im.size != size:
-            raise UserError(f"{f}: size {im.size[0]}x{im.size[1]} differs from {size[0]}x{size[1]}; resize all images")
+    for _, im in images:
+        if im.size != size:  # mixed sizes: every image resized to the smallest side
+            from mcuformer.datasets import read_folder_resized
+
+            return read_folder_resized(root, None)
         arrays.append(np.asarray(im.convert("L" if gray else "RGB"), dtype=np.uint8))
     x = np.stack(arrays)  # (N, H, W) or (N, H, W, 3) uint8
     y = np.array([label for _, label in files], dtype=np.int64)

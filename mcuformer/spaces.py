@@ -78,6 +78,14 @@ PRESETS: dict[str, Preset] = {
 }  # fmt: skip
 
 
+def preset_for(image_size: int) -> str:
+    """The preset of the input size (for tools without a budget, e.g. nas.train_ddp)."""
+    for limit, name in ((16, "digits"), (48, "mnist"), (128, "vww96")):
+        if image_size <= limit:
+            return name
+    return "mcuformer"
+
+
 def space_from_dict(data: dict[str, Any], source: str, in_channels: int, num_classes: int) -> SearchSpace:
     """Validate a space's choices (one-line UserError naming ``source`` and the key) -> SearchSpace.
     Missing ``rank_ratios`` default to the space-evolution grid; ``per_layer`` defaults to true."""

@@ -65,6 +65,15 @@ def resolve_board(name: str, sram: str | None, flash: str | None) -> Board:
     )
 
 
+def space_resolution(spec: str | None) -> int | None:
+    """The largest input resolution of a given space (None without one)."""
+    if not spec:
+        return None
+    from mcuformer.spaces import load_space
+
+    return max(load_space(spec, 1, 2).image_sizes)
+
+
 def search_space_for(spec: str | None, data, board: Board) -> tuple[SearchSpace, dict]:
     """The search space: a preset or a .json/.toml file (``spec``), or, without one, a space sized to
     the board's budget and the data's input size so that the budget binds (``spaces.budget_space``).
@@ -216,7 +225,8 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
             raise UserError(f"{work} is an interrupted run with other options: rerun with them, or --force to restart")
         work.mkdir(parents=True, exist_ok=True)
         save_json(str(options), fingerprint)
-        data = load_dataset(opts.data, seed=opts.seed)
+        # an image folder is resized on load to the given space's largest resolution
+        data = load_dataset(opts.data, seed=opts.seed, image_size=space_resolution(opts.space))
         space, space_info = search_space_for(opts.space, data, board)
         cost_fn = CostCache(board.sram_bytes)  # every candidate of the search, and only those
         largest, smallest = space.largest(), space.smallest()
@@ -362,6 +372,7 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
                 "seconds": timings,
             },
             "data": opts.data,
+            "data_size": data.image_size if Path(opts.data).is_dir() else None,  # folders: resized on load to this
             "seed": opts.seed,
             "space": space.to_json(),
             "space_source": space_info,
@@ -443,7 +454,9 @@ def run_export(
 
     model, run_report = load_run(run)
     arch = model.arch
-    data = load_dataset(run_report.get("data", "digits"), seed=int(run_report.get("seed", 0)))
+    data = load_dataset(
+        run_report.get("data", "digits"), seed=int(run_report.get("seed", 0)), image_size=run_report.get("data_size")
+    )
     if (data.in_channels, data.num_classes) != (arch.in_channels, arch.num_classes):
         raise UserError(f"data '{run_report.get('data')}' does not match the run's architecture")
     return export_model(model, data, board, out, force, log, measure=measure, source=str(run))

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mcuformer.datasets import to_float  # noqa: F401  (re-exported: the pipeline's conversion)
+from mcuformer.datasets import image_channels, list_image_folder, load_resized, to_float  # noqa: F401
 from mcuformer.errors import UserError
 
 DIGIT_DATASETS = ("digits", "mnist")  # never flipped by default
@@ -70,38 +70,6 @@ def resolve_device(spec: str) -> torch.device:
 
 
 # ------------------------------------------------------------------------------ streaming folders
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-def list_image_folder(root: Path) -> tuple[list[tuple[Path, int]], list[str]]:
-    """(file, label) for every image of a folder with one subfolder per class, sorted; class names."""
-    if not root.is_dir():
-        raise UserError(f"{root}: not a folder of class subfolders")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    files = [(f, label) for label, c in enumerate(classes) for f in sorted((root / c).iterdir())
-             if f.suffix.lower() in IMAGE_SUFFIXES]  # fmt: skip
-    if not files:
-        raise UserError(f"{root}: no images found; expected one subfolder per class containing .png/.jpg files")
-    return files, classes
-
-
-def load_resized(path: Path, size: int, channels: int) -> torch.Tensor:
-    """One image file -> (C, size, size) uint8: centre-cropped to a square, resized (bilinear)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB")
-            w, h = im.size
-            side = min(w, h)
-            left, top = (w - side) // 2, (h - side) // 2
-            im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
-            data = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
-    except (OSError, UnidentifiedImageError) as exc:
-        raise UserError(f"{path}: cannot read image ({exc})") from None
-    return data.view(size, size, channels).permute(2, 0, 1).contiguous()
-
-
 class FolderStream(torch.utils.data.Dataset):
     """An image folder read from disk image by image (for folders too large for memory): item i is
     ((C, size, size) uint8, label). Safe to use from DataLoader worker processes."""
@@ -141,3 +109,33 @@ def make_loader(
 def default_workers() -> int:
     """Loader worker processes: all cores but one (at least one)."""
     return max(1, (os.cpu_count() or 2) - 1)
+
+
+def stream_folder(
+    root: Path, image_size: int, seed: int = 0, val_fraction: float = 0.2, val_limit: int = 10_000, calib: int = 256
+):
+    """An image folder too large for memory: (in-memory ``Dataset`` with the validation images, at
+    most ``val_limit``, and ``calib`` training images for calibration, all uint8; ``FolderStream`` of
+    every training image). The split is ``mcuformer.data.stratified_split`` of the folder's labels, as
+    for a folder loaded in memory."""
+    import numpy as np
+
+    from mcuformer.data import Dataset, stratified_split
+
+    files, classes = list_image_folder(root)
+    labels = np.array([label for _, label in files], dtype=np.int64)
+    train_idx, val_idx = stratified_split(labels, val_fraction, seed)
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise UserError(f"{root}: too few images ({len(files)}) for a train/val split")
+    channels = image_channels(files[0][0])  # (a million files are not all probed: the first decides)
+    val_idx = val_idx[:val_limit]
+
+    def load(indices) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.stack([load_resized(files[i][0], image_size, channels) for i in indices])
+        return x, torch.from_numpy(labels[indices])
+
+    val_x, val_y = load(val_idx)
+    calib_x, calib_y = load(train_idx[:calib])
+    data = Dataset(train_x=calib_x, train_y=calib_y, val_x=val_x, val_y=val_y, in_channels=channels,
+                   num_classes=len(classes), image_size=image_size, name=root.name, class_names=classes)  # fmt: skip
+    return data, FolderStream([files[i] for i in train_idx], image_size, channels)
