@@ -152,8 +152,10 @@ def read_space_file(path: Path) -> dict[str, Any]:
     text = path.read_text()
     try:
         if path.suffix.lower() == ".toml":
-            import tomllib
-
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                raise UserError(f"{path}: TOML needs Python 3.11 or newer; write the space as .json") from None
             return tomllib.loads(text)
         if path.suffix.lower() == ".json":
             return json.loads(text)

@@ -65,6 +65,14 @@ def test_unreadable_or_missing_space_files(tmp_path) -> None:
         assert message in str(err.value) and "\n" not in str(err.value)
 
 
+def test_example_space_file_loads() -> None:
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "mnist_space.toml"
+    space = load_space(str(example), 1, 10)
+    assert space.image_sizes == (20, 24, 28) and space.patch_sizes == (4, 7) and space.rank_ratios[-1] == 0.0
+
+
 def test_presets_reach_mcuformer_scale() -> None:
     spaces = {name: load_space(name, 3, 10) for name in PRESETS}
     big = spaces["mcuformer"]
