@@ -83,9 +83,11 @@ def search_space_for(spec: str | None, data, board: Board) -> tuple[SearchSpace,
     if spec:
         space = load_space(spec, data.in_channels, data.num_classes)
         return space, {"source": spec, "note": f"search space '{spec}': {describe_space(space)}"}
+    from nas.supernet import sample_arch
+
     probe = CostCache(board.sram_bytes)
     sized = budget_space(
-        data.image_size, data.in_channels, data.num_classes, board.sram_bytes, board.flash_bytes, probe
+        data.image_size, data.in_channels, data.num_classes, board.sram_bytes, board.flash_bytes, probe, sample_arch
     )
     info = {"source": "sized to the budget", "binding": sized.binding, "note": sized.note}
     info["note"] += f"\nsearch space (sized to the budget): {describe_space(sized.space)}"

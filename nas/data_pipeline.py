@@ -36,10 +36,10 @@ class Augment:
 
 
 def default_augment(name: str, in_channels: int, image_size: int) -> Augment:
-    """Crop padding about 1/12 of the side (1 px for 8x8, 2 px for 28x28, 8 px for 96x96); flips only
-    for RGB images that are not digits."""
+    """Crop padding of 1/12 of the side, rounded down (none below 12 px: a pixel of an 8x8 digit is an
+    eighth of it; 2 px for 28x28, 8 px for 96x96); flips only for RGB images that are not digits."""
     flip = in_channels == 3 and name.lower() not in DIGIT_DATASETS
-    return Augment(crop_pad=max(1, round(image_size / 12)), flip=flip)
+    return Augment(crop_pad=image_size // 12, flip=flip)
 
 
 def augment(x: torch.Tensor, aug: Augment, gen: torch.Generator) -> torch.Tensor:
