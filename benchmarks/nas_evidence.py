@@ -57,7 +57,7 @@ from mcuformer.arch import ArchConfig, SearchSpace, save_json  # noqa: E402
 from mcuformer.data import load_dataset  # noqa: E402
 from mcuformer.datasets import to_float  # noqa: E402
 from mcuformer.model import ViT  # noqa: E402
-from mcuformer.spaces import budget_space, fill, load_space  # noqa: E402
+from mcuformer.spaces import budget_space, describe_space, fill, load_space  # noqa: E402
 from mcuformer.workflow import CostCache, SearchOptions, accuracies, compile_for, resolve_board, run_search  # noqa: E402
 from nas.cnn import CNN, int8_model, widest_cnn  # noqa: E402
 from nas.recipe import Recipe, num_params, train_config, train_teacher  # noqa: E402
@@ -66,9 +66,10 @@ from nas.train import finetune, train_classifier  # noqa: E402
 
 BOARD = "STM32F746G-DISCO"
 DATA = "mnist"
-SUPERNET_EPOCHS = 12
-FINETUNE_EPOCHS = 15
-POPULATION, GENERATIONS = 20, 8
+SUPERNET_EPOCHS = 8
+FINETUNE_EPOCHS = 10
+SCRATCH_EPOCHS = 12
+POPULATION, GENERATIONS = 16, 6
 COST_SAMPLES = 1000
 SCALE_IMAGE = 224
 MARK_BEGIN, MARK_END = "<!-- evidence:begin -->", "<!-- evidence:end -->"
@@ -168,19 +169,35 @@ def cnn_baseline(data, board, recipe: Recipe, epochs: int, seed: int) -> dict:
     }
 
 
-def run_budget(sram: str, flash: str, seeds: list[int], quick: bool, figures: Path) -> dict:
+def run_budget(
+    sram: str,
+    flash: str,
+    seeds: list[int],
+    quick: bool,
+    figures: Path,
+    models: set[str],
+    space_file: str | None,
+    scratch_epochs: int,
+) -> dict:
+    """The budget's entry for ``models`` (a subset of searched / hand_scaled / random / cnn): parts of one
+    budget can run in parallel processes and are merged by ``--merge``."""
     board = resolve_board(BOARD, sram, flash)
     data = load_dataset(DATA, seed=0)
     recipe = Recipe(teacher="cnn")
-    sizing = budget_space(
-        data.image_size,
-        data.in_channels,
-        data.num_classes,
-        board.sram_bytes,
-        board.flash_bytes,
-        CostCache(board.sram_bytes),
-    )
-    space = sizing.space
+    if space_file:
+        space = load_space(space_file, data.in_channels, data.num_classes)
+        space_info = {"note": f"space file {Path(space_file).name}: {describe_space(space)}", "binding": None}
+    else:
+        sizing = budget_space(
+            data.image_size,
+            data.in_channels,
+            data.num_classes,
+            board.sram_bytes,
+            board.flash_bytes,
+            CostCache(board.sram_bytes),
+            sample_arch,
+        )
+        space, space_info = sizing.space, {"note": sizing.note, "binding": sizing.binding}
     cost = CostCache(board.sram_bytes)
 
     def fits(a: ArchConfig) -> bool:
@@ -194,78 +211,94 @@ def run_budget(sram: str, flash: str, seeds: list[int], quick: bool, figures: Pa
             epochs=SUPERNET_EPOCHS, finetune_epochs=FINETUNE_EPOCHS, population=POPULATION, generations=GENERATIONS
         )
     )
-    log(f"== budget {sram} / {flash} on {BOARD}: {sizing.note}")
-    with tempfile.TemporaryDirectory() as tmp:
-        opts = SearchOptions(
-            board=BOARD, sram=sram, flash=flash, data=DATA, out=Path(tmp) / "run", seed=0, teacher="cnn", **epochs
-        )
-        t0 = time.time()
-        report = run_search(opts, log)
-        wall = time.time() - t0
-        shutil.copy(Path(tmp) / "run" / "pareto.png", figures / f"nas_pareto_{sram}_{flash}.png")
-    arch = ArchConfig.from_json(report["arch"])
-    search = {
-        "seed": 0,
-        "arch": arch.short(),
-        "arch_json": report["arch"],
-        "float_top1": report["accuracy"]["float_top1"],
-        "int8_top1": report["accuracy"]["int8_top1"],
-        "peak_sram_bytes": report["predicted"]["peak_sram_bytes"],
-        "flash_bytes": report["predicted"]["flash_bytes"],
-        "fill": report["fill"],
-        "search_wall_seconds": wall,
-        "phase_seconds": report["search"]["seconds"],
-        "finetune_epochs": report["search"]["finetune_epochs"],
-        "evaluated": report["search"]["evaluated"],
-        "rejected_sram": report["search"]["rejected_sram"],
-        "rejected_flash": report["search"]["rejected_flash"],
-        "cost_evaluations_per_second": report["search"]["cost_evaluations_per_second"],
-    }
-    ft_epochs = search["finetune_epochs"]
-    teacher = train_teacher(recipe, data, epochs["finetune_epochs"], 0, lambda _: None)
-    log(f"-- searched {arch.short()} ({ft_epochs} epochs from scratch)")
-    searched_runs = [vit_from_scratch(arch, data, board, recipe, ft_epochs, s, teacher) for s in seeds]
-    log(f"-- CNN baseline ({ft_epochs} epochs, as the winner's fine-tuning)")
-    cnn_runs = [cnn_baseline(data, board, recipe, ft_epochs, s) for s in seeds]
-    hand = hand_scaled(space, fits)
-    log(f"-- hand-scaled {hand.short()} ({ft_epochs} epochs from scratch)")
-    hand_runs = [vit_from_scratch(hand, data, board, recipe, ft_epochs, s, teacher) for s in seeds]
-    log(f"-- random feasible subnets ({ft_epochs} epochs from scratch)")
-    random_runs = [
-        vit_from_scratch(random_feasible(space, fits, i), data, board, recipe, ft_epochs, s, teacher)
-        for i, s in enumerate(seeds)
-    ]
-
-    def mem(run: dict) -> dict:
-        return {"peak_sram_bytes": run["peak_sram_bytes"], "flash_bytes": run["flash_bytes"]}
-
-    winner_fill = fill((search["peak_sram_bytes"], search["flash_bytes"]), board.sram_bytes, board.flash_bytes)
-    entry = {
+    scratch_epochs = 1 if quick else scratch_epochs
+    log(f"== budget {sram} / {flash} on {BOARD}: {space_info['note']}; models {sorted(models)}")
+    entry: dict = {
         "board": BOARD,
         "sram_bytes": board.sram_bytes,
         "flash_bytes": board.flash_bytes,
         "budget": f"{sram} / {flash}",
         "dataset": data.summary(),
         "image_size": data.image_size,
-        "space": {"note": sizing.note, "binding": sizing.binding, "choices": space.to_json()},
-        "searched": summarize(searched_runs, mem(search)) | {"arch": arch.short()},
-        "searched_by_search": search,  # the search's own result: supernet weights + fine-tuning, seed 0
-        "hand_scaled": summarize(hand_runs, mem(hand_runs[0])) | {"arch": hand.short()},
-        "random": summarize(
-            random_runs,
-            {
-                "peak_sram_bytes": max(r["peak_sram_bytes"] for r in random_runs),
-                "flash_bytes": max(r["flash_bytes"] for r in random_runs),
-            },
-        ),
-        "cnn": summarize(cnn_runs, mem(cnn_runs[0])) | {"width": cnn_runs[0]["width"]},
-        "sram_fill": winner_fill["sram_fill"],
-        "flash_fill": winner_fill["flash_fill"],
-        "binding": winner_fill["binding"],
-        "fill_note": search["fill"].get("note", ""),
-        "search_wall_seconds": wall,
-        "settings": {"seeds": seeds, **epochs, "finetune_epochs_winner": ft_epochs, "quick": quick},
+        "space": {**space_info, "choices": space.to_json(), "file": space_file},
+        "settings": {"seeds": seeds, **epochs, "scratch_epochs": scratch_epochs, "quick": quick},
     }
+    teacher = None
+    if models & {"searched", "hand_scaled", "random"}:
+        teacher = train_teacher(recipe, data, scratch_epochs, 0, lambda _: None)
+
+    def mem(run: dict) -> dict:
+        return {"peak_sram_bytes": run["peak_sram_bytes"], "flash_bytes": run["flash_bytes"]}
+
+    if "searched" in models:
+        with tempfile.TemporaryDirectory() as tmp:
+            opts = SearchOptions(
+                board=BOARD,
+                sram=sram,
+                flash=flash,
+                data=DATA,
+                out=Path(tmp) / "run",
+                seed=0,
+                teacher="cnn",
+                space=space_file,
+                **epochs,
+            )
+            t0 = time.time()
+            report = run_search(opts, log)
+            wall = time.time() - t0
+            shutil.copy(Path(tmp) / "run" / "pareto.png", figures / f"nas_pareto_{sram}_{flash}.png")
+        arch = ArchConfig.from_json(report["arch"])
+        search = {
+            "seed": 0,
+            "arch": arch.short(),
+            "arch_json": report["arch"],
+            "float_top1": report["accuracy"]["float_top1"],
+            "int8_top1": report["accuracy"]["int8_top1"],
+            "peak_sram_bytes": report["predicted"]["peak_sram_bytes"],
+            "flash_bytes": report["predicted"]["flash_bytes"],
+            "fill": report["fill"],
+            "search_wall_seconds": wall,
+            "phase_seconds": report["search"]["seconds"],
+            "finetune_epochs": report["search"]["finetune_epochs"],
+            "evaluated": report["search"]["evaluated"],
+            "rejected_sram": report["search"]["rejected_sram"],
+            "rejected_flash": report["search"]["rejected_flash"],
+            "cost_evaluations_per_second": report["search"]["cost_evaluations_per_second"],
+        }
+        log(f"-- searched {arch.short()} ({scratch_epochs} epochs from scratch)")
+        runs = [vit_from_scratch(arch, data, board, recipe, scratch_epochs, s, teacher) for s in seeds]
+        winner_fill = fill((search["peak_sram_bytes"], search["flash_bytes"]), board.sram_bytes, board.flash_bytes)
+        entry |= {
+            "searched": summarize(runs, mem(search)) | {"arch": arch.short()},
+            "searched_by_search": search,  # the search's own result: supernet weights + fine-tuning, seed 0
+            "sram_fill": winner_fill["sram_fill"],
+            "flash_fill": winner_fill["flash_fill"],
+            "binding": winner_fill["binding"],
+            "fill_note": search["fill"].get("note", ""),
+            "search_wall_seconds": wall,
+        }
+    if "cnn" in models:
+        log(f"-- CNN baseline ({scratch_epochs} epochs)")
+        runs = [cnn_baseline(data, board, recipe, scratch_epochs, s) for s in seeds]
+        entry["cnn"] = summarize(runs, mem(runs[0])) | {"width": runs[0]["width"]}
+    if "hand_scaled" in models:
+        hand = hand_scaled(space, fits)
+        log(f"-- hand-scaled {hand.short()} ({scratch_epochs} epochs from scratch)")
+        runs = [vit_from_scratch(hand, data, board, recipe, scratch_epochs, s, teacher) for s in seeds]
+        entry["hand_scaled"] = summarize(runs, mem(runs[0])) | {"arch": hand.short()}
+    if "random" in models:
+        log(f"-- random feasible subnets ({scratch_epochs} epochs from scratch)")
+        runs = [
+            vit_from_scratch(random_feasible(space, fits, i), data, board, recipe, scratch_epochs, s, teacher)
+            for i, s in enumerate(seeds)
+        ]
+        entry["random"] = summarize(
+            runs,
+            {
+                "peak_sram_bytes": max(r["peak_sram_bytes"] for r in runs),
+                "flash_bytes": max(r["flash_bytes"] for r in runs),
+            },
+        )
     return entry
 
 
@@ -342,6 +375,14 @@ def run_scale(quick: bool) -> dict:
     }
 
 
+def merge_budgets(entries: list[dict]) -> list[dict]:
+    """Parts of the same budget (different models) -> one entry per budget."""
+    merged: dict[str, dict] = {}
+    for entry in entries:
+        merged.setdefault(entry["budget"], {}).update(entry)
+    return list(merged.values())
+
+
 def machine() -> dict:
     return {
         "cpus": os.cpu_count(),
@@ -367,7 +408,10 @@ def write_markdown(evidence: dict, path: Path) -> None:
         ]
         for b in evidence["budgets"]:
             for key in ("searched", "hand_scaled", "random", "cnn"):
-                r = b[key]
+                r = b.get(key)
+                if r is None:
+                    lines.append(f"| {b['budget']} | {key} | not measured (out of time on this machine) | | | | |")
+                    continue
                 arch = r.get("arch", f"CNN w={r.get('width')}" if key == "cnn" else "one per seed")
                 lines.append(
                     f"| {b['budget']} | {key} | {arch} | {r['float_top1_mean']:.4f} | {r['int8_top1_mean']:.4f} "
@@ -376,20 +420,26 @@ def write_markdown(evidence: dict, path: Path) -> None:
         lines.append("")
         for b in evidence["budgets"]:
             st = b["settings"]
-            lines += [
-                f"- **{b['budget']}**: {b['space']['note']}. Winner fill: SRAM {100 * b['sram_fill']:.1f}%, flash "
-                f"{100 * b['flash_fill']:.1f}% ({b['binding']} binds). {b['fill_note']}. Search wall time "
-                + f"{b['search_wall_seconds']:.0f} s"
-                + " on 2 shared cores. The search's own result (supernet weights + fine-tuning, seed 0): int8 "
-                f"top-1 {b['searched_by_search']['int8_top1']:.4f}. Cut to fit the machine: {len(st['seeds'])} "
-                f"seed(s), supernet {st['epochs']} epochs, evolution {st['population']} x {st['generations']}, "
-                f"fine-tuning {st['finetune_epochs_winner']} epochs (every model of the table trains from scratch "
-                "for that many epochs)."
-                + (" QUICK SMOKE RUN: numbers meaningless." if st["quick"] else ""),
-            ]
+            text = f"- **{b['budget']}**: {b['space']['note']}."
+            if "searched_by_search" in b:
+                text += (
+                    f" Winner fill: SRAM {100 * b['sram_fill']:.1f}%, flash {100 * b['flash_fill']:.1f}% "
+                    f"({b['binding']} binds). {b['fill_note']}. Search wall time {b['search_wall_seconds']:.0f} s on "
+                    "2 shared cores. The search's own result (supernet weights + "
+                    f"{b['searched_by_search']['finetune_epochs']} fine-tuning epochs, seed 0): float top-1 "
+                    f"{b['searched_by_search']['float_top1']:.4f}, int8 {b['searched_by_search']['int8_top1']:.4f}."
+                )
+            text += (
+                f" Cut to fit the machine: {len(st['seeds'])} seed(s), supernet {st['epochs']} epochs, evolution "
+                f"{st['population']} x {st['generations']}, every model of the table trained from scratch for "
+                f"{st['scratch_epochs']} epochs." + (" QUICK SMOKE RUN: numbers meaningless." if st["quick"] else "")
+            )
+            lines.append(text)
         lines.append("")
         lines += [
-            f"![Pareto {b['budget']}](nas_pareto_{b['budget'].replace(' / ', '_')}.png)" for b in evidence["budgets"]
+            f"![Pareto {b['budget']}](nas_pareto_{b['budget'].replace(' / ', '_')}.png)"
+            for b in evidence["budgets"]
+            if "searched_by_search" in b
         ]
         lines.append("")
     if evidence.get("scale"):
@@ -421,6 +471,9 @@ def main() -> None:
     p.add_argument("--scale", action="store_true", help="also the MCUFormer-scale proxy search")
     p.add_argument("--quick", action="store_true", help="tiny settings: checks the script, numbers are meaningless")
     p.add_argument("--merge", nargs="*", help="merge these parts into docs/nas.json and docs/nas.md")
+    p.add_argument("--models", default="searched,hand_scaled,random,cnn", help="which rows this part measures")
+    p.add_argument("--space", help="a space file for the searches and baselines (default: sized to the budget)")
+    p.add_argument("--scratch-epochs", type=int, default=SCRATCH_EPOCHS, help="epochs of every from-scratch model")
     args = p.parse_args()
     docs = ROOT / "docs"
     if args.merge is not None:
@@ -430,7 +483,8 @@ def main() -> None:
             "machine": machine(),
             "protocol": __doc__.split("Protocol (the same for every budget):")[1].strip(),
             "budgets": sorted(
-                [b for part in parts for b in part.get("budgets", [])], key=lambda b: order.get(b["budget"], 9)
+                merge_budgets([b for part in parts for b in part.get("budgets", [])]),
+                key=lambda b: order.get(b["budget"], 9),
             ),
             "scale": next((part["scale"] for part in parts if part.get("scale")), None),
         }
@@ -446,7 +500,11 @@ def main() -> None:
         save_json(str(out), result)
     for pair in filter(None, args.budgets.split(",")):
         sram, flash = pair.split("/")
-        result["budgets"].append(run_budget(sram, flash, list(range(args.seeds)), args.quick, docs))
+        models = set(args.models.split(","))
+        entry = run_budget(
+            sram, flash, list(range(args.seeds)), args.quick, docs, models, args.space, args.scratch_epochs
+        )
+        result["budgets"].append(entry)
         result["machine"] = machine()
         save_json(str(out), result)  # after every budget: a killed run keeps what it measured
         log(f"wrote {out}")
