@@ -89,10 +89,13 @@ def test_budget_sized_space_binds(image: int, channels: int, sram: int, flash: i
     from mcuformer.workflow import CostCache
 
     cost = CostCache(sram)
-    sized = budget_space(image, channels, 10, sram, flash, cost)
+    sized = budget_space(image, channels, 10, sram, flash, cost, sample_arch)
     large, small = cost(sized.space.largest()), cost(sized.space.smallest())
     assert large[0] > sram or large[1] > flash  # the budget binds ...
     assert small[0] <= sram and small[1] <= flash  # ... and something fits
+    rng = random.Random(99)
+    over = [not (s <= sram and f <= flash) for s, f in (cost(sample_arch(sized.space, rng)) for _ in range(200))]
+    assert 0.15 <= sum(over) / len(over) < 1.0  # where the search samples, too (>= 25% of 48 seeded samples)
     assert sized.binding == ("sram" if large[0] / sram >= large[1] / flash else "flash")
     assert max(sized.space.image_sizes) <= max(image, 16) and f"{sized.binding} binds" in sized.note
 
@@ -101,7 +104,7 @@ def test_budget_too_small_for_any_vit() -> None:
     from mcuformer.workflow import CostCache
 
     with pytest.raises(UserError, match="no ViT of a 28x28 input fits"):
-        budget_space(28, 1, 10, 1024, 16 * 1024, CostCache(1024))
+        budget_space(28, 1, 10, 1024, 16 * 1024, CostCache(1024), sample_arch)
 
 
 def test_fill_analysis_reports_the_fuller_runner_up() -> None:
