@@ -134,8 +134,10 @@ class CostCache:
     first: ``estimate(arch, sram)`` returns exactly that plan whenever it fits. Over the budget, the
     per-head schedule search (several plans) runs only if ``peak_sram_lower_bound`` (valid for every
     schedule) leaves a chance to fit; when it does not, no schedule fits and the all-heads cost is
-    kept. So a candidate that fits has exactly ``estimate(arch, sram)``'s cost, and one that does not
-    is over the budget by both (tested in tests/test_nas.py)."""
+    kept; nor when the candidate is over ``flash_bytes`` (a schedule does not change flash: it is
+    rejected anyway, with its all-heads SRAM). So a candidate that fits has exactly
+    ``estimate(arch, sram)``'s cost (without the naive op-by-op figure, which the search never reads:
+    0), and one that does not is over a budget by both (tested in tests/test_nas.py)."""
 
     def __init__(self, sram_bytes: int | None = None, flash_bytes: int | None = None) -> None:
         self.sram_bytes = sram_bytes
