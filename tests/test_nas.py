@@ -507,6 +507,26 @@ def test_cost_cache_decides_exactly_like_estimate(sram: int) -> None:
     assert cache.evaluations == len(set(archs)) and cache.per_second > 0
 
 
+def test_cost_cache_with_a_flash_budget_decides_like_estimate() -> None:
+    from codegen.cost import estimate
+    from mcuformer.workflow import CostCache
+
+    space = replace(SearchSpace(), rank_ratios=RANK_GRID)
+    rng = random.Random(5)
+    archs = [sample_arch(space, rng) for _ in range(60)]
+    sram, flash = 6 * 1024, 80 * 1024
+    cache = CostCache(sram, flash)
+    over_flash = 0
+    for a in archs:
+        exact = estimate(a, sram)
+        got_sram, got_flash = cache(a)
+        assert got_flash == exact.flash_bytes  # flash never depends on the schedule
+        fits = exact.peak_sram_bytes <= sram and exact.flash_bytes <= flash
+        assert (got_sram <= sram and got_flash <= flash) == fits
+        over_flash += exact.flash_bytes > flash
+    assert 0 < over_flash < len(archs)
+
+
 # -- CLI and run directory --------------------------------------------------------------------------
 
 
