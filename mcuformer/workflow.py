@@ -635,8 +635,8 @@ def run_emulate(
 
 # --------------------------------------------------------------------------------------------- demo
 DEMO_BOARD = "NUCLEO-F412ZG"
-DEMO_SRAM = "6KiB"  # binds: the largest subnet of the digits space needs ~13.4 KiB
-DEMO_FLASH = "96KiB"  # binds: the largest subnet needs ~176 KiB of flash
+DEMO_SRAM = "6KiB"  # the largest subnet of the space sized to it needs 13.4 KiB
+DEMO_FLASH = "96KiB"  # binds: that largest subnet needs 316 KiB of flash
 
 
 def run_demo(out: Path, force: bool, log: Log) -> bool:
@@ -674,6 +674,7 @@ def run_demo(out: Path, force: bool, log: Log) -> bool:
             "flash_bytes_measured": emu["flash_bytes"],
             "instructions_per_inference": emu["instructions_per_inference"],
             "bit_exact": emu["bit_exact"],
+            "fill": arch_report["fill"],
             "seconds": round(time.time() - started, 1),
         }
         save_json(str(tmp / "summary.json"), summary)
@@ -682,6 +683,11 @@ def run_demo(out: Path, force: bool, log: Log) -> bool:
     log(f"accuracy: float top-1 {summary['float_top1']:.4f}, int8 top-1 {summary['int8_top1']:.4f}")
     log(f"SRAM: planned peak {summary['planned_peak_sram_bytes']} B, measured {summary['measured_peak_sram_bytes']} B")
     log(f"flash (ELF): {summary['flash_bytes_measured']} B")
+    fill = summary["fill"]
+    log(
+        f"fill (planned): SRAM {100 * fill['sram_fill']:.1f}%, flash {100 * fill['flash_fill']:.1f}% of the budget; "
+        f"{fill['binding']} binds"
+    )
     log(f"instructions per inference (QEMU -icount): {summary['instructions_per_inference']}")
     log(f"{'PASS' if summary['bit_exact'] else 'FAIL'}: C in QEMU vs Python integer reference, {summary['seconds']} s")
     log(f"outputs in {out}: run/arch.json, project/report.json, emulate.json")
