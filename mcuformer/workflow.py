@@ -191,6 +191,9 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
         from mcuformer.spaces import load_space
 
         load_space(opts.space, 1, 2)  # a bad --space fails before anything is written
+    from nas.data_pipeline import resolve_device
+
+    resolve_device(opts.device)  # --device cuda without CUDA: before anything is written
     instr_model = None
     if opts.instr_budget is not None:
         from nas.instr_model import DEFAULT_MODEL, InstructionModel

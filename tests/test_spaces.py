@@ -6,6 +6,7 @@ import json
 import random
 
 import pytest
+import torch
 
 from mcuformer.arch import ArchConfig
 from mcuformer.errors import UserError
@@ -131,3 +132,6 @@ def test_spaces_cli_lists_presets(capsys) -> None:
     assert json.loads(capsys.readouterr().out)["mcuformer"]["depths"][-1] == 14
     assert main(["search", "--board", "NUCLEO-F412ZG", "--out", "/nonexistent/r", "--space", "nope"]) == 2
     assert "error: search space 'nope' not found" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["search", "--board", "NUCLEO-F412ZG", "--out", "/nonexistent/r", "--device", "cuda"]) == 2
+        assert "error: --device cuda: no CUDA device is available" in capsys.readouterr().err
