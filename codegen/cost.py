@@ -90,16 +90,17 @@ def arena_budget(sram_bytes: int | None) -> int | None:
     return None if sram_bytes is None else sram_bytes - STACK_RESERVE_BYTES - STATIC_SRAM_BYTES
 
 
-def planned_graph(arch: ArchConfig, sram_bytes: int | None = None) -> Graph:
-    """The shapes-only graph after the pipeline (fused, scheduled for the budget, planned)."""
+def planned_graph(arch: ArchConfig, sram_bytes: int | None = None, naive: bool = True) -> Graph:
+    """The shapes-only graph after the pipeline (fused, scheduled for the budget, planned). Without
+    ``naive`` the naive op-by-op figure is skipped (reported as 0): the search needs only the arena."""
     graph = build_graph(arch)
-    graph = replace(graph, meta={**graph.meta, "arena_budget": arena_budget(sram_bytes)})
+    graph = replace(graph, meta={**graph.meta, "arena_budget": arena_budget(sram_bytes), "naive_plan": naive})
     return run_pipeline(graph)
 
 
-def estimate(arch: ArchConfig, sram_bytes: int | None = None) -> Cost:
+def estimate(arch: ArchConfig, sram_bytes: int | None = None, naive: bool = True) -> Cost:
     """Exact cost of ``arch``; with ``sram_bytes`` the planner may pick memory-saving schedules."""
-    return cost_of_graph(planned_graph(arch, sram_bytes))
+    return cost_of_graph(planned_graph(arch, sram_bytes, naive))
 
 
 def peak_sram_lower_bound(graph: Graph) -> int:

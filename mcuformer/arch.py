@@ -125,20 +125,26 @@ class SearchSpace:
     rank_ratios: tuple[float, ...] = (0.25, 0.5, 0.0)
     in_channels: int = 1
     num_classes: int = 10
+    per_layer: bool = True  # False: every layer takes the same heads / MLP ratio / ranks (one choice)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def rank(self, ratio: float, embed_dim: int) -> int:
         return 0 if ratio == 0.0 else max(1, int(round(ratio * embed_dim)))
 
+    def _pairs(self) -> list[tuple[int, int, int]]:
+        """(tokens, image size, patch size) of every (image size, patch size) pair where the patch tiles."""
+        return sorted(((s // p) ** 2, s, p) for s in self.image_sizes for p in self.patch_sizes if s % p == 0)
+
     def largest(self) -> ArchConfig:
-        depth = max(self.depths)
+        depth, e = max(self.depths), max(self.embed_dims)
+        _, image, patch = max(self._pairs(), key=lambda t: (t[0], t[1]))  # most tokens, then the larger image
         return ArchConfig(
-            image_size=max(self.image_sizes),
+            image_size=image,
             in_channels=self.in_channels,
-            patch_size=min(self.patch_sizes),
-            embed_dim=max(self.embed_dims),
+            patch_size=patch,
+            embed_dim=e,
             depth=depth,
-            num_heads=(max(self.num_heads),) * depth,
+            num_heads=(max(h for h in self.num_heads if e % h == 0),) * depth,
             mlp_ratio=(max(self.mlp_ratios),) * depth,
             attn_rank=(0,) * depth,
             mlp_rank=(0,) * depth,
@@ -150,13 +156,14 @@ class SearchSpace:
         nonzero = [r for r in self.rank_ratios if r > 0]
         ratio = min(nonzero) if nonzero else 0.0
         e = min(self.embed_dims)
+        _, image, patch = min(self._pairs(), key=lambda t: (t[0], t[1]))  # fewest tokens, then the smaller image
         return ArchConfig(
-            image_size=min(self.image_sizes),
+            image_size=image,
             in_channels=self.in_channels,
-            patch_size=max(self.patch_sizes),
+            patch_size=patch,
             embed_dim=e,
             depth=depth,
-            num_heads=(min(self.num_heads),) * depth,
+            num_heads=(min(h for h in self.num_heads if e % h == 0),) * depth,
             mlp_ratio=(min(self.mlp_ratios),) * depth,
             attn_rank=(self.rank(ratio, e),) * depth,
             mlp_rank=(self.rank(ratio, e),) * depth,

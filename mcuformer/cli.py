@@ -1,4 +1,4 @@
-"""Command-line interface: boards, search, export, emulate, demo, memory-plot.
+"""Command-line interface: boards, spaces, search, export, emulate, demo, memory-plot.
 
 User mistakes raise UserError and print one line `error: ...` with exit status 2; a model that
 does not fit its budget (DoesNotFit) or a C-vs-reference mismatch exits 1; no traceback.
@@ -63,6 +63,19 @@ def cmd_boards(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_spaces(args: argparse.Namespace) -> int:
+    from mcuformer.spaces import PRESETS, describe_space, load_space
+
+    if args.json:
+        print(json.dumps({n: {"description": p.description, **p.choices} for n, p in PRESETS.items()}, indent=2))
+        return 0
+    for name, preset in PRESETS.items():
+        print(f"{name:10s} {preset.description}")
+        print(f"{'':10s} {describe_space(load_space(name, 1, 10))}")
+    print("without --space, search sizes a space to the budget and the data; --space FILE takes a .json/.toml")
+    return 0
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from mcuformer.workflow import SearchOptions, run_search
 
@@ -100,6 +113,13 @@ def cmd_search(args: argparse.Namespace) -> int:
             instr_budget=_count(args.instr_budget, "--instr-budget") if args.instr_budget else None,
             instr_model=args.instr_model,
             space_evolution=args.space_evolution,
+            space=args.space,
+            device=args.device,
+            label_smoothing=args.label_smoothing,
+            crop_pad=args.crop_pad,
+            flip=args.flip,
+            teacher=args.teacher,
+            threads=args.threads,
         ),
         _log,
     )
@@ -163,11 +183,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_boards)
 
+    p = sub.add_parser("spaces", help="list the named search-space presets")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_spaces)
+
     p = sub.add_parser("search", help="train a supernet and search a ViT that fits a board/budget")
     p.add_argument("--board", required=True)
     p.add_argument("--sram", help="SRAM budget, e.g. 64KiB (default: the board's SRAM)")
     p.add_argument("--flash", help="flash budget, e.g. 512KiB (default: the board's flash)")
     p.add_argument("--data", default="digits", help="digits, a .npz file or an image folder")
+    p.add_argument(
+        "--space",
+        help="search space: a preset (`mcuformer spaces`) or a .json/.toml file (default: sized to the budget)",
+    )
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--seed", type=non_negative, default=0)
     p.add_argument("--epochs", type=non_negative, default=30, help="supernet training epochs")
@@ -183,6 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="evolve the (rank ratio, patch size) region of the space before the evolution (default on)",
     )
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="training device (default auto)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: 1, all cores for >= 1M parameters)")
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--crop-pad", type=int, help="random-crop padding in pixels (default: about 1/12 of the side)")
+    p.add_argument(
+        "--flip", action=argparse.BooleanOptionalAction, default=None, help="horizontal flips (default: RGB non-digits)"
+    )
+    p.add_argument("--teacher", choices=("none", "cnn"), default="none", help="distil from a small CNN trained first")
     p.add_argument("--instr-budget", help="max instructions per inference, predicted by the fitted QEMU model")
     p.add_argument("--instr-model", help="instruction model JSON (default: nas/data/instr_model.json)")
     p.add_argument("--init-from", help="RUN dir or checkpoint of a trained ViT: SVD-initialise the supernet")

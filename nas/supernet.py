@@ -83,6 +83,8 @@ def rank_ratio(space: SearchSpace, rank: int, embed_dim: int) -> float:
 def make_arch(
     space: SearchSpace, image_size: int, patch_size: int, embed_dim: int, layers: Sequence[LayerChoice]
 ) -> ArchConfig:
+    if not space.per_layer:  # one choice shared by every layer: the first layer's
+        layers = [layers[0]] * len(layers)
     return ArchConfig(
         image_size=image_size,
         in_channels=space.in_channels,

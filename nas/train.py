@@ -28,6 +28,7 @@ from mcuformer.arch import ArchConfig
 from mcuformer.data import Dataset
 from mcuformer.errors import UserError
 from mcuformer.model import ViT, resize_images
+from nas.data_pipeline import Augment, augment, make_loader, to_float
 from nas.supernet import Supernet
 
 Log = Callable[[str], None]
@@ -43,7 +44,14 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     grad_clip: float = 1.0
     num_random: int = 2  # sandwich: largest + smallest + this many random subnets per step
-    augment_shift: int = 0  # random translation by up to this many pixels (0 = off)
+    augment_shift: int = 0  # random crop after padding by this many pixels (0 = off)
+    flip: bool = False  # random horizontal flips (never for digits: see nas.data_pipeline.default_augment)
+    label_smoothing: float = 0.0  # on the cross-entropy with the labels
+    distill_weight: float = 0.0  # weight of the KL to a teacher's soft predictions (needs a teacher)
+    distill_temperature: float = 2.0
+    device: str = "cpu"  # "cpu" or "cuda" (resolved from --device auto by the caller)
+    amp: bool = True  # bfloat16 autocast on CUDA (no effect on CPU)
+    loader_workers: int = 0  # DataLoader worker processes for a streamed training set
     seed: int = 0
     # torch threads (0 = all cores). One by default: these models are tiny, and on a shared 2-core machine two
     # OpenMP threads per process collapse (measured: 40 s vs 5 s per supernet epoch under load).
@@ -70,16 +78,6 @@ def batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Ten
     yield from perm.split(batch_size)
 
 
-def shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
-    """Translate each image by up to ``max_shift`` pixels; uncovered pixels become background (-1)."""
-    if max_shift == 0:
-        return x
-    b, _, h, w = x.shape  # (B, C, H, W)
-    padded = F.pad(x, (max_shift,) * 4, value=-1.0)
-    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, b), generator=gen).tolist()
-    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
-
-
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices/kernels/embeddings (dim >= 2), none on biases and norms."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -98,14 +96,67 @@ def lr_at(step: int, total: int, warmup: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
 
 
+def train_batches(
+    data: Dataset, cfg: TrainConfig, gen: torch.Generator, epoch: int, stream=None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of augmented float training batches (x (B, C, H, W), y (B,)) on ``cfg.device``, this
+    rank's share. In memory (uint8 or float images): a seeded permutation from ``gen``; every rank draws
+    the same global batch and augmentation, then takes ``batch[rank::world]``. With ``stream`` (a
+    ``FolderStream``): a DataLoader with ``cfg.loader_workers`` worker processes, sharded per rank by a
+    DistributedSampler under torchrun; the augmentation still draws from ``gen``."""
+    rank, world = dist_info()
+    aug = Augment(crop_pad=cfg.augment_shift, flip=cfg.flip)
+    device = torch.device(cfg.device)
+    if stream is None:
+        for idx in batches(len(data.train_y), cfg.batch_size, gen):
+            x = augment(to_float(data.train_x[idx]), aug, gen)[rank::world]
+            yield x.to(device, non_blocking=True), data.train_y[idx][rank::world].to(device, non_blocking=True)
+        return
+    for xb, yb in make_loader(stream, cfg.batch_size, cfg.seed, cfg.loader_workers, epoch):
+        yield augment(to_float(xb), aug, gen).to(device, non_blocking=True), yb.to(device, non_blocking=True)
+
+
+@contextmanager
+def autocast(cfg: TrainConfig) -> Iterator[None]:
+    """bfloat16 mixed precision on CUDA when ``cfg.amp``; nothing on CPU."""
+    if cfg.device.startswith("cuda") and cfg.amp:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            yield
+    else:
+        yield
+
+
+def distill_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton's KD term: T^2 * KL(softmax(teacher / T) || softmax(student / T))."""
+    t = temperature
+    target = (teacher_logits.detach().float() / t).softmax(dim=-1)
+    return F.kl_div((logits.float() / t).log_softmax(dim=-1), target, reduction="batchmean") * t * t
+
+
+def supervised_loss(
+    logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, teacher: nn.Module | None
+) -> torch.Tensor:
+    """Cross-entropy with the labels (label smoothing), mixed with distillation from ``teacher``."""
+    ce = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+    if teacher is None or cfg.distill_weight <= 0:
+        return ce
+    with torch.no_grad():
+        teacher_logits = teacher(x)
+    kd = distill_loss(logits, teacher_logits, cfg.distill_temperature)
+    return (1.0 - cfg.distill_weight) * ce + cfg.distill_weight * kd
+
+
 @torch.no_grad()
-def evaluate(model_fn: Callable[[torch.Tensor], torch.Tensor], data: Dataset, split: str = "val") -> float:
-    """Top-1 accuracy of ``model_fn`` ((B, C, H, W) images -> (B, K) logits) on a split."""
+def evaluate(
+    model_fn: Callable[[torch.Tensor], torch.Tensor], data: Dataset, split: str = "val", device: str = "cpu"
+) -> float:
+    """Top-1 accuracy of ``model_fn`` ((B, C, H, W) float images -> (B, K) logits) on a split; images
+    are converted from uint8 per chunk of 512 and moved to ``device`` (the model's)."""
     assert split in ("train", "val"), split
     x, y = (data.val_x, data.val_y) if split == "val" else (data.train_x, data.train_y)
     correct = 0
     for i in range(0, len(y), 512):
-        logits = model_fn(x[i : i + 512])  # (B, K)
+        logits = model_fn(to_float(x[i : i + 512]).to(device)).float().cpu()  # (B, K)
         assert logits.shape == (len(y[i : i + 512]), data.num_classes), logits.shape
         correct += int((logits.argmax(dim=-1) == y[i : i + 512]).sum())
     return correct / len(y)
@@ -116,17 +167,21 @@ class Sandwich(nn.Module):
     subnet's cross-entropy on the labels, plus the KL divergence of every other subnet to the
     largest's detached soft predictions (in-place distillation)."""
 
-    def __init__(self, supernet: Supernet) -> None:
+    def __init__(self, supernet: Supernet, cfg: TrainConfig | None = None, teacher: nn.Module | None = None) -> None:
         super().__init__()
         self.supernet = supernet
+        self.cfg = cfg or TrainConfig()
+        self._teacher = [teacher]  # in a list: not a submodule, so DDP never sees its (frozen) parameters
 
     def forward(
         self, x: torch.Tensor, y: torch.Tensor, archs: list[ArchConfig]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits = self.supernet(x, archs[0])  # (B, K), the largest subnet
-        ce = F.cross_entropy(logits, y)
+        logits = self.supernet(x, archs[0]).float()  # (B, K), the largest subnet
+        ce = supervised_loss(logits, x, y, self.cfg, self._teacher[0])
         teacher = logits.detach().softmax(dim=-1)  # in-place distillation target
-        kds = [F.kl_div(self.supernet(x, a).log_softmax(dim=-1), teacher, reduction="batchmean") for a in archs[1:]]
+        kds = [
+            F.kl_div(self.supernet(x, a).float().log_softmax(dim=-1), teacher, reduction="batchmean") for a in archs[1:]
+        ]
         kd = torch.stack(kds) if kds else logits.new_zeros(1)
         return ce + kd.sum(), ce.detach(), kd.detach().mean()
 
@@ -172,6 +227,8 @@ def train_supernet(
     checkpoint: str | None = None,
     resume: bool = False,
     stop_after_epoch: int = 0,
+    teacher: nn.Module | None = None,
+    stream=None,
 ) -> dict[str, Any]:
     """Sandwich-rule training. With ``checkpoint`` the full training state (weights, optimizer, step,
     python/torch RNG states, data-order generator, history) is written atomically after every epoch;
@@ -184,7 +241,7 @@ def train_supernet(
     rank, world = dist_info()
     assert cfg.batch_size >= world, (cfg.batch_size, world)
     largest, smallest = space.largest(), space.smallest()
-    n = len(data.train_y)
+    n = len(stream) if stream is not None else len(data.train_y)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
     history: list[dict[str, float]] = []
@@ -206,7 +263,10 @@ def train_supernet(
             history, step_losses = state["history"], state["step_losses"]
             subnets = state["subnets"]
             log(f"resumed from {checkpoint} after epoch {state['epoch']} (step {step})")
-        sandwich: nn.Module = Sandwich(supernet)
+        supernet.to(cfg.device)
+        if teacher is not None:
+            teacher.to(cfg.device).eval()
+        sandwich: nn.Module = Sandwich(supernet, cfg, teacher)
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -217,16 +277,15 @@ def train_supernet(
         for epoch in range(first_epoch, last_epoch + 1):
             t0, ce_sum, kd_sum = time.time(), 0.0, 0.0
             supernet.train()
-            for idx in batches(n, cfg.batch_size, gen):
-                x = shift(data.train_x[idx], cfg.augment_shift, gen)[rank::world]  # (B / world, C, H, W)
-                y = data.train_y[idx][rank::world]  # (B / world,)
-                assert len(y) > 0, f"a batch of {len(idx)} images cannot be split over {world} ranks"
+            for x, y in train_batches(data, cfg, gen, epoch, stream):  # (B / world, C, H, W), (B / world,)
+                assert len(y) > 0, f"a batch of {cfg.batch_size} images cannot be split over {world} ranks"
                 archs = [largest, smallest] + [supernet.sample(rng) for _ in range(cfg.num_random)]
                 subnets = hashlib.sha256((subnets + "|".join(a.short() for a in archs)).encode()).hexdigest()
                 for group in opt.param_groups:
                     group["lr"] = lr_at(step, total, warmup, cfg)
                 opt.zero_grad(set_to_none=True)
-                loss, ce, kd = sandwich(x, y, archs)
+                with autocast(cfg):
+                    loss, ce, kd = sandwich(x, y, archs)
                 loss.backward()  # under DDP: gradients averaged over ranks here
                 nn.utils.clip_grad_norm_(supernet.parameters(), cfg.grad_clip)
                 opt.step()
@@ -234,8 +293,8 @@ def train_supernet(
                 step_losses.append(ce.item())
                 ce_sum, kd_sum = ce_sum + ce.item(), kd_sum + kd.item()
             supernet.eval()
-            acc_l = evaluate(lambda im: supernet(im, largest), data)
-            acc_s = evaluate(lambda im: supernet(im, smallest), data)
+            acc_l = evaluate(lambda im: supernet(im, largest), data, device=cfg.device)
+            acc_s = evaluate(lambda im: supernet(im, smallest), data, device=cfg.device)
             row = {"epoch": epoch, "loss": ce_sum / steps_per_epoch, "kd": kd_sum / steps_per_epoch}
             row |= {"val_acc_largest": acc_l, "val_acc_smallest": acc_s, "seconds": time.time() - t0}
             history.append(row)
@@ -249,6 +308,10 @@ def train_supernet(
                     f"epoch {epoch:3d}/{cfg.epochs} | loss {row['loss']:.4f} kd {row['kd']:.4f} | "
                     f"val acc largest {acc_l:.3f} smallest {acc_s:.3f} | {row['seconds']:.1f}s"
                 )
+    if world == 1:  # the search and the export run on the CPU (under DDP the caller owns the devices)
+        supernet.cpu()
+        if teacher is not None:
+            teacher.cpu()
     return {
         "epochs": cfg.epochs,
         "steps": step,
@@ -267,32 +330,56 @@ def _to_tuple(value: Any) -> Any:
     return tuple(_to_tuple(v) for v in value) if isinstance(value, list | tuple) else value
 
 
-def finetune(model: ViT, data: Dataset, cfg: TrainConfig, log: Log = print) -> dict[str, Any]:
-    """Plain cross-entropy fine-tuning of an extracted static ViT (e.g. the search winner)."""
+def finetune(
+    model: ViT, data: Dataset, cfg: TrainConfig, log: Log = print, teacher: nn.Module | None = None, stream=None
+) -> dict[str, Any]:
+    """Fine-tuning of an extracted static ViT (e.g. the search winner): cross-entropy with the labels
+    (label smoothing), optionally mixed with distillation from ``teacher`` (see ``train_classifier``)."""
     arch = model.arch
     assert (data.in_channels, data.num_classes) == (arch.in_channels, arch.num_classes), "data does not fit arch"
 
     def forward(images: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) at data res -> (B, K)
         return model(resize_images(images, arch.image_size))
 
-    n = len(data.train_y)
+    return train_classifier(model, forward, data, cfg, log, teacher, "finetune", stream)
+
+
+def train_classifier(
+    model: nn.Module,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    data: Dataset,
+    cfg: TrainConfig,
+    log: Log = print,
+    teacher: nn.Module | None = None,
+    name: str = "train",
+    stream=None,
+) -> dict[str, Any]:
+    """Train ``model`` (``forward``: (B, C, H, W) float images at the data's resolution -> (B, K)) with
+    AdamW, warmup + cosine, the configured augmentation, label smoothing and (with ``teacher``, a model
+    of the same input) distillation; on ``cfg.device`` (bfloat16 autocast on CUDA), back on the CPU at
+    the end. Seeded and deterministic for a fixed thread count."""
+    n = len(stream) if stream is not None else len(data.train_y)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
     start = time.time()
     history: list[dict[str, float]] = []
+    device = torch.device(cfg.device)
+    model.to(device)
+    if teacher is not None:
+        teacher.to(device).eval()
     with deterministic(cfg.seed, cfg.threads):
-        acc_before = evaluate(forward, data)
+        acc_before = evaluate(forward, data, device=cfg.device)
         gen = torch.Generator().manual_seed(cfg.seed)
         opt = make_optimizer(model, cfg)
         step = 0
         for epoch in range(1, cfg.epochs + 1):
             t0, loss_sum = time.time(), 0.0
             model.train()
-            for idx in batches(n, cfg.batch_size, gen):
-                x, y = shift(data.train_x[idx], cfg.augment_shift, gen), data.train_y[idx]  # (B, C, H, W), (B,)
+            for x, y in train_batches(data, cfg, gen, epoch, stream):  # (B, C, H, W), (B,)
                 for group in opt.param_groups:
                     group["lr"] = lr_at(step, total, warmup, cfg)
-                loss = F.cross_entropy(forward(x), y)
+                with autocast(cfg):
+                    loss = supervised_loss(forward(x), x, y, cfg, teacher)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -300,14 +387,17 @@ def finetune(model: ViT, data: Dataset, cfg: TrainConfig, log: Log = print) -> d
                 step += 1
                 loss_sum += loss.item()
             model.eval()
-            acc = evaluate(forward, data)
+            acc = evaluate(forward, data, device=cfg.device)
             history.append(
                 {"epoch": epoch, "loss": loss_sum / steps_per_epoch, "val_acc": acc, "seconds": time.time() - t0}
             )
             log(
-                f"finetune {epoch:3d}/{cfg.epochs} | loss {loss_sum / steps_per_epoch:.4f} | val acc {acc:.3f} | "
+                f"{name} {epoch:3d}/{cfg.epochs} | loss {loss_sum / steps_per_epoch:.4f} | val acc {acc:.3f} | "
                 f"{time.time() - t0:.1f}s"
             )
+    model.cpu()
+    if teacher is not None:
+        teacher.cpu()
     return {
         "val_acc_before": acc_before,
         "val_acc": history[-1]["val_acc"] if history else acc_before,

@@ -24,6 +24,8 @@ import torch.distributed as dist
 
 from mcuformer.arch import SearchSpace
 from mcuformer.data import load_dataset
+from mcuformer.spaces import load_space, preset_for
+from nas.data_pipeline import stream_folder
 from nas.supernet import Supernet
 from nas.train import TrainConfig, train_supernet
 
@@ -48,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=64, help="global batch (split over the ranks)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads per rank")
-    p.add_argument("--space", choices=("default", "tiny"), default="default")
+    p.add_argument("--space", help="a preset (`mcuformer spaces`), a .json/.toml file or 'tiny' (default: by size)")
+    p.add_argument("--stream", action="store_true", help="--data is a folder: stream the training images from disk")
+    p.add_argument("--image-size", type=int, help="resize a folder's images on load (default: the space's largest)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes per rank (with --stream)")
     p.add_argument("--train-limit", type=int, default=0, help="use only the first N training images (tests)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--stop-after-epoch", type=int, default=0, help="stop early, as if killed (tests)")
@@ -64,23 +69,32 @@ def main(argv: list[str] | None = None) -> int:
     rank, world = dist.get_rank(), dist.get_world_size()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = load_dataset(args.data, seed=args.seed)
-    if args.train_limit:
-        data = replace(data, train_x=data.train_x[: args.train_limit], train_y=data.train_y[: args.train_limit])
+    size = args.image_size
+    if size is None and args.space not in (None, "tiny"):
+        size = max(load_space(args.space, 1, 2).image_sizes)
+    stream = None
+    if args.stream:  # the same pipeline as in memory, through a DataLoader with a DistributedSampler
+        data, stream = stream_folder(Path(args.data), size or 224, seed=args.seed)
+        if args.train_limit:
+            stream.files = stream.files[: args.train_limit]
+    else:
+        data = load_dataset(args.data, seed=args.seed, image_size=size if Path(args.data).is_dir() else None)
+        if args.train_limit:
+            data = replace(data, train_x=data.train_x[: args.train_limit], train_y=data.train_y[: args.train_limit])
     if args.space == "tiny":
         space = replace(TINY_SPACE, in_channels=data.in_channels, num_classes=data.num_classes)
     else:
-        from mcuformer.workflow import default_space
-
-        space = default_space(data.image_size, data.in_channels, data.num_classes)
+        space = load_space(args.space or preset_for(data.image_size), data.in_channels, data.num_classes)
     torch.manual_seed(args.seed)
-    supernet = Supernet(space).to(device)
-    data = replace(data, **{k: getattr(data, k).to(device) for k in ("train_x", "train_y", "val_x", "val_y")})
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, threads=args.threads)
+    supernet = Supernet(space)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, threads=args.threads,
+                      device=str(device), loader_workers=args.workers)  # fmt: skip
     log = print if rank == 0 else (lambda _: None)
     log(f"DDP ({backend}): {world} ranks, global batch {cfg.batch_size}, {data.summary()}")
     ckpt = str(out / "checkpoint.pt")
-    result = train_supernet(supernet, data, cfg, log, ckpt, resume=args.resume, stop_after_epoch=args.stop_after_epoch)
+    result = train_supernet(
+        supernet, data, cfg, log, ckpt, resume=args.resume, stop_after_epoch=args.stop_after_epoch, stream=stream
+    )
     report = {
         "rank": rank,
         "world": world,

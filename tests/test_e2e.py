@@ -57,6 +57,14 @@ def test_search_respects_the_budget(searched: tuple[Path, dict]) -> None:
     assert not report["search"]["largest_fits"]
     assert report["search"]["rejected_sram"] > 0
     assert report["search"]["evaluated"] >= 6
+    assert report["space_source"]["source"] == "sized to the budget" and report["space_source"]["binding"] in (
+        "sram",
+        "flash",
+    )
+    fill = report["fill"]  # the winner's use of the budget, as predicted by the planner
+    assert fill["sram_fill"] == report["predicted"]["peak_sram_bytes"] / (8 * 1024)
+    assert fill["flash_fill"] == report["predicted"]["flash_bytes"] / (96 * 1024)
+    assert fill["fill"] == max(fill["sram_fill"], fill["flash_fill"]) <= 1.0
     assert json.loads((run / "arch.json").read_text())["arch"] == report["arch"]
 
 

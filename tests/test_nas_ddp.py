@@ -49,3 +49,19 @@ def test_ddp_ranks_agree_and_resume(tmp_path: Path) -> None:
     b0, b1 = torchrun(tmp_path / "b", 2, "--resume")
     assert b0["weights_digest"] == b1["weights_digest"] == r0["weights_digest"]
     assert b0["subnets_digest"] == r0["subnets_digest"]
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not available")
+def test_ddp_streams_an_image_folder_with_a_distributed_sampler(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(20):  # 10x12 images, resized on load to 8x8 (the tiny space's resolution)
+            Image.fromarray(rng.integers(0, 256, (10, 12), dtype=np.uint8)).save(tmp_path / "imgs" / c / f"{i}.png")
+    r0, r1 = torchrun(tmp_path / "s", 1, "--data", str(tmp_path / "imgs"), "--stream", "--image-size", "8",
+                      "--workers", "1")  # fmt: skip
+    assert r0["steps"] == r1["steps"] == 1  # 32 training images / global batch 32: each rank loads its 16
+    assert r0["subnets_digest"] == r1["subnets_digest"] and r0["weights_digest"] == r1["weights_digest"]

@@ -17,26 +17,39 @@ def verify_plan(graph: Graph) -> Graph:
     for buf in buffers:
         if buf.offset < 0 or buf.offset % ALIGN or buf.offset + buf.size > plan.arena_bytes:
             raise IRError(f"buffer {buf.name} at {buf.offset}+{buf.size} outside arena {plan.arena_bytes} or unaligned")
-    for i, a in enumerate(buffers):
-        for b in buffers[i + 1 :]:
+    by_offset = sorted(buffers, key=lambda b: (b.offset, b.size))
+    for i, a in enumerate(by_offset):  # only buffers that start before ``a`` ends can overlap it in space
+        for b in by_offset[i + 1 :]:
+            if b.offset >= a.offset + a.size:
+                break
             if a.overlaps_in_time(b) and a.overlaps_in_space(b):
                 raise IRError(
                     f"buffers {a.name} [{a.offset}, {a.offset + a.size}) steps {a.first}-{a.last} and "
                     f"{b.name} [{b.offset}, {b.offset + b.size}) steps {b.first}-{b.last} overlap while both alive"
                 )
     excluded = set(graph.meta.get("streamed_inputs", ())) | set(graph.meta.get("external_outputs", ()))
+    owner: dict[str, object] = {}  # tensor or buffer name -> its buffer (the first, as MemoryPlan.buffer_of)
+    for buf in buffers:
+        for name in (*buf.tensors, buf.name):
+            owner.setdefault(name, buf)
+
+    def buffer_of(name: str):
+        if name not in owner:
+            raise KeyError(name)
+        return owner[name]
+
     for step, node in enumerate(graph.nodes):
         for src, dst in node.inplace:
-            if plan.buffer_of(src) is not plan.buffer_of(dst):
+            if buffer_of(src) is not buffer_of(dst):
                 raise IRError(f"{node.name}: in-place pair ({src}, {dst}) not in one buffer")
         for name in node.inputs + node.outputs + node.workspace:
             if name in excluded:
                 continue
-            buf = plan.buffer_of(name)
+            buf = buffer_of(name)
             if not buf.first <= step <= buf.last:
                 raise IRError(f"{node.name}: tensor {name} used at step {step} outside its lifetime")
         if node.scratch_bytes:
-            buf = plan.buffer_of(f"{node.name}.scratch")
+            buf = buffer_of(f"{node.name}.scratch")
             if buf.size < node.scratch_bytes or not buf.first <= step <= buf.last:
                 raise IRError(f"{node.name}: scratch buffer too small or not alive")
     if plan.arena_bytes < plan.lower_bound_bytes:
