@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mcuformer.arch import ArchConfig, SearchSpace
-from mcuformer.errors import UserError
+from mcuformer.errors import DoesNotFit, UserError
 
 # The rank-ratio grid of the space evolution (nas.space_evolution.RANK_GRID): 0.125 .. 0.75 and dense.
 RANK_GRID: tuple[float, ...] = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.0)
@@ -272,7 +272,7 @@ def budget_space(
         small, large = cost(space.smallest()), cost(space.largest())
         if not fits(small):
             if candidate is None:
-                raise UserError(
+                raise DoesNotFit(
                     f"no ViT of a {image_size}x{image_size} input fits {sram_bytes} B SRAM / {flash_bytes} B flash: "
                     f"the smallest subnet needs {small[0]} B SRAM and {small[1]} B flash"
                 )

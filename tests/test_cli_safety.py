@@ -123,7 +123,9 @@ CASES = [
     ("demo-out-is-cwd", None, ("demo", "--out", ".", "--force"), 2, "current directory"),
     ("export-exists-no-force", None, (*EXPORT, "--out", "mine"), 2, "pass --force"),
     # validation before minutes of training
-    ("search-impossible-budget", None, (*SEARCH, "--sram", "1B", "--out", "r"), 1, "even the smallest subnet"),
+    ("search-impossible-budget", None, (*SEARCH, "--sram", "1B", "--out", "r"), 1, "the smallest subnet needs"),
+    ("search-impossible-budget-space", None, (*SEARCH, "--space", "digits", "--sram", "1B", "--out", "r"), 1,
+     "even the smallest subnet of the search space"),
     ("search-budget-over-board", None, (*SEARCH, "--sram", "4MiB", "--out", "r"), 2, "exceeds board"),
     ("search-population-0", None, (*SEARCH[:-4], "--population", "0", "--out", "r"), 2, "--population"),
     ("search-parents-0", None, (*SEARCH, "--parents", "0", "--out", "r"), 2, "--parents"),
