@@ -25,7 +25,10 @@ def _split_heads(x: np.ndarray, heads: int) -> np.ndarray:
 def _eval(node: Node, args: list[np.ndarray]) -> np.ndarray:
     a = node.attrs
     if node.op == Op.PATCH_EMBED:
-        return patchify_hwc(args[0], a.patch) @ a.weight.T + a.bias[None]
+        x = patchify_hwc(args[0], a.patch) @ a.weight.T + a.bias[None]
+        if a.prefix is None:
+            return x
+        return np.concatenate([np.broadcast_to(a.prefix, (len(x), *a.prefix.shape)), x], axis=1)
     if node.op == Op.LINEAR:
         y = args[0] @ a.weight.T
         return y + a.bias if a.bias is not None else y
@@ -33,7 +36,7 @@ def _eval(node: Node, args: list[np.ndarray]) -> np.ndarray:
         x = args[0]
         mean = x.mean(axis=-1, keepdims=True)
         var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
-        return (x - mean) / np.sqrt(var + 1e-6) * a.gamma + a.beta
+        return (x - mean) / np.sqrt(var + a.eps) * a.gamma + a.beta
     if node.op == Op.ATTN_SCORES:
         q, k = (_split_heads(t, a.heads) for t in args)
         return q @ k.transpose(0, 1, 3, 2) / np.sqrt(q.shape[-1])  # (B, H, T, T)
@@ -47,9 +50,15 @@ def _eval(node: Node, args: list[np.ndarray]) -> np.ndarray:
     if node.op == Op.ADD:
         return args[0] + args[1]
     if node.op == Op.GELU:
-        return 0.5 * args[0] * (1.0 + erf(args[0] / np.sqrt(2.0)))
+        x = args[0]
+        if a.approximate == "tanh":
+            return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
+        return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
     if node.op == Op.MEAN_POOL:
-        return args[0].mean(axis=1, keepdims=True)
+        return args[0][:, a.first_token :].mean(axis=1, keepdims=True)
+    if node.op == Op.READOUT:
+        rows = a.out_features // args[0].shape[-1]  # out_features = rows * E
+        return args[0][:, :rows].reshape(len(args[0]), 1, -1)
     raise ValueError(f"float interpreter has no rule for {node.op}")
 
 

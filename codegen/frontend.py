@@ -6,6 +6,7 @@ import numpy as np
 
 from codegen.ir import Attrs, Graph, Node, Op, Tensor
 from mcuformer.arch import ArchConfig
+from mcuformer.model import LN_EPS
 
 Weights = dict[str, np.ndarray]
 
@@ -47,7 +48,7 @@ def build_graph(arch: ArchConfig, weights: Weights | None = None) -> Graph:
         linear(scope, role + ".up", mid, dst, prefix + ".up", rank, out_f, bias=True)
 
     def layernorm(scope: str, role: str, src: str, dst: str, prefix: str) -> None:
-        attrs = Attrs(gamma=w(prefix + ".weight"), beta=w(prefix + ".bias"), role=role)
+        attrs = Attrs(gamma=w(prefix + ".weight"), beta=w(prefix + ".bias"), eps=LN_EPS, role=role)
         nodes.append(Node(f"{scope}.{role}", Op.LAYERNORM, (src,), (dst,), attrs, scope))
 
     image = tensor("image", arch.image_size, arch.image_size, arch.in_channels)
