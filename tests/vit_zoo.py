@@ -256,12 +256,17 @@ class SmallCNN(nn.Module):
 
 
 def export_onnx(model: nn.Module, path: str, dynamo: bool, opset: int, image_size: int = 32, channels: int = 3) -> None:
-    """torch.onnx.export with either exporter, batch 1, no external data."""
+    """torch.onnx.export with either exporter, batch 1, no external data.
+
+    Not under torch.no_grad(): in eval mode without gradients nn.MultiheadAttention takes its fast
+    path (aten::_native_multi_head_attention), which the legacy exporter cannot export; torchvision
+    users hit the same and export this way.
+    """
     import warnings
 
     model.eval()
     example = (torch.randn(1, channels, image_size, image_size),)
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if dynamo:
             program = torch.onnx.export(model, example, dynamo=True, opset_version=opset, verbose=False)
