@@ -726,13 +726,25 @@ class ImportedArch:
         }
 
 
-def import_onnx(path: Path | str, check: bool = True) -> Graph:
-    """An ONNX ViT -> primitive float IR (graph.meta['arch'] is an ImportedArch)."""
+def import_onnx(
+    path: Path | str, check: bool = True, input_scale: np.ndarray | None = None, input_shift: np.ndarray | None = None
+) -> Graph:
+    """An ONNX ViT -> primitive float IR (graph.meta['arch'] is an ImportedArch).
+
+    ``input_scale`` / ``input_shift`` (per channel): the compiled model takes x and feeds the ONNX
+    model x * input_scale + input_shift (a normalisation folded into the patch embedding, exact in float).
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"model file {path} does not exist")
     m = load_onnx(path)
-    graph = _build(m)
+    graph = _build(m, input_scale, input_shift)
+    if input_scale is not None or input_shift is not None:
+        c = graph.meta["arch"].in_channels
+        graph.meta["input_affine"] = (
+            np.ones(c) if input_scale is None else np.broadcast_to(input_scale, (c,)),
+            np.zeros(c) if input_shift is None else np.broadcast_to(input_shift, (c,)),
+        )
     if check:
         diff, scale = check_against_reference(graph, path, seed=0)
         if diff > MAX_CHECK_DIFF * max(1.0, scale):
@@ -744,9 +756,10 @@ def import_onnx(path: Path | str, check: bool = True) -> Graph:
     return graph
 
 
-def _patch_embedding(m: OnnxModel) -> tuple[dict[str, Any], str]:
+def _patch_embedding(m: OnnxModel, scale: np.ndarray | None, shift: np.ndarray | None) -> tuple[dict[str, Any], str]:
     _, c, h, w = m.shapes[m.input]
-    a, b = np.ones(c), np.zeros(c)
+    a = np.ones(c) if scale is None else np.broadcast_to(np.asarray(scale, dtype=np.float64), (c,)).copy()
+    b = np.zeros(c) if shift is None else np.broadcast_to(np.asarray(shift, dtype=np.float64), (c,)).copy()
     name = m.input
     while True:
         users = m.users(name)
@@ -803,8 +816,8 @@ def _patch_embedding(m: OnnxModel) -> tuple[dict[str, Any], str]:
     return {"channels": c, "image": h, "patch": p, "dim": dim, "weight": patch_weight, "bias": bias}, node.output[0]
 
 
-def _build(m: OnnxModel) -> Graph:
-    embed, conv_out = _patch_embedding(m)
+def _build(m: OnnxModel, scale: np.ndarray | None, shift: np.ndarray | None) -> Graph:
+    embed, conv_out = _patch_embedding(m, scale, shift)
     dim, grid = embed["dim"], embed["image"] // embed["patch"]
     patches = grid * grid
     # conv output -> (tokens, E) view
@@ -1023,6 +1036,10 @@ def check_against_reference(graph: Graph, path: Path, seed: int = 0, count: int 
     a = graph.meta["arch"]
     rng = np.random.default_rng(seed)
     images = rng.standard_normal((count, a.in_channels, a.image_size, a.image_size)).astype(np.float32)
-    want = reference_logits(path, images)
+    fed = images
+    if graph.meta.get("input_affine") is not None:  # what the ONNX model receives for our input
+        scale, shift = (np.asarray(v, dtype=np.float32).reshape(1, -1, 1, 1) for v in graph.meta["input_affine"])
+        fed = images * scale + shift
+    want = reference_logits(path, fed)
     got = float_logits(graph, images)
     return float(np.max(np.abs(got - want))), float(np.max(np.abs(want)))

@@ -387,10 +387,13 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
 
 
 def compile_for(model, data, sram_bytes: int | None = None, num_test_inputs: int = NUM_TEST_INPUTS):
-    from codegen.compile import compile_model
+    from codegen.compile import compile_graph, compile_model
+    from mcuformer.imported import ImportedModel
     from mcuformer.model import resize_images
 
     calib = resize_images(data.train_x[:CALIBRATION_IMAGES], model.arch.image_size).numpy()
+    if isinstance(model, ImportedModel):
+        return compile_graph(model.float_graph, calib, sram_bytes, num_test_inputs=num_test_inputs)
     return compile_model(model, calib, sram_bytes, num_test_inputs=num_test_inputs)
 
 
@@ -477,11 +480,15 @@ def run_export(
     sram: str | None = None,
     flash: str | None = None,
     data: str | None = None,
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
 ) -> dict:
-    """Compile RUN for a board (optionally limited to an SRAM/flash budget, e.g. to leave room for the
-    application) into the project OUT (see ``export_model``)."""
+    """Compile RUN (a search run directory, or an ONNX file) for a board (optionally limited to an
+    SRAM/flash budget, e.g. to leave room for the application) into the project OUT (see ``export_model``)."""
     board = resolve_board(board_name, sram, flash)  # user errors first, before heavy imports
     inputs = [run] + ([Path(data)] if data and data != "digits" else [])
+    if run.suffix == ".onnx" or (mean or std):
+        return export_onnx(run, board, out, force, log, measure, data, inputs, mean, std)
     check_output(out, OutputKind.PROJECT, force, inputs)
     model, run_report = load_run(run)
     arch = model.arch
@@ -495,6 +502,44 @@ def run_export(
     if isinstance(labels, list) and len(labels) == arch.num_classes:
         dataset.class_names = [str(v) for v in labels]
     return export_model(model, dataset, board, out, force, log, measure=measure, source=str(run), inputs=inputs)
+
+
+def export_onnx(
+    path: Path,
+    board: Board,
+    out: Path,
+    force: bool,
+    log: Log,
+    measure: bool,
+    data: str | None,
+    inputs: list[Path],
+    mean: list[float] | None,
+    std: list[float] | None,
+) -> dict:
+    """Export of a ViT trained elsewhere: MODEL.onnx, calibrated and tested on ``--data``."""
+    from mcuformer.data import load_dataset
+    from mcuformer.imported import load_imported, normalisation_affine
+
+    if path.suffix != ".onnx":
+        raise UserError(f"--mean/--std apply to an imported model (MODEL.onnx), not to the run {path}")
+    if not path.is_file():
+        raise UserError(f"model file {path} does not exist")
+    if not data:
+        raise UserError("an ONNX model needs --data: the images to calibrate and test on (.npz or image folder)")
+    check_output(out, OutputKind.PROJECT, force, inputs)
+    dataset = load_dataset(data)
+    normalisation_affine(mean, std, dataset.in_channels)  # bad --mean/--std fail before the import
+    log(f"importing {path}")
+    model = load_imported(path, mean=mean, std=std)
+    arch = model.arch
+    if (dataset.in_channels, dataset.num_classes) != (arch.in_channels, arch.num_classes):
+        raise UserError(
+            f"data '{dataset.name}' has {dataset.in_channels} channels and {dataset.num_classes} classes, the model "
+            f"{arch.in_channels} and {arch.num_classes}"
+        )
+    log(f"{arch.short()}: float graph within {model.float_graph.meta['import_check_max_abs_diff']:.2g} "
+        "of the ONNX model")
+    return export_model(model, dataset, board, out, force, log, measure=measure, source=str(path), inputs=inputs)
 
 
 def export_model(
@@ -536,6 +581,13 @@ def export_model(
         report = project_report(compiled, board, test_int8, expected, labels, float_acc, int8_acc, source)
         report["class_labels"] = list(data.class_names)
         report["preprocessing"] = input_preparation(data, arch, report["input_quant"])
+        if getattr(model, "normalisation", None):
+            report["preprocessing"]["model_normalisation"] = (
+                f"folded into the patch embedding: the ONNX model sees (v - mean) / std, v = (x + 1) / 2 in [0, 1], "
+                f"mean {model.normalisation['mean']}, std {model.normalisation['std']}"
+            )
+        if "import_check_max_abs_diff" in compiled.float_graph.meta:
+            report["import"] = {"onnx_max_abs_diff": compiled.float_graph.meta["import_check_max_abs_diff"]}
         files["README.md"] = render_readme({**report, "arch_summary": arch.short(), "kernel_files": sorted(runtime)})
         write_files(tmp, files)
         write_onnx(model, tmp / "model.onnx")
@@ -583,6 +635,9 @@ def write_onnx(model, path: Path) -> None:
     import onnx
     import torch
 
+    if hasattr(model, "write_onnx"):  # an imported model: the user's own ONNX file
+        model.write_onnx(path)
+        return
     a = model.arch
     example = torch.zeros(1, a.in_channels, a.image_size, a.image_size)
     with warnings.catch_warnings():
