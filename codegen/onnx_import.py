@@ -463,6 +463,9 @@ def _attention(m: OnnxModel, ln: Norm, branch: list[Any], out: str, tokens: int,
         _check_identity(
             Tracer(m, {ln.output: m.shapes.get(ln.output, (1, tokens, dim))}), lin.input, ln.output, tokens, dim
         )
+    for node in _branch(m, qk.output[0], sm.input[0]):
+        if node.op_type in ("Add", "Sub", "Where") and len(node.input) > 1:
+            raise _fail(node, "a bias or mask added to the attention scores (relative position bias)")
     q_codes, s_q = tracer(qk.input[0])
     k_codes, s_k = tracer(qk.input[1])
     v_codes, s_v = tracer(av.input[1])

@@ -526,9 +526,10 @@ def export_onnx(
         raise UserError(f"model file {path} does not exist")
     if not data:
         raise UserError("an ONNX model needs --data: the images to calibrate and test on (.npz or image folder)")
+    normalisation_affine(mean, std)  # bad --mean/--std fail before any work
     check_output(out, OutputKind.PROJECT, force, inputs)
     dataset = load_dataset(data)
-    normalisation_affine(mean, std, dataset.in_channels)  # bad --mean/--std fail before the import
+    normalisation_affine(mean, std, dataset.in_channels)
     log(f"importing {path}")
     model = load_imported(path, mean=mean, std=std)
     arch = model.arch

@@ -43,6 +43,7 @@ SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-o
     OP_POOL_HEAD,
 ) = range(1, 18)
 OP_ATTENTION_PERHEAD = 18  # appended to the enum in kernel_harness.c
+OP_PATCH_EMBED_PREFIX, OP_TOKEN_HEAD, OP_POOL_NORM_HEAD = 40, 41, 42  # class_token.c (fixed codes)
 
 
 def runtime_sources() -> list[Path]:

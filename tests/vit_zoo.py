@@ -243,6 +243,29 @@ class Normalized(nn.Module):
         return self.model((x - self.mean) / self.std)
 
 
+class RelPosAttention(Attention):
+    """Attention with a learned relative position bias added to the scores (Swin / BEiT style)."""
+
+    def __init__(self, dim: int, num_heads: int, tokens: int) -> None:
+        super().__init__(dim, num_heads, qkv_bias=True, fused_attn=False)
+        self.rel_bias = nn.Parameter(torch.randn(num_heads, tokens, tokens) * 0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = ((q * self.scale) @ k.transpose(-2, -1) + self.rel_bias).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+
+
+def relpos_vit(**kwargs) -> TimmViT:
+    """A ViT with relative position bias in every block: not supported by the importer."""
+    model = TimmViT(**kwargs)
+    tokens = model.pos_embed.shape[1]
+    for block in model.blocks:
+        block.attn = RelPosAttention(model.head.in_features, block.attn.num_heads, tokens)
+    return model
+
+
 class SmallCNN(nn.Module):
     """Not a ViT: the importer must refuse it with one line."""
 
