@@ -8,6 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from codegen import qparams as qp
+from codegen import ref, scratch
 from tests import kernel_harness as kh
 from tests.test_kernels import (
     ERR_ARG,
@@ -20,9 +22,6 @@ from tests.test_kernels import (
     rand_s8,
     random_linear,
 )
-
-from codegen import qparams as qp
-from codegen import ref, scratch
 
 
 def token_head_case(p: qp.TokenHeadParams, x: np.ndarray) -> kh.Writer:
