@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from codegen.ir import Attrs, Graph, Node, Op, Tensor
+from codegen.ir import Attrs, Graph, Node, Op
 from mcuformer.errors import UserError
 
 LAYOUT_OPS = frozenset(
@@ -890,35 +890,23 @@ def _build(m: OnnxModel, scale: np.ndarray | None, shift: np.ndarray | None) -> 
 
 
 def _graph(embed: dict, prefix, token_bias, blocks: list[Block], head: Head, tokens: int) -> Graph:
-    dim, c, size, p = embed["dim"], embed["channels"], embed["image"], embed["patch"]
-    tensors: dict[str, Tensor] = {}
-    nodes: list[Node] = []
+    from codegen.frontend import GraphBuilder
 
-    def tensor(name: str, *shape: int) -> str:
-        tensors[name] = Tensor(name, tuple(shape))
-        return name
+    dim, c, size, p = embed["dim"], embed["channels"], embed["image"], embed["patch"]
+    b = GraphBuilder()
+    tensor = b.tensor
 
     def linear(scope: str, role: str, src: str, dst: str, wb) -> None:
-        w, b = wb
-        attrs = Attrs(weight=w, bias=b, in_features=w.shape[1], out_features=w.shape[0], role=role)
-        nodes.append(Node(f"{scope}.{role}", Op.LINEAR, (src,), (dst,), attrs, scope))
+        w, bias = wb
+        b.linear(scope, role, src, dst, w, bias, w.shape[1], w.shape[0])
 
     def layernorm(scope: str, src: str, dst: str, ln: Norm) -> None:
-        attrs = Attrs(gamma=ln.gamma, beta=ln.beta, eps=ln.eps, role="ln")
-        nodes.append(Node(f"{scope}.ln", Op.LAYERNORM, (src,), (dst,), attrs, scope))
+        b.layernorm(scope, "ln", src, dst, ln.gamma, ln.beta, ln.eps)
 
     image = tensor("image", size, size, c)
     x = tensor("x0", tokens, dim)
-    nodes.append(
-        Node(
-            "patch_embed",
-            Op.PATCH_EMBED,
-            (image,),
-            (x,),
-            Attrs(weight=embed["weight"], bias=token_bias, prefix=prefix, patch=p, role="proj"),
-            "patch_embed",
-        )
-    )
+    attrs = Attrs(weight=embed["weight"], bias=token_bias, prefix=prefix, patch=p, role="proj")
+    b.nodes.append(Node("patch_embed", Op.PATCH_EMBED, (image,), (x,), attrs, "patch_embed"))
     heads, hidden, forms = [], [], set()
     for i in range(0, len(blocks), 2):
         attn, mlp = blocks[i], blocks[i + 1]
@@ -928,32 +916,20 @@ def _graph(embed: dict, prefix, token_bias, blocks: list[Block], head: Head, tok
         q, k, v = (tensor(f"{scope}.{n}", tokens, dim) for n in "qkv")
         for role, dst in (("q", q), ("k", k), ("v", v)):
             linear(scope, role, y, dst, attn.linears[role])
-        scores = tensor(f"{scope}.scores", attn.heads, tokens, tokens)
-        nodes.append(
-            Node(f"{scope}.scores", Op.ATTN_SCORES, (q, k), (scores,), Attrs(heads=attn.heads, role="scores"), scope)
-        )
-        probs = tensor(f"{scope}.probs", attn.heads, tokens, tokens)
-        nodes.append(Node(f"{scope}.softmax", Op.SOFTMAX, (scores,), (probs,), Attrs(role="softmax"), scope))
-        av = tensor(f"{scope}.av", tokens, dim)
-        nodes.append(Node(f"{scope}.av", Op.ATTN_AV, (probs, v), (av,), Attrs(heads=attn.heads, role="av"), scope))
+        av = b.attention_core(scope, q, k, v, attn.heads, tokens, dim)
         proj = tensor(f"{scope}.proj", tokens, dim)
         linear(scope, "proj", av, proj, attn.linears["proj"])
-        out = tensor(f"{scope}.out", tokens, dim)
-        nodes.append(Node(f"{scope}.residual", Op.ADD, (x, proj), (out,), Attrs(role="residual"), scope))
-        x = out
+        x = b.residual(scope, x, proj, tokens, dim)
         scope = f"blocks.{i // 2}.mlp"
         y = tensor(f"{scope}.ln", tokens, dim)
         layernorm(scope, x, y, mlp.ln)
         width = mlp.linears["fc1"][0].shape[0]
         h = tensor(f"{scope}.fc1", tokens, width)
         linear(scope, "fc1", y, h, mlp.linears["fc1"])
-        g = tensor(f"{scope}.gelu", tokens, width)
-        nodes.append(Node(f"{scope}.gelu", Op.GELU, (h,), (g,), Attrs(role="gelu", approximate=mlp.approximate), scope))
+        g = b.gelu(scope, h, tokens, width, mlp.approximate)
         f = tensor(f"{scope}.fc2", tokens, dim)
         linear(scope, "fc2", g, f, mlp.linears["fc2"])
-        out = tensor(f"{scope}.out", tokens, dim)
-        nodes.append(Node(f"{scope}.residual", Op.ADD, (x, f), (out,), Attrs(role="residual"), scope))
-        x = out
+        x = b.residual(scope, x, f, tokens, dim)
         heads.append(attn.heads)
         hidden.append(width)
         forms.add(mlp.approximate)
@@ -962,9 +938,8 @@ def _graph(embed: dict, prefix, token_bias, blocks: list[Block], head: Head, tok
     logits = tensor("logits", 1, classes)
     if head.kind == "pool_norm":
         pooled = tensor("head.pool", 1, dim)
-        nodes.append(
-            Node("head.pool", Op.MEAN_POOL, (x,), (pooled,), Attrs(first_token=head.first_token, role="pool"), scope)
-        )
+        pool_attrs = Attrs(first_token=head.first_token, role="pool")
+        b.nodes.append(Node("head.pool", Op.MEAN_POOL, (x,), (pooled,), pool_attrs, scope))
         y = tensor("head.ln", 1, dim)
         layernorm(scope, pooled, y, head.ln)
         linear(scope, "classifier", y, logits, (head.weight, head.bias))
@@ -973,19 +948,11 @@ def _graph(embed: dict, prefix, token_bias, blocks: list[Block], head: Head, tok
         layernorm(scope, x, y, head.ln)
         if head.kind == "token":
             read = tensor("head.readout", 1, head.readout * dim)
-            nodes.append(
-                Node(
-                    "head.readout",
-                    Op.READOUT,
-                    (y,),
-                    (read,),
-                    Attrs(out_features=head.readout * dim, role="readout"),
-                    scope,
-                )
-            )
+            read_attrs = Attrs(out_features=head.readout * dim, role="readout")
+            b.nodes.append(Node("head.readout", Op.READOUT, (y,), (read,), read_attrs, scope))
         else:
             read = tensor("head.pool", 1, dim)
-            nodes.append(Node("head.pool", Op.MEAN_POOL, (y,), (read,), Attrs(role="pool"), scope))
+            b.nodes.append(Node("head.pool", Op.MEAN_POOL, (y,), (read,), Attrs(role="pool"), scope))
         linear(scope, "classifier", read, logits, (head.weight, head.bias))
     arch = ImportedArch(
         image_size=size,
@@ -1000,8 +967,7 @@ def _graph(embed: dict, prefix, token_bias, blocks: list[Block], head: Head, tok
         pooling=head.kind,
         mlp_gelu="/".join(sorted(forms)) or "none",
     )
-    meta = {"arch": arch, "quantized": False, "streamed_inputs": (image,), "external_outputs": (logits,)}
-    return Graph(tensors, tuple(nodes), (image,), (logits,), meta)
+    return b.graph(arch, image, logits)
 
 
 # ------------------------------------------------------------------------------------------ checking

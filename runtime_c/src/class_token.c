@@ -59,12 +59,7 @@ mcuf_status mcuf_token_head_s8(const mcuf_token_head_params *p, const int8_t *x,
 
 int32_t mcuf_pool_norm_head_scratch_size(const mcuf_pool_norm_head_params *p)
 {
-    if (p == NULL || p->dim < 0) {
-        return -1;
-    }
-    const int64_t dim4 = ((int64_t)p->dim + 3) & ~(int64_t)3;
-    const int64_t total = 4 * (int64_t)p->dim + 2 * dim4;
-    return total > INT32_MAX ? -1 : (int32_t)total;
+    return p == NULL ? -1 : mcufi_pool_scratch_size(p->dim);
 }
 
 mcuf_status mcuf_pool_norm_head_s8(const mcuf_pool_norm_head_params *p, const int8_t *x, int8_t *scratch,
@@ -84,8 +79,7 @@ mcuf_status mcuf_pool_norm_head_s8(const mcuf_pool_norm_head_params *p, const in
     if (p->classes < 1 || p->head.in_features != dim || p->head.out_features != p->classes) {
         return MCUF_ERR_ARG;
     }
-    if (!mcufi_in_offset_ok(p->pool_input_offset) || !mcufi_out_offset_ok(p->pool_output_offset) ||
-        !mcufi_requant_ok(p->pool.multiplier, p->pool.shift)) {
+    if (!mcufi_pool_params_ok(p->pool_input_offset, p->pool_output_offset, p->pool)) {
         return MCUF_ERR_ARG;
     }
     int32_t *acc = (int32_t *)(void *)scratch;
@@ -102,10 +96,7 @@ mcuf_status mcuf_pool_norm_head_s8(const mcuf_pool_norm_head_params *p, const in
         }
         x_row += dim;
     }
-    for (int32_t c = 0; c < dim; c++) {
-        const int32_t r = mcuf_requantize(acc[c], p->pool.multiplier, p->pool.shift);
-        pooled[c] = mcufi_out_s8(r, p->pool_output_offset, -128, 127);
-    }
+    mcufi_pool_output(acc, dim, p->pool, p->pool_output_offset, pooled);
     const mcuf_status st = mcuf_layernorm_s8(&p->ln, pooled, ln_row);
     if (st != MCUF_OK) {
         return st;

@@ -9,12 +9,7 @@
 
 int32_t mcuf_pool_head_scratch_size(const mcuf_pool_head_params *p)
 {
-    if (p == NULL || p->dim < 0) {
-        return -1;
-    }
-    const int64_t dim4 = ((int64_t)p->dim + 3) & ~(int64_t)3;
-    const int64_t total = 4 * (int64_t)p->dim + 2 * dim4;
-    return total > INT32_MAX ? -1 : (int32_t)total;
+    return p == NULL ? -1 : mcufi_pool_scratch_size(p->dim);
 }
 
 mcuf_status mcuf_pool_head_s8(const mcuf_pool_head_params *p, const int8_t *x, int8_t *scratch, int8_t *logits)
@@ -32,8 +27,7 @@ mcuf_status mcuf_pool_head_s8(const mcuf_pool_head_params *p, const int8_t *x, i
     if (p->classes < 1 || p->head.in_features != dim || p->head.out_features != p->classes) {
         return MCUF_ERR_ARG;
     }
-    if (!mcufi_in_offset_ok(p->pool_input_offset) || !mcufi_out_offset_ok(p->pool_output_offset) ||
-        !mcufi_requant_ok(p->pool.multiplier, p->pool.shift)) {
+    if (!mcufi_pool_params_ok(p->pool_input_offset, p->pool_output_offset, p->pool)) {
         return MCUF_ERR_ARG;
     }
     int32_t *acc = (int32_t *)(void *)scratch;
@@ -54,9 +48,6 @@ mcuf_status mcuf_pool_head_s8(const mcuf_pool_head_params *p, const int8_t *x, i
         }
         x_row += dim;
     }
-    for (int32_t c = 0; c < dim; c++) {
-        const int32_t r = mcuf_requantize(acc[c], p->pool.multiplier, p->pool.shift);
-        pooled[c] = mcufi_out_s8(r, p->pool_output_offset, -128, 127);
-    }
+    mcufi_pool_output(acc, dim, p->pool, p->pool_output_offset, pooled);
     return mcuf_linear_s8(&p->head, pooled, logits);
 }
