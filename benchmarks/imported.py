@@ -43,6 +43,7 @@ MODELS = {
     ),
     "DeiT distilled (E96, 3 heads)": lambda: zoo.deit_distilled(embed_dim=96, num_heads=3),
     "torchvision ViT (2 heads, MLP 192)": lambda: zoo.TorchvisionViT(num_heads=2, mlp_dim=192),
+    "own PyTorch ViT: reshape + linear patches, separate q/k/v without bias": lambda: zoo.OwnViT(),
 }
 EXPORTS = [
     ("legacy", False, 14),

@@ -791,8 +791,10 @@ def _patch_embedding(m: OnnxModel, scale: np.ndarray | None, shift: np.ndarray |
         else:
             a, b = a / k, b / k
         name = node.output[0]
+    if node.op_type in LAYOUT_OPS:
+        return _linear_patch_embedding(m, name, a, b)
     if node.op_type != "Conv":
-        raise _fail(node, "patch embedding (a Conv with kernel = stride, no padding)")
+        raise _fail(node, "patch embedding (a Conv with kernel = stride, no padding, or reshape + linear)")
     kernel = list(_attr(node, "kernel_shape", []))
     strides = list(_attr(node, "strides", [1, 1]))
     pads = list(_attr(node, "pads", [0, 0, 0, 0]))
@@ -816,23 +818,68 @@ def _patch_embedding(m: OnnxModel, scale: np.ndarray | None, shift: np.ndarray |
     bias = bias + np.einsum("ecyx,c->e", weight, b)  # normalisation folded: conv(a x + b)
     weight = weight * a[None, :, None, None]
     patch_weight = weight.transpose(0, 2, 3, 1).reshape(dim, p * p * c)  # (py, px, c) order
-    return {"channels": c, "image": h, "patch": p, "dim": dim, "weight": patch_weight, "bias": bias}, node.output[0]
+    embed = {"channels": c, "image": h, "patch": p, "dim": dim, "weight": patch_weight, "bias": bias}
+    # conv output (1, E, grid, grid) -> the (tokens, E) view
+    name = node.output[0]
+    while len(m.users(name)) == 1 and m.users(name)[0].op_type in ("Reshape", "Transpose", "Flatten", "Squeeze"):
+        name = m.users(name)[0].output[0]
+    grid = h // p
+    patches = grid * grid
+    tracer = Tracer(m, {node.output[0]: (1, dim, grid, grid)})
+    codes, _ = tracer(name)
+    _, flat = tracer.decode(codes)
+    want = (np.arange(dim)[None, :] * patches + np.arange(patches)[:, None]).reshape(-1)
+    if codes.size != patches * dim or not np.array_equal(flat.reshape(-1), want):
+        raise _fail(m.producer.get(name) or m.users(node.output[0])[0], "patch tokens layout (B, tokens, E) expected")
+    return embed, name
+
+
+def _linear_patch_embedding(m: OnnxModel, image: str, a: np.ndarray, b: np.ndarray) -> tuple[dict[str, Any], str]:
+    """Patchify by Reshape/Transpose + a Linear: which pixel each input feature of each token reads is
+    traced on an index image, then the weight columns are permuted into the (py, px, c) order."""
+    _, c, h, w = m.shapes[m.input]
+    name = image
+    while len(m.users(name)) == 1 and m.users(name)[0].op_type in LAYOUT_OPS:
+        name = m.users(name)[0].output[0]
+    lin = _as_linear(m, m.users(name)[0]) if len(m.users(name)) == 1 else None
+    if lin is None:
+        node = m.users(name)[0] if m.users(name) else m.producer[name]
+        raise _fail(node, "patch embedding (a Conv with kernel = stride, no padding, or reshape + linear)")
+    tracer = Tracer(m, {image: (1, c, h, w)})
+    codes, scale = tracer(lin.input)
+    _, flat = tracer.decode(codes)
+    features = lin.weight.shape[1]
+    p = math.isqrt(features // c) if features % c == 0 else 0
+    if p < 1 or p * p * c != features or h != w or h % p or codes.size != (h // p) ** 2 * features:
+        raise _fail(lin.node, f"patch vectors of {features} values from a {c}x{h}x{w} image")
+    grid = h // p
+    flat = flat.reshape(grid * grid, features)
+    ch, y, x = flat // (h * w), (flat // w) % h, flat % w
+    t = np.arange(grid * grid)[:, None]
+    py, px = y - (t // grid) * p, x - (t % grid) * p
+    ours = (py * p + px) * c + ch  # our patch-vector index of each traced feature
+    if np.any(py < 0) or np.any(py >= p) or np.any(px < 0) or np.any(px >= p) or np.any(ours != ours[:1]):
+        raise _fail(lin.node, "linear patch embedding whose tokens are not the row-major P x P patches")
+    dim = lin.weight.shape[0]
+    weight = np.zeros((dim, features))
+    weight[:, ours[0]] = lin.weight * scale
+    per_col_a = a[np.arange(features) % c]  # column (py, px, c) reads channel c
+    per_col_b = b[np.arange(features) % c]
+    bias = (np.zeros(dim) if lin.bias is None else lin.bias) + weight @ per_col_b  # normalisation folded
+    embed = {"channels": c, "image": h, "patch": p, "dim": dim, "weight": weight * per_col_a, "bias": bias}
+    users = m.users(lin.output)
+    name = lin.output
+    if len(users) == 1 and users[0].op_type in ("Reshape", "Unsqueeze"):  # (T, E) -> (1, T, E)
+        name = users[0].output[0]
+    _check_identity(Tracer(m, {lin.output: m.shapes.get(lin.output, (1, grid * grid, dim))}), name, lin.output,
+                    grid * grid, dim)  # fmt: skip
+    return embed, name
 
 
 def _build(m: OnnxModel, scale: np.ndarray | None, shift: np.ndarray | None) -> Graph:
-    embed, conv_out = _patch_embedding(m, scale, shift)
+    embed, name = _patch_embedding(m, scale, shift)
     dim, grid = embed["dim"], embed["image"] // embed["patch"]
     patches = grid * grid
-    # conv output -> (tokens, E) view
-    name = conv_out
-    while len(m.users(name)) == 1 and m.users(name)[0].op_type in ("Reshape", "Transpose", "Flatten", "Squeeze"):
-        name = m.users(name)[0].output[0]
-    tracer = Tracer(m, {conv_out: (1, dim, grid, grid)})
-    codes, _ = tracer(name)
-    _, flat = tracer.decode(codes.reshape(-1, dim) if codes.size == patches * dim else codes)
-    want = (np.arange(dim)[None, :] * patches + np.arange(patches)[:, None]).reshape(-1)
-    if codes.size != patches * dim or not np.array_equal(flat.reshape(-1), want):
-        raise _fail(m.producer.get(name) or m.users(conv_out)[0], "patch tokens layout (B, tokens, E) expected")
     token_bias = np.broadcast_to(embed["bias"], (patches, dim)).copy()
     prefix: np.ndarray | None = None
     while True:  # prefix tokens (Concat with constants) and position embedding (Add of a constant)

@@ -49,6 +49,7 @@ MODELS = {
     ),
     "deit_distilled": (lambda: zoo.deit_distilled(embed_dim=96, num_heads=3), 2, "token", "none", 3),
     "torchvision": (lambda: zoo.TorchvisionViT(num_heads=2, mlp_dim=192), 1, "token", "none", 2),
+    "own_reshape_linear_separate_qkv": (lambda: zoo.OwnViT(), 1, "token", "none", 4),
 }
 EXPORTERS = {"legacy": (False, 14), "dynamo": (True, 18)}  # opset 14: decomposed LayerNorm and GELU
 

@@ -11,6 +11,7 @@ structure and forward pass of, as read from the public sources:
   or 'avg' (avg over the patch tokens, then ``fc_norm`` and no final ``norm``), dropouts as identity.
 - ``DeiTDistilled``: timm's ``VisionTransformerDistilled`` (deit.py): class and distillation tokens,
   two heads averaged at inference.
+- ``OwnViT``: hand-written PyTorch: reshape/permute + Linear patch embedding, separate q/k/v.
 - ``TorchvisionViT``: torchvision's ``VisionTransformer`` (``torchvision/models/vision_transformer.py``):
   ``conv_proj``, class token concatenated before ``encoder.pos_embedding`` is added, encoder blocks
   with ``nn.MultiheadAttention(batch_first=True)`` and ``MLPBlock``, final ``encoder.ln``, ``heads.head``.
@@ -241,6 +242,51 @@ class Normalized(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model((x - self.mean) / self.std)
+
+
+class SeparateQKVAttention(nn.Module):
+    """Hand-written attention with three projections, no q/k/v bias, scale applied after q @ k^T."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v = (nn.Linear(dim, dim, bias=False) for _ in range(3))
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        q, k, v = (f(x).view(b, n, self.heads, c // self.heads).transpose(1, 2) for f in (self.q, self.k, self.v))
+        attn = torch.softmax(q @ k.transpose(-2, -1) / (c // self.heads) ** 0.5, dim=-1)
+        return self.out((attn @ v).transpose(1, 2).reshape(b, n, c))
+
+
+class OwnViT(nn.Module):
+    """'Your own PyTorch code': patchify by reshape/permute + nn.Linear (patch vectors in (c, py, px)
+    order), a class token, separate q/k/v, pre-norm blocks, LN -> class token -> head."""
+
+    def __init__(self, img: int = 32, patch: int = 4, chans: int = 3, dim: int = 64, depth: int = 2, heads: int = 4):
+        super().__init__()
+        self.patch = patch
+        self.embed = nn.Linear(chans * patch * patch, dim)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.pos = nn.Parameter(torch.randn(1, (img // patch) ** 2 + 1, dim) * 0.02)
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(2 * depth))
+        self.attns = nn.ModuleList(SeparateQKVAttention(dim, heads) for _ in range(depth))
+        self.mlps = nn.ModuleList(
+            nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim)) for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        p = self.patch
+        x = x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5).reshape(b, (h // p) * (w // p), -1)
+        x = torch.cat([self.cls.expand(b, -1, -1), self.embed(x)], dim=1) + self.pos
+        for i, (attn, mlp) in enumerate(zip(self.attns, self.mlps, strict=True)):
+            x = x + attn(self.norms[2 * i](x))
+            x = x + mlp(self.norms[2 * i + 1](x))
+        return self.head(self.norm(x)[:, 0])
 
 
 class RelPosAttention(Attention):
