@@ -22,7 +22,8 @@ def _split_heads(x: np.ndarray, heads: int) -> np.ndarray:
     return x.reshape(b, t, heads, e // heads).transpose(0, 2, 1, 3)  # (B, H, T, Dh)
 
 
-def _eval(node: Node, args: list[np.ndarray]) -> np.ndarray:
+def eval_node(node: Node, args: list[np.ndarray]) -> np.ndarray:
+    """One primitive op in float64 on batched arguments."""
     a = node.attrs
     if node.op == Op.PATCH_EMBED:
         x = patchify_hwc(args[0], a.patch) @ a.weight.T + a.bias[None]
@@ -67,5 +68,5 @@ def run_float(graph: Graph, images_hwc: np.ndarray) -> dict[str, np.ndarray]:
     values: dict[str, np.ndarray] = {graph.inputs[0]: np.asarray(images_hwc, dtype=np.float64)}
     for top in graph.nodes:
         for node in top.body or (top,):
-            values[node.outputs[0]] = _eval(node, [values[name] for name in node.inputs])
+            values[node.outputs[0]] = eval_node(node, [values[name] for name in node.inputs])
     return values

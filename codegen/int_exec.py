@@ -101,3 +101,27 @@ def evaluate_batched(graph: Graph, images_int8: np.ndarray, max_elements: int = 
     chunk = max(1, max_elements // (heads * tokens * tokens))
     parts = [run_unfused(graph, images_int8[i : i + chunk]) for i in range(0, len(images_int8), chunk)]
     return np.concatenate(parts) if parts else np.zeros((0, graph.meta["arch"].num_classes), np.int8)
+
+
+def op_error_lsb(graph: Graph, images_int8: np.ndarray) -> dict[str, dict[str, float]]:
+    """Each primitive op's own error: its integer output against the float op evaluated on the same
+    (dequantized) integer inputs, in output LSBs (the float result clipped to the int8 range first).
+    Isolates one op's arithmetic from the error the ops before it accumulated."""
+    from codegen.float_exec import eval_node
+
+    def real(name: str, q: np.ndarray) -> np.ndarray:
+        qp = graph.tensors[name].qparams
+        return (q.astype(np.float64) - qp.zero_point) * qp.scale
+
+    values = {graph.inputs[0]: np.asarray(images_int8)}
+    result: dict[str, dict[str, float]] = {}
+    for top in graph.nodes:
+        for node in top.body or (top,):
+            args = [values[name] for name in node.inputs]
+            got = values[node.outputs[0]] = _run_primitive(node, args)
+            want = eval_node(node, [real(n, a) for n, a in zip(node.inputs, args, strict=True)])
+            qp = graph.tensors[node.outputs[0]].qparams
+            want = np.clip(want, qp.scale * (-128 - qp.zero_point), qp.scale * (127 - qp.zero_point))
+            err = np.abs(real(node.outputs[0], got) - want) / qp.scale
+            result[node.name] = {"max_lsb": round(float(err.max()), 3), "mean_lsb": round(float(err.mean()), 4)}
+    return result

@@ -564,6 +564,7 @@ def export_model(
     from codegen.compile import to_hwc
     from codegen.cost import STACK_RESERVE_BYTES
     from codegen.emit import project_sources, render_model_files, render_readme, runtime_sources
+    from codegen.int_exec import op_error_lsb
     from mcuformer.model import resize_images
 
     arch = model.arch
@@ -587,6 +588,7 @@ def export_model(
                 f"folded into the patch embedding: the ONNX model sees (v - mean) / std, v = (x + 1) / 2 in [0, 1], "
                 f"mean {model.normalisation['mean']}, std {model.normalisation['std']}"
             )
+        report["op_error_lsb"] = op_error_lsb(compiled.graph, test_int8)  # each op vs float on its own inputs
         if "import_check_max_abs_diff" in compiled.float_graph.meta:
             report["import"] = {"onnx_max_abs_diff": compiled.float_graph.meta["import_check_max_abs_diff"]}
         files["README.md"] = render_readme({**report, "arch_summary": arch.short(), "kernel_files": sorted(runtime)})
