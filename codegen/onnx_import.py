@@ -121,6 +121,11 @@ def load_onnx(path: Path) -> OnnxModel:
 
     try:
         model = onnx.load(str(path))
+        initializers = {t.name for t in model.graph.initializer}
+        for graph_input in model.graph.input:  # a dynamic batch axis is fixed to 1 (one image per inference)
+            dims = graph_input.type.tensor_type.shape.dim
+            if graph_input.name not in initializers and dims and not dims[0].HasField("dim_value"):
+                dims[0].dim_value = 1
         model = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception as exc:  # onnx raises several types for damaged files
         raise UserError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {str(exc)[:120]})") from None
@@ -772,11 +777,8 @@ def _patch_embedding(m: OnnxModel, scale: np.ndarray | None, shift: np.ndarray |
         if node.op_type not in ("Sub", "Add", "Mul", "Div"):
             break
         const = [m.const(i) for i in node.input if i in m.consts]
-        if (
-            len(const) != 1
-            or const[0].size not in (1, c)
-            or (const[0].size == c and const[0].shape[-3:-2] != (c,) and const[0].ndim >= 3)
-        ):
+        per_channel = len(const) == 1 and const[0].ndim >= 3 and const[0].shape[-3] == c == const[0].size
+        if len(const) != 1 or not (const[0].size == 1 or per_channel):  # (1, C, 1, 1) or a scalar
             raise _fail(node, "input normalisation that is not per channel")
         k = np.broadcast_to(const[0].reshape(-1).astype(np.float64), (c,))
         first_const = node.input[0] in m.consts

@@ -188,3 +188,14 @@ def test_python_api_compiles_a_module(tmp_path: Path) -> None:
     assert (project.path / "model.onnx").is_file()
     if shutil.which("cc") and shutil.which("make"):
         assert project.emulate(host=True)["bit_exact"]
+
+
+def test_dynamic_batch_axis_is_fixed_to_one(tmp_path: Path) -> None:
+    torch.manual_seed(7)
+    model = zoo.Normalized(zoo.TimmViT(depth=1), mean=(0.5, 0.4, 0.3), std=(0.2, 0.3, 0.4)).eval()
+    path = tmp_path / "dynamic.onnx"
+    torch.onnx.export(model, (torch.zeros(1, 3, 32, 32),), str(path), dynamo=False, opset_version=17,
+                      input_names=["x"], dynamic_axes={"x": {0: "batch"}})  # fmt: skip
+    images = _images(8, 2)
+    diff = np.abs(float_logits(import_onnx(path), images) - _onnxruntime(path, images)).max()
+    assert diff < 1e-4
