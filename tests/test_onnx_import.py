@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -194,8 +195,10 @@ def test_dynamic_batch_axis_is_fixed_to_one(tmp_path: Path, monkeypatch: pytest.
     torch.manual_seed(7)
     model = zoo.Normalized(zoo.TimmViT(depth=1), mean=(0.5, 0.4, 0.3), std=(0.2, 0.3, 0.4)).eval()
     path = tmp_path / "dynamic.onnx"
-    torch.onnx.export(model, (torch.zeros(1, 3, 32, 32),), str(path), dynamo=False, opset_version=17,
-                      input_names=["x"], dynamic_axes={"x": {0: "batch"}})  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+        torch.onnx.export(model, (torch.zeros(1, 3, 32, 32),), str(path), dynamo=False, opset_version=17,
+                          input_names=["x"], dynamic_axes={"x": {0: "batch"}})  # fmt: skip
     images = _images(8, 2)
     expected = _onnxruntime(path, images)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
