@@ -96,10 +96,12 @@ def compile(  # noqa: A001 - the public name the README documents
         data = str(calibration) if isinstance(calibration, (str, Path)) else None
         return Project(out, run_export(Path(model), board, out, force, log, measure, sram, flash, data=data))
     check_output(out, OutputKind.PROJECT, force, [Path(model)] if isinstance(model, (str, Path)) else [])
+    if not isinstance(model, (str, Path)) and not isinstance(calibration, (str, Path)):  # shape from the images
+        shape = np.shape(calibration)
+        channels = channels or (int(shape[1]) if len(shape) == 4 else None)
+        image_size = image_size or (int(shape[-1]) if len(shape) == 4 else None)
     if not isinstance(model, (str, Path)) and channels is None:
         channels = _first_conv_channels(model)
-    if not isinstance(model, (str, Path)) and image_size is None and not isinstance(calibration, (str, Path)):
-        image_size = int(np.asarray(calibration).shape[-1])
     imported = load_imported(model, image_size=image_size, channels=channels, mean=mean, std=std)
     data = _dataset(calibration, labels, imported.arch.in_channels, imported.arch.image_size)
     report = export_model(imported, data, board_obj, out, force, log, measure=measure, source=imported.source)
