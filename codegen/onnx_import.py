@@ -576,7 +576,10 @@ def _head(m: OnnxModel, r: str, tokens: int, dim: int) -> Head:
     ln = _layernorm_of(m, r)
     pooled_ln: Norm | None = None
     first = 0
-    if ln is None:  # mean over tokens first, then the norm (timm fc_norm)
+    selected = _selected_row_norm(m, r, tokens, dim) if ln is None else None
+    if selected is not None:  # the class token selected first, then normed: the same as LN, then the row
+        source, norm, kind = selected.output, selected, "token"
+    elif ln is None:  # mean over tokens first, then the norm (timm fc_norm)
         mean = next((n for n in _branch(m, r, m.output) if n.op_type == "ReduceMean"), None)
         if mean is None:
             node = m.users(r)[0] if m.users(r) else m.producer[r]
@@ -625,6 +628,20 @@ def _head(m: OnnxModel, r: str, tokens: int, dim: int) -> Head:
     if len(parts) != 1:
         raise _fail(linears[1].node, "several classifiers after pooling")
     return Head(kind, norm, parts[0], bias, first_token=first)
+
+
+def _selected_row_norm(m: OnnxModel, r: str, tokens: int, dim: int) -> Norm | None:
+    """``LN(x[:, 0])``: row 0 of the stream selected by layout ops, then a LayerNorm."""
+    name = r
+    while len(m.users(name)) == 1 and m.users(name)[0].op_type in LAYOUT_OPS:
+        name = m.users(name)[0].output[0]
+    if name == r or (norm := _layernorm_of(m, name)) is None:
+        return None
+    tracer = Tracer(m, {r: m.shapes.get(r, (1, tokens, dim))})
+    rows, cols = _rows_cols(tracer(name)[0], tracer, r, dim)
+    if rows.size != dim or np.any(rows != 0) or not np.array_equal(cols.reshape(-1), np.arange(dim)):
+        raise _fail(m.users(r)[0], "a final norm of rows other than the class token")
+    return norm
 
 
 def _upstream(m: OnnxModel, region: list[Any], linears: list[Linear]) -> list[Any]:

@@ -262,7 +262,7 @@ class SeparateQKVAttention(nn.Module):
 
 class OwnViT(nn.Module):
     """'Your own PyTorch code': patchify by reshape/permute + nn.Linear (patch vectors in (c, py, px)
-    order), a class token, separate q/k/v, pre-norm blocks, LN -> class token -> head."""
+    order), a class token, separate q/k/v, pre-norm blocks, class token -> LN -> head."""
 
     def __init__(self, img: int = 32, patch: int = 4, chans: int = 3, dim: int = 64, depth: int = 2, heads: int = 4):
         super().__init__()
@@ -286,7 +286,7 @@ class OwnViT(nn.Module):
         for i, (attn, mlp) in enumerate(zip(self.attns, self.mlps, strict=True)):
             x = x + attn(self.norms[2 * i](x))
             x = x + mlp(self.norms[2 * i + 1](x))
-        return self.head(self.norm(x)[:, 0])
+        return self.head(self.norm(x[:, 0]))  # the class token selected, then normed
 
 
 class RelPosAttention(Attention):
