@@ -156,20 +156,22 @@ def test_unsupported_models_fail_in_one_line(tmp_path: Path) -> None:
         assert not out.exists()
 
 
-def test_export_input_errors_and_does_not_fit(onnx_files, tmp_path: Path) -> None:
+def test_export_input_errors_and_does_not_fit(onnx_files, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path = onnx_files[("deit_distilled", "legacy")]
     data = tmp_path / "data.npz"
     np.savez(data, x=np.zeros((20, 32, 32, 3), np.uint8), y=np.arange(20) % 10)
-    base = [sys.executable, "-m", "mcuformer", "export", str(path), "--board", "NUCLEO-F412ZG", "--out"]
+    from mcuformer.cli import main
+
+    base = ["export", str(path), "--board", "NUCLEO-F412ZG", "--out"]
     for extra, code, message in (
         ([], 2, "needs --data"),
         (["--data", str(data), "--std", "0"], 2, "--std must be positive"),
         (["--data", str(data), "--sram", "8KiB"], 1, "does not fit"),
     ):
         out = tmp_path / "proj"
-        proc = subprocess.run(base + [str(out), *extra], capture_output=True, text=True, cwd=REPO)
-        assert proc.returncode == code, proc.stderr
-        assert message in proc.stderr and "Traceback" not in proc.stderr
+        assert main(base + [str(out), *extra]) == code
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and message in errors[0]
         assert not out.exists()
 
 
