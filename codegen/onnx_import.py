@@ -6,7 +6,7 @@ It works from the graph's structure and values, never from node names:
    are constants (``Shape`` of a statically shaped tensor included), evaluating it with ONNX's own
    reference implementation.
 2. Walk the residual stream from the image: per-channel input normalisation (Sub/Div, Mul/Add by
-   constants) -> Conv patch embedding (kernel = stride = P) -> token layout -> prefix tokens
+   constants) -> Conv (kernel = stride = P) or reshape + linear patch embedding -> prefix tokens
    (Concat with constant rows: class / distillation token) -> position embedding (Add of a constant)
    -> blocks -> head. A block is a LayerNorm of the stream whose branch comes back through an Add to
    the stream; a branch with a Softmax is attention, one with Erf/Tanh/Gelu is an MLP.
@@ -20,8 +20,9 @@ It works from the graph's structure and values, never from node names:
    the projection before it; the input normalisation into the patch embedding.
 4. GELU is recognised by its op (Gelu, Erf, Tanh) and checked numerically: the activation subgraph is
    evaluated on a probe and compared with the erf or tanh GELU.
-5. The resulting float IR is checked against ONNX's reference evaluation of the whole model on two
-   random images: a structure misread shows up as a mismatch, never as a silently wrong model.
+5. The resulting float IR is checked against the ONNX model itself (onnxruntime, else ONNX's reference
+   evaluator) on two random images: a structure misread shows up as a mismatch, never as a silently
+   wrong model.
 
 Anything else fails with ``UserError`` naming the node, its op type and what is supported.
 """
@@ -42,7 +43,7 @@ LAYOUT_OPS = frozenset(
     {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Gather", "Split", "Concat", "Expand"}
 )
 SUPPORTED = (
-    "supported: Conv patch embedding (kernel = stride), class/distillation tokens, learned position embedding, "
+    "supported: Conv (kernel = stride) or reshape + linear patch embedding, class/distillation tokens, learned position embedding, "
     "LayerNorm, multi-head self-attention (fused or separate q/k/v), GELU (erf or tanh) MLP, LayerScale, "
     "token or mean pooling with the final norm before or after it, a linear classifier"
 )
