@@ -43,7 +43,8 @@ LAYOUT_OPS = frozenset(
     {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Gather", "Split", "Concat", "Expand"}
 )
 SUPPORTED = (
-    "supported: Conv (kernel = stride) or reshape + linear patch embedding, class/distillation tokens, learned position embedding, "
+    "supported: Conv (kernel = stride) or reshape + linear patch embedding, class/distillation tokens, "
+    "learned position embedding, "
     "LayerNorm, multi-head self-attention (fused or separate q/k/v), GELU (erf or tanh) MLP, LayerScale, "
     "token or mean pooling with the final norm before or after it, a linear classifier"
 )
