@@ -85,9 +85,12 @@ mcuf_status mcufi_attention_qkv_input(const mcuf_attention_params *p, const int8
     return mcuf_linear_s8(&p->qkv_down, ln_row, r_row);
 }
 
-int mcufi_pool_params_ok(int32_t input_offset, int32_t output_offset, mcuf_requant pool)
+int mcufi_pool_check(const int8_t *scratch, int32_t dim, int32_t classes, const mcuf_layernorm_params *ln,
+                     const mcuf_linear_params *head, int32_t input_offset, int32_t output_offset, mcuf_requant pool)
 {
-    return mcufi_in_offset_ok(input_offset) && mcufi_out_offset_ok(output_offset) &&
+    return ((uintptr_t)scratch & 3u) == 0u && dim >= 1 && dim <= MCUF_LN_MAX_DIM && ln->dim == dim &&
+           classes >= 1 && head->in_features == dim && head->out_features == classes &&
+           mcufi_in_offset_ok(input_offset) && mcufi_out_offset_ok(output_offset) &&
            mcufi_requant_ok(pool.multiplier, pool.shift);
 }
 

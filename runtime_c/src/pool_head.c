@@ -17,18 +17,11 @@ mcuf_status mcuf_pool_head_s8(const mcuf_pool_head_params *p, const int8_t *x, i
     if (p == NULL || x == NULL || scratch == NULL || logits == NULL) {
         return MCUF_ERR_ARG;
     }
-    if (((uintptr_t)scratch & 3u) != 0u) {
-        return MCUF_ERR_ARG; /* the int32 accumulators come first */
-    }
     const int32_t dim = p->dim;
-    if (p->tokens < 1 || p->tokens > POOL_MAX_TOKENS || dim < 1 || dim > MCUF_LN_MAX_DIM || p->ln.dim != dim) {
-        return MCUF_ERR_ARG;
-    }
-    if (p->classes < 1 || p->head.in_features != dim || p->head.out_features != p->classes) {
-        return MCUF_ERR_ARG;
-    }
-    if (!mcufi_pool_params_ok(p->pool_input_offset, p->pool_output_offset, p->pool)) {
-        return MCUF_ERR_ARG;
+    if (p->tokens < 1 || p->tokens > POOL_MAX_TOKENS ||
+        !mcufi_pool_check(scratch, dim, p->classes, &p->ln, &p->head, p->pool_input_offset, p->pool_output_offset,
+                          p->pool)) {
+        return MCUF_ERR_ARG; /* also a misaligned scratch: the int32 accumulators come first */
     }
     int32_t *acc = (int32_t *)(void *)scratch;
     int8_t *ln_row = scratch + 4 * dim;
