@@ -48,7 +48,17 @@ def compile_model(
 ) -> CompiledModel:
     """model: mcuformer.model.ViT; calibration images (B, C, H, W) float at the model's resolution;
     sram_bytes: the board's SRAM (lets the planner choose memory-saving schedules to fit it)."""
-    float_graph = from_torch(model)
+    return compile_graph(from_torch(model), calibration_nchw, sram_bytes, log, num_test_inputs)
+
+
+def compile_graph(
+    float_graph: Graph,
+    calibration_nchw: np.ndarray,
+    sram_bytes: int | None = None,
+    log: Callable[[str], None] | None = None,
+    num_test_inputs: int = NUM_TEST_INPUTS,
+) -> CompiledModel:
+    """The same for a primitive float graph from any frontend (our ViT, an imported ONNX model)."""
     ranges = calibrate(float_graph, to_hwc(calibration_nchw))
     graph = quantize(float_graph, ranges)
     graph = replace(graph, meta={**graph.meta, "arena_budget": arena_budget(sram_bytes)})

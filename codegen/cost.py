@@ -52,13 +52,15 @@ def constant_bytes(graph: Graph) -> int:
     for node in (n for top in graph.nodes for n in (top.body or (top,))):
         a = node.attrs
         if node.op == Op.LINEAR:
-            total += _linear_bytes(
-                a.out_features, a.in_features, a.role not in ("qkv_down",) and not a.role.endswith(".down")
-            )
+            # with weights, the bias is there or not (an imported qkv may have none); shapes only: by role
+            bias = a.bias is not None if a.weight is not None else a.role != "qkv_down" and not a.role.endswith(".down")
+            total += _linear_bytes(a.out_features, a.in_features, bias)
         elif node.op == Op.PATCH_EMBED:
-            tokens, dim = graph.tensors[node.outputs[0]].shape
+            rows, dim = graph.tensors[node.outputs[0]].shape
+            prefix = 0 if a.prefix is None else len(a.prefix)  # int8 class / distillation token rows
             patch_dim = a.patch * a.patch * graph.tensors[node.inputs[0]].shape[2]
-            total += _linear_bytes(dim, patch_dim, bias=False) + 4 * tokens * dim  # token bias (pos folded)
+            token_bias = 4 * (rows - prefix) * dim  # int32, position embedding folded in
+            total += _linear_bytes(dim, patch_dim, bias=False) + token_bias + prefix * dim
         elif node.op == Op.LAYERNORM:
             total += 8 * graph.tensors[node.inputs[0]].shape[1]  # int32 gamma and beta
         elif node.op == Op.SOFTMAX:

@@ -22,10 +22,14 @@ def _split_heads(x: np.ndarray, heads: int) -> np.ndarray:
     return x.reshape(b, t, heads, e // heads).transpose(0, 2, 1, 3)  # (B, H, T, Dh)
 
 
-def _eval(node: Node, args: list[np.ndarray]) -> np.ndarray:
+def eval_node(node: Node, args: list[np.ndarray]) -> np.ndarray:
+    """One primitive op in float64 on batched arguments."""
     a = node.attrs
     if node.op == Op.PATCH_EMBED:
-        return patchify_hwc(args[0], a.patch) @ a.weight.T + a.bias[None]
+        x = patchify_hwc(args[0], a.patch) @ a.weight.T + a.bias[None]
+        if a.prefix is None:
+            return x
+        return np.concatenate([np.broadcast_to(a.prefix, (len(x), *a.prefix.shape)), x], axis=1)
     if node.op == Op.LINEAR:
         y = args[0] @ a.weight.T
         return y + a.bias if a.bias is not None else y
@@ -47,9 +51,15 @@ def _eval(node: Node, args: list[np.ndarray]) -> np.ndarray:
     if node.op == Op.ADD:
         return args[0] + args[1]
     if node.op == Op.GELU:
-        return 0.5 * args[0] * (1.0 + erf(args[0] / np.sqrt(2.0)))
+        x = args[0]
+        if a.approximate == "tanh":
+            return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
+        return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
     if node.op == Op.MEAN_POOL:
-        return args[0].mean(axis=1, keepdims=True)
+        return args[0][:, a.first_token :].mean(axis=1, keepdims=True)
+    if node.op == Op.READOUT:
+        rows = a.out_features // args[0].shape[-1]  # out_features = rows * E
+        return args[0][:, :rows].reshape(len(args[0]), 1, -1)
     raise ValueError(f"float interpreter has no rule for {node.op}")
 
 
@@ -58,5 +68,5 @@ def run_float(graph: Graph, images_hwc: np.ndarray) -> dict[str, np.ndarray]:
     values: dict[str, np.ndarray] = {graph.inputs[0]: np.asarray(images_hwc, dtype=np.float64)}
     for top in graph.nodes:
         for node in top.body or (top,):
-            values[node.outputs[0]] = _eval(node, [values[name] for name in node.inputs])
+            values[node.outputs[0]] = eval_node(node, [values[name] for name in node.inputs])
     return values

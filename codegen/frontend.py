@@ -20,6 +20,57 @@ def from_torch(model) -> Graph:  # model: mcuformer.model.ViT (torch imported la
     return build_graph(model.arch, weights, ln_eps)
 
 
+class GraphBuilder:
+    """Appends primitive nodes in the frontend's naming scheme; shared with the ONNX importer, so both
+    frontends build the same graph shapes (one definition of a block's node sequence)."""
+
+    def __init__(self) -> None:
+        self.tensors: dict[str, Tensor] = {}
+        self.nodes: list[Node] = []
+
+    def tensor(self, name: str, *shape: int) -> str:
+        self.tensors[name] = Tensor(name, tuple(shape))
+        return name
+
+    def linear(self, scope: str, role: str, src: str, dst: str, weight, bias, in_f: int, out_f: int) -> None:
+        attrs = Attrs(weight=weight, bias=bias, in_features=in_f, out_features=out_f, role=role)
+        self.nodes.append(Node(f"{scope}.{role}", Op.LINEAR, (src,), (dst,), attrs, scope))
+
+    def layernorm(self, scope: str, role: str, src: str, dst: str, gamma, beta, eps: float) -> None:
+        attrs = Attrs(gamma=gamma, beta=beta, eps=eps, role=role)
+        self.nodes.append(Node(f"{scope}.{role}", Op.LAYERNORM, (src,), (dst,), attrs, scope))
+
+    def attention_core(self, scope: str, q: str, k: str, v: str, heads: int, tokens: int, dim: int) -> str:
+        """scores, softmax, weighted sum: q, k, v (tokens, dim) -> the concatenated heads (tokens, dim)."""
+        scores = self.tensor(f"{scope}.scores", heads, tokens, tokens)
+        self.nodes.append(
+            Node(f"{scope}.scores", Op.ATTN_SCORES, (q, k), (scores,), Attrs(heads=heads, role="scores"), scope)
+        )
+        probs = self.tensor(f"{scope}.probs", heads, tokens, tokens)
+        self.nodes.append(Node(f"{scope}.softmax", Op.SOFTMAX, (scores,), (probs,), Attrs(role="softmax"), scope))
+        heads_out = self.tensor(f"{scope}.av", tokens, dim)
+        self.nodes.append(
+            Node(f"{scope}.av", Op.ATTN_AV, (probs, v), (heads_out,), Attrs(heads=heads, role="av"), scope)
+        )
+        return heads_out
+
+    def residual(self, scope: str, x: str, branch: str, tokens: int, dim: int) -> str:
+        out = self.tensor(f"{scope}.out", tokens, dim)
+        self.nodes.append(Node(f"{scope}.residual", Op.ADD, (x, branch), (out,), Attrs(role="residual"), scope))
+        return out
+
+    def gelu(self, scope: str, src: str, tokens: int, hidden: int, approximate: str = "none") -> str:
+        g = self.tensor(f"{scope}.gelu", tokens, hidden)
+        self.nodes.append(
+            Node(f"{scope}.gelu", Op.GELU, (src,), (g,), Attrs(role="gelu", approximate=approximate), scope)
+        )
+        return g
+
+    def graph(self, arch, image: str, logits: str) -> Graph:
+        meta = {"arch": arch, "quantized": False, "streamed_inputs": (image,), "external_outputs": (logits,)}
+        return Graph(self.tensors, tuple(self.nodes), (image,), (logits,), meta)
+
+
 def build_graph(arch: ArchConfig, weights: Weights | None = None, ln_eps: Mapping[str, float] | None = None) -> Graph:
     """Build the primitive graph. With ``weights=None`` the graph has shapes only (no arrays).
 
@@ -27,25 +78,14 @@ def build_graph(arch: ArchConfig, weights: Weights | None = None, ln_eps: Mappin
     required with weights (the integer LayerNorm folds it in), unused without.
     """
     t, e = arch.tokens, arch.embed_dim
-    tensors: dict[str, Tensor] = {}
-    nodes: list[Node] = []
+    b = GraphBuilder()
+    tensor = b.tensor
 
     def w(name: str) -> np.ndarray | None:
         return None if weights is None else weights[name]
 
-    def tensor(name: str, *shape: int) -> str:
-        tensors[name] = Tensor(name, tuple(shape))
-        return name
-
     def linear(scope: str, role: str, src: str, dst: str, prefix: str, in_f: int, out_f: int, bias: bool) -> None:
-        attrs = Attrs(
-            weight=w(prefix + ".weight"),
-            bias=w(prefix + ".bias") if bias else None,
-            in_features=in_f,
-            out_features=out_f,
-            role=role,
-        )
-        nodes.append(Node(f"{scope}.{role}", Op.LINEAR, (src,), (dst,), attrs, scope))
+        b.linear(scope, role, src, dst, w(prefix + ".weight"), w(prefix + ".bias") if bias else None, in_f, out_f)
 
     def maybe_lowrank(scope: str, role: str, src: str, dst: str, prefix: str, in_f: int, out_f: int, rank: int):
         if rank == 0:
@@ -61,15 +101,14 @@ def build_graph(arch: ArchConfig, weights: Weights | None = None, ln_eps: Mappin
             if ln_eps is None or prefix not in ln_eps:
                 raise ValueError(f"no epsilon given for LayerNorm {prefix!r}")
             eps = ln_eps[prefix]
-        attrs = Attrs(gamma=w(prefix + ".weight"), beta=w(prefix + ".bias"), eps=eps, role=role)
-        nodes.append(Node(f"{scope}.{role}", Op.LAYERNORM, (src,), (dst,), attrs, scope))
+        b.layernorm(scope, role, src, dst, w(prefix + ".weight"), w(prefix + ".bias"), eps)
 
     image = tensor("image", arch.image_size, arch.image_size, arch.in_channels)
     x = tensor("x0", t, e)
     token_bias = None
     if weights is not None:
         token_bias = weights["patch_embed.bias"][None, :] + weights["pos_embed"]  # (T, E): pos folded in
-    nodes.append(
+    b.nodes.append(
         Node(
             "patch_embed",
             Op.PATCH_EMBED,
@@ -92,39 +131,26 @@ def build_graph(arch: ArchConfig, weights: Weights | None = None, ln_eps: Mappin
         q, k, v = (tensor(f"{scope}.{n}", t, e) for n in "qkv")
         for role, dst in (("q", q), ("k", k), ("v", v)):
             linear(scope, role, qkv_in, dst, f"{p}.attn.{role}", qkv_in_dim, e, bias=True)
-        scores = tensor(f"{scope}.scores", heads, t, t)
-        nodes.append(
-            Node(f"{scope}.scores", Op.ATTN_SCORES, (q, k), (scores,), Attrs(heads=heads, role="scores"), scope)
-        )
-        probs = tensor(f"{scope}.probs", heads, t, t)
-        nodes.append(Node(f"{scope}.softmax", Op.SOFTMAX, (scores,), (probs,), Attrs(role="softmax"), scope))
-        heads_out = tensor(f"{scope}.av", t, e)
-        nodes.append(Node(f"{scope}.av", Op.ATTN_AV, (probs, v), (heads_out,), Attrs(heads=heads, role="av"), scope))
+        heads_out = b.attention_core(scope, q, k, v, heads, t, e)
         proj = tensor(f"{scope}.proj", t, e)
         linear(scope, "proj", heads_out, proj, p + ".attn.proj", e, e, bias=True)
-        x_attn = tensor(f"{scope}.out", t, e)
-        nodes.append(Node(f"{scope}.residual", Op.ADD, (x, proj), (x_attn,), Attrs(role="residual"), scope))
-        x = x_attn
+        x = b.residual(scope, x, proj, t, e)
 
         scope = f"blocks.{i}.mlp"
         y = tensor(f"{scope}.ln", t, e)
         layernorm(scope, "ln", x, y, p + ".ln2")
         h = tensor(f"{scope}.fc1", t, hidden)
         maybe_lowrank(scope, "fc1", y, h, p + ".fc1", e, hidden, arch.mlp_rank[i])
-        g = tensor(f"{scope}.gelu", t, hidden)
-        nodes.append(Node(f"{scope}.gelu", Op.GELU, (h,), (g,), Attrs(role="gelu"), scope))
+        g = b.gelu(scope, h, t, hidden)
         f = tensor(f"{scope}.fc2", t, e)
         maybe_lowrank(scope, "fc2", g, f, p + ".fc2", hidden, e, arch.mlp_rank[i])
-        x_mlp = tensor(f"{scope}.out", t, e)
-        nodes.append(Node(f"{scope}.residual", Op.ADD, (x, f), (x_mlp,), Attrs(role="residual"), scope))
-        x = x_mlp
+        x = b.residual(scope, x, f, t, e)
 
     scope = "head"
     y = tensor("head.ln", t, e)
     layernorm(scope, "ln", x, y, "norm")
     pooled = tensor("head.pool", 1, e)
-    nodes.append(Node("head.pool", Op.MEAN_POOL, (y,), (pooled,), Attrs(role="pool"), scope))
+    b.nodes.append(Node("head.pool", Op.MEAN_POOL, (y,), (pooled,), Attrs(role="pool"), scope))
     logits = tensor("logits", 1, arch.num_classes)
     linear(scope, "classifier", pooled, logits, "head", e, arch.num_classes, bias=True)
-    meta = {"arch": arch, "quantized": False, "streamed_inputs": (image,), "external_outputs": (logits,)}
-    return Graph(tensors, tuple(nodes), (image,), (logits,), meta)
+    return b.graph(arch, image, logits)

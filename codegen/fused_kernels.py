@@ -64,4 +64,28 @@ def build_fused_kernel(node: Node, graph: Graph):
             pool=pool.requant,
             head=k["classifier"],
         )
+    if node.op == Op.FUSED_TOKEN_HEAD:
+        tokens, dim = graph.tensors[by_role["ln"].inputs[0]].shape
+        return qp.TokenHeadParams(
+            tokens=tokens,
+            dim=dim,
+            classes=k["classifier"].out_features,
+            readout=k["readout"].rows,
+            ln=k["ln"],
+            head=k["classifier"],
+        )
+    if node.op == Op.FUSED_POOL_NORM_HEAD:
+        tokens, dim = graph.tensors[by_role["pool"].inputs[0]].shape
+        pool = k["pool"]
+        return qp.PoolNormHeadParams(
+            tokens=tokens,
+            first_token=by_role["pool"].attrs.first_token,
+            dim=dim,
+            classes=k["classifier"].out_features,
+            pool_input_offset=pool.input_offset,
+            pool_output_offset=pool.output_offset,
+            pool=pool.requant,
+            ln=k["ln"],
+            head=k["classifier"],
+        )
     raise IRError(f"{node.name}: no fused kernel for {node.op}")

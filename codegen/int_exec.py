@@ -11,17 +11,28 @@ import numpy as np
 
 from codegen import ref
 from codegen.ir import Graph, IRError, Node, Op
+from codegen.qparams import PatchEmbedPrefixParams
+
+
+def _patch_embed(kernel, image: np.ndarray) -> np.ndarray:
+    if isinstance(kernel, PatchEmbedPrefixParams):
+        return ref.patch_embed_prefix(kernel, image)
+    return ref.patch_embed(kernel, image)
 
 
 def _run_fused_node(node: Node, value: np.ndarray) -> np.ndarray:
     if node.op == Op.FUSED_PATCH_EMBED:
-        return ref.patch_embed(node.kernel, value)
+        return _patch_embed(node.kernel, value)
     if node.op == Op.FUSED_ATTENTION:
         return ref.attention_rowwise(node.kernel, value)
     if node.op == Op.FUSED_MLP:
         return ref.mlp_rowwise(node.kernel, value)
     if node.op == Op.FUSED_POOL_HEAD:
         return ref.pool_head(node.kernel, value)
+    if node.op == Op.FUSED_TOKEN_HEAD:
+        return ref.token_head(node.kernel, value)
+    if node.op == Op.FUSED_POOL_NORM_HEAD:
+        return ref.pool_norm_head(node.kernel, value)
     raise IRError(f"{node.name}: not a fused node; run the fuse pass first")
 
 
@@ -46,7 +57,7 @@ def _run_primitive(node: Node, args: list[np.ndarray]) -> np.ndarray:
     """One primitive op on whole tensors with a leading batch axis: (B, ...) -> (B, ...)."""
     k, heads = node.kernel, node.attrs.heads
     if node.op == Op.PATCH_EMBED:
-        return np.stack([ref.patch_embed(k, image) for image in args[0]])
+        return np.stack([_patch_embed(k, image) for image in args[0]])
     if node.op == Op.LINEAR:
         return ref.linear(k, args[0])
     if node.op == Op.LAYERNORM:
@@ -65,9 +76,10 @@ def _run_primitive(node: Node, args: list[np.ndarray]) -> np.ndarray:
     if node.op == Op.GELU:
         return ref.lut(k, args[0])
     if node.op == Op.MEAN_POOL:
-        acc = (args[0].astype(np.int64) + k.input_offset).sum(axis=-2, keepdims=True)
-        out = ref.requantize(acc, k.requant.multiplier, k.requant.shift) + k.output_offset
-        return np.clip(out, -128, 127).astype(np.int8)
+        r = k.requant
+        return ref.mean_pool(args[0], node.attrs.first_token, k.input_offset, r.multiplier, r.shift, k.output_offset)
+    if node.op == Op.READOUT:  # (B, T, E) -> (B, 1, rows * E), a copy
+        return args[0][:, : k.rows].reshape(len(args[0]), 1, -1)
     raise IRError(f"{node.name}: no unfused rule for {node.op}")
 
 
@@ -89,3 +101,27 @@ def evaluate_batched(graph: Graph, images_int8: np.ndarray, max_elements: int = 
     chunk = max(1, max_elements // (heads * tokens * tokens))
     parts = [run_unfused(graph, images_int8[i : i + chunk]) for i in range(0, len(images_int8), chunk)]
     return np.concatenate(parts) if parts else np.zeros((0, graph.meta["arch"].num_classes), np.int8)
+
+
+def op_error_lsb(graph: Graph, images_int8: np.ndarray) -> dict[str, dict[str, float]]:
+    """Each primitive op's own error: its integer output against the float op evaluated on the same
+    (dequantized) integer inputs, in output LSBs (the float result clipped to the int8 range first).
+    Isolates one op's arithmetic from the error the ops before it accumulated."""
+    from codegen.float_exec import eval_node
+
+    def real(name: str, q: np.ndarray) -> np.ndarray:
+        qp = graph.tensors[name].qparams
+        return (q.astype(np.float64) - qp.zero_point) * qp.scale
+
+    values = {graph.inputs[0]: np.asarray(images_int8)}
+    result: dict[str, dict[str, float]] = {}
+    for top in graph.nodes:
+        for node in top.body or (top,):
+            args = [values[name] for name in node.inputs]
+            got = values[node.outputs[0]] = _run_primitive(node, args)
+            want = eval_node(node, [real(n, a) for n, a in zip(node.inputs, args, strict=True)])
+            qp = graph.tensors[node.outputs[0]].qparams
+            want = np.clip(want, qp.scale * (-128 - qp.zero_point), qp.scale * (127 - qp.zero_point))
+            err = np.abs(real(node.outputs[0], got) - want) / qp.scale
+            result[node.name] = {"max_lsb": round(float(err.max()), 3), "mean_lsb": round(float(err.mean()), 4)}
+    return result

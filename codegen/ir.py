@@ -21,7 +21,7 @@ import numpy as np
 
 class Op(str, Enum):
     # primitive ops
-    PATCH_EMBED = "patch_embed"  # image (H, W, C) -> X (T, E); weight (E, P*P*C), token_bias (T, E)
+    PATCH_EMBED = "patch_embed"  # image (H, W, C) -> X (K+T, E); weight (E, P*P*C), token_bias (T, E), prefix (K, E)
     LAYERNORM = "layernorm"  # (T, E) -> (T, E); gamma, beta (E,)
     LINEAR = "linear"  # (T, in) -> (T, out); weight (out, in), bias (out,) or None
     ATTN_SCORES = "attn_scores"  # q (T, E), k (T, E) -> scores (H, T, T), scaled by 1/sqrt(E/H)
@@ -29,15 +29,27 @@ class Op(str, Enum):
     ATTN_AV = "attn_av"  # probs (H, T, T), v (T, E) -> (T, E) (heads concatenated)
     ADD = "add"  # a (T, E), b (T, E) -> (T, E)
     GELU = "gelu"  # elementwise
-    MEAN_POOL = "mean_pool"  # (T, E) -> (1, E)
+    MEAN_POOL = "mean_pool"  # (T, E) -> (1, E), over tokens [first_token, T)
+    READOUT = "readout"  # (T, E) -> (1, K*E): rows 0..K-1 concatenated (class / distillation tokens)
     # fused ops (passes/fuse.py)
     FUSED_PATCH_EMBED = "fused_patch_embed"  # stripe by stripe from an input callback
     FUSED_ATTENTION = "fused_attention"  # row-wise attention block, residual in place
     FUSED_MLP = "fused_mlp"  # row-wise MLP block, residual in place
     FUSED_POOL_HEAD = "fused_pool_head"  # final LN + mean pool + classifier
+    FUSED_TOKEN_HEAD = "fused_token_head"  # final LN of the prefix tokens + readout + classifier
+    FUSED_POOL_NORM_HEAD = "fused_pool_norm_head"  # mean pool + final LN (timm fc_norm) + classifier
 
 
-FUSED_OPS = frozenset({Op.FUSED_PATCH_EMBED, Op.FUSED_ATTENTION, Op.FUSED_MLP, Op.FUSED_POOL_HEAD})
+FUSED_OPS = frozenset(
+    {
+        Op.FUSED_PATCH_EMBED,
+        Op.FUSED_ATTENTION,
+        Op.FUSED_MLP,
+        Op.FUSED_POOL_HEAD,
+        Op.FUSED_TOKEN_HEAD,
+        Op.FUSED_POOL_NORM_HEAD,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,9 @@ class Attrs:
     gamma: np.ndarray | None = None  # LAYERNORM
     beta: np.ndarray | None = None  # LAYERNORM
     eps: float = 0.0  # LAYERNORM: the model's epsilon (torch.nn.LayerNorm.eps)
+    prefix: np.ndarray | None = None  # PATCH_EMBED: (K, E) constant rows before the patch tokens (+ pos)
+    first_token: int = 0  # MEAN_POOL: rows before it (prefix tokens) are not averaged
+    approximate: str = "none"  # GELU: torch's form, 'none' (erf) or 'tanh'
     heads: int = 0  # ATTN_SCORES, ATTN_AV, FUSED_ATTENTION
     patch: int = 0  # PATCH_EMBED
     in_features: int = 0  # LINEAR

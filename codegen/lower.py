@@ -15,15 +15,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from codegen.ir import Graph, IRError, Node, Op
-from codegen.passes.fuse import ALL_HEADS, PER_HEAD
+from codegen.passes.fuse import ALL_HEADS, PER_HEAD, PREFIX_TOKENS
 
 # One kernel per (fused op, schedule). Optimized (DSP) variants keep these names: chosen by file.
 KERNEL_OF: dict[tuple[Op, str], str] = {
     (Op.FUSED_PATCH_EMBED, ""): "mcuf_patch_embed_s8",
+    (Op.FUSED_PATCH_EMBED, PREFIX_TOKENS): "mcuf_patch_embed_prefix_s8",
     (Op.FUSED_ATTENTION, ALL_HEADS): "mcuf_attention_rowwise_s8",
     (Op.FUSED_ATTENTION, PER_HEAD): "mcuf_attention_perhead_s8",
     (Op.FUSED_MLP, ""): "mcuf_mlp_rowwise_s8",
     (Op.FUSED_POOL_HEAD, ""): "mcuf_pool_head_s8",
+    (Op.FUSED_TOKEN_HEAD, ""): "mcuf_token_head_s8",
+    (Op.FUSED_POOL_NORM_HEAD, ""): "mcuf_pool_norm_head_s8",
 }
 
 _C_TYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t", np.dtype(np.int16): "int16_t"}
@@ -124,7 +127,7 @@ def _call(node: Node, symbol: str, graph: Graph) -> Call:
         args = (f"&{symbol}", x, *(_arena(plan.offset_of(t)) for t in node.workspace), scratch)
     elif node.op == Op.FUSED_MLP:
         args = (f"&{symbol}", _arena(plan.offset_of(node.inputs[0])), scratch)
-    elif node.op == Op.FUSED_POOL_HEAD:
+    elif node.op in (Op.FUSED_POOL_HEAD, Op.FUSED_TOKEN_HEAD, Op.FUSED_POOL_NORM_HEAD):
         args = (f"&{symbol}", _arena(plan.offset_of(node.inputs[0])), scratch, "logits")
     else:
         raise IRError(f"{node.name}: {node.op} cannot be lowered (run the fuse pass first)")

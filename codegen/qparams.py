@@ -352,6 +352,53 @@ class PoolHeadParams:
         _check_ints(self, "tokens", "dim", "classes", "pool_input_offset", "pool_output_offset")
 
 
+MAX_PREFIX_TOKENS = 16  # MCUF_MAX_PREFIX_TOKENS
+
+
+@dataclass(frozen=True, eq=False)
+class PatchEmbedPrefixParams:
+    C_TYPE: ClassVar[str] = "mcuf_patch_embed_prefix_params"
+    embed: PatchEmbedParams
+    prefix_tokens: int  # class token (+ DeiT's distillation token), [0, MAX_PREFIX_TOKENS]
+    prefix: np.ndarray | None  # int8 (prefix_tokens, embed.dim), in the residual stream's quantization
+
+    def __post_init__(self) -> None:
+        _check_ints(self, "prefix_tokens")
+        known = 0 <= self.prefix_tokens and self.embed.dim >= 0
+        _check_array(self, "prefix", np.int8, (self.prefix_tokens, self.embed.dim) if known else None)
+
+
+@dataclass(frozen=True, eq=False)
+class TokenHeadParams:
+    C_TYPE: ClassVar[str] = "mcuf_token_head_params"
+    tokens: int
+    dim: int
+    classes: int
+    readout: int  # tokens 0 .. readout-1 are normalised and concatenated into the classifier's input
+    ln: LayerNormParams
+    head: LinearParams  # readout * dim -> classes
+
+    def __post_init__(self) -> None:
+        _check_ints(self, "tokens", "dim", "classes", "readout")
+
+
+@dataclass(frozen=True, eq=False)
+class PoolNormHeadParams:
+    C_TYPE: ClassVar[str] = "mcuf_pool_norm_head_params"
+    tokens: int
+    first_token: int  # rows [first_token, tokens) are averaged (prefix tokens skipped)
+    dim: int
+    classes: int
+    pool_input_offset: int
+    pool_output_offset: int
+    pool: Requant  # s_x / ((tokens - first_token) * s_pooled)
+    ln: LayerNormParams
+    head: LinearParams
+
+    def __post_init__(self) -> None:
+        _check_ints(self, "tokens", "first_token", "dim", "classes", "pool_input_offset", "pool_output_offset")
+
+
 PARAM_TYPES: tuple[type, ...] = (
     Requant,
     LinearParams,
@@ -365,6 +412,9 @@ PARAM_TYPES: tuple[type, ...] = (
     MLPParams,
     PatchEmbedParams,
     PoolHeadParams,
+    PatchEmbedPrefixParams,
+    TokenHeadParams,
+    PoolNormHeadParams,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -614,8 +664,19 @@ def gelu(x: float) -> float:
     return 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0)))
 
 
-def gelu_table(s_in: float, zp_in: int, s_out: float, zp_out: int) -> np.ndarray:
-    return lut_table(gelu, s_in, zp_in, s_out, zp_out)
+def gelu_tanh(x: float) -> float:
+    """Tanh-form GELU, as torch.nn.functional.gelu(approximate='tanh')."""
+    return 0.5 * x * (1.0 + math.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)))
+
+
+GELU_FORMS: dict[str, Callable[[float], float]] = {"none": gelu, "tanh": gelu_tanh}
+
+
+def gelu_table(s_in: float, zp_in: int, s_out: float, zp_out: int, approximate: str = "none") -> np.ndarray:
+    """The 256-entry GELU table; ``approximate`` is torch's name of the form: 'none' (erf) or 'tanh'."""
+    if approximate not in GELU_FORMS:
+        raise ValueError(f"GELU form must be one of {sorted(GELU_FORMS)}, got {approximate!r}")
+    return lut_table(GELU_FORMS[approximate], s_in, zp_in, s_out, zp_out)
 
 
 def add_params(
@@ -868,4 +929,16 @@ def patch_embed_scratch_size(p: PatchEmbedParams) -> int:
 
 def pool_head_scratch_size(p: PoolHeadParams) -> int:
     """int32 accumulators [dim] | LN row | pooled row (int8 parts rounded to 4)."""
+    return _total(scratch.pool_head(p.dim)) if _checked(p.dim) else -1
+
+
+def token_head_scratch_size(p: TokenHeadParams) -> int:
+    """The readout rows: readout * dim int8, rounded to 4."""
+    if p.dim < 0 or not 0 <= p.readout <= MAX_PREFIX_TOKENS:
+        return -1
+    return _total(scratch.token_head(p.readout, p.dim))
+
+
+def pool_norm_head_scratch_size(p: PoolNormHeadParams) -> int:
+    """int32 accumulators [dim] | pooled row | LN row (int8 parts rounded to 4)."""
     return _total(scratch.pool_head(p.dim)) if _checked(p.dim) else -1

@@ -7,7 +7,7 @@ symmetric per output channel (codegen.qparams). Everything the C needs is comput
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -31,6 +31,13 @@ def calibrate(graph: Graph, images_hwc: np.ndarray, max_elements: int = 1 << 22)
     return ranges
 
 
+@dataclass(frozen=True)
+class ReadOut:
+    """The READOUT node's integer parameters (not a C struct: the token head kernel does the copy)."""
+
+    rows: int
+
+
 def _tensor_qparams(graph: Graph, ranges: dict[str, tuple[float, float]]) -> dict[str, QParams]:
     result: dict[str, QParams] = {}
     for name in graph.tensors:
@@ -40,6 +47,9 @@ def _tensor_qparams(graph: Graph, ranges: dict[str, tuple[float, float]]) -> dic
             lo, hi = ranges[name]
             scale, zero_point = qp.choose_qparams(lo, hi)
             result[name] = QParams(scale, zero_point)
+    for node in graph.nodes:
+        if node.op == Op.READOUT:
+            result[node.outputs[0]] = result[node.inputs[0]]
     return result
 
 
@@ -51,9 +61,13 @@ def _kernel(node: Node, q: dict[str, QParams], graph: Graph):
         return qp.linear_params(a.weight, a.bias, ins[0].scale, ins[0].zero_point, out.scale, out.zero_point)
     if node.op == Op.PATCH_EMBED:
         h, w, c = graph.tensors[node.inputs[0]].shape
-        return qp.patch_embed_params(
+        embed = qp.patch_embed_params(
             a.weight, a.bias, h, w, c, a.patch, ins[0].scale, ins[0].zero_point, out.scale, out.zero_point
         )
+        if a.prefix is None:
+            return embed
+        prefix = qp.quantize_tensor(a.prefix, out.scale, out.zero_point)  # rows of the residual stream
+        return qp.PatchEmbedPrefixParams(embed=embed, prefix_tokens=len(prefix), prefix=prefix)
     if node.op == Op.LAYERNORM:
         return qp.layernorm_params(
             a.gamma, a.beta, ins[0].scale, ins[0].zero_point, out.scale, out.zero_point, eps=a.eps
@@ -71,10 +85,12 @@ def _kernel(node: Node, q: dict[str, QParams], graph: Graph):
             ins[0].scale, ins[0].zero_point, ins[1].scale, ins[1].zero_point, out.scale, out.zero_point
         )
     if node.op == Op.GELU:
-        return qp.gelu_table(ins[0].scale, ins[0].zero_point, out.scale, out.zero_point)
+        return qp.gelu_table(ins[0].scale, ins[0].zero_point, out.scale, out.zero_point, a.approximate)
     if node.op == Op.MEAN_POOL:
-        tokens = graph.tensors[node.inputs[0]].shape[0]
+        tokens = graph.tensors[node.inputs[0]].shape[0] - a.first_token
         return qp.mean_pool_params(tokens, ins[0].scale, ins[0].zero_point, out.scale, out.zero_point)
+    if node.op == Op.READOUT:  # a copy of rows: the output keeps the input's quantization (_tensor_qparams)
+        return ReadOut(rows=a.out_features // graph.tensors[node.inputs[0]].shape[1])
     raise ValueError(f"no quantization rule for {node.op}")
 
 

@@ -34,8 +34,11 @@ from codegen.qparams import (
     LowRankParams,
     MLPParams,
     PatchEmbedParams,
+    PatchEmbedPrefixParams,
     PoolHeadParams,
+    PoolNormHeadParams,
     SoftmaxParams,
+    TokenHeadParams,
 )
 
 U32_MASK = (1 << 32) - 1
@@ -371,7 +374,30 @@ def patch_embed(p: PatchEmbedParams, image: np.ndarray) -> np.ndarray:
 def pool_head(p: PoolHeadParams, x: np.ndarray) -> np.ndarray:
     """mcuf_pool_head_s8: x (tokens, dim) -> logits (classes,)."""
     x = _check_tokens(x, p.tokens, p.dim)
-    y = layernorm(p.ln, x).astype(np.int64)
-    acc = (y + p.pool_input_offset).sum(axis=0)
-    pooled = _to_s8(requantize(acc, p.pool.multiplier, p.pool.shift), p.pool_output_offset)
-    return linear(p.head, pooled)
+    y = layernorm(p.ln, x)
+    pooled = mean_pool(y, 0, p.pool_input_offset, p.pool.multiplier, p.pool.shift, p.pool_output_offset)
+    return linear(p.head, pooled.reshape(-1))
+
+
+def mean_pool(x: np.ndarray, first_token: int, input_offset: int, multiplier: int, shift: int, output_offset: int):
+    """Mean over rows [first_token, T) of x (..., T, dim) -> int8 (..., 1, dim), as the C pooling loops."""
+    acc = (np.asarray(x)[..., first_token:, :].astype(np.int64) + input_offset).sum(axis=-2, keepdims=True)
+    return _to_s8(requantize(acc, multiplier, shift), output_offset)
+
+
+def patch_embed_prefix(p: PatchEmbedPrefixParams, image: np.ndarray) -> np.ndarray:
+    """mcuf_patch_embed_prefix_s8: the prefix rows, then the patch tokens -> (prefix_tokens + tokens, dim)."""
+    return np.concatenate([p.prefix.reshape(p.prefix_tokens, p.embed.dim), patch_embed(p.embed, image)])
+
+
+def token_head(p: TokenHeadParams, x: np.ndarray) -> np.ndarray:
+    """mcuf_token_head_s8: LN of rows 0..readout-1, concatenated, then the classifier."""
+    x = _check_tokens(x, p.tokens, p.dim)
+    return linear(p.head, layernorm(p.ln, x[: p.readout]).reshape(-1))
+
+
+def pool_norm_head(p: PoolNormHeadParams, x: np.ndarray) -> np.ndarray:
+    """mcuf_pool_norm_head_s8: mean over rows [first_token, tokens), LN, classifier."""
+    x = _check_tokens(x, p.tokens, p.dim)
+    pooled = mean_pool(x, p.first_token, p.pool_input_offset, p.pool.multiplier, p.pool.shift, p.pool_output_offset)
+    return linear(p.head, layernorm(p.ln, pooled.reshape(-1)))

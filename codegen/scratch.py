@@ -42,6 +42,10 @@ def pool_head(dim: int) -> int:
     return 4 * dim + align4(dim) + align4(dim)
 
 
+def token_head(readout: int, dim: int) -> int:
+    return align4(readout * dim)
+
+
 def for_fused(op: Op, body: tuple[Node, ...], graph: Graph) -> int:
     by_role = {n.attrs.role: n for n in body}
 
@@ -63,6 +67,8 @@ def for_fused(op: Op, body: tuple[Node, ...], graph: Graph) -> int:
         _, dim = shape(by_role["ln"].inputs[0])
         hidden = shape(by_role["gelu"].inputs[0])[1]
         return mlp(dim, hidden, rank_of("fc1"), rank_of("fc2"))
-    if op == Op.FUSED_POOL_HEAD:
+    if op in (Op.FUSED_POOL_HEAD, Op.FUSED_POOL_NORM_HEAD):  # same layout: acc | two int8 rows
         return pool_head(shape(by_role["ln"].inputs[0])[1])
+    if op == Op.FUSED_TOKEN_HEAD:
+        return token_head(1, shape(by_role["readout"].outputs[0])[1])
     raise ValueError(op)

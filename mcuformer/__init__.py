@@ -1,3 +1,10 @@
 """mcuformer: search, compile and verify tiny vision transformers for microcontrollers."""
 
 __version__ = "0.1.0"
+
+
+def compile(model, board: str, calibration, out, **options):  # noqa: A001 - the documented public name
+    """Compile a ViT (torch.nn.Module, .onnx file or search run) for a board: see mcuformer.api.compile."""
+    from mcuformer.api import compile as _compile
+
+    return _compile(model, board, calibration, out, **options)

@@ -134,7 +134,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UserError("--float-abi applies to --format lib only")
     run_export(
         Path(args.run), args.board, Path(args.out), args.force, _log, not args.no_measure, args.sram, args.flash,
-        data=args.data, float_abi=float_abi,
+        data=args.data, float_abi=float_abi, mean=args.mean, std=args.std,
     )  # fmt: skip
     return 0
 
@@ -226,13 +226,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing run directory")
     p.set_defaults(fn=cmd_search)
 
-    p = sub.add_parser("export", help="quantize and compile a searched model into a C project")
-    p.add_argument("run", help="run directory written by `mcuformer search`")
+    p = sub.add_parser("export", help="quantize and compile a searched or imported (ONNX) model into a C project")
+    p.add_argument("run", metavar="MODEL", help="run directory written by `mcuformer search`, or a ViT as MODEL.onnx")
     p.add_argument("--board", required=True)
     p.add_argument("--out", required=True, help="project directory to create")
     p.add_argument("--sram", help="SRAM the model may use, e.g. 64KiB (default: the board's SRAM)")
     p.add_argument("--flash", help="flash the model may use (default: the board's flash)")
     p.add_argument("--data", help="calibration/test data (default: the data stored in RUN at search time)")
+    p.add_argument("--mean", type=float, nargs="+", help="ONNX model: its input is (v - mean) / std, v in [0, 1]")
+    p.add_argument("--std", type=float, nargs="+", help="ONNX model: per-channel std of that normalisation")
     p.add_argument("--no-measure", action="store_true", help="do not build and run the project in QEMU")
     p.add_argument(
         "--format",

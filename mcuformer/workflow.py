@@ -459,10 +459,13 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
 
 
 def compile_for(model, data, sram_bytes: int | None = None, num_test_inputs: int = NUM_TEST_INPUTS):
-    from codegen.compile import compile_model
+    from codegen.compile import compile_graph, compile_model
+    from mcuformer.imported import ImportedModel
     from mcuformer.model import resize_images
 
     calib = resize_images(data.train_x[:CALIBRATION_IMAGES], model.arch.image_size).numpy()
+    if isinstance(model, ImportedModel):
+        return compile_graph(model.float_graph, calib, sram_bytes, num_test_inputs=num_test_inputs)
     return compile_model(model, calib, sram_bytes, num_test_inputs=num_test_inputs)
 
 
@@ -551,13 +554,17 @@ def run_export(
     flash: str | None = None,
     data: str | None = None,
     float_abi: str | None = None,
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
 ) -> dict:
-    """Compile RUN for a board (optionally limited to an SRAM/flash budget, e.g. to leave room for the
-    application) into the project OUT (see ``export_model``); with ``float_abi`` into a library
-    directory instead (``export --format lib``, see ``export_library``)."""
+    """Compile RUN (a search run directory, or an ONNX file) for a board (optionally limited to an
+    SRAM/flash budget, e.g. to leave room for the application) into the project OUT (see ``export_model``);
+    with ``float_abi`` into a library directory instead (``export --format lib``, see ``export_library``)."""
     board = resolve_board(board_name, sram, flash)  # user errors first, before heavy imports
     check_library_options(board, float_abi)
     inputs = [run] + ([Path(data)] if data and data != "digits" else [])
+    if run.suffix == ".onnx" or (mean or std):
+        return export_onnx(run, board, out, force, log, measure, data, inputs, mean, std, float_abi)
     check_output(out, OutputKind.PROJECT, force, inputs)
     model, run_report = load_run(run)
     arch = model.arch
@@ -572,6 +579,48 @@ def run_export(
         dataset.class_names = [str(v) for v in labels]
     return export_model(
         model, dataset, board, out, force, log, measure=measure, source=str(run), inputs=inputs, float_abi=float_abi
+    )
+
+
+def export_onnx(
+    path: Path,
+    board: Board,
+    out: Path,
+    force: bool,
+    log: Log,
+    measure: bool,
+    data: str | None,
+    inputs: list[Path],
+    mean: list[float] | None,
+    std: list[float] | None,
+    float_abi: str | None = None,
+) -> dict:
+    """Export of a ViT trained elsewhere: MODEL.onnx, calibrated and tested on ``--data``."""
+    from mcuformer.data import load_dataset
+    from mcuformer.imported import load_imported, normalisation_affine
+
+    if path.suffix != ".onnx":
+        raise UserError(f"--mean/--std apply to an imported model (MODEL.onnx), not to the run {path}")
+    if not path.is_file():
+        raise UserError(f"model file {path} does not exist")
+    if not data:
+        raise UserError("an ONNX model needs --data: the images to calibrate and test on (.npz or image folder)")
+    normalisation_affine(mean, std)  # bad --mean/--std fail before any work
+    check_output(out, OutputKind.PROJECT, force, inputs)
+    dataset = load_dataset(data)
+    normalisation_affine(mean, std, dataset.in_channels)
+    log(f"importing {path}")
+    model = load_imported(path, mean=mean, std=std)
+    arch = model.arch
+    if (dataset.in_channels, dataset.num_classes) != (arch.in_channels, arch.num_classes):
+        raise UserError(
+            f"data '{dataset.name}' has {dataset.in_channels} channels and {dataset.num_classes} classes, the model "
+            f"{arch.in_channels} and {arch.num_classes}"
+        )
+    log(f"{arch.short()}: float graph within {model.float_graph.meta['import_check_max_abs_diff']:.2g} "
+        "of the ONNX model")
+    return export_model(
+        model, dataset, board, out, force, log, measure=measure, source=str(path), inputs=inputs, float_abi=float_abi
     )
 
 
@@ -597,6 +646,7 @@ def export_model(
     from codegen.compile import to_hwc
     from codegen.cost import STACK_RESERVE_BYTES
     from codegen.emit import project_sources, render_model_files, render_readme, runtime_sources
+    from codegen.int_exec import op_error_lsb
     from mcuformer.model import resize_images
 
     arch = model.arch
@@ -622,6 +672,14 @@ def export_model(
         report["class_labels"] = list(data.class_names)
         report["preprocessing"] = input_preparation(data, arch, report["input_quant"])
         report["memory_regions"] = placement.to_json(board)
+        if getattr(model, "normalisation", None):
+            report["preprocessing"]["model_normalisation"] = (
+                f"folded into the patch embedding: the ONNX model sees (v - mean) / std, v = (x + 1) / 2 in [0, 1], "
+                f"mean {model.normalisation['mean']}, std {model.normalisation['std']}"
+            )
+        report["op_error_lsb"] = op_error_lsb(compiled.graph, test_int8)  # each op vs float on its own inputs
+        if "import_check_max_abs_diff" in compiled.float_graph.meta:
+            report["import"] = {"onnx_max_abs_diff": compiled.float_graph.meta["import_check_max_abs_diff"]}
         files["README.md"] = render_readme({**report, "arch_summary": arch.short(), "kernel_files": sorted(runtime)})
         write_files(tmp, files)
         write_onnx(model, tmp / "model.onnx")
@@ -719,6 +777,9 @@ def write_onnx(model, path: Path) -> None:
     import onnx
     import torch
 
+    if hasattr(model, "write_onnx"):  # an imported model: the user's own ONNX file
+        model.write_onnx(path)
+        return
     a = model.arch
     example = torch.zeros(1, a.in_channels, a.image_size, a.image_size)
     with warnings.catch_warnings():

@@ -44,6 +44,7 @@ SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-o
 ) = range(1, 18)
 OP_ATTENTION_PERHEAD = 18  # appended to the enum in kernel_harness.c
 OP_LINEAR_S4W, OP_LINEAR_ROWS_S4W = 19, 20  # appended after it
+OP_PATCH_EMBED_PREFIX, OP_TOKEN_HEAD, OP_POOL_NORM_HEAD = 40, 41, 42  # class_token.c (fixed codes)
 
 
 def runtime_sources() -> list[Path]:

@@ -14,6 +14,7 @@ from codegen import scratch
 from codegen.ir import Graph, IRError, Node, Op
 
 ALL_HEADS = "all_heads"  # K and V of all heads resident: fewest instructions
+PREFIX_TOKENS = "prefix_tokens"  # patch embedding that first writes the class / distillation token rows
 PER_HEAD = "per_head"  # K_h and V_h of one head + the head outputs: less memory, LN recomputed per head
 
 # Role sequences each fusion accepts (low-rank variants add the *.down / *.up roles).
@@ -29,19 +30,31 @@ _PATTERNS: dict[Op, tuple[tuple[str, ...], ...]] = {
         for fc2 in (("fc2",), ("fc2.down", "fc2.up"))
     ),
     Op.FUSED_POOL_HEAD: (("ln", "pool", "classifier"),),
+    Op.FUSED_TOKEN_HEAD: (("ln", "readout", "classifier"),),
+    Op.FUSED_POOL_NORM_HEAD: (("pool", "ln", "classifier"),),
 }
+_HEAD_OPS = (Op.FUSED_POOL_HEAD, Op.FUSED_TOKEN_HEAD, Op.FUSED_POOL_NORM_HEAD)
+_HEADS = {roles: op for op in _HEAD_OPS for roles in _PATTERNS[op]}
 
 
-def _fused_op(scope: str) -> Op:
+def _fused_op(scope: str, roles: tuple[str, ...]) -> Op:
     if scope == "patch_embed":
         return Op.FUSED_PATCH_EMBED
-    if scope == "head":
-        return Op.FUSED_POOL_HEAD
+    if scope == "head":  # the readout decides: mean of LN rows, LN of class token rows, or LN of the mean
+        return _HEADS.get(roles, Op.FUSED_POOL_HEAD)
     if scope.endswith(".attn"):
         return Op.FUSED_ATTENTION
     if scope.endswith(".mlp"):
         return Op.FUSED_MLP
     raise IRError(f"no fusion for scope '{scope}'")
+
+
+def _variant(op: Op, body: list[Node]) -> str:
+    if op == Op.FUSED_ATTENTION:
+        return ALL_HEADS
+    if op == Op.FUSED_PATCH_EMBED and body[0].attrs.prefix is not None:
+        return PREFIX_TOKENS
+    return ""
 
 
 def _group_by_scope(nodes: tuple[Node, ...]) -> list[list[Node]]:
@@ -58,8 +71,8 @@ def fuse(graph: Graph) -> Graph:
     fused: list[Node] = []
     for body in _group_by_scope(graph.nodes):
         scope = body[0].scope
-        op = _fused_op(scope)
         roles = tuple(n.attrs.role for n in body)
+        op = _fused_op(scope, roles)
         if roles not in _PATTERNS[op]:
             raise IRError(f"{scope}: op sequence {roles} matches no {op.value} pattern")
         by_role = {n.attrs.role: n for n in body}
@@ -82,7 +95,7 @@ def fuse(graph: Graph) -> Graph:
             inplace=inplace,
             workspace=workspace,
             scratch_bytes=scratch.for_fused(op, tuple(body), graph),
-            variant=ALL_HEADS if op == Op.FUSED_ATTENTION else "",
+            variant=_variant(op, body),
         )
         if graph.meta.get("quantized"):
             from codegen.fused_kernels import build_fused_kernel

@@ -402,6 +402,78 @@ typedef struct {
 int32_t mcuf_pool_head_scratch_size(const mcuf_pool_head_params *p);
 mcuf_status mcuf_pool_head_s8(const mcuf_pool_head_params *p, const int8_t *x, int8_t *scratch, int8_t *logits);
 
+/* ---------------------------------------------------------------------------------------------
+ * Prefix tokens (class token, DeiT's distillation token) + patch embedding, for imported ViTs:
+ *   x[0 .. prefix_tokens) = prefix rows (int8 constants in x's quantization: the token plus its
+ *   position embedding, quantized by the compiler), then
+ *   x[prefix_tokens ..) = mcuf_patch_embed_s8(embed) (the patch tokens, as above).
+ * x holds (prefix_tokens + tokens) x embed.dim int8 values; the residual stream starts here.
+ * Ranges: 0 <= prefix_tokens <= 16; prefix may be NULL only when prefix_tokens == 0.
+ * scratch: mcuf_patch_embed_scratch_size(&embed) bytes.
+ * ------------------------------------------------------------------------------------------- */
+#define MCUF_MAX_PREFIX_TOKENS 16
+
+typedef struct {
+    mcuf_patch_embed_params embed;
+    int32_t prefix_tokens;
+    const int8_t *prefix; /* [prefix_tokens][embed.dim] */
+} mcuf_patch_embed_prefix_params;
+
+mcuf_status mcuf_patch_embed_prefix_s8(const mcuf_patch_embed_prefix_params *p, mcuf_stripe_reader read, void *ctx,
+                                       int8_t *scratch, int8_t *x);
+
+/* ---------------------------------------------------------------------------------------------
+ * Class-token readout: final LayerNorm of the first `readout` tokens (0 .. readout-1), their
+ * rows concatenated, and the classifier:
+ *   r[i * dim + c] = LN(x_i)[c]     for i < readout
+ *   logits = linear(head, r)        (head.in_features = readout * dim)
+ * readout = 1 reads the class token (timm 'token' pooling, torchvision); readout = 2 is DeiT's
+ * distilled inference, (head(x_0) + head_dist(x_1)) / 2, folded by the compiler into one
+ * classifier over [x_0 | x_1] with weights [W_head | W_dist] / 2 and bias (b_head + b_dist) / 2.
+ * LN is row-wise, so LN before the readout equals LN of the read rows: the other rows are untouched.
+ * Ranges: 1 <= readout <= min(tokens, MCUF_MAX_PREFIX_TOKENS); ln.dim = dim.
+ * scratch: mcuf_token_head_scratch_size() bytes: the readout rows, readout * dim rounded up to 4.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct {
+    int32_t tokens;
+    int32_t dim;
+    int32_t classes;
+    int32_t readout;
+    mcuf_layernorm_params ln;
+    mcuf_linear_params head;
+} mcuf_token_head_params;
+
+int32_t mcuf_token_head_scratch_size(const mcuf_token_head_params *p);
+mcuf_status mcuf_token_head_s8(const mcuf_token_head_params *p, const int8_t *x, int8_t *scratch, int8_t *logits);
+
+/* ---------------------------------------------------------------------------------------------
+ * Mean pooling, then the final norm, then the classifier (timm global_pool='avg' with fc_norm):
+ *   acc[c] = sum over t in [first_token, tokens) of (x_t[c] + pool_input_offset)   (int32 [dim])
+ *   pooled[c] = clamp(requantize(acc[c], pool) + pool_output_offset, -128, 127)
+ *   logits = linear(head, LN(pooled))
+ * pool's real multiplier = s_x / ((tokens - first_token) * s_pooled); first_token skips the
+ * prefix tokens (a class token is not averaged, as in timm).
+ * Ranges: 0 <= first_token < tokens; tokens - first_token <= 2^23 (acc exact in int32);
+ *   pool_input_offset in [-127, 128]; pool_output_offset in [-128, 127]; ln.dim = dim.
+ * scratch: mcuf_pool_norm_head_scratch_size() bytes, 4-byte aligned (checked), layout:
+ *   acc int32 [dim] | pooled [dim] | LN row [dim] (int8 parts rounded up to 4 bytes).
+ * ------------------------------------------------------------------------------------------- */
+typedef struct {
+    int32_t tokens;
+    int32_t first_token;
+    int32_t dim;
+    int32_t classes;
+    int32_t pool_input_offset;
+    int32_t pool_output_offset;
+    mcuf_requant pool;
+    mcuf_layernorm_params ln;
+    mcuf_linear_params head;
+} mcuf_pool_norm_head_params;
+
+int32_t mcuf_pool_norm_head_scratch_size(const mcuf_pool_norm_head_params *p);
+mcuf_status mcuf_pool_norm_head_s8(const mcuf_pool_norm_head_params *p, const int8_t *x, int8_t *scratch,
+                                   int8_t *logits);
+
 #ifdef __cplusplus
 }
 #endif

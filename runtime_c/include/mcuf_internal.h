@@ -169,6 +169,16 @@ int32_t mcufi_layout_size(const int32_t *parts, int32_t n);
  */
 mcuf_status mcufi_attention_check(const mcuf_attention_params *p);
 
+/* Mean pooling shared by the pool heads (pool_head.c, class_token.c): the checks common to both (scratch
+ * 4-byte aligned, 1 <= dim <= MCUF_LN_MAX_DIM, ln.dim = head.in_features = dim, head.out_features =
+ * classes >= 1, pooling offsets and requant in range); scratch of int32 acc [dim] | two int8 rows [dim]
+ * (-1 for dim < 0 or a size above INT32_MAX); the output stage
+ * pooled[c] = clamp(requantize(acc[c], pool) + output_offset, -128, 127). */
+int mcufi_pool_check(const int8_t *scratch, int32_t dim, int32_t classes, const mcuf_layernorm_params *ln,
+                     const mcuf_linear_params *head, int32_t input_offset, int32_t output_offset, mcuf_requant pool);
+int32_t mcufi_pool_scratch_size(int32_t dim);
+void mcufi_pool_output(const int32_t *acc, int32_t dim, mcuf_requant pool, int32_t output_offset, int8_t *pooled);
+
 /* y = LN(x_row) into ln_row; *qkv_in = the row the q/k/v projections read: ln_row, or
  * qkv_down(y) in r_row when qkv_rank > 0. */
 mcuf_status mcufi_attention_qkv_input(const mcuf_attention_params *p, const int8_t *x_row, int8_t *ln_row,

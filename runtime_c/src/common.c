@@ -84,3 +84,29 @@ mcuf_status mcufi_attention_qkv_input(const mcuf_attention_params *p, const int8
     *qkv_in = r_row;
     return mcuf_linear_s8(&p->qkv_down, ln_row, r_row);
 }
+
+int mcufi_pool_check(const int8_t *scratch, int32_t dim, int32_t classes, const mcuf_layernorm_params *ln,
+                     const mcuf_linear_params *head, int32_t input_offset, int32_t output_offset, mcuf_requant pool)
+{
+    return ((uintptr_t)scratch & 3u) == 0u && dim >= 1 && dim <= MCUF_LN_MAX_DIM && ln->dim == dim &&
+           classes >= 1 && head->in_features == dim && head->out_features == classes &&
+           mcufi_in_offset_ok(input_offset) && mcufi_out_offset_ok(output_offset) &&
+           mcufi_requant_ok(pool.multiplier, pool.shift);
+}
+
+int32_t mcufi_pool_scratch_size(int32_t dim)
+{
+    if (dim < 0) {
+        return -1;
+    }
+    const int64_t dim4 = ((int64_t)dim + 3) & ~(int64_t)3;
+    const int64_t total = 4 * (int64_t)dim + 2 * dim4;
+    return total > INT32_MAX ? -1 : (int32_t)total;
+}
+
+void mcufi_pool_output(const int32_t *acc, int32_t dim, mcuf_requant pool, int32_t output_offset, int8_t *pooled)
+{
+    for (int32_t c = 0; c < dim; c++) {
+        pooled[c] = mcufi_out_s8(mcuf_requantize(acc[c], pool.multiplier, pool.shift), output_offset, -128, 127);
+    }
+}

@@ -9,12 +9,7 @@
 
 int32_t mcuf_pool_head_scratch_size(const mcuf_pool_head_params *p)
 {
-    if (p == NULL || p->dim < 0) {
-        return -1;
-    }
-    const int64_t dim4 = ((int64_t)p->dim + 3) & ~(int64_t)3;
-    const int64_t total = 4 * (int64_t)p->dim + 2 * dim4;
-    return total > INT32_MAX ? -1 : (int32_t)total;
+    return p == NULL ? -1 : mcufi_pool_scratch_size(p->dim);
 }
 
 mcuf_status mcuf_pool_head_s8(const mcuf_pool_head_params *p, const int8_t *x, int8_t *scratch, int8_t *logits)
@@ -22,19 +17,11 @@ mcuf_status mcuf_pool_head_s8(const mcuf_pool_head_params *p, const int8_t *x, i
     if (p == NULL || x == NULL || scratch == NULL || logits == NULL) {
         return MCUF_ERR_ARG;
     }
-    if (((uintptr_t)scratch & 3u) != 0u) {
-        return MCUF_ERR_ARG; /* the int32 accumulators come first */
-    }
     const int32_t dim = p->dim;
-    if (p->tokens < 1 || p->tokens > POOL_MAX_TOKENS || dim < 1 || dim > MCUF_LN_MAX_DIM || p->ln.dim != dim) {
-        return MCUF_ERR_ARG;
-    }
-    if (p->classes < 1 || p->head.in_features != dim || p->head.out_features != p->classes) {
-        return MCUF_ERR_ARG;
-    }
-    if (!mcufi_in_offset_ok(p->pool_input_offset) || !mcufi_out_offset_ok(p->pool_output_offset) ||
-        !mcufi_requant_ok(p->pool.multiplier, p->pool.shift)) {
-        return MCUF_ERR_ARG;
+    if (p->tokens < 1 || p->tokens > POOL_MAX_TOKENS ||
+        !mcufi_pool_check(scratch, dim, p->classes, &p->ln, &p->head, p->pool_input_offset, p->pool_output_offset,
+                          p->pool)) {
+        return MCUF_ERR_ARG; /* also a misaligned scratch: the int32 accumulators come first */
     }
     int32_t *acc = (int32_t *)(void *)scratch;
     int8_t *ln_row = scratch + 4 * dim;
@@ -54,9 +41,6 @@ mcuf_status mcuf_pool_head_s8(const mcuf_pool_head_params *p, const int8_t *x, i
         }
         x_row += dim;
     }
-    for (int32_t c = 0; c < dim; c++) {
-        const int32_t r = mcuf_requantize(acc[c], p->pool.multiplier, p->pool.shift);
-        pooled[c] = mcufi_out_s8(r, p->pool_output_offset, -128, 127);
-    }
+    mcufi_pool_output(acc, dim, p->pool, p->pool_output_offset, pooled);
     return mcuf_linear_s8(&p->head, pooled, logits);
 }

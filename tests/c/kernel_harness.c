@@ -290,6 +290,39 @@ static void rd_pool_head(mcuf_pool_head_params *p)
     rd_linear(&p->head);
 }
 
+static void rd_patch_embed_prefix(mcuf_patch_embed_prefix_params *p)
+{
+    rd_struct("mcuf_patch_embed_prefix_params");
+    rd_patch_embed(&p->embed);
+    p->prefix_tokens = rd_int();
+    p->prefix = rd_s8(NULL);
+}
+
+static void rd_token_head(mcuf_token_head_params *p)
+{
+    rd_struct("mcuf_token_head_params");
+    p->tokens = rd_int();
+    p->dim = rd_int();
+    p->classes = rd_int();
+    p->readout = rd_int();
+    rd_layernorm(&p->ln);
+    rd_linear(&p->head);
+}
+
+static void rd_pool_norm_head(mcuf_pool_norm_head_params *p)
+{
+    rd_struct("mcuf_pool_norm_head_params");
+    p->tokens = rd_int();
+    p->first_token = rd_int();
+    p->dim = rd_int();
+    p->classes = rd_int();
+    p->pool_input_offset = rd_int();
+    p->pool_output_offset = rd_int();
+    rd_requant(&p->pool);
+    rd_layernorm(&p->ln);
+    rd_linear(&p->head);
+}
+
 /* ---- output --------------------------------------------------------------------------------- */
 
 static FILE *g_out;
@@ -349,6 +382,10 @@ enum {
     OP_ATTENTION_PERHEAD,
     OP_LINEAR_S4W,
     OP_LINEAR_ROWS_S4W,
+    /* kernels of imported ViTs (class_token.c): fixed codes, independent of the list above */
+    OP_PATCH_EMBED_PREFIX = 40,
+    OP_TOKEN_HEAD = 41,
+    OP_POOL_NORM_HEAD = 42,
 };
 
 static void op_fixedpoint(int32_t op)
@@ -631,6 +668,47 @@ static void op_pool_head(void)
     wr_array('b', logits, logits_len, 1);
 }
 
+static void op_patch_embed_prefix(void)
+{
+    mcuf_patch_embed_prefix_params p;
+    rd_patch_embed_prefix(&p);
+    const int32_t x_len = rd_int();
+    const int32_t stripe_bytes = rd_int();
+    int32_t n;
+    const int8_t *image = rd_s8(&n);
+    stripe_source src = {image, n, stripe_bytes, -1, NULL, 0, 1024};
+    src.log = (int32_t *)xalloc(sizeof(int32_t) * 1024u);
+    int8_t *x = (int8_t *)xalloc((size_t)x_len);
+    memset(x, 0, (size_t)x_len);
+    const int32_t size = mcuf_patch_embed_scratch_size(&p.embed);
+    const mcuf_status st = mcuf_patch_embed_prefix_s8(&p, read_stripe, &src, scratch_of(size), x);
+    wr_header(st, size, 1);
+    wr_array('b', x, x_len, 1);
+}
+
+/* token_head (OP_TOKEN_HEAD) or pool_norm_head: x in, logits out; scratch of exactly the reported size */
+static void op_class_head(int32_t op)
+{
+    mcuf_token_head_params tp;
+    mcuf_pool_norm_head_params pp;
+    if (op == OP_TOKEN_HEAD) {
+        rd_token_head(&tp);
+    } else {
+        rd_pool_norm_head(&pp);
+    }
+    const int32_t logits_len = rd_int();
+    int32_t n;
+    const int8_t *x = rd_s8(&n);
+    int8_t *logits = (int8_t *)xalloc((size_t)logits_len);
+    memset(logits, 0, (size_t)logits_len);
+    const int32_t size = op == OP_TOKEN_HEAD ? mcuf_token_head_scratch_size(&tp) : mcuf_pool_norm_head_scratch_size(&pp);
+    int8_t *scratch = scratch_of(size);
+    const mcuf_status st = op == OP_TOKEN_HEAD ? mcuf_token_head_s8(&tp, x, scratch, logits)
+                                               : mcuf_pool_norm_head_s8(&pp, x, scratch, logits);
+    wr_header(st, size, 1);
+    wr_array('b', logits, logits_len, 1);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -702,6 +780,13 @@ int main(int argc, char **argv)
             break;
         case OP_ATTENTION_PERHEAD:
             op_attention_perhead();
+            break;
+        case OP_PATCH_EMBED_PREFIX:
+            op_patch_embed_prefix();
+            break;
+        case OP_TOKEN_HEAD:
+        case OP_POOL_NORM_HEAD:
+            op_class_head(op);
             break;
         default:
             die("unknown op");
