@@ -157,8 +157,11 @@ class Vectors:
         self.rows[kernel].append(row)
 
     # -- linear
-    def linear(self, p: qp.LinearParams, rows: int, desc: str, status: int = OK, align: int | None = None) -> None:
-        """rows -1: mcuf_linear_s8 (one row); rows >= 0: mcuf_linear_rows_s8."""
+    def linear(
+        self, p: qp.LinearParams, rows: int, desc: str, status: int = OK, align: int | None = None, tile: int = 0
+    ) -> None:
+        """rows -1: mcuf_linear_s8 (one row); rows >= 0: mcuf_linear_rows_s8, or mcuf_linear_tile_s8
+        with `tile` tokens per pass when tile != 0."""
         n = max(rows, 1)
         x = _s8(self.rng, n, p.in_features)
         if desc.startswith("saturating"):
@@ -166,8 +169,9 @@ class Vectors:
         expected = ref.linear(p, x) if status == OK and rows != 0 else None
         self.c.max_bytes = max(self.c.max_bytes, n * p.out_features)
         a = int(self.rng.integers(0, 4)) if align is None else align
-        row = f"{{{self.c.struct(p)}, {rows}, {a}, {self.c.s8(x)}, {self.c.s8(expected)}, {status}}}"
-        self._add_case("linear", row, f"{desc}: in {p.in_features} out {p.out_features} rows {rows} align {a}")
+        row = f"{{{self.c.struct(p)}, {rows}, {tile}, {a}, {self.c.s8(x)}, {self.c.s8(expected)}, {status}}}"
+        where = f"in {p.in_features} out {p.out_features} rows {rows} tile {tile} align {a}"
+        self._add_case("linear", row, f"{desc}: {where}")
 
     def linear_cases(self) -> None:
         rng = self.rng
@@ -179,6 +183,14 @@ class Vectors:
         for rows in (1, 2, 3):
             self.linear(_linear(rng, int(rng.integers(1, 40)), int(rng.integers(1, 10))), rows, "rows")
         self.linear(_linear(rng, 5, 3), 0, "rows=0", align=0)
+        # Token tiles (mcuf_linear_tile_s8): every input tail, odd channel counts, row counts that
+        # leave a 2-row group and a single row after the 4-row groups.
+        for n_in in range(1, 68):
+            tile = (2, 4)[n_in % 2]
+            rows = int(rng.integers(1, 10))
+            self.linear(_linear(rng, n_in, int(rng.integers(1, 10))), rows, "tiled", tile=tile)
+        for n_in, n_out, rows, tile in ((216, 7, 4, 4), (54, 9, 7, 4), (130, 5, 3, 2), (17, 3, 2, 1), (4, 1, 0, 4)):
+            self.linear(_linear(rng, n_in, n_out), rows, "tiled model-like", tile=tile)
         # Saturating: all inputs and weights at one extreme, extreme offsets, maximal multipliers.
         for n_in, n_out in ((67, 9), (64, 8), (33, 5)):
             for w_val, off in ((-128, 128), (127, 128), (-128, -127), (127, -127)):
@@ -188,6 +200,8 @@ class Vectors:
                 bias = np.array([I32_MAX, I32_MIN, 0, I32_MAX, -5, I32_MIN, 7, 1, -1][:n_out], dtype=np.int32)
                 p = _linear(rng, n_in, n_out, weights=w, bias=bias, multiplier=m, shift=s, input_offset=off)
                 self.linear(p, -1, f"saturating w={w_val} off={off}")
+                self.linear(p, 5, f"saturating tiled w={w_val} off={off}", tile=4)
+                self.linear(p, 3, f"saturating tiled w={w_val} off={off}", tile=2)
         p = _linear(rng, 64, 8, weights=np.full((8, 64), -128, np.int8), input_offset=128, act=(-5, 9))
         self.linear(p, -1, "saturating narrow activation")
         # Rejected: a bad multiplier / shift on the last channel, a bad offset: output untouched.
@@ -198,6 +212,8 @@ class Vectors:
         s[5] = 31
         self.linear(_linear(rng, 10, 6, shift=s), 2, "bad shift", status=ERR_ARG)
         self.linear(_linear(rng, 10, 6, input_offset=129), -1, "bad input offset", status=ERR_ARG)
+        self.linear(_linear(rng, 10, 6), 4, "bad tile", status=ERR_ARG, tile=3)
+        self.linear(_linear(rng, 10, 6, shift=s), 4, "tiled bad shift", status=ERR_ARG, tile=4)
 
     # -- attention head
     def attn(

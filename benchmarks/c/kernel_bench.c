@@ -72,7 +72,10 @@ static void report(const char *name, int32_t macs, uint64_t instructions, uint32
 
 static int failed;
 
-static void linear(const char *name, int32_t in, int32_t out, int32_t rows)
+static int32_t tile_scratch[2 * 4 * ((MAX_IN + 3) / 4)];
+
+/* rows rows through mcuf_linear_tile_s8 with `tile` tokens per pass over the weights. */
+static void linear(const char *name, int32_t in, int32_t out, int32_t rows, int32_t tile)
 {
     mcuf_linear_params p = {0};
     p.in_features = in;
@@ -86,7 +89,7 @@ static void linear(const char *name, int32_t in, int32_t out, int32_t rows)
     p.act_min = -128;
     p.act_max = 127;
     mcuf_platform_counter_start();
-    const mcuf_status st = mcuf_linear_rows_s8(&p, rows, input, output);
+    const mcuf_status st = mcuf_linear_tile_s8(&p, rows, tile, input, (int8_t *)tile_scratch, output);
     const uint64_t n = mcuf_platform_counter_stop();
     failed |= st != MCUF_OK;
     report(name, in * out * rows, n, checksum(output, out * rows));
@@ -105,12 +108,23 @@ int main(void)
         shift[o] = -9 - (o % 3);
     }
     /* (in, out) of every linear of one mcuformer-240 block, and the patch embedding. */
-    linear("linear_216x54", DIM, 54, MAX_ROWS);
-    linear("linear_54x216", 54, DIM, MAX_ROWS);
-    linear("linear_216x216", DIM, DIM, MAX_ROWS);
-    linear("linear_54x432", 54, 432, MAX_ROWS);
-    linear("linear_432x54", 432, 54, MAX_ROWS);
-    linear("linear_1200x216", MAX_IN, DIM, 2);
+    static const char *const names[3][6] = {
+        {"linear_216x54_t1", "linear_54x216_t1", "linear_216x216_t1", "linear_54x432_t1", "linear_432x54_t1",
+         "linear_1200x216_t1"},
+        {"linear_216x54_t2", "linear_54x216_t2", "linear_216x216_t2", "linear_54x432_t2", "linear_432x54_t2",
+         "linear_1200x216_t2"},
+        {"linear_216x54_t4", "linear_54x216_t4", "linear_216x216_t4", "linear_54x432_t4", "linear_432x54_t4",
+         "linear_1200x216_t4"},
+    };
+    static const int32_t tiles[3] = {1, 2, 4};
+    for (int32_t i = 0; i < 3; i++) {
+        linear(names[i][0], DIM, 54, MAX_ROWS, tiles[i]);
+        linear(names[i][1], 54, DIM, MAX_ROWS, tiles[i]);
+        linear(names[i][2], DIM, DIM, MAX_ROWS, tiles[i]);
+        linear(names[i][3], 54, 432, MAX_ROWS, tiles[i]);
+        linear(names[i][4], 432, 54, MAX_ROWS, tiles[i]);
+        linear(names[i][5], MAX_IN, DIM, 4, tiles[i]);
+    }
 
     mcuf_attn_head_params h = {0};
     h.tokens = TOKENS;

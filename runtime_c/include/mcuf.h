@@ -88,6 +88,15 @@ mcuf_status mcuf_linear_s8(const mcuf_linear_params *p, const int8_t *input, int
 mcuf_status mcuf_linear_rows_s8(const mcuf_linear_params *p, int32_t rows, const int8_t *input,
                                 int8_t *output);
 
+/* The same rows computed a tile of `tile` tokens (1, 2 or 4) at a time: each weight is loaded once
+ * per tile instead of once per row where the kernel has a tiled path (the DSP kernels; the portable
+ * kernel runs row by row); identical outputs. scratch: mcuf_linear_tile_scratch_size(p, tile) bytes,
+ * 4-byte aligned (checked; NULL allowed for tile 1): the tile's inputs expanded to int16,
+ * 8 * tile * ceil(in_features / 4) bytes for tile > 1, 0 for tile 1. */
+int32_t mcuf_linear_tile_scratch_size(const mcuf_linear_params *p, int32_t tile);
+mcuf_status mcuf_linear_tile_s8(const mcuf_linear_params *p, int32_t rows, int32_t tile, const int8_t *input,
+                                int8_t *scratch, int8_t *output);
+
 /* ---------------------------------------------------------------------------------------------
  * Low-rank linear: W = up @ down. rank == 0: dense, only `up` is used (up.in_features = in).
  * rank > 0: mid = linear(down, in) (int8 [rank], own quantization), out = linear(up, mid).

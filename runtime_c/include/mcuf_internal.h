@@ -114,6 +114,27 @@ static inline mcuf_status mcufi_add_check(const mcuf_add_params *p, int32_t n, c
 /* One row, input [in_features] -> output [out_features], for parameters check_linear accepted. */
 void mcufi_linear_row(const mcuf_linear_params *p, const int8_t *input, int8_t *output);
 
+/* Token tiles (mcuf_linear_tile_s8): a tile of 1, 2 or 4 rows. */
+static inline int mcufi_linear_tile_ok(int32_t tile)
+{
+    return tile == 1 || tile == 2 || tile == 4;
+}
+
+/* int32 words of the expanded-input buffer of a tile: 2 words (two int16 lane pairs) per block of
+ * 4 inputs (the last one partial) per row of the tile; none for tile 1.
+ * n_in <= MCUF_LINEAR_MAX_IN: at most 2^17 words. */
+static inline int32_t mcufi_linear_tile_xbuf_words(int32_t n_in, int32_t tile)
+{
+    return tile > 1 ? 2 * tile * ((n_in + 3) >> 2) : 0;
+}
+
+/* `rows` rows [rows][in_features] -> [rows][out_features], `tile` rows per pass over the weights
+ * where the kernel has a tiled path (the DSP twin), for parameters check_linear accepted; xbuf
+ * holds mcufi_linear_tile_xbuf_words(in_features, tile) words (unused by the portable kernel). The
+ * same outputs as row by row. */
+void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, const int8_t *input,
+                       int32_t *xbuf, int8_t *output);
+
 /* ---------------------------------------------------------------------------------------------
  * Fused kernels (common.c, no twin).
  * ------------------------------------------------------------------------------------------- */

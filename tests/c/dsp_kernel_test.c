@@ -24,7 +24,8 @@
 
 typedef struct {
     mcuf_linear_params p;
-    int32_t rows; /* -1: mcuf_linear_s8 (one row), else mcuf_linear_rows_s8 */
+    int32_t rows; /* -1: mcuf_linear_s8 (one row), else mcuf_linear_rows_s8 or mcuf_linear_tile_s8 */
+    int32_t tile; /* 0: not tiled; 1, 2, 4 (or a bad value): mcuf_linear_tile_s8 */
     int32_t align;
     const int8_t *input;    /* [max(rows, 1)][in_features] */
     const int8_t *expected; /* [rows or 1][out_features]; NULL: error or rows 0, output untouched */
@@ -72,6 +73,7 @@ static int8_t ram_a[MAX_BYTES + 4];
 static int8_t ram_b[MAX_BYTES + 4];
 static int8_t ram_c[MAX_BYTES + 4];
 static int8_t out_buf[MAX_BYTES + GUARD_BYTES];
+static int32_t tile_scratch[2 * 4 * 64]; /* mcuf_linear_tile_s8, tile 4, in_features <= 256 */
 
 static uint32_t n_errors;
 
@@ -144,8 +146,20 @@ static void run_linear(void)
         const int8_t *in = to_ram(ram_a, t->input, (rows > 0 ? rows : 1) * t->p.in_features, t->align);
         const int32_t n_out = rows * t->p.out_features;
         arm_output(n_out);
-        const mcuf_status st =
-            t->rows >= 0 ? mcuf_linear_rows_s8(&t->p, t->rows, in, out_buf) : mcuf_linear_s8(&t->p, in, out_buf);
+        mcuf_status st;
+        if (t->tile != 0) {
+            const int32_t need = mcuf_linear_tile_scratch_size(&t->p, t->tile);
+            if (need > (int32_t)sizeof tile_scratch) {
+                put_fields("STATUS", "linear_tile_scratch", c, need, (int32_t)sizeof tile_scratch, 0, 3);
+                n_errors++;
+                continue;
+            }
+            st = mcuf_linear_tile_s8(&t->p, t->rows, t->tile, in, (int8_t *)tile_scratch, out_buf);
+        } else if (t->rows >= 0) {
+            st = mcuf_linear_rows_s8(&t->p, t->rows, in, out_buf);
+        } else {
+            st = mcuf_linear_s8(&t->p, in, out_buf);
+        }
         check_status("linear", c, t->status, st);
         values += check_output("linear", c, t->expected, n_out);
     }
