@@ -104,13 +104,14 @@ def estimate(arch: ArchConfig, sram_bytes: int | None = None) -> Cost:
 
 def peak_sram_lower_bound(graph: Graph) -> int:
     """A lower bound on the peak SRAM of a planned shapes-only graph's architecture under ANY choice of
-    attention schedules (``choose_schedules``), so that the search can reject a candidate without
+    attention schedules and MLP token tiles (``choose_schedules``), so that the search can reject a candidate without
     searching schedules. A schedule changes only what its attention block keeps during its own step
     (workspace and scratch); so at every step at least the other live buffers plus the smallest
     schedule's own buffers are alive, and an arena holds every buffer alive at a step."""
     from math import prod
 
-    from codegen.passes.choose_schedules import to_per_head
+    from codegen.passes.choose_schedules import to_per_head, with_mlp_tile
+    from codegen.passes.fuse import mlp_tile
     from codegen.passes.plan import ALIGN
 
     def own_bytes(node, tensors) -> int:  # int8 sizes, as the planner counts them
@@ -126,5 +127,7 @@ def peak_sram_lower_bound(graph: Graph) -> int:
             mine = own_bytes(node, graph.tensors)
             alt, extra = to_per_head(node, graph)
             live += min(0, own_bytes(alt, {**graph.tensors, **extra}) - mine)
+        if node.op == Op.FUSED_MLP and mlp_tile(node) > 1:  # a tile of 1 has the least scratch
+            live += min(0, own_bytes(with_mlp_tile(node, graph, 1), graph.tensors) - own_bytes(node, graph.tensors))
         worst = max(worst, live)
     return worst + STACK_RESERVE_BYTES + STATIC_SRAM_BYTES

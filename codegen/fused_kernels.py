@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from codegen import qparams as qp
 from codegen.ir import Graph, IRError, Node, Op
+from codegen.passes.fuse import mlp_tile
 
 
 def _lowrank(kernels: dict, role: str) -> qp.LowRankParams:
@@ -50,6 +51,7 @@ def build_fused_kernel(node: Node, graph: Graph):
             gelu_table=k["gelu"],
             fc2=_lowrank(k, "fc2"),
             residual=k["residual"],
+            tile=mlp_tile(node),
         )
     if node.op == Op.FUSED_POOL_HEAD:
         tokens, dim = graph.tensors[by_role["ln"].inputs[0]].shape

@@ -209,9 +209,10 @@ class MLPParams:
     gelu_table: np.ndarray | None  # int8 (256,)
     fc2: LowRankParams
     residual: AddParams
+    tile: int = 1  # tokens per pass over the weights: 1, 2 or 4
 
     def __post_init__(self) -> None:
-        _check_ints(self, "tokens", "dim", "hidden")
+        _check_ints(self, "tokens", "dim", "hidden", "tile")
         _check_array(self, "gelu_table", np.int8, (256,))
 
 
@@ -720,10 +721,12 @@ def attention_perhead_scratch_size(p: AttentionParams) -> int:
 
 
 def mlp_scratch_size(p: MLPParams) -> int:
-    """LN row | fc1 mid | hidden | fc2 mid | fc2 out (each rounded to 4)."""
-    if not _checked(p.dim, p.hidden, p.fc1.rank, p.fc2.rank):
+    """LN rows | fc1 mid | hidden | fc2 mid | fc2 out, `tile` rows each | expanded tile inputs."""
+    if p.tile not in scratch.MLP_TILES or not _checked(p.dim, p.hidden, p.fc1.rank, p.fc2.rank):
         return -1
-    return _total(scratch.mlp(p.dim, p.hidden, p.fc1.rank, p.fc2.rank))
+    if max(p.dim, p.hidden, p.fc1.rank, p.fc2.rank) > LINEAR_MAX_IN:
+        return -1
+    return _total(scratch.mlp(p.dim, p.hidden, p.fc1.rank, p.fc2.rank, p.tile))
 
 
 def patch_embed_scratch_size(p: PatchEmbedParams) -> int:

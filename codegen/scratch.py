@@ -30,8 +30,17 @@ def attention_perhead(tokens: int, dim: int, qkv_rank: int, head_dim: int) -> in
     return align4(dim) + align4(qkv_rank) + align4(head_dim) + align4(tokens) + align4(dim)
 
 
-def mlp(dim: int, hidden: int, fc1_rank: int, fc2_rank: int) -> int:
-    return align4(dim) + align4(fc1_rank) + align4(hidden) + align4(fc2_rank) + align4(dim)
+MLP_TILES = (1, 2, 4)  # tokens per pass over the weights (mcuf_mlp_params.tile)
+
+
+def linear_tile(in_features: int, tile: int) -> int:
+    """mcuf_linear_tile_scratch_size: the tile's inputs as int16 lane pairs, 8 bytes per 4 inputs per row."""
+    return 8 * tile * ((in_features + 3) // 4) if tile > 1 else 0
+
+
+def mlp(dim: int, hidden: int, fc1_rank: int, fc2_rank: int, tile: int = 1) -> int:
+    rows = align4(tile * dim) + align4(tile * fc1_rank) + align4(tile * hidden) + align4(tile * fc2_rank)
+    return rows + align4(tile * dim) + linear_tile(max(dim, hidden, fc1_rank, fc2_rank), tile)
 
 
 def patch_embed(patch: int, image_w: int, channels: int) -> int:
@@ -42,7 +51,8 @@ def pool_head(dim: int) -> int:
     return 4 * dim + align4(dim) + align4(dim)
 
 
-def for_fused(op: Op, body: tuple[Node, ...], graph: Graph) -> int:
+def for_fused(op: Op, body: tuple[Node, ...], graph: Graph, tile: int = 1) -> int:
+    """Scratch bytes of a fused node; `tile` is the MLP's token tile."""
     by_role = {n.attrs.role: n for n in body}
 
     def shape(name: str) -> tuple[int, ...]:
@@ -62,7 +72,7 @@ def for_fused(op: Op, body: tuple[Node, ...], graph: Graph) -> int:
     if op == Op.FUSED_MLP:
         _, dim = shape(by_role["ln"].inputs[0])
         hidden = shape(by_role["gelu"].inputs[0])[1]
-        return mlp(dim, hidden, rank_of("fc1"), rank_of("fc2"))
+        return mlp(dim, hidden, rank_of("fc1"), rank_of("fc2"), tile)
     if op == Op.FUSED_POOL_HEAD:
         return pool_head(shape(by_role["ln"].inputs[0])[1])
     raise ValueError(op)

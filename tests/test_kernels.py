@@ -793,11 +793,13 @@ def test_mlp_fused(harness: kh.Harness, config: tuple[int, int, int, int], seed:
     tokens, dim, hidden, rank = config
     p, x = float_mlp(rng, tokens, dim, hidden, rank)
     x_sat = np.full_like(x, -128 if seed else 127)
-    cases = [mlp_case(p, x), mlp_case(p, x_sat)]
-    for res, xin in zip(harness.run(cases), (x, x_sat), strict=True):
-        check_ok(res, f"mlp {config}")
-        assert res.aux == qp.mlp_scratch_size(p)
-        assert_same(res.outputs[0], ref.mlp_rowwise(p, xin), f"mlp {config}: x")
+    tiles = (1, 2, 4)  # token tiles (a partial last tile when tokens % tile != 0): identical x
+    runs = [(replace(p, tile=t), xin) for t in tiles for xin in (x, x_sat)]
+    for res, (pt, xin) in zip(harness.run([mlp_case(pt, xin) for pt, xin in runs]), runs, strict=True):
+        check_ok(res, f"mlp {config} tile {pt.tile}")
+        assert res.aux == qp.mlp_scratch_size(pt)
+        assert_same(res.outputs[0], ref.mlp_rowwise(p, xin), f"mlp {config} tile {pt.tile}: x")
+    assert qp.mlp_scratch_size(replace(p, tile=3)) == -1
 
 
 @pytest.mark.parametrize("seed", range(2))

@@ -5,7 +5,16 @@ Attention has two: ``all_heads`` keeps K and V for every head (2 x T x E bytes) 
 keeps one head's K_h, V_h (2 x T x E/H) plus the concatenated head outputs (T x E), recomputing the
 LayerNorm (and the low-rank down-projection) once per head. Both give identical integers.
 
-Rule: start from all_heads everywhere (fewest instructions). While the planned arena exceeds the
+The fused MLP has token tiles (``mcuf_mlp_params.tile``): 1, 2 or 4 tokens per pass over the
+weights. A larger tile loads each weight once for more tokens (fewer instructions with the DSP
+kernels: about 1.1 instead of 2.1 per MAC in the linear inner loops on the M7, measured by
+benchmarks/kernels.py) and costs tile x the row scratch plus the expanded inputs. Every tile gives
+identical integers. Tiles are chosen first: every MLP starts at the largest tile that is not larger
+than its token count; while the arena exceeds the budget, the block whose next smaller tile lowers
+the arena most steps down (blocks whose scratch is not at the peak keep their tile). Without a
+budget every MLP keeps the largest tile.
+
+Attention rule: start from all_heads everywhere (fewest instructions). While the planned arena exceeds the
 budget, switch the attention block whose switch saves the most arena bytes per extra instruction
 (switches that save nothing are kept only while a peak shared by several blocks is being lowered).
 Then switches that do not raise the arena (above the budget, or above the smallest arena reached when
@@ -19,7 +28,7 @@ from dataclasses import replace
 
 from codegen import scratch
 from codegen.ir import Graph, Node, Op, Tensor
-from codegen.passes.fuse import PER_HEAD
+from codegen.passes.fuse import MLP_TILE_VARIANTS, PER_HEAD
 from codegen.passes.plan import place_fused
 
 
@@ -61,8 +70,51 @@ def _with(graph: Graph, switched: set[int], per_head: dict[int, tuple[Node, dict
     return graph.with_nodes(nodes, tensors)
 
 
+def with_mlp_tile(node: Node, graph: Graph, tile: int) -> Node:
+    """The fused MLP node with a token tile of `tile` (its variant and scratch)."""
+    return replace(
+        node,
+        variant=MLP_TILE_VARIANTS[tile],
+        scratch_bytes=scratch.for_fused(node.op, node.body, graph, tile),
+    )
+
+
+def _largest_tile(node: Node, graph: Graph) -> int:
+    tokens = graph.tensors[node.inputs[0]].shape[0]
+    return max(t for t in MLP_TILE_VARIANTS if t <= max(tokens, 1))
+
+
+def choose_mlp_tiles(graph: Graph, budget: int | None) -> Graph:
+    """Largest tiles; smaller ones where the arena would exceed the budget (module doc)."""
+    mlps = [i for i, n in enumerate(graph.nodes) if n.op == Op.FUSED_MLP]
+    tiles = {i: _largest_tile(graph.nodes[i], graph) for i in mlps}
+
+    def tiled(tiles: dict[int, int]) -> Graph:
+        nodes = tuple(with_mlp_tile(n, graph, tiles[i]) if i in tiles else n for i, n in enumerate(graph.nodes))
+        return graph.with_nodes(nodes, dict(graph.tensors))
+
+    if budget is None or not mlps:
+        return tiled(tiles)
+    current = place_fused(tiled(tiles))[1]
+    while current > budget:
+        trials = []
+        for i in mlps:
+            if tiles[i] > 1:
+                smaller = {**tiles, i: max(t for t in MLP_TILE_VARIANTS if t < tiles[i])}
+                trials.append((place_fused(tiled(smaller))[1], -i, smaller))
+        if not trials:
+            break
+        size, _, smaller = min(trials, key=lambda t: (t[0], t[1]))
+        if size >= current:  # no single step lowers the peak: step every block down at once
+            smaller = {i: 1 for i in mlps}
+            size = place_fused(tiled(smaller))[1]
+        tiles, current = smaller, size
+    return tiled(tiles)
+
+
 def choose_schedules(graph: Graph) -> Graph:
     budget = graph.meta.get("arena_budget")
+    graph = choose_mlp_tiles(graph, budget)
     if budget is None:
         return graph
 

@@ -286,10 +286,16 @@ mcuf_status mcuf_attention_perhead_s8(const mcuf_attention_params *p, int8_t *x,
  * Fused row-wise MLP block with token overwriting:
  *   for every token t: y = LN(x_t); h = fc1(y) (low-rank: rank-R row buffer); h = lut(h);
  *                      m = fc2(h); x_t = add(x_t, m)
- * Ranges: tokens >= 1; 1 <= dim <= MCUF_LN_MAX_DIM; hidden >= 1; fc1: dim -> hidden, fc2: hidden -> dim.
- * scratch: mcuf_mlp_scratch_size() bytes, O(dim + hidden + rank), independent of tokens; layout
- *   (each part rounded up to 4 bytes): LN row [dim] | fc1 mid [fc1.rank] | hidden [hidden] |
- *   fc2 mid [fc2.rank] | fc2 out [dim].
+ * Token tiles: `tile` (1, 2 or 4) tokens go through each step together, so the linears load each
+ *   weight once per tile (mcuf_linear_tile_s8; a last partial tile has fewer tokens). Identical x
+ *   for every tile; a larger tile costs scratch and saves instructions with the DSP kernels.
+ * Ranges: tokens >= 1; 1 <= dim <= MCUF_LN_MAX_DIM; hidden >= 1; fc1: dim -> hidden, fc2: hidden -> dim;
+ *   tile in {1, 2, 4}.
+ * scratch: mcuf_mlp_scratch_size() bytes, O(tile * (dim + hidden + rank)), independent of tokens,
+ *   4-byte aligned (checked) when tile > 1; layout (each part rounded up to 4 bytes): LN rows
+ *   [tile][dim] | fc1 mid [tile][fc1.rank] | hidden [tile][hidden] | fc2 mid [tile][fc2.rank] |
+ *   fc2 out [tile][dim] | expanded tile inputs (mcuf_linear_tile_scratch_size of the widest input,
+ *   max(dim, hidden, ranks); 0 for tile 1).
  * ------------------------------------------------------------------------------------------- */
 typedef struct {
     int32_t tokens;
@@ -300,6 +306,7 @@ typedef struct {
     const int8_t *gelu_table; /* [256] */
     mcuf_lowrank_params fc2; /* hidden -> dim */
     mcuf_add_params residual;
+    int32_t tile; /* tokens per pass over the weights: 1, 2 or 4 */
 } mcuf_mlp_params;
 
 int32_t mcuf_mlp_scratch_size(const mcuf_mlp_params *p);

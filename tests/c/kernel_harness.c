@@ -246,6 +246,7 @@ static void rd_mlp(mcuf_mlp_params *p)
     p->gelu_table = rd_s8(NULL);
     rd_lowrank(&p->fc2);
     rd_add(&p->residual);
+    p->tile = rd_int();
 }
 
 static void rd_patch_embed(mcuf_patch_embed_params *p)
