@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from codegen import qparams as qp
 from codegen.ir import Graph, IRError, Node, Op
-from codegen.passes.fuse import mlp_tile
 
 
 def _lowrank(kernels: dict, role: str) -> qp.LowRankParams:
@@ -39,6 +38,7 @@ def build_fused_kernel(node: Node, graph: Graph):
             softmax=k["softmax"],
             proj=k["proj"],
             residual=k["residual"],
+            tile=node.tile,
         )
     if node.op == Op.FUSED_MLP:
         tokens, dim = graph.tensors[by_role["ln"].inputs[0]].shape
@@ -51,7 +51,7 @@ def build_fused_kernel(node: Node, graph: Graph):
             gelu_table=k["gelu"],
             fc2=_lowrank(k, "fc2"),
             residual=k["residual"],
-            tile=mlp_tile(node),
+            tile=node.tile,
         )
     if node.op == Op.FUSED_POOL_HEAD:
         tokens, dim = graph.tensors[by_role["ln"].inputs[0]].shape

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from codegen.ir import Graph, IRError, Node, Op
-from codegen.passes.fuse import ALL_HEADS, MLP_TILE_VARIANTS, PER_HEAD
+from codegen.passes.fuse import ALL_HEADS, PER_HEAD
 
 # One kernel per (fused op, schedule). Optimized (DSP) variants keep these names: chosen by file.
 KERNEL_OF: dict[tuple[Op, str], str] = {
     (Op.FUSED_PATCH_EMBED, ""): "mcuf_patch_embed_s8",
     (Op.FUSED_ATTENTION, ALL_HEADS): "mcuf_attention_rowwise_s8",
     (Op.FUSED_ATTENTION, PER_HEAD): "mcuf_attention_perhead_s8",
-    **{(Op.FUSED_MLP, v): "mcuf_mlp_rowwise_s8" for v in MLP_TILE_VARIANTS.values()},  # tile: a param
+    (Op.FUSED_MLP, ""): "mcuf_mlp_rowwise_s8",
     (Op.FUSED_POOL_HEAD, ""): "mcuf_pool_head_s8",
 }
 

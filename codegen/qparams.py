@@ -193,9 +193,10 @@ class AttentionParams:
     softmax: SoftmaxParams
     proj: LinearParams
     residual: AddParams
+    tile: int = 1  # row-wise schedule: tokens per pass over the weights, 1, 2 or 4
 
     def __post_init__(self) -> None:
-        _check_ints(self, "tokens", "dim", "heads", "qkv_rank")
+        _check_ints(self, "tokens", "dim", "heads", "qkv_rank", "tile")
 
 
 @dataclass(frozen=True, eq=False)
@@ -709,8 +710,13 @@ def lowrank_scratch_size(p: LowRankParams) -> int:
 
 
 def attention_scratch_size(p: AttentionParams) -> int:
-    """LN row | qkv_down row | q row | scores/probs | concat | proj row (each rounded to 4)."""
-    return _total(scratch.attention(p.tokens, p.dim, p.qkv_rank)) if _checked(p.tokens, p.dim, p.qkv_rank) else -1
+    """LN rows | qkv_down rows | q rows | scores/probs | concat rows | proj rows (`tile` rows each, the
+    scores one row; each rounded to 4) | expanded tile inputs."""
+    if p.tile not in scratch.TILES or not _checked(p.tokens, p.dim, p.qkv_rank):
+        return -1
+    if max(p.dim, p.qkv_rank) > LINEAR_MAX_IN:
+        return -1
+    return _total(scratch.attention(p.tokens, p.dim, p.qkv_rank, p.tile))
 
 
 def attention_perhead_scratch_size(p: AttentionParams) -> int:
@@ -722,7 +728,7 @@ def attention_perhead_scratch_size(p: AttentionParams) -> int:
 
 def mlp_scratch_size(p: MLPParams) -> int:
     """LN rows | fc1 mid | hidden | fc2 mid | fc2 out, `tile` rows each | expanded tile inputs."""
-    if p.tile not in scratch.MLP_TILES or not _checked(p.dim, p.hidden, p.fc1.rank, p.fc2.rank):
+    if p.tile not in scratch.TILES or not _checked(p.dim, p.hidden, p.fc1.rank, p.fc2.rank):
         return -1
     if max(p.dim, p.hidden, p.fc1.rank, p.fc2.rank) > LINEAR_MAX_IN:
         return -1

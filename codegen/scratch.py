@@ -17,9 +17,18 @@ def lowrank(rank: int) -> int:
     return align4(rank)
 
 
-def attention(tokens: int, dim: int, qkv_rank: int) -> int:
-    # LN row, rank row, q row, one row of scores (softmax in place), concatenated heads, proj row
-    return align4(dim) + align4(qkv_rank) + align4(dim) + align4(tokens) + align4(dim) + align4(dim)
+TILES = (1, 2, 4)  # tokens per pass over the weights (mcuf_mlp_params.tile, mcuf_attention_params.tile)
+
+
+def linear_tile(in_features: int, tile: int) -> int:
+    """mcuf_linear_tile_scratch_size: the tile's inputs as int16 lane pairs, 8 bytes per 4 inputs per row."""
+    return 8 * tile * ((in_features + 3) // 4) if tile > 1 else 0
+
+
+def attention(tokens: int, dim: int, qkv_rank: int, tile: int = 1) -> int:
+    # LN rows, rank rows, q rows, one row of scores (softmax in place), concatenated heads, proj rows
+    rows = align4(tile * dim) + align4(tile * qkv_rank) + align4(tile * dim) + align4(tokens)
+    return rows + align4(tile * dim) + align4(tile * dim) + linear_tile(max(dim, qkv_rank), tile)
 
 
 def attention_perhead(tokens: int, dim: int, qkv_rank: int, head_dim: int) -> int:
@@ -28,14 +37,6 @@ def attention_perhead(tokens: int, dim: int, qkv_rank: int, head_dim: int) -> in
     Its K_h / V_h ([tokens][head_dim] each) and O ([tokens][dim]) buffers are activations, not scratch.
     """
     return align4(dim) + align4(qkv_rank) + align4(head_dim) + align4(tokens) + align4(dim)
-
-
-MLP_TILES = (1, 2, 4)  # tokens per pass over the weights (mcuf_mlp_params.tile)
-
-
-def linear_tile(in_features: int, tile: int) -> int:
-    """mcuf_linear_tile_scratch_size: the tile's inputs as int16 lane pairs, 8 bytes per 4 inputs per row."""
-    return 8 * tile * ((in_features + 3) // 4) if tile > 1 else 0
 
 
 def mlp(dim: int, hidden: int, fc1_rank: int, fc2_rank: int, tile: int = 1) -> int:
@@ -52,7 +53,7 @@ def pool_head(dim: int) -> int:
 
 
 def for_fused(op: Op, body: tuple[Node, ...], graph: Graph, tile: int = 1) -> int:
-    """Scratch bytes of a fused node; `tile` is the MLP's token tile."""
+    """Scratch bytes of a fused node; `tile` is the token tile of a fused MLP or row-wise attention."""
     by_role = {n.attrs.role: n for n in body}
 
     def shape(name: str) -> tuple[int, ...]:
@@ -68,7 +69,7 @@ def for_fused(op: Op, body: tuple[Node, ...], graph: Graph, tile: int = 1) -> in
     if op == Op.FUSED_ATTENTION:
         tokens, dim = shape(by_role["ln"].inputs[0])
         down = by_role.get("qkv_down")
-        return attention(tokens, dim, down.attrs.out_features if down else 0)
+        return attention(tokens, dim, down.attrs.out_features if down else 0, tile)
     if op == Op.FUSED_MLP:
         _, dim = shape(by_role["ln"].inputs[0])
         hidden = shape(by_role["gelu"].inputs[0])[1]

@@ -500,6 +500,8 @@ def project_report(compiled, board: Board, test_int8, expected, labels, float_ac
                 "name": node.name,
                 "kind": node.op.value,
                 "kernel": compiled.lowered.calls[step].kernel,
+                "schedule": node.variant,
+                "tile": node.tile,
                 "shapes": {t: list(graph.tensors[t].shape) for t in tensors},
                 "offsets": {t: plan.offset_of(t) for t in tensors if t not in excluded},
                 "scratch": {"offset": plan.offset_of(f"{node.name}.scratch"), "bytes": node.scratch_bytes},

@@ -739,14 +739,16 @@ def test_attention_fused(harness: kh.Harness, config: tuple[int, int, int, int],
     tokens, dim, heads, rank = config
     p, x = float_attention(rng, tokens, dim, heads, rank)
     x_sat = np.where(rng.random(x.shape) < 0.5, -128, 127).astype(np.int8)
-    cases = [attention_case(p, x), attention_case(p, x_sat)]
-    for res, xin in zip(harness.run(cases), (x, x_sat), strict=True):
-        check_ok(res, f"attention {config}")
-        assert res.aux == qp.attention_scratch_size(p)
+    runs = [(replace(p, tile=t), xin) for t in (1, 2, 4) for xin in (x, x_sat)]  # token tiles: identical x
+    for res, (pt, xin) in zip(harness.run([attention_case(pt, xin) for pt, xin in runs]), runs, strict=True):
+        where = f"attention {config} tile {pt.tile}"
+        check_ok(res, where)
+        assert res.aux == qp.attention_scratch_size(pt)
         k, v = ref.attention_kv(p, xin)
-        assert_same(res.outputs[1], k, f"attention {config}: K buffer")
-        assert_same(res.outputs[2], v, f"attention {config}: V buffer")
-        assert_same(res.outputs[0], ref.attention_rowwise(p, xin), f"attention {config}: x")
+        assert_same(res.outputs[1], k, f"{where}: K buffer")
+        assert_same(res.outputs[2], v, f"{where}: V buffer")
+        assert_same(res.outputs[0], ref.attention_rowwise(p, xin), f"{where}: x")
+    assert qp.attention_scratch_size(replace(p, tile=3)) == -1
 
 
 def test_attention_random_integer_params(harness: kh.Harness) -> None:

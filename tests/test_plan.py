@@ -114,16 +114,29 @@ def test_cost_is_deterministic_and_monotone_in_depth() -> None:
 def test_schedules_trade_instructions_for_memory_only_when_over_budget() -> None:
     arch = ArchConfig(240, 3, 20, 216, 4, (4,) * 4, (2.0,) * 4, (54,) * 4, (54,) * 4, 100)
     roomy = estimate(arch, 512 * 1024)
-    assert roomy == estimate(arch)  # all heads at once fits: nothing changes
-    tight_sram = roomy.peak_sram_bytes - 4096
+    assert roomy == estimate(arch)  # all heads at once with the largest tiles fits: nothing changes
+
+    def planned(arena_budget: int):
+        graph = build_graph(arch)
+        return run_pipeline(replace(graph, meta={**graph.meta, "arena_budget": arena_budget}))
+
+    top = planned(roomy.arena_bytes)
+    assert [n.tile for n in top.nodes if n.op in (Op.FUSED_ATTENTION, Op.FUSED_MLP)] == [4] * 8
+    # a little less memory: smaller token tiles first (the attention scratch is at the peak)
+    untiled = planned(roomy.arena_bytes - 1024)
+    assert untiled.meta["plan"].arena_bytes <= roomy.arena_bytes - 1024
+    assert [n.variant for n in untiled.nodes if n.op == Op.FUSED_ATTENTION] == ["all_heads"] * 4
+    assert any(n.tile < 4 for n in untiled.nodes if n.op == Op.FUSED_ATTENTION)
+    tight_sram = roomy.peak_sram_bytes - 12288  # below the all-heads arena with tiles of 1
     tight = estimate(arch, tight_sram)
     assert tight.peak_sram_bytes <= tight_sram < roomy.peak_sram_bytes
     # per head keeps K_h, V_h (2 x T x E/H) and the head outputs (T x E) instead of K, V (2 x T x E)
     t, e, h = arch.tokens, arch.embed_dim, 4
     assert roomy.arena_bytes - tight.arena_bytes >= (2 * t * e) - (2 * t * e // h + t * e) - 512
-    graph = run_pipeline(replace(build_graph(arch), meta={**build_graph(arch).meta, "arena_budget": tight.arena_bytes}))
+    graph = planned(tight.arena_bytes)
     variants = [n.variant for n in graph.nodes if n.op == Op.FUSED_ATTENTION]
     assert variants == ["per_head"] * 4
+    assert all(n.tile == 1 for n in graph.nodes if n.op == Op.FUSED_ATTENTION)
     # a budget nothing can meet leaves the cheapest-memory plan (the link then fails with a clear message)
     assert estimate(arch, 1024).arena_bytes == tight.arena_bytes
 
@@ -135,4 +148,6 @@ def test_unmeetable_budget_keeps_the_smallest_arena_with_needed_switches_only() 
     # the heads=1 block has no per-head schedule and keeps the 3 x T x E peak, so switching the
     # heads=4 block cannot lower the arena: it stays on the cheaper all-heads schedule
     assert [n.variant for n in planned.nodes if n.op == Op.FUSED_ATTENTION] == ["all_heads", "all_heads"]
-    assert planned.meta["plan"].arena_bytes == estimate(arch).arena_bytes
+    # over budget every token tile steps down to 1 (the smallest scratch); the largest tiles cost memory
+    assert [n.tile for n in planned.nodes if n.op in (Op.FUSED_ATTENTION, Op.FUSED_MLP)] == [1] * 4
+    assert planned.meta["plan"].arena_bytes < estimate(arch).arena_bytes

@@ -153,6 +153,44 @@ int main(void)
     n = mcuf_platform_counter_stop();
     failed |= st != MCUF_OK;
     report("attn_weighted_sum_144x54", 4 * TOKENS * HEAD_DIM, n, checksum(output, 4 * HEAD_DIM));
+    /* Per-token row kernels of the fused blocks (MACs column: elements). */
+    static int32_t gamma[DIM];
+    static int32_t beta[DIM];
+    static int32_t exp_table[256];
+    for (int32_t i = 0; i < DIM; i++) {
+        gamma[i] = 900 + (int32_t)next_s8();
+        beta[i] = (int32_t)next_s8() * 1000;
+    }
+    for (int32_t i = 0; i < 256; i++) {
+        exp_table[i] = 65536 >> (i / 16);
+    }
+    mcuf_layernorm_params ln = {DIM, 3, -2, gamma, beta, {0x50000000, -8}};
+    mcuf_platform_counter_start();
+    for (int32_t r = 0; r < MAX_ROWS && st == MCUF_OK; r++) {
+        st = mcuf_layernorm_s8(&ln, input + r * DIM, output + r * DIM);
+    }
+    n = mcuf_platform_counter_stop();
+    failed |= st != MCUF_OK;
+    report("layernorm_216", MAX_ROWS * DIM, n, checksum(output, MAX_ROWS * DIM));
+    mcuf_add_params add = {5, -3, 2, 20, {0x5A000000, -20}, {0x43000000, -19}, {0x60000000, -10}, -128, 127};
+    mcuf_platform_counter_start();
+    st = mcuf_add_s8(&add, MAX_ROWS * DIM, input, input + 7, output);
+    n = mcuf_platform_counter_stop();
+    failed |= st != MCUF_OK;
+    report("add_216", MAX_ROWS * DIM, n, checksum(output, MAX_ROWS * DIM));
+    mcuf_platform_counter_start();
+    st = mcuf_lut_s8(input, MAX_ROWS * 432, input + 100, output);
+    n = mcuf_platform_counter_stop();
+    failed |= st != MCUF_OK;
+    report("lut_432", MAX_ROWS * 432, n, checksum(output, MAX_ROWS * 432));
+    mcuf_softmax_params sm = {TOKENS, exp_table};
+    mcuf_platform_counter_start();
+    for (int32_t r = 0; r < MAX_ROWS && st == MCUF_OK; r++) {
+        st = mcuf_softmax_s8(&sm, input + r * TOKENS, output + r * TOKENS);
+    }
+    n = mcuf_platform_counter_stop();
+    failed |= st != MCUF_OK;
+    report("softmax_144", MAX_ROWS * TOKENS, n, checksum(output, MAX_ROWS * TOKENS));
     mcuf_platform_puts(failed ? "ERROR\n" : "DONE\n");
     mcuf_platform_exit(failed ? 1 : 0);
 }

@@ -5,14 +5,14 @@ Attention has two: ``all_heads`` keeps K and V for every head (2 x T x E bytes) 
 keeps one head's K_h, V_h (2 x T x E/H) plus the concatenated head outputs (T x E), recomputing the
 LayerNorm (and the low-rank down-projection) once per head. Both give identical integers.
 
-The fused MLP has token tiles (``mcuf_mlp_params.tile``): 1, 2 or 4 tokens per pass over the
-weights. A larger tile loads each weight once for more tokens (fewer instructions with the DSP
-kernels: about 1.1 instead of 2.1 per MAC in the linear inner loops on the M7, measured by
-benchmarks/kernels.py) and costs tile x the row scratch plus the expanded inputs. Every tile gives
-identical integers. Tiles are chosen first: every MLP starts at the largest tile that is not larger
-than its token count; while the arena exceeds the budget, the block whose next smaller tile lowers
-the arena most steps down (blocks whose scratch is not at the peak keep their tile). Without a
-budget every MLP keeps the largest tile.
+The fused MLP and the row-wise (all_heads) attention have token tiles (``tile`` of their C params):
+1, 2 or 4 tokens per pass over the linears' weights. A larger tile loads each weight once for more
+tokens (fewer instructions with the DSP kernels: about 1.1 instead of 2.0 per MAC on a 1200-input
+linear on the M7, benchmarks/kernels.py) and costs tile x the row scratch plus the expanded inputs.
+Every tile gives identical integers. Tiles are chosen first: every block starts at the largest tile
+not above its token count; while the arena exceeds the budget, the block whose next smaller tile
+lowers the arena most steps down (a block whose scratch is not at the peak keeps its tile). Without
+a budget every block keeps the largest tile. Switching an attention block to per_head drops its tile.
 
 Attention rule: start from all_heads everywhere (fewest instructions). While the planned arena exceeds the
 budget, switch the attention block whose switch saves the most arena bytes per extra instruction
@@ -28,7 +28,7 @@ from dataclasses import replace
 
 from codegen import scratch
 from codegen.ir import Graph, Node, Op, Tensor
-from codegen.passes.fuse import MLP_TILE_VARIANTS, PER_HEAD
+from codegen.passes.fuse import ALL_HEADS, PER_HEAD
 from codegen.passes.plan import place_fused
 
 
@@ -56,6 +56,7 @@ def to_per_head(node: Node, graph: Graph) -> tuple[Node, dict[str, Tensor]]:
     new = replace(
         node,
         variant=PER_HEAD,
+        tile=1,  # the per-head kernel does not tile
         workspace=(k_head.name, v_head.name, heads_out),
         scratch_bytes=scratch.attention_perhead(tokens, dim, rank, head_dim),
     )
@@ -70,51 +71,52 @@ def _with(graph: Graph, switched: set[int], per_head: dict[int, tuple[Node, dict
     return graph.with_nodes(nodes, tensors)
 
 
-def with_mlp_tile(node: Node, graph: Graph, tile: int) -> Node:
-    """The fused MLP node with a token tile of `tile` (its variant and scratch)."""
-    return replace(
-        node,
-        variant=MLP_TILE_VARIANTS[tile],
-        scratch_bytes=scratch.for_fused(node.op, node.body, graph, tile),
-    )
+def tiled(node: Node) -> bool:
+    """Whether the node's kernel takes a token tile: the fused MLP and row-wise (all_heads) attention."""
+    return node.op == Op.FUSED_MLP or (node.op == Op.FUSED_ATTENTION and node.variant == ALL_HEADS)
+
+
+def with_tile(node: Node, graph: Graph, tile: int) -> Node:
+    """The node with a token tile of `tile` (its scratch follows)."""
+    return replace(node, tile=tile, scratch_bytes=scratch.for_fused(node.op, node.body, graph, tile))
 
 
 def _largest_tile(node: Node, graph: Graph) -> int:
     tokens = graph.tensors[node.inputs[0]].shape[0]
-    return max(t for t in MLP_TILE_VARIANTS if t <= max(tokens, 1))
+    return max(t for t in scratch.TILES if t <= max(tokens, 1))
 
 
-def choose_mlp_tiles(graph: Graph, budget: int | None) -> Graph:
+def choose_tiles(graph: Graph, budget: int | None) -> Graph:
     """Largest tiles; smaller ones where the arena would exceed the budget (module doc)."""
-    mlps = [i for i, n in enumerate(graph.nodes) if n.op == Op.FUSED_MLP]
-    tiles = {i: _largest_tile(graph.nodes[i], graph) for i in mlps}
+    blocks = [i for i, n in enumerate(graph.nodes) if tiled(n)]
+    tiles = {i: _largest_tile(graph.nodes[i], graph) for i in blocks}
 
-    def tiled(tiles: dict[int, int]) -> Graph:
-        nodes = tuple(with_mlp_tile(n, graph, tiles[i]) if i in tiles else n for i, n in enumerate(graph.nodes))
+    def with_tiles(tiles: dict[int, int]) -> Graph:
+        nodes = tuple(with_tile(n, graph, tiles[i]) if i in tiles else n for i, n in enumerate(graph.nodes))
         return graph.with_nodes(nodes, dict(graph.tensors))
 
-    if budget is None or not mlps:
-        return tiled(tiles)
-    current = place_fused(tiled(tiles))[1]
+    if budget is None or not blocks:
+        return with_tiles(tiles)
+    current = place_fused(with_tiles(tiles))[1]
     while current > budget:
         trials = []
-        for i in mlps:
+        for i in blocks:
             if tiles[i] > 1:
-                smaller = {**tiles, i: max(t for t in MLP_TILE_VARIANTS if t < tiles[i])}
-                trials.append((place_fused(tiled(smaller))[1], -i, smaller))
+                smaller = {**tiles, i: max(t for t in scratch.TILES if t < tiles[i])}
+                trials.append((place_fused(with_tiles(smaller))[1], -i, smaller))
         if not trials:
             break
         size, _, smaller = min(trials, key=lambda t: (t[0], t[1]))
-        if size >= current:  # no single step lowers the peak: step every block down at once
-            smaller = {i: 1 for i in mlps}
-            size = place_fused(tiled(smaller))[1]
+        if size >= current:  # no single step lowers the peak (blocks share it): every block at once
+            smaller = dict.fromkeys(blocks, 1)
+            size = place_fused(with_tiles(smaller))[1]
         tiles, current = smaller, size
-    return tiled(tiles)
+    return with_tiles(tiles)
 
 
 def choose_schedules(graph: Graph) -> Graph:
     budget = graph.meta.get("arena_budget")
-    graph = choose_mlp_tiles(graph, budget)
+    graph = choose_tiles(graph, budget)
     if budget is None:
         return graph
 

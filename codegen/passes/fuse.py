@@ -15,13 +15,6 @@ from codegen.ir import Graph, IRError, Node, Op
 
 ALL_HEADS = "all_heads"  # K and V of all heads resident: fewest instructions
 PER_HEAD = "per_head"  # K_h and V_h of one head + the head outputs: less memory, LN recomputed per head
-# MLP token tiles (mcuf_mlp_params.tile): the variant names a tile > 1; "" is a tile of 1.
-MLP_TILE_VARIANTS = {1: "", 2: "tile2", 4: "tile4"}
-
-
-def mlp_tile(node: Node) -> int:
-    """The token tile of a fused MLP node (its variant)."""
-    return {v: t for t, v in MLP_TILE_VARIANTS.items()}[node.variant]
 
 # Role sequences each fusion accepts (low-rank variants add the *.down / *.up roles).
 _PATTERNS: dict[Op, tuple[tuple[str, ...], ...]] = {

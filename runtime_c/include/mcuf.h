@@ -235,9 +235,13 @@ mcuf_status mcuf_attn_weighted_sum_s8(const mcuf_attn_head_params *p, const int8
  * All heads share one quantization: `head` (head.tokens = tokens, head.head_dim = dim / heads).
  * Ranges: 1 <= tokens <= 32767; 1 <= dim <= MCUF_LN_MAX_DIM; heads divides dim; every part's
  *   shape must match (ln.dim, q/k/v/proj and qkv_down features, head, softmax.length).
- * scratch: mcuf_attention_scratch_size() bytes, layout (each part rounded up to 4 bytes):
- *   LN row [dim] | qkv_down row [qkv_rank] | q row [dim] | scores/probs [tokens] | concat [dim] |
- *   proj row [dim].
+ * Token tiles: the linears (qkv_down, k, v, q, proj) run `tile` (1, 2 or 4) tokens per pass over
+ *   their weights (mcuf_linear_tile_s8; a last partial tile has fewer tokens); identical x for
+ *   every tile. Only the row-wise schedule tiles; mcuf_attention_perhead_s8 ignores `tile`.
+ * scratch: mcuf_attention_scratch_size() bytes, 4-byte aligned (checked) when tile > 1, layout
+ *   (each part rounded up to 4 bytes): LN rows [tile][dim] | qkv_down rows [tile][qkv_rank] |
+ *   q rows [tile][dim] | scores/probs [tokens] | concat [tile][dim] | proj rows [tile][dim] |
+ *   expanded tile inputs (mcuf_linear_tile_scratch_size of max(dim, qkv_rank) inputs; 0 for tile 1).
  * ------------------------------------------------------------------------------------------- */
 typedef struct {
     int32_t tokens;
@@ -251,6 +255,7 @@ typedef struct {
     mcuf_softmax_params softmax; /* length = tokens */
     mcuf_linear_params proj;     /* dim -> dim */
     mcuf_add_params residual;    /* x_t (input1) + proj (input2) -> x_t */
+    int32_t tile;                /* row-wise schedule: tokens per pass over the weights, 1, 2 or 4 */
 } mcuf_attention_params;
 
 int32_t mcuf_attention_scratch_size(const mcuf_attention_params *p);

@@ -233,6 +233,7 @@ static void rd_attention(mcuf_attention_params *p)
     rd_softmax(&p->softmax);
     rd_linear(&p->proj);
     rd_add(&p->residual);
+    p->tile = rd_int();
 }
 
 static void rd_mlp(mcuf_mlp_params *p)
