@@ -54,7 +54,9 @@ def _weights_include() -> str:
     return f"static const int8_t weights[{WEIGHT_BYTES}] = {{{body}}};\n"
 
 
-def run_core(core: str, work: Path, variants: tuple[str, ...] = ("portable", "optimized")) -> dict[str, list[KernelFigure]]:
+def run_core(
+    core: str, work: Path, variants: tuple[str, ...] = ("portable", "optimized")
+) -> dict[str, list[KernelFigure]]:
     """{variant: figures} for one core; raises RuntimeError on a build or run failure."""
     board = get_board(BOARDS[core])
     project = work / core
@@ -70,7 +72,10 @@ def run_core(core: str, work: Path, variants: tuple[str, ...] = ("portable", "op
     for variant in variants:
         build = f"build-{variant}"
         proc = subprocess.run(
-            ["make", "-j2", "qemu", f"KERNELS={variant}", f"BUILD={build}", "EXTRA_CFLAGS=-I."], cwd=project, capture_output=True, text=True
+            ["make", "-j2", "qemu", f"KERNELS={variant}", f"BUILD={build}", "EXTRA_CFLAGS=-I."],
+            cwd=project,
+            capture_output=True,
+            text=True,
         )
         if proc.returncode != 0:
             raise RuntimeError(f"{core} {variant} build failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")

@@ -57,6 +57,7 @@ def to_per_head(node: Node, graph: Graph) -> tuple[Node, dict[str, Tensor]]:
         node,
         variant=PER_HEAD,
         tile=1,  # the per-head kernel does not tile
+        kernel=None if node.kernel is None else replace(node.kernel, tile=1),
         workspace=(k_head.name, v_head.name, heads_out),
         scratch_bytes=scratch.attention_perhead(tokens, dim, rank, head_dim),
     )
@@ -77,8 +78,9 @@ def tiled(node: Node) -> bool:
 
 
 def with_tile(node: Node, graph: Graph, tile: int) -> Node:
-    """The node with a token tile of `tile` (its scratch follows)."""
-    return replace(node, tile=tile, scratch_bytes=scratch.for_fused(node.op, node.body, graph, tile))
+    """The node with a token tile of `tile` (its scratch and its kernel parameters follow)."""
+    kernel = None if node.kernel is None else replace(node.kernel, tile=tile)
+    return replace(node, tile=tile, kernel=kernel, scratch_bytes=scratch.for_fused(node.op, node.body, graph, tile))
 
 
 def _largest_tile(node: Node, graph: Graph) -> int:
