@@ -23,6 +23,121 @@ static __attribute__((noinline)) int8_t to_s8(const mcuf_requant *rq, int32_t ac
     return out_s8(requantize(acc, rq->multiplier, rq->shift), offset);
 }
 
+/* sxtb16(x ror 8) + a, lane by lane. */
+static inline int32_t sxtab16_ror8(int32_t a, int32_t x)
+{
+    int32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+    return r;
+}
+
+/* The last n % 4 (1..3) int8 values at p as one word, missing bytes 0: no read past the row. */
+static inline int32_t load_tail(const int8_t *p, int32_t tail)
+{
+    const uint8_t *u = (const uint8_t *)p;
+    if (tail == 1) {
+        return (int32_t)u[0];
+    }
+    const uint32_t lo = (uint32_t)u[0] | ((uint32_t)u[1] << 8);
+    return (int32_t)(tail == 2 ? lo : lo | ((uint32_t)u[2] << 16));
+}
+
+/* acc += k-word . (x02, x13): both lanes of one key word. */
+static inline int32_t dot4(int32_t kv, int32_t x02, int32_t x13, int32_t acc)
+{
+    return __smlad(sxtb16_ror8(kv), x13, __smlad(__sxtb16(kv), x02, acc));
+}
+
+/* Two consecutive words of an expanded row, and the pointer moved past them (LDRD, post-increment). */
+static inline void load2_post(const int32_t **p, int32_t *lo, int32_t *hi)
+{
+    __asm__("ldrd %0, %1, [%2], #8" : "=r"(*lo), "=r"(*hi), "+r"(*p) : "m"(**p) : "memory");
+}
+
+/* Largest head_dim whose expanded q row (two words per 4 dims: 256 bytes of stack) the score kernel
+ * keeps on the stack; longer heads take the path that offsets q on the fly. */
+#define SCORES_QX_MAX_DIM 128
+
+/* Score of 4 keys: acc[i] += q . k_{j+i} over the expanded q (qx: (q0, q2), (q1, q3) per 4 dims, the
+ * offset added; a partial last block zero-padded through load_tail). Key rows j, j+1 through ka,
+ * j+2, j+3 through kb (+ k_stride). */
+static void scores4(const int32_t *qx, int32_t blocks, int32_t tail, const int8_t *ka, const int8_t *kb,
+                    int32_t k_stride, int32_t acc[4])
+{
+    int32_t a0 = acc[0];
+    int32_t a1 = acc[1];
+    int32_t a2 = acc[2];
+    int32_t a3 = acc[3];
+    if (blocks > 0) {
+        /* One block: LDRD of the q lanes, per key a word load, two SXTB16, two SMLAD; 23
+         * instructions for 16 MACs. Written out because gcc spills the 13 live registers. */
+        int32_t n = blocks;
+        int32_t x02, x13, kw, kl;
+        __asm__ volatile(
+            "1:\n\t"
+            "ldrd   %[x02], %[x13], [%[qx]], #8\n\t"
+            "ldr    %[kw], [%[ka], %[s]]\n\t"
+            "sxtb16 %[kl], %[kw]\n\t"
+            "smlad  %[a1], %[kl], %[x02], %[a1]\n\t"
+            "sxtb16 %[kl], %[kw], ror #8\n\t"
+            "smlad  %[a1], %[kl], %[x13], %[a1]\n\t"
+            "ldr    %[kw], [%[ka]], #4\n\t"
+            "sxtb16 %[kl], %[kw]\n\t"
+            "smlad  %[a0], %[kl], %[x02], %[a0]\n\t"
+            "sxtb16 %[kl], %[kw], ror #8\n\t"
+            "smlad  %[a0], %[kl], %[x13], %[a0]\n\t"
+            "ldr    %[kw], [%[kb], %[s]]\n\t"
+            "sxtb16 %[kl], %[kw]\n\t"
+            "smlad  %[a3], %[kl], %[x02], %[a3]\n\t"
+            "sxtb16 %[kl], %[kw], ror #8\n\t"
+            "smlad  %[a3], %[kl], %[x13], %[a3]\n\t"
+            "ldr    %[kw], [%[kb]], #4\n\t"
+            "sxtb16 %[kl], %[kw]\n\t"
+            "smlad  %[a2], %[kl], %[x02], %[a2]\n\t"
+            "sxtb16 %[kl], %[kw], ror #8\n\t"
+            "smlad  %[a2], %[kl], %[x13], %[a2]\n\t"
+            "subs   %[n], %[n], #1\n\t"
+            "bne    1b\n\t"
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [qx] "+r"(qx), [ka] "+r"(ka),
+              [kb] "+r"(kb), [n] "+r"(n), [x02] "=&r"(x02), [x13] "=&r"(x13), [kw] "=&r"(kw), [kl] "=&r"(kl)
+            : [s] "r"(k_stride)
+            : "cc", "memory");
+    }
+    if (tail != 0) {
+        int32_t x02, x13;
+        load2_post(&qx, &x02, &x13);
+        a0 = dot4(load_tail(ka, tail), x02, x13, a0);
+        a1 = dot4(load_tail(ka + k_stride, tail), x02, x13, a1);
+        a2 = dot4(load_tail(kb, tail), x02, x13, a2);
+        a3 = dot4(load_tail(kb + k_stride, tail), x02, x13, a3);
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* q . k over head_dim for one key, q offset on the fly (SXTAB16). */
+static int32_t score1(const int8_t *q, const int8_t *k, int32_t full, int32_t tail, int32_t q_off2, int32_t acc)
+{
+    for (int32_t n = full; n > 0; n--) {
+        const int32_t xv = load_s8x4(q);
+        acc = dot4(load_s8x4(k), __sxtab16(q_off2, xv), sxtab16_ror8(q_off2, xv), acc);
+        q += 4;
+        k += 4;
+    }
+    if (tail != 0) {
+        const int32_t xv = load_tail(q, tail);
+        acc = dot4(load_tail(k, tail), __sxtab16(q_off2, xv), sxtab16_ror8(q_off2, xv), acc);
+    }
+    return acc;
+}
+
+/* Four keys per pass over q (head_dim <= SCORES_QX_MAX_DIM): q is expanded once into int16 lane
+ * pairs with its offset added (a stack row), then each key word costs a load, two SXTB16 and two
+ * SMLAD. The head_dim % 4 tail is one more step with zero-padded words (a missing q lane holds
+ * q_offset alone, its key lane 0). The last tokens % 4 keys, and longer heads, one key at a time.
+ * Requantization constants hoisted (requant_k). */
 mcuf_status mcuf_attn_scores_s8(const mcuf_attn_head_params *p, const int8_t *q, const int8_t *k,
                                 int32_t k_stride, int8_t *scores)
 {
@@ -32,58 +147,40 @@ mcuf_status mcuf_attn_scores_s8(const mcuf_attn_head_params *p, const int8_t *q,
     const int32_t hd = p->head_dim;
     const int32_t q_off = p->q_offset;
     const int32_t q_off2 = dup16(q_off);
+    const int32_t full = hd >> 2;
+    const int32_t tail = hd & 3;
     int32_t sq = 0; /* |sq| <= 255 * head_dim */
     for (int32_t d = 0; d < hd; d++) {
         sq += (int32_t)q[d] + q_off;
     }
     const int32_t k_term = p->k_offset * sq; /* |k_term| <= 128 * 255 * head_dim */
+    const requant_k rq = requant_make(&p->score);
+    const int32_t out_off = p->score_offset;
     const int8_t *k_row = k;
     int32_t j = 0;
-    for (; j + 2 <= p->tokens; j += 2) {
+    if (hd <= SCORES_QX_MAX_DIM) {
+        int32_t qx[SCORES_QX_MAX_DIM / 2];
         const int8_t *x = q;
-        const int8_t *k0 = k_row;
-        const int8_t *k1 = k_row + k_stride;
-        int32_t acc0 = 0;
-        int32_t acc1 = 0;
-        for (int32_t n = hd >> 2; n > 0; n--) {
-            const int32_t xv = load_s8x4(x);
-            const int32_t x02 = __sadd16(__sxtb16(xv), q_off2);
-            const int32_t x13 = __sadd16(sxtb16_ror8(xv), q_off2);
-            const int32_t ka = load_s8x4(k0);
-            const int32_t kb = load_s8x4(k1);
-            acc0 = __smlad(__sxtb16(ka), x02, acc0);
-            acc0 = __smlad(sxtb16_ror8(ka), x13, acc0);
-            acc1 = __smlad(__sxtb16(kb), x02, acc1);
-            acc1 = __smlad(sxtb16_ror8(kb), x13, acc1);
+        int32_t *dst = qx;
+        for (int32_t n = 0; n < full + (tail != 0); n++) {
+            const int32_t xv = n < full ? load_s8x4(x) : load_tail(x, tail);
+            dst[0] = __sxtab16(q_off2, xv);
+            dst[1] = sxtab16_ror8(q_off2, xv);
             x += 4;
-            k0 += 4;
-            k1 += 4;
+            dst += 2;
         }
-        for (int32_t n = hd & 3; n > 0; n--) {
-            const int32_t xv = (int32_t)*x++ + q_off;
-            acc0 += xv * (int32_t)*k0++;
-            acc1 += xv * (int32_t)*k1++;
+        for (; j + 4 <= p->tokens; j += 4) {
+            int32_t acc[4] = {k_term, k_term, k_term, k_term};
+            scores4(qx, full, tail, k_row, k_row + 2 * k_stride, k_stride, acc);
+            for (int32_t i = 0; i < 4; i++) {
+                scores[j + i] = out_s8(requant_apply(&rq, acc[i]), out_off);
+            }
+            k_row += 4 * k_stride;
         }
-        scores[j] = to_s8(&p->score, acc0 + k_term, p->score_offset);
-        scores[j + 1] = to_s8(&p->score, acc1 + k_term, p->score_offset);
-        k_row += 2 * k_stride;
     }
-    if (j < p->tokens) {
-        const int8_t *x = q;
-        const int8_t *k0 = k_row;
-        int32_t acc = 0;
-        for (int32_t n = hd >> 2; n > 0; n--) {
-            const int32_t xv = load_s8x4(x);
-            const int32_t ka = load_s8x4(k0);
-            acc = __smlad(__sxtb16(ka), __sadd16(__sxtb16(xv), q_off2), acc);
-            acc = __smlad(sxtb16_ror8(ka), __sadd16(sxtb16_ror8(xv), q_off2), acc);
-            x += 4;
-            k0 += 4;
-        }
-        for (int32_t n = hd & 3; n > 0; n--) {
-            acc += ((int32_t)*x++ + q_off) * (int32_t)*k0++;
-        }
-        scores[j] = to_s8(&p->score, acc + k_term, p->score_offset);
+    for (; j < p->tokens; j++) {
+        scores[j] = out_s8(requant_apply(&rq, score1(q, k_row, full, tail, q_off2, k_term)), out_off);
+        k_row += k_stride;
     }
     return MCUF_OK;
 }
