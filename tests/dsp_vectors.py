@@ -279,6 +279,29 @@ class Vectors:
             expected = self.c.s8(ref.add(p, a, b))
             row = f"{{{self.c.struct(p)}, {n}, {al}, {self.c.s8(a)}, {self.c.s8(b)}, {expected}, {OK}}}"
             self._add_case("add", row, f"n {n} align {al}")
+        # Right shifts only (the DSP kernel's SMMULR path) at its bounds: left_shift 21, shifts 0 and
+        # -31, maximal and minimal multipliers, extreme inputs and offsets, a narrow activation; and
+        # left_shift 22 (the general path).
+        fast = (
+            (21, (M_MAX, 0), (M_MAX, 0), (M_MAX, 0), (128, 128, 127), (-128, 127)),
+            (21, (M_MAX, -31), (M_MIN, -31), (M_MAX, -31), (-127, -127, -128), (-128, 127)),
+            (20, (M_MIN, -1), (M_MAX, 0), (M_MAX, -5), (128, -127, 0), (-5, 9)),
+            (21, (M_MAX, 0), (M_MIN, -3), (M_MIN, 0), (128, 128, -128), (-128, 127)),
+            (22, (M_MAX, 0), (M_MAX, 0), (M_MAX, -1), (128, 128, 0), (-128, 127)),
+            (20, (M_MAX, -1), (M_MIN, -1), (M_MAX, -1), (0, 0, 0), (-128, 127)),
+            # multiplier 2^30 and shift -20: s = (v << 20) / 2^21 exactly, a tie for every odd v,
+            # negative ones included; the sum then meets ties at the output's shift -1
+            (20, (M_MIN, -20), (M_MIN, -20), (M_MIN, -1), (0, 0, 0), (-128, 127)),
+            (21, (M_MIN, -2), (M_MAX, -1), (M_MIN, -1), (1, -1, 3), (-128, 127)),
+        )
+        for ls, r1, r2, ro, (o1, o2, oo), (lo, hi) in fast:
+            p = qp.AddParams(o1, o2, oo, ls, qp.Requant(*r1), qp.Requant(*r2), qp.Requant(*ro), lo, hi)
+            edges = np.array([-128, 127, 0, -1, 1], np.int8)
+            a = np.concatenate([rng.choice(edges, 20), _s8(rng, 47)])
+            b = np.concatenate([rng.choice(edges, 20), _s8(rng, 47)])
+            expected = self.c.s8(ref.add(p, a, b))
+            row = f"{{{self.c.struct(p)}, 67, 1, {self.c.s8(a)}, {self.c.s8(b)}, {expected}, {OK}}}"
+            self._add_case("add", row, f"right shifts only, left_shift {ls}")
 
     def layernorm_cases(self) -> None:
         rng = self.rng
