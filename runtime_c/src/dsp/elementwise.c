@@ -10,14 +10,14 @@
 #include "mcuf_dsp.h"
 #include "mcuf_internal.h"
 
-/* The common parameters (every shift a right shift, left_shift <= 21, TFLite's is 20), with bounds
- * that make two steps exact in fewer instructions:
+/* The common parameters (every shift a right shift of 1..31, left_shift <= 21; TFLite's left_shift
+ * is 20), with bounds that make two steps exact in fewer instructions:
  *   - |x| = |(v + offset) << left_shift| <= 255 * 2^21 < 2^29, and each requantized input
  *     |s| <= |x| (multiplier < 2^31, rdbpot shrinks), so |s1 + s2| < 2^30: the sum cannot
  *     saturate, and 2x fits int32 for x = the inputs and the sum;
  *   - mul_round31(x, m) = floor((x*m + 2^30) / 2^31) = floor((2x*m + 2^31) / 2^32) = SMMULR(2x, m);
  *   - rdbpot(y, r) (round half away from zero) = (y + 2^(r-1) - [y < 0]) >> r for r >= 1 (|y| < 2^30
- *     and 2^(r-1) <= 2^30: nothing wraps), and y for r = 0.
+ *     and 2^(r-1) <= 2^30: nothing wraps).
  */
 #define ADD_FAST_MAX_SHIFT 21
 
@@ -28,12 +28,29 @@ static inline int32_t smmulr(int32_t a, int32_t b)
     return r;
 }
 
-/* rdbpot(y, right) for |y| < 2^30: half = 2^(right-1) and sign = 1 when right >= 1, both 0 for
- * right = 0. */
-static inline int32_t rdbpot_small(int32_t y, int32_t right, int32_t half, uint32_t sign)
+/* rdbpot(y, right) for |y| < 2^30, right in [1, 31], half = 2^(right-1). */
+static inline int32_t rdbpot_small(int32_t y, int32_t right, int32_t half)
 {
-    return (y + half - (int32_t)(((uint32_t)y >> 31) & sign)) >> right;
+    return (y + half - (int32_t)((uint32_t)y >> 31)) >> right;
 }
+
+static int add_fast_ok(const mcuf_add_params *p)
+{
+    const int32_t s1 = p->input1.shift;
+    const int32_t s2 = p->input2.shift;
+    const int32_t so = p->output.shift;
+    return s1 <= -1 && s2 <= -1 && so <= -1 && p->left_shift <= ADD_FAST_MAX_SHIFT;
+}
+
+/* The element loop for add_fast_ok parameters; full: act_min = -128 and act_max = 127 (no clamp
+ * beyond int8). */
+#define ADD_FAST_LOOP(OUT)                                                                                         \
+    for (int32_t i = 0; i < n; i++) {                                                                              \
+        const int32_t s1 = rdbpot_small(smmulr((int32_t)a[i] * scale2 + off1, m1), r1, h1);                       \
+        const int32_t s2 = rdbpot_small(smmulr((int32_t)b[i] * scale2 + off2, m2), r2, h2);                       \
+        const int32_t r = rdbpot_small(smmulr((s1 + s2) * 2, mo), ro, ho);                                        \
+        output[i] = (OUT); /* out may alias a or b: both read */                                                   \
+    }
 
 static void add_right_shifts(const mcuf_add_params *p, int32_t n, const int8_t *a, const int8_t *b, int8_t *output)
 {
@@ -43,23 +60,20 @@ static void add_right_shifts(const mcuf_add_params *p, int32_t n, const int8_t *
     const int32_t r1 = -p->input1.shift;
     const int32_t r2 = -p->input2.shift;
     const int32_t ro = -p->output.shift;
-    const int32_t h1 = r1 > 0 ? INT32_C(1) << (r1 - 1) : 0;
-    const int32_t h2 = r2 > 0 ? INT32_C(1) << (r2 - 1) : 0;
-    const int32_t ho = ro > 0 ? INT32_C(1) << (ro - 1) : 0;
-    const uint32_t g1 = r1 > 0 ? 1u : 0u;
-    const uint32_t g2 = r2 > 0 ? 1u : 0u;
-    const uint32_t go = ro > 0 ? 1u : 0u;
-    const int32_t shift2 = p->left_shift + 1; /* 2x, x = (v + offset) << left_shift */
-    const int32_t off1 = p->input1_offset;
-    const int32_t off2 = p->input2_offset;
+    const int32_t h1 = INT32_C(1) << (r1 - 1);
+    const int32_t h2 = INT32_C(1) << (r2 - 1);
+    const int32_t ho = INT32_C(1) << (ro - 1);
+    /* 2x = (v + offset) * 2^(left_shift + 1) = v * scale2 + offset * scale2 (|2x| < 2^30) */
+    const int32_t scale2 = INT32_C(1) << (p->left_shift + 1);
+    const int32_t off1 = p->input1_offset * scale2;
+    const int32_t off2 = p->input2_offset * scale2;
     const int32_t out_off = p->output_offset;
     const int32_t lo = p->act_min;
     const int32_t hi = p->act_max;
-    for (int32_t i = 0; i < n; i++) {
-        const int32_t s1 = rdbpot_small(smmulr(((int32_t)a[i] + off1) * (INT32_C(1) << shift2), m1), r1, h1, g1);
-        const int32_t s2 = rdbpot_small(smmulr(((int32_t)b[i] + off2) * (INT32_C(1) << shift2), m2), r2, h2, g2);
-        const int32_t r = rdbpot_small(smmulr((s1 + s2) * 2, mo), ro, ho, go);
-        output[i] = out_s8_act(r, out_off, lo, hi); /* out may alias a or b: both read */
+    if (lo == -128 && hi == 127) {
+        ADD_FAST_LOOP(out_s8(r, out_off))
+    } else {
+        ADD_FAST_LOOP(out_s8_act(r, out_off, lo, hi))
     }
 }
 
@@ -72,7 +86,7 @@ mcuf_status mcuf_add_s8(const mcuf_add_params *p, int32_t n, const int8_t *a, co
     const requant_k q1 = requant_make(&p->input1);
     const requant_k q2 = requant_make(&p->input2);
     const requant_k qo = requant_make(&p->output);
-    if (q1.left == 0 && q2.left == 0 && qo.left == 0 && p->left_shift <= ADD_FAST_MAX_SHIFT) {
+    if (add_fast_ok(p)) {
         add_right_shifts(p, n, a, b, output);
         return MCUF_OK;
     }
