@@ -102,6 +102,20 @@ def run_core(
     return results
 
 
+def figures(results: dict[str, list[KernelFigure]]) -> dict[str, dict]:
+    """{kernel: MACs, instructions and instructions per MAC, optimized and portable} of run_core."""
+    out = {}
+    for port, opt in zip(results["portable"], results["optimized"], strict=True):
+        out[opt.name] = {
+            "macs": opt.macs,
+            "instructions_optimized": opt.instructions,
+            "instructions_portable": port.instructions,
+            "instructions_per_mac_optimized": round(opt.per_mac, 3),
+            "instructions_per_mac_portable": round(port.per_mac, 3),
+        }
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--core", action="append", choices=sorted(BOARDS), help="default: every core")
@@ -111,19 +125,12 @@ def main() -> int:
     out: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="mcuformer-kbench-") as tmp:
         for core in cores:
-            res = run_core(core, Path(tmp))
-            out[core] = {}
-            for port, opt in zip(res["portable"], res["optimized"], strict=True):
-                out[core][opt.name] = {
-                    "macs": opt.macs,
-                    "instructions_optimized": opt.instructions,
-                    "instructions_portable": port.instructions,
-                    "instructions_per_mac_optimized": round(opt.per_mac, 3),
-                    "instructions_per_mac_portable": round(port.per_mac, 3),
-                }
+            out[core] = figures(run_core(core, Path(tmp)))
+            for name, f in out[core].items():
                 print(
-                    f"{core:10s} {opt.name:26s} {opt.macs:>9,} MACs  optimized {opt.per_mac:5.2f}/MAC "
-                    f"portable {port.per_mac:5.2f}/MAC",
+                    f"{core:10s} {name:26s} {f['macs']:>9,} MACs  "
+                    f"optimized {f['instructions_per_mac_optimized']:5.2f}/MAC "
+                    f"portable {f['instructions_per_mac_portable']:5.2f}/MAC",
                     flush=True,
                 )
     if args.json:

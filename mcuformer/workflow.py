@@ -487,6 +487,15 @@ def measure_in_qemu(project: Path, log: Log) -> dict:
     return measured
 
 
+def op_macs(graph, node) -> int:
+    """Multiply-accumulates of one fused operator: its linears, patch embedding and attention
+    products (recomputation by the per-head schedule included)."""
+    from nas.instr_model import node_features
+
+    f = node_features(graph, node)
+    return int(f["macs"] + f["attn_macs"])
+
+
 def project_report(compiled, board: Board, test_int8, expected, labels, float_acc, int8_acc, source: str) -> dict:
     graph, cost = compiled.graph, compiled.cost
     plan = graph.meta["plan"]
@@ -502,6 +511,7 @@ def project_report(compiled, board: Board, test_int8, expected, labels, float_ac
                 "kernel": compiled.lowered.calls[step].kernel,
                 "schedule": node.variant,
                 "tile": node.tile,
+                "macs": op_macs(graph, node),
                 "shapes": {t: list(graph.tensors[t].shape) for t in tensors},
                 "offsets": {t: plan.offset_of(t) for t in tensors if t not in excluded},
                 "scratch": {"offset": plan.offset_of(f"{node.name}.scratch"), "bytes": node.scratch_bytes},

@@ -292,6 +292,12 @@ class Vectors:
             # multiplier 2^30 and shift -20: s = (v << 20) / 2^21 exactly, a tie for every odd v,
             # negative ones included; the sum then meets ties at the output's shift -1
             (20, (M_MIN, -20), (M_MIN, -20), (M_MIN, -1), (0, 0, 0), (-128, 127)),
+            # TFLite's input multiplier 0.5 = (2^30, 0) on either input (exact halving path), its
+            # left_shift bounds 1 and 20, and 21 (the general path)
+            (20, (M_MIN, 0), (M_MAX, -2), (M_MAX, -19), (-3, 17, 5), (-128, 127)),
+            (20, (M_MAX, -1), (M_MIN, 0), (M_MIN, -20), (128, -127, -128), (-128, 127)),
+            (1, (M_MIN, 0), (M_MIN, 0), (M_MAX, -1), (0, 0, 0), (-128, 127)),
+            (21, (M_MIN, 0), (M_MAX, -3), (M_MAX, -20), (7, -7, 0), (-20, 20)),
             (21, (M_MIN, -2), (M_MAX, -1), (M_MIN, -1), (1, -1, 3), (-128, 127)),
         )
         for ls, r1, r2, ro, (o1, o2, oo), (lo, hi) in fast:
