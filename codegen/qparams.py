@@ -227,9 +227,10 @@ class PatchEmbedParams:
     dim: int
     proj: LinearParams  # patch*patch*channels -> dim, bias None
     token_bias: np.ndarray | None  # int32 (tokens, dim)
+    tile: int = 1  # patches per pass over the weights: 1, 2 or 4
 
     def __post_init__(self) -> None:
-        _check_ints(self, "image_h", "image_w", "channels", "patch", "dim")
+        _check_ints(self, "image_h", "image_w", "channels", "patch", "dim", "tile")
         shape = None
         if self.patch > 0 and self.image_h >= 0 and self.image_w >= 0 and self.dim >= 0:
             shape = ((self.image_h // self.patch) * (self.image_w // self.patch), self.dim)
@@ -736,12 +737,13 @@ def mlp_scratch_size(p: MLPParams) -> int:
 
 
 def patch_embed_scratch_size(p: PatchEmbedParams) -> int:
-    """Stripe buffer (patch rows of the image) | one patch vector (each rounded to 4)."""
-    if min(p.image_h, p.image_w, p.channels, p.patch) < 0:
+    """Stripe buffer (patch rows of the image) | `tile` patch vectors | expanded tile inputs (each
+    rounded to 4)."""
+    if min(p.image_h, p.image_w, p.channels, p.patch) < 0 or p.tile not in scratch.TILES:
         return -1
-    if not _checked(p.patch * p.image_w * p.channels, p.patch * p.patch * p.channels):
+    if not _checked(p.patch * p.image_w * p.channels) or p.patch * p.patch * p.channels > LINEAR_MAX_IN:
         return -1
-    return _total(scratch.patch_embed(p.patch, p.image_w, p.channels))
+    return _total(scratch.patch_embed(p.patch, p.image_w, p.channels, p.tile))
 
 
 def pool_head_scratch_size(p: PoolHeadParams) -> int:

@@ -44,8 +44,9 @@ def mlp(dim: int, hidden: int, fc1_rank: int, fc2_rank: int, tile: int = 1) -> i
     return rows + align4(tile * dim) + linear_tile(max(dim, hidden, fc1_rank, fc2_rank), tile)
 
 
-def patch_embed(patch: int, image_w: int, channels: int) -> int:
-    return align4(patch * image_w * channels) + align4(patch * patch * channels)
+def patch_embed(patch: int, image_w: int, channels: int, tile: int = 1) -> int:
+    vec = patch * patch * channels
+    return align4(patch * image_w * channels) + align4(tile * vec) + linear_tile(vec, tile)
 
 
 def pool_head(dim: int) -> int:
@@ -53,7 +54,7 @@ def pool_head(dim: int) -> int:
 
 
 def for_fused(op: Op, body: tuple[Node, ...], graph: Graph, tile: int = 1) -> int:
-    """Scratch bytes of a fused node; `tile` is the token tile of a fused MLP or row-wise attention."""
+    """Scratch bytes of a fused node; `tile` is its token tile (patch embedding, MLP, row-wise attention)."""
     by_role = {n.attrs.role: n for n in body}
 
     def shape(name: str) -> tuple[int, ...]:
@@ -65,7 +66,7 @@ def for_fused(op: Op, body: tuple[Node, ...], graph: Graph, tile: int = 1) -> in
 
     if op == Op.FUSED_PATCH_EMBED:
         h, w, c = shape(by_role["proj"].inputs[0])
-        return patch_embed(by_role["proj"].attrs.patch, w, c)
+        return patch_embed(by_role["proj"].attrs.patch, w, c, tile)
     if op == Op.FUSED_ATTENTION:
         tokens, dim = shape(by_role["ln"].inputs[0])
         down = by_role.get("qkv_down")

@@ -811,14 +811,17 @@ def test_patch_embed(harness: kh.Harness, seed: int) -> None:
     cases, params, images = [], [], []
     for image_h, image_w, channels, patch, dim in configs:
         p, img = float_patch_embed(rng, image_h, image_w, channels, patch, dim)
-        params.append(p)
-        images.append(img)
-        cases.append(patch_case(p, img))
+        for tile in (1, 2, 4):  # patches per pass (a partial last group per stripe): identical x
+            params.append(replace(p, tile=tile))
+            images.append(img)
+            cases.append(patch_case(params[-1], img))
     for res, p, img in zip(harness.run(cases), params, images, strict=True):
-        check_ok(res, "patch_embed")
+        where = f"patch_embed {p.image_h}x{p.image_w}x{p.channels} tile {p.tile}"
+        check_ok(res, where)
         assert res.aux == qp.patch_embed_scratch_size(p)
         assert list(res.outputs[1]) == list(range(p.image_h // p.patch)), "stripes read once, in order"
-        assert_same(res.outputs[0], ref.patch_embed(p, img), f"patch_embed {p.image_h}x{p.image_w}x{p.channels}")
+        assert_same(res.outputs[0], ref.patch_embed(replace(p, tile=1), img), where)
+    assert qp.patch_embed_scratch_size(replace(params[0], tile=3)) == -1
 
 
 def test_patch_embed_reader_error(harness: kh.Harness) -> None:

@@ -5,8 +5,8 @@ Attention has two: ``all_heads`` keeps K and V for every head (2 x T x E bytes) 
 keeps one head's K_h, V_h (2 x T x E/H) plus the concatenated head outputs (T x E), recomputing the
 LayerNorm (and the low-rank down-projection) once per head. Both give identical integers.
 
-The fused MLP and the row-wise (all_heads) attention have token tiles (``tile`` of their C params):
-1, 2 or 4 tokens per pass over the linears' weights. A larger tile loads each weight once for more
+The patch embedding, the fused MLP and the row-wise (all_heads) attention have token tiles (``tile``
+of their C params): 1, 2 or 4 tokens per pass over the linears' weights. A larger tile loads each weight once for more
 tokens (fewer instructions with the DSP kernels: about 1.1 instead of 2.0 per MAC on a 1200-input
 linear on the M7, benchmarks/kernels.py) and costs tile x the row scratch plus the expanded inputs.
 Every tile gives identical integers. Tiles are chosen first: every block starts at the largest tile
@@ -73,8 +73,11 @@ def _with(graph: Graph, switched: set[int], per_head: dict[int, tuple[Node, dict
 
 
 def tiled(node: Node) -> bool:
-    """Whether the node's kernel takes a token tile: the fused MLP and row-wise (all_heads) attention."""
-    return node.op == Op.FUSED_MLP or (node.op == Op.FUSED_ATTENTION and node.variant == ALL_HEADS)
+    """Whether the node's kernel takes a token tile: the patch embedding, the fused MLP and row-wise
+    (all_heads) attention."""
+    if node.op == Op.FUSED_ATTENTION:
+        return node.variant == ALL_HEADS
+    return node.op in (Op.FUSED_PATCH_EMBED, Op.FUSED_MLP)
 
 
 def with_tile(node: Node, graph: Graph, tile: int) -> Node:
@@ -84,7 +87,7 @@ def with_tile(node: Node, graph: Graph, tile: int) -> Node:
 
 
 def _largest_tile(node: Node, graph: Graph) -> int:
-    tokens = graph.tensors[node.inputs[0]].shape[0]
+    tokens = graph.tensors[node.outputs[0]].shape[0]  # the token rows it writes
     return max(t for t in scratch.TILES if t <= max(tokens, 1))
 
 

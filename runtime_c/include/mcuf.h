@@ -326,9 +326,13 @@ mcuf_status mcuf_mlp_rowwise_s8(const mcuf_mlp_params *p, int8_t *x, int8_t *scr
  * proj.bias must be NULL: the position embedding is folded into token_bias [tokens][dim].
  * read returns 0 on success; any other value stops the kernel with MCUF_ERR_INPUT (tokens of
  * earlier stripes are then already written).
- * Ranges: image_h, image_w multiples of patch >= 1; proj.in_features = patch*patch*channels.
- * scratch: mcuf_patch_embed_scratch_size() bytes (stripe buffer + one patch vector, each rounded
- * up to 4 bytes).
+ * Token tiles: `tile` (1, 2 or 4) patches of a stripe go through the projection together
+ *   (mcuf_linear_tile_s8's kernels, each token with its own bias row); identical x for every tile.
+ * Ranges: image_h, image_w multiples of patch >= 1; proj.in_features = patch*patch*channels
+ *   <= MCUF_LINEAR_MAX_IN; tile in {1, 2, 4}.
+ * scratch: mcuf_patch_embed_scratch_size() bytes, 4-byte aligned (checked) when tile > 1: stripe
+ * buffer | `tile` patch vectors | expanded tile inputs (mcuf_linear_tile_scratch_size; 0 for tile 1),
+ * each rounded up to 4 bytes.
  * ------------------------------------------------------------------------------------------- */
 typedef int32_t (*mcuf_stripe_reader)(void *ctx, int32_t stripe, int8_t *dst, int32_t n_bytes);
 
@@ -337,6 +341,7 @@ typedef struct {
     int32_t dim;
     mcuf_linear_params proj;   /* patch*patch*channels -> dim, bias NULL */
     const int32_t *token_bias; /* [tokens][dim] */
+    int32_t tile;              /* patches per pass over the weights: 1, 2 or 4 */
 } mcuf_patch_embed_params;
 
 int32_t mcuf_patch_embed_scratch_size(const mcuf_patch_embed_params *p);

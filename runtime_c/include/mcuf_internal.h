@@ -111,7 +111,7 @@ static inline mcuf_status mcufi_add_check(const mcuf_add_params *p, int32_t n, c
  * Linear: linear.c / dsp/linear.c compute rows; linear_api.c (no twin) checks the parameters and
  * is the public mcuf_linear_s8 / mcuf_linear_rows_s8.
  * ------------------------------------------------------------------------------------------- */
-/* One row, input [in_features] -> output [out_features], for parameters check_linear accepted. */
+/* One row, input [in_features] -> output [out_features], for parameters mcufi_linear_check accepted. */
 void mcufi_linear_row(const mcuf_linear_params *p, const int8_t *input, int8_t *output);
 
 /* Token tiles (mcuf_linear_tile_s8): a tile of 1, 2 or 4 rows. */
@@ -129,11 +129,15 @@ static inline int32_t mcufi_linear_tile_xbuf_words(int32_t n_in, int32_t tile)
 }
 
 /* `rows` rows [rows][in_features] -> [rows][out_features], `tile` rows per pass over the weights
- * where the kernel has a tiled path (the DSP twin), for parameters check_linear accepted; xbuf
- * holds mcufi_linear_tile_xbuf_words(in_features, tile) words (unused by the portable kernel). The
- * same outputs as row by row. */
+ * where the kernel has a tiled path (the DSP twin), for parameters mcufi_linear_check accepted; xbuf
+ * holds mcufi_linear_tile_xbuf_words(in_features, tile) words (unused by the portable kernel). Row r
+ * adds the bias at p->bias + r * bias_stride (0: the same bias for every row). The same outputs as
+ * row by row. */
 void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, const int8_t *input,
-                       int32_t *xbuf, int8_t *output);
+                       int32_t *xbuf, int32_t bias_stride, int8_t *output);
+
+/* The parameter checks of mcuf_linear_s8 (linear_api.c): MCUF_OK or MCUF_ERR_ARG. */
+mcuf_status mcufi_linear_check(const mcuf_linear_params *p);
 
 /* ---------------------------------------------------------------------------------------------
  * Fused kernels (common.c, no twin).

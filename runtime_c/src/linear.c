@@ -35,13 +35,17 @@ void mcufi_linear_row(const mcuf_linear_params *p, const int8_t *input, int8_t *
 }
 
 void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, const int8_t *input,
-                       int32_t *xbuf, int8_t *output)
+                       int32_t *xbuf, int32_t bias_stride, int8_t *output)
 {
     (void)tile;
     (void)xbuf;
+    mcuf_linear_params q = *p; /* q.bias: the current row's */
     for (int32_t r = 0; r < rows; r++) {
-        mcufi_linear_row(p, input, output);
+        mcufi_linear_row(&q, input, output);
         input += p->in_features;
         output += p->out_features;
+        if (q.bias != NULL) {
+            q.bias += bias_stride;
+        }
     }
 }

@@ -8,7 +8,7 @@
 
 #include "mcuf_internal.h"
 
-static mcuf_status check_linear(const mcuf_linear_params *p)
+mcuf_status mcufi_linear_check(const mcuf_linear_params *p)
 {
     if (p == NULL || p->weights == NULL || p->multiplier == NULL || p->shift == NULL) {
         return MCUF_ERR_ARG;
@@ -32,7 +32,7 @@ static mcuf_status check_linear(const mcuf_linear_params *p)
 
 mcuf_status mcuf_linear_s8(const mcuf_linear_params *p, const int8_t *input, int8_t *output)
 {
-    const mcuf_status st = check_linear(p);
+    const mcuf_status st = mcufi_linear_check(p);
     if (st != MCUF_OK) {
         return st;
     }
@@ -45,7 +45,7 @@ mcuf_status mcuf_linear_s8(const mcuf_linear_params *p, const int8_t *input, int
 
 mcuf_status mcuf_linear_rows_s8(const mcuf_linear_params *p, int32_t rows, const int8_t *input, int8_t *output)
 {
-    const mcuf_status st = check_linear(p);
+    const mcuf_status st = mcufi_linear_check(p);
     if (st != MCUF_OK) {
         return st;
     }
@@ -71,7 +71,7 @@ int32_t mcuf_linear_tile_scratch_size(const mcuf_linear_params *p, int32_t tile)
 mcuf_status mcuf_linear_tile_s8(const mcuf_linear_params *p, int32_t rows, int32_t tile, const int8_t *input,
                                 int8_t *scratch, int8_t *output)
 {
-    const mcuf_status st = check_linear(p);
+    const mcuf_status st = mcufi_linear_check(p);
     if (st != MCUF_OK) {
         return st;
     }
@@ -81,6 +81,6 @@ mcuf_status mcuf_linear_tile_s8(const mcuf_linear_params *p, int32_t rows, int32
     if (tile > 1 && (scratch == NULL || ((uintptr_t)scratch & 3u) != 0u)) {
         return MCUF_ERR_ARG;
     }
-    mcufi_linear_tile(p, rows, tile, input, (int32_t *)(void *)scratch, output);
+    mcufi_linear_tile(p, rows, tile, input, (int32_t *)(void *)scratch, 0, output);
     return MCUF_OK;
 }

@@ -260,6 +260,7 @@ static void rd_patch_embed(mcuf_patch_embed_params *p)
     p->dim = rd_int();
     rd_linear(&p->proj);
     p->token_bias = rd_s32(NULL);
+    p->tile = rd_int();
 }
 
 static void rd_pool_head(mcuf_pool_head_params *p)

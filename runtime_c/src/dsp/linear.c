@@ -78,14 +78,21 @@ static inline int8_t channel_out(const channel_k *c, int32_t sum)
 /* Channel o of 4 rows (output row stride n_out), its constants computed once. Not inlined: one
  * copy instead of three saves ~1 KiB of flash for a call per 4 outputs. */
 static __attribute__((noinline)) void out4(const mcuf_linear_params *p, int32_t o, int32_t a0, int32_t a1,
-                                           int32_t a2, int32_t a3, int8_t *output)
+                                           int32_t a2, int32_t a3, int32_t bias_stride, int8_t *output)
 {
     const int32_t n_out = p->out_features;
-    const channel_k c = channel_make(p, o);
+    channel_k c = channel_make(p, o);
+    const int32_t acc[4] = {a0, a1, a2, a3};
+    if (bias_stride != 0) { /* each row its own bias (the patch embedding's token bias) */
+        for (int32_t t = 0; t < 4; t++) {
+            c.bias = p->bias[o + t * bias_stride];
+            output[t * n_out + o] = channel_out(&c, acc[t]);
+        }
+        return;
+    }
     if (c.rq.left == 0 && c.act_min == -128 && c.act_max == 127) {
         /* The common case (no left shift, no activation clamp): requant_apply and out_s8_act less
          * their no-op steps, the same integers. */
-        const int32_t acc[4] = {a0, a1, a2, a3};
         for (int32_t t = 0; t < 4; t++) {
             const int32_t y = mul_round31(__qadd(acc[t], c.bias), c.rq.m);
             output[t * n_out + o] = out_s8(rdbpot_mask(y, c.rq.right, c.rq.mask), c.out_off);
@@ -104,11 +111,17 @@ static inline int8_t finish_with(const mcuf_linear_params *p, int32_t bias, int3
     return out_s8_act(requantize(__qadd(sum, bias), m, s), p->output_offset, p->act_min, p->act_max);
 }
 
-/* Not inlined: one copy instead of five costs a call per output and saves ~700 bytes of flash. */
-static __attribute__((noinline)) int8_t finish(const mcuf_linear_params *p, int32_t o, int32_t sum)
+/* Channel o with the bias at p->bias[o + bias_at] (a row's own bias: mcufi_linear_tile's bias_stride).
+ * Not inlined: one copy instead of seven costs a call per output and saves ~1 KiB of flash. */
+static __attribute__((noinline)) int8_t finish_at(const mcuf_linear_params *p, int32_t o, int32_t bias_at, int32_t sum)
 {
-    const int32_t bias = p->bias != NULL ? p->bias[o] : 0;
+    const int32_t bias = p->bias != NULL ? p->bias[o + bias_at] : 0;
     return finish_with(p, bias, p->multiplier[o], p->shift[o], sum);
+}
+
+static inline int8_t finish(const mcuf_linear_params *p, int32_t o, int32_t sum)
+{
+    return finish_at(p, o, 0, sum);
 }
 
 /* Parameters already checked. Four output rows at a time share each input word's SXTAB16;
@@ -228,7 +241,7 @@ static void expand(const int8_t *input, int32_t n_in, int32_t g, int32_t off2, i
 /* Four rows (tokens) x one channel per step over the expanded inputs; xbuf from expand(.., 4, ..).
  * Per block of 4 inputs: 1 weight load, 2 SXTB16, 4 LDRD, 8 SMLAD for 16 MACs; two blocks per
  * loop iteration. */
-static void tile4(const mcuf_linear_params *p, const int32_t *xbuf, int8_t *output)
+static void tile4(const mcuf_linear_params *p, const int32_t *xbuf, int32_t bias_stride, int8_t *output)
 {
     const int32_t n_in = p->in_features;
     const int32_t n_out = p->out_features;
@@ -258,7 +271,7 @@ static void tile4(const mcuf_linear_params *p, const int32_t *xbuf, int8_t *outp
             w += tail;
             TILE4_STEP(wv);
         }
-        out4(p, o, a0, a1, a2, a3, output);
+        out4(p, o, a0, a1, a2, a3, bias_stride, output);
     }
 }
 
@@ -280,7 +293,7 @@ static void tile4(const mcuf_linear_params *p, const int32_t *xbuf, int8_t *outp
 
 /* Two rows (tokens) x two channels per step over the expanded inputs; xbuf from expand(.., 2, ..);
  * an odd last channel with the 2 x 1 step. Per block: 2 weight loads, 4 SXTB16, 2 LDRD, 8 SMLAD. */
-static void tile2(const mcuf_linear_params *p, const int32_t *xbuf, int8_t *output)
+static void tile2(const mcuf_linear_params *p, const int32_t *xbuf, int32_t bias_stride, int8_t *output)
 {
     const int32_t n_in = p->in_features;
     const int32_t n_out = p->out_features;
@@ -308,8 +321,8 @@ static void tile2(const mcuf_linear_params *p, const int32_t *xbuf, int8_t *outp
         }
         output[o] = finish(p, o, a00);
         output[o + 1] = finish(p, o + 1, a01);
-        output[n_out + o] = finish(p, o, a10);
-        output[n_out + o + 1] = finish(p, o + 1, a11);
+        output[n_out + o] = finish_at(p, o, bias_stride, a10);
+        output[n_out + o + 1] = finish_at(p, o + 1, bias_stride, a11);
         w += 2 * n_in;
     }
     if (o < n_out) {
@@ -327,38 +340,44 @@ static void tile2(const mcuf_linear_params *p, const int32_t *xbuf, int8_t *outp
             a1 = __smlad(w13, xh, __smlad(w02, xl, a1));
         }
         output[o] = finish(p, o, a0);
-        output[n_out + o] = finish(p, o, a1);
+        output[n_out + o] = finish_at(p, o, bias_stride, a1);
     }
 }
 
 /* Parameters already checked; xbuf holds mcufi_linear_tile_xbuf_words(p, tile) words. Groups of
- * `tile` rows (4 or 2) through the register-blocked kernels, the rest (and tile 1) row by row. */
+ * `tile` rows (4 or 2) through the register-blocked kernels, the rest (and tile 1) row by row. Row r
+ * adds the bias at p->bias + r * bias_stride (0: one bias for every row). */
 void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, const int8_t *input,
-                       int32_t *xbuf, int8_t *output)
+                       int32_t *xbuf, int32_t bias_stride, int8_t *output)
 {
     const int32_t n_in = p->in_features;
     const int32_t n_out = p->out_features;
     const int32_t off2 = dup16(p->input_offset);
+    const int32_t bias_step = p->bias != NULL ? bias_stride : 0;
+    mcuf_linear_params q = *p; /* q.bias: the current row's */
     int32_t r = 0;
     if (tile >= 4) {
         for (; r + 4 <= rows; r += 4) {
             expand(input, n_in, 4, off2, xbuf);
-            tile4(p, xbuf, output);
+            tile4(&q, xbuf, bias_step, output);
             input += 4 * n_in;
             output += 4 * n_out;
+            q.bias += 4 * bias_step;
         }
     }
     if (tile >= 2) {
         for (; r + 2 <= rows; r += 2) {
             expand(input, n_in, 2, off2, xbuf);
-            tile2(p, xbuf, output);
+            tile2(&q, xbuf, bias_step, output);
             input += 2 * n_in;
             output += 2 * n_out;
+            q.bias += 2 * bias_step;
         }
     }
     for (; r < rows; r++) {
-        mcufi_linear_row(p, input, output);
+        mcufi_linear_row(&q, input, output);
         input += n_in;
         output += n_out;
+        q.bias += bias_step;
     }
 }
