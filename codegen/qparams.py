@@ -712,10 +712,10 @@ def lowrank_scratch_size(p: LowRankParams) -> int:
 
 def attention_scratch_size(p: AttentionParams) -> int:
     """LN rows | qkv_down rows | q rows | scores/probs | concat rows | proj rows (`tile` rows each, the
-    scores one row; each rounded to 4) | expanded tile inputs."""
+    scores one row; each rounded to 4) | expanded tile inputs | qkv_down cache (tile > 1, rank > 0)."""
     if p.tile not in scratch.TILES or not _checked(p.tokens, p.dim, p.qkv_rank):
         return -1
-    if max(p.dim, p.qkv_rank) > LINEAR_MAX_IN:
+    if max(p.dim, p.qkv_rank) > LINEAR_MAX_IN or p.tokens > SOFTMAX_MAX_LENGTH:
         return -1
     return _total(scratch.attention(p.tokens, p.dim, p.qkv_rank, p.tile))
 

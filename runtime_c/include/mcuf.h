@@ -238,10 +238,14 @@ mcuf_status mcuf_attn_weighted_sum_s8(const mcuf_attn_head_params *p, const int8
  * Token tiles: the linears (qkv_down, k, v, q, proj) run `tile` (1, 2 or 4) tokens per pass over
  *   their weights (mcuf_linear_tile_s8; a last partial tile has fewer tokens); identical x for
  *   every tile. Only the row-wise schedule tiles; mcuf_attention_perhead_s8 ignores `tile`.
+ *   With tile > 1 and qkv_rank > 0, pass 1 also keeps every token's qkv_down row (a cache of
+ *   tokens x qkv_rank bytes in scratch) and pass 2 reads it instead of recomputing LN and qkv_down
+ *   (x_t is unchanged until its own tile's last step, so the rows are the same).
  * scratch: mcuf_attention_scratch_size() bytes, 4-byte aligned (checked) when tile > 1, layout
- *   (each part rounded up to 4 bytes): LN rows [tile][dim] | qkv_down rows [tile][qkv_rank] |
- *   q rows [tile][dim] | scores/probs [tokens] | concat [tile][dim] | proj rows [tile][dim] |
- *   expanded tile inputs (mcuf_linear_tile_scratch_size of max(dim, qkv_rank) inputs; 0 for tile 1).
+ *   (each part rounded up to 4 bytes): LN rows [tile][dim] | qkv_down rows [tile][qkv_rank] (0 with
+ *   the cache) | q rows [tile][dim] | scores/probs [tokens] | concat [tile][dim] | proj rows
+ *   [tile][dim] | expanded tile inputs (mcuf_linear_tile_scratch_size of max(dim, qkv_rank) inputs;
+ *   0 for tile 1) | qkv_down cache [tokens][qkv_rank] (tile > 1 and qkv_rank > 0, else 0).
  * ------------------------------------------------------------------------------------------- */
 typedef struct {
     int32_t tokens;

@@ -18,38 +18,48 @@ typedef struct {
     int8_t *concat; /* [tile][dim] */
     int8_t *proj;   /* [tile][dim] */
     int8_t *xbuf;   /* expanded tile inputs */
+    int8_t *cache;  /* [tokens][qkv_rank] with a tile > 1 and qkv_rank > 0, else NULL */
 } attention_scratch;
 
-static int32_t scratch_parts(const mcuf_attention_params *p, int32_t parts[7])
+/* Whether pass 1 keeps every token's qkv_down row for pass 2 (which then skips LN and qkv_down). */
+static int caches_qkv(const mcuf_attention_params *p)
+{
+    return p->tile > 1 && p->qkv_rank > 0;
+}
+
+#define SCRATCH_PARTS 8
+
+static int32_t scratch_parts(const mcuf_attention_params *p, int32_t parts[SCRATCH_PARTS])
 {
     if (!mcufi_linear_tile_ok(p->tile) || p->dim < 0 || p->qkv_rank < 0 || p->tokens < 0 ||
-        p->dim > MCUF_LINEAR_MAX_IN || p->qkv_rank > MCUF_LINEAR_MAX_IN) {
+        p->dim > MCUF_LINEAR_MAX_IN || p->qkv_rank > MCUF_LINEAR_MAX_IN || p->tokens > MCUF_SOFTMAX_MAX_LENGTH) {
         return 0;
     }
     const int32_t widest = p->dim > p->qkv_rank ? p->dim : p->qkv_rank;
-    /* tile <= 4 and dim, qkv_rank <= 65535: every part fits int32. */
+    /* tile <= 4, dim, qkv_rank <= 65535, tokens <= 32767: every part fits int32. */
     parts[0] = p->tile * p->dim;
-    parts[1] = p->tile * p->qkv_rank;
+    parts[1] = caches_qkv(p) ? 0 : p->tile * p->qkv_rank;
     parts[2] = p->tile * p->dim;
     parts[3] = p->tokens;
     parts[4] = p->tile * p->dim;
     parts[5] = p->tile * p->dim;
     parts[6] = 4 * mcufi_linear_tile_xbuf_words(widest, p->tile);
+    parts[7] = caches_qkv(p) ? p->tokens * p->qkv_rank : 0;
     return 1;
 }
 
 int32_t mcuf_attention_scratch_size(const mcuf_attention_params *p)
 {
-    int32_t parts[7];
+    int32_t parts[SCRATCH_PARTS];
     if (p == NULL || !scratch_parts(p, parts)) {
         return -1;
     }
-    return mcufi_layout_size(parts, 7);
+    return mcufi_layout_size(parts, SCRATCH_PARTS);
 }
 
-/* LN of n rows of x, then qkv_down on them (rank > 0): *qkv_in = the rows q/k/v read. */
+/* LN of n rows of x, then qkv_down on them into r_rows (rank > 0): *qkv_in = the rows q/k/v read. */
 static mcuf_status qkv_input_rows(const mcuf_attention_params *p, const int8_t *x_rows, int32_t n,
-                                  const attention_scratch *s, const int8_t **qkv_in)
+                                  const attention_scratch *s, int8_t *r_rows, const int8_t **qkv_in)
 {
     mcuf_status st = MCUF_OK;
     for (int32_t r = 0; r < n && st == MCUF_OK; r++) {
@@ -62,8 +72,8 @@ static mcuf_status qkv_input_rows(const mcuf_attention_params *p, const int8_t *
         *qkv_in = s->ln;
         return MCUF_OK;
     }
-    *qkv_in = s->r;
-    return mcuf_linear_tile_s8(&p->qkv_down, n, p->tile, s->ln, s->xbuf, s->r);
+    *qkv_in = r_rows;
+    return mcuf_linear_tile_s8(&p->qkv_down, n, p->tile, s->ln, s->xbuf, r_rows);
 }
 
 mcuf_status mcuf_attention_rowwise_s8(const mcuf_attention_params *p, int8_t *x, int8_t *k_buf, int8_t *v_buf,
@@ -73,7 +83,7 @@ mcuf_status mcuf_attention_rowwise_s8(const mcuf_attention_params *p, int8_t *x,
         return MCUF_ERR_ARG;
     }
     mcuf_status st = mcufi_attention_check(p);
-    int32_t parts[7];
+    int32_t parts[SCRATCH_PARTS];
     if (st != MCUF_OK || !scratch_parts(p, parts) || (p->tile > 1 && ((uintptr_t)scratch & 3u) != 0u)) {
         return MCUF_ERR_ARG;
     }
@@ -88,12 +98,14 @@ mcuf_status mcuf_attention_rowwise_s8(const mcuf_attention_params *p, int8_t *x,
     s.concat = s.probs + mcufi_align4(parts[3]);
     s.proj = s.concat + mcufi_align4(parts[4]);
     s.xbuf = s.proj + mcufi_align4(parts[5]);
+    s.cache = caches_qkv(p) ? s.xbuf + mcufi_align4(parts[6]) : NULL;
     const int8_t *qkv_in;
 
-    /* Pass 1: K and V for every token, a tile at a time (x is not written). */
+    /* Pass 1: K and V for every token, a tile at a time (x is not written); with the cache, the
+     * qkv_down rows stay for pass 2. */
     for (int32_t t = 0; t < p->tokens; t += tile) {
         const int32_t n = p->tokens - t < tile ? p->tokens - t : tile;
-        st = qkv_input_rows(p, x + t * dim, n, &s, &qkv_in);
+        st = qkv_input_rows(p, x + t * dim, n, &s, s.cache != NULL ? s.cache + t * p->qkv_rank : s.r, &qkv_in);
         if (st == MCUF_OK) {
             st = mcuf_linear_tile_s8(&p->k, n, tile, qkv_in, s.xbuf, k_buf + t * dim);
         }
@@ -109,7 +121,11 @@ mcuf_status mcuf_attention_rowwise_s8(const mcuf_attention_params *p, int8_t *x,
     for (int32_t t = 0; t < p->tokens; t += tile) {
         const int32_t n = p->tokens - t < tile ? p->tokens - t : tile;
         int8_t *x_rows = x + t * dim;
-        st = qkv_input_rows(p, x_rows, n, &s, &qkv_in);
+        if (s.cache != NULL) { /* LN(x_t) and qkv_down of pass 1: x_t is not written before this tile */
+            qkv_in = s.cache + t * p->qkv_rank;
+        } else {
+            st = qkv_input_rows(p, x_rows, n, &s, s.r, &qkv_in);
+        }
         if (st == MCUF_OK) {
             st = mcuf_linear_tile_s8(&p->q, n, tile, qkv_in, s.xbuf, s.q);
         }
