@@ -26,11 +26,11 @@ def linear_tile(in_features: int, tile: int) -> int:
 
 
 def attention(tokens: int, dim: int, qkv_rank: int, tile: int = 1) -> int:
-    # LN rows, rank rows, q rows, one row of scores (softmax in place), concatenated heads, proj rows,
+    # LN rows, rank rows, q rows, score rows (softmax in place), concatenated heads, proj rows,
     # expanded tile inputs; with tile > 1 and a rank, the qkv_down rows of every token (pass 2 reuses
     # them) instead of a tile of rank rows
     cache = tile > 1 and qkv_rank > 0
-    rows = align4(tile * dim) + (0 if cache else align4(tile * qkv_rank)) + align4(tile * dim) + align4(tokens)
+    rows = align4(tile * dim) + (0 if cache else align4(tile * qkv_rank)) + align4(tile * dim) + align4(tile * tokens)
     rows += align4(tile * dim) + align4(tile * dim) + linear_tile(max(dim, qkv_rank), tile)
     return rows + (align4(tokens * qkv_rank) if cache else 0)
 

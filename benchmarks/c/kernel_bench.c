@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "mcuf.h"
+#include "mcuf_internal.h" /* mcufi_attn_scores_tile: the fused attention's query tile */
 #include "platform.h"
 
 #define TOKENS 144
@@ -146,6 +147,17 @@ int main(void)
     uint64_t n = mcuf_platform_counter_stop();
     failed |= st != MCUF_OK;
     report("attn_scores_144x54", 4 * TOKENS * HEAD_DIM, n, checksum(output, 4 * TOKENS));
+    /* the same four score rows as one tile of 4 queries (the head's rows of a q tile) */
+    static int8_t q_tile[4 * DIM];
+    for (int32_t r = 0; r < 4; r++) {
+        memcpy(q_tile + r * DIM, q_row, HEAD_DIM);
+    }
+    mcuf_platform_counter_start();
+    for (int32_t r = 0; r < 4 && st == MCUF_OK; r++) {
+        mcufi_attn_scores_tile(&h, 4, q_tile, DIM, kv + r * HEAD_DIM, DIM, tile_scratch, output + 4 * r * TOKENS);
+    }
+    n = mcuf_platform_counter_stop();
+    report("attn_scores_tile4_144x54", 16 * TOKENS * HEAD_DIM, n, checksum(output, 16 * TOKENS));
     mcuf_platform_counter_start();
     for (int32_t r = 0; r < 4 && st == MCUF_OK; r++) {
         st = mcuf_attn_weighted_sum_s8(&h, probs, kv + TOKENS * DIM + r * HEAD_DIM, DIM, output + r * HEAD_DIM);

@@ -243,7 +243,7 @@ mcuf_status mcuf_attn_weighted_sum_s8(const mcuf_attn_head_params *p, const int8
  *   (x_t is unchanged until its own tile's last step, so the rows are the same).
  * scratch: mcuf_attention_scratch_size() bytes, 4-byte aligned (checked) when tile > 1, layout
  *   (each part rounded up to 4 bytes): LN rows [tile][dim] | qkv_down rows [tile][qkv_rank] (0 with
- *   the cache) | q rows [tile][dim] | scores/probs [tokens] | concat [tile][dim] | proj rows
+ *   the cache) | q rows [tile][dim] | scores/probs [tile][tokens] | concat [tile][dim] | proj rows
  *   [tile][dim] | expanded tile inputs (mcuf_linear_tile_scratch_size of max(dim, qkv_rank) inputs;
  *   0 for tile 1) | qkv_down cache [tokens][qkv_rank] (tile > 1 and qkv_rank > 0, else 0).
  * ------------------------------------------------------------------------------------------- */

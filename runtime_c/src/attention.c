@@ -14,7 +14,7 @@ typedef struct {
     int8_t *ln;     /* [tile][dim] */
     int8_t *r;      /* [tile][qkv_rank] */
     int8_t *q;      /* [tile][dim] */
-    int8_t *probs;  /* [tokens] */
+    int8_t *probs;  /* [tile][tokens] */
     int8_t *concat; /* [tile][dim] */
     int8_t *proj;   /* [tile][dim] */
     int8_t *xbuf;   /* expanded tile inputs */
@@ -40,7 +40,7 @@ static int32_t scratch_parts(const mcuf_attention_params *p, int32_t parts[SCRAT
     parts[0] = p->tile * p->dim;
     parts[1] = caches_qkv(p) ? 0 : p->tile * p->qkv_rank;
     parts[2] = p->tile * p->dim;
-    parts[3] = p->tokens;
+    parts[3] = p->tile * p->tokens;
     parts[4] = p->tile * p->dim;
     parts[5] = p->tile * p->dim;
     parts[6] = 4 * mcufi_linear_tile_xbuf_words(widest, p->tile);
@@ -129,14 +129,18 @@ mcuf_status mcuf_attention_rowwise_s8(const mcuf_attention_params *p, int8_t *x,
         if (st == MCUF_OK) {
             st = mcuf_linear_tile_s8(&p->q, n, tile, qkv_in, s.xbuf, s.q);
         }
-        for (int32_t r = 0; r < n && st == MCUF_OK; r++) {
-            for (int32_t h = 0; h < p->heads && st == MCUF_OK; h++) {
-                st = mcuf_attn_scores_s8(&p->head, s.q + r * dim + h * hd, k_buf + h * hd, dim, s.probs);
+        for (int32_t h = 0; h < p->heads && st == MCUF_OK; h++) {
+            /* mcuf_attn_scores_s8's checks (the same for every row of the tile), then all rows */
+            st = mcufi_attn_head_check(&p->head, s.q + h * hd, k_buf + h * hd, s.probs, dim);
+            if (st == MCUF_OK) {
+                mcufi_attn_scores_tile(&p->head, n, s.q + h * hd, dim, k_buf + h * hd, dim, (int32_t *)(void *)s.xbuf,
+                                       s.probs);
+            }
+            for (int32_t r = 0; r < n && st == MCUF_OK; r++) {
+                int8_t *probs = s.probs + r * p->tokens;
+                st = mcuf_softmax_s8(&p->softmax, probs, probs);
                 if (st == MCUF_OK) {
-                    st = mcuf_softmax_s8(&p->softmax, s.probs, s.probs);
-                }
-                if (st == MCUF_OK) {
-                    st = mcuf_attn_weighted_sum_s8(&p->head, s.probs, v_buf + h * hd, dim, s.concat + r * dim + h * hd);
+                    st = mcuf_attn_weighted_sum_s8(&p->head, probs, v_buf + h * hd, dim, s.concat + r * dim + h * hd);
                 }
             }
         }

@@ -185,6 +185,86 @@ mcuf_status mcuf_attn_scores_s8(const mcuf_attn_head_params *p, const int8_t *q,
     return MCUF_OK;
 }
 
+/* a0..a3 += key word wv . the 4 queries' block at xb (xb moved past it). */
+#define STEP4(wv)                                                                                                  \
+    do {                                                                                                           \
+        const int32_t w02 = __sxtb16(wv);                                                                          \
+        const int32_t w13 = sxtb16_ror8(wv);                                                                       \
+        int32_t xl, xh;                                                                                            \
+        load2_post(&xb, &xl, &xh);                                                                                 \
+        a0 = __smlad(w13, xh, __smlad(w02, xl, a0));                                                               \
+        load2_post(&xb, &xl, &xh);                                                                                 \
+        a1 = __smlad(w13, xh, __smlad(w02, xl, a1));                                                               \
+        load2_post(&xb, &xl, &xh);                                                                                 \
+        a2 = __smlad(w13, xh, __smlad(w02, xl, a2));                                                               \
+        load2_post(&xb, &xl, &xh);                                                                                 \
+        a3 = __smlad(w13, xh, __smlad(w02, xl, a3));                                                               \
+    } while (0)
+
+/* Four queries x one key per step over the queries expanded once (xbuf: for 4-dim block b and
+ * query r, xbuf[(4b + r) * 2 + {0, 1}] = (q0, q2), (q1, q3) + q_offset as int16 lanes, the last
+ * block zero-padded): per block one key word, two SXTB16, four LDRD and eight SMLAD for 16 MACs,
+ * as the linear kernel's 4-token tile. Each query's key-offset term k_offset * Sq starts its sum;
+ * fewer than 4 queries go one at a time (mcuf_attn_scores_s8). */
+void mcufi_attn_scores_tile(const mcuf_attn_head_params *p, int32_t n, const int8_t *q, int32_t q_stride,
+                            const int8_t *k, int32_t k_stride, int32_t *xbuf, int8_t *scores)
+{
+    const int32_t tokens = p->tokens;
+    if (n != 4) {
+        for (int32_t r = 0; r < n; r++) { /* checked parameters: MCUF_OK */
+            (void)mcuf_attn_scores_s8(p, q + r * q_stride, k, k_stride, scores + r * tokens);
+        }
+        return;
+    }
+    const int32_t hd = p->head_dim;
+    const int32_t q_off = p->q_offset;
+    const int32_t q_off2 = dup16(q_off);
+    const int32_t full = hd >> 2;
+    const int32_t tail = hd & 3;
+    const int32_t blocks = full + (tail != 0);
+    int32_t k_term[4];
+    for (int32_t r = 0; r < 4; r++) {
+        const int8_t *qr = q + r * q_stride;
+        int32_t sq = 0; /* |sq| <= 255 * head_dim */
+        for (int32_t d = 0; d < hd; d++) {
+            sq += (int32_t)qr[d] + q_off;
+        }
+        k_term[r] = p->k_offset * sq; /* |k_term| <= 128 * 255 * head_dim */
+        int32_t *dst = xbuf + 2 * r;
+        for (int32_t b = 0; b < blocks; b++) {
+            const int32_t xv = b < full ? load_s8x4(qr + 4 * b) : load_tail(qr + 4 * b, tail);
+            dst[0] = __sxtab16(q_off2, xv);
+            dst[1] = sxtab16_ror8(q_off2, xv);
+            dst += 8;
+        }
+    }
+    const requant_k rq = requant_make(&p->score);
+    const int32_t out_off = p->score_offset;
+    const int8_t *k_row = k;
+    for (int32_t j = 0; j < tokens; j++) {
+        const int32_t *xb = xbuf;
+        const int8_t *kw = k_row;
+        int32_t a0 = k_term[0];
+        int32_t a1 = k_term[1];
+        int32_t a2 = k_term[2];
+        int32_t a3 = k_term[3];
+        for (int32_t b = full; b > 0; b--) {
+            const int32_t wv = load_s8x4(kw);
+            STEP4(wv);
+            kw += 4;
+        }
+        if (tail != 0) {
+            const int32_t wv = load_tail(kw, tail);
+            STEP4(wv);
+        }
+        scores[j] = out_s8(requant_apply(&rq, a0), out_off);
+        scores[tokens + j] = out_s8(requant_apply(&rq, a1), out_off);
+        scores[2 * tokens + j] = out_s8(requant_apply(&rq, a2), out_off);
+        scores[3 * tokens + j] = out_s8(requant_apply(&rq, a3), out_off);
+        k_row += k_stride;
+    }
+}
+
 mcuf_status mcuf_attn_weighted_sum_s8(const mcuf_attn_head_params *p, const int8_t *probs, const int8_t *v,
                                       int32_t v_stride, int8_t *out)
 {
