@@ -23,35 +23,10 @@ static __attribute__((noinline)) int8_t to_s8(const mcuf_requant *rq, int32_t ac
     return out_s8(requantize(acc, rq->multiplier, rq->shift), offset);
 }
 
-/* sxtb16(x ror 8) + a, lane by lane. */
-static inline int32_t sxtab16_ror8(int32_t a, int32_t x)
-{
-    int32_t r;
-    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
-    return r;
-}
-
-/* The last n % 4 (1..3) int8 values at p as one word, missing bytes 0: no read past the row. */
-static inline int32_t load_tail(const int8_t *p, int32_t tail)
-{
-    const uint8_t *u = (const uint8_t *)p;
-    if (tail == 1) {
-        return (int32_t)u[0];
-    }
-    const uint32_t lo = (uint32_t)u[0] | ((uint32_t)u[1] << 8);
-    return (int32_t)(tail == 2 ? lo : lo | ((uint32_t)u[2] << 16));
-}
-
 /* acc += k-word . (x02, x13): both lanes of one key word. */
 static inline int32_t dot4(int32_t kv, int32_t x02, int32_t x13, int32_t acc)
 {
     return __smlad(sxtb16_ror8(kv), x13, __smlad(__sxtb16(kv), x02, acc));
-}
-
-/* Two consecutive words of an expanded row, and the pointer moved past them (LDRD, post-increment). */
-static inline void load2_post(const int32_t **p, int32_t *lo, int32_t *hi)
-{
-    __asm__("ldrd %0, %1, [%2], #8" : "=r"(*lo), "=r"(*hi), "+r"(*p) : "m"(**p) : "memory");
 }
 
 /* Largest head_dim whose expanded q row (two words per 4 dims: 256 bytes of stack) the score kernel
