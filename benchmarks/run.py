@@ -263,8 +263,9 @@ def write_markdown(entries: list[dict], path: Path, kernels: dict[str, dict] | N
             rows.append(("cortex-m7", e.get("baseline_m7_instructions_optimized"), e["m7_instructions_optimized"]))
         for core, before, after in rows:
             speed = f"{before / after:.2f}x" if before else "-"
+            before_text = f"{before:,}" if before else "-"
             lines.append(
-                f"| {e['name']} | {core} | {e['macs']:,} | {before or 0:,} | {after:,} | {speed} | "
+                f"| {e['name']} | {core} | {e['macs']:,} | {before_text} | {after:,} | {speed} | "
                 f"{after / e['macs']:.2f} | {tile_text} |"
             )
     lines += [
