@@ -67,6 +67,12 @@ typedef struct {
     const int8_t *input, *expected;
 } lut_case;
 
+typedef struct {
+    mcuf_softmax_params p;
+    int32_t align;
+    const int8_t *input, *expected;
+} softmax_case;
+
 #include "dsp_vectors.inc"
 
 static int8_t ram_a[MAX_BYTES + 4];
@@ -232,6 +238,19 @@ static void run_lut(void)
     put_fields("COUNT", "lut", (int32_t)(sizeof lut_cases / sizeof lut_cases[0]), values, 0, 0, 2);
 }
 
+static void run_softmax(void)
+{
+    int32_t values = 0;
+    for (int32_t c = 0; c < (int32_t)(sizeof softmax_cases / sizeof softmax_cases[0]); c++) {
+        const softmax_case *t = &softmax_cases[c];
+        const int8_t *in = to_ram(ram_a, t->input, t->p.length, t->align);
+        arm_output(t->p.length);
+        check_status("softmax", c, MCUF_OK, mcuf_softmax_s8(&t->p, in, out_buf));
+        values += check_output("softmax", c, t->expected, t->p.length);
+    }
+    put_fields("COUNT", "softmax", (int32_t)(sizeof softmax_cases / sizeof softmax_cases[0]), values, 0, 0, 2);
+}
+
 /* Scalar helpers: {x, m, s, expected}, {a, b, expected}, {x, e, expected}; isqrt in/out. */
 static void run_fixedpoint(void)
 {
@@ -284,6 +303,7 @@ int main(void)
     run_add();
     run_layernorm();
     run_lut();
+    run_softmax();
     mcuf_platform_puts("ERRORS ");
     mcuf_platform_put_u64(n_errors);
     mcuf_platform_puts("\nDONE\n");
