@@ -602,8 +602,9 @@ def run_demo(out: Path, force: bool, log: Log) -> bool:
         arch_report = run_search(opts, log)
         if arch_report["search"]["largest_fits"]:
             raise UserError("demo budget does not bind: the largest subnet fits (a bug in the demo settings)")
-        log(f"== demo: export for {DEMO_BOARD}")
-        proj = run_export(tmp / "run", DEMO_BOARD, tmp / "project", False, log)
+        log(f"== demo: export for {DEMO_BOARD} within the same budget")
+        # the budget again: token tiles would otherwise spend the board's SRAM on speed
+        proj = run_export(tmp / "run", DEMO_BOARD, tmp / "project", False, log, sram=DEMO_SRAM, flash=DEMO_FLASH)
         log("== demo: emulate in QEMU")
         emu = run_emulate(tmp / "project", host=False, sanitize=False, log=log)
         save_json(str(tmp / "emulate.json"), emu)
