@@ -139,11 +139,6 @@ def run_reference(ref: Reference, work: Path, log) -> dict:
             log(f"{ref.name}: QEMU {target.name} ({target.core}), {kernels} kernels")
             runs[(label, kernels)] = emulate(proj, host=False, sanitize=False, kernels=kernels)
     log(f"{ref.name}: per-operator profiles (optimized kernels)")
-    if ref.sram_bytes is not None:  # the profile's counters need statics the budget may not leave
-        full = dataclasses.replace(board, sram_bytes=get_board(ref.board).sram_bytes)
-        projects = {"board": _retarget(project, full, work, report, "-profile")}
-        if _m7(full) is not None:
-            projects["m7"] = _retarget(project, _m7(full), work, report, "-profile")
     profiles = {
         label: emulate(proj, host=False, sanitize=False, kernels="optimized", profile=True)
         for label, proj in projects.items()
@@ -205,7 +200,7 @@ def _m7(board: Board) -> Board | None:
     return dataclasses.replace(m7, sram_bytes=board.sram_bytes, flash_bytes=board.flash_bytes)
 
 
-def _retarget(project: Path, board: Board, work: Path, report: dict, suffix: str = "") -> Path:
+def _retarget(project: Path, board: Board, work: Path, report: dict) -> Path:
     """A copy of the project built for another core: same model sources, that core's board files."""
     import shutil
 
@@ -213,7 +208,7 @@ def _retarget(project: Path, board: Board, work: Path, report: dict, suffix: str
     from codegen.cost import STACK_RESERVE_BYTES
     from codegen.emit import project_sources, runtime_sources
 
-    target = work / f"{project.name}-{board.core}{suffix}"
+    target = work / f"{project.name}-{board.core}"
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(project, target, ignore=shutil.ignore_patterns("build"))
     runtime = runtime_sources(board)

@@ -21,6 +21,9 @@ from mcuformer.boards import Board
 
 STACK_RESERVE_BYTES = 1024  # reserved by the linker script; the kernels use < 400 B (measured in QEMU)
 STATIC_SRAM_BYTES = 64  # runtime/platform statics besides the arena (counters, stack paint state)
+# `emulate --profile` builds keep one uint64 counter per operator (runtime_c/platform/main.c): reserved in
+# every plan, so that a model whose token tiles fill the budget still links for profiling.
+PROFILE_BYTES_PER_OP = 8
 # Flash besides the constant arrays: code, vectors and the patch-embedding / head param structs, plus
 # the param structs of each transformer block (attention + MLP). Measured with the token-tiled DSP
 # kernels (make bench, M4/M7, -O2): 16,204 B for 2 blocks, 22,852 B for 12, i.e. about 14.9 KiB +
@@ -85,21 +88,31 @@ def cost_of_graph(graph: Graph, test_inputs: int = NUM_TEST_INPUTS) -> Cost:
         arena_bytes=plan.arena_bytes,
         naive_arena_bytes=plan.naive_arena_bytes,
         lower_bound_bytes=plan.lower_bound_bytes,
-        peak_sram_bytes=plan.arena_bytes + STACK_RESERVE_BYTES + STATIC_SRAM_BYTES,
+        peak_sram_bytes=plan.arena_bytes + STACK_RESERVE_BYTES + static_sram_bytes(len(graph.nodes)),
         weight_bytes=weights,
         flash_bytes=flash,
     )
 
 
-def arena_budget(sram_bytes: int | None) -> int | None:
+def fused_ops(arch: ArchConfig) -> int:
+    """Operators of the fused graph: patch embedding, attention and MLP per block, pool + head."""
+    return 2 * arch.depth + 2
+
+
+def static_sram_bytes(ops: int) -> int:
+    """SRAM besides the arena and the stack for a model of `ops` operators (the profile counters included)."""
+    return STATIC_SRAM_BYTES + PROFILE_BYTES_PER_OP * ops
+
+
+def arena_budget(sram_bytes: int | None, arch: ArchConfig) -> int | None:
     """Arena bytes left by a board's (or budget's) SRAM after the stack reserve and statics."""
-    return None if sram_bytes is None else sram_bytes - STACK_RESERVE_BYTES - STATIC_SRAM_BYTES
+    return None if sram_bytes is None else sram_bytes - STACK_RESERVE_BYTES - static_sram_bytes(fused_ops(arch))
 
 
 def planned_graph(arch: ArchConfig, sram_bytes: int | None = None) -> Graph:
     """The shapes-only graph after the pipeline (fused, scheduled for the budget, planned)."""
     graph = build_graph(arch)
-    graph = replace(graph, meta={**graph.meta, "arena_budget": arena_budget(sram_bytes)})
+    graph = replace(graph, meta={**graph.meta, "arena_budget": arena_budget(sram_bytes, arch)})
     return run_pipeline(graph)
 
 
@@ -137,4 +150,4 @@ def peak_sram_lower_bound(graph: Graph) -> int:
             least = min(least, own_bytes(alt, {**graph.tensors, **extra}))
         live += least - mine
         worst = max(worst, live)
-    return worst + STACK_RESERVE_BYTES + STATIC_SRAM_BYTES
+    return worst + STACK_RESERVE_BYTES + static_sram_bytes(len(graph.nodes))
