@@ -151,6 +151,10 @@ def test_unmeetable_budget_keeps_the_smallest_arena_with_needed_switches_only() 
     # the heads=1 block has no per-head schedule and keeps the 3 x T x E peak, so switching the
     # heads=4 block cannot lower the arena: it stays on the cheaper all-heads schedule
     assert [n.variant for n in planned.nodes if n.op == Op.FUSED_ATTENTION] == ["all_heads", "all_heads"]
-    # over budget every token tile steps down to 1 (the smallest scratch); the largest tiles cost memory
-    assert [n.tile for n in planned.nodes if n.op in (Op.FUSED_ATTENTION, Op.FUSED_MLP)] == [1] * 4
-    assert planned.meta["plan"].arena_bytes < estimate(arch).arena_bytes
+    # over budget the attention tiles (their scratch is at the peak) step down to 1; MLP tiles that do
+    # not raise the smallest arena may stay larger; the largest tiles everywhere cost memory
+    assert [n.tile for n in planned.nodes if n.op == Op.FUSED_ATTENTION] == [1, 1]
+    untiled = planned.with_nodes(
+        tuple(with_tile(n, planned, 1) if tiled(n) else n for n in planned.nodes), dict(planned.tensors)
+    )
+    assert planned.meta["plan"].arena_bytes == place_fused(untiled)[1] < estimate(arch).arena_bytes

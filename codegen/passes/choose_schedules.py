@@ -11,7 +11,10 @@ tokens (fewer instructions with the DSP kernels: about 1.1 instead of 2.0 per MA
 linear on the M7, benchmarks/kernels.py) and costs tile x the row scratch plus the expanded inputs.
 Every tile gives identical integers. Tiles are chosen first: every block starts at the largest tile
 not above its token count; while the arena exceeds the budget, the block whose next smaller tile
-lowers the arena most steps down (a block whose scratch is not at the peak keeps its tile). Without
+lowers the arena most steps down (a block whose scratch is not at the peak keeps its tile), or, when
+no single step lowers it (blocks of equal scratch share the peak), every block at the largest tile
+steps down one size; then each block, in order, takes larger tiles again while the arena stays
+within the budget. Without
 a budget every block keeps the largest tile. Switching an attention block to per_head drops its tile.
 
 Attention rule: start from all_heads everywhere (fewest instructions). While the planned arena exceeds the
@@ -112,10 +115,20 @@ def choose_tiles(graph: Graph, budget: int | None) -> Graph:
         if not trials:
             break
         size, _, smaller = min(trials, key=lambda t: (t[0], t[1]))
-        if size >= current:  # no single step lowers the peak (blocks share it): every block at once
-            smaller = dict.fromkeys(blocks, 1)
+        if size >= current:  # no single step lowers the peak (blocks share it): all the largest at once
+            top = max(tiles.values())
+            step = max(t for t in scratch.TILES if t < top)
+            smaller = {i: step if t == top else t for i, t in tiles.items()}
             size = place_fused(with_tiles(smaller))[1]
         tiles, current = smaller, size
+    target = max(budget, current)
+    for i in blocks:  # raise tiles again where the arena stays within the budget (the steps overshoot)
+        while tiles[i] < _largest_tile(graph.nodes[i], graph):
+            bigger = {**tiles, i: min(t for t in scratch.TILES if t > tiles[i])}
+            size = place_fused(with_tiles(bigger))[1]
+            if size > target:
+                break
+            tiles, current = bigger, size
     return with_tiles(tiles)
 
 
