@@ -24,6 +24,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from mcuformer.arch import ArchConfig, save_json  # noqa: E402
 from mcuformer.boards import Board, format_bytes, get_board, qemu_machine  # noqa: E402
@@ -33,6 +34,14 @@ from mcuformer.model import ViT  # noqa: E402
 from mcuformer.workflow import export_model  # noqa: E402
 
 M7_BOARD = "STM32F746G-DISCO"
+# Optimized-kernel instructions per inference before issue 10 (token tiles, faster DSP loops),
+# measured by this script at commit 3af6fcb: (model's board, Cortex-M7).
+BASELINE = {
+    "demo": (916_160, 911_920),
+    "readme-demo": (5_283_530, None),  # README, `make demo` on the M4
+    "vit-96-rgb": (242_633_880, 241_388_480),
+    "mcuformer-240": (1_393_352_280, 1_393_352_280),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +50,7 @@ class Reference:
     board: str
     arch: ArchConfig
     note: str
+    sram_bytes: int | None = None  # a budget below the board's SRAM (the README demo's search budget)
 
 
 REFERENCES = (
@@ -49,6 +59,13 @@ REFERENCES = (
         "NUCLEO-F412ZG",
         ArchConfig(8, 1, 4, 64, 2, (2, 2), (1.0, 2.0), (16, 32), (0, 0), 10),
         "the architecture `make demo` found for digits (6 KiB SRAM / 96 KiB flash budget)",
+    ),
+    Reference(
+        "readme-demo",
+        "NUCLEO-F412ZG",
+        ArchConfig(16, 1, 4, 64, 3, (4, 4, 2), (1.0, 2.0, 3.0), (16, 24, 16), (24, 8, 24), 10),
+        "the README demo's architecture, within its 6 KiB SRAM budget",
+        sram_bytes=6 * 1024,
     ),
     Reference(
         "vit-96-rgb",
@@ -78,6 +95,8 @@ def random_data(arch: ArchConfig, images: int, seed: int) -> Dataset:
 
 def run_reference(ref: Reference, work: Path, log) -> dict:
     board = get_board(ref.board)
+    if ref.sram_bytes is not None:
+        board = dataclasses.replace(board, sram_bytes=ref.sram_bytes)
     torch.manual_seed(0)
     model = ViT(ref.arch).eval()
     data = random_data(ref.arch, 16, seed=0)
@@ -110,13 +129,28 @@ def run_reference(ref: Reference, work: Path, log) -> dict:
         "schedules": sorted({op["kernel"] for op in report["ops"]}),
     }
     runs = {}
+    projects: dict[str, Path] = {}
     for label, target in (("board", board), ("m7", _m7(board))):
         for kernels in ("optimized", "portable"):
             if label == "m7" and target is None:
                 continue
             proj = project if label == "board" else _retarget(project, target, work, report)
+            projects[label] = proj
             log(f"{ref.name}: QEMU {target.name} ({target.core}), {kernels} kernels")
             runs[(label, kernels)] = emulate(proj, host=False, sanitize=False, kernels=kernels)
+    log(f"{ref.name}: per-operator profiles (optimized kernels)")
+    profiles = {
+        label: emulate(proj, host=False, sanitize=False, kernels="optimized", profile=True)
+        for label, proj in projects.items()
+    }
+    profiles.setdefault("m7", profiles["board"])
+    entry["per_kind"] = {label: per_kind(result["profile"]) for label, result in profiles.items()}
+    entry["tiles"] = [
+        {"name": op["name"], "schedule": op["schedule"], "tile": op["tile"]}
+        for op in report["ops"]
+        if op["kind"] in ("fused_attention", "fused_mlp")
+    ]
+    entry["macs"] = sum(op["macs"] for op in report["ops"])
     main = runs[("board", "optimized")]
     entry.update(
         {
@@ -136,9 +170,26 @@ def run_reference(ref: Reference, work: Path, log) -> dict:
         entry["m7_instructions_optimized"] = entry["instructions_optimized"]
         entry["m7_instructions_portable"] = entry["instructions_portable"]
     entry["m7_speedup"] = round(entry["m7_instructions_portable"] / entry["m7_instructions_optimized"], 2)
+    entry["instructions_per_mac"] = round(entry["instructions_optimized"] / entry["macs"], 3)
+    entry["m7_instructions_per_mac"] = round(entry["m7_instructions_optimized"] / entry["macs"], 3)
+    before = BASELINE.get(ref.name)
+    if before is not None:
+        entry["baseline_instructions_optimized"], entry["baseline_m7_instructions_optimized"] = before
     entry["arena_vs_naive"] = round(entry["arena_bytes"] / entry["naive_arena_bytes"], 3)
     entry["arena_vs_lower_bound"] = round(entry["arena_bytes"] / entry["lower_bound_bytes"], 3)
     return entry
+
+
+def per_kind(profile: list[dict]) -> dict[str, dict]:
+    """Instructions, MACs and instructions per MAC per operator kind, from an ``emulate`` profile."""
+    kinds: dict[str, dict] = {}
+    for row in profile:
+        k = kinds.setdefault(row["kind"], {"instructions": 0, "macs": 0})
+        k["instructions"] += row["instructions"]
+        k["macs"] += row["macs"] or 0
+    for k in kinds.values():
+        k["instructions_per_mac"] = round(k["instructions"] / k["macs"], 3) if k["macs"] else None
+    return kinds
 
 
 def _m7(board: Board) -> Board | None:
@@ -170,7 +221,7 @@ def _retarget(project: Path, board: Board, work: Path, report: dict) -> Path:
     return target
 
 
-def write_markdown(entries: list[dict], path: Path) -> None:
+def write_markdown(entries: list[dict], path: Path, kernels: dict[str, dict] | None = None) -> None:
     lines = [
         "# Benchmarks",
         "",
@@ -189,6 +240,44 @@ def write_markdown(entries: list[dict], path: Path) -> None:
             f"{e['peak_sram_bytes']:,} | {e['flash_bytes']:,} | {e['instructions_optimized']:,} | "
             f"{e['instructions_portable']:,} | {e['m7_speedup']}x | {'yes' if e['bit_exact'] else 'NO'} |"
         )
+    lines += [
+        "",
+        "## Instructions before and after issue 10 (token tiles, faster DSP loops)",
+        "",
+        "Optimized kernels, QEMU instruction counts per inference. MACs: the model's multiply-accumulates",
+        "(linears, patch embedding, attention products).",
+        "",
+        "| model | core | MACs | before | after | speedup | instr./MAC after | tiles (attention, MLP) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for e in entries:
+        tiles = sorted({(t["schedule"] or "mlp", t["tile"]) for t in e["tiles"]})
+        tile_text = ", ".join(f"{name} {tile}" for name, tile in tiles)
+        rows = [(e["core"], e.get("baseline_instructions_optimized"), e["instructions_optimized"])]
+        if e["core"] != "cortex-m7":
+            rows.append(("cortex-m7", e.get("baseline_m7_instructions_optimized"), e["m7_instructions_optimized"]))
+        for core, before, after in rows:
+            speed = f"{before / after:.2f}x" if before else "-"
+            before_text = f"{before:,}" if before else "-"
+            lines.append(
+                f"| {e['name']} | {core} | {e['macs']:,} | {before_text} | {after:,} | {speed} | "
+                f"{after / e['macs']:.2f} | {tile_text} |"
+            )
+    lines += [
+        "",
+        "Per operator kind (optimized kernels; instructions, and instructions per MAC where the kind has MACs):",
+        "",
+        "| model | core | kind | instructions | MACs | instr./MAC |",
+        "|---|---|---|---|---|---|",
+    ]
+    for e in entries:
+        for label, kinds in e["per_kind"].items():
+            core = e["core"] if label == "board" else "cortex-m7"
+            if label == "m7" and e["core"] == "cortex-m7":
+                continue
+            for kind, k in kinds.items():
+                per_mac = f"{k['instructions_per_mac']:.2f}" if k["instructions_per_mac"] else "-"
+                lines.append(f"| {e['name']} | {core} | {kind} | {k['instructions']:,} | {k['macs']:,} | {per_mac} |")
     lines += ["", "## Models", ""]
     for e in entries:
         arch = ArchConfig.from_json(e["arch"])
@@ -202,6 +291,27 @@ def write_markdown(entries: list[dict], path: Path) -> None:
             f"  M7 instructions per inference: optimized {e['m7_instructions_optimized']:,}, "
             f"portable {e['m7_instructions_portable']:,}."
         )
+    if kernels:
+        lines += [
+            "",
+            "## Kernel microbenchmark (benchmarks/kernels.py)",
+            "",
+            "The hot kernels on the MCUFormer-scale model's shapes (`linear_<in>x<out>_t<tile>`: 8 rows through",
+            "`mcuf_linear_tile_s8` with a tile of 1, 2 or 4 tokens; attention over 144 tokens, head_dim 54,",
+            "4 heads; row kernels: instructions per element). Instructions per MAC, optimized / portable;",
+            "both builds compute the same checksums.",
+            "",
+            "| kernel | " + " | ".join(kernels) + " |",
+            "|---|" + "---|" * len(kernels),
+        ]
+        names = list(next(iter(kernels.values())))
+        for name in names:
+            cells = [
+                f"{kernels[core][name]['instructions_per_mac_optimized']:.2f} / "
+                f"{kernels[core][name]['instructions_per_mac_portable']:.2f}"
+                for core in kernels
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -209,6 +319,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="run only this reference model")
     parser.add_argument("--out-dir", default=str(ROOT / "docs"))
+    parser.add_argument("--no-kernels", action="store_true", help="skip the kernel microbenchmark")
     args = parser.parse_args()
     refs = [r for r in REFERENCES if args.only in (None, r.name)]
     if not refs:
@@ -228,8 +339,16 @@ def main() -> int:
                 f"M7 speedup {e['m7_speedup']}x, bit-exact {e['bit_exact']}",
                 flush=True,
             )
-    save_json(str(out_dir / "benchmarks.json"), {"models": entries})
-    write_markdown(entries, out_dir / "benchmarks.md")
+    kernels: dict[str, dict] = {}
+    if not args.no_kernels:
+        import kernels as kernel_bench  # benchmarks/kernels.py
+
+        with tempfile.TemporaryDirectory(prefix="mcuformer-kbench-") as tmp:
+            for core in kernel_bench.BOARDS:
+                print(f"kernel microbenchmark: {core}", flush=True)
+                kernels[core] = kernel_bench.figures(kernel_bench.run_core(core, Path(tmp)))
+    save_json(str(out_dir / "benchmarks.json"), {"models": entries, "kernels": kernels})
+    write_markdown(entries, out_dir / "benchmarks.md", kernels)
     print(f"wrote {out_dir / 'benchmarks.json'} and {out_dir / 'benchmarks.md'}")
     return 0 if all(e["bit_exact"] for e in entries) else 1
 

@@ -21,7 +21,15 @@ from mcuformer.boards import Board
 
 STACK_RESERVE_BYTES = 1024  # reserved by the linker script; the kernels use < 400 B (measured in QEMU)
 STATIC_SRAM_BYTES = 64  # runtime/platform statics besides the arena (counters, stack paint state)
-CODE_FLASH_BYTES = 12 * 1024  # bound on code + vectors + param structs; measured 8.4 KiB (demo, M4)
+# `emulate --profile` builds keep one uint64 counter per operator (runtime_c/platform/main.c): reserved in
+# every plan, so that a model whose token tiles fill the budget still links for profiling.
+PROFILE_BYTES_PER_OP = 8
+# Flash besides the constant arrays: code, vectors and the patch-embedding / head param structs, plus
+# the param structs of each transformer block (attention + MLP). Measured with the token-tiled DSP
+# kernels (make bench, M4/M7, -O2): 16,204 B for 2 blocks, 22,852 B for 12, i.e. about 14.9 KiB +
+# 665 B per block (the portable kernels are smaller).
+CODE_FLASH_BYTES = 16 * 1024
+BLOCK_FLASH_BYTES = 768
 NUM_TEST_INPUTS = 4  # test images embedded in flash by `export`
 EXP_TABLE_BYTES = 256 * 4
 LUT_BYTES = 256
@@ -76,27 +84,38 @@ def cost_of_graph(graph: Graph, test_inputs: int = NUM_TEST_INPUTS) -> Cost:
     weights = constant_bytes(graph)
     image = graph.tensors[graph.inputs[0]]
     image_bytes = image.shape[0] * image.shape[1] * image.shape[2]
-    flash = weights + test_inputs * image_bytes + CODE_FLASH_BYTES
+    blocks = sum(1 for node in graph.nodes if node.op == Op.FUSED_MLP)
+    flash = weights + test_inputs * image_bytes + CODE_FLASH_BYTES + blocks * BLOCK_FLASH_BYTES
     return Cost(
         arena_bytes=plan.arena_bytes,
         naive_arena_bytes=plan.naive_arena_bytes,
         lower_bound_bytes=plan.lower_bound_bytes,
-        peak_sram_bytes=plan.arena_bytes + STACK_RESERVE_BYTES + STATIC_SRAM_BYTES,
+        peak_sram_bytes=plan.arena_bytes + STACK_RESERVE_BYTES + static_sram_bytes(len(graph.nodes)),
         weight_bytes=weights,
         flash_bytes=flash,
     )
 
 
-def arena_budget(sram_bytes: int | None) -> int | None:
+def fused_ops(arch: ArchConfig) -> int:
+    """Operators of the fused graph: patch embedding, attention and MLP per block, pool + head."""
+    return 2 * arch.depth + 2
+
+
+def static_sram_bytes(ops: int) -> int:
+    """SRAM besides the arena and the stack for a model of `ops` operators (the profile counters included)."""
+    return STATIC_SRAM_BYTES + PROFILE_BYTES_PER_OP * ops
+
+
+def arena_budget(sram_bytes: int | None, arch: ArchConfig) -> int | None:
     """Arena bytes left by a board's (or budget's) SRAM after the stack reserve and statics."""
-    return None if sram_bytes is None else sram_bytes - STACK_RESERVE_BYTES - STATIC_SRAM_BYTES
+    return None if sram_bytes is None else sram_bytes - STACK_RESERVE_BYTES - static_sram_bytes(fused_ops(arch))
 
 
 def planned_graph(arch: ArchConfig, sram_bytes: int | None = None, naive: bool = True) -> Graph:
     """The shapes-only graph after the pipeline (fused, scheduled for the budget, planned). Without
     ``naive`` the naive op-by-op figure is skipped (reported as 0): the search needs only the arena."""
     graph = build_graph(arch)
-    graph = replace(graph, meta={**graph.meta, "arena_budget": arena_budget(sram_bytes), "naive_plan": naive})
+    graph = replace(graph, meta={**graph.meta, "arena_budget": arena_budget(sram_bytes, arch), "naive_plan": naive})
     return run_pipeline(graph)
 
 
@@ -107,13 +126,13 @@ def estimate(arch: ArchConfig, sram_bytes: int | None = None, naive: bool = True
 
 def peak_sram_lower_bound(graph: Graph) -> int:
     """A lower bound on the peak SRAM of a planned shapes-only graph's architecture under ANY choice of
-    attention schedules (``choose_schedules``), so that the search can reject a candidate without
+    attention schedules and MLP token tiles (``choose_schedules``), so that the search can reject a candidate without
     searching schedules. A schedule changes only what its attention block keeps during its own step
     (workspace and scratch); so at every step at least the other live buffers plus the smallest
     schedule's own buffers are alive, and an arena holds every buffer alive at a step."""
     from math import prod
 
-    from codegen.passes.choose_schedules import to_per_head
+    from codegen.passes.choose_schedules import to_per_head, with_tile
     from codegen.passes.plan import ALIGN
 
     def own_bytes(node, tensors) -> int:  # int8 sizes, as the planner counts them
@@ -125,9 +144,13 @@ def peak_sram_lower_bound(graph: Graph) -> int:
     for step, node in enumerate(graph.nodes):
         live = sum(b.size for b in plan.buffers if b.first <= step <= b.last)
         heads = max((n.attrs.heads for n in node.body if n.op == Op.ATTN_SCORES), default=1)
+        mine = own_bytes(node, graph.tensors)
+        least = mine
+        if node.tile > 1:  # a tile of 1 has the least scratch of its schedule
+            least = min(least, own_bytes(with_tile(node, graph, 1), graph.tensors))
         if node.op == Op.FUSED_ATTENTION and heads > 1:
-            mine = own_bytes(node, graph.tensors)
             alt, extra = to_per_head(node, graph)
-            live += min(0, own_bytes(alt, {**graph.tensors, **extra}) - mine)
+            least = min(least, own_bytes(alt, {**graph.tensors, **extra}))
+        live += least - mine
         worst = max(worst, live)
-    return worst + STACK_RESERVE_BYTES + STATIC_SRAM_BYTES
+    return worst + STACK_RESERVE_BYTES + static_sram_bytes(len(graph.nodes))

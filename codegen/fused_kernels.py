@@ -38,6 +38,7 @@ def build_fused_kernel(node: Node, graph: Graph):
             softmax=k["softmax"],
             proj=k["proj"],
             residual=k["residual"],
+            tile=node.tile,
         )
     if node.op == Op.FUSED_MLP:
         tokens, dim = graph.tensors[by_role["ln"].inputs[0]].shape
@@ -50,6 +51,7 @@ def build_fused_kernel(node: Node, graph: Graph):
             gelu_table=k["gelu"],
             fc2=_lowrank(k, "fc2"),
             residual=k["residual"],
+            tile=node.tile,
         )
     if node.op == Op.FUSED_POOL_HEAD:
         tokens, dim = graph.tensors[by_role["ln"].inputs[0]].shape

@@ -106,6 +106,7 @@ class Node:
     workspace: tuple[str, ...] = ()  # tensors alive only during this node (e.g. K, V)
     scratch_bytes: int = 0  # kernel scratch (from the *_scratch_size contract)
     variant: str = ""  # schedule of a fused node, e.g. "all_heads" / "per_head" attention
+    tile: int = 1  # tokens per pass over the weights (fused MLP, row-wise attention): 1, 2 or 4
 
 
 @dataclass(frozen=True, eq=False)

@@ -291,9 +291,10 @@ class AttentionParams:
     softmax: SoftmaxParams
     proj: LinearParams
     residual: AddParams
+    tile: int = 1  # row-wise schedule: tokens per pass over the weights, 1, 2 or 4
 
     def __post_init__(self) -> None:
-        _check_ints(self, "tokens", "dim", "heads", "qkv_rank")
+        _check_ints(self, "tokens", "dim", "heads", "qkv_rank", "tile")
 
 
 @dataclass(frozen=True, eq=False)
@@ -307,9 +308,10 @@ class MLPParams:
     gelu_table: np.ndarray | None  # int8 (256,)
     fc2: LowRankParams
     residual: AddParams
+    tile: int = 1  # tokens per pass over the weights: 1, 2 or 4
 
     def __post_init__(self) -> None:
-        _check_ints(self, "tokens", "dim", "hidden")
+        _check_ints(self, "tokens", "dim", "hidden", "tile")
         _check_array(self, "gelu_table", np.int8, (256,))
 
 
@@ -323,9 +325,10 @@ class PatchEmbedParams:
     dim: int
     proj: LinearParams  # patch*patch*channels -> dim, bias None
     token_bias: np.ndarray | None  # int32 (tokens, dim)
+    tile: int = 1  # patches per pass over the weights: 1, 2 or 4
 
     def __post_init__(self) -> None:
-        _check_ints(self, "image_h", "image_w", "channels", "patch", "dim")
+        _check_ints(self, "image_h", "image_w", "channels", "patch", "dim", "tile")
         shape = None
         if self.patch > 0 and self.image_h >= 0 and self.image_w >= 0 and self.dim >= 0:
             shape = ((self.image_h // self.patch) * (self.image_w // self.patch), self.dim)
@@ -900,8 +903,13 @@ def lowrank_scratch_size(p: LowRankParams) -> int:
 
 
 def attention_scratch_size(p: AttentionParams) -> int:
-    """LN row | qkv_down row | q row | scores/probs | concat | proj row (each rounded to 4)."""
-    return _total(scratch.attention(p.tokens, p.dim, p.qkv_rank)) if _checked(p.tokens, p.dim, p.qkv_rank) else -1
+    """LN rows | qkv_down rows | q rows | scores/probs | concat rows | proj rows (`tile` rows each, the
+    scores one row; each rounded to 4) | expanded tile inputs | qkv_down cache (tile > 1, rank > 0)."""
+    if p.tile not in scratch.TILES or not _checked(p.tokens, p.dim, p.qkv_rank):
+        return -1
+    if max(p.dim, p.qkv_rank) > LINEAR_MAX_IN or p.tokens > SOFTMAX_MAX_LENGTH:
+        return -1
+    return _total(scratch.attention(p.tokens, p.dim, p.qkv_rank, p.tile))
 
 
 def attention_perhead_scratch_size(p: AttentionParams) -> int:
@@ -912,19 +920,22 @@ def attention_perhead_scratch_size(p: AttentionParams) -> int:
 
 
 def mlp_scratch_size(p: MLPParams) -> int:
-    """LN row | fc1 mid | hidden | fc2 mid | fc2 out (each rounded to 4)."""
-    if not _checked(p.dim, p.hidden, p.fc1.rank, p.fc2.rank):
+    """LN rows | fc1 mid | hidden | fc2 mid | fc2 out, `tile` rows each | expanded tile inputs."""
+    if p.tile not in scratch.TILES or not _checked(p.dim, p.hidden, p.fc1.rank, p.fc2.rank):
         return -1
-    return _total(scratch.mlp(p.dim, p.hidden, p.fc1.rank, p.fc2.rank))
+    if max(p.dim, p.hidden, p.fc1.rank, p.fc2.rank) > LINEAR_MAX_IN:
+        return -1
+    return _total(scratch.mlp(p.dim, p.hidden, p.fc1.rank, p.fc2.rank, p.tile))
 
 
 def patch_embed_scratch_size(p: PatchEmbedParams) -> int:
-    """Stripe buffer (patch rows of the image) | one patch vector (each rounded to 4)."""
-    if min(p.image_h, p.image_w, p.channels, p.patch) < 0:
+    """Stripe buffer (patch rows of the image) | `tile` patch vectors | expanded tile inputs (each
+    rounded to 4)."""
+    if min(p.image_h, p.image_w, p.channels, p.patch) < 0 or p.tile not in scratch.TILES:
         return -1
-    if not _checked(p.patch * p.image_w * p.channels, p.patch * p.patch * p.channels):
+    if not _checked(p.patch * p.image_w * p.channels) or p.patch * p.patch * p.channels > LINEAR_MAX_IN:
         return -1
-    return _total(scratch.patch_embed(p.patch, p.image_w, p.channels))
+    return _total(scratch.patch_embed(p.patch, p.image_w, p.channels, p.tile))
 
 
 def pool_head_scratch_size(p: PoolHeadParams) -> int:

@@ -683,11 +683,13 @@ def operator_profile(report: dict, op_ends: list[list[int]]) -> list[dict]:
                 "kind": op["kind"],
                 "kernel": op["kernel"],
                 "instructions": round(sum(deltas) / len(deltas)),
+                "macs": op.get("macs"),  # absent in reports of older exports
             }
         )
     total = sum(row["instructions"] for row in table) or 1
     for row in table:
         row["share"] = round(row["instructions"] / total, 4)
+        row["instructions_per_mac"] = round(row["instructions"] / row["macs"], 3) if row["macs"] else None
     return table
 
 
@@ -730,8 +732,10 @@ def format_report(result: dict, max_mismatches: int = 10) -> str:
         width = max(len(row["name"]) for row in result["profile"])
         lines.append(f"instructions per operator ({result['kernels']} kernels; QEMU -icount, not cycles):")
         for row in result["profile"]:
+            per_mac = row.get("instructions_per_mac")
             lines.append(
                 f"  {row['step']:>3}  {row['name']:<{width}}  {row['kernel']:<28} "
                 f"{row['instructions']:>14,}  {100 * row['share']:5.1f}%"
+                + (f"  {per_mac:6.2f}/MAC" if per_mac is not None else "")
             )
     return "\n".join(lines)

@@ -838,6 +838,15 @@ def _project_board_has_firmware_machine(project: Path) -> bool:
     return bool(get_board(json.loads((project / "report.json").read_text())["board"]).firmware_machine)
 
 
+def op_macs(graph, node) -> int:
+    """Multiply-accumulates of one fused operator: its linears, patch embedding and attention
+    products (recomputation by the per-head schedule included)."""
+    from nas.instr_model import node_features
+
+    f = node_features(graph, node)
+    return int(f["macs"] + f["attn_macs"])
+
+
 def project_report(compiled, board: Board, test_int8, expected, labels, float_acc, int8_acc, source: str) -> dict:
     graph, cost = compiled.graph, compiled.cost
     plan = graph.meta["plan"]
@@ -851,6 +860,9 @@ def project_report(compiled, board: Board, test_int8, expected, labels, float_ac
                 "name": node.name,
                 "kind": node.op.value,
                 "kernel": compiled.lowered.calls[step].kernel,
+                "schedule": node.variant,
+                "tile": node.tile,
+                "macs": op_macs(graph, node),
                 "shapes": {t: list(graph.tensors[t].shape) for t in tensors},
                 "offsets": {t: plan.offset_of(t) for t in tensors if t not in excluded},
                 "scratch": {"offset": plan.offset_of(f"{node.name}.scratch"), "bytes": node.scratch_bytes},
@@ -950,8 +962,9 @@ def run_demo(out: Path, force: bool, log: Log) -> bool:
         arch_report = run_search(opts, log)
         if arch_report["search"]["largest_fits"]:
             raise UserError("demo budget does not bind: the largest subnet fits (a bug in the demo settings)")
-        log(f"== demo: export for {DEMO_BOARD}")
-        proj = run_export(tmp / "run", DEMO_BOARD, tmp / "project", False, log)
+        log(f"== demo: export for {DEMO_BOARD} within the same budget")
+        # the budget again: token tiles would otherwise spend the board's SRAM on speed
+        proj = run_export(tmp / "run", DEMO_BOARD, tmp / "project", False, log, sram=DEMO_SRAM, flash=DEMO_FLASH)
         log("== demo: emulate in QEMU")
         emu = run_emulate(tmp / "project", host=False, sanitize=False, log=log)
         save_json(str(tmp / "emulate.json"), emu)

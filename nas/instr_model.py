@@ -46,42 +46,51 @@ DEFAULT_MODEL = DATA_DIR / "instr_model.json"
 
 def features(arch: ArchConfig, sram_bytes: int | None = None) -> dict[str, float]:
     from codegen.cost import planned_graph
-    from codegen.ir import Op
 
     graph = planned_graph(arch, sram_bytes)
     f = dict.fromkeys(FEATURES, 0.0)
     f["const"] = 1.0
-    shape = {name: t.shape for name, t in graph.tensors.items()}
     for top in graph.nodes:
-        for n in top.body or (top,):
-            a = n.attrs
-            if n.op == Op.LINEAR:
-                rows = shape[n.inputs[0]][0]
-                f["macs"] += rows * a.in_features * a.out_features
-                f["outputs"] += rows * a.out_features
-                f["rows"] += rows
-            elif n.op == Op.PATCH_EMBED:
-                tokens, dim = shape[n.outputs[0]]
-                f["macs"] += tokens * dim * a.patch * a.patch * shape[n.inputs[0]][2]
-                f["outputs"] += tokens * dim
-                f["rows"] += tokens
-            elif n.op in (Op.ATTN_SCORES, Op.ATTN_AV):
-                tokens, dim = shape[n.inputs[1] if n.op == Op.ATTN_SCORES else n.outputs[0]]
-                f["attn_macs"] += tokens * tokens * dim
-            elif n.op == Op.SOFTMAX:
-                heads, tokens, _ = shape[n.inputs[0]]
-                f["softmax"] += heads * tokens * tokens
-            elif n.op == Op.LAYERNORM:
-                f["norm"] += math.prod(shape[n.inputs[0]])
-            elif n.op in (Op.GELU, Op.ADD, Op.MEAN_POOL):
-                f["elementwise"] += math.prod(shape[n.inputs[0]])
-        if getattr(top, "variant", "") == "per_head":  # LN (+ low-rank down) recomputed for H - 1 more heads
-            roles = {n.attrs.role: n for n in top.body}
-            tokens, dim = shape[roles["ln"].inputs[0]]
-            extra = (roles["scores"].attrs.heads - 1) * 2 * tokens
-            rank = roles["qkv_down"].attrs.out_features if "qkv_down" in roles else 0
-            f["norm"] += extra * dim
-            f["macs"] += extra * dim * rank
+        for name, value in node_features(graph, top).items():
+            f[name] += value
+    return f
+
+
+def node_features(graph, top) -> dict[str, float]:  # graph: codegen.ir.Graph, top: one of its nodes
+    """The features of one top-level (fused) node of a planned graph (no constant)."""
+    from codegen.ir import Op
+
+    f = dict.fromkeys(FEATURES[1:], 0.0)
+    shape = {name: t.shape for name, t in graph.tensors.items()}
+    for n in top.body or (top,):
+        a = n.attrs
+        if n.op == Op.LINEAR:
+            rows = shape[n.inputs[0]][0]
+            f["macs"] += rows * a.in_features * a.out_features
+            f["outputs"] += rows * a.out_features
+            f["rows"] += rows
+        elif n.op == Op.PATCH_EMBED:
+            tokens, dim = shape[n.outputs[0]]
+            f["macs"] += tokens * dim * a.patch * a.patch * shape[n.inputs[0]][2]
+            f["outputs"] += tokens * dim
+            f["rows"] += tokens
+        elif n.op in (Op.ATTN_SCORES, Op.ATTN_AV):
+            tokens, dim = shape[n.inputs[1] if n.op == Op.ATTN_SCORES else n.outputs[0]]
+            f["attn_macs"] += tokens * tokens * dim
+        elif n.op == Op.SOFTMAX:
+            heads, tokens, _ = shape[n.inputs[0]]
+            f["softmax"] += heads * tokens * tokens
+        elif n.op == Op.LAYERNORM:
+            f["norm"] += math.prod(shape[n.inputs[0]])
+        elif n.op in (Op.GELU, Op.ADD, Op.MEAN_POOL):
+            f["elementwise"] += math.prod(shape[n.inputs[0]])
+    if getattr(top, "variant", "") == "per_head":  # LN (+ low-rank down) recomputed for H - 1 more heads
+        roles = {n.attrs.role: n for n in top.body}
+        tokens, dim = shape[roles["ln"].inputs[0]]
+        extra = (roles["scores"].attrs.heads - 1) * 2 * tokens
+        rank = roles["qkv_down"].attrs.out_features if "qkv_down" in roles else 0
+        f["norm"] += extra * dim
+        f["macs"] += extra * dim * rank
     return f
 
 

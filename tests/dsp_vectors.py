@@ -167,7 +167,8 @@ class Vectors:
     def __init__(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
         self.c = CFile()
-        self.rows: dict[str, list[str]] = {k: [] for k in ("linear", "attn", "add", "layernorm", "lut", "bench")}
+        kernels = ("linear", "attn", "add", "layernorm", "lut", "softmax", "bench")
+        self.rows: dict[str, list[str]] = {k: [] for k in kernels}
         self.cases: dict[str, list[Case]] = {k: [] for k in self.rows}
 
     def _add_case(self, kernel: str, row: str, desc: str) -> None:
@@ -183,9 +184,11 @@ class Vectors:
         status: int = OK,
         align: int | None = None,
         table: str = "linear",
+        tile: int = 0,
     ) -> None:
-        """rows -1: mcuf_linear_s8 (one row); rows >= 0: mcuf_linear_rows_s8; the _s4w_ kernels for
-        LinearS4WParams (packed int4 weights: weight_bits 4 in the C row)."""
+        """rows -1: mcuf_linear_s8 (one row); rows >= 0: mcuf_linear_rows_s8, or mcuf_linear_tile_s8
+        with `tile` tokens per pass when tile != 0; the _s4w_ kernels for LinearS4WParams (packed int4
+        weights: weight_bits 4 in the C row)."""
         n = max(rows, 1)
         x = _s8(self.rng, n, p.in_features)
         if desc.startswith("saturating"):
@@ -196,9 +199,9 @@ class Vectors:
         self.c.max_bytes = max(self.c.max_bytes, n * p.out_features)
         a = int(self.rng.integers(0, 4)) if align is None else align
         bits = 4 if s4w else 8
-        row = f"{{{self.c.struct(p)}, {rows}, {a}, {self.c.s8(x)}, {self.c.s8(expected)}, {status}, {bits}}}"
-        what = f"{desc}: int{bits} weights, in {p.in_features} out {p.out_features} rows {rows} align {a}"
-        self._add_case(table, row, what)
+        row = f"{{{self.c.struct(p)}, {rows}, {tile}, {a}, {self.c.s8(x)}, {self.c.s8(expected)}, {status}, {bits}}}"
+        where = f"in {p.in_features} out {p.out_features} rows {rows} tile {tile} align {a}"
+        self._add_case(table, row, f"{desc}: int{bits} weights, {where}")
 
     def linear_cases(self) -> None:
         rng = self.rng
@@ -210,9 +213,19 @@ class Vectors:
         for rows in (1, 2, 3):
             self.linear(_linear(rng, int(rng.integers(1, 40)), int(rng.integers(1, 10))), rows, "rows")
         self.linear(_linear(rng, 5, 3), 0, "rows=0", align=0)
+        # Token tiles (mcuf_linear_tile_s8): every input tail, odd channel counts, row counts that
+        # leave a 2-row group and a single row after the 4-row groups.
+        for n_in in range(1, 68):
+            tile = (2, 4)[n_in % 2]
+            rows = int(rng.integers(1, 10))
+            self.linear(_linear(rng, n_in, int(rng.integers(1, 10))), rows, "tiled", tile=tile)
+        for n_in, n_out, rows, tile in ((216, 7, 4, 4), (54, 9, 7, 4), (130, 5, 3, 2), (17, 3, 2, 1), (4, 1, 0, 4)):
+            self.linear(_linear(rng, n_in, n_out), rows, "tiled model-like", tile=tile)
         # Saturating: all inputs and weights at one extreme, extreme offsets, maximal multipliers.
         for w_val, off, p in _saturating_linears(rng, -128, 127):
             self.linear(p, -1, f"saturating w={w_val} off={off}")
+            self.linear(p, 5, f"saturating tiled w={w_val} off={off}", tile=4)
+            self.linear(p, 3, f"saturating tiled w={w_val} off={off}", tile=2)
         p = _linear(rng, 64, 8, weights=np.full((8, 64), -128, np.int8), input_offset=128, act=(-5, 9))
         self.linear(p, -1, "saturating narrow activation")
         # Rejected: a bad multiplier / shift on the last channel, a bad offset: output untouched.
@@ -223,6 +236,8 @@ class Vectors:
         s[5] = 31
         self.linear(_linear(rng, 10, 6, shift=s), 2, "bad shift", status=ERR_ARG)
         self.linear(_linear(rng, 10, 6, input_offset=129), -1, "bad input offset", status=ERR_ARG)
+        self.linear(_linear(rng, 10, 6), 4, "bad tile", status=ERR_ARG, tile=3)
+        self.linear(_linear(rng, 10, 6, shift=s), 4, "tiled bad shift", status=ERR_ARG, tile=4)
 
     def linear_s4w_cases(self) -> None:
         """mcuf_linear_s4w_s8 / mcuf_linear_rows_s4w_s8: packed int4 weights (every nibble value,
@@ -325,6 +340,35 @@ class Vectors:
             expected = self.c.s8(ref.add(p, a, b))
             row = f"{{{self.c.struct(p)}, {n}, {al}, {self.c.s8(a)}, {self.c.s8(b)}, {expected}, {OK}}}"
             self._add_case("add", row, f"n {n} align {al}")
+        # Right shifts only (the DSP kernel's SMMULR path) at its bounds: left_shift 21, shifts 0 and
+        # -31, maximal and minimal multipliers, extreme inputs and offsets, a narrow activation; and
+        # left_shift 22 (the general path).
+        fast = (
+            (21, (M_MAX, 0), (M_MAX, 0), (M_MAX, 0), (128, 128, 127), (-128, 127)),
+            (21, (M_MAX, -31), (M_MIN, -31), (M_MAX, -31), (-127, -127, -128), (-128, 127)),
+            (20, (M_MIN, -1), (M_MAX, 0), (M_MAX, -5), (128, -127, 0), (-5, 9)),
+            (21, (M_MAX, 0), (M_MIN, -3), (M_MIN, 0), (128, 128, -128), (-128, 127)),
+            (22, (M_MAX, 0), (M_MAX, 0), (M_MAX, -1), (128, 128, 0), (-128, 127)),
+            (20, (M_MAX, -1), (M_MIN, -1), (M_MAX, -1), (0, 0, 0), (-128, 127)),
+            # multiplier 2^30 and shift -20: s = (v << 20) / 2^21 exactly, a tie for every odd v,
+            # negative ones included; the sum then meets ties at the output's shift -1
+            (20, (M_MIN, -20), (M_MIN, -20), (M_MIN, -1), (0, 0, 0), (-128, 127)),
+            # TFLite's input multiplier 0.5 = (2^30, 0) on either input (exact halving path), its
+            # left_shift bounds 1 and 20, and 21 (the general path)
+            (20, (M_MIN, 0), (M_MAX, -2), (M_MAX, -19), (-3, 17, 5), (-128, 127)),
+            (20, (M_MAX, -1), (M_MIN, 0), (M_MIN, -20), (128, -127, -128), (-128, 127)),
+            (1, (M_MIN, 0), (M_MIN, 0), (M_MAX, -1), (0, 0, 0), (-128, 127)),
+            (21, (M_MIN, 0), (M_MAX, -3), (M_MAX, -20), (7, -7, 0), (-20, 20)),
+            (21, (M_MIN, -2), (M_MAX, -1), (M_MIN, -1), (1, -1, 3), (-128, 127)),
+        )
+        for ls, r1, r2, ro, (o1, o2, oo), (lo, hi) in fast:
+            p = qp.AddParams(o1, o2, oo, ls, qp.Requant(*r1), qp.Requant(*r2), qp.Requant(*ro), lo, hi)
+            edges = np.array([-128, 127, 0, -1, 1], np.int8)
+            a = np.concatenate([rng.choice(edges, 20), _s8(rng, 47)])
+            b = np.concatenate([rng.choice(edges, 20), _s8(rng, 47)])
+            expected = self.c.s8(ref.add(p, a, b))
+            row = f"{{{self.c.struct(p)}, 67, 1, {self.c.s8(a)}, {self.c.s8(b)}, {expected}, {OK}}}"
+            self._add_case("add", row, f"right shifts only, left_shift {ls}")
 
     def layernorm_cases(self) -> None:
         rng = self.rng
@@ -356,6 +400,32 @@ class Vectors:
             al = int(rng.integers(0, 4))
             row = f"{{{table}, {n}, {al}, {self.c.s8(x)}, {self.c.s8(ref.lut(t, x))}}}"
             self._add_case("lut", row, f"n {n} align {al}")
+
+    def softmax_cases(self) -> None:
+        """Every length 1..40 (the 4-value maximum's tails), the maximum at the first, last and an
+        inner place, extreme values, equal values, several tables, and a zero table entry."""
+        rng = self.rng
+        for n in (*range(1, 41), 67, 144):
+            p = qp.softmax_params(n, float(rng.uniform(0.01, 0.2)))
+            x = _s8(rng, n)
+            if n % 5 == 0:
+                x[:] = rng.choice(np.array([-128, 127], np.int8), n)
+            if n % 7 == 0:
+                x[:] = -77
+            if n % 3 == 0 and n > 1:
+                x[rng.integers(0, n)] = 127  # the maximum somewhere
+            if n % 4 == 1:
+                x[-1] = 127  # the maximum in the scalar tail
+            al = int(rng.integers(0, 4))
+            expected = self.c.s8(ref.softmax(p, x))
+            row = f"{{{self.c.struct(p)}, {al}, {self.c.s8(x)}, {expected}}}"
+            self._add_case("softmax", row, f"length {n} align {al}")
+        table = qp.exp_table(0.05)
+        table[200:] = 0  # a table with zeros: inputs far below the maximum count 0
+        x = np.concatenate([np.array([127], np.int8), _s8(rng, 30)])
+        p = qp.SoftmaxParams(length=31, exp_table=table)
+        row = f"{{{self.c.struct(p)}, 1, {self.c.s8(x)}, {self.c.s8(ref.softmax(p, x))}}}"
+        self._add_case("softmax", row, "length 31, table with zero entries")
 
     # -- scalar fixed-point helpers
     def fixedpoint(self) -> str:
@@ -404,12 +474,14 @@ class Vectors:
         self.add_cases()
         self.layernorm_cases()
         self.lut_cases()
+        self.softmax_cases()
         types = {
             "linear": "linear_case",
             "attn": "attn_case",
             "add": "add_case",
             "layernorm": "layernorm_case",
             "lut": "lut_case",
+            "softmax": "softmax_case",
             "bench": "linear_case",
         }
         out = ["/* Generated by tests/dsp_vectors.py. Do not edit. */", f"#define MAX_BYTES {self.c.max_bytes}"]

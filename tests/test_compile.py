@@ -85,3 +85,18 @@ def test_emission_is_byte_identical_for_the_same_inputs() -> None:
         texts.append(render_model_files(compiled.graph, compiled.lowered, q, [0, 1]))
     assert texts[0] == texts[1]
     assert "float" not in texts[0]["model/model.c"]
+
+
+def test_chosen_token_tiles_reach_the_emitted_params() -> None:
+    """The tile choose_schedules picks per block is the tile the C params carry (and the scratch it
+    plans): a tile lost between the planner and the emitted C would still be bit-exact, only slower."""
+    arch = ArchConfig(16, 3, 4, 32, 2, (2, 2), (2.0, 2.0), (8, 8), (8, 8), 10)
+    compiled = compile_model(make_model(arch, 3), images(arch, 16, 3))
+    blocks = [n for n in compiled.graph.nodes if n.kernel is not None and hasattr(n.kernel, "tile")]
+    # patch embedding, 2 attention and 2 MLP blocks; 16 tokens, no budget: the largest tile
+    assert len(blocks) == 5 and {n.tile for n in blocks} == {4}
+    for node in blocks:
+        assert node.kernel.tile == node.tile
+    q = compiled.quantize_input(to_hwc(images(arch, 1, 4)))
+    text = render_model_files(compiled.graph, compiled.lowered, q, [0])["model/model.c"]
+    assert text.count(".tile = 4,") == 5

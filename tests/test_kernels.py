@@ -749,14 +749,16 @@ def test_attention_fused(harness: kh.Harness, config: tuple[int, int, int, int],
     tokens, dim, heads, rank = config
     p, x = float_attention(rng, tokens, dim, heads, rank)
     x_sat = np.where(rng.random(x.shape) < 0.5, -128, 127).astype(np.int8)
-    cases = [attention_case(p, x), attention_case(p, x_sat)]
-    for res, xin in zip(harness.run(cases), (x, x_sat), strict=True):
-        check_ok(res, f"attention {config}")
-        assert res.aux == qp.attention_scratch_size(p)
+    runs = [(replace(p, tile=t), xin) for t in (1, 2, 4) for xin in (x, x_sat)]  # token tiles: identical x
+    for res, (pt, xin) in zip(harness.run([attention_case(pt, xin) for pt, xin in runs]), runs, strict=True):
+        where = f"attention {config} tile {pt.tile}"
+        check_ok(res, where)
+        assert res.aux == qp.attention_scratch_size(pt)
         k, v = ref.attention_kv(p, xin)
-        assert_same(res.outputs[1], k, f"attention {config}: K buffer")
-        assert_same(res.outputs[2], v, f"attention {config}: V buffer")
-        assert_same(res.outputs[0], ref.attention_rowwise(p, xin), f"attention {config}: x")
+        assert_same(res.outputs[1], k, f"{where}: K buffer")
+        assert_same(res.outputs[2], v, f"{where}: V buffer")
+        assert_same(res.outputs[0], ref.attention_rowwise(p, xin), f"{where}: x")
+    assert qp.attention_scratch_size(replace(p, tile=3)) == -1
 
 
 def test_attention_random_integer_params(harness: kh.Harness) -> None:
@@ -803,11 +805,13 @@ def test_mlp_fused(harness: kh.Harness, config: tuple[int, int, int, int], seed:
     tokens, dim, hidden, rank = config
     p, x = float_mlp(rng, tokens, dim, hidden, rank)
     x_sat = np.full_like(x, -128 if seed else 127)
-    cases = [mlp_case(p, x), mlp_case(p, x_sat)]
-    for res, xin in zip(harness.run(cases), (x, x_sat), strict=True):
-        check_ok(res, f"mlp {config}")
-        assert res.aux == qp.mlp_scratch_size(p)
-        assert_same(res.outputs[0], ref.mlp_rowwise(p, xin), f"mlp {config}: x")
+    tiles = (1, 2, 4)  # token tiles (a partial last tile when tokens % tile != 0): identical x
+    runs = [(replace(p, tile=t), xin) for t in tiles for xin in (x, x_sat)]
+    for res, (pt, xin) in zip(harness.run([mlp_case(pt, xin) for pt, xin in runs]), runs, strict=True):
+        check_ok(res, f"mlp {config} tile {pt.tile}")
+        assert res.aux == qp.mlp_scratch_size(pt)
+        assert_same(res.outputs[0], ref.mlp_rowwise(p, xin), f"mlp {config} tile {pt.tile}: x")
+    assert qp.mlp_scratch_size(replace(p, tile=3)) == -1
 
 
 @pytest.mark.parametrize("seed", range(2))
@@ -817,14 +821,17 @@ def test_patch_embed(harness: kh.Harness, seed: int) -> None:
     cases, params, images = [], [], []
     for image_h, image_w, channels, patch, dim in configs:
         p, img = float_patch_embed(rng, image_h, image_w, channels, patch, dim)
-        params.append(p)
-        images.append(img)
-        cases.append(patch_case(p, img))
+        for tile in (1, 2, 4):  # patches per pass (a partial last group per stripe): identical x
+            params.append(replace(p, tile=tile))
+            images.append(img)
+            cases.append(patch_case(params[-1], img))
     for res, p, img in zip(harness.run(cases), params, images, strict=True):
-        check_ok(res, "patch_embed")
+        where = f"patch_embed {p.image_h}x{p.image_w}x{p.channels} tile {p.tile}"
+        check_ok(res, where)
         assert res.aux == qp.patch_embed_scratch_size(p)
         assert list(res.outputs[1]) == list(range(p.image_h // p.patch)), "stripes read once, in order"
-        assert_same(res.outputs[0], ref.patch_embed(p, img), f"patch_embed {p.image_h}x{p.image_w}x{p.channels}")
+        assert_same(res.outputs[0], ref.patch_embed(replace(p, tile=1), img), where)
+    assert qp.patch_embed_scratch_size(replace(params[0], tile=3)) == -1
 
 
 def test_patch_embed_reader_error(harness: kh.Harness) -> None:

@@ -10,7 +10,8 @@ import pytest
 from codegen.cost import estimate
 from codegen.frontend import build_graph
 from codegen.ir import IRError, Op, verify_graph
-from codegen.passes.plan import Buffer, place_greedy
+from codegen.passes.choose_schedules import tiled, with_tile
+from codegen.passes.plan import Buffer, place_fused, place_greedy
 from codegen.passes.verify_plan import verify_plan
 from codegen.pipeline import run_pipeline
 from mcuformer.arch import ArchConfig, SearchSpace
@@ -114,16 +115,31 @@ def test_cost_is_deterministic_and_monotone_in_depth() -> None:
 def test_schedules_trade_instructions_for_memory_only_when_over_budget() -> None:
     arch = ArchConfig(240, 3, 20, 216, 4, (4,) * 4, (2.0,) * 4, (54,) * 4, (54,) * 4, 100)
     roomy = estimate(arch, 512 * 1024)
-    assert roomy == estimate(arch)  # all heads at once fits: nothing changes
-    tight_sram = roomy.peak_sram_bytes - 4096
+    assert roomy == estimate(arch)  # all heads at once with the largest tiles fits: nothing changes
+
+    def planned(arena_budget: int):
+        graph = build_graph(arch)
+        return run_pipeline(replace(graph, meta={**graph.meta, "arena_budget": arena_budget}))
+
+    top = planned(roomy.arena_bytes)
+    assert [n.tile for n in top.nodes if n.op in (Op.FUSED_ATTENTION, Op.FUSED_MLP)] == [4] * 8
+    # a little less memory: smaller token tiles first (the attention scratch is at the peak)
+    untiled = planned(roomy.arena_bytes - 1024)
+    assert untiled.meta["plan"].arena_bytes <= roomy.arena_bytes - 1024
+    assert [n.variant for n in untiled.nodes if n.op == Op.FUSED_ATTENTION] == ["all_heads"] * 4
+    assert any(n.tile < 4 for n in untiled.nodes if n.op == Op.FUSED_ATTENTION)
+    untiled_graph = top.with_nodes(tuple(with_tile(n, top, 1) if tiled(n) else n for n in top.nodes), dict(top.tensors))
+    all_heads_tile1 = place_fused(untiled_graph)[1]
+    tight_sram = roomy.peak_sram_bytes - (roomy.arena_bytes - all_heads_tile1) - 4096  # below that arena
     tight = estimate(arch, tight_sram)
     assert tight.peak_sram_bytes <= tight_sram < roomy.peak_sram_bytes
     # per head keeps K_h, V_h (2 x T x E/H) and the head outputs (T x E) instead of K, V (2 x T x E)
     t, e, h = arch.tokens, arch.embed_dim, 4
     assert roomy.arena_bytes - tight.arena_bytes >= (2 * t * e) - (2 * t * e // h + t * e) - 512
-    graph = run_pipeline(replace(build_graph(arch), meta={**build_graph(arch).meta, "arena_budget": tight.arena_bytes}))
+    graph = planned(tight.arena_bytes)
     variants = [n.variant for n in graph.nodes if n.op == Op.FUSED_ATTENTION]
     assert variants == ["per_head"] * 4
+    assert all(n.tile == 1 for n in graph.nodes if n.op == Op.FUSED_ATTENTION)
     # a budget nothing can meet leaves the cheapest-memory plan (the link then fails with a clear message)
     assert estimate(arch, 1024).arena_bytes == tight.arena_bytes
 
@@ -135,4 +151,10 @@ def test_unmeetable_budget_keeps_the_smallest_arena_with_needed_switches_only() 
     # the heads=1 block has no per-head schedule and keeps the 3 x T x E peak, so switching the
     # heads=4 block cannot lower the arena: it stays on the cheaper all-heads schedule
     assert [n.variant for n in planned.nodes if n.op == Op.FUSED_ATTENTION] == ["all_heads", "all_heads"]
-    assert planned.meta["plan"].arena_bytes == estimate(arch).arena_bytes
+    # over budget the attention tiles (their scratch is at the peak) step down to 1; MLP tiles that do
+    # not raise the smallest arena may stay larger; the largest tiles everywhere cost memory
+    assert [n.tile for n in planned.nodes if n.op == Op.FUSED_ATTENTION] == [1, 1]
+    untiled = planned.with_nodes(
+        tuple(with_tile(n, planned, 1) if tiled(n) else n for n in planned.nodes), dict(planned.tensors)
+    )
+    assert planned.meta["plan"].arena_bytes == place_fused(untiled)[1] < estimate(arch).arena_bytes

@@ -5,7 +5,19 @@ Attention has two: ``all_heads`` keeps K and V for every head (2 x T x E bytes) 
 keeps one head's K_h, V_h (2 x T x E/H) plus the concatenated head outputs (T x E), recomputing the
 LayerNorm (and the low-rank down-projection) once per head. Both give identical integers.
 
-Rule: start from all_heads everywhere (fewest instructions). While the planned arena exceeds the
+The patch embedding, the fused MLP and the row-wise (all_heads) attention have token tiles (``tile``
+of their C params): 1, 2 or 4 tokens per pass over the linears' weights. A larger tile loads each weight once for more
+tokens (fewer instructions with the DSP kernels: about 1.1 instead of 2.0 per MAC on a 1200-input
+linear on the M7, benchmarks/kernels.py) and costs tile x the row scratch plus the expanded inputs.
+Every tile gives identical integers. Tiles are chosen first: every block starts at the largest tile
+not above its token count; while the arena exceeds the budget, the block whose next smaller tile
+lowers the arena most steps down (a block whose scratch is not at the peak keeps its tile), or, when
+no single step lowers it (blocks of equal scratch share the peak), every block at the largest tile
+steps down one size; then each block, in order, takes larger tiles again while the arena stays
+within the budget. Without
+a budget every block keeps the largest tile. Switching an attention block to per_head drops its tile.
+
+Attention rule: start from all_heads everywhere (fewest instructions). While the planned arena exceeds the
 budget, switch the attention block whose switch saves the most arena bytes per extra instruction
 (switches that save nothing are kept only while a peak shared by several blocks is being lowered).
 Then switches that do not raise the arena (above the budget, or above the smallest arena reached when
@@ -19,7 +31,7 @@ from dataclasses import replace
 
 from codegen import scratch
 from codegen.ir import Graph, Node, Op, Tensor
-from codegen.passes.fuse import PER_HEAD
+from codegen.passes.fuse import ALL_HEADS, PER_HEAD
 from codegen.passes.plan import place_fused
 
 
@@ -47,6 +59,8 @@ def to_per_head(node: Node, graph: Graph) -> tuple[Node, dict[str, Tensor]]:
     new = replace(
         node,
         variant=PER_HEAD,
+        tile=1,  # the per-head kernel does not tile
+        kernel=None if node.kernel is None else replace(node.kernel, tile=1),
         workspace=(k_head.name, v_head.name, heads_out),
         scratch_bytes=scratch.attention_perhead(tokens, dim, rank, head_dim),
     )
@@ -61,8 +75,66 @@ def _with(graph: Graph, switched: set[int], per_head: dict[int, tuple[Node, dict
     return graph.with_nodes(nodes, tensors)
 
 
+def tiled(node: Node) -> bool:
+    """Whether the node's kernel takes a token tile: the patch embedding, the fused MLP and row-wise
+    (all_heads) attention."""
+    if node.op == Op.FUSED_ATTENTION:
+        return node.variant == ALL_HEADS
+    return node.op in (Op.FUSED_PATCH_EMBED, Op.FUSED_MLP)
+
+
+def with_tile(node: Node, graph: Graph, tile: int) -> Node:
+    """The node with a token tile of `tile` (its scratch and its kernel parameters follow)."""
+    kernel = None if node.kernel is None else replace(node.kernel, tile=tile)
+    return replace(node, tile=tile, kernel=kernel, scratch_bytes=scratch.for_fused(node.op, node.body, graph, tile))
+
+
+def _largest_tile(node: Node, graph: Graph) -> int:
+    tokens = graph.tensors[node.outputs[0]].shape[0]  # the token rows it writes
+    return max(t for t in scratch.TILES if t <= max(tokens, 1))
+
+
+def choose_tiles(graph: Graph, budget: int | None) -> Graph:
+    """Largest tiles; smaller ones where the arena would exceed the budget (module doc)."""
+    blocks = [i for i, n in enumerate(graph.nodes) if tiled(n)]
+    tiles = {i: _largest_tile(graph.nodes[i], graph) for i in blocks}
+
+    def with_tiles(tiles: dict[int, int]) -> Graph:
+        nodes = tuple(with_tile(n, graph, tiles[i]) if i in tiles else n for i, n in enumerate(graph.nodes))
+        return graph.with_nodes(nodes, dict(graph.tensors))
+
+    if budget is None or not blocks:
+        return with_tiles(tiles)
+    current = place_fused(with_tiles(tiles))[1]
+    while current > budget:
+        trials = []
+        for i in blocks:
+            if tiles[i] > 1:
+                smaller = {**tiles, i: max(t for t in scratch.TILES if t < tiles[i])}
+                trials.append((place_fused(with_tiles(smaller))[1], -i, smaller))
+        if not trials:
+            break
+        size, _, smaller = min(trials, key=lambda t: (t[0], t[1]))
+        if size >= current:  # no single step lowers the peak (blocks share it): all the largest at once
+            top = max(tiles.values())
+            step = max(t for t in scratch.TILES if t < top)
+            smaller = {i: step if t == top else t for i, t in tiles.items()}
+            size = place_fused(with_tiles(smaller))[1]
+        tiles, current = smaller, size
+    target = max(budget, current)
+    for i in blocks:  # raise tiles again where the arena stays within the budget (the steps overshoot)
+        while tiles[i] < _largest_tile(graph.nodes[i], graph):
+            bigger = {**tiles, i: min(t for t in scratch.TILES if t > tiles[i])}
+            size = place_fused(with_tiles(bigger))[1]
+            if size > target:
+                break
+            tiles, current = bigger, size
+    return with_tiles(tiles)
+
+
 def choose_schedules(graph: Graph) -> Graph:
     budget = graph.meta.get("arena_budget")
+    graph = choose_tiles(graph, budget)
     if budget is None:
         return graph
 

@@ -88,6 +88,15 @@ mcuf_status mcuf_linear_s8(const mcuf_linear_params *p, const int8_t *input, int
 mcuf_status mcuf_linear_rows_s8(const mcuf_linear_params *p, int32_t rows, const int8_t *input,
                                 int8_t *output);
 
+/* The same rows computed a tile of `tile` tokens (1, 2 or 4) at a time: each weight is loaded once
+ * per tile instead of once per row where the kernel has a tiled path (the DSP kernels; the portable
+ * kernel runs row by row); identical outputs. scratch: mcuf_linear_tile_scratch_size(p, tile) bytes,
+ * 4-byte aligned (checked; NULL allowed for tile 1): the tile's inputs expanded to int16,
+ * 8 * tile * ceil(in_features / 4) bytes for tile > 1, 0 for tile 1. */
+int32_t mcuf_linear_tile_scratch_size(const mcuf_linear_params *p, int32_t tile);
+mcuf_status mcuf_linear_tile_s8(const mcuf_linear_params *p, int32_t rows, int32_t tile, const int8_t *input,
+                                int8_t *scratch, int8_t *output);
+
 /* ---------------------------------------------------------------------------------------------
  * Linear with packed int4 weights (int8 activations; weights symmetric int4 per output channel):
  * mcuf_linear_s8's arithmetic exactly, with w[o][i] the signed 4-bit weights,
@@ -281,9 +290,17 @@ mcuf_status mcuf_attn_weighted_sum_s8(const mcuf_attn_head_params *p, const int8
  * All heads share one quantization: `head` (head.tokens = tokens, head.head_dim = dim / heads).
  * Ranges: 1 <= tokens <= 32767; 1 <= dim <= MCUF_LN_MAX_DIM; heads divides dim; every part's
  *   shape must match (ln.dim, q/k/v/proj and qkv_down features, head, softmax.length).
- * scratch: mcuf_attention_scratch_size() bytes, layout (each part rounded up to 4 bytes):
- *   LN row [dim] | qkv_down row [qkv_rank] | q row [dim] | scores/probs [tokens] | concat [dim] |
- *   proj row [dim].
+ * Token tiles: the linears (qkv_down, k, v, q, proj) run `tile` (1, 2 or 4) tokens per pass over
+ *   their weights (mcuf_linear_tile_s8; a last partial tile has fewer tokens); identical x for
+ *   every tile. Only the row-wise schedule tiles; mcuf_attention_perhead_s8 ignores `tile`.
+ *   With tile > 1 and qkv_rank > 0, pass 1 also keeps every token's qkv_down row (a cache of
+ *   tokens x qkv_rank bytes in scratch) and pass 2 reads it instead of recomputing LN and qkv_down
+ *   (x_t is unchanged until its own tile's last step, so the rows are the same).
+ * scratch: mcuf_attention_scratch_size() bytes, 4-byte aligned (checked) when tile > 1, layout
+ *   (each part rounded up to 4 bytes): LN rows [tile][dim] | qkv_down rows [tile][qkv_rank] (0 with
+ *   the cache) | q rows [tile][dim] | scores/probs [tile][tokens] | concat [tile][dim] | proj rows
+ *   [tile][dim] | expanded tile inputs (mcuf_linear_tile_scratch_size of max(dim, qkv_rank) inputs;
+ *   0 for tile 1) | qkv_down cache [tokens][qkv_rank] (tile > 1 and qkv_rank > 0, else 0).
  * ------------------------------------------------------------------------------------------- */
 typedef struct {
     int32_t tokens;
@@ -297,6 +314,7 @@ typedef struct {
     mcuf_softmax_params softmax; /* length = tokens */
     mcuf_linear_params proj;     /* dim -> dim */
     mcuf_add_params residual;    /* x_t (input1) + proj (input2) -> x_t */
+    int32_t tile;                /* row-wise schedule: tokens per pass over the weights, 1, 2 or 4 */
 } mcuf_attention_params;
 
 int32_t mcuf_attention_scratch_size(const mcuf_attention_params *p);
@@ -332,10 +350,16 @@ mcuf_status mcuf_attention_perhead_s8(const mcuf_attention_params *p, int8_t *x,
  * Fused row-wise MLP block with token overwriting:
  *   for every token t: y = LN(x_t); h = fc1(y) (low-rank: rank-R row buffer); h = lut(h);
  *                      m = fc2(h); x_t = add(x_t, m)
- * Ranges: tokens >= 1; 1 <= dim <= MCUF_LN_MAX_DIM; hidden >= 1; fc1: dim -> hidden, fc2: hidden -> dim.
- * scratch: mcuf_mlp_scratch_size() bytes, O(dim + hidden + rank), independent of tokens; layout
- *   (each part rounded up to 4 bytes): LN row [dim] | fc1 mid [fc1.rank] | hidden [hidden] |
- *   fc2 mid [fc2.rank] | fc2 out [dim].
+ * Token tiles: `tile` (1, 2 or 4) tokens go through each step together, so the linears load each
+ *   weight once per tile (mcuf_linear_tile_s8; a last partial tile has fewer tokens). Identical x
+ *   for every tile; a larger tile costs scratch and saves instructions with the DSP kernels.
+ * Ranges: tokens >= 1; 1 <= dim <= MCUF_LN_MAX_DIM; hidden >= 1; fc1: dim -> hidden, fc2: hidden -> dim;
+ *   tile in {1, 2, 4}.
+ * scratch: mcuf_mlp_scratch_size() bytes, O(tile * (dim + hidden + rank)), independent of tokens,
+ *   4-byte aligned (checked) when tile > 1; layout (each part rounded up to 4 bytes): LN rows
+ *   [tile][dim] | fc1 mid [tile][fc1.rank] | hidden [tile][hidden] | fc2 mid [tile][fc2.rank] |
+ *   fc2 out [tile][dim] | expanded tile inputs (mcuf_linear_tile_scratch_size of the widest input,
+ *   max(dim, hidden, ranks); 0 for tile 1).
  * ------------------------------------------------------------------------------------------- */
 typedef struct {
     int32_t tokens;
@@ -346,6 +370,7 @@ typedef struct {
     const int8_t *gelu_table; /* [256] */
     mcuf_lowrank_params fc2; /* hidden -> dim */
     mcuf_add_params residual;
+    int32_t tile; /* tokens per pass over the weights: 1, 2 or 4 */
 } mcuf_mlp_params;
 
 int32_t mcuf_mlp_scratch_size(const mcuf_mlp_params *p);
@@ -360,9 +385,13 @@ mcuf_status mcuf_mlp_rowwise_s8(const mcuf_mlp_params *p, int8_t *x, int8_t *scr
  * proj.bias must be NULL: the position embedding is folded into token_bias [tokens][dim].
  * read returns 0 on success; any other value stops the kernel with MCUF_ERR_INPUT (tokens of
  * earlier stripes are then already written).
- * Ranges: image_h, image_w multiples of patch >= 1; proj.in_features = patch*patch*channels.
- * scratch: mcuf_patch_embed_scratch_size() bytes (stripe buffer + one patch vector, each rounded
- * up to 4 bytes).
+ * Token tiles: `tile` (1, 2 or 4) patches of a stripe go through the projection together
+ *   (mcuf_linear_tile_s8's kernels, each token with its own bias row); identical x for every tile.
+ * Ranges: image_h, image_w multiples of patch >= 1; proj.in_features = patch*patch*channels
+ *   <= MCUF_LINEAR_MAX_IN; tile in {1, 2, 4}.
+ * scratch: mcuf_patch_embed_scratch_size() bytes, 4-byte aligned (checked) when tile > 1: stripe
+ * buffer | `tile` patch vectors | expanded tile inputs (mcuf_linear_tile_scratch_size; 0 for tile 1),
+ * each rounded up to 4 bytes.
  * ------------------------------------------------------------------------------------------- */
 typedef int32_t (*mcuf_stripe_reader)(void *ctx, int32_t stripe, int8_t *dst, int32_t n_bytes);
 
@@ -371,6 +400,7 @@ typedef struct {
     int32_t dim;
     mcuf_linear_params proj;   /* patch*patch*channels -> dim, bias NULL */
     const int32_t *token_bias; /* [tokens][dim] */
+    int32_t tile;              /* patches per pass over the weights: 1, 2 or 4 */
 } mcuf_patch_embed_params;
 
 int32_t mcuf_patch_embed_scratch_size(const mcuf_patch_embed_params *p);

@@ -35,6 +35,33 @@ static inline int32_t sxtb16_ror8(int32_t x)
     return r;
 }
 
+/* sxtb16(x ror 8) + a, lane by lane: bytes 1 and 3 of x sign-extended, plus a's lanes (an input
+ * offset folded into the extension; |in + offset| <= 255 fits a lane). */
+static inline int32_t sxtab16_ror8(int32_t a, int32_t x)
+{
+    int32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+    return r;
+}
+
+/* The last n % 4 (1..3) int8 values at p as one word, missing bytes 0: no read past the row. */
+static inline int32_t load_tail(const int8_t *p, int32_t tail)
+{
+    const uint8_t *u = (const uint8_t *)p;
+    if (tail == 1) {
+        return (int32_t)u[0];
+    }
+    const uint32_t lo = (uint32_t)u[0] | ((uint32_t)u[1] << 8);
+    return (int32_t)(tail == 2 ? lo : lo | ((uint32_t)u[2] << 16));
+}
+
+/* Two consecutive words of an expanded (int16 lane pair) row, and the pointer moved past them
+ * (LDRD with post-increment: gcc emits two LDRs for the C form). */
+static inline void load2_post(const int32_t **p, int32_t *lo, int32_t *hi)
+{
+    __asm__("ldrd %0, %1, [%2], #8" : "=r"(*lo), "=r"(*hi), "+r"(*p) : "m"(**p) : "memory");
+}
+
 /* v in both int16 lanes (v in [-32768, 32767]). */
 static inline int32_t dup16(int32_t v)
 {

@@ -68,6 +68,13 @@ static inline int8_t mcufi_out_s8(int32_t r, int32_t offset, int32_t lo, int32_t
 mcuf_status mcufi_attn_head_check(const mcuf_attn_head_params *p, const int8_t *a, const int8_t *b,
                                   const int8_t *out, int32_t stride);
 
+/* The score rows of n queries (row r at q + r * q_stride) into scores [n][tokens], for parameters
+ * mcufi_attn_head_check accepted (with every query row): the same integers as n calls of
+ * mcuf_attn_scores_s8. xbuf: mcufi_linear_tile_xbuf_words(head_dim, 4) words when n == 4 (the DSP
+ * twin expands the 4 queries into it; other n and the portable kernel do not use it). */
+void mcufi_attn_scores_tile(const mcuf_attn_head_params *p, int32_t n, const int8_t *q, int32_t q_stride,
+                            const int8_t *k, int32_t k_stride, int32_t *xbuf, int8_t *scores);
+
 /* mcuf_layernorm_s8. */
 static inline mcuf_status mcufi_layernorm_check(const mcuf_layernorm_params *p, const int8_t *input,
                                                 const int8_t *output)
@@ -130,7 +137,29 @@ static inline mcuf_status mcufi_add_check(const mcuf_add_params *p, int32_t n, c
 /* One row, input [in_features] -> output [out_features], for parameters mcufi_linear_check accepted. */
 void mcufi_linear_row(const mcuf_linear_params *p, const int8_t *input, int8_t *output);
 
-/* The parameter checks of mcuf_linear_s8 (MCUF_OK or MCUF_ERR_ARG; p may be NULL). */
+/* Token tiles (mcuf_linear_tile_s8): a tile of 1, 2 or 4 rows. */
+static inline int mcufi_linear_tile_ok(int32_t tile)
+{
+    return tile == 1 || tile == 2 || tile == 4;
+}
+
+/* int32 words of the expanded-input buffer of a tile: 2 words (two int16 lane pairs) per block of
+ * 4 inputs (the last one partial) per row of the tile; none for tile 1.
+ * n_in <= MCUF_LINEAR_MAX_IN: at most 2^17 words. */
+static inline int32_t mcufi_linear_tile_xbuf_words(int32_t n_in, int32_t tile)
+{
+    return tile > 1 ? 2 * tile * ((n_in + 3) >> 2) : 0;
+}
+
+/* `rows` rows [rows][in_features] -> [rows][out_features], `tile` rows per pass over the weights
+ * where the kernel has a tiled path (the DSP twin), for parameters mcufi_linear_check accepted; xbuf
+ * holds mcufi_linear_tile_xbuf_words(in_features, tile) words (unused by the portable kernel). Row r
+ * adds the bias at p->bias + r * bias_stride (0: the same bias for every row). The same outputs as
+ * row by row. */
+void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, const int8_t *input,
+                       int32_t *xbuf, int32_t bias_stride, int8_t *output);
+
+/* The parameter checks of mcuf_linear_s8 (linear_api.c): MCUF_OK or MCUF_ERR_ARG. */
 mcuf_status mcufi_linear_check(const mcuf_linear_params *p);
 
 /* ---------------------------------------------------------------------------------------------

@@ -1,19 +1,79 @@
 /*
  * Fused row-wise attention block with token overwriting (DESIGN section 4): K and V for every
- * token, then one query row at a time; the H x T x T score tensor never exists. The shape checks
- * and the LN / qkv_down input row are shared with attention_perhead.c (common.c).
+ * token, then one query row at a time; the H x T x T score tensor never exists. The linears run a
+ * tile of 1, 2 or 4 tokens per pass over their weights (mcuf_linear_tile_s8). The shape checks are
+ * shared with attention_perhead.c (common.c).
  */
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mcuf_internal.h"
 
+/* Rows of the scratch layout (mcuf.h), each part tile rows long except the probabilities. */
+typedef struct {
+    int8_t *ln;     /* [tile][dim] */
+    int8_t *r;      /* [tile][qkv_rank] */
+    int8_t *q;      /* [tile][dim] */
+    int8_t *probs;  /* [tile][tokens] */
+    int8_t *concat; /* [tile][dim] */
+    int8_t *proj;   /* [tile][dim] */
+    int8_t *xbuf;   /* expanded tile inputs */
+    int8_t *cache;  /* [tokens][qkv_rank] with a tile > 1 and qkv_rank > 0, else NULL */
+} attention_scratch;
+
+/* Whether pass 1 keeps every token's qkv_down row for pass 2 (which then skips LN and qkv_down). */
+static int caches_qkv(const mcuf_attention_params *p)
+{
+    return p->tile > 1 && p->qkv_rank > 0;
+}
+
+#define SCRATCH_PARTS 8
+
+static int32_t scratch_parts(const mcuf_attention_params *p, int32_t parts[SCRATCH_PARTS])
+{
+    if (!mcufi_linear_tile_ok(p->tile) || p->dim < 0 || p->qkv_rank < 0 || p->tokens < 0 ||
+        p->dim > MCUF_LINEAR_MAX_IN || p->qkv_rank > MCUF_LINEAR_MAX_IN || p->tokens > MCUF_SOFTMAX_MAX_LENGTH) {
+        return 0;
+    }
+    const int32_t widest = p->dim > p->qkv_rank ? p->dim : p->qkv_rank;
+    /* tile <= 4, dim, qkv_rank <= 65535, tokens <= 32767: every part fits int32. */
+    parts[0] = p->tile * p->dim;
+    parts[1] = caches_qkv(p) ? 0 : p->tile * p->qkv_rank;
+    parts[2] = p->tile * p->dim;
+    parts[3] = p->tile * p->tokens;
+    parts[4] = p->tile * p->dim;
+    parts[5] = p->tile * p->dim;
+    parts[6] = 4 * mcufi_linear_tile_xbuf_words(widest, p->tile);
+    parts[7] = caches_qkv(p) ? p->tokens * p->qkv_rank : 0;
+    return 1;
+}
+
 int32_t mcuf_attention_scratch_size(const mcuf_attention_params *p)
 {
-    if (p == NULL) {
+    int32_t parts[SCRATCH_PARTS];
+    if (p == NULL || !scratch_parts(p, parts)) {
         return -1;
     }
-    const int32_t parts[6] = {p->dim, p->qkv_rank, p->dim, p->tokens, p->dim, p->dim};
-    return mcufi_layout_size(parts, 6);
+    return mcufi_layout_size(parts, SCRATCH_PARTS);
+}
+
+/* LN of n rows of x, then qkv_down on them into r_rows (rank > 0): *qkv_in = the rows q/k/v read. */
+static mcuf_status qkv_input_rows(const mcuf_attention_params *p, const int8_t *x_rows, int32_t n,
+                                  const attention_scratch *s, int8_t *r_rows, const int8_t **qkv_in)
+{
+    mcuf_status st = MCUF_OK;
+    for (int32_t r = 0; r < n && st == MCUF_OK; r++) {
+        st = mcuf_layernorm_s8(&p->ln, x_rows + r * p->dim, s->ln + r * p->dim);
+    }
+    if (st != MCUF_OK) {
+        return st;
+    }
+    if (p->qkv_rank == 0) {
+        *qkv_in = s->ln;
+        return MCUF_OK;
+    }
+    *qkv_in = r_rows;
+    return mcuf_linear_tile_s8(&p->qkv_down, n, p->tile, s->ln, s->xbuf, r_rows);
 }
 
 mcuf_status mcuf_attention_rowwise_s8(const mcuf_attention_params *p, int8_t *x, int8_t *k_buf, int8_t *v_buf,
@@ -23,53 +83,72 @@ mcuf_status mcuf_attention_rowwise_s8(const mcuf_attention_params *p, int8_t *x,
         return MCUF_ERR_ARG;
     }
     mcuf_status st = mcufi_attention_check(p);
-    if (st != MCUF_OK) {
-        return st;
+    int32_t parts[SCRATCH_PARTS];
+    if (st != MCUF_OK || !scratch_parts(p, parts) || (p->tile > 1 && ((uintptr_t)scratch & 3u) != 0u)) {
+        return MCUF_ERR_ARG;
     }
     const int32_t dim = p->dim;
     const int32_t hd = dim / p->heads;
-    int8_t *ln_row = scratch;
-    int8_t *r_row = ln_row + mcufi_align4(dim);
-    int8_t *q_row = r_row + mcufi_align4(p->qkv_rank);
-    int8_t *probs = q_row + mcufi_align4(dim);
-    int8_t *concat = probs + mcufi_align4(p->tokens);
-    int8_t *proj_row = concat + mcufi_align4(dim);
+    const int32_t tile = p->tile;
+    attention_scratch s;
+    s.ln = scratch;
+    s.r = s.ln + mcufi_align4(parts[0]);
+    s.q = s.r + mcufi_align4(parts[1]);
+    s.probs = s.q + mcufi_align4(parts[2]);
+    s.concat = s.probs + mcufi_align4(parts[3]);
+    s.proj = s.concat + mcufi_align4(parts[4]);
+    s.xbuf = s.proj + mcufi_align4(parts[5]);
+    s.cache = caches_qkv(p) ? s.xbuf + mcufi_align4(parts[6]) : NULL;
     const int8_t *qkv_in;
 
-    /* Pass 1: K and V for every token (x is not written). */
-    for (int32_t t = 0; t < p->tokens; t++) {
-        st = mcufi_attention_qkv_input(p, x + t * dim, ln_row, r_row, &qkv_in);
+    /* Pass 1: K and V for every token, a tile at a time (x is not written); with the cache, the
+     * qkv_down rows stay for pass 2. */
+    for (int32_t t = 0; t < p->tokens; t += tile) {
+        const int32_t n = p->tokens - t < tile ? p->tokens - t : tile;
+        st = qkv_input_rows(p, x + t * dim, n, &s, s.cache != NULL ? s.cache + t * p->qkv_rank : s.r, &qkv_in);
         if (st == MCUF_OK) {
-            st = mcuf_linear_s8(&p->k, qkv_in, k_buf + t * dim);
+            st = mcuf_linear_tile_s8(&p->k, n, tile, qkv_in, s.xbuf, k_buf + t * dim);
         }
         if (st == MCUF_OK) {
-            st = mcuf_linear_s8(&p->v, qkv_in, v_buf + t * dim);
+            st = mcuf_linear_tile_s8(&p->v, n, tile, qkv_in, s.xbuf, v_buf + t * dim);
         }
         if (st != MCUF_OK) {
             return st;
         }
     }
-    /* Pass 2: one query row at a time; x_t is overwritten last, once nothing reads it. */
-    for (int32_t t = 0; t < p->tokens; t++) {
-        int8_t *x_row = x + t * dim;
-        st = mcufi_attention_qkv_input(p, x_row, ln_row, r_row, &qkv_in);
+    /* Pass 2: the queries of a tile, each query row through every head, then the tile's projection;
+     * the tile's rows of x are overwritten last, once nothing reads them. */
+    for (int32_t t = 0; t < p->tokens; t += tile) {
+        const int32_t n = p->tokens - t < tile ? p->tokens - t : tile;
+        int8_t *x_rows = x + t * dim;
+        if (s.cache != NULL) { /* LN(x_t) and qkv_down of pass 1: x_t is not written before this tile */
+            qkv_in = s.cache + t * p->qkv_rank;
+        } else {
+            st = qkv_input_rows(p, x_rows, n, &s, s.r, &qkv_in);
+        }
         if (st == MCUF_OK) {
-            st = mcuf_linear_s8(&p->q, qkv_in, q_row);
+            st = mcuf_linear_tile_s8(&p->q, n, tile, qkv_in, s.xbuf, s.q);
         }
         for (int32_t h = 0; h < p->heads && st == MCUF_OK; h++) {
-            st = mcuf_attn_scores_s8(&p->head, q_row + h * hd, k_buf + h * hd, dim, probs);
+            /* mcuf_attn_scores_s8's checks (the same for every row of the tile), then all rows */
+            st = mcufi_attn_head_check(&p->head, s.q + h * hd, k_buf + h * hd, s.probs, dim);
             if (st == MCUF_OK) {
+                mcufi_attn_scores_tile(&p->head, n, s.q + h * hd, dim, k_buf + h * hd, dim, (int32_t *)(void *)s.xbuf,
+                                       s.probs);
+            }
+            for (int32_t r = 0; r < n && st == MCUF_OK; r++) {
+                int8_t *probs = s.probs + r * p->tokens;
                 st = mcuf_softmax_s8(&p->softmax, probs, probs);
-            }
-            if (st == MCUF_OK) {
-                st = mcuf_attn_weighted_sum_s8(&p->head, probs, v_buf + h * hd, dim, concat + h * hd);
+                if (st == MCUF_OK) {
+                    st = mcuf_attn_weighted_sum_s8(&p->head, probs, v_buf + h * hd, dim, s.concat + r * dim + h * hd);
+                }
             }
         }
         if (st == MCUF_OK) {
-            st = mcuf_linear_s8(&p->proj, concat, proj_row);
+            st = mcuf_linear_tile_s8(&p->proj, n, tile, s.concat, s.xbuf, s.proj);
         }
         if (st == MCUF_OK) {
-            st = mcuf_add_s8(&p->residual, dim, x_row, proj_row, x_row);
+            st = mcuf_add_s8(&p->residual, n * dim, x_rows, s.proj, x_rows);
         }
         if (st != MCUF_OK) {
             return st;

@@ -35,7 +35,7 @@ int32_t mcuf_attention_perhead_scratch_size(const mcuf_attention_params *p)
  */
 static mcuf_status check_perhead(const mcuf_attention_params *p)
 {
-    if (p->qkv_rank > MCUF_LINEAR_MAX_IN) {
+    if (p->qkv_rank > MCUF_LINEAR_MAX_IN || !mcufi_linear_tile_ok(p->tile)) { /* tile: as row-wise */
         return MCUF_ERR_ARG;
     }
     return mcufi_attention_check(p);

@@ -43,3 +43,12 @@ mcuf_status mcuf_attn_weighted_sum_s8(const mcuf_attn_head_params *p, const int8
     }
     return MCUF_OK;
 }
+
+void mcufi_attn_scores_tile(const mcuf_attn_head_params *p, int32_t n, const int8_t *q, int32_t q_stride,
+                            const int8_t *k, int32_t k_stride, int32_t *xbuf, int8_t *scores)
+{
+    (void)xbuf;
+    for (int32_t r = 0; r < n; r++) { /* checked parameters: MCUF_OK */
+        (void)mcuf_attn_scores_s8(p, q + r * q_stride, k, k_stride, scores + r * p->tokens);
+    }
+}

@@ -1,7 +1,8 @@
 /*
  * Linear (TFLite FULLY_CONNECTED int8, per-channel): the dot products and output stage of one row.
  * dsp/linear.c replaces this file on cores with the DSP extension; the public mcuf_linear_s8 /
- * mcuf_linear_rows_s8 and their parameter checks are in linear_api.c (no twin).
+ * mcuf_linear_rows_s8 / mcuf_linear_tile_s8 and their parameter checks are in linear_api.c (no
+ * twin). The portable tile is row by row: the reference the DSP twin's register-blocked tiles match.
  */
 #include <stddef.h>
 
@@ -30,5 +31,21 @@ void mcufi_linear_row(const mcuf_linear_params *p, const int8_t *input, int8_t *
         }
         const int32_t r = mcuf_requantize((int32_t)acc, p->multiplier[o], p->shift[o]);
         output[o] = mcufi_out_s8(r, p->output_offset, p->act_min, p->act_max);
+    }
+}
+
+void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, const int8_t *input,
+                       int32_t *xbuf, int32_t bias_stride, int8_t *output)
+{
+    (void)tile;
+    (void)xbuf;
+    mcuf_linear_params q = *p; /* q.bias: the current row's */
+    for (int32_t r = 0; r < rows; r++) {
+        mcufi_linear_row(&q, input, output);
+        input += p->in_features;
+        output += p->out_features;
+        if (q.bias != NULL) {
+            q.bias += bias_stride;
+        }
     }
 }

@@ -4,10 +4,11 @@
  * mcufi_linear_row (linear.c, or dsp/linear.c on cores with the DSP extension).
  */
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mcuf_internal.h"
 
-static mcuf_status check_linear(const mcuf_linear_params *p)
+mcuf_status mcufi_linear_check(const mcuf_linear_params *p)
 {
     if (p == NULL || p->weights == NULL || p->multiplier == NULL || p->shift == NULL) {
         return MCUF_ERR_ARG;
@@ -38,7 +39,7 @@ mcuf_status mcufi_linear_check(const mcuf_linear_params *p)
 
 mcuf_status mcuf_linear_s8(const mcuf_linear_params *p, const int8_t *input, int8_t *output)
 {
-    const mcuf_status st = check_linear(p);
+    const mcuf_status st = mcufi_linear_check(p);
     if (st != MCUF_OK) {
         return st;
     }
@@ -51,7 +52,7 @@ mcuf_status mcuf_linear_s8(const mcuf_linear_params *p, const int8_t *input, int
 
 mcuf_status mcuf_linear_rows_s8(const mcuf_linear_params *p, int32_t rows, const int8_t *input, int8_t *output)
 {
-    const mcuf_status st = check_linear(p);
+    const mcuf_status st = mcufi_linear_check(p);
     if (st != MCUF_OK) {
         return st;
     }
@@ -63,5 +64,30 @@ mcuf_status mcuf_linear_rows_s8(const mcuf_linear_params *p, int32_t rows, const
         input += p->in_features;
         output += p->out_features;
     }
+    return MCUF_OK;
+}
+
+int32_t mcuf_linear_tile_scratch_size(const mcuf_linear_params *p, int32_t tile)
+{
+    if (p == NULL || p->in_features < 0 || p->in_features > MCUF_LINEAR_MAX_IN || !mcufi_linear_tile_ok(tile)) {
+        return -1;
+    }
+    return 4 * mcufi_linear_tile_xbuf_words(p->in_features, tile);
+}
+
+mcuf_status mcuf_linear_tile_s8(const mcuf_linear_params *p, int32_t rows, int32_t tile, const int8_t *input,
+                                int8_t *scratch, int8_t *output)
+{
+    const mcuf_status st = mcufi_linear_check(p);
+    if (st != MCUF_OK) {
+        return st;
+    }
+    if (rows < 0 || !mcufi_linear_tile_ok(tile) || (rows > 0 && (input == NULL || output == NULL))) {
+        return MCUF_ERR_ARG;
+    }
+    if (tile > 1 && (scratch == NULL || ((uintptr_t)scratch & 3u) != 0u)) {
+        return MCUF_ERR_ARG;
+    }
+    mcufi_linear_tile(p, rows, tile, input, (int32_t *)(void *)scratch, 0, output);
     return MCUF_OK;
 }

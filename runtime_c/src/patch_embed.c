@@ -3,6 +3,7 @@
  * patch * image_w * channels bytes of it are ever resident.
  */
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mcuf_internal.h"
 
@@ -14,18 +15,20 @@ static int patch_sizes(const mcuf_patch_embed_params *p, int64_t *stripe, int64_
     }
     *stripe = (int64_t)p->patch * p->image_w * p->channels;
     *vec = (int64_t)p->patch * p->patch * p->channels;
-    return *stripe <= INT32_MAX - 3 && *vec <= INT32_MAX - 3;
+    return *stripe <= INT32_MAX - 3 && *vec <= MCUF_LINEAR_MAX_IN;
 }
 
 int32_t mcuf_patch_embed_scratch_size(const mcuf_patch_embed_params *p)
 {
     int64_t stripe;
     int64_t vec;
-    if (p == NULL || !patch_sizes(p, &stripe, &vec)) {
+    if (p == NULL || !mcufi_linear_tile_ok(p->tile) || !patch_sizes(p, &stripe, &vec)) {
         return -1;
     }
-    const int64_t total = (int64_t)mcufi_align4((int32_t)stripe) + mcufi_align4((int32_t)vec);
-    return total > INT32_MAX ? -1 : (int32_t)total;
+    /* vec <= MCUF_LINEAR_MAX_IN and tile <= 4: the vectors and the expanded inputs fit int32. */
+    const int32_t parts[3] = {(int32_t)stripe, p->tile * (int32_t)vec,
+                              4 * mcufi_linear_tile_xbuf_words((int32_t)vec, p->tile)};
+    return mcufi_layout_size(parts, 3);
 }
 
 mcuf_status mcuf_patch_embed_s8(const mcuf_patch_embed_params *p, mcuf_stripe_reader read, void *ctx,
@@ -43,40 +46,48 @@ mcuf_status mcuf_patch_embed_s8(const mcuf_patch_embed_params *p, mcuf_stripe_re
     if (p->dim < 1 || p->proj.bias != NULL || p->proj.in_features != vec_bytes || p->proj.out_features != p->dim) {
         return MCUF_ERR_ARG;
     }
+    if (!mcufi_linear_tile_ok(p->tile) || (p->tile > 1 && ((uintptr_t)scratch & 3u) != 0u)) {
+        return MCUF_ERR_ARG;
+    }
+    /* The projection with the token's folded bias (position embedding + linear bias). */
+    mcuf_linear_params proj = p->proj;
+    proj.bias = p->token_bias;
+    if (mcufi_linear_check(&proj) != MCUF_OK) {
+        return MCUF_ERR_ARG;
+    }
     const int32_t patch = p->patch;
+    const int32_t tile = p->tile;
+    const int32_t vec_len = (int32_t)vec_bytes;
     const int32_t row_bytes = patch * p->channels; /* one patch row: <= vec_bytes */
     const int32_t grid_h = p->image_h / patch;
     const int32_t grid_w = p->image_w / patch;
     int8_t *stripe = scratch;
-    int8_t *vec = scratch + mcufi_align4((int32_t)stripe_bytes);
+    int8_t *vecs = scratch + mcufi_align4((int32_t)stripe_bytes); /* [tile][vec_len] */
+    int32_t *xbuf = (int32_t *)(void *)(vecs + mcufi_align4(tile * vec_len));
     const int64_t row_stride = (int64_t)p->image_w * p->channels; /* <= stripe_bytes */
 
-    /* The projection with the token's folded bias (position embedding + linear bias). */
-    mcuf_linear_params proj = p->proj;
-    const int32_t *token_bias = p->token_bias;
     int8_t *x_row = x;
     for (int32_t s = 0; s < grid_h; s++) {
         if (read(ctx, s, stripe, (int32_t)stripe_bytes) != 0) {
             return MCUF_ERR_INPUT;
         }
-        for (int32_t g = 0; g < grid_w; g++) {
-            /* vec[(py * patch + px) * channels + c] = stripe[py][g * patch + px][c] */
-            const int8_t *src = stripe + (int64_t)g * row_bytes;
-            int8_t *dst = vec;
-            for (int32_t py = 0; py < patch; py++) {
-                for (int32_t i = 0; i < row_bytes; i++) {
-                    dst[i] = src[i];
+        for (int32_t g = 0; g < grid_w; g += tile) {
+            const int32_t n = grid_w - g < tile ? grid_w - g : tile; /* tokens of this group */
+            for (int32_t r = 0; r < n; r++) {
+                /* vecs[r][(py * patch + px) * channels + c] = stripe[py][(g + r) * patch + px][c] */
+                const int8_t *src = stripe + (int64_t)(g + r) * row_bytes;
+                int8_t *dst = vecs + r * vec_len;
+                for (int32_t py = 0; py < patch; py++) {
+                    for (int32_t i = 0; i < row_bytes; i++) {
+                        dst[i] = src[i];
+                    }
+                    src += row_stride;
+                    dst += row_bytes;
                 }
-                src += row_stride;
-                dst += row_bytes;
             }
-            proj.bias = token_bias;
-            const mcuf_status st = mcuf_linear_s8(&proj, vec, x_row);
-            if (st != MCUF_OK) {
-                return st;
-            }
-            token_bias += p->dim;
-            x_row += p->dim;
+            mcufi_linear_tile(&proj, n, tile, vecs, xbuf, p->dim, x_row); /* row r: token_bias[t + r] */
+            proj.bias += n * p->dim;
+            x_row += n * p->dim;
         }
     }
     return MCUF_OK;

@@ -25,7 +25,8 @@
 
 typedef struct {
     mcuf_linear_params p;
-    int32_t rows; /* -1: mcuf_linear_s8 (one row), else mcuf_linear_rows_s8 */
+    int32_t rows; /* -1: mcuf_linear_s8 (one row), else mcuf_linear_rows_s8 or mcuf_linear_tile_s8 */
+    int32_t tile; /* 0: not tiled; 1, 2, 4 (or a bad value): mcuf_linear_tile_s8 */
     int32_t align;
     const int8_t *input;    /* [max(rows, 1)][in_features] */
     const int8_t *expected; /* [rows or 1][out_features]; NULL: error or rows 0, output untouched */
@@ -68,12 +69,19 @@ typedef struct {
     const int8_t *input, *expected;
 } lut_case;
 
+typedef struct {
+    mcuf_softmax_params p;
+    int32_t align;
+    const int8_t *input, *expected;
+} softmax_case;
+
 #include "dsp_vectors.inc"
 
 static int8_t ram_a[MAX_BYTES + 4];
 static int8_t ram_b[MAX_BYTES + 4];
 static int8_t ram_c[MAX_BYTES + 4];
 static int8_t out_buf[MAX_BYTES + GUARD_BYTES];
+static int32_t tile_scratch[2 * 4 * 64]; /* mcuf_linear_tile_s8, tile 4, in_features <= 256 */
 
 static uint32_t n_errors;
 
@@ -147,11 +155,20 @@ static int32_t run_linear_case(const char *table, int32_t c, const linear_case *
     const mcuf_linear_params *p = &t->p;
     const mcuf_linear_s4w_params q = {p->in_features, p->out_features, p->input_offset, p->output_offset, p->act_min,
                                       p->act_max,     p->weights,      p->bias,         p->multiplier,    p->shift};
+    if (t->tile != 0 && mcuf_linear_tile_scratch_size(p, t->tile) > (int32_t)sizeof tile_scratch) {
+        put_fields("STATUS", "linear_tile_scratch", c, mcuf_linear_tile_scratch_size(p, t->tile),
+                   (int32_t)sizeof tile_scratch, 0, 3);
+        n_errors++;
+        *instructions = 0;
+        return 0;
+    }
     arm_output(n_out);
     mcuf_status st;
     mcuf_platform_counter_start();
     if (t->weight_bits == 4) {
         st = t->rows >= 0 ? mcuf_linear_rows_s4w_s8(&q, t->rows, in, out_buf) : mcuf_linear_s4w_s8(&q, in, out_buf);
+    } else if (t->tile != 0) {
+        st = mcuf_linear_tile_s8(p, t->rows, t->tile, in, (int8_t *)tile_scratch, out_buf);
     } else {
         st = t->rows >= 0 ? mcuf_linear_rows_s8(p, t->rows, in, out_buf) : mcuf_linear_s8(p, in, out_buf);
     }
@@ -255,6 +272,19 @@ static void run_lut(void)
     put_fields("COUNT", "lut", (int32_t)(sizeof lut_cases / sizeof lut_cases[0]), values, 0, 0, 2);
 }
 
+static void run_softmax(void)
+{
+    int32_t values = 0;
+    for (int32_t c = 0; c < (int32_t)(sizeof softmax_cases / sizeof softmax_cases[0]); c++) {
+        const softmax_case *t = &softmax_cases[c];
+        const int8_t *in = to_ram(ram_a, t->input, t->p.length, t->align);
+        arm_output(t->p.length);
+        check_status("softmax", c, MCUF_OK, mcuf_softmax_s8(&t->p, in, out_buf));
+        values += check_output("softmax", c, t->expected, t->p.length);
+    }
+    put_fields("COUNT", "softmax", (int32_t)(sizeof softmax_cases / sizeof softmax_cases[0]), values, 0, 0, 2);
+}
+
 /* Scalar helpers: {x, m, s, expected}, {a, b, expected}, {x, e, expected}; isqrt in/out. */
 static void run_fixedpoint(void)
 {
@@ -308,6 +338,7 @@ int main(void)
     run_add();
     run_layernorm();
     run_lut();
+    run_softmax();
     mcuf_platform_puts("ERRORS ");
     mcuf_platform_put_u64(n_errors);
     mcuf_platform_puts("\nDONE\n");

@@ -250,6 +250,7 @@ static void rd_attention(mcuf_attention_params *p)
     rd_softmax(&p->softmax);
     rd_linear(&p->proj);
     rd_add(&p->residual);
+    p->tile = rd_int();
 }
 
 static void rd_mlp(mcuf_mlp_params *p)
@@ -263,6 +264,7 @@ static void rd_mlp(mcuf_mlp_params *p)
     p->gelu_table = rd_s8(NULL);
     rd_lowrank(&p->fc2);
     rd_add(&p->residual);
+    p->tile = rd_int();
 }
 
 static void rd_patch_embed(mcuf_patch_embed_params *p)
@@ -275,6 +277,7 @@ static void rd_patch_embed(mcuf_patch_embed_params *p)
     p->dim = rd_int();
     rd_linear(&p->proj);
     p->token_bias = rd_s32(NULL);
+    p->tile = rd_int();
 }
 
 static void rd_pool_head(mcuf_pool_head_params *p)

@@ -2,12 +2,112 @@
  * TFLite ADD int8 for cores with the DSP extension (Cortex-M4, M7, M33). Replaces ../elementwise.c
  * when the project builds with KERNELS=optimized: the same function, the same checks
  * (mcufi_add_check), bit-exact outputs. The three requantizations run inline with their per-call
- * constants hoisted out of the loop (requant_k, mcuf_dsp.h).
+ * constants hoisted out of the loop (requant_k, mcuf_dsp.h); with right shifts only (the common
+ * case) through SMMULR and a rounding add (add_right_shifts).
  */
 #include <stddef.h>
 
 #include "mcuf_dsp.h"
 #include "mcuf_internal.h"
+
+/* The common parameters (right shifts of 1..31, or an input multiplier of exactly 0.5: see
+ * add_input_make; left_shift <= 21, TFLite's is 20), with bounds that make two steps exact in fewer
+ * instructions:
+ *   - |x| = |(v + offset) << left_shift| <= 255 * 2^21 < 2^29, and each requantized input
+ *     |s| <= |x| (multiplier < 2^31, rdbpot shrinks), so |s1 + s2| < 2^30: the sum cannot
+ *     saturate, and 2x fits int32 for x = the inputs and the sum;
+ *   - mul_round31(x, m) = floor((x*m + 2^30) / 2^31) = floor((2x*m + 2^31) / 2^32) = SMMULR(2x, m);
+ *   - rdbpot(y, r) (round half away from zero) = (y + 2^(r-1) - [y < 0]) >> r for r >= 1 (|y| < 2^30
+ *     and 2^(r-1) <= 2^30: nothing wraps).
+ */
+#define ADD_FAST_MAX_SHIFT 21
+
+static inline int32_t smmulr(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+/* rdbpot(y, right) for |y| < 2^30, right in [1, 31], half = 2^(right-1). */
+static inline int32_t rdbpot_small(int32_t y, int32_t right, int32_t half)
+{
+    return (y + half - (int32_t)((uint32_t)y >> 31)) >> right;
+}
+
+/* One input's constants in add_right_shifts: s = rdbpot_small(SMMULR(v * scale + offset * scale, m),
+ * right, half), v the int8 input. */
+typedef struct {
+    int32_t scale, m, right, half;
+} add_input_k;
+
+/* 1 when the input's requantization has a fast form, with its constants in *k:
+ *   - shift in [-31, -1], left_shift <= 21: scale = 2^(left_shift + 1) (2x), the multiplier as is;
+ *   - multiplier 2^30, shift 0 (TFLite's 0.5 for the input with the larger scale), 1 <= left_shift
+ *     <= 20: x = v * 2^left_shift is even, so the exact result floor((x + 1) / 2) = x / 2; with
+ *     scale = 2^(left_shift + 2), SMMULR(4x, 2^30) = floor(x + 1/2) = x (|4x| < 2^31), and
+ *     rdbpot_small(x, 1, 1) = x / 2. */
+static int add_input_make(const mcuf_requant *q, int32_t left_shift, add_input_k *k)
+{
+    if (q->shift <= -1 && left_shift <= ADD_FAST_MAX_SHIFT) {
+        k->scale = INT32_C(1) << (left_shift + 1);
+        k->m = q->multiplier;
+        k->right = -q->shift;
+        k->half = INT32_C(1) << (k->right - 1);
+        return 1;
+    }
+    if (q->shift == 0 && q->multiplier == (INT32_C(1) << 30) && left_shift >= 1 && left_shift <= 20) {
+        k->scale = INT32_C(1) << (left_shift + 2);
+        k->m = INT32_C(1) << 30;
+        k->right = 1;
+        k->half = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* The element loop of add_right_shifts; OUT: the output stage of r. */
+#define ADD_FAST_LOOP(OUT)                                                                                         \
+    for (int32_t i = 0; i < n; i++) {                                                                              \
+        const int32_t s1 = rdbpot_small(smmulr((int32_t)a[i] * s1x + off1, m1), r1, h1);                          \
+        const int32_t s2 = rdbpot_small(smmulr((int32_t)b[i] * s2x + off2, m2), r2, h2);                          \
+        const int32_t r = rdbpot_small(smmulr((s1 + s2) * 2, mo), ro, ho);                                        \
+        output[i] = (OUT); /* out may alias a or b: both read */                                                   \
+    }
+
+/* For parameters whose inputs both have a fast form (add_input_make) and an output shift in
+ * [-31, -1]; returns 0 (nothing written) otherwise. */
+static int add_right_shifts(const mcuf_add_params *p, int32_t n, const int8_t *a, const int8_t *b, int8_t *output)
+{
+    add_input_k k1;
+    add_input_k k2;
+    if (!add_input_make(&p->input1, p->left_shift, &k1) || !add_input_make(&p->input2, p->left_shift, &k2) ||
+        p->output.shift > -1 || p->left_shift > ADD_FAST_MAX_SHIFT) {
+        return 0;
+    }
+    const int32_t m1 = k1.m;
+    const int32_t m2 = k2.m;
+    const int32_t r1 = k1.right;
+    const int32_t r2 = k2.right;
+    const int32_t h1 = k1.half;
+    const int32_t h2 = k2.half;
+    const int32_t s1x = k1.scale;
+    const int32_t s2x = k2.scale;
+    const int32_t off1 = p->input1_offset * s1x;
+    const int32_t off2 = p->input2_offset * s2x;
+    const int32_t mo = p->output.multiplier;
+    const int32_t ro = -p->output.shift;
+    const int32_t ho = INT32_C(1) << (ro - 1);
+    const int32_t out_off = p->output_offset;
+    const int32_t lo = p->act_min;
+    const int32_t hi = p->act_max;
+    if (lo == -128 && hi == 127) {
+        ADD_FAST_LOOP(out_s8(r, out_off))
+    } else {
+        ADD_FAST_LOOP(out_s8_act(r, out_off, lo, hi))
+    }
+    return 1;
+}
 
 mcuf_status mcuf_add_s8(const mcuf_add_params *p, int32_t n, const int8_t *a, const int8_t *b, int8_t *output)
 {
@@ -18,6 +118,9 @@ mcuf_status mcuf_add_s8(const mcuf_add_params *p, int32_t n, const int8_t *a, co
     const requant_k q1 = requant_make(&p->input1);
     const requant_k q2 = requant_make(&p->input2);
     const requant_k qo = requant_make(&p->output);
+    if (add_right_shifts(p, n, a, b, output)) {
+        return MCUF_OK;
+    }
     const int32_t scale = INT32_C(1) << p->left_shift;
     for (int32_t i = 0; i < n; i++) {
         /* |a + offset| <= 255 and left_shift <= 23: the shifted values fit int32. */
