@@ -30,13 +30,6 @@ mcuf_status mcufi_linear_check(const mcuf_linear_params *p)
     return MCUF_OK;
 }
 
-/* The same checks for linear_s4w_api.c (a view of its parameters); linear's own calls keep the
- * static function, so its code is unchanged. */
-mcuf_status mcufi_linear_check(const mcuf_linear_params *p)
-{
-    return check_linear(p);
-}
-
 mcuf_status mcuf_linear_s8(const mcuf_linear_params *p, const int8_t *input, int8_t *output)
 {
     const mcuf_status st = mcufi_linear_check(p);
