@@ -31,7 +31,7 @@ from dataclasses import replace
 
 from codegen import scratch
 from codegen.ir import Graph, Node, Op, Tensor
-from codegen.passes.fuse import ALL_HEADS, PER_HEAD
+from codegen.passes.fuse import ALL_HEADS, PER_HEAD, PREFIX_TOKENS
 from codegen.passes.plan import place_fused
 
 
@@ -76,10 +76,13 @@ def _with(graph: Graph, switched: set[int], per_head: dict[int, tuple[Node, dict
 
 
 def tiled(node: Node) -> bool:
-    """Whether the node's kernel takes a token tile: the patch embedding, the fused MLP and row-wise
-    (all_heads) attention."""
+    """Whether the node's kernel takes a token tile: the patch embedding (not the one that writes
+    prefix tokens: mcuf_patch_embed_prefix_s8 has no tile), the fused MLP and row-wise (all_heads)
+    attention."""
     if node.op == Op.FUSED_ATTENTION:
         return node.variant == ALL_HEADS
+    if node.op == Op.FUSED_PATCH_EMBED:
+        return node.variant != PREFIX_TOKENS
     return node.op in (Op.FUSED_PATCH_EMBED, Op.FUSED_MLP)
 
 
