@@ -272,8 +272,14 @@ def test_pareto_front_and_plot(small_digits: Dataset, tmp_path) -> None:
     a = TINY.smallest()
     points = [(a, 0.5, 100, 1), (a, 0.4, 150, 1), (a, 0.7, 200, 1), (a, 0.7, 300, 1), (a, 0.9, 400, 1)]
     assert [(p[1], p[2]) for p in pareto_front(points)] == [(0.5, 100), (0.7, 200), (0.9, 400)]
+    by_flash = [(a, 0.5, 1, 300), (a, 0.8, 1, 200), (a, 0.6, 1, 100), (a, 0.9, 1, 400)]
+    assert [(p[1], p[3]) for p in pareto_front(by_flash, 3)] == [(0.6, 100), (0.8, 200), (0.9, 400)]
     result, _ = run_search(small_digits, 900, 6000)
     plot_pareto(result, str(tmp_path / "pareto.png"))
+    from PIL import Image
+
+    with Image.open(tmp_path / "pareto.png") as im:
+        assert im.size[0] > 2 * im.size[1]  # two panels: accuracy vs peak SRAM and vs flash
     assert (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG"
 
 
