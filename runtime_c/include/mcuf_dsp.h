@@ -62,6 +62,25 @@ static inline void load2_post(const int32_t **p, int32_t *lo, int32_t *hi)
     __asm__("ldrd %0, %1, [%2], #8" : "=r"(*lo), "=r"(*hi), "+r"(*p) : "m"(**p) : "memory");
 }
 
+/* One step of a 4-row x 1-column dot-product tile: the packed int8 word wv (4 values of one column)
+ * against the next 4-input block of 4 rows expanded as int16 lane pairs at xb; a0..a3 (int32, one per
+ * row) accumulate and xb moves past the block. Uses the caller's locals xb, a0, a1, a2, a3. Shared by
+ * the tiled linear (4 tokens x 1 channel) and the tiled attention scores (4 queries x 1 key). */
+#define MCUFI_DOT_4X1_STEP(wv)                                                                                     \
+    do {                                                                                                           \
+        const int32_t w02 = __sxtb16(wv);                                                                          \
+        const int32_t w13 = sxtb16_ror8(wv);                                                                       \
+        int32_t xl, xh;                                                                                            \
+        load2_post(&xb, &xl, &xh);                                                                                 \
+        a0 = __smlad(w13, xh, __smlad(w02, xl, a0));                                                               \
+        load2_post(&xb, &xl, &xh);                                                                                 \
+        a1 = __smlad(w13, xh, __smlad(w02, xl, a1));                                                               \
+        load2_post(&xb, &xl, &xh);                                                                                 \
+        a2 = __smlad(w13, xh, __smlad(w02, xl, a2));                                                               \
+        load2_post(&xb, &xl, &xh);                                                                                 \
+        a3 = __smlad(w13, xh, __smlad(w02, xl, a3));                                                               \
+    } while (0)
+
 /* v in both int16 lanes (v in [-32768, 32767]). */
 static inline int32_t dup16(int32_t v)
 {

@@ -107,6 +107,18 @@ static inline int32_t mcufi_layernorm_inv(const mcuf_layernorm_params *p, int32_
     return (int32_t)((UINT64_C(1) << (30 + MCUF_LN_SQRT_BITS)) / sigma);
 }
 
+/* mcuf_softmax_s8: a row of 1..MCUF_SOFTMAX_MAX_LENGTH values and a table whose entry 0 is 1.0 (Q16). */
+static inline mcuf_status mcufi_softmax_check(const mcuf_softmax_params *p, const int8_t *input, const int8_t *output)
+{
+    if (p == NULL || p->exp_table == NULL || input == NULL || output == NULL) {
+        return MCUF_ERR_ARG;
+    }
+    if (p->length < 1 || p->length > MCUF_SOFTMAX_MAX_LENGTH || p->exp_table[0] != 65536) {
+        return MCUF_ERR_ARG;
+    }
+    return MCUF_OK;
+}
+
 /* mcuf_add_s8. left_shift <= 23 keeps (x + offset) << left_shift in int32 (|x + offset| <= 255). */
 static inline mcuf_status mcufi_add_check(const mcuf_add_params *p, int32_t n, const int8_t *a, const int8_t *b,
                                           const int8_t *output)

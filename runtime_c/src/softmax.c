@@ -4,17 +4,15 @@
  */
 #include <stddef.h>
 
-#include "mcuf.h"
+#include "mcuf_internal.h"
 
 mcuf_status mcuf_softmax_s8(const mcuf_softmax_params *p, const int8_t *input, int8_t *output)
 {
-    if (p == NULL || p->exp_table == NULL || input == NULL || output == NULL) {
-        return MCUF_ERR_ARG;
+    const mcuf_status st = mcufi_softmax_check(p, input, output);
+    if (st != MCUF_OK) {
+        return st;
     }
     const int32_t n = p->length;
-    if (n < 1 || n > MCUF_SOFTMAX_MAX_LENGTH || p->exp_table[0] != 65536) {
-        return MCUF_ERR_ARG;
-    }
     const int32_t *table = p->exp_table;
 
     int32_t max = input[0];

@@ -160,22 +160,6 @@ mcuf_status mcuf_attn_scores_s8(const mcuf_attn_head_params *p, const int8_t *q,
     return MCUF_OK;
 }
 
-/* a0..a3 += key word wv . the 4 queries' block at xb (xb moved past it). */
-#define STEP4(wv)                                                                                                  \
-    do {                                                                                                           \
-        const int32_t w02 = __sxtb16(wv);                                                                          \
-        const int32_t w13 = sxtb16_ror8(wv);                                                                       \
-        int32_t xl, xh;                                                                                            \
-        load2_post(&xb, &xl, &xh);                                                                                 \
-        a0 = __smlad(w13, xh, __smlad(w02, xl, a0));                                                               \
-        load2_post(&xb, &xl, &xh);                                                                                 \
-        a1 = __smlad(w13, xh, __smlad(w02, xl, a1));                                                               \
-        load2_post(&xb, &xl, &xh);                                                                                 \
-        a2 = __smlad(w13, xh, __smlad(w02, xl, a2));                                                               \
-        load2_post(&xb, &xl, &xh);                                                                                 \
-        a3 = __smlad(w13, xh, __smlad(w02, xl, a3));                                                               \
-    } while (0)
-
 /* Four queries x one key per step over the queries expanded once (xbuf: for 4-dim block b and
  * query r, xbuf[(4b + r) * 2 + {0, 1}] = (q0, q2), (q1, q3) + q_offset as int16 lanes, the last
  * block zero-padded): per block one key word, two SXTB16, four LDRD and eight SMLAD for 16 MACs,
@@ -225,12 +209,12 @@ void mcufi_attn_scores_tile(const mcuf_attn_head_params *p, int32_t n, const int
         int32_t a3 = k_term[3];
         for (int32_t b = full; b > 0; b--) {
             const int32_t wv = load_s8x4(kw);
-            STEP4(wv);
+            MCUFI_DOT_4X1_STEP(wv);
             kw += 4;
         }
         if (tail != 0) {
             const int32_t wv = load_tail(kw, tail);
-            STEP4(wv);
+            MCUFI_DOT_4X1_STEP(wv);
         }
         scores[j] = out_s8(requant_apply(&rq, a0), out_off);
         scores[tokens + j] = out_s8(requant_apply(&rq, a1), out_off);

@@ -196,22 +196,6 @@ static void expand(const int8_t *input, int32_t n_in, int32_t g, int32_t off2, i
     }
 }
 
-/* One step of tile4: the weight word wv of channel o against block b of 4 rows. */
-#define TILE4_STEP(wv)                                                                                                \
-    do {                                                                                                               \
-        const int32_t w02 = __sxtb16(wv);                                                                              \
-        const int32_t w13 = sxtb16_ror8(wv);                                                                           \
-        int32_t xl, xh;                                                                                                \
-        load2_post(&xb, &xl, &xh);                                                                                     \
-        a0 = __smlad(w13, xh, __smlad(w02, xl, a0));                                                                   \
-        load2_post(&xb, &xl, &xh);                                                                                     \
-        a1 = __smlad(w13, xh, __smlad(w02, xl, a1));                                                                   \
-        load2_post(&xb, &xl, &xh);                                                                                     \
-        a2 = __smlad(w13, xh, __smlad(w02, xl, a2));                                                                   \
-        load2_post(&xb, &xl, &xh);                                                                                     \
-        a3 = __smlad(w13, xh, __smlad(w02, xl, a3));                                                                   \
-    } while (0)
-
 /* Four rows (tokens) x one channel per step over the expanded inputs; xbuf from expand(.., 4, ..).
  * Per block of 4 inputs: 1 weight load, 2 SXTB16, 4 LDRD, 8 SMLAD for 16 MACs; two blocks per
  * loop iteration. */
@@ -232,18 +216,18 @@ static void tile4(const mcuf_linear_params *p, const int32_t *xbuf, int32_t bias
             const int32_t wv0 = load_s8x4(w);
             const int32_t wv1 = load_s8x4(w + 4);
             w += 8;
-            TILE4_STEP(wv0);
-            TILE4_STEP(wv1);
+            MCUFI_DOT_4X1_STEP(wv0);
+            MCUFI_DOT_4X1_STEP(wv1);
         }
         if (full & 1) {
             const int32_t wv = load_s8x4(w);
             w += 4;
-            TILE4_STEP(wv);
+            MCUFI_DOT_4X1_STEP(wv);
         }
         if (tail != 0) {
             const int32_t wv = load_tail(w, tail);
             w += tail;
-            TILE4_STEP(wv);
+            MCUFI_DOT_4X1_STEP(wv);
         }
         out4(p, o, a0, a1, a2, a3, bias_stride, output);
     }

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "mcuf_dsp.h"
+#include "mcuf_internal.h"
 
 /* The largest of n int8 values (n >= 1). */
 static int32_t row_max(const int8_t *x, int32_t n)
@@ -35,13 +36,11 @@ static int32_t row_max(const int8_t *x, int32_t n)
 
 mcuf_status mcuf_softmax_s8(const mcuf_softmax_params *p, const int8_t *input, int8_t *output)
 {
-    if (p == NULL || p->exp_table == NULL || input == NULL || output == NULL) {
-        return MCUF_ERR_ARG;
+    const mcuf_status st = mcufi_softmax_check(p, input, output);
+    if (st != MCUF_OK) {
+        return st;
     }
     const int32_t n = p->length;
-    if (n < 1 || n > MCUF_SOFTMAX_MAX_LENGTH || p->exp_table[0] != 65536) {
-        return MCUF_ERR_ARG;
-    }
     const int32_t max = row_max(input, n);
     const uint32_t *table = (const uint32_t *)(const void *)p->exp_table; /* index max - x in [0, 255] */
     /* With entries in [0, 65536]: sum <= 32767 * 65536 < 2^31. Other tables wrap (unsigned). */
