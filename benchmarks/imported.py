@@ -30,7 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from codegen.onnx_import import float_logits, import_onnx, reference_logits  # noqa: E402
+from mcuformer.codegen.onnx_import import float_logits, import_onnx, reference_logits  # noqa: E402
+
 from mcuformer.emulate import emulate  # noqa: E402
 from tests import vit_zoo as zoo  # noqa: E402
 

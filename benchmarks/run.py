@@ -100,7 +100,7 @@ def run_reference(ref: Reference, work: Path, log) -> dict:
     torch.manual_seed(0)
     model = ViT(ref.arch).eval()
     data = random_data(ref.arch, 16, seed=0)
-    from codegen.cost import estimate
+    from mcuformer.codegen.cost import estimate
 
     predicted = estimate(ref.arch, board.sram_bytes)
     flash_note = ""
@@ -204,9 +204,9 @@ def _retarget(project: Path, board: Board, work: Path, report: dict) -> Path:
     """A copy of the project built for another core: same model sources, that core's board files."""
     import shutil
 
-    from codegen.board_files import render_board_files
-    from codegen.cost import STACK_RESERVE_BYTES
-    from codegen.emit import project_sources, runtime_sources
+    from mcuformer.codegen.board_files import render_board_files
+    from mcuformer.codegen.cost import STACK_RESERVE_BYTES
+    from mcuformer.codegen.emit import project_sources, runtime_sources
 
     target = work / f"{project.name}-{board.core}"
     shutil.rmtree(target, ignore_errors=True)

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from importlib import resources
 
 import jinja2
+from mcuformer.codegen.regions import RegionPlacement, main_region
 
-from codegen.regions import RegionPlacement, main_region
 from mcuformer.boards import Board, QemuMachine, format_bytes, qemu_machine
 from mcuformer.errors import UserError
 
@@ -111,7 +111,7 @@ def _linker_regions(
 
 
 def _platform_file(name: str) -> str:
-    return resources.files("runtime_c").joinpath("platform", name).read_text()
+    return resources.files("mcuformer.runtime_c").joinpath("platform", name).read_text()
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ def board_platform_source(board: Board) -> str:
     if not board.firmware_platform:
         return SEMIHOST_PLATFORM
     name = f"platform_{board.firmware_platform}.c"
-    if not resources.files("runtime_c").joinpath("platform", name).is_file():
+    if not resources.files("mcuformer.runtime_c").joinpath("platform", name).is_file():
         raise UserError(f"board {board.name}: no platform layer runtime_c/platform/{name}")
     return f"{PLATFORM_DIR}/{name}"
 
@@ -211,7 +211,7 @@ def render_board_files(
 
     host_sources = [*[s for s in sources if s not in kernels.optimized], HARNESS, *HOST_PLATFORM_SOURCES]
     files: dict[str, str] = {
-        "Makefile.host": _template("codegen", "Makefile.host.j2").render(
+        "Makefile.host": _template("mcuformer.codegen", "Makefile.host.j2").render(
             board=board, sources=host_sources, include_dirs=dirs
         ),
         HARNESS: _platform_file("main.c"),
@@ -224,7 +224,7 @@ def render_board_files(
     machine = qemu_machine(board.qemu_machine)
     _check_arm_memory(board, machine, stack_bytes)
     board_platform = board_platform_source(board)
-    files["Makefile"] = _template("codegen", "Makefile.j2").render(
+    files["Makefile"] = _template("mcuformer.codegen", "Makefile.j2").render(
         board=board,
         qemu_platform_source=SEMIHOST_PLATFORM,
         board_platform_source=board_platform,
@@ -237,7 +237,7 @@ def render_board_files(
         include_dirs=dirs,
         instructions_per_tick=machine.instructions_per_tick,
     )
-    linker = _template("boards", "cortexm.ld.j2")
+    linker = _template("mcuformer.boards", "cortexm.ld.j2")
     if placement is None:
         main = main_region(board)
         placement = RegionPlacement(main, main, main, 0, stack_bytes, 0)
@@ -258,5 +258,5 @@ def render_board_files(
         files[f"{PLATFORM_DIR}/{name}"] = _platform_file(name)
     files[board_platform] = _platform_file(board_platform.rpartition("/")[2])
     if board.uf2_family:
-        files[UF2_TOOL] = resources.files("boards").joinpath("tools", "bin2uf2.py").read_text()
+        files[UF2_TOOL] = resources.files("mcuformer.boards").joinpath("tools", "bin2uf2.py").read_text()
     return files

@@ -6,14 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
-
-from codegen import int_exec
-from codegen.cost import NUM_TEST_INPUTS, Cost, arena_budget, cost_of_graph
-from codegen.frontend import from_torch
-from codegen.ir import Graph
-from codegen.lower import LoweredModel, lower
-from codegen.pipeline import run_pipeline
-from codegen.quantize import calibrate, input_qparams, quantize, quantize_images
+from mcuformer.codegen import int_exec
+from mcuformer.codegen.cost import NUM_TEST_INPUTS, Cost, arena_budget, cost_of_graph
+from mcuformer.codegen.frontend import from_torch
+from mcuformer.codegen.ir import Graph
+from mcuformer.codegen.lower import LoweredModel, lower
+from mcuformer.codegen.pipeline import run_pipeline
+from mcuformer.codegen.quantize import calibrate, input_qparams, quantize, quantize_images
 
 
 @dataclass(frozen=True, eq=False)

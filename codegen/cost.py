@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from codegen.frontend import build_graph
-from codegen.ir import Graph, Op
-from codegen.pipeline import run_pipeline
+from mcuformer.codegen.frontend import build_graph
+from mcuformer.codegen.ir import Graph, Op
+from mcuformer.codegen.pipeline import run_pipeline
+
 from mcuformer.arch import ArchConfig
 from mcuformer.boards import Board
 
@@ -132,8 +133,8 @@ def peak_sram_lower_bound(graph: Graph) -> int:
     schedule's own buffers are alive, and an arena holds every buffer alive at a step."""
     from math import prod
 
-    from codegen.passes.choose_schedules import to_per_head, with_tile
-    from codegen.passes.plan import ALIGN
+    from mcuformer.codegen.passes.choose_schedules import to_per_head, with_tile
+    from mcuformer.codegen.passes.plan import ALIGN
 
     def own_bytes(node, tensors) -> int:  # int8 sizes, as the planner counts them
         sizes = [prod(tensors[t].shape) for t in node.workspace] + [node.scratch_bytes]

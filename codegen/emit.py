@@ -6,11 +6,11 @@ from importlib import resources
 
 import jinja2
 import numpy as np
+from mcuformer.codegen.board_files import OPTIMIZED_DIR
+from mcuformer.codegen.ir import Graph
+from mcuformer.codegen.lower import LoweredModel, format_values
 
 import mcuformer
-from codegen.board_files import OPTIMIZED_DIR
-from codegen.ir import Graph
-from codegen.lower import LoweredModel, format_values
 from mcuformer.boards import Board
 
 MODEL_SOURCES = ("model/model.c", "model/test_inputs.c")
@@ -18,7 +18,7 @@ MODEL_SOURCES = ("model/model.c", "model/test_inputs.c")
 
 def _env() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(resources.files("codegen") / "templates")),
+        loader=jinja2.FileSystemLoader(str(resources.files("mcuformer.codegen") / "templates")),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -36,7 +36,7 @@ def runtime_sources(board: Board) -> dict[str, str]:
     Makefile builds one file of each pair (KERNELS=optimized|portable, default from board.dsp:
     codegen.board_files); the host build uses the portable files.
     """
-    root = resources.files("runtime_c")
+    root = resources.files("mcuformer.runtime_c")
     src = root / "src"
     headers = sorted((p for p in (root / "include").iterdir() if p.name.endswith(".h")), key=lambda p: p.name)
     files = {f"runtime/include/{path.name}": path.read_text() for path in headers}

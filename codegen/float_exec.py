@@ -4,9 +4,8 @@ that the frontend reproduces the torch model."""
 from __future__ import annotations
 
 import numpy as np
+from mcuformer.codegen.ir import Graph, Node, Op
 from scipy.special import erf
-
-from codegen.ir import Graph, Node, Op
 
 
 def patchify_hwc(images: np.ndarray, patch: int) -> np.ndarray:

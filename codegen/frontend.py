@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+from mcuformer.codegen.ir import Attrs, Graph, Node, Op, Tensor
 
-from codegen.ir import Attrs, Graph, Node, Op, Tensor
 from mcuformer.arch import ArchConfig
 
 Weights = dict[str, np.ndarray]

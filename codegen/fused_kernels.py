@@ -6,8 +6,8 @@ parameters are its body's parameters, regrouped into the C struct of the fused k
 
 from __future__ import annotations
 
-from codegen import qparams as qp
-from codegen.ir import Graph, IRError, Node, Op
+from mcuformer.codegen import qparams as qp
+from mcuformer.codegen.ir import Graph, IRError, Node, Op
 
 
 def _lowrank(kernels: dict, role: str) -> qp.LowRankParams:

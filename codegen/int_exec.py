@@ -8,10 +8,9 @@ exact, tested), so evaluation over a data set uses the faster unfused path.
 from __future__ import annotations
 
 import numpy as np
-
-from codegen import ref
-from codegen.ir import Graph, IRError, Node, Op
-from codegen.qparams import PatchEmbedPrefixParams
+from mcuformer.codegen import ref
+from mcuformer.codegen.ir import Graph, IRError, Node, Op
+from mcuformer.codegen.qparams import PatchEmbedPrefixParams
 
 
 def _patch_embed(kernel, image: np.ndarray) -> np.ndarray:
@@ -107,7 +106,7 @@ def op_error_lsb(graph: Graph, images_int8: np.ndarray) -> dict[str, dict[str, f
     """Each primitive op's own error: its integer output against the float op evaluated on the same
     (dequantized) integer inputs, in output LSBs (the float result clipped to the int8 range first).
     Isolates one op's arithmetic from the error the ops before it accumulated."""
-    from codegen.float_exec import eval_node
+    from mcuformer.codegen.float_exec import eval_node
 
     def real(name: str, q: np.ndarray) -> np.ndarray:
         qp = graph.tensors[name].qparams

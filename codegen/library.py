@@ -28,12 +28,12 @@ from importlib import resources
 
 import jinja2
 import numpy as np
+from mcuformer.codegen.board_files import split_kernel_sources
+from mcuformer.codegen.emit import project_sources, render_model_files, runtime_sources
+from mcuformer.codegen.ir import Graph
+from mcuformer.codegen.lower import LoweredModel, format_values
 
 import mcuformer
-from codegen.board_files import split_kernel_sources
-from codegen.emit import project_sources, render_model_files, runtime_sources
-from codegen.ir import Graph
-from codegen.lower import LoweredModel, format_values
 from mcuformer.boards import Board
 from mcuformer.errors import UserError
 
@@ -55,7 +55,7 @@ _ENV = jinja2.Environment(
 
 
 def _render(name: str, **context: object) -> str:
-    text = resources.files("codegen").joinpath("templates", "lib", name).read_text()
+    text = resources.files("mcuformer.codegen").joinpath("templates", "lib", name).read_text()
     return _ENV.from_string(text).render(version=mcuformer.__version__, **context)
 
 

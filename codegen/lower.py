@@ -13,9 +13,8 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-
-from codegen.ir import Graph, IRError, Node, Op
-from codegen.passes.fuse import ALL_HEADS, PER_HEAD, PREFIX_TOKENS
+from mcuformer.codegen.ir import Graph, IRError, Node, Op
+from mcuformer.codegen.passes.fuse import ALL_HEADS, PER_HEAD, PREFIX_TOKENS
 
 # One kernel per (fused op, schedule). Optimized (DSP) variants keep these names: chosen by file.
 KERNEL_OF: dict[tuple[Op, str], str] = {

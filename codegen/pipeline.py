@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from codegen.ir import Graph, verify_graph
-from codegen.passes.choose_schedules import choose_schedules
-from codegen.passes.fuse import fuse
-from codegen.passes.plan import plan
-from codegen.passes.schedule import schedule
-from codegen.passes.verify_plan import verify_plan
+from mcuformer.codegen.ir import Graph, verify_graph
+from mcuformer.codegen.passes.choose_schedules import choose_schedules
+from mcuformer.codegen.passes.fuse import fuse
+from mcuformer.codegen.passes.plan import plan
+from mcuformer.codegen.passes.schedule import schedule
+from mcuformer.codegen.passes.verify_plan import verify_plan
 
 Pass = Callable[[Graph], Graph]
 

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 import numpy as np
-
-from codegen import scratch
+from mcuformer.codegen import scratch
 
 # Constants of mcuf.h.
 LN_NORM_BITS = 12  # MCUF_LN_NORM_BITS (K)

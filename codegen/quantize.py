@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-
-from codegen import qparams as qp
-from codegen.float_exec import run_float
-from codegen.ir import Graph, Node, Op, QParams, Tensor
+from mcuformer.codegen import qparams as qp
+from mcuformer.codegen.float_exec import run_float
+from mcuformer.codegen.ir import Graph, Node, Op, QParams, Tensor
 
 PROBS_QPARAMS = QParams(1.0 / 256.0, -128)
 

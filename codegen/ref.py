@@ -18,8 +18,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from codegen.qparams import (
+from mcuformer.codegen.qparams import (
     INT32_MAX,
     INT32_MIN,
     LN_MAX_EPSILON,

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from codegen.passes.plan import ALIGN, Buffer, MemoryPlan, place_greedy
+from mcuformer.codegen.passes.plan import ALIGN, Buffer, MemoryPlan, place_greedy
+
 from mcuformer.boards import Board, MemoryRegion
 from mcuformer.errors import UserError
 
@@ -172,7 +173,7 @@ def place_compiled(board: Board, compiled, stack_bytes: int, static_bytes: int):
     """(the compiled model, its RegionPlacement) for ``board``; when the placement moves the row
     scratch to its own buffer, the graph carries the ScratchSplit (meta ``scratch_split``) and is
     lowered again, so model.c declares the two buffers. ``compiled``: codegen.compile.CompiledModel."""
-    from codegen.lower import lower
+    from mcuformer.codegen.lower import lower
 
     split = split_hot_scratch(compiled.graph.meta["plan"])
     placement = place_memory(

@@ -6,7 +6,7 @@ both agree on random shapes. Every sub-buffer is rounded up to 4 bytes, int32 pa
 
 from __future__ import annotations
 
-from codegen.ir import Graph, Node, Op
+from mcuformer.codegen.ir import Graph, Node, Op
 
 
 def align4(n: int) -> int:

@@ -27,7 +27,7 @@ class ImportedModel:
     def __call__(self, images):  # torch (B, C, H, W) -> torch logits, like the native ViT
         import torch
 
-        from codegen.onnx_import import float_logits
+        from mcuformer.codegen.onnx_import import float_logits
 
         return torch.from_numpy(float_logits(self.float_graph, images.detach().cpu().numpy()))
 
@@ -57,7 +57,7 @@ def load_imported(
 ) -> ImportedModel:
     """An ``.onnx`` path, or a ``torch.nn.Module`` (exported here with torch's ONNX exporter at
     ``image_size`` x ``image_size`` and ``channels``), imported and checked against the ONNX model."""
-    from codegen.onnx_import import import_onnx
+    from mcuformer.codegen.onnx_import import import_onnx
 
     scale, shift = normalisation_affine(mean, std)
     norm = None

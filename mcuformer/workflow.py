@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from codegen.cost import NUM_TEST_INPUTS
 from mcuformer.arch import ArchConfig, SearchSpace, save_json
 from mcuformer.boards import Board, format_bytes, get_board, parse_bytes
+from mcuformer.codegen.cost import NUM_TEST_INPUTS
 from mcuformer.errors import DoesNotFit, UserError
 from mcuformer.outputs import OutputKind, atomic_directory, check_output
 
@@ -59,7 +59,7 @@ def search_space_for(spec: str | None, data, board: Board) -> tuple[SearchSpace,
     if spec:
         space = load_space(spec, data.in_channels, data.num_classes)
         return space, {"source": spec, "note": f"search space '{spec}': {describe_space(space)}"}
-    from nas.supernet import sample_arch
+    from mcuformer.nas.supernet import sample_arch
 
     probe = CostCache(board.sram_bytes)
     sized = budget_space(
@@ -125,7 +125,7 @@ class CostCache:
 
     def cost(self, arch: ArchConfig):  # -> codegen.cost.Cost
         if arch not in self._cache:
-            from codegen.cost import cost_of_graph, estimate, peak_sram_lower_bound, planned_graph
+            from mcuformer.codegen.cost import cost_of_graph, estimate, peak_sram_lower_bound, planned_graph
 
             t0, c0 = time.perf_counter(), time.process_time()
             graph = planned_graph(arch, naive=False)  # all-heads schedules
@@ -248,28 +248,28 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
         from mcuformer.spaces import load_space
 
         load_space(opts.space, 1, 2)  # a bad --space fails before anything is written
-    from nas.data_pipeline import resolve_device
+    from mcuformer.nas.data_pipeline import resolve_device
 
     resolve_device(opts.device)  # --device cuda without CUDA: before anything is written
     instr_model = None
     if opts.instr_budget is not None:
-        from nas.instr_model import DEFAULT_MODEL, InstructionModel
+        from mcuformer.nas.instr_model import DEFAULT_MODEL, InstructionModel
 
         instr_model = InstructionModel.load(opts.instr_model or DEFAULT_MODEL)
         if instr_model.dsp != board.dsp:
             raise UserError(
                 f"the instruction model was fitted on {instr_model.board} (DSP {instr_model.dsp}); {board.name} runs "
-                f"other kernels (DSP {board.dsp}): profile and fit one for it (python -m nas.instr_model)"
+                f"other kernels (DSP {board.dsp}): profile and fit one for it (python -m mcuformer.nas.instr_model)"
             )
     import torch
 
     from mcuformer.data import RUN_DATA_FILE, load_dataset, save_run_data
+    from mcuformer.nas.recipe import Recipe, finetune_epochs_for, num_params, train_config, train_teacher
+    from mcuformer.nas.search import SearchConfig, evolution_search, plot_pareto
+    from mcuformer.nas.space_evolution import EvolutionConfig, evolve_space, plot_trajectory
+    from mcuformer.nas.supernet import Supernet, init_from_dense, load_vit
+    from mcuformer.nas.train import finetune, train_supernet
     from mcuformer.spaces import fill_analysis
-    from nas.recipe import Recipe, finetune_epochs_for, num_params, train_config, train_teacher
-    from nas.search import SearchConfig, evolution_search, plot_pareto
-    from nas.space_evolution import EvolutionConfig, evolve_space, plot_trajectory
-    from nas.supernet import Supernet, init_from_dense, load_vit
-    from nas.train import finetune, train_supernet
 
     out = check_output(opts.out, OutputKind.RUN, opts.force, search_inputs(opts))  # before any work
     # data errors before anything is written; an image folder is resized on load to the given space's largest
@@ -459,7 +459,7 @@ def run_search(opts: SearchOptions, log: Log) -> dict:
 
 
 def compile_for(model, data, sram_bytes: int | None = None, num_test_inputs: int = NUM_TEST_INPUTS):
-    from codegen.compile import compile_graph, compile_model
+    from mcuformer.codegen.compile import compile_graph, compile_model
     from mcuformer.imported import ImportedModel
     from mcuformer.model import resize_images
 
@@ -472,7 +472,7 @@ def compile_for(model, data, sram_bytes: int | None = None, num_test_inputs: int
 def accuracies(model, compiled, data) -> tuple[float, float]:
     import torch
 
-    from codegen.compile import to_hwc
+    from mcuformer.codegen.compile import to_hwc
     from mcuformer.model import resize_images
 
     images = resize_images(data.val_x, model.arch.image_size)
@@ -642,11 +642,11 @@ def export_model(
     flash raises DoesNotFit before anything is written. With ``measure`` (and the Arm toolchain +
     QEMU present) the project is also built and run once in QEMU and the measured peak SRAM, flash and
     instructions are added to report.json under ``measured``."""
-    from codegen.board_files import render_board_files
-    from codegen.compile import to_hwc
-    from codegen.cost import STACK_RESERVE_BYTES
-    from codegen.emit import project_sources, render_model_files, render_readme, runtime_sources
-    from codegen.int_exec import op_error_lsb
+    from mcuformer.codegen.board_files import render_board_files
+    from mcuformer.codegen.compile import to_hwc
+    from mcuformer.codegen.cost import STACK_RESERVE_BYTES
+    from mcuformer.codegen.emit import project_sources, render_model_files, render_readme, runtime_sources
+    from mcuformer.codegen.int_exec import op_error_lsb
     from mcuformer.model import resize_images
 
     arch = model.arch
@@ -723,15 +723,15 @@ def input_preparation(data, arch: ArchConfig, input_quant: dict) -> dict:
 def place_model_memory(board: Board, compiled):  # -> (CompiledModel, codegen.regions.RegionPlacement)
     """The arena (or the arena and the hot row scratch), stack and statics across the board's RAM
     regions (codegen.regions)."""
-    from codegen.cost import STACK_RESERVE_BYTES, STATIC_SRAM_BYTES
-    from codegen.regions import place_compiled
+    from mcuformer.codegen.cost import STACK_RESERVE_BYTES, STATIC_SRAM_BYTES
+    from mcuformer.codegen.regions import place_compiled
 
     return place_compiled(board, compiled, STACK_RESERVE_BYTES, STATIC_SRAM_BYTES)
 
 
 def check_library_options(board: Board, float_abi: str | None) -> None:
     if float_abi is not None:
-        from codegen.library import check_float_abi
+        from mcuformer.codegen.library import check_float_abi
 
         check_float_abi(board, float_abi)
 
@@ -741,8 +741,8 @@ def export_library(
 ) -> dict:
     """Write the ``--format lib`` directory (codegen.library) into ``tmp`` with report.json; with
     ``measure`` build it with CMake on the host and check its example bit-exactly."""
-    from codegen.cost import STACK_RESERVE_BYTES
-    from codegen.library import render_library
+    from mcuformer.codegen.cost import STACK_RESERVE_BYTES
+    from mcuformer.codegen.library import render_library
     from mcuformer.emulate import check_library
 
     files = render_library(
@@ -841,7 +841,7 @@ def _project_board_has_firmware_machine(project: Path) -> bool:
 def op_macs(graph, node) -> int:
     """Multiply-accumulates of one fused operator: its linears, patch embedding and attention
     products (recomputation by the per-head schedule included)."""
-    from nas.instr_model import node_features
+    from mcuformer.nas.instr_model import node_features
 
     f = node_features(graph, node)
     return int(f["macs"] + f["attn_macs"])

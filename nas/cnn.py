@@ -22,10 +22,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from mcuformer.codegen.cost import STACK_RESERVE_BYTES, STATIC_SRAM_BYTES
+from mcuformer.codegen.passes.plan import Buffer, _aligned, place_greedy
 from torch import nn
-
-from codegen.cost import STACK_RESERVE_BYTES, STATIC_SRAM_BYTES
-from codegen.passes.plan import Buffer, _aligned, place_greedy
 
 
 class CNN(nn.Module):

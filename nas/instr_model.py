@@ -3,9 +3,9 @@ instruction budget in the search.
 
 QEMU counts instructions exactly (``-icount``; DESIGN section 6), but a build and a run take seconds,
 far too slow for thousands of candidates. So: profile a few architectures once
-(``python -m nas.instr_model profile``: export with random weights, run in QEMU, read
+(``python -m mcuformer.nas.instr_model profile``: export with random weights, run in QEMU, read
 ``instructions_per_inference``), fit ``instructions ~ coef . features(arch)`` by non-negative least
-squares (``python -m nas.instr_model fit``), and let the search predict from shapes alone.
+squares (``python -m mcuformer.nas.instr_model fit``), and let the search predict from shapes alone.
 
 Features are counts from the same shapes-only graph the planner uses (after fusion and the
 schedule choice for the budget): MACs of every linear layer (patch embedding and classifier
@@ -45,7 +45,7 @@ DEFAULT_MODEL = DATA_DIR / "instr_model.json"
 
 
 def features(arch: ArchConfig, sram_bytes: int | None = None) -> dict[str, float]:
-    from codegen.cost import planned_graph
+    from mcuformer.codegen.cost import planned_graph
 
     graph = planned_graph(arch, sram_bytes)
     f = dict.fromkeys(FEATURES, 0.0)
@@ -58,7 +58,7 @@ def features(arch: ArchConfig, sram_bytes: int | None = None) -> dict[str, float
 
 def node_features(graph, top) -> dict[str, float]:  # graph: codegen.ir.Graph, top: one of its nodes
     """The features of one top-level (fused) node of a planned graph (no constant)."""
-    from codegen.ir import Op
+    from mcuformer.codegen.ir import Op
 
     f = dict.fromkeys(FEATURES[1:], 0.0)
     shape = {name: t.shape for name, t in graph.tensors.items()}
@@ -114,7 +114,9 @@ class InstructionModel:
     def load(path: str | Path = DEFAULT_MODEL) -> InstructionModel:
         path = Path(path)
         if not path.is_file():
-            raise UserError(f"instruction model {path} not found; fit one with `python -m nas.instr_model fit`")
+            raise UserError(
+                f"instruction model {path} not found; fit one with `python -m mcuformer.nas.instr_model fit`"
+            )
         data = json.loads(path.read_text())
         if list(data.get("features", [])) != list(FEATURES):
             raise UserError(f"instruction model {path} has other features than {FEATURES}; refit it")
@@ -174,7 +176,7 @@ def profile_arch(arch: ArchConfig, board: str, workdir: Path, seed: int = 0) -> 
 
 
 def profile_space(space: SearchSpace, n: int, board: str, seed: int, log=print) -> list[dict[str, Any]]:
-    from nas.supernet import sample_arch
+    from mcuformer.nas.supernet import sample_arch
 
     rng = random.Random(seed)
     archs = list(dict.fromkeys([space.smallest(), space.largest()] + [sample_arch(space, rng) for _ in range(4 * n)]))
@@ -189,7 +191,7 @@ def profile_space(space: SearchSpace, n: int, board: str, seed: int, log=print) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m nas.instr_model", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m mcuformer.nas.instr_model", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     pr = sub.add_parser("profile", help="measure instructions per inference of random subnets in QEMU")
     pr.add_argument("--n", type=int, default=24)
@@ -207,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         if not have_qemu():
             print("qemu-system-arm / arm-none-eabi-gcc not found: nothing profiled (install them with make setup)")
             return 0
-        from nas.space_evolution import RANK_GRID
+        from mcuformer.nas.space_evolution import RANK_GRID
 
         board = get_board(args.board)
         space = replace(SearchSpace(), rank_ratios=RANK_GRID)

@@ -20,11 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
-
-from mcuformer.arch import ArchConfig, SearchSpace, save_json
-from mcuformer.data import Dataset
-from mcuformer.errors import UserError
-from nas.supernet import (
+from mcuformer.nas.supernet import (
     LayerChoice,
     Supernet,
     head_choices,
@@ -34,7 +30,11 @@ from nas.supernet import (
     sample_arch,
     sample_layer,
 )
-from nas.train import deterministic, evaluate
+from mcuformer.nas.train import deterministic, evaluate
+
+from mcuformer.arch import ArchConfig, SearchSpace, save_json
+from mcuformer.data import Dataset
+from mcuformer.errors import UserError
 
 CostFn = Callable[[ArchConfig], tuple[int, int]]  # arch -> (peak_sram_bytes, flash_bytes)
 InstrFn = Callable[[ArchConfig], float]  # arch -> predicted instructions per inference

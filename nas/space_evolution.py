@@ -35,12 +35,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from mcuformer.nas.supernet import Supernet, sample_arch
+from mcuformer.nas.train import deterministic, evaluate
 
 from mcuformer.arch import ArchConfig, SearchSpace
 from mcuformer.data import Dataset
 from mcuformer.spaces import RANK_GRID  # noqa: F401  (the rank axis; re-exported here)
-from nas.supernet import Supernet, sample_arch
-from nas.train import deterministic, evaluate
 
 # The rank ratios the supernet is trained over when the space evolves: a grid fine enough for a
 # region (three adjacent levels) to be a real subspace. 0.0 = dense, the top level.

@@ -1,6 +1,6 @@
 """Supernet training on several processes (torch DistributedDataParallel; gloo on CPU, nccl on GPU).
 
-    torchrun --nproc_per_node=2 -m nas.train_ddp --data digits --epochs 30 --out runs/supernet
+    torchrun --nproc_per_node=2 -m mcuformer.nas.train_ddp --data digits --epochs 30 --out runs/supernet
 
 Every rank builds the same supernet (DDP also broadcasts rank 0's weights), draws the same global
 batches, augmentations and sandwich subnets from the same seeded generators, and runs its share
@@ -21,13 +21,13 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from mcuformer.nas.data_pipeline import stream_folder
+from mcuformer.nas.supernet import Supernet
+from mcuformer.nas.train import TrainConfig, train_supernet
 
 from mcuformer.arch import SearchSpace
 from mcuformer.data import load_dataset
 from mcuformer.spaces import load_space, preset_for
-from nas.data_pipeline import stream_folder
-from nas.supernet import Supernet
-from nas.train import TrainConfig, train_supernet
 
 TINY_SPACE = SearchSpace(
     image_sizes=(8,), patch_sizes=(2, 4), embed_dims=(8, 16), depths=(1, 2), num_heads=(2,), mlp_ratios=(1.0, 2.0)
@@ -43,7 +43,7 @@ def weights_digest(module: torch.nn.Module) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m nas.train_ddp", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m mcuformer.nas.train_ddp", description=__doc__.splitlines()[0])
     p.add_argument("--data", default="digits")
     p.add_argument("--out", required=True, help="directory for supernet.pt, the checkpoint and rank<r>.json")
     p.add_argument("--epochs", type=int, default=30)

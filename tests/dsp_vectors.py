@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, is_dataclass, replace
 
 import numpy as np
-
-from codegen import qparams as qp
-from codegen import ref
+from mcuformer.codegen import qparams as qp
+from mcuformer.codegen import ref
 
 I32_MIN, I32_MAX = qp.INT32_MIN, qp.INT32_MAX
 OK, ERR_ARG = 0, -1

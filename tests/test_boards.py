@@ -11,9 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from mcuformer.codegen.board_files import render_board_files
+from mcuformer.codegen.emit import project_sources, runtime_sources
 
-from codegen.board_files import render_board_files
-from codegen.emit import project_sources, runtime_sources
 from mcuformer.arch import ArchConfig
 from mcuformer.boards import all_boards, get_board
 from mcuformer.emulate import _parse_output, compare, qemu_command

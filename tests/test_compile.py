@@ -8,12 +8,12 @@ import random
 import numpy as np
 import pytest
 import torch
+from mcuformer.codegen.compile import compile_model, to_hwc
+from mcuformer.codegen.emit import render_model_files
+from mcuformer.codegen.float_exec import run_float
+from mcuformer.codegen.frontend import from_torch
+from mcuformer.codegen.int_exec import run_batch, run_unfused
 
-from codegen.compile import compile_model, to_hwc
-from codegen.emit import render_model_files
-from codegen.float_exec import run_float
-from codegen.frontend import from_torch
-from codegen.int_exec import run_batch, run_unfused
 from mcuformer.arch import ArchConfig
 from mcuformer.model import ViT
 from tests.test_plan import random_arch

@@ -27,9 +27,9 @@ if str(_HERE) not in sys.path:
     sys.path.insert(0, str(_HERE))
 
 import dsp_vectors  # noqa: E402
+from mcuformer.codegen.board_files import render_board_files, split_kernel_sources  # noqa: E402
+from mcuformer.codegen.emit import project_sources, runtime_sources  # noqa: E402
 
-from codegen.board_files import render_board_files, split_kernel_sources  # noqa: E402
-from codegen.emit import project_sources, runtime_sources  # noqa: E402
 from mcuformer.arch import ArchConfig, save_json  # noqa: E402
 from mcuformer.boards import get_board, qemu_machine  # noqa: E402
 from mcuformer.emulate import emulate, format_report, qemu_command, resolve_kernels  # noqa: E402

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from mcuformer.codegen.cost import STACK_RESERVE_BYTES
 
-from codegen.cost import STACK_RESERVE_BYTES
 from mcuformer.arch import ArchConfig, save_json
 from mcuformer.model import ViT
 from mcuformer.workflow import SearchOptions, run_emulate, run_export, run_search

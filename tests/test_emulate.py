@@ -11,8 +11,8 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from mcuformer.codegen.board_files import render_board_files
 
-from codegen.board_files import render_board_files
 from mcuformer.boards import get_board
 from mcuformer.emulate import (
     Mismatch,
@@ -83,7 +83,7 @@ def make_project(root: Path, board_name: str, **config: int) -> Path:
         "    [MCUF_MODEL_IMAGE_H * MCUF_MODEL_IMAGE_W * MCUF_MODEL_CHANNELS] = {\n" + rows + "\n};\n"
     )
     (project / "runtime" / "include").mkdir(parents=True)
-    mcuf_h = resources.files("runtime_c").joinpath("include", "mcuf.h").read_text()
+    mcuf_h = resources.files("mcuformer.runtime_c").joinpath("include", "mcuf.h").read_text()
     (project / "runtime" / "include" / "mcuf.h").write_text(mcuf_h)
     for path, text in render_board_files(board, ["model/model.c", "model/test_inputs.c"], STACK_BYTES).items():
         (project / path).parent.mkdir(parents=True, exist_ok=True)

@@ -26,9 +26,8 @@ for _p in (str(_HERE.parent), str(_HERE)):
         sys.path.insert(0, _p)
 
 import kernel_harness as kh  # noqa: E402
-
-from codegen import qparams as qp  # noqa: E402
-from codegen import ref, scratch  # noqa: E402
+from mcuformer.codegen import qparams as qp  # noqa: E402
+from mcuformer.codegen import ref, scratch  # noqa: E402
 
 OK, ERR_ARG, ERR_INPUT = 0, -1, -2
 I32_MIN, I32_MAX = qp.INT32_MIN, qp.INT32_MAX

@@ -9,17 +9,24 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from mcuformer.nas.instr_model import DEFAULT_MODEL, DEFAULT_PROFILES, FEATURES, InstructionModel, features, fit
+from mcuformer.nas.search import SearchConfig, crossover, evolution_search, mutate, pareto_front, plot_pareto
+from mcuformer.nas.space_evolution import (
+    RANK_GRID,
+    EvolutionConfig,
+    evolve_space,
+    fit_trend,
+    plot_trajectory,
+    rank_levels,
+)
+from mcuformer.nas.supernet import Supernet, init_from_dense, load_vit, resolution_choices, sample_arch, svd_factors
+from mcuformer.nas.train import TrainConfig, finetune, train_supernet
 
 from mcuformer.arch import ArchConfig, SearchSpace, save_json
 from mcuformer.data import Dataset, load_dataset
 from mcuformer.datasets import to_float
 from mcuformer.errors import UserError
 from mcuformer.model import LowRankLinear, ViT, resize_images
-from nas.instr_model import DEFAULT_MODEL, DEFAULT_PROFILES, FEATURES, InstructionModel, features, fit
-from nas.search import SearchConfig, crossover, evolution_search, mutate, pareto_front, plot_pareto
-from nas.space_evolution import RANK_GRID, EvolutionConfig, evolve_space, fit_trend, plot_trajectory, rank_levels
-from nas.supernet import Supernet, init_from_dense, load_vit, resolution_choices, sample_arch, svd_factors
-from nas.train import TrainConfig, finetune, train_supernet
 
 TINY = SearchSpace(
     image_sizes=(8, 12),
@@ -491,7 +498,8 @@ def test_fit_trend_is_least_squares() -> None:
 
 @pytest.mark.parametrize("sram", [4 * 1024, 6 * 1024, 10 * 1024])
 def test_cost_cache_decides_exactly_like_estimate(sram: int) -> None:
-    from codegen.cost import estimate, peak_sram_lower_bound, planned_graph
+    from mcuformer.codegen.cost import estimate, peak_sram_lower_bound, planned_graph
+
     from mcuformer.workflow import CostCache
 
     space = replace(SearchSpace(), rank_ratios=RANK_GRID)
@@ -514,7 +522,8 @@ def test_cost_cache_decides_exactly_like_estimate(sram: int) -> None:
 
 
 def test_cost_cache_with_a_flash_budget_decides_like_estimate() -> None:
-    from codegen.cost import estimate
+    from mcuformer.codegen.cost import estimate
+
     from mcuformer.workflow import CostCache
 
     space = replace(SearchSpace(), rank_ratios=RANK_GRID)

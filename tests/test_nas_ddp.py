@@ -24,7 +24,7 @@ def torchrun(out: Path, epochs: int, *extra: str) -> list[dict]:
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
         "--master_addr=127.0.0.1", f"--master_port={free_port()}",
-        "-m", "nas.train_ddp", "--space", "tiny", "--epochs", str(epochs), "--batch-size", "32",
+        "-m", "mcuformer.nas.train_ddp", "--space", "tiny", "--epochs", str(epochs), "--batch-size", "32",
         "--train-limit", "96", "--threads", "1", "--out", str(out), *extra,
     ]  # fmt: skip
     env = os.environ | {"GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path.cwd())}

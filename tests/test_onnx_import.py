@@ -22,8 +22,9 @@ from tests import vit_zoo as zoo
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is a test dependency (pip install .[dev])")
 
-from codegen.compile import compile_graph, to_hwc  # noqa: E402
-from codegen.onnx_import import float_logits, import_onnx  # noqa: E402
+from mcuformer.codegen.compile import compile_graph, to_hwc  # noqa: E402
+from mcuformer.codegen.onnx_import import float_logits, import_onnx  # noqa: E402
+
 from mcuformer.errors import UserError  # noqa: E402
 
 HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None and shutil.which("qemu-system-arm") is not None

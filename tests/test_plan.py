@@ -6,14 +6,14 @@ import random
 from dataclasses import replace
 
 import pytest
+from mcuformer.codegen.cost import estimate
+from mcuformer.codegen.frontend import build_graph
+from mcuformer.codegen.ir import IRError, Op, verify_graph
+from mcuformer.codegen.passes.choose_schedules import tiled, with_tile
+from mcuformer.codegen.passes.plan import Buffer, place_fused, place_greedy
+from mcuformer.codegen.passes.verify_plan import verify_plan
+from mcuformer.codegen.pipeline import run_pipeline
 
-from codegen.cost import estimate
-from codegen.frontend import build_graph
-from codegen.ir import IRError, Op, verify_graph
-from codegen.passes.choose_schedules import tiled, with_tile
-from codegen.passes.plan import Buffer, place_fused, place_greedy
-from codegen.passes.verify_plan import verify_plan
-from codegen.pipeline import run_pipeline
 from mcuformer.arch import ArchConfig, SearchSpace
 
 

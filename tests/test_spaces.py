@@ -7,11 +7,11 @@ import random
 
 import pytest
 import torch
+from mcuformer.nas.supernet import sample_arch
 
 from mcuformer.arch import ArchConfig
 from mcuformer.errors import UserError
 from mcuformer.spaces import PRESETS, RANK_GRID, budget_space, fill, fill_analysis, load_space
-from nas.supernet import sample_arch
 
 GOOD = {"image_sizes": [28, 24], "patch_sizes": [4, 2], "embed_dims": [64, 48], "depths": [4, 2],
         "num_heads": [2, 4], "mlp_ratios": [2, 1], "rank_ratios": [0.5, 0, 0.25], "per_layer": False}  # fmt: skip

@@ -29,10 +29,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from codegen import scratch
-from codegen.ir import Graph, Node, Op, Tensor
-from codegen.passes.fuse import ALL_HEADS, PER_HEAD, PREFIX_TOKENS
-from codegen.passes.plan import place_fused
+from mcuformer.codegen import scratch
+from mcuformer.codegen.ir import Graph, Node, Op, Tensor
+from mcuformer.codegen.passes.fuse import ALL_HEADS, PER_HEAD, PREFIX_TOKENS
+from mcuformer.codegen.passes.plan import place_fused
 
 
 def _dims(node: Node, graph: Graph) -> tuple[int, int, int, int]:

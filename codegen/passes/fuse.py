@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from codegen import scratch
-from codegen.ir import Graph, IRError, Node, Op
+from mcuformer.codegen import scratch
+from mcuformer.codegen.ir import Graph, IRError, Node, Op
 
 ALL_HEADS = "all_heads"  # K and V of all heads resident: fewest instructions
 PREFIX_TOKENS = "prefix_tokens"  # patch embedding that first writes the class / distillation token rows
@@ -98,7 +98,7 @@ def fuse(graph: Graph) -> Graph:
             variant=_variant(op, body),
         )
         if graph.meta.get("quantized"):
-            from codegen.fused_kernels import build_fused_kernel
+            from mcuformer.codegen.fused_kernels import build_fused_kernel
 
             node = replace(node, kernel=build_fused_kernel(node, graph))
         fused.append(node)

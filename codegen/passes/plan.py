@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, replace
 
-from codegen.ir import Graph, Node
+from mcuformer.codegen.ir import Graph, Node
 
 ALIGN = 4
 

@@ -6,7 +6,7 @@ C). The planner's lifetimes are positions in this order.
 
 from __future__ import annotations
 
-from codegen.ir import Graph, IRError, Node
+from mcuformer.codegen.ir import Graph, IRError, Node
 
 
 def schedule(graph: Graph) -> Graph:

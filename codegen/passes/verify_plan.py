@@ -7,8 +7,8 @@ overlap in memory; in-place pairs share one buffer; every tensor a fused node re
 
 from __future__ import annotations
 
-from codegen.ir import Graph, IRError
-from codegen.passes.plan import ALIGN, MemoryPlan
+from mcuformer.codegen.ir import Graph, IRError
+from mcuformer.codegen.passes.plan import ALIGN, MemoryPlan
 
 
 def verify_plan(graph: Graph) -> Graph:
