@@ -1,6 +1,12 @@
 """mcuformer: search, compile and verify tiny vision transformers for microcontrollers."""
 
+from pathlib import Path as _Path
+
+from mcuformer import _source_tree
+
 __version__ = "0.1.0"
+
+_source_tree.install(_Path(__file__).parent)
 
 
 def compile(model, board: str, calibration, out, **options):  # noqa: A001 - the documented public name
