@@ -65,7 +65,7 @@ class Case:
     flash: str | None = None
     arch: dict | None = None  # None: the demo's run directory
     val_images: int = 4  # test inputs embedded in the project (export takes at most 4)
-    portable: bool = True  # also emulate with --kernels portable (not in --quick)
+    portable: bool = True  # also emulate with --kernels portable and --profile (not in --quick)
     note: str = ""
 
 
@@ -101,12 +101,16 @@ CASES = (
         sram="320KiB",
         arch=_arch(240, 3, 20, 216, 12, (4,) * 12, (2.0,) * 12, (54,) * 12, (54,) * 12, 100),
         val_images=1,
-        portable=False,
         note="3.3 MB of weights: the bench's STM32F746G-DISCO (1 MiB flash) cannot hold them through the CLI, "
         "so the RPI-PICO2 (Cortex-M33, 4 MiB flash) with the F746's 320 KiB of SRAM",
     ),
 )
 QUICK = ("demo-run", "demo", "readme-demo")
+# The emulate runs per case: the default kernels (optimized: DSP on these boards) always; the portable
+# kernels and the per-operator profile (optimized kernels, instructions per operator) without --quick.
+VARIANTS = {"optimized": [], "portable": ["--kernels", "portable"], "profile": ["--profile"]}
+# emulate --json strings that name what ran: a difference is a mismatch (other strings are shown).
+STRICT_EMULATE_STRINGS = ("target", "board", "kernels")
 CALIBRATION_IMAGES = 8
 SEED = 0
 
@@ -246,25 +250,25 @@ def export_and_emulate(case: Case, version: Version, run: Path, project: Path, v
     result["emulate"] = {}
     result["console"] = {}
     for variant in variants:
-        log(f"emulating with {version.label} ({variant} kernels)...")
+        command = " ".join(["emulate", "--json", *VARIANTS[variant]])
+        log(f"emulating with {version.label} ({variant}: {command})...")
         started = time.monotonic()
-        extra = [] if variant == "default" else ["--kernels", variant]
-        proc = version.cli(f"emulate --kernels {variant}", ["emulate", str(project), "--json", *extra])
+        proc = version.cli(command, ["emulate", str(project), "--json", *VARIANTS[variant]])
         try:
             emu = json.loads(proc.stdout)
         except json.JSONDecodeError:
-            raise CommandFailed(f"{version.label}: emulate --kernels {variant} printed no JSON") from None
+            raise CommandFailed(f"{version.label}: {command} printed no JSON") from None
         result["emulate"][variant] = emu
-        result["console"][variant] = replay(project, emu)
+        result["console"][variant] = replay(project, emu, profile=variant == "profile")
         result["seconds"][f"emulate_{variant}"] = round(time.monotonic() - started, 1)
     return result
 
 
-def replay(project: Path, emu: dict) -> dict:
+def replay(project: Path, emu: dict, profile: bool) -> dict:
     """Run the ELF that emulate built once more in QEMU and keep its console output (the C logits,
     instruction counts and stack lines): emulate --json reports the verdict, not the logits."""
     machine = str(emu.get("target", "")).removeprefix("qemu:")
-    elf = project / "build" / str(emu.get("kernels")) / "qemu.elf"
+    elf = project / "build" / f"{emu.get('kernels')}{'-profile' if profile else ''}" / "qemu.elf"
     if machine not in QEMU_CPU or not elf.is_file():
         return {"available": False, "why": f"no QEMU ELF at {elf.relative_to(project)} for target {machine!r}"}
     cmd = ["qemu-system-arm", "-M", machine, "-cpu", QEMU_CPU[machine], "-nographic",
@@ -476,7 +480,8 @@ def compare_case(case: str, base: dict, current: dict, projects: dict[str, Path]
     # report.json
     ra, rb = (json.loads((p / "report.json").read_text()) for p in (pa, pb))
     numeric, strings = compare_json(ra, rb, ignored)
-    row["report"] = {"fields": len(flatten(ra)), "numeric_differ": numeric, "strings_differ": strings}
+    row["report"] = {"fields": len(flatten(ra)), "numeric_differ": numeric}
+    row["strings_differ"] = [f"report.json {d}" for d in strings]
     mismatches += [f"report.json {d}" for d in numeric]
     # logits: the Python integer reference (report.json), then the C output of each variant
     ref_a, ref_b = ra.get("expected_outputs"), rb.get("expected_outputs")
@@ -492,7 +497,15 @@ def compare_case(case: str, base: dict, current: dict, projects: dict[str, Path]
             mismatches.append(f"emulate {variant}: no result from current")
             continue
         diffs, text_diffs = compare_json(ea, eb, ignored)
-        mismatches += [f"emulate {variant} {d}" for d in diffs + text_diffs]
+        strict = [d for d in text_diffs if d.split(":")[0].rsplit("/", 1)[-1] in STRICT_EMULATE_STRINGS]
+        mismatches += [f"emulate {variant} {d}" for d in diffs + strict]
+        row["strings_differ"] += [f"emulate {variant} {d}" for d in text_diffs if d not in strict]
+        if variant == "profile":
+            ops_a, ops_b = ea.get("profile") or [], eb.get("profile") or []
+            same_ops = ops_a == ops_b or [o.get("instructions") for o in ops_a] == [
+                o.get("instructions") for o in ops_b
+            ]
+            row["profile"] = {"ops": len(ops_a), "instructions_identical": bool(ops_a) and same_ops}
         for label, emu in (("base", ea), ("current", eb)):
             if not emu.get("bit_exact") or emu.get("mismatches"):
                 mismatches.append(f"emulate {variant}: {label}'s C logits differ from its Python reference")
@@ -531,21 +544,23 @@ def compare_case(case: str, base: dict, current: dict, projects: dict[str, Path]
 
 # ------------------------------------------------------------------------------------------ output
 def table(rows: dict[str, dict]) -> str:
-    head = ("case", "arrays", "report numbers", "report strings", "logits", "instr. optimized (base = current)",
-            "instr. portable", "C diff", "result")  # fmt: skip
+    head = ("case", "const arrays", "report.json", "strings (shown)", "logits", "instr. optimized", "instr. portable",
+            "per-op instr.", "C diff (shown)", "result")  # fmt: skip
     lines = [head]
     for name, row in rows.items():
         if "error" in row:
-            lines.append((name, "-", "-", "-", "-", "-", "-", "-", "FAIL: " + row["error"]))
+            lines.append((name, "-", "-", "-", "-", "-", "-", "-", "-", "FAIL: " + row["error"]))
             continue
         a = row["arrays"]
         arrays = f"{a['base']} / {a['values']:,} values {'same' if a['identical'] else 'DIFFER'}"
         rep = row["report"]
-        numbers = "same" if not rep["numeric_differ"] else f"{len(rep['numeric_differ'])} DIFFER"
-        strings = "same" if not rep["strings_differ"] else f"{len(rep['strings_differ'])} differ (shown)"
+        numbers = (
+            f"{rep['fields']:,} fields same" if not rep["numeric_differ"] else f"{len(rep['numeric_differ'])} DIFFER"
+        )
+        strings = "same" if not row["strings_differ"] else f"{len(row['strings_differ'])} differ"
         lg = row["logits"]
         c_ok = all(v for k, v in lg.items() if k.endswith("_identical") and not k.startswith("console_"))
-        logits = f"{lg['inputs']} inputs {'same' if c_ok else 'DIFFER'}"
+        logits = f"{lg['inputs']} input{'s' if lg['inputs'] != 1 else ''} {'same' if c_ok else 'DIFFER'}"
         instr = {}
         for variant, counts in row["instructions"].items():
             ok = counts["base"] == counts["current"] and counts["per_input_identical"]
@@ -554,8 +569,10 @@ def table(rows: dict[str, dict]) -> str:
         changed = len(d["files_differ"]) + len(d["binary_differ"])
         diff = f"{changed}/{d['files']} files, +{d['lines_added']} -{d['lines_removed']}"
         result = "identical" if not row["mismatches"] else f"{len(row['mismatches'])} MISMATCH"
-        lines.append((name, arrays, numbers, strings, logits, instr.get("default", "-"), instr.get("portable", "-"),
-                      diff, result))  # fmt: skip
+        prof = row.get("profile")
+        per_op = "-" if prof is None else f"{prof['ops']} ops {'same' if prof['instructions_identical'] else 'DIFFER'}"
+        lines.append((name, arrays, numbers, strings, logits, instr.get("optimized", "-"), instr.get("portable", "-"),
+                      per_op, diff, result))  # fmt: skip
     widths = [max(len(str(r[i])) for r in lines) for i in range(len(head))]
     text = [" | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in lines]
     text.insert(1, "-+-".join("-" * w for w in widths))
@@ -627,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = build_runs(generated, out / "runs", base)
         for case in cases:
             run = demo_run if case.arch is None else runs[case.name]
-            variants = ["default"] + (["portable"] if case.portable and not args.quick else [])
+            variants = ["optimized"] + (["portable", "profile"] if case.portable and not args.quick else [])
             case_started = time.monotonic()
             results, projects = {}, {}
             try:
@@ -680,8 +697,10 @@ def main(argv: list[str] | None = None) -> int:
             what = ", ".join(changed[:8]) + (", ..." if len(changed) > 8 else "") if changed else "no file differs"
             print(f"{name}: C diff {len(changed)} of {d['files']} files (+{d['lines_added']} -{d['lines_removed']} "
                   f"lines) -> {d['file']}: {what}")  # fmt: skip
-        for s in (row.get("report") or {}).get("strings_differ", [])[:5]:
-            print(f"{name}: report.json string (shown, not compared): {s}")
+        for text in row.get("strings_differ", [])[:10]:
+            print(f"{name}: string differs (shown, not a mismatch): {text}")
+        if len(row.get("strings_differ", [])) > 10:
+            print(f"{name}: ... {len(row['strings_differ']) - 10} more string differences in summary.json")
     print(f"summary: {out / 'summary.json'}; {total} s")
     for m in mismatches:
         print(f"MISMATCH {m}")
