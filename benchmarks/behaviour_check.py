@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -124,11 +124,28 @@ class CommandFailed(Exception):
 
 
 # ------------------------------------------------------------------------------------------ versions
+PACKAGES = ("mcuformer", "codegen", "nas", "boards", "runtime_c")  # the project's import names, old and new
+# `python -m mcuformer ARGS`, through runpy as -m does, listing at exit the project modules it loaded
+# (and where from): an editable install that maps mcuformer.codegen to another checkout would
+# otherwise compile the other checkout's code without a word.
+RUN_CLI = """
+import atexit, json, os, runpy, sys
+def _loaded():
+    files = {m.__name__: m.__file__ for m in list(sys.modules.values())
+             if getattr(m, "__file__", None) and m.__name__.split(".")[0] in PACKAGES}
+    with open(os.environ["BEHAVIOUR_CHECK_MODULES"], "w") as f:
+        json.dump(files, f)
+atexit.register(_loaded)
+runpy.run_module("mcuformer", run_name="__main__", alter_sys=True)
+""".replace("PACKAGES", repr(PACKAGES))
+
+
 @dataclass
 class Version:
     label: str  # "base" or "current"
     root: Path
     commit: str = ""
+    modules: dict[str, str] = field(default_factory=dict)  # module -> file, over all CLI calls
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -137,17 +154,31 @@ class Version:
         env["OMP_NUM_THREADS"] = "1"  # same float reductions in both versions, whatever the load
         return env
 
-    def python(self, args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+    def python(self, args: list[str], stdin: str | None = None, env: dict | None = None):
         return subprocess.run(
-            [sys.executable, *args], cwd=self.root, env=self.env(), input=stdin, capture_output=True, text=True,
-            timeout=COMMAND_TIMEOUT_S,
+            [sys.executable, *args], cwd=self.root, env={**self.env(), **(env or {})}, input=stdin,
+            capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S,
         )  # fmt: skip
 
     def cli(self, what: str, args: list[str]) -> subprocess.CompletedProcess:
-        proc = self.python(["-m", "mcuformer", *args])
+        """``python -m mcuformer ARGS`` (see RUN_CLI); a failure or code from outside this tree raises."""
+        with tempfile.TemporaryDirectory(prefix="mcuformer-check-") as tmp:
+            record = Path(tmp) / "modules.json"
+            proc = self.python(["-c", RUN_CLI, *args], env={"BEHAVIOUR_CHECK_MODULES": str(record)})
+            loaded = json.loads(record.read_text()) if record.is_file() else {}
         if proc.returncode != 0:
             tail = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
             raise CommandFailed(f"{self.label}: {what} failed (exit {proc.returncode}): {tail}")
+        if not loaded:
+            raise CommandFailed(f"{self.label}: {what} did not report the modules it loaded")
+        root = self.root.resolve()
+        outside = sorted(f"{n} from {f}" for n, f in loaded.items() if not Path(f).resolve().is_relative_to(root))
+        if outside:
+            raise CommandFailed(
+                f"{self.label}: {what} ran code from outside {root} ({len(outside)} module(s), e.g. {outside[0]}): "
+                "an editable install maps them elsewhere; check with the tree the install points at"
+            )
+        self.modules.update(loaded)
         return proc
 
 
@@ -679,6 +710,7 @@ def main(argv: list[str] | None = None) -> int:
         "base": {"rev": args.base, "commit": base.commit},
         "current": {"root": str(ROOT), "commit": current.commit, "uncommitted_changes": dirty},
         "quick": args.quick,
+        "modules_loaded": {v.label: sorted(v.modules) for v in (base, current)},
         "cases": rows,
         "seconds": seconds,
         "total_seconds": total,
