@@ -5,9 +5,10 @@ into a temporary worktree (``git worktree add --detach``, removed at the end); t
 is the tree this script lives in. Each version runs its own command line:
 
     python -m mcuformer export RUN --board B --out P [--sram S] [--flash F] --no-measure
-    python -m mcuformer emulate P --json [--kernels portable]
+    python -m mcuformer emulate P --json [--kernels portable | --profile]
 
-with ``PYTHONPATH`` set to that version's root and that root as working directory. The cases are the
+with ``PYTHONPATH`` set to that version's root and that root as working directory (through runpy,
+so that a call that loads project code from outside that root fails: see RUN_CLI). The cases are the
 demo's run directory (``demo/run``, made by ``make demo``) and the reference models of ``make bench``
 (benchmarks/run.py), whose random-weight run directories are built once, here, and exported by both.
 
@@ -17,9 +18,9 @@ Compared, and any difference is a mismatch (exit 1, one line each):
 - the Python reference logits (report.json ``expected_outputs``), the C logits (each version's
   QEMU output must be bit-exact with its reference, and the two QEMU console outputs, replayed
   from the built ELFs, must be identical);
-- the ``emulate --json`` results per kernel variant (instruction counts, sizes, stack, ...).
+- the ``emulate --json`` results per run (instruction counts, per operator too, sizes, stack, ...).
 Shown, not asserted: a unified diff of the generated text files (written to OUT/<case>.diff) and
-report.json string fields that differ (C names may change in a refactor). Keys that are wall-clock
+string fields that differ (C names may change in a refactor). Keys that are wall-clock
 times (see IGNORED_KEY) are never compared. See docs/behaviour_check.md.
 
 Usage: python benchmarks/behaviour_check.py [--base REV] [--cases a,b] [--quick] [--out DIR] [--keep]
