@@ -618,7 +618,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--base", default=DEFAULT_BASE, help=f"git revision of the base version (default {DEFAULT_BASE})"
     )
     parser.add_argument("--cases", help=f"comma-separated cases (default: all): {', '.join(c.name for c in CASES)}")
-    parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}; no portable-kernel runs")
+    parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}; no portable or profile runs")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default build/behaviour_check)")
     parser.add_argument("--keep", action="store_true", help="keep the base worktree (its path is printed)")
     return parser.parse_args(argv)
