@@ -364,32 +364,7 @@ static int8_t *scratch_of(int32_t size)
 
 /* ---- ops ------------------------------------------------------------------------------------ */
 
-enum {
-    OP_SRDHM = 1,
-    OP_RDBPOT,
-    OP_REQUANTIZE,
-    OP_ISQRT,
-    OP_LINEAR,
-    OP_LINEAR_ROWS,
-    OP_LOWRANK,
-    OP_LAYERNORM,
-    OP_SOFTMAX,
-    OP_LUT,
-    OP_ADD,
-    OP_SCORES,
-    OP_WSUM,
-    OP_ATTENTION,
-    OP_MLP,
-    OP_PATCH_EMBED,
-    OP_POOL_HEAD,
-    OP_ATTENTION_PERHEAD,
-    OP_LINEAR_S4W,
-    OP_LINEAR_ROWS_S4W,
-    /* kernels of imported ViTs (class_token.c): fixed codes, independent of the list above */
-    OP_PATCH_EMBED_PREFIX = 40,
-    OP_TOKEN_HEAD = 41,
-    OP_POOL_NORM_HEAD = 42,
-};
+#include "kernel_harness_ops.h" /* enum OP_*: written by tests/kernel_harness.py from its Op */
 
 static void op_fixedpoint(int32_t op)
 {
@@ -497,10 +472,16 @@ static void op_row_norm(int32_t op)
 }
 
 /* mode 0: fresh output, 1: in place, 2: fresh output and NULL params. */
+static void rd_lut(mcuf_lut_params *p)
+{
+    rd_struct("mcuf_lut_params");
+    p->table = rd_s8(NULL);
+}
+
 static void op_lut(void)
 {
-    int32_t n_table;
-    const mcuf_lut_params p = {rd_s8(&n_table)};
+    mcuf_lut_params p;
+    rd_lut(&p);
     const int32_t mode = rd_int();
     int32_t n;
     int8_t *in = rd_s8(&n);
