@@ -1071,20 +1071,30 @@ def test_add_and_gelu_close_to_float() -> None:
     assert abs(qp.gelu(1.0) - 0.8413447460685429) < 1e-12
 
 
-def test_builder_halves_and_folded_bias() -> None:
+def assert_represents(rq: qp.Requant, real: float, what: str) -> None:
+    """rq is the Q31 form of `real` (mcuf.h: real = multiplier * 2^(shift - 31), multiplier in [2^30, 2^31)),
+    rounded to the nearest multiplier: within half a multiplier step, 2^(shift - 32)."""
+    assert 1 << 30 <= rq.multiplier < 1 << 31, f"{what}: multiplier {rq.multiplier} outside [2^30, 2^31)"
+    step = 2.0 ** (rq.shift - 31)
+    assert abs(rq.multiplier * step - real) <= step / 2, f"{what}: {rq} is {rq.multiplier * step}, want {real}"
+
+
+def test_builder_scales_offsets_and_folded_bias() -> None:
     rng = np.random.default_rng(20)
-    full = qp.attn_head_params(9, 8, 0.1, 3, 0.2, -5, 0.05, 7, 0.3, -20, 0.02, 11)
-    halves = qp.merge_attn_head(
-        qp.attn_scores_params(9, 8, qp._SZ(0.1, 3), qp._SZ(0.2, -5), qp._SZ(0.3, -20)),
-        qp.attn_av_params(9, 8, qp._SZ(0.05, 7), qp._SZ(0.02, 11)),
-    )
-    for f in fields(qp.AttnHeadParams):
-        a, b = getattr(full, f.name), getattr(halves, f.name)
-        assert (a.multiplier, a.shift) == (b.multiplier, b.shift) if isinstance(a, qp.Requant) else a == b, f.name
-    assert (full.score.multiplier, full.score.shift) == qp.quantize_multiplier(0.1 * 0.2 / (math.sqrt(8) * 0.3))
+    s_q, zp_q, s_k, zp_k, s_v, zp_v, s_s, zp_s, s_o, zp_o = 0.1, 3, 0.2, -5, 0.05, 7, 0.3, -20, 0.02, 11
+    head = qp.attn_head_params(9, 8, s_q, zp_q, s_k, zp_k, s_v, zp_v, s_s, zp_s, s_o, zp_o)
+    assert (head.tokens, head.head_dim) == (9, 8)
+    # mcuf.h: offsets are pre-negated on the inputs, the zero point itself on the outputs
+    assert (head.q_offset, head.k_offset, head.v_offset, head.score_offset, head.out_offset) == (-3, 5, -7, -20, 11)
+    # scores: s_q * s_k / sqrt(head_dim) per unit of the int32 dot product, in steps of s_score
+    assert_represents(head.score, s_q * s_k / (math.sqrt(8) * s_s), "score")
+    # weighted sum: probabilities have scale 1/256 (zero point -128, mcuf.h)
+    assert_represents(head.av, s_v / (256 * s_o), "av")
+    # 0.05 / (16 * 0.04) = 0.078125 = 0.625 * 2^-3 exactly: multiplier 0.625 * 2^31, shift -3
     pool = qp.mean_pool_params(16, 0.05, 10, 0.04, -3)
     assert (pool.input_offset, pool.output_offset) == (-10, -3)
-    assert pool.requant.multiplier == qp.pool_requant(16, 0.05, 0.04).multiplier
+    assert (pool.requant.multiplier, pool.requant.shift) == (1_342_177_280, -3)
+    assert_represents(qp.pool_requant(49, 0.031, 0.0123), 0.031 / (49 * 0.0123), "pool 49 tokens")
     # a per-token bias equals a per-channel bias plus a position embedding
     w, b, pos = rng.normal(size=(6, 12)), rng.normal(size=6), rng.normal(size=(4, 6))
     p1 = qp.patch_embed_params(w, b, 4, 4, 3, 2, 0.1, 0, 0.2, 0, pos_f=pos)
