@@ -361,6 +361,13 @@ def test_dataclasses_mirror_c_structs() -> None:
             assert annotation == want, f"{cls.__name__}.{name}: annotated {annotation}, C type {c_type}"
 
 
+def test_harness_driver_handles_every_op() -> None:
+    """Op is the one op list (the driver's enum is generated from it): the driver dispatches each."""
+    cases = set(re.findall(r"case (OP_\w+):", kh.DRIVER.read_text()))
+    assert cases == {f"OP_{op.name}" for op in kh.Op}
+    assert all(f"OP_{op.name} = {op.value}," in kh.ops_header() for op in kh.Op)
+
+
 def test_dataclasses_check_dtypes_and_shapes() -> None:
     with pytest.raises(TypeError):
         qp.SoftmaxParams(length=4, exp_table=np.zeros(256, dtype=np.int64))
