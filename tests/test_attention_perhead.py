@@ -40,13 +40,8 @@ from tests.test_kernels import (  # noqa: E402
 OK, ERR_ARG = 0, -1
 SRC = kh.RUNTIME / "src" / "attention_perhead.c"
 
-# mode argument of OP_ATTENTION_PERHEAD (tests/c/kernel_harness.c)
+# mode argument of Op.ATTENTION_PERHEAD (tests/c/kernel_harness.c)
 RUN, SIZE_ONLY, NULL_KH, NULL_VH, NULL_O, NULL_SCRATCH = range(6)
-
-
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> kh.Harness:
-    return kh.harness_or_skip(tmp_path_factory, "kernel_harness_perhead")
 
 
 # ---- cases ------------------------------------------------------------------------------------
@@ -60,12 +55,12 @@ def perhead_case(p: qp.AttentionParams, x: np.ndarray | None, mode: int = RUN) -
     """K_h / V_h get exactly tokens * head_dim bytes and O tokens * dim (any size >= 0 when invalid)."""
     kh_len = max(p.tokens, 0) * max(_head_dim(p), 0) if mode != SIZE_ONLY else 0
     o_len = max(p.tokens, 0) * max(p.dim, 0) if mode != SIZE_ONLY else 0
-    w = kh.Writer(kh.OP_ATTENTION_PERHEAD).params(p).int(mode).int(kh_len).int(o_len)
+    w = kh.Writer(kh.Op.ATTENTION_PERHEAD).params(p).int(mode).int(kh_len).int(o_len)
     return w.s8(None if x is None else x.reshape(-1))
 
 
 def rowwise_case(p: qp.AttentionParams, x: np.ndarray) -> kh.Writer:
-    return kh.Writer(kh.OP_ATTENTION).params(p).int(max(p.tokens, 0) * max(p.dim, 0)).s8(x.reshape(-1))
+    return kh.Writer(kh.Op.ATTENTION).params(p).int(max(p.tokens, 0) * max(p.dim, 0)).s8(x.reshape(-1))
 
 
 def random_attention(

@@ -17,7 +17,6 @@ from tests.test_kernels import (
     check_ok,
     float_patch_embed,
     float_pool_head,
-    harness,  # noqa: F401 - the session fixture
     rand_requant,
     rand_s8,
     random_linear,
@@ -25,16 +24,16 @@ from tests.test_kernels import (
 
 
 def token_head_case(p: qp.TokenHeadParams, x: np.ndarray) -> kh.Writer:
-    return kh.Writer(kh.OP_TOKEN_HEAD).params(p).int(p.classes).s8(x.reshape(-1))
+    return kh.Writer(kh.Op.TOKEN_HEAD).params(p).int(p.classes).s8(x.reshape(-1))
 
 
 def pool_norm_case(p: qp.PoolNormHeadParams, x: np.ndarray) -> kh.Writer:
-    return kh.Writer(kh.OP_POOL_NORM_HEAD).params(p).int(p.classes).s8(x.reshape(-1))
+    return kh.Writer(kh.Op.POOL_NORM_HEAD).params(p).int(p.classes).s8(x.reshape(-1))
 
 
 def prefix_case(p: qp.PatchEmbedPrefixParams, image: np.ndarray) -> kh.Writer:
     e = p.embed
-    w = kh.Writer(kh.OP_PATCH_EMBED_PREFIX).params(p).int((p.prefix_tokens + e.tokens) * e.dim)
+    w = kh.Writer(kh.Op.PATCH_EMBED_PREFIX).params(p).int((p.prefix_tokens + e.tokens) * e.dim)
     return w.int(e.patch * e.image_w * e.channels).s8(image.reshape(-1))
 
 
@@ -60,7 +59,7 @@ def pool_norm_head(rng: np.random.Generator, tokens: int, first: int, dim: int, 
 
 
 @pytest.mark.parametrize("seed", range(2))
-def test_token_head(harness: kh.Harness, seed: int) -> None:  # noqa: F811
+def test_token_head(harness: kh.Harness, seed: int) -> None:
     rng = np.random.default_rng(2000 + seed)
     cases = []
     for tokens, dim, classes, readout, extreme in ((2, 8, 2, 1, False), (17, 32, 10, 2, False), (65, 64, 7, 2, True)):
@@ -75,7 +74,7 @@ def test_token_head(harness: kh.Harness, seed: int) -> None:  # noqa: F811
 
 
 @pytest.mark.parametrize("seed", range(2))
-def test_pool_norm_head(harness: kh.Harness, seed: int) -> None:  # noqa: F811
+def test_pool_norm_head(harness: kh.Harness, seed: int) -> None:
     rng = np.random.default_rng(3000 + seed)
     cases = []
     for tokens, first, dim, classes in ((1, 0, 8, 2), (17, 1, 32, 10), (66, 2, 64, 7)):
@@ -89,7 +88,7 @@ def test_pool_norm_head(harness: kh.Harness, seed: int) -> None:  # noqa: F811
         assert_same(res.outputs[0], ref.pool_norm_head(p, x), f"pool_norm_head T{p.tokens} first {p.first_token}")
 
 
-def test_patch_embed_prefix(harness: kh.Harness) -> None:  # noqa: F811
+def test_patch_embed_prefix(harness: kh.Harness) -> None:
     rng = np.random.default_rng(4000)
     cases = []
     for h, w, c, patch, dim, k in ((8, 8, 1, 4, 8, 1), (12, 12, 3, 4, 16, 2), (8, 8, 3, 2, 12, 0)):
@@ -104,7 +103,7 @@ def test_patch_embed_prefix(harness: kh.Harness) -> None:  # noqa: F811
         assert_same(res.outputs[0], want, f"patch_embed_prefix prefix {p.prefix_tokens}")
 
 
-def test_class_token_parameter_checks(harness: kh.Harness) -> None:  # noqa: F811
+def test_class_token_parameter_checks(harness: kh.Harness) -> None:
     rng = np.random.default_rng(5000)
     t = token_head(rng, 4, 8, 3, 2)
     pn = pool_norm_head(rng, 4, 1, 8, 3)

@@ -4,15 +4,20 @@ float, the cost model's flash figure equals the emitted arrays, and emission is 
 from __future__ import annotations
 
 import random
+import re
 
 import numpy as np
 import pytest
 import torch
+from mcuformer.codegen import qparams as qp
 from mcuformer.codegen.compile import compile_model, to_hwc
+from mcuformer.codegen.cost import estimate
 from mcuformer.codegen.emit import render_model_files
 from mcuformer.codegen.float_exec import run_float
 from mcuformer.codegen.frontend import from_torch
 from mcuformer.codegen.int_exec import run_batch, run_unfused
+from mcuformer.codegen.ir import Op
+from mcuformer.codegen.lower import c_identifier
 
 from mcuformer.arch import ArchConfig
 from mcuformer.model import ViT
@@ -69,11 +74,30 @@ def test_int8_tracks_float() -> None:
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_cost_model_flash_matches_emitted_arrays(seed: int) -> None:
+def test_cost_model_matches_emitted_model(seed: int) -> None:
+    """The search's figures (shapes only, no weights) are what the emitted C holds: the constant
+    arrays' bytes and the arena the C declares; and the arena holds each MLP call's x and scratch
+    side by side (the kernel requires them disjoint)."""
     arch = random_arch(random.Random(300 + seed))
     compiled = compile_model(make_model(arch, seed), images(arch, 16, seed))
     assert compiled.lowered.constant_bytes == compiled.cost.weight_bytes
-    assert compiled.lowered.arena_bytes == compiled.cost.arena_bytes
+    files = render_model_files(
+        compiled.graph, compiled.lowered, compiled.quantize_input(to_hwc(images(arch, 1, 9))), [0]
+    )
+    defined = re.search(r"#define MCUF_MODEL_ARENA_BYTES (\d+)", files["model/model.h"])
+    assert defined is not None
+    arena = int(defined.group(1))
+    assert arena == estimate(arch).arena_bytes
+    mlps = {c_identifier(n.name): n.kernel for n in compiled.graph.nodes if n.op == Op.FUSED_MLP}
+    calls = re.findall(r"mcuf_mlp_rowwise_s8\(&(\w+), arena \+ (\d+), arena \+ (\d+)\)", files["model/model.c"])
+    assert len(calls) == len(mlps) == arch.depth
+    for symbol, x_at, scratch_at in calls:
+        p = mlps[symbol]
+        x = range(int(x_at), int(x_at) + p.tokens * p.dim)
+        scratch_bytes = qp.mlp_scratch_size(p)
+        scratch_range = range(int(scratch_at), int(scratch_at) + scratch_bytes)
+        assert scratch_bytes > 0 and x.stop <= arena and scratch_range.stop <= arena, symbol
+        assert x.stop <= scratch_range.start or scratch_range.stop <= x.start, f"{symbol}: x and scratch overlap"
 
 
 def test_emission_is_byte_identical_for_the_same_inputs() -> None:

@@ -38,11 +38,6 @@ I32_MIN, I32_MAX = qp.INT32_MIN, qp.INT32_MAX
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> kh.Harness:
-    return kh.harness_or_skip(tmp_path_factory, "kernel_harness")
-
-
 def assert_same(c_out: np.ndarray, expected: np.ndarray, what: str) -> None:
     """Bit-exact comparison; the message names the first mismatching index and both values."""
     expected = np.asarray(expected)
@@ -282,42 +277,42 @@ def float_patch_embed(rng: np.random.Generator, image_h: int, image_w: int, chan
 
 def linear_case(p: qp.LinearParams, x: np.ndarray, rows_api: bool) -> kh.Writer:
     rows = x.shape[0] if rows_api else 1
-    w = kh.Writer(kh.OP_LINEAR_ROWS if rows_api else kh.OP_LINEAR).params(p)
+    w = kh.Writer(kh.Op.LINEAR_ROWS if rows_api else kh.Op.LINEAR).params(p)
     return w.int(rows).int(p.out_features).s8(x.reshape(-1))
 
 
 def lowrank_case(p: qp.LowRankParams, x: np.ndarray) -> kh.Writer:
-    return kh.Writer(kh.OP_LOWRANK).params(p).int(x.shape[0]).int(p.up.out_features).s8(x.reshape(-1))
+    return kh.Writer(kh.Op.LOWRANK).params(p).int(x.shape[0]).int(p.up.out_features).s8(x.reshape(-1))
 
 
 def layernorm_case(p: qp.LayerNormParams, x: np.ndarray, in_place: bool = False) -> kh.Writer:
-    w = kh.Writer(kh.OP_LAYERNORM).params(p)
+    w = kh.Writer(kh.Op.LAYERNORM).params(p)
     return w.int(x.shape[0]).int(x.shape[1]).int(int(in_place)).s8(x.reshape(-1))
 
 
 def softmax_case(p: qp.SoftmaxParams, x: np.ndarray, in_place: bool = False) -> kh.Writer:
-    w = kh.Writer(kh.OP_SOFTMAX).params(p)
+    w = kh.Writer(kh.Op.SOFTMAX).params(p)
     return w.int(x.shape[0]).int(x.shape[1]).int(int(in_place)).s8(x.reshape(-1))
 
 
 def add_case(p: qp.AddParams, a: np.ndarray, b: np.ndarray, alias: int = 0) -> kh.Writer:
-    return kh.Writer(kh.OP_ADD).params(p).int(alias).s8(a).s8(b)
+    return kh.Writer(kh.Op.ADD).params(p).int(alias).s8(a).s8(b)
 
 
 def attention_case(p: qp.AttentionParams, x: np.ndarray) -> kh.Writer:
-    return kh.Writer(kh.OP_ATTENTION).params(p).int(p.tokens * p.dim).s8(x.reshape(-1))
+    return kh.Writer(kh.Op.ATTENTION).params(p).int(p.tokens * p.dim).s8(x.reshape(-1))
 
 
 def mlp_case(p: qp.MLPParams, x: np.ndarray) -> kh.Writer:
-    return kh.Writer(kh.OP_MLP).params(p).s8(x.reshape(-1))
+    return kh.Writer(kh.Op.MLP).params(p).s8(x.reshape(-1))
 
 
 def pool_case(p: qp.PoolHeadParams, x: np.ndarray, misalign: bool = False) -> kh.Writer:
-    return kh.Writer(kh.OP_POOL_HEAD).params(p).int(p.classes).int(int(misalign)).s8(x.reshape(-1))
+    return kh.Writer(kh.Op.POOL_HEAD).params(p).int(p.classes).int(int(misalign)).s8(x.reshape(-1))
 
 
 def patch_case(p: qp.PatchEmbedParams, image: np.ndarray, fail_at: int = -1) -> kh.Writer:
-    w = kh.Writer(kh.OP_PATCH_EMBED).params(p).int(fail_at).int(p.tokens * p.dim)
+    w = kh.Writer(kh.Op.PATCH_EMBED).params(p).int(fail_at).int(p.tokens * p.dim)
     return w.int(p.patch * p.image_w * p.channels).s8(image.reshape(-1))
 
 
@@ -349,7 +344,7 @@ def _c_structs() -> dict[str, list[tuple[str, str]]]:
 
 def test_dataclasses_mirror_c_structs() -> None:
     structs = _c_structs()
-    by_c_type = {cls.C_TYPE: cls for cls in qp.PARAM_TYPES}
+    by_c_type = {cls.C_TYPE: cls for cls in (*qp.PARAM_TYPES, *kh.HARNESS_PARAM_TYPES)}
     assert set(by_c_type) == set(structs), "every C param struct has exactly one dataclass"
     expected_annotation = {
         "int32_t": "int",
@@ -364,6 +359,13 @@ def test_dataclasses_mirror_c_structs() -> None:
         for (c_type, name), (_, annotation) in zip(c_fields, py_fields, strict=True):
             want = by_c_type[c_type].__name__ if c_type in by_c_type else expected_annotation[c_type]
             assert annotation == want, f"{cls.__name__}.{name}: annotated {annotation}, C type {c_type}"
+
+
+def test_harness_driver_handles_every_op() -> None:
+    """Op is the one op list (the driver's enum is generated from it): the driver dispatches each."""
+    cases = set(re.findall(r"case (OP_\w+):", kh.DRIVER.read_text()))
+    assert cases == {f"OP_{op.name}" for op in kh.Op}
+    assert all(f"OP_{op.name} = {op.value}," in kh.ops_header() for op in kh.Op)
 
 
 def test_dataclasses_check_dtypes_and_shapes() -> None:
@@ -405,9 +407,9 @@ def test_fixedpoint_helpers(harness: kh.Harness) -> None:
     qm[2::7] = I32_MAX
     qs = rng.integers(-33, 33, n)
     cases = [
-        kh.Writer(kh.OP_SRDHM).s32(a.astype(np.int32)).s32(b.astype(np.int32)),
-        kh.Writer(kh.OP_RDBPOT).s32(rx.astype(np.int32)).s32(re_.astype(np.int32)),
-        kh.Writer(kh.OP_REQUANTIZE).s32(qx.astype(np.int32)).s32(qm.astype(np.int32)).s32(qs.astype(np.int32)),
+        kh.Writer(kh.Op.SRDHM).s32(a.astype(np.int32)).s32(b.astype(np.int32)),
+        kh.Writer(kh.Op.RDBPOT).s32(rx.astype(np.int32)).s32(re_.astype(np.int32)),
+        kh.Writer(kh.Op.REQUANTIZE).s32(qx.astype(np.int32)).s32(qm.astype(np.int32)).s32(qs.astype(np.int32)),
     ]
     r_srdhm, r_rdbpot, r_req = harness.run(cases)
     assert_same(r_srdhm.outputs[0], ref.srdhm(a, b), "srdhm")
@@ -429,7 +431,7 @@ def test_isqrt(harness: kh.Harness) -> None:
         for v, k in zip(rng.integers(0, 1 << 62, 500, dtype=np.int64), rng.integers(0, 62, 500), strict=True)
     ]
     v = np.array(vals, dtype=np.uint64)
-    res = harness.run_one(kh.Writer(kh.OP_ISQRT).u64(v))
+    res = harness.run_one(kh.Writer(kh.Op.ISQRT).u64(v))
     assert_same(res.outputs[0], ref.isqrt_u64(v), "isqrt_u64 (exact path)")
     small = v[v < (1 << 62)].astype(np.int64)  # the float path serves every value below 2^62
     assert_same(ref.isqrt_u64(small), np.array([math.isqrt(int(x)) for x in small]), "isqrt_u64 (float path)")
@@ -651,9 +653,9 @@ def test_lut(harness: kh.Harness) -> None:
     x = np.concatenate([np.arange(-128, 128, dtype=np.int8), rand_s8(rng, 1000)])
     gelu = qp.gelu_table(0.05, 3, 0.03, -100)
     cases = [
-        kh.Writer(kh.OP_LUT).s8(table).int(0).s8(x),
-        kh.Writer(kh.OP_LUT).s8(gelu).int(1).s8(x),
-        kh.Writer(kh.OP_LUT).s8(table).int(0).s8(np.zeros(0, np.int8)),
+        kh.Writer(kh.Op.LUT).params(kh.LutParams(table)).int(kh.LUT_FRESH).s8(x),
+        kh.Writer(kh.Op.LUT).params(kh.LutParams(gelu)).int(kh.LUT_IN_PLACE).s8(x),
+        kh.Writer(kh.Op.LUT).params(kh.LutParams(table)).int(kh.LUT_FRESH).s8(np.zeros(0, np.int8)),
     ]
     r1, r2, r3 = harness.run(cases)
     assert_same(r1.outputs[0], ref.lut(table, x), "lut")
@@ -716,16 +718,16 @@ def test_attn_head_kernels(harness: kh.Harness, seed: int) -> None:
         q = rand_s8(rng, hd)
         mat = rand_s8(rng, tokens, stride)
         probs = rand_s8(rng, tokens)
-        cases.append(kh.Writer(kh.OP_SCORES).params(p).int(stride).int(tokens).s8(q).s8(mat))
+        cases.append(kh.Writer(kh.Op.SCORES).params(p).int(stride).int(tokens).s8(q).s8(mat))
         expected.append(ref.attn_scores(p, q, mat[:, :hd]))
-        cases.append(kh.Writer(kh.OP_WSUM).params(p).int(stride).int(hd).s8(probs).s8(mat))
+        cases.append(kh.Writer(kh.Op.WSUM).params(p).int(stride).int(hd).s8(probs).s8(mat))
         expected.append(ref.attn_weighted_sum(p, probs, mat[:, :hd]))
     # largest accumulators: all terms 255 * 255
     p = replace(random_head(rng, 300, 300), q_offset=128, k_offset=128, v_offset=128)
     full = np.full((300, 300), 127, np.int8)
-    cases.append(kh.Writer(kh.OP_SCORES).params(p).int(300).int(300).s8(full[0]).s8(full))
+    cases.append(kh.Writer(kh.Op.SCORES).params(p).int(300).int(300).s8(full[0]).s8(full))
     expected.append(ref.attn_scores(p, full[0], full))
-    cases.append(kh.Writer(kh.OP_WSUM).params(p).int(300).int(300).s8(full[0]).s8(full))
+    cases.append(kh.Writer(kh.Op.WSUM).params(p).int(300).int(300).s8(full[0]).s8(full))
     expected.append(ref.attn_weighted_sum(p, full[0], full))
     for i, (res, exp) in enumerate(zip(harness.run(cases), expected, strict=True)):
         check_ok(res, f"attention head case {i}")
@@ -881,6 +883,7 @@ def test_invalid_parameters(harness: kh.Harness) -> None:
     big_ln = qp.LayerNormParams(1025, 0, 0, np.zeros(1025, np.int32), np.zeros(1025, np.int32), qp.Requant(0, 0))
     bad_table = qp.exp_table(0.1)
     bad_table[0] = 65535
+    lut_table = qp.gelu_table(0.05, 3, 0.03, -100)
     bad = {
         "linear in_features 0": linear_case(replace(lin, in_features=0, weights=np.zeros((4, 0), np.int8)), x8, False),
         "linear input_offset 129": linear_case(replace(lin, input_offset=129), x8, False),
@@ -899,12 +902,13 @@ def test_invalid_parameters(harness: kh.Harness) -> None:
         "softmax length 0": softmax_case(qp.softmax_params(0, 0.1), x8[:, :0]),
         "softmax table[0] != 65536": softmax_case(qp.SoftmaxParams(8, bad_table), x8),
         "softmax NULL table": softmax_case(qp.SoftmaxParams(8, None), x8),
-        "lut NULL table": kh.Writer(kh.OP_LUT).s8(None).int(0).s8(x8[0]),
+        "lut NULL table": kh.Writer(kh.Op.LUT).params(kh.LutParams(None)).int(kh.LUT_FRESH).s8(x8[0]),
+        "lut NULL params": kh.Writer(kh.Op.LUT).params(kh.LutParams(lut_table)).int(kh.LUT_NULL_PARAMS).s8(x8[0]),
         "add left_shift 24": add_case(replace(add, left_shift=24), x8[0], x8[0]),
         "add input2_offset -128": add_case(replace(add, input2_offset=-128), x8[0], x8[0]),
         "add act_max 128": add_case(replace(add, act_max=128), x8[0], x8[0]),
-        "scores head_dim 0": kh.Writer(kh.OP_SCORES).params(random_head(rng, 4, 0)).int(1).int(4).s8(x8).s8(x8),
-        "scores stride < head_dim": kh.Writer(kh.OP_SCORES)
+        "scores head_dim 0": kh.Writer(kh.Op.SCORES).params(random_head(rng, 4, 0)).int(1).int(4).s8(x8).s8(x8),
+        "scores stride < head_dim": kh.Writer(kh.Op.SCORES)
         .params(random_head(rng, 2, 4))
         .int(3)
         .int(2)
@@ -1074,20 +1078,30 @@ def test_add_and_gelu_close_to_float() -> None:
     assert abs(qp.gelu(1.0) - 0.8413447460685429) < 1e-12
 
 
-def test_builder_halves_and_folded_bias() -> None:
+def assert_represents(rq: qp.Requant, real: float, what: str) -> None:
+    """rq is the Q31 form of `real` (mcuf.h: real = multiplier * 2^(shift - 31), multiplier in [2^30, 2^31)),
+    rounded to the nearest multiplier: within half a multiplier step, 2^(shift - 32)."""
+    assert 1 << 30 <= rq.multiplier < 1 << 31, f"{what}: multiplier {rq.multiplier} outside [2^30, 2^31)"
+    step = 2.0 ** (rq.shift - 31)
+    assert abs(rq.multiplier * step - real) <= step / 2, f"{what}: {rq} is {rq.multiplier * step}, want {real}"
+
+
+def test_builder_scales_offsets_and_folded_bias() -> None:
     rng = np.random.default_rng(20)
-    full = qp.attn_head_params(9, 8, 0.1, 3, 0.2, -5, 0.05, 7, 0.3, -20, 0.02, 11)
-    halves = qp.merge_attn_head(
-        qp.attn_scores_params(9, 8, qp._SZ(0.1, 3), qp._SZ(0.2, -5), qp._SZ(0.3, -20)),
-        qp.attn_av_params(9, 8, qp._SZ(0.05, 7), qp._SZ(0.02, 11)),
-    )
-    for f in fields(qp.AttnHeadParams):
-        a, b = getattr(full, f.name), getattr(halves, f.name)
-        assert (a.multiplier, a.shift) == (b.multiplier, b.shift) if isinstance(a, qp.Requant) else a == b, f.name
-    assert (full.score.multiplier, full.score.shift) == qp.quantize_multiplier(0.1 * 0.2 / (math.sqrt(8) * 0.3))
+    s_q, zp_q, s_k, zp_k, s_v, zp_v, s_s, zp_s, s_o, zp_o = 0.1, 3, 0.2, -5, 0.05, 7, 0.3, -20, 0.02, 11
+    head = qp.attn_head_params(9, 8, s_q, zp_q, s_k, zp_k, s_v, zp_v, s_s, zp_s, s_o, zp_o)
+    assert (head.tokens, head.head_dim) == (9, 8)
+    # mcuf.h: offsets are pre-negated on the inputs, the zero point itself on the outputs
+    assert (head.q_offset, head.k_offset, head.v_offset, head.score_offset, head.out_offset) == (-3, 5, -7, -20, 11)
+    # scores: s_q * s_k / sqrt(head_dim) per unit of the int32 dot product, in steps of s_score
+    assert_represents(head.score, s_q * s_k / (math.sqrt(8) * s_s), "score")
+    # weighted sum: probabilities have scale 1/256 (zero point -128, mcuf.h)
+    assert_represents(head.av, s_v / (256 * s_o), "av")
+    # 0.05 / (16 * 0.04) = 0.078125 = 0.625 * 2^-3 exactly: multiplier 0.625 * 2^31, shift -3
     pool = qp.mean_pool_params(16, 0.05, 10, 0.04, -3)
     assert (pool.input_offset, pool.output_offset) == (-10, -3)
-    assert pool.requant.multiplier == qp.pool_requant(16, 0.05, 0.04).multiplier
+    assert (pool.requant.multiplier, pool.requant.shift) == (1_342_177_280, -3)
+    assert_represents(qp.pool_requant(49, 0.031, 0.0123), 0.031 / (49 * 0.0123), "pool 49 tokens")
     # a per-token bias equals a per-channel bias plus a position embedding
     w, b, pos = rng.normal(size=(6, 12)), rng.normal(size=6), rng.normal(size=(4, 6))
     p1 = qp.patch_embed_params(w, b, 4, 4, 3, 2, 0.1, 0, 0.2, 0, pos_f=pos)

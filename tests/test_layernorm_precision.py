@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 _HERE = Path(__file__).resolve().parent
@@ -34,12 +33,6 @@ from mcuformer.codegen.quantize import calibrate, quantize  # noqa: E402
 from mcuformer.arch import ArchConfig  # noqa: E402
 from mcuformer.model import ViT  # noqa: E402
 from tests.test_kernels import assert_same, check_ok, layernorm_case  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> kh.Harness:
-    return kh.harness_or_skip(tmp_path_factory, "kernel_harness_ln")
-
 
 WIDTHS = (16, 17, 24, 32, 48, 64, 96, 128, 192, 256)
 ROWS = 48  # per case: half random, half near-constant

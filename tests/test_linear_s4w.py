@@ -28,14 +28,9 @@ from tests.test_kernels import I32_MAX, I32_MIN, assert_same, check_ok, random_l
 OK, ERR_ARG = 0, -1
 
 
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> kh.Harness:
-    return kh.harness_or_skip(tmp_path_factory, "kernel_harness_s4w")
-
-
 def s4w_case(p: qp.LinearS4WParams, x: np.ndarray, rows_api: bool) -> kh.Writer:
     rows = x.shape[0] if rows_api else 1
-    w = kh.Writer(kh.OP_LINEAR_ROWS_S4W if rows_api else kh.OP_LINEAR_S4W).params(p)
+    w = kh.Writer(kh.Op.LINEAR_ROWS_S4W if rows_api else kh.Op.LINEAR_S4W).params(p)
     return w.int(rows).int(p.out_features).s8(x.reshape(-1))
 
 

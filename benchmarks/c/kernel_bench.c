@@ -190,8 +190,9 @@ int main(void)
     n = mcuf_platform_counter_stop();
     failed |= st != MCUF_OK;
     report("add_216", MAX_ROWS * DIM, n, checksum(output, MAX_ROWS * DIM));
+    const mcuf_lut_params lut = {input};
     mcuf_platform_counter_start();
-    st = mcuf_lut_s8(input, MAX_ROWS * 432, input + 100, output);
+    st = mcuf_lut_s8(&lut, MAX_ROWS * 432, input + 100, output);
     n = mcuf_platform_counter_stop();
     failed |= st != MCUF_OK;
     report("lut_432", MAX_ROWS * 432, n, checksum(output, MAX_ROWS * 432));

@@ -10,7 +10,9 @@
  *   - bias is int32 with scale s_in * s_w[o].
  *   - requantization is TFLite's: Q31 multiplier + shift (shift > 0 = left shift), computed by
  *     mcuf_requantize() below; the compiler computes every multiplier, shift and table.
- *   - no float, no malloc, no stdio. Kernels that need scratch export *_scratch_size().
+ *   - no float, no malloc, no stdio. A kernel mcuf_<kernel> that needs scratch exports
+ *     mcuf_<kernel>_scratch_size() (e.g. mcuf_mlp_rowwise_s8_scratch_size for mcuf_mlp_rowwise_s8),
+ *     which sizes its scratch from the same table of parts the kernel carves it from.
  *   - every documented range is checked (MCUF_ERR_ARG). The checks depend only on the parameters
  *     (one exception: softmax's zero sum, reachable only with an out-of-range table), and the
  *     fused kernels run them all on their first row, before their first write to x: on
@@ -90,10 +92,10 @@ mcuf_status mcuf_linear_rows_s8(const mcuf_linear_params *p, int32_t rows, const
 
 /* The same rows computed a tile of `tile` tokens (1, 2 or 4) at a time: each weight is loaded once
  * per tile instead of once per row where the kernel has a tiled path (the DSP kernels; the portable
- * kernel runs row by row); identical outputs. scratch: mcuf_linear_tile_scratch_size(p, tile) bytes,
+ * kernel runs row by row); identical outputs. scratch: mcuf_linear_tile_s8_scratch_size(p, tile) bytes,
  * 4-byte aligned (checked; NULL allowed for tile 1): the tile's inputs expanded to int16,
  * 8 * tile * ceil(in_features / 4) bytes for tile > 1, 0 for tile 1. */
-int32_t mcuf_linear_tile_scratch_size(const mcuf_linear_params *p, int32_t tile);
+int32_t mcuf_linear_tile_s8_scratch_size(const mcuf_linear_params *p, int32_t tile);
 mcuf_status mcuf_linear_tile_s8(const mcuf_linear_params *p, int32_t rows, int32_t tile, const int8_t *input,
                                 int8_t *scratch, int8_t *output);
 
@@ -137,7 +139,7 @@ mcuf_status mcuf_linear_rows_s4w_s8(const mcuf_linear_s4w_params *p, int32_t row
 /* ---------------------------------------------------------------------------------------------
  * Low-rank linear: W = up @ down. rank == 0: dense, only `up` is used (up.in_features = in).
  * rank > 0: mid = linear(down, in) (int8 [rank], own quantization), out = linear(up, mid).
- * The rank-R intermediate lives in caller scratch: mcuf_lowrank_scratch_size() bytes.
+ * The rank-R intermediate lives in caller scratch: mcuf_lowrank_linear_s8_scratch_size() bytes.
  * ------------------------------------------------------------------------------------------- */
 typedef struct {
     int32_t rank; /* 0 = dense */
@@ -145,7 +147,7 @@ typedef struct {
     mcuf_linear_params up;   /* rank (or in) -> out */
 } mcuf_lowrank_params;
 
-int32_t mcuf_lowrank_scratch_size(const mcuf_lowrank_params *p);
+int32_t mcuf_lowrank_linear_s8_scratch_size(const mcuf_lowrank_params *p);
 mcuf_status mcuf_lowrank_linear_s8(const mcuf_lowrank_params *p, const int8_t *input, int8_t *scratch,
                                    int8_t *output);
 
@@ -223,9 +225,15 @@ mcuf_status mcuf_softmax_s8(const mcuf_softmax_params *p, const int8_t *input, i
 
 /* ---------------------------------------------------------------------------------------------
  * Elementwise table lookup (GELU and any int8 -> int8 function): out[i] = table[in[i] + 128].
- * n >= 0. in and out may be the same buffer.
+ * The table holds the 256 outputs in input order, entry k for the input k - 128 (any int8 value is
+ * valid: the lookup is the whole function). Ranges: table != NULL; n >= 0 (input and output may be
+ * NULL only when n == 0). in and out may be the same buffer.
  * ------------------------------------------------------------------------------------------- */
-mcuf_status mcuf_lut_s8(const int8_t *table, int32_t n, const int8_t *input, int8_t *output);
+typedef struct {
+    const int8_t *table; /* [256], entry in + 128 for the int8 input in */
+} mcuf_lut_params;
+
+mcuf_status mcuf_lut_s8(const mcuf_lut_params *p, int32_t n, const int8_t *input, int8_t *output);
 
 /* ---------------------------------------------------------------------------------------------
  * Add (TFLite ADD int8):
@@ -296,10 +304,10 @@ mcuf_status mcuf_attn_weighted_sum_s8(const mcuf_attn_head_params *p, const int8
  *   With tile > 1 and qkv_rank > 0, pass 1 also keeps every token's qkv_down row (a cache of
  *   tokens x qkv_rank bytes in scratch) and pass 2 reads it instead of recomputing LN and qkv_down
  *   (x_t is unchanged until its own tile's last step, so the rows are the same).
- * scratch: mcuf_attention_scratch_size() bytes, 4-byte aligned (checked) when tile > 1, layout
+ * scratch: mcuf_attention_rowwise_s8_scratch_size() bytes, 4-byte aligned (checked) when tile > 1, layout
  *   (each part rounded up to 4 bytes): LN rows [tile][dim] | qkv_down rows [tile][qkv_rank] (0 with
  *   the cache) | q rows [tile][dim] | scores/probs [tile][tokens] | concat [tile][dim] | proj rows
- *   [tile][dim] | expanded tile inputs (mcuf_linear_tile_scratch_size of max(dim, qkv_rank) inputs;
+ *   [tile][dim] | expanded tile inputs (mcuf_linear_tile_s8_scratch_size of max(dim, qkv_rank) inputs;
  *   0 for tile 1) | qkv_down cache [tokens][qkv_rank] (tile > 1 and qkv_rank > 0, else 0).
  * ------------------------------------------------------------------------------------------- */
 typedef struct {
@@ -317,7 +325,7 @@ typedef struct {
     int32_t tile;                /* row-wise schedule: tokens per pass over the weights, 1, 2 or 4 */
 } mcuf_attention_params;
 
-int32_t mcuf_attention_scratch_size(const mcuf_attention_params *p);
+int32_t mcuf_attention_rowwise_s8_scratch_size(const mcuf_attention_params *p);
 mcuf_status mcuf_attention_rowwise_s8(const mcuf_attention_params *p, int8_t *x, int8_t *k_buf, int8_t *v_buf,
                                       int8_t *scratch);
 
@@ -338,11 +346,11 @@ mcuf_status mcuf_attention_rowwise_s8(const mcuf_attention_params *p, int8_t *x,
  * x is written only in the last loop, after every kernel has run on every head: on any error
  *   (MCUF_ERR_ARG, including softmax's zero sum) x is unchanged.
  * kh_buf, vh_buf [tokens][head_dim], o_buf [tokens][dim], x and scratch must not overlap.
- * scratch: mcuf_attention_perhead_scratch_size() bytes (-1 also when heads < 1), layout (each part
+ * scratch: mcuf_attention_perhead_s8_scratch_size() bytes (-1 also when heads < 1), layout (each part
  *   rounded up to 4 bytes): LN row [dim] | qkv_down row [qkv_rank] | q_h row [head_dim] |
  *   scores/probs [tokens] | proj row [dim].
  * ------------------------------------------------------------------------------------------- */
-int32_t mcuf_attention_perhead_scratch_size(const mcuf_attention_params *p);
+int32_t mcuf_attention_perhead_s8_scratch_size(const mcuf_attention_params *p);
 mcuf_status mcuf_attention_perhead_s8(const mcuf_attention_params *p, int8_t *x, int8_t *kh_buf, int8_t *vh_buf,
                                       int8_t *o_buf, int8_t *scratch);
 
@@ -355,10 +363,10 @@ mcuf_status mcuf_attention_perhead_s8(const mcuf_attention_params *p, int8_t *x,
  *   for every tile; a larger tile costs scratch and saves instructions with the DSP kernels.
  * Ranges: tokens >= 1; 1 <= dim <= MCUF_LN_MAX_DIM; hidden >= 1; fc1: dim -> hidden, fc2: hidden -> dim;
  *   tile in {1, 2, 4}.
- * scratch: mcuf_mlp_scratch_size() bytes, O(tile * (dim + hidden + rank)), independent of tokens,
+ * scratch: mcuf_mlp_rowwise_s8_scratch_size() bytes, O(tile * (dim + hidden + rank)), independent of tokens,
  *   4-byte aligned (checked) when tile > 1; layout (each part rounded up to 4 bytes): LN rows
  *   [tile][dim] | fc1 mid [tile][fc1.rank] | hidden [tile][hidden] | fc2 mid [tile][fc2.rank] |
- *   fc2 out [tile][dim] | expanded tile inputs (mcuf_linear_tile_scratch_size of the widest input,
+ *   fc2 out [tile][dim] | expanded tile inputs (mcuf_linear_tile_s8_scratch_size of the widest input,
  *   max(dim, hidden, ranks); 0 for tile 1).
  * ------------------------------------------------------------------------------------------- */
 typedef struct {
@@ -367,13 +375,13 @@ typedef struct {
     int32_t hidden;
     mcuf_layernorm_params ln;
     mcuf_lowrank_params fc1; /* dim -> hidden */
-    const int8_t *gelu_table; /* [256] */
+    const int8_t *gelu_table; /* [256]: the table of mcuf_lut_s8 (mcuf_lut_params.table) */
     mcuf_lowrank_params fc2; /* hidden -> dim */
     mcuf_add_params residual;
     int32_t tile; /* tokens per pass over the weights: 1, 2 or 4 */
 } mcuf_mlp_params;
 
-int32_t mcuf_mlp_scratch_size(const mcuf_mlp_params *p);
+int32_t mcuf_mlp_rowwise_s8_scratch_size(const mcuf_mlp_params *p);
 mcuf_status mcuf_mlp_rowwise_s8(const mcuf_mlp_params *p, int8_t *x, int8_t *scratch);
 
 /* ---------------------------------------------------------------------------------------------
@@ -389,8 +397,8 @@ mcuf_status mcuf_mlp_rowwise_s8(const mcuf_mlp_params *p, int8_t *x, int8_t *scr
  *   (mcuf_linear_tile_s8's kernels, each token with its own bias row); identical x for every tile.
  * Ranges: image_h, image_w multiples of patch >= 1; proj.in_features = patch*patch*channels
  *   <= MCUF_LINEAR_MAX_IN; tile in {1, 2, 4}.
- * scratch: mcuf_patch_embed_scratch_size() bytes, 4-byte aligned (checked) when tile > 1: stripe
- * buffer | `tile` patch vectors | expanded tile inputs (mcuf_linear_tile_scratch_size; 0 for tile 1),
+ * scratch: mcuf_patch_embed_s8_scratch_size() bytes, 4-byte aligned (checked) when tile > 1: stripe
+ * buffer | `tile` patch vectors | expanded tile inputs (mcuf_linear_tile_s8_scratch_size; 0 for tile 1),
  * each rounded up to 4 bytes.
  * ------------------------------------------------------------------------------------------- */
 typedef int32_t (*mcuf_stripe_reader)(void *ctx, int32_t stripe, int8_t *dst, int32_t n_bytes);
@@ -403,7 +411,7 @@ typedef struct {
     int32_t tile;              /* patches per pass over the weights: 1, 2 or 4 */
 } mcuf_patch_embed_params;
 
-int32_t mcuf_patch_embed_scratch_size(const mcuf_patch_embed_params *p);
+int32_t mcuf_patch_embed_s8_scratch_size(const mcuf_patch_embed_params *p);
 mcuf_status mcuf_patch_embed_s8(const mcuf_patch_embed_params *p, mcuf_stripe_reader read, void *ctx,
                                 int8_t *scratch, int8_t *x);
 
@@ -415,7 +423,7 @@ mcuf_status mcuf_patch_embed_s8(const mcuf_patch_embed_params *p, mcuf_stripe_re
  * pool's real multiplier = s_y / (tokens * s_pooled).
  * Ranges: 1 <= tokens <= 2^23 (acc stays exact in int32); pool_input_offset in [-127, 128];
  *   pool_output_offset in [-128, 127].
- * scratch: mcuf_pool_head_scratch_size() bytes, 4-byte aligned (checked), layout:
+ * scratch: mcuf_pool_head_s8_scratch_size() bytes, 4-byte aligned (checked), layout:
  *   acc int32 [dim] | LN row [dim] | pooled [dim] (int8 parts rounded up to 4 bytes).
  * ------------------------------------------------------------------------------------------- */
 typedef struct {
@@ -429,7 +437,7 @@ typedef struct {
     mcuf_linear_params head;
 } mcuf_pool_head_params;
 
-int32_t mcuf_pool_head_scratch_size(const mcuf_pool_head_params *p);
+int32_t mcuf_pool_head_s8_scratch_size(const mcuf_pool_head_params *p);
 mcuf_status mcuf_pool_head_s8(const mcuf_pool_head_params *p, const int8_t *x, int8_t *scratch, int8_t *logits);
 
 /* ---------------------------------------------------------------------------------------------
@@ -439,7 +447,7 @@ mcuf_status mcuf_pool_head_s8(const mcuf_pool_head_params *p, const int8_t *x, i
  *   x[prefix_tokens ..) = mcuf_patch_embed_s8(embed) (the patch tokens, as above).
  * x holds (prefix_tokens + tokens) x embed.dim int8 values; the residual stream starts here.
  * Ranges: 0 <= prefix_tokens <= 16; prefix may be NULL only when prefix_tokens == 0.
- * scratch: mcuf_patch_embed_scratch_size(&embed) bytes.
+ * scratch: mcuf_patch_embed_prefix_s8_scratch_size() bytes (= mcuf_patch_embed_s8_scratch_size(&embed)).
  * ------------------------------------------------------------------------------------------- */
 #define MCUF_MAX_PREFIX_TOKENS 16
 
@@ -449,6 +457,7 @@ typedef struct {
     const int8_t *prefix; /* [prefix_tokens][embed.dim] */
 } mcuf_patch_embed_prefix_params;
 
+int32_t mcuf_patch_embed_prefix_s8_scratch_size(const mcuf_patch_embed_prefix_params *p);
 mcuf_status mcuf_patch_embed_prefix_s8(const mcuf_patch_embed_prefix_params *p, mcuf_stripe_reader read, void *ctx,
                                        int8_t *scratch, int8_t *x);
 
@@ -462,7 +471,7 @@ mcuf_status mcuf_patch_embed_prefix_s8(const mcuf_patch_embed_prefix_params *p, 
  * classifier over [x_0 | x_1] with weights [W_head | W_dist] / 2 and bias (b_head + b_dist) / 2.
  * LN is row-wise, so LN before the readout equals LN of the read rows: the other rows are untouched.
  * Ranges: 1 <= readout <= min(tokens, MCUF_MAX_PREFIX_TOKENS); ln.dim = dim.
- * scratch: mcuf_token_head_scratch_size() bytes: the readout rows, readout * dim rounded up to 4.
+ * scratch: mcuf_token_head_s8_scratch_size() bytes: the readout rows, readout * dim rounded up to 4.
  * ------------------------------------------------------------------------------------------- */
 typedef struct {
     int32_t tokens;
@@ -473,7 +482,7 @@ typedef struct {
     mcuf_linear_params head;
 } mcuf_token_head_params;
 
-int32_t mcuf_token_head_scratch_size(const mcuf_token_head_params *p);
+int32_t mcuf_token_head_s8_scratch_size(const mcuf_token_head_params *p);
 mcuf_status mcuf_token_head_s8(const mcuf_token_head_params *p, const int8_t *x, int8_t *scratch, int8_t *logits);
 
 /* ---------------------------------------------------------------------------------------------
@@ -485,7 +494,7 @@ mcuf_status mcuf_token_head_s8(const mcuf_token_head_params *p, const int8_t *x,
  * prefix tokens (a class token is not averaged, as in timm).
  * Ranges: 0 <= first_token < tokens; tokens - first_token <= 2^23 (acc exact in int32);
  *   pool_input_offset in [-127, 128]; pool_output_offset in [-128, 127]; ln.dim = dim.
- * scratch: mcuf_pool_norm_head_scratch_size() bytes, 4-byte aligned (checked), layout:
+ * scratch: mcuf_pool_norm_head_s8_scratch_size() bytes, 4-byte aligned (checked), layout:
  *   acc int32 [dim] | pooled [dim] | LN row [dim] (int8 parts rounded up to 4 bytes).
  * ------------------------------------------------------------------------------------------- */
 typedef struct {
@@ -500,7 +509,7 @@ typedef struct {
     mcuf_linear_params head;
 } mcuf_pool_norm_head_params;
 
-int32_t mcuf_pool_norm_head_scratch_size(const mcuf_pool_norm_head_params *p);
+int32_t mcuf_pool_norm_head_s8_scratch_size(const mcuf_pool_norm_head_params *p);
 mcuf_status mcuf_pool_norm_head_s8(const mcuf_pool_norm_head_params *p, const int8_t *x, int8_t *scratch,
                                    int8_t *logits);
 

@@ -195,12 +195,35 @@ static inline int32_t mcufi_s4_tail_at(const int8_t *row, int32_t i)
     return mcufi_s4((i & 1) != 0 ? byte >> 4 : byte & 0xFu);
 }
 
+/* mcuf_lut_s8 on its table (lut.c): the same checks (table, n, input, output) and lookups. The MLP
+ * block calls it with its gelu_table, so its per-tile call costs what it did before mcuf_lut_params. */
+mcuf_status mcufi_lut_s8(const int8_t *table, int32_t n, const int8_t *input, int8_t *output);
+
+/* ---------------------------------------------------------------------------------------------
+ * Scratch layouts. A kernel with a scratch of several parts fills one table of part sizes (bytes,
+ * in layout order) and both sizes its scratch from it (mcufi_layout_size, in its *_scratch_size())
+ * and carves the scratch from it (mcufi_layout_carve, in the kernel): one layout, written once.
+ * ------------------------------------------------------------------------------------------- */
+/* Sum of mcufi_align4(parts[i]) for i < n, or -1 for a negative part or a total above INT32_MAX
+ * (the *_scratch_size() contract; common.c). */
+int32_t mcufi_layout_size(const int32_t *parts, int32_t n);
+
+/* at[i] = base + sum of mcufi_align4(parts[j]) for j < i, i < n: the parts back to back, each
+ * rounded up to 4 bytes, as mcufi_layout_size sizes them (so a 4-byte aligned base keeps every part
+ * 4-byte aligned). For a table mcufi_layout_size accepted. Inline: with a constant n the loop
+ * unrolls into the same pointer additions as written out by hand (once per kernel call). */
+static inline void mcufi_layout_carve(int8_t *base, const int32_t *parts, int32_t n, int8_t **at)
+{
+#pragma GCC unroll 16
+    for (int32_t i = 0; i < n; i++) {
+        at[i] = base;
+        base += mcufi_align4(parts[i]);
+    }
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Fused kernels (common.c, no twin).
  * ------------------------------------------------------------------------------------------- */
-/* Sum of mcufi_align4(parts[i]) for i < n, or -1 for a negative part or a total above INT32_MAX
- * (the *_scratch_size() contract). */
-int32_t mcufi_layout_size(const int32_t *parts, int32_t n);
 
 /*
  * Shape consistency of every part of an attention block (both schedules, so the same parameters
@@ -212,12 +235,35 @@ mcuf_status mcufi_attention_check(const mcuf_attention_params *p);
 
 /* Mean pooling shared by the pool heads (pool_head.c, class_token.c): the checks common to both (scratch
  * 4-byte aligned, 1 <= dim <= MCUF_LN_MAX_DIM, ln.dim = head.in_features = dim, head.out_features =
- * classes >= 1, pooling offsets and requant in range); scratch of int32 acc [dim] | two int8 rows [dim]
- * (-1 for dim < 0 or a size above INT32_MAX); the output stage
+ * classes >= 1, pooling offsets and requant in range); their scratch layout, int32 acc [dim] | two int8
+ * rows [dim] (each head names the two rows), sized by mcufi_pool_scratch_size (-1 for dim < 0 or a
+ * size above INT32_MAX) and carved by mcufi_pool_scratch_carve; the output stage
  * pooled[c] = clamp(requantize(acc[c], pool) + output_offset, -128, 127). */
 int mcufi_pool_check(const int8_t *scratch, int32_t dim, int32_t classes, const mcuf_layernorm_params *ln,
                      const mcuf_linear_params *head, int32_t input_offset, int32_t output_offset, mcuf_requant pool);
+#define MCUFI_POOL_PARTS 3
+
+/* For 0 <= dim <= INT32_MAX / 4. */
+static inline void mcufi_pool_scratch_parts(int32_t dim, int32_t parts[MCUFI_POOL_PARTS])
+{
+    parts[0] = 4 * dim; /* int32 acc [dim] */
+    parts[1] = dim;
+    parts[2] = dim;
+}
+
 int32_t mcufi_pool_scratch_size(int32_t dim);
+
+/* For a dim mcufi_pool_check accepted: *acc, then the two rows in layout order. */
+static inline void mcufi_pool_scratch_carve(int8_t *scratch, int32_t dim, int32_t **acc, int8_t **row1, int8_t **row2)
+{
+    int32_t parts[MCUFI_POOL_PARTS];
+    int8_t *at[MCUFI_POOL_PARTS];
+    mcufi_pool_scratch_parts(dim, parts);
+    mcufi_layout_carve(scratch, parts, MCUFI_POOL_PARTS, at);
+    *acc = (int32_t *)(void *)at[0];
+    *row1 = at[1];
+    *row2 = at[2];
+}
 void mcufi_pool_output(const int32_t *acc, int32_t dim, mcuf_requant pool, int32_t output_offset, int8_t *pooled);
 
 /* y = LN(x_row) into ln_row; *qkv_in = the row the q/k/v projections read: ln_row, or

@@ -9,16 +9,29 @@
 
 #include "mcuf_internal.h"
 
-/* Rows of the scratch layout (mcuf.h), each part tile rows long except the probabilities. */
+/* The parts of the scratch layout (mcuf.h), in order: indices into the parts table. */
+enum {
+    PART_LN,     /* [tile][dim] */
+    PART_R,      /* [tile][qkv_rank], 0 bytes with the cache */
+    PART_Q,      /* [tile][dim] */
+    PART_PROBS,  /* [tile][tokens] */
+    PART_CONCAT, /* [tile][dim] */
+    PART_PROJ,   /* [tile][dim] */
+    PART_XBUF,   /* expanded tile inputs */
+    PART_CACHE,  /* [tokens][qkv_rank] with a tile > 1 and qkv_rank > 0, else 0 bytes */
+    SCRATCH_PARTS
+};
+
+/* The scratch carved into its parts. */
 typedef struct {
-    int8_t *ln;     /* [tile][dim] */
-    int8_t *r;      /* [tile][qkv_rank] */
-    int8_t *q;      /* [tile][dim] */
-    int8_t *probs;  /* [tile][tokens] */
-    int8_t *concat; /* [tile][dim] */
-    int8_t *proj;   /* [tile][dim] */
-    int8_t *xbuf;   /* expanded tile inputs */
-    int8_t *cache;  /* [tokens][qkv_rank] with a tile > 1 and qkv_rank > 0, else NULL */
+    int8_t *ln;
+    int8_t *r;
+    int8_t *q;
+    int8_t *probs;
+    int8_t *concat;
+    int8_t *proj;
+    int8_t *xbuf;
+    int8_t *cache; /* NULL without the cache */
 } attention_scratch;
 
 /* Whether pass 1 keeps every token's qkv_down row for pass 2 (which then skips LN and qkv_down). */
@@ -26,8 +39,6 @@ static int caches_qkv(const mcuf_attention_params *p)
 {
     return p->tile > 1 && p->qkv_rank > 0;
 }
-
-#define SCRATCH_PARTS 8
 
 static int32_t scratch_parts(const mcuf_attention_params *p, int32_t parts[SCRATCH_PARTS])
 {
@@ -37,18 +48,18 @@ static int32_t scratch_parts(const mcuf_attention_params *p, int32_t parts[SCRAT
     }
     const int32_t widest = p->dim > p->qkv_rank ? p->dim : p->qkv_rank;
     /* tile <= 4, dim, qkv_rank <= 65535, tokens <= 32767: every part fits int32. */
-    parts[0] = p->tile * p->dim;
-    parts[1] = caches_qkv(p) ? 0 : p->tile * p->qkv_rank;
-    parts[2] = p->tile * p->dim;
-    parts[3] = p->tile * p->tokens;
-    parts[4] = p->tile * p->dim;
-    parts[5] = p->tile * p->dim;
-    parts[6] = 4 * mcufi_linear_tile_xbuf_words(widest, p->tile);
-    parts[7] = caches_qkv(p) ? p->tokens * p->qkv_rank : 0;
+    parts[PART_LN] = p->tile * p->dim;
+    parts[PART_R] = caches_qkv(p) ? 0 : p->tile * p->qkv_rank;
+    parts[PART_Q] = p->tile * p->dim;
+    parts[PART_PROBS] = p->tile * p->tokens;
+    parts[PART_CONCAT] = p->tile * p->dim;
+    parts[PART_PROJ] = p->tile * p->dim;
+    parts[PART_XBUF] = 4 * mcufi_linear_tile_xbuf_words(widest, p->tile);
+    parts[PART_CACHE] = caches_qkv(p) ? p->tokens * p->qkv_rank : 0;
     return 1;
 }
 
-int32_t mcuf_attention_scratch_size(const mcuf_attention_params *p)
+int32_t mcuf_attention_rowwise_s8_scratch_size(const mcuf_attention_params *p)
 {
     int32_t parts[SCRATCH_PARTS];
     if (p == NULL || !scratch_parts(p, parts)) {
@@ -90,15 +101,10 @@ mcuf_status mcuf_attention_rowwise_s8(const mcuf_attention_params *p, int8_t *x,
     const int32_t dim = p->dim;
     const int32_t hd = dim / p->heads;
     const int32_t tile = p->tile;
-    attention_scratch s;
-    s.ln = scratch;
-    s.r = s.ln + mcufi_align4(parts[0]);
-    s.q = s.r + mcufi_align4(parts[1]);
-    s.probs = s.q + mcufi_align4(parts[2]);
-    s.concat = s.probs + mcufi_align4(parts[3]);
-    s.proj = s.concat + mcufi_align4(parts[4]);
-    s.xbuf = s.proj + mcufi_align4(parts[5]);
-    s.cache = caches_qkv(p) ? s.xbuf + mcufi_align4(parts[6]) : NULL;
+    int8_t *at[SCRATCH_PARTS];
+    mcufi_layout_carve(scratch, parts, SCRATCH_PARTS, at);
+    const attention_scratch s = {at[PART_LN],     at[PART_R],    at[PART_Q],    at[PART_PROBS],
+                                 at[PART_CONCAT], at[PART_PROJ], at[PART_XBUF], caches_qkv(p) ? at[PART_CACHE] : NULL};
     const int8_t *qkv_in;
 
     /* Pass 1: K and V for every token, a tile at a time (x is not written); with the cache, the

@@ -18,14 +18,35 @@
 
 #include "mcuf_internal.h"
 
-int32_t mcuf_attention_perhead_scratch_size(const mcuf_attention_params *p)
+/* The parts of the scratch layout (mcuf.h), in order: indices into the parts table. */
+enum {
+    PART_LN,    /* [dim] */
+    PART_R,     /* [qkv_rank] */
+    PART_Q,     /* [head_dim] */
+    PART_PROBS, /* [tokens] */
+    PART_PROJ,  /* [dim] */
+    SCRATCH_PARTS
+};
+
+/* For heads >= 1. A negative dim gives a negative (or, truncated, zero) head_dim; the dim part
+ * then makes mcufi_layout_size return -1. */
+static void scratch_parts(const mcuf_attention_params *p, int32_t parts[SCRATCH_PARTS])
+{
+    parts[PART_LN] = p->dim;
+    parts[PART_R] = p->qkv_rank;
+    parts[PART_Q] = p->dim / p->heads;
+    parts[PART_PROBS] = p->tokens;
+    parts[PART_PROJ] = p->dim;
+}
+
+int32_t mcuf_attention_perhead_s8_scratch_size(const mcuf_attention_params *p)
 {
     if (p == NULL || p->heads < 1) {
         return -1; /* head_dim = dim / heads is undefined */
     }
-    /* A negative dim gives a negative (or, truncated, zero) head_dim; the dim part returns -1. */
-    const int32_t parts[5] = {p->dim, p->qkv_rank, p->dim / p->heads, p->tokens, p->dim};
-    return mcufi_layout_size(parts, 5);
+    int32_t parts[SCRATCH_PARTS];
+    scratch_parts(p, parts);
+    return mcufi_layout_size(parts, SCRATCH_PARTS);
 }
 
 /*
@@ -126,15 +147,14 @@ mcuf_status mcuf_attention_perhead_s8(const mcuf_attention_params *p, int8_t *x,
     }
     /* After check_perhead: tokens <= 32767, dim <= 1024, so t * dim < 2^25 and no index overflows. */
     const int32_t dim = p->dim;
-    const int32_t hd = dim / p->heads;
-    int8_t *ln_row = scratch;
-    int8_t *r_row = ln_row + mcufi_align4(dim);
-    int8_t *q_row = r_row + mcufi_align4(p->qkv_rank);
-    int8_t *probs = q_row + mcufi_align4(hd);
-    int8_t *proj_row = probs + mcufi_align4(p->tokens);
+    int32_t parts[SCRATCH_PARTS];
+    int8_t *at[SCRATCH_PARTS];
+    scratch_parts(p, parts);
+    mcufi_layout_carve(scratch, parts, SCRATCH_PARTS, at);
+    int8_t *proj_row = at[PART_PROJ];
 
     for (int32_t h = 0; h < p->heads; h++) {
-        st = one_head(p, h, x, kh_buf, vh_buf, o_buf, ln_row, r_row, q_row, probs);
+        st = one_head(p, h, x, kh_buf, vh_buf, o_buf, at[PART_LN], at[PART_R], at[PART_Q], at[PART_PROBS]);
         if (st != MCUF_OK) {
             return st; /* x not written yet */
         }

@@ -9,6 +9,11 @@
 
 #define POOL_MAX_TOKENS (INT32_C(1) << 23) /* 255 * 2^23 < 2^31 */
 
+int32_t mcuf_patch_embed_prefix_s8_scratch_size(const mcuf_patch_embed_prefix_params *p)
+{
+    return p == NULL ? -1 : mcuf_patch_embed_s8_scratch_size(&p->embed);
+}
+
 mcuf_status mcuf_patch_embed_prefix_s8(const mcuf_patch_embed_prefix_params *p, mcuf_stripe_reader read, void *ctx,
                                        int8_t *scratch, int8_t *x)
 {
@@ -26,7 +31,7 @@ mcuf_status mcuf_patch_embed_prefix_s8(const mcuf_patch_embed_prefix_params *p, 
     return mcuf_patch_embed_s8(&p->embed, read, ctx, scratch, x + n);
 }
 
-int32_t mcuf_token_head_scratch_size(const mcuf_token_head_params *p)
+int32_t mcuf_token_head_s8_scratch_size(const mcuf_token_head_params *p)
 {
     if (p == NULL || p->dim < 0 || p->readout < 0 || p->readout > MCUF_MAX_PREFIX_TOKENS) {
         return -1;
@@ -57,7 +62,7 @@ mcuf_status mcuf_token_head_s8(const mcuf_token_head_params *p, const int8_t *x,
     return mcuf_linear_s8(&p->head, scratch, logits);
 }
 
-int32_t mcuf_pool_norm_head_scratch_size(const mcuf_pool_norm_head_params *p)
+int32_t mcuf_pool_norm_head_s8_scratch_size(const mcuf_pool_norm_head_params *p)
 {
     return p == NULL ? -1 : mcufi_pool_scratch_size(p->dim);
 }
@@ -74,9 +79,10 @@ mcuf_status mcuf_pool_norm_head_s8(const mcuf_pool_norm_head_params *p, const in
                           p->pool)) {
         return MCUF_ERR_ARG; /* also a misaligned scratch: the int32 accumulators come first */
     }
-    int32_t *acc = (int32_t *)(void *)scratch;
-    int8_t *pooled = scratch + 4 * dim;
-    int8_t *ln_row = pooled + mcufi_align4(dim);
+    int32_t *acc;
+    int8_t *pooled;
+    int8_t *ln_row;
+    mcufi_pool_scratch_carve(scratch, dim, &acc, &pooled, &ln_row);
 
     for (int32_t c = 0; c < dim; c++) {
         acc[c] = 0;

@@ -96,12 +96,12 @@ int mcufi_pool_check(const int8_t *scratch, int32_t dim, int32_t classes, const 
 
 int32_t mcufi_pool_scratch_size(int32_t dim)
 {
-    if (dim < 0) {
-        return -1;
+    if (dim < 0 || dim > INT32_MAX / 4) {
+        return -1; /* above INT32_MAX / 4, the acc part alone is 4 * dim > INT32_MAX - 3 */
     }
-    const int64_t dim4 = ((int64_t)dim + 3) & ~(int64_t)3;
-    const int64_t total = 4 * (int64_t)dim + 2 * dim4;
-    return total > INT32_MAX ? -1 : (int32_t)total;
+    int32_t parts[MCUFI_POOL_PARTS];
+    mcufi_pool_scratch_parts(dim, parts);
+    return mcufi_layout_size(parts, MCUFI_POOL_PARTS);
 }
 
 void mcufi_pool_output(const int32_t *acc, int32_t dim, mcuf_requant pool, int32_t output_offset, int8_t *pooled)

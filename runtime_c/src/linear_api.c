@@ -60,7 +60,7 @@ mcuf_status mcuf_linear_rows_s8(const mcuf_linear_params *p, int32_t rows, const
     return MCUF_OK;
 }
 
-int32_t mcuf_linear_tile_scratch_size(const mcuf_linear_params *p, int32_t tile)
+int32_t mcuf_linear_tile_s8_scratch_size(const mcuf_linear_params *p, int32_t tile)
 {
     if (p == NULL || p->in_features < 0 || p->in_features > MCUF_LINEAR_MAX_IN || !mcufi_linear_tile_ok(tile)) {
         return -1;

@@ -6,7 +6,7 @@
 
 #include "mcuf_internal.h"
 
-int32_t mcuf_lowrank_scratch_size(const mcuf_lowrank_params *p)
+int32_t mcuf_lowrank_linear_s8_scratch_size(const mcuf_lowrank_params *p)
 {
     if (p == NULL) {
         return -1;

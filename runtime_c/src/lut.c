@@ -6,7 +6,7 @@
 
 #include "mcuf_internal.h"
 
-mcuf_status mcuf_lut_s8(const int8_t *table, int32_t n, const int8_t *input, int8_t *output)
+mcuf_status mcufi_lut_s8(const int8_t *table, int32_t n, const int8_t *input, int8_t *output)
 {
     if (table == NULL || n < 0 || (n > 0 && (input == NULL || output == NULL))) {
         return MCUF_ERR_ARG;
@@ -17,4 +17,12 @@ mcuf_status mcuf_lut_s8(const int8_t *table, int32_t n, const int8_t *input, int
         *output++ = centre[*input++]; /* in place: the input value already read */
     }
     return MCUF_OK;
+}
+
+mcuf_status mcuf_lut_s8(const mcuf_lut_params *p, int32_t n, const int8_t *input, int8_t *output)
+{
+    if (p == NULL) {
+        return MCUF_ERR_ARG;
+    }
+    return mcufi_lut_s8(p->table, n, input, output);
 }

@@ -15,7 +15,21 @@ static int32_t max4(int32_t a, int32_t b, int32_t c, int32_t d)
     return ab > cd ? ab : cd;
 }
 
-int32_t mcuf_mlp_scratch_size(const mcuf_mlp_params *p)
+/* The parts of the scratch layout (mcuf.h), in order: indices into the parts table. */
+enum {
+    PART_LN,     /* [tile][dim] */
+    PART_MID1,   /* [tile][fc1.rank] */
+    PART_HIDDEN, /* [tile][hidden] */
+    PART_MID2,   /* [tile][fc2.rank] */
+    PART_OUT,    /* [tile][dim] */
+    PART_XBUF,   /* expanded tile inputs of the widest input */
+    SCRATCH_PARTS
+};
+
+/* The scratch layout: the part sizes into parts and their total (mcufi_layout_size), or -1 (parts
+ * then undefined) when p is NULL or a size is out of range. The public size and the kernel's carving
+ * both come from here. */
+static int32_t scratch_layout(const mcuf_mlp_params *p, int32_t parts[SCRATCH_PARTS])
 {
     if (p == NULL || !mcufi_linear_tile_ok(p->tile)) {
         return -1;
@@ -25,16 +39,21 @@ int32_t mcuf_mlp_scratch_size(const mcuf_mlp_params *p)
         return -1;
     }
     const int64_t t = p->tile;
-    const int64_t rows[5] = {t * p->dim, t * p->fc1.rank, t * p->hidden, t * p->fc2.rank, t * p->dim};
-    int32_t parts[6];
-    for (int32_t i = 0; i < 5; i++) {
+    const int64_t rows[PART_XBUF] = {t * p->dim, t * p->fc1.rank, t * p->hidden, t * p->fc2.rank, t * p->dim};
+    for (int32_t i = 0; i < PART_XBUF; i++) {
         if (rows[i] > INT32_MAX) {
             return -1;
         }
         parts[i] = (int32_t)rows[i];
     }
-    parts[5] = 4 * mcufi_linear_tile_xbuf_words(widest, p->tile);
-    return mcufi_layout_size(parts, 6);
+    parts[PART_XBUF] = 4 * mcufi_linear_tile_xbuf_words(widest, p->tile);
+    return mcufi_layout_size(parts, SCRATCH_PARTS);
+}
+
+int32_t mcuf_mlp_rowwise_s8_scratch_size(const mcuf_mlp_params *p)
+{
+    int32_t parts[SCRATCH_PARTS];
+    return scratch_layout(p, parts);
 }
 
 /* in -> out through `lp`, dense (rank 0) or low-rank. */
@@ -77,15 +96,18 @@ mcuf_status mcuf_mlp_rowwise_s8(const mcuf_mlp_params *p, int8_t *x, int8_t *scr
     if (!lowrank_shape_ok(&p->fc1, dim, p->hidden) || !lowrank_shape_ok(&p->fc2, p->hidden, dim)) {
         return MCUF_ERR_ARG;
     }
-    if (mcuf_mlp_scratch_size(p) < 0 || (tile > 1 && ((uintptr_t)scratch & 3u) != 0u)) {
+    int32_t parts[SCRATCH_PARTS];
+    if (scratch_layout(p, parts) < 0 || (tile > 1 && ((uintptr_t)scratch & 3u) != 0u)) {
         return MCUF_ERR_ARG;
     }
-    int8_t *ln_rows = scratch;
-    int8_t *mid1 = ln_rows + mcufi_align4(tile * dim);
-    int8_t *hidden = mid1 + mcufi_align4(tile * p->fc1.rank);
-    int8_t *mid2 = hidden + mcufi_align4(tile * p->hidden);
-    int8_t *out_rows = mid2 + mcufi_align4(tile * p->fc2.rank);
-    int8_t *xbuf = out_rows + mcufi_align4(tile * dim);
+    int8_t *at[SCRATCH_PARTS];
+    mcufi_layout_carve(scratch, parts, SCRATCH_PARTS, at);
+    int8_t *ln_rows = at[PART_LN];
+    int8_t *mid1 = at[PART_MID1];
+    int8_t *hidden = at[PART_HIDDEN];
+    int8_t *mid2 = at[PART_MID2];
+    int8_t *out_rows = at[PART_OUT];
+    int8_t *xbuf = at[PART_XBUF];
 
     int8_t *x_rows = x;
     for (int32_t t = 0; t < p->tokens; t += tile) {
@@ -98,7 +120,7 @@ mcuf_status mcuf_mlp_rowwise_s8(const mcuf_mlp_params *p, int8_t *x, int8_t *scr
             st = lowrank_rows(&p->fc1, n, tile, ln_rows, mid1, xbuf, hidden);
         }
         if (st == MCUF_OK) {
-            st = mcuf_lut_s8(p->gelu_table, n * p->hidden, hidden, hidden);
+            st = mcufi_lut_s8(p->gelu_table, n * p->hidden, hidden, hidden);
         }
         if (st == MCUF_OK) {
             st = lowrank_rows(&p->fc2, n, tile, hidden, mid2, xbuf, out_rows);

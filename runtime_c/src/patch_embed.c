@@ -18,17 +18,33 @@ static int patch_sizes(const mcuf_patch_embed_params *p, int64_t *stripe, int64_
     return *stripe <= INT32_MAX - 3 && *vec <= MCUF_LINEAR_MAX_IN;
 }
 
-int32_t mcuf_patch_embed_scratch_size(const mcuf_patch_embed_params *p)
+/* The parts of the scratch layout (mcuf.h), in order: indices into the parts table. */
+enum {
+    PART_STRIPE, /* one stripe of the image */
+    PART_VECS,   /* [tile][vec] patch vectors */
+    PART_XBUF,   /* expanded tile inputs */
+    SCRATCH_PARTS
+};
+
+/* For a tile in {1, 2, 4} and the sizes patch_sizes accepted: stripe <= INT32_MAX - 3, and with
+ * vec <= MCUF_LINEAR_MAX_IN and tile <= 4 the vectors and the expanded inputs fit int32. */
+static void scratch_parts(int32_t tile, int32_t stripe, int32_t vec, int32_t parts[SCRATCH_PARTS])
+{
+    parts[PART_STRIPE] = stripe;
+    parts[PART_VECS] = tile * vec;
+    parts[PART_XBUF] = 4 * mcufi_linear_tile_xbuf_words(vec, tile);
+}
+
+int32_t mcuf_patch_embed_s8_scratch_size(const mcuf_patch_embed_params *p)
 {
     int64_t stripe;
     int64_t vec;
     if (p == NULL || !mcufi_linear_tile_ok(p->tile) || !patch_sizes(p, &stripe, &vec)) {
         return -1;
     }
-    /* vec <= MCUF_LINEAR_MAX_IN and tile <= 4: the vectors and the expanded inputs fit int32. */
-    const int32_t parts[3] = {(int32_t)stripe, p->tile * (int32_t)vec,
-                              4 * mcufi_linear_tile_xbuf_words((int32_t)vec, p->tile)};
-    return mcufi_layout_size(parts, 3);
+    int32_t parts[SCRATCH_PARTS];
+    scratch_parts(p->tile, (int32_t)stripe, (int32_t)vec, parts);
+    return mcufi_layout_size(parts, SCRATCH_PARTS);
 }
 
 mcuf_status mcuf_patch_embed_s8(const mcuf_patch_embed_params *p, mcuf_stripe_reader read, void *ctx,
@@ -61,9 +77,13 @@ mcuf_status mcuf_patch_embed_s8(const mcuf_patch_embed_params *p, mcuf_stripe_re
     const int32_t row_bytes = patch * p->channels; /* one patch row: <= vec_bytes */
     const int32_t grid_h = p->image_h / patch;
     const int32_t grid_w = p->image_w / patch;
-    int8_t *stripe = scratch;
-    int8_t *vecs = scratch + mcufi_align4((int32_t)stripe_bytes); /* [tile][vec_len] */
-    int32_t *xbuf = (int32_t *)(void *)(vecs + mcufi_align4(tile * vec_len));
+    int32_t parts[SCRATCH_PARTS];
+    int8_t *at[SCRATCH_PARTS];
+    scratch_parts(tile, (int32_t)stripe_bytes, vec_len, parts);
+    mcufi_layout_carve(scratch, parts, SCRATCH_PARTS, at);
+    int8_t *stripe = at[PART_STRIPE];
+    int8_t *vecs = at[PART_VECS]; /* [tile][vec_len] */
+    int32_t *xbuf = (int32_t *)(void *)at[PART_XBUF];
     const int64_t row_stride = (int64_t)p->image_w * p->channels; /* <= stripe_bytes */
 
     int8_t *x_row = x;

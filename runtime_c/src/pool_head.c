@@ -7,7 +7,7 @@
 
 #define POOL_MAX_TOKENS (INT32_C(1) << 23) /* 255 * 2^23 < 2^31 */
 
-int32_t mcuf_pool_head_scratch_size(const mcuf_pool_head_params *p)
+int32_t mcuf_pool_head_s8_scratch_size(const mcuf_pool_head_params *p)
 {
     return p == NULL ? -1 : mcufi_pool_scratch_size(p->dim);
 }
@@ -23,9 +23,10 @@ mcuf_status mcuf_pool_head_s8(const mcuf_pool_head_params *p, const int8_t *x, i
                           p->pool)) {
         return MCUF_ERR_ARG; /* also a misaligned scratch: the int32 accumulators come first */
     }
-    int32_t *acc = (int32_t *)(void *)scratch;
-    int8_t *ln_row = scratch + 4 * dim;
-    int8_t *pooled = ln_row + mcufi_align4(dim);
+    int32_t *acc;
+    int8_t *ln_row;
+    int8_t *pooled;
+    mcufi_pool_scratch_carve(scratch, dim, &acc, &ln_row, &pooled);
 
     for (int32_t c = 0; c < dim; c++) {
         acc[c] = 0;

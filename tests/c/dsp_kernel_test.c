@@ -155,8 +155,8 @@ static int32_t run_linear_case(const char *table, int32_t c, const linear_case *
     const mcuf_linear_params *p = &t->p;
     const mcuf_linear_s4w_params q = {p->in_features, p->out_features, p->input_offset, p->output_offset, p->act_min,
                                       p->act_max,     p->weights,      p->bias,         p->multiplier,    p->shift};
-    if (t->tile != 0 && mcuf_linear_tile_scratch_size(p, t->tile) > (int32_t)sizeof tile_scratch) {
-        put_fields("STATUS", "linear_tile_scratch", c, mcuf_linear_tile_scratch_size(p, t->tile),
+    if (t->tile != 0 && mcuf_linear_tile_s8_scratch_size(p, t->tile) > (int32_t)sizeof tile_scratch) {
+        put_fields("STATUS", "linear_tile_scratch", c, mcuf_linear_tile_s8_scratch_size(p, t->tile),
                    (int32_t)sizeof tile_scratch, 0, 3);
         n_errors++;
         *instructions = 0;
@@ -266,7 +266,8 @@ static void run_lut(void)
         const lut_case *t = &lut_cases[c];
         const int8_t *in = to_ram(ram_a, t->input, t->n, t->align);
         arm_output(t->n);
-        check_status("lut", c, MCUF_OK, mcuf_lut_s8(t->table, t->n, in, out_buf));
+        const mcuf_lut_params p = {t->table};
+        check_status("lut", c, MCUF_OK, mcuf_lut_s8(&p, t->n, in, out_buf));
         values += check_output("lut", c, t->expected, t->n);
     }
     put_fields("COUNT", "lut", (int32_t)(sizeof lut_cases / sizeof lut_cases[0]), values, 0, 0, 2);

@@ -364,32 +364,7 @@ static int8_t *scratch_of(int32_t size)
 
 /* ---- ops ------------------------------------------------------------------------------------ */
 
-enum {
-    OP_SRDHM = 1,
-    OP_RDBPOT,
-    OP_REQUANTIZE,
-    OP_ISQRT,
-    OP_LINEAR,
-    OP_LINEAR_ROWS,
-    OP_LOWRANK,
-    OP_LAYERNORM,
-    OP_SOFTMAX,
-    OP_LUT,
-    OP_ADD,
-    OP_SCORES,
-    OP_WSUM,
-    OP_ATTENTION,
-    OP_MLP,
-    OP_PATCH_EMBED,
-    OP_POOL_HEAD,
-    OP_ATTENTION_PERHEAD,
-    OP_LINEAR_S4W,
-    OP_LINEAR_ROWS_S4W,
-    /* kernels of imported ViTs (class_token.c): fixed codes, independent of the list above */
-    OP_PATCH_EMBED_PREFIX = 40,
-    OP_TOKEN_HEAD = 41,
-    OP_POOL_NORM_HEAD = 42,
-};
+#include "kernel_harness_ops.h" /* enum OP_*: written by tests/kernel_harness.py from its Op */
 
 static void op_fixedpoint(int32_t op)
 {
@@ -459,7 +434,7 @@ static void op_lowrank(void)
     int32_t n_in;
     const int8_t *in = rd_s8(&n_in);
     const int32_t in_len = rows > 0 ? n_in / rows : 0;
-    const int32_t size = mcuf_lowrank_scratch_size(&p);
+    const int32_t size = mcuf_lowrank_linear_s8_scratch_size(&p);
     int8_t *scratch = size > 0 ? scratch_of(size) : NULL;
     int8_t *out = (int8_t *)xalloc((size_t)rows * (size_t)out_len);
     mcuf_status st = MCUF_OK;
@@ -496,15 +471,22 @@ static void op_row_norm(int32_t op)
     wr_array('b', out, n, 1);
 }
 
+/* mode 0: fresh output, 1: in place, 2: fresh output and NULL params. */
+static void rd_lut(mcuf_lut_params *p)
+{
+    rd_struct("mcuf_lut_params");
+    p->table = rd_s8(NULL);
+}
+
 static void op_lut(void)
 {
-    int32_t n_table;
-    const int8_t *table = rd_s8(&n_table);
-    const int32_t in_place = rd_int();
+    mcuf_lut_params p;
+    rd_lut(&p);
+    const int32_t mode = rd_int();
     int32_t n;
     int8_t *in = rd_s8(&n);
-    int8_t *out = in_place ? in : (int8_t *)xalloc((size_t)n);
-    const mcuf_status st = mcuf_lut_s8(table, n, in, out);
+    int8_t *out = mode == 1 ? in : (int8_t *)xalloc((size_t)n);
+    const mcuf_status st = mcuf_lut_s8(mode == 2 ? NULL : &p, n, in, out);
     wr_header(st, 0, 1);
     wr_array('b', out, n, 1);
 }
@@ -553,7 +535,7 @@ static void op_attention(void)
     int8_t *v_buf = (int8_t *)xalloc((size_t)kv_len);
     memset(k_buf, 0, (size_t)kv_len);
     memset(v_buf, 0, (size_t)kv_len);
-    const int32_t size = mcuf_attention_scratch_size(&p);
+    const int32_t size = mcuf_attention_rowwise_s8_scratch_size(&p);
     const mcuf_status st = mcuf_attention_rowwise_s8(&p, x, k_buf, v_buf, scratch_of(size));
     wr_header(st, size, 3);
     wr_array('b', x, n, 1);
@@ -575,7 +557,7 @@ static void op_attention_perhead(void)
     const int32_t o_len = rd_int();
     int32_t n;
     int8_t *x = rd_s8(&n);
-    const int32_t size = mcuf_attention_perhead_scratch_size(&p);
+    const int32_t size = mcuf_attention_perhead_s8_scratch_size(&p);
     if (mode == 1) {
         wr_header(MCUF_OK, size, 0);
         return;
@@ -601,7 +583,7 @@ static void op_mlp(void)
     rd_mlp(&p);
     int32_t n;
     int8_t *x = rd_s8(&n);
-    const int32_t size = mcuf_mlp_scratch_size(&p);
+    const int32_t size = mcuf_mlp_rowwise_s8_scratch_size(&p);
     const mcuf_status st = mcuf_mlp_rowwise_s8(&p, x, scratch_of(size));
     wr_header(st, size, 1);
     wr_array('b', x, n, 1);
@@ -646,7 +628,7 @@ static void op_patch_embed(void)
     src.log = (int32_t *)xalloc(sizeof(int32_t) * 1024u);
     int8_t *x = (int8_t *)xalloc((size_t)x_len);
     memset(x, 0, (size_t)x_len);
-    const int32_t size = mcuf_patch_embed_scratch_size(&p);
+    const int32_t size = mcuf_patch_embed_s8_scratch_size(&p);
     const mcuf_status st = mcuf_patch_embed_s8(&p, read_stripe, &src, scratch_of(size), x);
     wr_header(st, size, 2);
     wr_array('b', x, x_len, 1);
@@ -663,7 +645,7 @@ static void op_pool_head(void)
     const int8_t *x = rd_s8(&n);
     int8_t *logits = (int8_t *)xalloc((size_t)logits_len);
     memset(logits, 0, (size_t)logits_len);
-    const int32_t size = mcuf_pool_head_scratch_size(&p);
+    const int32_t size = mcuf_pool_head_s8_scratch_size(&p);
     /* Exactly `size` usable bytes, starting 1 byte past an aligned block when misaligned. */
     int8_t *scratch = scratch_of(size > 0 && misalign ? size + 1 : size) + (misalign ? 1 : 0);
     const mcuf_status st = mcuf_pool_head_s8(&p, x, scratch, logits);
@@ -683,7 +665,7 @@ static void op_patch_embed_prefix(void)
     src.log = (int32_t *)xalloc(sizeof(int32_t) * 1024u);
     int8_t *x = (int8_t *)xalloc((size_t)x_len);
     memset(x, 0, (size_t)x_len);
-    const int32_t size = mcuf_patch_embed_scratch_size(&p.embed);
+    const int32_t size = mcuf_patch_embed_prefix_s8_scratch_size(&p);
     const mcuf_status st = mcuf_patch_embed_prefix_s8(&p, read_stripe, &src, scratch_of(size), x);
     wr_header(st, size, 1);
     wr_array('b', x, x_len, 1);
@@ -704,7 +686,8 @@ static void op_class_head(int32_t op)
     const int8_t *x = rd_s8(&n);
     int8_t *logits = (int8_t *)xalloc((size_t)logits_len);
     memset(logits, 0, (size_t)logits_len);
-    const int32_t size = op == OP_TOKEN_HEAD ? mcuf_token_head_scratch_size(&tp) : mcuf_pool_norm_head_scratch_size(&pp);
+    const int32_t size =
+        op == OP_TOKEN_HEAD ? mcuf_token_head_s8_scratch_size(&tp) : mcuf_pool_norm_head_s8_scratch_size(&pp);
     int8_t *scratch = scratch_of(size);
     const mcuf_status st = op == OP_TOKEN_HEAD ? mcuf_token_head_s8(&tp, x, scratch, logits)
                                                : mcuf_pool_norm_head_s8(&pp, x, scratch, logits);
