@@ -60,8 +60,8 @@ def render_model_files(
     """model/model.h, model.c, test_inputs.c. ``export_arena``: the arena is the global
     ``mcuf_model_arena`` declared by the library's public header (``export --format lib``) instead
     of a static of model.c."""
-    arch = graph.meta["arch"]
-    plan = graph.meta["plan"]
+    arch = graph.arch
+    plan = graph.planned()
     in_q = graph.tensors[graph.inputs[0]].qparams
     out_q = graph.tensors[graph.outputs[0]].qparams
     assert in_q is not None and out_q is not None

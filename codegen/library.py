@@ -92,7 +92,7 @@ def render_library(
     stack to leave for mcuf_model_run (macro MCUF_MODEL_STACK_BYTES).
     """
     check_float_abi(board, float_abi)
-    arch = graph.meta["arch"]
+    arch = graph.arch
     model = render_model_files(graph, lowered, test_images, list(test_labels), export_arena=True)
     runtime = runtime_sources(board)
     files = {f"{SOURCE_DIR}/{path}": text for path, text in runtime.items()}

@@ -148,4 +148,4 @@ def test_hot_scratch_goes_to_tcm_when_the_arena_does_not(tmp_path: Path) -> None
 def load_plan(model, data, board):
     from mcuformer.workflow import compile_for
 
-    return compile_for(model, data, board.sram_bytes, 4).graph.meta["plan"]
+    return compile_for(model, data, board.sram_bytes, 4).graph.planned()
