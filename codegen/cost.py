@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from math import prod
 
+from mcuformer.boards import Board
 from mcuformer.codegen import ops as op_defs
 from mcuformer.codegen.frontend import build_graph
 from mcuformer.codegen.ir import Graph, Node, Op, Tensor
@@ -23,7 +24,6 @@ from mcuformer.codegen.passes.plan import ALIGN
 from mcuformer.codegen.pipeline import run_pipeline
 
 from mcuformer.arch import ArchConfig
-from mcuformer.boards import Board
 
 STACK_RESERVE_BYTES = 1024  # reserved by the linker script; the kernels use < 400 B (measured in QEMU)
 STATIC_SRAM_BYTES = 64  # runtime/platform statics besides the arena (counters, stack paint state)

@@ -1,9 +1,9 @@
 """Lowering: the planned, fused int8 graph -> a flat call list plus the constant data the C needs.
 
-Everything is decided here (kernel names and argument lists from each fused op's definition,
-arena offsets, array contents), so the jinja2 templates only loop and fill in. Param dataclasses of codegen.qparams mirror the C
-structs field by field, so they are emitted generically: scalars become literals, numpy arrays
-become `static const` arrays in flash, nested dataclasses become nested initializers.
+Everything is decided here (kernel names and argument lists from each fused op's definition, arena
+offsets, array contents), so the jinja2 templates only loop and fill in. Param dataclasses of
+codegen.qparams mirror the C structs field by field, so they are emitted generically: scalars become
+literals, numpy arrays become `static const` arrays in flash, nested dataclasses become nested initializers.
 """
 
 from __future__ import annotations
@@ -106,7 +106,9 @@ def _call(node: Node, symbol: str, graph: Graph) -> Call:
         raise IRError(f"{node.name}: {node.op} has no kernel for schedule '{node.variant}'")
     context = CallContext(params=f"&{symbol}", scratch=scratch, arena=lambda t: f"arena + {plan.offset_of(t)}")
     variant = f" ({node.variant})" if node.variant != Schedule.DEFAULT else ""
-    return Call(definition.kernels[node.variant], definition.call_args(node, context), f"{node.name}: {node.op}{variant}")
+    return Call(
+        definition.kernels[node.variant], definition.call_args(node, context), f"{node.name}: {node.op}{variant}"
+    )
 
 
 def lower(graph: Graph) -> LoweredModel:

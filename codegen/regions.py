@@ -31,10 +31,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from mcuformer.boards import Board, MemoryRegion
 from mcuformer.codegen.ir import Buffer, MemoryPlan, ScratchSplit
 from mcuformer.codegen.passes.plan import ALIGN, place_greedy
 
-from mcuformer.boards import Board, MemoryRegion
 from mcuformer.errors import UserError
 
 ARENA_INPUT_SECTIONS = (".bss.mcuf_arena", ".bss.mcuf_model_arena")

@@ -617,8 +617,7 @@ def export_onnx(
             f"data '{dataset.name}' has {dataset.in_channels} channels and {dataset.num_classes} classes, the model "
             f"{arch.in_channels} and {arch.num_classes}"
         )
-    log(f"{arch.short()}: float graph within {model.float_graph.import_check_max_abs_diff:.2g} "
-        "of the ONNX model")
+    log(f"{arch.short()}: float graph within {model.float_graph.import_check_max_abs_diff:.2g} of the ONNX model")
     return export_model(
         model, dataset, board, out, force, log, measure=measure, source=str(path), inputs=inputs, float_abi=float_abi
     )
@@ -665,7 +664,7 @@ def export_model(
             report["preprocessing"] = input_preparation(data, arch, report["input_quant"])
             return export_library(tmp, compiled, board, test_int8, report, float_abi, measure, log)
         compiled, placement = place_model_memory(board, compiled)
-        runtime = runtime_sources(board)
+        runtime = runtime_sources(board, compiled.graph)
         files = {**render_model_files(compiled.graph, compiled.lowered, test_int8, labels), **runtime}
         files.update(render_board_files(board, project_sources(runtime), STACK_RESERVE_BYTES, placement=placement))
         report = project_report(compiled, board, test_int8, expected, labels, float_acc, int8_acc, source)

@@ -3,22 +3,6 @@
 Importing this package registers the built-in ops and gives the registry's lookups; an op of one's
 own registers itself when its file is imported (see tests/toy_op.py)."""
 
-from mcuformer.codegen.ops.base import (
-    OP_FEATURES,
-    CallContext,
-    FusedOp,
-    PrimitiveOp,
-    Step,
-    array_bytes,
-    by_role,
-    constant_bytes,
-    fused,
-    match_fused,
-    node_features,
-    primitive,
-    register,
-)
-
 from mcuformer.codegen.ops import (  # noqa: E402, F401, I001  (each module registers its op)
     add,
     attn_av,
@@ -36,6 +20,21 @@ from mcuformer.codegen.ops import (  # noqa: E402, F401, I001  (each module regi
     patch_embed,
     readout,
     softmax,
+)
+from mcuformer.codegen.ops.base import (
+    OP_FEATURES,
+    CallContext,
+    FusedOp,
+    PrimitiveOp,
+    Step,
+    array_bytes,
+    by_role,
+    constant_bytes,
+    fused,
+    match_fused,
+    node_features,
+    primitive,
+    register,
 )
 
 __all__ = [

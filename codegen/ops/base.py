@@ -180,5 +180,3 @@ def no_features(node: Node, graph: Graph) -> Features:
 
 def unused_shape_key(node: Node, graph: Graph) -> tuple[int, ...]:
     return ()
-
-

@@ -83,8 +83,11 @@ def _call_args(node: Node, c: CallContext) -> tuple[str, ...]:
 FUSED_MLP = register(
     FusedOp(
         Op.FUSED_MLP,
-        patterns=tuple(_pattern(fc1, fc2) for fc1 in (_DENSE[Role.FC1], _LOW_RANK[Role.FC1])
-                       for fc2 in (_DENSE[Role.FC2], _LOW_RANK[Role.FC2])),  # fmt: skip
+        patterns=tuple(
+            _pattern(fc1, fc2)
+            for fc1 in (_DENSE[Role.FC1], _LOW_RANK[Role.FC1])
+            for fc2 in (_DENSE[Role.FC2], _LOW_RANK[Role.FC2])
+        ),  # fmt: skip
         dims=_dims,
         build_kernel=_build_kernel,
         reference=_reference,

@@ -83,7 +83,9 @@ def with_tile(node: Node, graph: Graph, tile: int) -> Node:
     """The node with a token tile of `tile` (its scratch and its kernel parameters follow)."""
     assert node.dims is not None
     kernel = None if node.kernel is None else replace(node.kernel, tile=tile)
-    return replace(node, tile=tile, kernel=kernel, scratch_bytes=fused(node.op).scratch_bytes(node.dims, node.variant, tile))
+    return replace(
+        node, tile=tile, kernel=kernel, scratch_bytes=fused(node.op).scratch_bytes(node.dims, node.variant, tile)
+    )
 
 
 def _largest_tile(node: Node, graph: Graph) -> int:
