@@ -52,9 +52,6 @@ class Step:
     op: str
     role: Role | None = None
 
-    def matches(self, node: Node) -> bool:
-        return node.op == self.op and (self.role is None or node.attrs.role == self.role)
-
 
 @dataclass(frozen=True)
 class CallContext:
@@ -90,7 +87,8 @@ class FusedOp:
 
 _PRIMITIVES: dict[str, PrimitiveOp] = {}
 _FUSED: dict[str, FusedOp] = {}
-_BY_OPS: dict[tuple[str, ...], list[tuple[tuple[Step, ...], FusedOp]]] = {}
+# fused ops by the op sequence of a pattern, with the (position, role) pairs the pattern requires
+_BY_OPS: dict[tuple[str, ...], list[tuple[tuple[tuple[int, Role], ...], FusedOp]]] = {}
 _CONSTANT_BYTES: dict[tuple[str, tuple[int, ...]], int] = {}
 
 
@@ -103,7 +101,8 @@ def register(definition: PrimitiveOp | FusedOp) -> PrimitiveOp | FusedOp:
     else:
         _FUSED[definition.name] = definition
         for pattern in definition.patterns:
-            _BY_OPS.setdefault(tuple(s.op for s in pattern), []).append((pattern, definition))
+            roles = tuple((i, step.role) for i, step in enumerate(pattern) if step.role is not None)
+            _BY_OPS.setdefault(tuple(step.op for step in pattern), []).append((roles, definition))
     return definition
 
 
@@ -121,8 +120,8 @@ def fused(op: str) -> FusedOp:
 
 def match_fused(body: tuple[Node, ...]) -> FusedOp | None:
     """The fused op one of whose patterns is exactly ``body``'s op sequence (and roles)."""
-    for pattern, definition in _BY_OPS.get(tuple(n.op for n in body), ()):
-        if all(step.matches(node) for step, node in zip(pattern, body, strict=True)):
+    for roles, definition in _BY_OPS.get(tuple(n.op for n in body), ()):
+        if all(body[i].attrs.role == role for i, role in roles):
             return definition
     return None
 
@@ -147,11 +146,12 @@ def constant_bytes(node: Node, graph: Graph) -> int:
     thousands of candidates)."""
     if node.kernel is not None:
         return array_bytes(node.kernel)
-    definition = primitive(node.op)
+    definition = _PRIMITIVES.get(node.op) or primitive(node.op)
     key = (node.op, definition.shape_key(node, graph))
-    if key not in _CONSTANT_BYTES:
-        _CONSTANT_BYTES[key] = array_bytes(definition.params_for_shapes(*key[1]))
-    return _CONSTANT_BYTES[key]
+    size = _CONSTANT_BYTES.get(key)
+    if size is None:
+        size = _CONSTANT_BYTES[key] = array_bytes(definition.params_for_shapes(*key[1]))
+    return size
 
 
 def node_features(graph: Graph, top: Node) -> Features:

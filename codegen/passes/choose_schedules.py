@@ -98,8 +98,15 @@ def choose_tiles(graph: Graph, budget: int | None) -> Graph:
     blocks = [i for i, n in enumerate(graph.nodes) if tiled(n)]
     tiles = {i: _largest_tile(graph.nodes[i], graph) for i in blocks}
 
+    tiled_nodes: dict[tuple[int, int], Node] = {}  # (block, tile) -> the block at that tile, made once
+
+    def at_tile(i: int, tile: int) -> Node:
+        if (i, tile) not in tiled_nodes:
+            tiled_nodes[(i, tile)] = with_tile(graph.nodes[i], graph, tile)
+        return tiled_nodes[(i, tile)]
+
     def with_tiles(tiles: dict[int, int]) -> Graph:
-        nodes = tuple(with_tile(n, graph, tiles[i]) if i in tiles else n for i, n in enumerate(graph.nodes))
+        nodes = tuple(at_tile(i, tiles[i]) if i in tiles else n for i, n in enumerate(graph.nodes))
         return graph.with_nodes(nodes, dict(graph.tensors))
 
     if budget is None or not blocks:
