@@ -70,7 +70,7 @@ def import_matrix(work: Path) -> list[dict]:
                 zoo.export_onnx(model, str(path), dynamo, opset)
                 graph = import_onnx(path)
                 row["max_abs_diff"] = float(np.abs(float_logits(graph, images) - reference_logits(path, images)).max())
-                row["arch"] = graph.meta["arch"].short()
+                row["arch"] = graph.arch.short()
             except Exception as exc:  # recorded: the table shows what failed
                 row["error"] = f"{type(exc).__name__}: {str(exc)[:160]}"
             rows.append(row)

@@ -60,6 +60,6 @@ def compile_graph(
     """The same for a primitive float graph from any frontend (our ViT, an imported ONNX model)."""
     ranges = calibrate(float_graph, to_hwc(calibration_nchw))
     graph = quantize(float_graph, ranges)
-    graph = replace(graph, meta={**graph.meta, "arena_budget": arena_budget(sram_bytes, graph.meta["arch"])})
+    graph = replace(graph, arena_budget=arena_budget(sram_bytes, graph.arch))
     graph = run_pipeline(graph, log)
     return CompiledModel(float_graph, graph, lower(graph), cost_of_graph(graph, num_test_inputs))

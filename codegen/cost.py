@@ -12,13 +12,18 @@ disagree about what fits. Everything is computed from shapes (no weights needed)
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from math import prod
 
+from mcuformer.boards import Board
+from mcuformer.codegen import ops as op_defs
 from mcuformer.codegen.frontend import build_graph
-from mcuformer.codegen.ir import Graph, Op
+from mcuformer.codegen.ir import Graph, Node, Op, Tensor
+from mcuformer.codegen.ops.fused_attention import AttentionDims
+from mcuformer.codegen.passes.choose_schedules import to_per_head, with_tile
+from mcuformer.codegen.passes.plan import ALIGN
 from mcuformer.codegen.pipeline import run_pipeline
 
 from mcuformer.arch import ArchConfig
-from mcuformer.boards import Board
 
 STACK_RESERVE_BYTES = 1024  # reserved by the linker script; the kernels use < 400 B (measured in QEMU)
 STATIC_SRAM_BYTES = 64  # runtime/platform statics besides the arena (counters, stack paint state)
@@ -32,8 +37,6 @@ PROFILE_BYTES_PER_OP = 8
 CODE_FLASH_BYTES = 16 * 1024
 BLOCK_FLASH_BYTES = 768
 NUM_TEST_INPUTS = 4  # test images embedded in flash by `export`
-EXP_TABLE_BYTES = 256 * 4
-LUT_BYTES = 256
 
 
 @dataclass(frozen=True)
@@ -50,38 +53,15 @@ class Cost:
         return self.peak_sram_bytes <= board.sram_bytes, self.flash_bytes <= board.flash_bytes
 
 
-def _linear_bytes(out_f: int, in_f: int, bias: bool) -> int:
-    # int8 weights + int32 bias + int32 multiplier and shift per output channel
-    return out_f * in_f + (4 * out_f if bias else 0) + 8 * out_f
-
-
 def constant_bytes(graph: Graph) -> int:
-    """Bytes of every constant array the emitter writes for this (primitive or fused) graph."""
-    total = 0
-    for node in (n for top in graph.nodes for n in (top.body or (top,))):
-        a = node.attrs
-        if node.op == Op.LINEAR:
-            # with weights, the bias is there or not (an imported qkv may have none); shapes only: by role
-            bias = a.bias is not None if a.weight is not None else a.role != "qkv_down" and not a.role.endswith(".down")
-            total += _linear_bytes(a.out_features, a.in_features, bias)
-        elif node.op == Op.PATCH_EMBED:
-            rows, dim = graph.tensors[node.outputs[0]].shape
-            prefix = 0 if a.prefix is None else len(a.prefix)  # int8 class / distillation token rows
-            patch_dim = a.patch * a.patch * graph.tensors[node.inputs[0]].shape[2]
-            token_bias = 4 * (rows - prefix) * dim  # int32, position embedding folded in
-            total += _linear_bytes(dim, patch_dim, bias=False) + token_bias + prefix * dim
-        elif node.op == Op.LAYERNORM:
-            total += 8 * graph.tensors[node.inputs[0]].shape[1]  # int32 gamma and beta
-        elif node.op == Op.SOFTMAX:
-            total += EXP_TABLE_BYTES
-        elif node.op == Op.GELU:
-            total += LUT_BYTES
-    return total
+    """Bytes of every constant array the emitter writes for this (primitive or fused) graph: each
+    primitive node's parameter arrays (codegen.ops.constant_bytes)."""
+    return sum(op_defs.constant_bytes(node, graph) for top in graph.nodes for node in (top.body or (top,)))
 
 
 def cost_of_graph(graph: Graph, test_inputs: int = NUM_TEST_INPUTS) -> Cost:
     """Cost of a graph that went through the pipeline (has a plan)."""
-    plan = graph.meta["plan"]
+    plan = graph.planned()
     weights = constant_bytes(graph)
     image = graph.tensors[graph.inputs[0]]
     image_bytes = image.shape[0] * image.shape[1] * image.shape[2]
@@ -116,7 +96,7 @@ def planned_graph(arch: ArchConfig, sram_bytes: int | None = None, naive: bool =
     """The shapes-only graph after the pipeline (fused, scheduled for the budget, planned). Without
     ``naive`` the naive op-by-op figure is skipped (reported as 0): the search needs only the arena."""
     graph = build_graph(arch)
-    graph = replace(graph, meta={**graph.meta, "arena_budget": arena_budget(sram_bytes, arch), "naive_plan": naive})
+    graph = replace(graph, arena_budget=arena_budget(sram_bytes, arch), naive_plan=naive)
     return run_pipeline(graph)
 
 
@@ -131,20 +111,16 @@ def peak_sram_lower_bound(graph: Graph) -> int:
     searching schedules. A schedule changes only what its attention block keeps during its own step
     (workspace and scratch); so at every step at least the other live buffers plus the smallest
     schedule's own buffers are alive, and an arena holds every buffer alive at a step."""
-    from math import prod
 
-    from mcuformer.codegen.passes.choose_schedules import to_per_head, with_tile
-    from mcuformer.codegen.passes.plan import ALIGN
-
-    def own_bytes(node, tensors) -> int:  # int8 sizes, as the planner counts them
+    def own_bytes(node: Node, tensors: dict[str, Tensor]) -> int:  # int8 sizes, as the planner counts them
         sizes = [prod(tensors[t].shape) for t in node.workspace] + [node.scratch_bytes]
         return sum((n + ALIGN - 1) // ALIGN * ALIGN for n in sizes if n)
 
-    plan = graph.meta["plan"]
+    plan = graph.planned()
     worst = 0
     for step, node in enumerate(graph.nodes):
         live = sum(b.size for b in plan.buffers if b.first <= step <= b.last)
-        heads = max((n.attrs.heads for n in node.body if n.op == Op.ATTN_SCORES), default=1)
+        heads = node.dims.heads if isinstance(node.dims, AttentionDims) else 1
         mine = own_bytes(node, graph.tensors)
         least = mine
         if node.tile > 1:  # a tile of 1 has the least scratch of its schedule

@@ -6,12 +6,13 @@ from importlib import resources
 
 import jinja2
 import numpy as np
+from mcuformer.boards import Board
 from mcuformer.codegen.board_files import OPTIMIZED_DIR
 from mcuformer.codegen.ir import Graph
 from mcuformer.codegen.lower import LoweredModel, format_values
+from mcuformer.codegen.ops import FusedOp, fused
 
 import mcuformer
-from mcuformer.boards import Board
 
 MODEL_SOURCES = ("model/model.c", "model/test_inputs.c")
 
@@ -27,8 +28,19 @@ def _env() -> jinja2.Environment:
     )
 
 
-def runtime_sources(board: Board) -> dict[str, str]:
-    """The runtime_c files a board's project uses: {project path: text}.
+def own_kernel_ops(graph: Graph) -> list[FusedOp]:
+    """The fused ops of ``graph`` that bring their own C kernel (not in runtime_c), in graph order."""
+    result: list[FusedOp] = []
+    for node in graph.nodes:
+        definition = fused(node.op)
+        if definition.c_source and definition not in result:
+            result.append(definition)
+    return result
+
+
+def runtime_sources(board: Board, graph: Graph | None = None) -> dict[str, str]:
+    """The runtime_c files a board's project uses: {project path: text}, plus the C kernels of the
+    ops in ``graph`` that bring their own (runtime/include/<c_name>.h, runtime/src/<c_name>.c).
 
     The headers (runtime/include/*.h: mcuf.h and the private ones the kernels include) and the
     portable kernels (runtime/src/*.c) always; for a Cortex-M board also the DSP-extension kernels
@@ -43,6 +55,9 @@ def runtime_sources(board: Board) -> dict[str, str]:
     portable = sorted((p for p in src.iterdir() if p.name.endswith(".c")), key=lambda p: p.name)
     for path in portable:
         files[f"runtime/src/{path.name}"] = path.read_text()
+    for definition in own_kernel_ops(graph) if graph is not None else []:
+        files[f"runtime/include/{definition.c_name}.h"] = definition.c_header
+        files[f"runtime/src/{definition.c_name}.c"] = definition.c_source
     optimized_dir = src / OPTIMIZED_DIR
     if board.is_host or not optimized_dir.is_dir():
         return files
@@ -60,8 +75,8 @@ def render_model_files(
     """model/model.h, model.c, test_inputs.c. ``export_arena``: the arena is the global
     ``mcuf_model_arena`` declared by the library's public header (``export --format lib``) instead
     of a static of model.c."""
-    arch = graph.meta["arch"]
-    plan = graph.meta["plan"]
+    arch = graph.arch
+    plan = graph.planned()
     in_q = graph.tensors[graph.inputs[0]].qparams
     out_q = graph.tensors[graph.outputs[0]].qparams
     assert in_q is not None and out_q is not None
@@ -92,6 +107,7 @@ def render_model_files(
         ],
         "export_arena": export_arena,
         "scratch_arena_bytes": lowered.scratch_arena_bytes,
+        "op_headers": [f"{definition.c_name}.h" for definition in own_kernel_ops(graph)],
     }
     env = _env()
     return {

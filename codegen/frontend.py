@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from mcuformer.codegen.ir import Attrs, Graph, Node, Op, Tensor
+from mcuformer.codegen.ir import ArchLike, Attrs, Graph, Node, Op, Role, Tensor
 
 from mcuformer.arch import ArchConfig
 
@@ -32,11 +32,26 @@ class GraphBuilder:
         self.tensors[name] = Tensor(name, tuple(shape))
         return name
 
-    def linear(self, scope: str, role: str, src: str, dst: str, weight, bias, in_f: int, out_f: int) -> None:
-        attrs = Attrs(weight=weight, bias=bias, in_features=in_f, out_features=out_f, role=role)
+    def linear(
+        self,
+        scope: str,
+        role: Role,
+        src: str,
+        dst: str,
+        weight: np.ndarray | None,
+        bias: np.ndarray | None,
+        in_f: int,
+        out_f: int,
+        has_bias: bool | None = None,
+    ) -> None:
+        """``has_bias``: whether the layer has a bias, for a shapes-only graph (default: bias is given)."""
+        has_bias = bias is not None if has_bias is None else has_bias
+        attrs = Attrs(weight=weight, bias=bias, has_bias=has_bias, in_features=in_f, out_features=out_f, role=role)
         self.nodes.append(Node(f"{scope}.{role}", Op.LINEAR, (src,), (dst,), attrs, scope))
 
-    def layernorm(self, scope: str, role: str, src: str, dst: str, gamma, beta, eps: float) -> None:
+    def layernorm(
+        self, scope: str, role: Role, src: str, dst: str, gamma: np.ndarray | None, beta: np.ndarray | None, eps: float
+    ) -> None:
         attrs = Attrs(gamma=gamma, beta=beta, eps=eps, role=role)
         self.nodes.append(Node(f"{scope}.{role}", Op.LAYERNORM, (src,), (dst,), attrs, scope))
 
@@ -44,31 +59,39 @@ class GraphBuilder:
         """scores, softmax, weighted sum: q, k, v (tokens, dim) -> the concatenated heads (tokens, dim)."""
         scores = self.tensor(f"{scope}.scores", heads, tokens, tokens)
         self.nodes.append(
-            Node(f"{scope}.scores", Op.ATTN_SCORES, (q, k), (scores,), Attrs(heads=heads, role="scores"), scope)
+            Node(f"{scope}.scores", Op.ATTN_SCORES, (q, k), (scores,), Attrs(heads=heads, role=Role.SCORES), scope)
         )
         probs = self.tensor(f"{scope}.probs", heads, tokens, tokens)
-        self.nodes.append(Node(f"{scope}.softmax", Op.SOFTMAX, (scores,), (probs,), Attrs(role="softmax"), scope))
+        self.nodes.append(Node(f"{scope}.softmax", Op.SOFTMAX, (scores,), (probs,), Attrs(role=Role.SOFTMAX), scope))
         heads_out = self.tensor(f"{scope}.av", tokens, dim)
         self.nodes.append(
-            Node(f"{scope}.av", Op.ATTN_AV, (probs, v), (heads_out,), Attrs(heads=heads, role="av"), scope)
+            Node(f"{scope}.av", Op.ATTN_AV, (probs, v), (heads_out,), Attrs(heads=heads, role=Role.AV), scope)
         )
         return heads_out
 
     def residual(self, scope: str, x: str, branch: str, tokens: int, dim: int) -> str:
         out = self.tensor(f"{scope}.out", tokens, dim)
-        self.nodes.append(Node(f"{scope}.residual", Op.ADD, (x, branch), (out,), Attrs(role="residual"), scope))
+        self.nodes.append(Node(f"{scope}.residual", Op.ADD, (x, branch), (out,), Attrs(role=Role.RESIDUAL), scope))
         return out
 
     def gelu(self, scope: str, src: str, tokens: int, hidden: int, approximate: str = "none") -> str:
         g = self.tensor(f"{scope}.gelu", tokens, hidden)
         self.nodes.append(
-            Node(f"{scope}.gelu", Op.GELU, (src,), (g,), Attrs(role="gelu", approximate=approximate), scope)
+            Node(f"{scope}.gelu", Op.GELU, (src,), (g,), Attrs(role=Role.GELU, approximate=approximate), scope)
         )
         return g
 
-    def graph(self, arch, image: str, logits: str) -> Graph:
-        meta = {"arch": arch, "quantized": False, "streamed_inputs": (image,), "external_outputs": (logits,)}
-        return Graph(self.tensors, tuple(self.nodes), (image,), (logits,), meta)
+    def graph(self, arch: ArchLike, image: str, logits: str) -> Graph:
+        """The graph: the image is streamed (not in the arena), the logits belong to the caller."""
+        return Graph(
+            self.tensors,
+            tuple(self.nodes),
+            (image,),
+            (logits,),
+            arch=arch,
+            streamed_inputs=(image,),
+            external_outputs=(logits,),
+        )
 
 
 def build_graph(arch: ArchConfig, weights: Weights | None = None, ln_eps: Mapping[str, float] | None = None) -> Graph:
@@ -84,18 +107,23 @@ def build_graph(arch: ArchConfig, weights: Weights | None = None, ln_eps: Mappin
     def w(name: str) -> np.ndarray | None:
         return None if weights is None else weights[name]
 
-    def linear(scope: str, role: str, src: str, dst: str, prefix: str, in_f: int, out_f: int, bias: bool) -> None:
-        b.linear(scope, role, src, dst, w(prefix + ".weight"), w(prefix + ".bias") if bias else None, in_f, out_f)
+    def linear(scope: str, role: Role, src: str, dst: str, prefix: str, in_f: int, out_f: int, bias: bool) -> None:
+        bias_f = w(prefix + ".bias") if bias else None
+        b.linear(scope, role, src, dst, w(prefix + ".weight"), bias_f, in_f, out_f, has_bias=bias)
 
-    def maybe_lowrank(scope: str, role: str, src: str, dst: str, prefix: str, in_f: int, out_f: int, rank: int):
+    def maybe_lowrank(
+        scope: str, roles: tuple[Role, Role, Role], src: str, dst: str, prefix: str, in_f: int, out_f: int, rank: int
+    ) -> None:
+        """roles: (dense, down, up)."""
+        dense, down, up = roles
         if rank == 0:
-            linear(scope, role, src, dst, prefix, in_f, out_f, bias=True)
+            linear(scope, dense, src, dst, prefix, in_f, out_f, bias=True)
             return
-        mid = tensor(f"{scope}.{role}_mid", t, rank)
-        linear(scope, role + ".down", src, mid, prefix + ".down", in_f, rank, bias=False)
-        linear(scope, role + ".up", mid, dst, prefix + ".up", rank, out_f, bias=True)
+        mid = tensor(f"{scope}.{dense}_mid", t, rank)
+        linear(scope, down, src, mid, prefix + ".down", in_f, rank, bias=False)
+        linear(scope, up, mid, dst, prefix + ".up", rank, out_f, bias=True)
 
-    def layernorm(scope: str, role: str, src: str, dst: str, prefix: str) -> None:
+    def layernorm(scope: str, role: Role, src: str, dst: str, prefix: str) -> None:
         eps = 0.0
         if weights is not None:
             if ln_eps is None or prefix not in ln_eps:
@@ -114,7 +142,7 @@ def build_graph(arch: ArchConfig, weights: Weights | None = None, ln_eps: Mappin
             Op.PATCH_EMBED,
             (image,),
             (x,),
-            Attrs(weight=w("patch_embed.weight"), bias=token_bias, patch=arch.patch_size, role="proj"),
+            Attrs(weight=w("patch_embed.weight"), bias=token_bias, patch=arch.patch_size, role=Role.PROJ),
             "patch_embed",
         )
     )
@@ -123,34 +151,34 @@ def build_graph(arch: ArchConfig, weights: Weights | None = None, ln_eps: Mappin
         p, scope = f"blocks.{i}", f"blocks.{i}.attn"
         heads, rank, hidden = arch.num_heads[i], arch.attn_rank[i], arch.mlp_hidden(i)
         y = tensor(f"{scope}.ln", t, e)
-        layernorm(scope, "ln", x, y, p + ".ln1")
+        layernorm(scope, Role.LN, x, y, p + ".ln1")
         qkv_in, qkv_in_dim = y, e
         if rank:
             qkv_in, qkv_in_dim = tensor(f"{scope}.qkv_mid", t, rank), rank
-            linear(scope, "qkv_down", y, qkv_in, p + ".attn.qkv_down", e, rank, bias=False)
+            linear(scope, Role.QKV_DOWN, y, qkv_in, p + ".attn.qkv_down", e, rank, bias=False)
         q, k, v = (tensor(f"{scope}.{n}", t, e) for n in "qkv")
-        for role, dst in (("q", q), ("k", k), ("v", v)):
+        for role, dst in ((Role.Q, q), (Role.K, k), (Role.V, v)):
             linear(scope, role, qkv_in, dst, f"{p}.attn.{role}", qkv_in_dim, e, bias=True)
         heads_out = b.attention_core(scope, q, k, v, heads, t, e)
         proj = tensor(f"{scope}.proj", t, e)
-        linear(scope, "proj", heads_out, proj, p + ".attn.proj", e, e, bias=True)
+        linear(scope, Role.PROJ, heads_out, proj, p + ".attn.proj", e, e, bias=True)
         x = b.residual(scope, x, proj, t, e)
 
         scope = f"blocks.{i}.mlp"
         y = tensor(f"{scope}.ln", t, e)
-        layernorm(scope, "ln", x, y, p + ".ln2")
+        layernorm(scope, Role.LN, x, y, p + ".ln2")
         h = tensor(f"{scope}.fc1", t, hidden)
-        maybe_lowrank(scope, "fc1", y, h, p + ".fc1", e, hidden, arch.mlp_rank[i])
+        maybe_lowrank(scope, (Role.FC1, Role.FC1_DOWN, Role.FC1_UP), y, h, p + ".fc1", e, hidden, arch.mlp_rank[i])
         g = b.gelu(scope, h, t, hidden)
         f = tensor(f"{scope}.fc2", t, e)
-        maybe_lowrank(scope, "fc2", g, f, p + ".fc2", hidden, e, arch.mlp_rank[i])
+        maybe_lowrank(scope, (Role.FC2, Role.FC2_DOWN, Role.FC2_UP), g, f, p + ".fc2", hidden, e, arch.mlp_rank[i])
         x = b.residual(scope, x, f, t, e)
 
     scope = "head"
     y = tensor("head.ln", t, e)
-    layernorm(scope, "ln", x, y, "norm")
+    layernorm(scope, Role.LN, x, y, "norm")
     pooled = tensor("head.pool", 1, e)
-    b.nodes.append(Node("head.pool", Op.MEAN_POOL, (y,), (pooled,), Attrs(role="pool"), scope))
+    b.nodes.append(Node("head.pool", Op.MEAN_POOL, (y,), (pooled,), Attrs(role=Role.POOL), scope))
     logits = tensor("logits", 1, arch.num_classes)
-    linear(scope, "classifier", pooled, logits, "head", e, arch.num_classes, bias=True)
+    linear(scope, Role.CLASSIFIER, pooled, logits, "head", e, arch.num_classes, bias=True)
     return b.graph(arch, image, logits)

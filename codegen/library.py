@@ -28,13 +28,13 @@ from importlib import resources
 
 import jinja2
 import numpy as np
+from mcuformer.boards import Board
 from mcuformer.codegen.board_files import split_kernel_sources
 from mcuformer.codegen.emit import project_sources, render_model_files, runtime_sources
 from mcuformer.codegen.ir import Graph
 from mcuformer.codegen.lower import LoweredModel, format_values
 
 import mcuformer
-from mcuformer.boards import Board
 from mcuformer.errors import UserError
 
 FLOAT_ABIS = ("soft", "softfp", "hard")
@@ -92,9 +92,9 @@ def render_library(
     stack to leave for mcuf_model_run (macro MCUF_MODEL_STACK_BYTES).
     """
     check_float_abi(board, float_abi)
-    arch = graph.meta["arch"]
+    arch = graph.arch
     model = render_model_files(graph, lowered, test_images, list(test_labels), export_arena=True)
-    runtime = runtime_sources(board)
+    runtime = runtime_sources(board, graph)
     files = {f"{SOURCE_DIR}/{path}": text for path, text in runtime.items()}
     for name in ("model/model.c", "model/model.h"):
         files[f"{SOURCE_DIR}/{name}"] = model[name]

@@ -30,12 +30,12 @@ Anything else fails with ``UserError`` naming the node, its op type and what is 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mcuformer.codegen.ir import Attrs, Graph, Node, Op
+from mcuformer.codegen.ir import Attrs, Graph, Node, Op, Role
 
 from mcuformer.errors import UserError
 
@@ -756,7 +756,7 @@ class ImportedArch:
 def import_onnx(
     path: Path | str, check: bool = True, input_scale: np.ndarray | None = None, input_shift: np.ndarray | None = None
 ) -> Graph:
-    """An ONNX ViT -> primitive float IR (graph.meta['arch'] is an ImportedArch).
+    """An ONNX ViT -> primitive float IR (graph.arch is an ImportedArch).
 
     ``input_scale`` / ``input_shift`` (per channel): the compiled model takes x and feeds the ONNX
     model x * input_scale + input_shift (a normalisation folded into the patch embedding, exact in float).
@@ -767,11 +767,12 @@ def import_onnx(
     m = load_onnx(path)
     graph = _build(m, input_scale, input_shift)
     if input_scale is not None or input_shift is not None:
-        c = graph.meta["arch"].in_channels
-        graph.meta["input_affine"] = (
+        c = graph.arch.in_channels
+        affine = (
             np.ones(c) if input_scale is None else np.broadcast_to(input_scale, (c,)),
             np.zeros(c) if input_shift is None else np.broadcast_to(input_shift, (c,)),
         )
+        graph = replace(graph, input_affine=affine)
     if check:
         diff, scale = check_against_reference(graph, path, seed=0)
         if diff > MAX_CHECK_DIFF * max(1.0, scale):
@@ -779,7 +780,7 @@ def import_onnx(
                 f"{path}: the imported graph differs from the ONNX model by {diff:.3g} (logits up to {scale:.3g}); "
                 f"the model has a structure the importer misread; {SUPPORTED}"
             )
-        graph.meta["import_check_max_abs_diff"] = diff
+        graph = replace(graph, import_check_max_abs_diff=diff)
     return graph
 
 
@@ -964,16 +965,16 @@ def _graph(embed: dict, prefix, token_bias, blocks: list[Block], head: Head, tok
     b = GraphBuilder()
     tensor = b.tensor
 
-    def linear(scope: str, role: str, src: str, dst: str, wb) -> None:
+    def linear(scope: str, role: Role, src: str, dst: str, wb) -> None:
         w, bias = wb
         b.linear(scope, role, src, dst, w, bias, w.shape[1], w.shape[0])
 
     def layernorm(scope: str, src: str, dst: str, ln: Norm) -> None:
-        b.layernorm(scope, "ln", src, dst, ln.gamma, ln.beta, ln.eps)
+        b.layernorm(scope, Role.LN, src, dst, ln.gamma, ln.beta, ln.eps)
 
     image = tensor("image", size, size, c)
     x = tensor("x0", tokens, dim)
-    attrs = Attrs(weight=embed["weight"], bias=token_bias, prefix=prefix, patch=p, role="proj")
+    attrs = Attrs(weight=embed["weight"], bias=token_bias, prefix=prefix, patch=p, role=Role.PROJ)
     b.nodes.append(Node("patch_embed", Op.PATCH_EMBED, (image,), (x,), attrs, "patch_embed"))
     heads, hidden, forms = [], [], set()
     for i in range(0, len(blocks), 2):
@@ -982,21 +983,21 @@ def _graph(embed: dict, prefix, token_bias, blocks: list[Block], head: Head, tok
         y = tensor(f"{scope}.ln", tokens, dim)
         layernorm(scope, x, y, attn.ln)
         q, k, v = (tensor(f"{scope}.{n}", tokens, dim) for n in "qkv")
-        for role, dst in (("q", q), ("k", k), ("v", v)):
+        for role, dst in ((Role.Q, q), (Role.K, k), (Role.V, v)):
             linear(scope, role, y, dst, attn.linears[role])
         av = b.attention_core(scope, q, k, v, attn.heads, tokens, dim)
         proj = tensor(f"{scope}.proj", tokens, dim)
-        linear(scope, "proj", av, proj, attn.linears["proj"])
+        linear(scope, Role.PROJ, av, proj, attn.linears["proj"])
         x = b.residual(scope, x, proj, tokens, dim)
         scope = f"blocks.{i // 2}.mlp"
         y = tensor(f"{scope}.ln", tokens, dim)
         layernorm(scope, x, y, mlp.ln)
         width = mlp.linears["fc1"][0].shape[0]
         h = tensor(f"{scope}.fc1", tokens, width)
-        linear(scope, "fc1", y, h, mlp.linears["fc1"])
+        linear(scope, Role.FC1, y, h, mlp.linears["fc1"])
         g = b.gelu(scope, h, tokens, width, mlp.approximate)
         f = tensor(f"{scope}.fc2", tokens, dim)
-        linear(scope, "fc2", g, f, mlp.linears["fc2"])
+        linear(scope, Role.FC2, g, f, mlp.linears["fc2"])
         x = b.residual(scope, x, f, tokens, dim)
         heads.append(attn.heads)
         hidden.append(width)
@@ -1006,22 +1007,22 @@ def _graph(embed: dict, prefix, token_bias, blocks: list[Block], head: Head, tok
     logits = tensor("logits", 1, classes)
     if head.kind == "pool_norm":
         pooled = tensor("head.pool", 1, dim)
-        pool_attrs = Attrs(first_token=head.first_token, role="pool")
+        pool_attrs = Attrs(first_token=head.first_token, role=Role.POOL)
         b.nodes.append(Node("head.pool", Op.MEAN_POOL, (x,), (pooled,), pool_attrs, scope))
         y = tensor("head.ln", 1, dim)
         layernorm(scope, pooled, y, head.ln)
-        linear(scope, "classifier", y, logits, (head.weight, head.bias))
+        linear(scope, Role.CLASSIFIER, y, logits, (head.weight, head.bias))
     else:
         y = tensor("head.ln", tokens, dim)
         layernorm(scope, x, y, head.ln)
         if head.kind == "token":
             read = tensor("head.readout", 1, head.readout * dim)
-            read_attrs = Attrs(out_features=head.readout * dim, role="readout")
+            read_attrs = Attrs(out_features=head.readout * dim, role=Role.READOUT)
             b.nodes.append(Node("head.readout", Op.READOUT, (y,), (read,), read_attrs, scope))
         else:
             read = tensor("head.pool", 1, dim)
-            b.nodes.append(Node("head.pool", Op.MEAN_POOL, (y,), (read,), Attrs(role="pool"), scope))
-        linear(scope, "classifier", read, logits, (head.weight, head.bias))
+            b.nodes.append(Node("head.pool", Op.MEAN_POOL, (y,), (read,), Attrs(role=Role.POOL), scope))
+        linear(scope, Role.CLASSIFIER, read, logits, (head.weight, head.bias))
     arch = ImportedArch(
         image_size=size,
         in_channels=c,
@@ -1070,12 +1071,12 @@ def float_logits(graph: Graph, images_nchw: np.ndarray) -> np.ndarray:
 
 def check_against_reference(graph: Graph, path: Path, seed: int = 0, count: int = 2) -> tuple[float, float]:
     """(max |imported float IR - ONNX model|, max |logit|) on ``count`` random images."""
-    a = graph.meta["arch"]
+    a = graph.arch
     rng = np.random.default_rng(seed)
     images = rng.standard_normal((count, a.in_channels, a.image_size, a.image_size)).astype(np.float32)
     fed = images
-    if graph.meta.get("input_affine") is not None:  # what the ONNX model receives for our input
-        scale, shift = (np.asarray(v, dtype=np.float32).reshape(1, -1, 1, 1) for v in graph.meta["input_affine"])
+    if graph.input_affine is not None:  # what the ONNX model receives for our input
+        scale, shift = (np.asarray(v, dtype=np.float32).reshape(1, -1, 1, 1) for v in graph.input_affine)
         fed = images * scale + shift
     want = reference_logits(path, fed)
     got = float_logits(graph, images)

@@ -1,6 +1,6 @@
 """Integer parameters of the C kernels (runtime_c/include/mcuf.h).
 
-Three parts:
+Two parts:
 
 - Frozen dataclasses that mirror the C parameter structs field by field: same names, same order.
   Scalars are Python ``int``; pointers are numpy arrays of the C element type (``np.int8`` /
@@ -8,7 +8,6 @@ Three parts:
   dataclass. ``C_TYPE`` names the C struct. A code emitter can walk them with
   ``dataclasses.fields()`` and write C initializers in declaration order.
 - Builders that turn float quantities (scales, zero points, float weights) into those integers.
-- Scratch sizes that return exactly what the C ``*_scratch_size()`` functions return.
 
 Rounding: every float -> int conversion here rounds half away from zero (``round_half_away``),
 as TFLite's ``std::round`` does; ``quantize_tensor`` uses the same rule.
@@ -23,7 +22,6 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 import numpy as np
-from mcuformer.codegen import scratch
 
 # Constants of mcuf.h.
 LN_NORM_BITS = 12  # MCUF_LN_NORM_BITS (K)
@@ -401,6 +399,17 @@ class PoolNormHeadParams:
         _check_ints(self, "tokens", "first_token", "dim", "classes", "pool_input_offset", "pool_output_offset")
 
 
+@dataclass(frozen=True, eq=False)
+class LutParams:
+    """A 256-entry int8 table: output = table[input + 128] (mcuf_lut_s8; the GELU)."""
+
+    C_TYPE: ClassVar[str] = "mcuf_lut_params"
+    table: np.ndarray | None  # int8 (256,)
+
+    def __post_init__(self) -> None:
+        _check_array(self, "table", np.int8, (256,))
+
+
 PARAM_TYPES: tuple[type, ...] = (
     Requant,
     LinearParams,
@@ -417,7 +426,7 @@ PARAM_TYPES: tuple[type, ...] = (
     PatchEmbedPrefixParams,
     TokenHeadParams,
     PoolNormHeadParams,
-)
+)  # LutParams joins when mcuf_lut_s8 takes a params struct (the C side has none yet)
 
 # ---------------------------------------------------------------------------------------------
 # Rounding and tensor quantization
@@ -824,6 +833,8 @@ def pool_requant(tokens: int, s_y: float, s_pooled: float) -> Requant:
 class MeanPool:
     """The pooling part of PoolHeadParams (pool_input_offset, pool_output_offset, pool); not a C struct."""
 
+    C_TYPE: ClassVar[str] = ""
+
     input_offset: int
     output_offset: int
     requant: Requant
@@ -881,74 +892,3 @@ def patch_embed_params(
         proj=proj,
         token_bias=token_bias,
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Scratch sizes: exactly the C *_scratch_size() results (-1 for a negative size or an overflow)
-# ---------------------------------------------------------------------------------------------
-
-
-def _checked(*sizes: int) -> bool:
-    return all(0 <= n <= INT32_MAX - 3 for n in sizes)
-
-
-def _total(total: int) -> int:
-    return -1 if total > INT32_MAX else total
-
-
-def lowrank_scratch_size(p: LowRankParams) -> int:
-    """int8 [rank] intermediate row (0 when dense)."""
-    return scratch.lowrank(p.rank) if _checked(p.rank) else -1
-
-
-def attention_scratch_size(p: AttentionParams) -> int:
-    """LN rows | qkv_down rows | q rows | scores/probs | concat rows | proj rows (`tile` rows each, the
-    scores one row; each rounded to 4) | expanded tile inputs | qkv_down cache (tile > 1, rank > 0)."""
-    if p.tile not in scratch.TILES or not _checked(p.tokens, p.dim, p.qkv_rank):
-        return -1
-    if max(p.dim, p.qkv_rank) > LINEAR_MAX_IN or p.tokens > SOFTMAX_MAX_LENGTH:
-        return -1
-    return _total(scratch.attention(p.tokens, p.dim, p.qkv_rank, p.tile))
-
-
-def attention_perhead_scratch_size(p: AttentionParams) -> int:
-    """LN row | qkv_down row | q_h row | scores/probs | proj row (each rounded to 4); -1 also when heads < 1."""
-    if p.heads < 1 or not _checked(p.tokens, p.dim, p.qkv_rank):
-        return -1
-    return _total(scratch.attention_perhead(p.tokens, p.dim, p.qkv_rank, p.dim // p.heads))
-
-
-def mlp_scratch_size(p: MLPParams) -> int:
-    """LN rows | fc1 mid | hidden | fc2 mid | fc2 out, `tile` rows each | expanded tile inputs."""
-    if p.tile not in scratch.TILES or not _checked(p.dim, p.hidden, p.fc1.rank, p.fc2.rank):
-        return -1
-    if max(p.dim, p.hidden, p.fc1.rank, p.fc2.rank) > LINEAR_MAX_IN:
-        return -1
-    return _total(scratch.mlp(p.dim, p.hidden, p.fc1.rank, p.fc2.rank, p.tile))
-
-
-def patch_embed_scratch_size(p: PatchEmbedParams) -> int:
-    """Stripe buffer (patch rows of the image) | `tile` patch vectors | expanded tile inputs (each
-    rounded to 4)."""
-    if min(p.image_h, p.image_w, p.channels, p.patch) < 0 or p.tile not in scratch.TILES:
-        return -1
-    if not _checked(p.patch * p.image_w * p.channels) or p.patch * p.patch * p.channels > LINEAR_MAX_IN:
-        return -1
-    return _total(scratch.patch_embed(p.patch, p.image_w, p.channels, p.tile))
-
-
-def pool_head_scratch_size(p: PoolHeadParams) -> int:
-    """int32 accumulators [dim] | LN row | pooled row (int8 parts rounded to 4)."""
-    return _total(scratch.pool_head(p.dim)) if _checked(p.dim) else -1
-
-
-def token_head_scratch_size(p: TokenHeadParams) -> int:
-    """The readout rows: readout * dim int8, rounded to 4."""
-    if p.dim < 0 or not 0 <= p.readout <= MAX_PREFIX_TOKENS:
-        return -1
-    return _total(scratch.token_head(p.readout, p.dim))
-
-
-def pool_norm_head_scratch_size(p: PoolNormHeadParams) -> int:
-    """int32 accumulators [dim] | pooled row | LN row (int8 parts rounded to 4)."""
-    return _total(scratch.pool_head(p.dim)) if _checked(p.dim) else -1

@@ -31,22 +31,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from mcuformer.codegen.passes.plan import ALIGN, Buffer, MemoryPlan, place_greedy
-
 from mcuformer.boards import Board, MemoryRegion
+from mcuformer.codegen.ir import Buffer, MemoryPlan, ScratchSplit
+from mcuformer.codegen.passes.plan import ALIGN, place_greedy
+
 from mcuformer.errors import UserError
 
 ARENA_INPUT_SECTIONS = (".bss.mcuf_arena", ".bss.mcuf_model_arena")
 SCRATCH_SUFFIX = ".scratch"  # the planner's name of a fused node's row scratch buffer
-
-
-@dataclass(frozen=True)
-class ScratchSplit:
-    """The arena plan without the row scratch, and the row scratch's own plan (graph.meta
-    ``scratch_split``; codegen.lower emits ``scratch_arena + offset`` for scratch arguments)."""
-
-    arena: MemoryPlan
-    scratch: MemoryPlan
 
 
 def _replaced(plan: MemoryPlan, buffers: list[Buffer]) -> MemoryPlan:
@@ -171,11 +163,11 @@ def place_memory(
 
 def place_compiled(board: Board, compiled, stack_bytes: int, static_bytes: int):
     """(the compiled model, its RegionPlacement) for ``board``; when the placement moves the row
-    scratch to its own buffer, the graph carries the ScratchSplit (meta ``scratch_split``) and is
+    scratch to its own buffer, the graph carries the ScratchSplit (``scratch_split``) and is
     lowered again, so model.c declares the two buffers. ``compiled``: codegen.compile.CompiledModel."""
     from mcuformer.codegen.lower import lower
 
-    split = split_hot_scratch(compiled.graph.meta["plan"])
+    split = split_hot_scratch(compiled.graph.planned())
     placement = place_memory(
         board,
         compiled.lowered.arena_bytes,
@@ -185,5 +177,5 @@ def place_compiled(board: Board, compiled, stack_bytes: int, static_bytes: int):
     )
     if placement.scratch is None:
         return compiled, placement
-    graph = replace(compiled.graph, meta={**compiled.graph.meta, "scratch_split": split})
+    graph = replace(compiled.graph, scratch_split=split)
     return replace(compiled, graph=graph, lowered=lower(graph)), placement

@@ -68,14 +68,14 @@ def load_imported(
         if not path.is_file():
             raise UserError(f"model file {path} does not exist")
         graph = import_onnx(path, input_scale=scale, input_shift=shift)
-        return ImportedModel(graph.meta["arch"], graph, path.read_bytes(), str(path), norm)
+        return ImportedModel(graph.arch, graph, path.read_bytes(), str(path), norm)
     if image_size is None or channels is None:
         raise UserError("a torch.nn.Module needs image_size and channels (its input shape) to be exported")
     with tempfile.TemporaryDirectory(prefix="mcuformer-onnx-") as tmp:
         path = Path(tmp) / "model.onnx"
         export_module(model, path, image_size, channels)
         graph = import_onnx(path, input_scale=scale, input_shift=shift)
-        return ImportedModel(graph.meta["arch"], graph, path.read_bytes(), type(model).__name__, norm)
+        return ImportedModel(graph.arch, graph, path.read_bytes(), type(model).__name__, norm)
 
 
 def export_module(module, path: Path, image_size: int, channels: int, opset: int = 17) -> None:

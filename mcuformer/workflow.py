@@ -617,8 +617,7 @@ def export_onnx(
             f"data '{dataset.name}' has {dataset.in_channels} channels and {dataset.num_classes} classes, the model "
             f"{arch.in_channels} and {arch.num_classes}"
         )
-    log(f"{arch.short()}: float graph within {model.float_graph.meta['import_check_max_abs_diff']:.2g} "
-        "of the ONNX model")
+    log(f"{arch.short()}: float graph within {model.float_graph.import_check_max_abs_diff:.2g} of the ONNX model")
     return export_model(
         model, dataset, board, out, force, log, measure=measure, source=str(path), inputs=inputs, float_abi=float_abi
     )
@@ -665,7 +664,7 @@ def export_model(
             report["preprocessing"] = input_preparation(data, arch, report["input_quant"])
             return export_library(tmp, compiled, board, test_int8, report, float_abi, measure, log)
         compiled, placement = place_model_memory(board, compiled)
-        runtime = runtime_sources(board)
+        runtime = runtime_sources(board, compiled.graph)
         files = {**render_model_files(compiled.graph, compiled.lowered, test_int8, labels), **runtime}
         files.update(render_board_files(board, project_sources(runtime), STACK_RESERVE_BYTES, placement=placement))
         report = project_report(compiled, board, test_int8, expected, labels, float_acc, int8_acc, source)
@@ -678,8 +677,8 @@ def export_model(
                 f"mean {model.normalisation['mean']}, std {model.normalisation['std']}"
             )
         report["op_error_lsb"] = op_error_lsb(compiled.graph, test_int8)  # each op vs float on its own inputs
-        if "import_check_max_abs_diff" in compiled.float_graph.meta:
-            report["import"] = {"onnx_max_abs_diff": compiled.float_graph.meta["import_check_max_abs_diff"]}
+        if compiled.float_graph.import_check_max_abs_diff is not None:
+            report["import"] = {"onnx_max_abs_diff": compiled.float_graph.import_check_max_abs_diff}
         files["README.md"] = render_readme({**report, "arch_summary": arch.short(), "kernel_files": sorted(runtime)})
         write_files(tmp, files)
         write_onnx(model, tmp / "model.onnx")
@@ -849,16 +848,16 @@ def op_macs(graph, node) -> int:
 
 def project_report(compiled, board: Board, test_int8, expected, labels, float_acc, int8_acc, source: str) -> dict:
     graph, cost = compiled.graph, compiled.cost
-    plan = graph.meta["plan"]
+    plan = graph.planned()
     ops = []
     for step, node in enumerate(graph.nodes):
         tensors = node.inputs + node.outputs + node.workspace
-        excluded = set(graph.meta["streamed_inputs"]) | set(graph.meta["external_outputs"])
+        excluded = set(graph.streamed_inputs) | set(graph.external_outputs)
         ops.append(
             {
                 "step": step,
                 "name": node.name,
-                "kind": node.op.value,
+                "kind": node.op,
                 "kernel": compiled.lowered.calls[step].kernel,
                 "schedule": node.variant,
                 "tile": node.tile,
@@ -873,7 +872,7 @@ def project_report(compiled, board: Board, test_int8, expected, labels, float_ac
     out_q = graph.tensors[graph.outputs[0]].qparams
     return {
         "board": board.name,
-        "arch": graph.meta["arch"].to_json(),
+        "arch": graph.arch.to_json(),
         "run": source,
         "arena_bytes": cost.arena_bytes,
         "naive_arena_bytes": cost.naive_arena_bytes,

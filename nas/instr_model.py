@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import shutil
 import tempfile
@@ -34,11 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from mcuformer.codegen import ops as op_defs
+from mcuformer.codegen.ir import Graph, Node
+from mcuformer.codegen.ops import OP_FEATURES
 
 from mcuformer.arch import ArchConfig, SearchSpace, save_json
 from mcuformer.errors import UserError
 
-FEATURES = ("const", "macs", "outputs", "rows", "attn_macs", "softmax", "elementwise", "norm")
+FEATURES = ("const", *OP_FEATURES)
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_PROFILES = DATA_DIR / "instr_profiles.json"
 DEFAULT_MODEL = DATA_DIR / "instr_model.json"
@@ -56,42 +58,10 @@ def features(arch: ArchConfig, sram_bytes: int | None = None) -> dict[str, float
     return f
 
 
-def node_features(graph, top) -> dict[str, float]:  # graph: codegen.ir.Graph, top: one of its nodes
-    """The features of one top-level (fused) node of a planned graph (no constant)."""
-    from mcuformer.codegen.ir import Op
-
-    f = dict.fromkeys(FEATURES[1:], 0.0)
-    shape = {name: t.shape for name, t in graph.tensors.items()}
-    for n in top.body or (top,):
-        a = n.attrs
-        if n.op == Op.LINEAR:
-            rows = shape[n.inputs[0]][0]
-            f["macs"] += rows * a.in_features * a.out_features
-            f["outputs"] += rows * a.out_features
-            f["rows"] += rows
-        elif n.op == Op.PATCH_EMBED:
-            tokens, dim = shape[n.outputs[0]]
-            f["macs"] += tokens * dim * a.patch * a.patch * shape[n.inputs[0]][2]
-            f["outputs"] += tokens * dim
-            f["rows"] += tokens
-        elif n.op in (Op.ATTN_SCORES, Op.ATTN_AV):
-            tokens, dim = shape[n.inputs[1] if n.op == Op.ATTN_SCORES else n.outputs[0]]
-            f["attn_macs"] += tokens * tokens * dim
-        elif n.op == Op.SOFTMAX:
-            heads, tokens, _ = shape[n.inputs[0]]
-            f["softmax"] += heads * tokens * tokens
-        elif n.op == Op.LAYERNORM:
-            f["norm"] += math.prod(shape[n.inputs[0]])
-        elif n.op in (Op.GELU, Op.ADD, Op.MEAN_POOL):
-            f["elementwise"] += math.prod(shape[n.inputs[0]])
-    if getattr(top, "variant", "") == "per_head":  # LN (+ low-rank down) recomputed for H - 1 more heads
-        roles = {n.attrs.role: n for n in top.body}
-        tokens, dim = shape[roles["ln"].inputs[0]]
-        extra = (roles["scores"].attrs.heads - 1) * 2 * tokens
-        rank = roles["qkv_down"].attrs.out_features if "qkv_down" in roles else 0
-        f["norm"] += extra * dim
-        f["macs"] += extra * dim * rank
-    return f
+def node_features(graph: Graph, top: Node) -> dict[str, float]:
+    """The features of one top-level (fused) node of a planned graph (no constant): each op's own
+    (its definition in codegen.ops), e.g. the per_head attention's recomputation included."""
+    return op_defs.node_features(graph, top)
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,7 @@ def check_all_equal(harness: kh.Harness, params: list[qp.AttentionParams], xs: l
         what = f"case {i} T{p.tokens} E{p.dim} H{p.heads} R{p.qkv_rank}"
         ph, rw = results[2 * i], results[2 * i + 1]
         assert ph.status == OK and rw.status == OK, f"{what}: status per-head {ph.status}, row-wise {rw.status}"
-        assert ph.aux == qp.attention_perhead_scratch_size(p), f"{what}: scratch size"
+        assert ph.aux == _perhead_scratch(p), f"{what}: scratch size"
         want = ref.attention_rowwise(p, x)
         assert_same(ref.attention_perhead(p, x), want, f"{what}: ref per-head vs ref row-wise")
         assert_same(rw.outputs[0], want, f"{what}: C row-wise vs ref")
@@ -217,6 +217,10 @@ def _shape_only(tokens: int, dim: int, heads: int, rank: int) -> qp.AttentionPar
     )
 
 
+def _perhead_scratch(p: qp.AttentionParams) -> int:
+    return scratch.attention_perhead_s8_scratch_size(p.tokens, p.dim, p.qkv_rank, p.heads)
+
+
 def test_scratch_sizes_c_equals_python(harness: kh.Harness) -> None:
     rng = np.random.default_rng(4500)
     big = qp.INT32_MAX
@@ -228,21 +232,19 @@ def test_scratch_sizes_c_equals_python(harness: kh.Harness) -> None:
     results = harness.run([perhead_case(_shape_only(*s), None, SIZE_ONLY) for s in shapes])
     for (tokens, dim, heads, rank), res in zip(shapes, results, strict=True):
         p = _shape_only(tokens, dim, heads, rank)
-        assert res.aux == qp.attention_perhead_scratch_size(p), f"shape {(tokens, dim, heads, rank)}"
-        if res.aux >= 0:
-            assert res.aux == scratch.attention_perhead(tokens, dim, rank, dim // heads)
+        assert res.aux == _perhead_scratch(p), f"shape {(tokens, dim, heads, rank)}"
     # layout: LN row 64 | rank row 16 | q_h row 16 | scores 52 | proj row 64
-    assert qp.attention_perhead_scratch_size(_shape_only(49, 64, 4, 16)) == 64 + 16 + 16 + 52 + 64
-    assert qp.attention_perhead_scratch_size(_shape_only(big - 2, 0, 1, 0)) == -1  # rounds up past INT32_MAX
-    assert qp.attention_perhead_scratch_size(_shape_only(big - 3, 0, 1, 0)) == big - 3  # already a multiple of 4
+    assert _perhead_scratch(_shape_only(49, 64, 4, 16)) == 64 + 16 + 16 + 52 + 64
+    assert _perhead_scratch(_shape_only(big - 2, 0, 1, 0)) == -1  # rounds up past INT32_MAX
+    assert _perhead_scratch(_shape_only(big - 3, 0, 1, 0)) == big - 3  # already a multiple of 4
 
 
 def test_perhead_buffers_smaller_than_rowwise() -> None:
     """K_h + V_h + O + scratch vs K + V + scratch: smaller as soon as heads > 2."""
     for tokens, dim, heads, rank in ((144, 216, 4, 32), (196, 192, 3, 0), (49, 64, 8, 16)):
         hd = dim // heads
-        perhead = 2 * tokens * hd + tokens * dim + scratch.attention_perhead(tokens, dim, rank, hd)
-        rowwise = 2 * tokens * dim + scratch.attention(tokens, dim, rank)
+        perhead = 2 * tokens * hd + tokens * dim + scratch.attention_perhead_s8_scratch_size(tokens, dim, rank, heads)
+        rowwise = 2 * tokens * dim + scratch.attention_rowwise_s8_scratch_size(tokens, dim, rank)
         assert perhead < rowwise, (tokens, dim, heads, rank)
 
 

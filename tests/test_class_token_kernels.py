@@ -69,7 +69,7 @@ def test_token_head(harness: kh.Harness, seed: int) -> None:
     cases[-1] = (replace(cases[-1][0], head=random_linear(rng, 16, 2, extreme=True)), cases[-1][1])
     for res, (p, x) in zip(harness.run([token_head_case(p, x) for p, x in cases]), cases, strict=True):
         check_ok(res, "token_head")
-        assert res.aux == qp.token_head_scratch_size(p) == scratch.align4(p.readout * p.dim)
+        assert res.aux == scratch.token_head_s8_scratch_size(p.readout, p.dim) == scratch.align4(p.readout * p.dim)
         assert_same(res.outputs[0], ref.token_head(p, x), f"token_head T{p.tokens} E{p.dim} readout {p.readout}")
 
 
@@ -84,7 +84,7 @@ def test_pool_norm_head(harness: kh.Harness, seed: int) -> None:
     cases.append((p, np.full((17, 32), 127, np.int8)))
     for res, (p, x) in zip(harness.run([pool_norm_case(p, x) for p, x in cases]), cases, strict=True):
         check_ok(res, "pool_norm_head")
-        assert res.aux == qp.pool_norm_head_scratch_size(p) == 4 * p.dim + 2 * scratch.align4(p.dim)
+        assert res.aux == scratch.pool_norm_head_s8_scratch_size(p.dim) == 4 * p.dim + 2 * scratch.align4(p.dim)
         assert_same(res.outputs[0], ref.pool_norm_head(p, x), f"pool_norm_head T{p.tokens} first {p.first_token}")
 
 

@@ -510,7 +510,7 @@ def test_lowrank(harness: kh.Harness, seed: int) -> None:
     params.append(p)
     for i, (res, exp, p) in enumerate(zip(harness.run(cases), expected, params, strict=True)):
         check_ok(res, f"lowrank case {i}")
-        assert res.aux == qp.lowrank_scratch_size(p) == scratch.align4(p.rank)
+        assert res.aux == scratch.lowrank_scratch_size(p.rank) == scratch.align4(p.rank)
         assert_same(res.outputs[0], exp, f"lowrank case {i} (rank {p.rank})")
 
 
@@ -754,12 +754,12 @@ def test_attention_fused(harness: kh.Harness, config: tuple[int, int, int, int],
     for res, (pt, xin) in zip(harness.run([attention_case(pt, xin) for pt, xin in runs]), runs, strict=True):
         where = f"attention {config} tile {pt.tile}"
         check_ok(res, where)
-        assert res.aux == qp.attention_scratch_size(pt)
+        assert res.aux == scratch.attention_rowwise_s8_scratch_size(pt.tokens, pt.dim, pt.qkv_rank, pt.tile)
         k, v = ref.attention_kv(p, xin)
         assert_same(res.outputs[1], k, f"{where}: K buffer")
         assert_same(res.outputs[2], v, f"{where}: V buffer")
         assert_same(res.outputs[0], ref.attention_rowwise(p, xin), f"{where}: x")
-    assert qp.attention_scratch_size(replace(p, tile=3)) == -1
+    assert scratch.attention_rowwise_s8_scratch_size(p.tokens, p.dim, p.qkv_rank, 3) == -1
 
 
 def test_attention_random_integer_params(harness: kh.Harness) -> None:
@@ -810,9 +810,9 @@ def test_mlp_fused(harness: kh.Harness, config: tuple[int, int, int, int], seed:
     runs = [(replace(p, tile=t), xin) for t in tiles for xin in (x, x_sat)]
     for res, (pt, xin) in zip(harness.run([mlp_case(pt, xin) for pt, xin in runs]), runs, strict=True):
         check_ok(res, f"mlp {config} tile {pt.tile}")
-        assert res.aux == qp.mlp_scratch_size(pt)
+        assert res.aux == scratch.mlp_rowwise_s8_scratch_size(pt.dim, pt.hidden, pt.fc1.rank, pt.fc2.rank, pt.tile)
         assert_same(res.outputs[0], ref.mlp_rowwise(p, xin), f"mlp {config} tile {pt.tile}: x")
-    assert qp.mlp_scratch_size(replace(p, tile=3)) == -1
+    assert scratch.mlp_rowwise_s8_scratch_size(p.dim, p.hidden, p.fc1.rank, p.fc2.rank, 3) == -1
 
 
 @pytest.mark.parametrize("seed", range(2))
@@ -829,10 +829,10 @@ def test_patch_embed(harness: kh.Harness, seed: int) -> None:
     for res, p, img in zip(harness.run(cases), params, images, strict=True):
         where = f"patch_embed {p.image_h}x{p.image_w}x{p.channels} tile {p.tile}"
         check_ok(res, where)
-        assert res.aux == qp.patch_embed_scratch_size(p)
+        assert res.aux == scratch.patch_embed_s8_scratch_size(*_patch_shape(p), p.tile)
         assert list(res.outputs[1]) == list(range(p.image_h // p.patch)), "stripes read once, in order"
         assert_same(res.outputs[0], ref.patch_embed(replace(p, tile=1), img), where)
-    assert qp.patch_embed_scratch_size(replace(params[0], tile=3)) == -1
+    assert scratch.patch_embed_s8_scratch_size(*_patch_shape(params[0]), 3) == -1
 
 
 def test_patch_embed_reader_error(harness: kh.Harness) -> None:
@@ -861,7 +861,7 @@ def test_pool_head(harness: kh.Harness, seed: int) -> None:
     cases.append(pool_case(p, x))
     for res, p, x in zip(harness.run(cases), params, xs, strict=True):
         check_ok(res, "pool_head")
-        assert res.aux == qp.pool_head_scratch_size(p) == 4 * p.dim + 2 * scratch.align4(p.dim)
+        assert res.aux == scratch.pool_head_s8_scratch_size(p.dim) == 4 * p.dim + 2 * scratch.align4(p.dim)
         assert_same(res.outputs[0], ref.pool_head(p, x), f"pool_head T{p.tokens} E{p.dim}")
 
 
@@ -953,18 +953,17 @@ def test_invalid_parameters(harness: kh.Harness) -> None:
             assert not res.outputs[0].any(), f"{name}: logits written despite MCUF_ERR_ARG"
 
 
+def _patch_shape(p: qp.PatchEmbedParams) -> tuple[int, int, int, int]:
+    return p.image_h, p.image_w, p.channels, p.patch
+
+
 def test_scratch_sizes_negative_and_overflow() -> None:
-    lin = qp.LinearParams.empty()
-    assert qp.lowrank_scratch_size(qp.LowRankParams(-1, lin, lin)) == -1
-    assert qp.lowrank_scratch_size(qp.LowRankParams(5, lin, lin)) == 8
-    assert qp.lowrank_scratch_size(qp.LowRankParams(0, lin, lin)) == 0
-    pool = qp.PoolHeadParams(
-        1, 3, 1, qp.LayerNormParams(3, 0, 0, None, None, qp.Requant(0, 0)), 0, 0, qp.Requant(0, 0), lin
-    )
-    assert qp.pool_head_scratch_size(pool) == 12 + 4 + 4
-    assert qp.pool_head_scratch_size(replace(pool, dim=1 << 29)) == -1
-    patch = qp.PatchEmbedParams(1 << 16, 1 << 20, 1 << 10, 1 << 4, 8, lin, None)
-    assert qp.patch_embed_scratch_size(patch) == -1
+    assert scratch.lowrank_scratch_size(-1) == -1
+    assert scratch.lowrank_scratch_size(5) == 8
+    assert scratch.lowrank_scratch_size(0) == 0
+    assert scratch.pool_head_s8_scratch_size(3) == 12 + 4 + 4
+    assert scratch.pool_head_s8_scratch_size(1 << 29) == -1
+    assert scratch.patch_embed_s8_scratch_size(1 << 16, 1 << 20, 1 << 10, 1 << 4) == -1
 
 
 # ---------------------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def test_import_matches_onnxruntime(onnx_files, name: str, exporter: str) -> Non
         pytest.skip("the dynamo exporter needs onnxscript")
     _, prefix, pooling, gelu, heads = MODELS[name]
     graph = import_onnx(onnx_files[(name, exporter)])
-    arch = graph.meta["arch"]
+    arch = graph.arch
     assert (arch.prefix_tokens, arch.pooling, arch.mlp_gelu, arch.num_heads) == (prefix, pooling, gelu, (heads,) * 2)
     images = _images(1, 4)
     diff = np.abs(float_logits(graph, images) - _onnxruntime(onnx_files[(name, exporter)], images)).max()
@@ -206,5 +206,5 @@ def test_dynamic_batch_axis_is_fixed_to_one(tmp_path: Path, monkeypatch: pytest.
     expected = _onnxruntime(path, images)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
     graph = import_onnx(path)
-    assert graph.meta["import_check_max_abs_diff"] < 1e-4
+    assert graph.import_check_max_abs_diff < 1e-4
     assert np.abs(float_logits(graph, images) - expected).max() < 1e-4

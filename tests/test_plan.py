@@ -39,7 +39,7 @@ def random_arch(rng: random.Random) -> ArchConfig:
 def test_plan_is_verified_and_bounded(seed: int) -> None:
     arch = random_arch(random.Random(seed))
     graph = run_pipeline(build_graph(arch))
-    plan = graph.meta["plan"]
+    plan = graph.planned()
     assert [n.op for n in graph.nodes] == (
         [Op.FUSED_PATCH_EMBED] + [Op.FUSED_ATTENTION, Op.FUSED_MLP] * arch.depth + [Op.FUSED_POOL_HEAD]
     )
@@ -65,20 +65,20 @@ def test_fused_arena_beats_naive_on_a_large_model() -> None:
 
 def test_verifier_rejects_overlapping_live_buffers() -> None:
     graph = run_pipeline(build_graph(SearchSpace().largest()))
-    plan = graph.meta["plan"]
+    plan = graph.planned()
     k = plan.buffer_of("blocks.0.attn.k")
     x = plan.buffer_of("x0")
     bad = tuple(replace(b, offset=x.offset) if b is k else b for b in plan.buffers)
     with pytest.raises(IRError, match="overlap"):
-        verify_plan(replace(graph, meta={**graph.meta, "plan": replace(plan, buffers=bad)}))
+        verify_plan(replace(graph, plan=replace(plan, buffers=bad)))
 
 
 def test_verifier_rejects_buffer_outside_arena() -> None:
     graph = run_pipeline(build_graph(SearchSpace().smallest()))
-    plan = graph.meta["plan"]
+    plan = graph.planned()
     bad = (replace(plan.buffers[0], offset=plan.arena_bytes),) + plan.buffers[1:]
     with pytest.raises(IRError, match="outside arena"):
-        verify_plan(replace(graph, meta={**graph.meta, "plan": replace(plan, buffers=bad)}))
+        verify_plan(replace(graph, plan=replace(plan, buffers=bad)))
 
 
 def test_graph_verifier_rejects_use_before_definition() -> None:
@@ -119,13 +119,13 @@ def test_schedules_trade_instructions_for_memory_only_when_over_budget() -> None
 
     def planned(arena_budget: int):
         graph = build_graph(arch)
-        return run_pipeline(replace(graph, meta={**graph.meta, "arena_budget": arena_budget}))
+        return run_pipeline(replace(graph, arena_budget=arena_budget))
 
     top = planned(roomy.arena_bytes)
     assert [n.tile for n in top.nodes if n.op in (Op.FUSED_ATTENTION, Op.FUSED_MLP)] == [4] * 8
     # a little less memory: smaller token tiles first (the attention scratch is at the peak)
     untiled = planned(roomy.arena_bytes - 1024)
-    assert untiled.meta["plan"].arena_bytes <= roomy.arena_bytes - 1024
+    assert untiled.planned().arena_bytes <= roomy.arena_bytes - 1024
     assert [n.variant for n in untiled.nodes if n.op == Op.FUSED_ATTENTION] == ["all_heads"] * 4
     assert any(n.tile < 4 for n in untiled.nodes if n.op == Op.FUSED_ATTENTION)
     untiled_graph = top.with_nodes(tuple(with_tile(n, top, 1) if tiled(n) else n for n in top.nodes), dict(top.tensors))
@@ -147,7 +147,7 @@ def test_schedules_trade_instructions_for_memory_only_when_over_budget() -> None
 def test_unmeetable_budget_keeps_the_smallest_arena_with_needed_switches_only() -> None:
     arch = ArchConfig(32, 3, 2, 96, 2, (4, 1), (1.0, 1.0), (0, 0), (0, 0), 10)
     graph = build_graph(arch)
-    planned = run_pipeline(replace(graph, meta={**graph.meta, "arena_budget": 1024}))
+    planned = run_pipeline(replace(graph, arena_budget=1024))
     # the heads=1 block has no per-head schedule and keeps the 3 x T x E peak, so switching the
     # heads=4 block cannot lower the arena: it stays on the cheaper all-heads schedule
     assert [n.variant for n in planned.nodes if n.op == Op.FUSED_ATTENTION] == ["all_heads", "all_heads"]
@@ -157,4 +157,4 @@ def test_unmeetable_budget_keeps_the_smallest_arena_with_needed_switches_only() 
     untiled = planned.with_nodes(
         tuple(with_tile(n, planned, 1) if tiled(n) else n for n in planned.nodes), dict(planned.tensors)
     )
-    assert planned.meta["plan"].arena_bytes == place_fused(untiled)[1] < estimate(arch).arena_bytes
+    assert planned.planned().arena_bytes == place_fused(untiled)[1] < estimate(arch).arena_bytes

@@ -10,11 +10,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from mcuformer.boards import MemoryRegion, get_board
 from mcuformer.codegen.board_files import linker_memory_name, render_board_files
 from mcuformer.codegen.regions import main_region, place_memory, split_hot_scratch
 
 from mcuformer.arch import ArchConfig
-from mcuformer.boards import MemoryRegion, get_board
 from mcuformer.emulate import elf_sections, emulate, format_report
 from mcuformer.errors import UserError
 from tests.test_e2e import make_random_run
@@ -148,4 +148,4 @@ def test_hot_scratch_goes_to_tcm_when_the_arena_does_not(tmp_path: Path) -> None
 def load_plan(model, data, board):
     from mcuformer.workflow import compile_for
 
-    return compile_for(model, data, board.sram_bytes, 4).graph.meta["plan"]
+    return compile_for(model, data, board.sram_bytes, 4).graph.planned()

@@ -30,39 +30,37 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mcuformer.codegen import scratch
-from mcuformer.codegen.ir import Graph, Node, Op, Tensor
-from mcuformer.codegen.passes.fuse import ALL_HEADS, PER_HEAD, PREFIX_TOKENS
+from mcuformer.codegen.ir import Graph, Node, Op, Role, Schedule, Tensor
+from mcuformer.codegen.ops import by_role, fused
+from mcuformer.codegen.ops.fused_attention import AttentionDims
 from mcuformer.codegen.passes.plan import place_fused
 
 
-def _dims(node: Node, graph: Graph) -> tuple[int, int, int, int]:
-    by_role = {n.attrs.role: n for n in node.body}
-    tokens, dim = graph.tensors[by_role["ln"].inputs[0]].shape
-    down = by_role.get("qkv_down")
-    return tokens, dim, by_role["scores"].attrs.heads, down.attrs.out_features if down else 0
+def _attention_dims(node: Node) -> AttentionDims:
+    assert isinstance(node.dims, AttentionDims), f"{node.name} is not an attention block"
+    return node.dims
 
 
 def extra_instructions(node: Node, graph: Graph) -> int:
     """Estimated extra instructions of per_head over all_heads: LN (about 8 per element) and the
     low-rank down-projection (about 1 per MAC) recomputed for H - 1 more heads, in both passes."""
-    tokens, dim, heads, rank = _dims(node, graph)
-    return (heads - 1) * 2 * tokens * (8 * dim + dim * rank)
+    d = _attention_dims(node)
+    return (d.heads - 1) * 2 * d.tokens * (8 * d.dim + d.dim * d.qkv_rank)
 
 
 def to_per_head(node: Node, graph: Graph) -> tuple[Node, dict[str, Tensor]]:
-    tokens, dim, heads, rank = _dims(node, graph)
-    head_dim = dim // heads
-    by_role = {n.attrs.role: n for n in node.body}
-    k_head = Tensor(f"{node.name}.k_head", (tokens, head_dim), "int8")
-    v_head = Tensor(f"{node.name}.v_head", (tokens, head_dim), "int8")
-    heads_out = by_role["av"].outputs[0]  # the concatenated head outputs, T x E
+    d = _attention_dims(node)
+    head_dim = d.dim // d.heads
+    k_head = Tensor(f"{node.name}.k_head", (d.tokens, head_dim), "int8")
+    v_head = Tensor(f"{node.name}.v_head", (d.tokens, head_dim), "int8")
+    heads_out = by_role(node.body)[Role.AV].outputs[0]  # the concatenated head outputs, T x E
     new = replace(
         node,
-        variant=PER_HEAD,
+        variant=Schedule.PER_HEAD,
         tile=1,  # the per-head kernel does not tile
         kernel=None if node.kernel is None else replace(node.kernel, tile=1),
         workspace=(k_head.name, v_head.name, heads_out),
-        scratch_bytes=scratch.attention_perhead(tokens, dim, rank, head_dim),
+        scratch_bytes=fused(node.op).scratch_bytes(d, Schedule.PER_HEAD, 1),
     )
     return new, {k_head.name: k_head, v_head.name: v_head}
 
@@ -76,20 +74,18 @@ def _with(graph: Graph, switched: set[int], per_head: dict[int, tuple[Node, dict
 
 
 def tiled(node: Node) -> bool:
-    """Whether the node's kernel takes a token tile: the patch embedding (not the one that writes
-    prefix tokens: mcuf_patch_embed_prefix_s8 has no tile), the fused MLP and row-wise (all_heads)
-    attention."""
-    if node.op == Op.FUSED_ATTENTION:
-        return node.variant == ALL_HEADS
-    if node.op == Op.FUSED_PATCH_EMBED:
-        return node.variant != PREFIX_TOKENS
-    return node.op in (Op.FUSED_PATCH_EMBED, Op.FUSED_MLP)
+    """Whether the node's kernel takes a token tile (its definition's tiled schedules: the patch
+    embedding without prefix tokens, the fused MLP, row-wise (all_heads) attention)."""
+    return node.variant in fused(node.op).tiled_variants
 
 
 def with_tile(node: Node, graph: Graph, tile: int) -> Node:
     """The node with a token tile of `tile` (its scratch and its kernel parameters follow)."""
+    assert node.dims is not None
     kernel = None if node.kernel is None else replace(node.kernel, tile=tile)
-    return replace(node, tile=tile, kernel=kernel, scratch_bytes=scratch.for_fused(node.op, node.body, graph, tile))
+    return replace(
+        node, tile=tile, kernel=kernel, scratch_bytes=fused(node.op).scratch_bytes(node.dims, node.variant, tile)
+    )
 
 
 def _largest_tile(node: Node, graph: Graph) -> int:
@@ -102,8 +98,15 @@ def choose_tiles(graph: Graph, budget: int | None) -> Graph:
     blocks = [i for i, n in enumerate(graph.nodes) if tiled(n)]
     tiles = {i: _largest_tile(graph.nodes[i], graph) for i in blocks}
 
+    tiled_nodes: dict[tuple[int, int], Node] = {}  # (block, tile) -> the block at that tile, made once
+
+    def at_tile(i: int, tile: int) -> Node:
+        if (i, tile) not in tiled_nodes:
+            tiled_nodes[(i, tile)] = with_tile(graph.nodes[i], graph, tile)
+        return tiled_nodes[(i, tile)]
+
     def with_tiles(tiles: dict[int, int]) -> Graph:
-        nodes = tuple(with_tile(n, graph, tiles[i]) if i in tiles else n for i, n in enumerate(graph.nodes))
+        nodes = tuple(at_tile(i, tiles[i]) if i in tiles else n for i, n in enumerate(graph.nodes))
         return graph.with_nodes(nodes, dict(graph.tensors))
 
     if budget is None or not blocks:
@@ -136,7 +139,7 @@ def choose_tiles(graph: Graph, budget: int | None) -> Graph:
 
 
 def choose_schedules(graph: Graph) -> Graph:
-    budget = graph.meta.get("arena_budget")
+    budget = graph.arena_budget
     graph = choose_tiles(graph, budget)
     if budget is None:
         return graph
@@ -147,7 +150,7 @@ def choose_schedules(graph: Graph) -> Graph:
     per_head = {
         i: to_per_head(n, graph)
         for i, n in enumerate(graph.nodes)
-        if n.op == Op.FUSED_ATTENTION and _dims(n, graph)[2] > 1
+        if n.op == Op.FUSED_ATTENTION and _attention_dims(n).heads > 1
     }
     switched: set[int] = set()
     current = arena(switched)

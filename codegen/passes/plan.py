@@ -14,49 +14,17 @@ arena of the fused plan; the naive plan materialises them as TFLite Micro would.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from mcuformer.codegen.ir import Graph, Node
+from mcuformer.codegen.ir import Buffer, Graph, MemoryPlan, Node
+
+__all__ = ["ALIGN", "Buffer", "MemoryPlan", "peak_live_bytes", "place_fused", "place_greedy", "plan"]
 
 ALIGN = 4
 
 
 def _aligned(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
-
-
-@dataclass(frozen=True)
-class Buffer:
-    name: str
-    size: int  # bytes, multiple of ALIGN
-    first: int  # first step alive (inclusive)
-    last: int  # last step alive (inclusive)
-    tensors: tuple[str, ...] = ()
-    offset: int = -1
-
-    def overlaps_in_time(self, other: Buffer) -> bool:
-        return self.first <= other.last and other.first <= self.last
-
-    def overlaps_in_space(self, other: Buffer) -> bool:
-        return self.offset < other.offset + other.size and other.offset < self.offset + self.size
-
-
-@dataclass(frozen=True)
-class MemoryPlan:
-    buffers: tuple[Buffer, ...]
-    arena_bytes: int
-    naive_arena_bytes: int
-    lower_bound_bytes: int
-    steps: int
-
-    def buffer_of(self, tensor: str) -> Buffer:
-        for buf in self.buffers:
-            if tensor in buf.tensors or buf.name == tensor:
-                return buf
-        raise KeyError(tensor)
-
-    def offset_of(self, tensor: str) -> int:
-        return self.buffer_of(tensor).offset
 
 
 def place_greedy(buffers: list[Buffer]) -> tuple[list[Buffer], int]:
@@ -147,17 +115,17 @@ def _int8_bytes(tensor) -> int:
 
 def place_fused(graph: Graph) -> tuple[list[Buffer], int]:
     """Our placement only (buffers, arena bytes): what the schedule choice compares."""
-    excluded = set(graph.meta.get("streamed_inputs", ())) | set(graph.meta.get("external_outputs", ()))
+    excluded = set(graph.streamed_inputs) | set(graph.external_outputs)
     return place_greedy(_lifetimes(graph, graph.nodes, excluded, inplace=True))
 
 
 def plan(graph: Graph) -> Graph:
     """Place the fused graph's buffers. The naive op-by-op figure (a placement of the much larger
-    primitive graph) is computed unless ``graph.meta["naive_plan"]`` is False, as in the search's
+    primitive graph) is computed unless ``graph.naive_plan`` is False, as in the search's
     cost model, which needs only the arena; then ``naive_arena_bytes`` is 0 (not computed)."""
     ours, arena = place_fused(graph)
     naive_arena = 0
-    if graph.meta.get("naive_plan", True):
+    if graph.naive_plan:
         primitive = tuple(n for node in graph.nodes for n in (node.body or (node,)))
         _, naive_arena = place_greedy(_lifetimes(graph, primitive, set(), inplace=False))
     memory = MemoryPlan(
@@ -167,4 +135,4 @@ def plan(graph: Graph) -> Graph:
         lower_bound_bytes=peak_live_bytes(ours, len(graph.nodes)),
         steps=len(graph.nodes),
     )
-    return replace(graph, meta={**graph.meta, "plan": memory})
+    return replace(graph, plan=memory)

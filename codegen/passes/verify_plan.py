@@ -7,12 +7,12 @@ overlap in memory; in-place pairs share one buffer; every tensor a fused node re
 
 from __future__ import annotations
 
-from mcuformer.codegen.ir import Graph, IRError
-from mcuformer.codegen.passes.plan import ALIGN, MemoryPlan
+from mcuformer.codegen.ir import Buffer, Graph, IRError
+from mcuformer.codegen.passes.plan import ALIGN
 
 
 def verify_plan(graph: Graph) -> Graph:
-    plan: MemoryPlan = graph.meta["plan"]
+    plan = graph.planned()
     buffers = plan.buffers
     for buf in buffers:
         if buf.offset < 0 or buf.offset % ALIGN or buf.offset + buf.size > plan.arena_bytes:
@@ -27,13 +27,13 @@ def verify_plan(graph: Graph) -> Graph:
                     f"buffers {a.name} [{a.offset}, {a.offset + a.size}) steps {a.first}-{a.last} and "
                     f"{b.name} [{b.offset}, {b.offset + b.size}) steps {b.first}-{b.last} overlap while both alive"
                 )
-    excluded = set(graph.meta.get("streamed_inputs", ())) | set(graph.meta.get("external_outputs", ()))
-    owner: dict[str, object] = {}  # tensor or buffer name -> its buffer (the first, as MemoryPlan.buffer_of)
+    excluded = set(graph.streamed_inputs) | set(graph.external_outputs)
+    owner: dict[str, Buffer] = {}  # tensor or buffer name -> its buffer (the first, as MemoryPlan.buffer_of)
     for buf in buffers:
         for name in (*buf.tensors, buf.name):
             owner.setdefault(name, buf)
 
-    def buffer_of(name: str):
+    def buffer_of(name: str) -> Buffer:
         if name not in owner:
             raise KeyError(name)
         return owner[name]
