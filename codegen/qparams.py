@@ -401,7 +401,8 @@ class PoolNormHeadParams:
 
 @dataclass(frozen=True, eq=False)
 class LutParams:
-    """A 256-entry int8 table: output = table[input + 128] (mcuf_lut_s8; the GELU)."""
+    """mcuf_lut_params: a 256-entry int8 table, output = table[input + 128] (mcuf_lut_s8; the GELU).
+    The fused MLP holds its table as a plain pointer (mcuf_mlp_params.gelu_table); None is NULL."""
 
     C_TYPE: ClassVar[str] = "mcuf_lut_params"
     table: np.ndarray | None  # int8 (256,)
@@ -426,7 +427,8 @@ PARAM_TYPES: tuple[type, ...] = (
     PatchEmbedPrefixParams,
     TokenHeadParams,
     PoolNormHeadParams,
-)  # LutParams joins when mcuf_lut_s8 takes a params struct (the C side has none yet)
+    LutParams,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Rounding and tensor quantization

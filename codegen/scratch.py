@@ -2,10 +2,8 @@
 
 Each function is named after the C kernel whose scratch it sizes and returns exactly what the C
 returns for parameters of those shapes: -1 for a negative size, a tile other than 1, 2 or 4, a shape
-the kernel rejects, or a total above INT32_MAX. The C functions today are ``mcuf_attention_scratch_size``,
-``mcuf_attention_perhead_scratch_size``, ``mcuf_mlp_scratch_size``, ``mcuf_patch_embed_scratch_size``,
-``mcuf_pool_head_scratch_size``, ``mcuf_token_head_scratch_size``, ``mcuf_pool_norm_head_scratch_size``,
-``mcuf_lowrank_scratch_size`` and ``mcuf_linear_tile_scratch_size`` (runtime_c/include/mcuf.h).
+the kernel rejects, or a total above INT32_MAX. ``<kernel>_scratch_size`` here is
+``mcuf_<kernel>_scratch_size`` in runtime_c/include/mcuf.h (e.g. ``mcuf_attention_rowwise_s8_scratch_size``).
 Every sub-buffer is rounded up to 4 bytes, int32 parts first. Tests compare both on random shapes.
 """
 
@@ -29,13 +27,13 @@ def _total(total: int) -> int:
     return -1 if total > INT32_MAX else total
 
 
-def linear_tile_scratch_size(in_features: int, tile: int) -> int:
-    """mcuf_linear_tile_scratch_size: the tile's inputs as int16 lane pairs, 8 bytes per 4 inputs per row."""
+def linear_tile_s8_scratch_size(in_features: int, tile: int) -> int:
+    """mcuf_linear_tile_s8_scratch_size: the tile's inputs as int16 lane pairs, 8 bytes per 4 inputs per row."""
     return 8 * tile * ((in_features + 3) // 4) if tile > 1 else 0
 
 
-def lowrank_scratch_size(rank: int) -> int:
-    """mcuf_lowrank_scratch_size: the int8 [rank] intermediate row (0 when dense)."""
+def lowrank_linear_s8_scratch_size(rank: int) -> int:
+    """mcuf_lowrank_linear_s8_scratch_size: the int8 [rank] intermediate row (0 when dense)."""
     return align4(rank) if _sizes_ok(rank) else -1
 
 
@@ -50,7 +48,7 @@ def attention_rowwise_s8_scratch_size(tokens: int, dim: int, qkv_rank: int, tile
         return -1
     cache = tile > 1 and qkv_rank > 0
     rows = align4(tile * dim) + (0 if cache else align4(tile * qkv_rank)) + align4(tile * dim) + align4(tile * tokens)
-    rows += align4(tile * dim) + align4(tile * dim) + linear_tile_scratch_size(max(dim, qkv_rank), tile)
+    rows += align4(tile * dim) + align4(tile * dim) + linear_tile_s8_scratch_size(max(dim, qkv_rank), tile)
     return _total(rows + (align4(tokens * qkv_rank) if cache else 0))
 
 
@@ -70,7 +68,7 @@ def mlp_rowwise_s8_scratch_size(dim: int, hidden: int, fc1_rank: int, fc2_rank: 
     if max(dim, hidden, fc1_rank, fc2_rank) > LINEAR_MAX_IN:
         return -1
     rows = align4(tile * dim) + align4(tile * fc1_rank) + align4(tile * hidden) + align4(tile * fc2_rank)
-    return _total(rows + align4(tile * dim) + linear_tile_scratch_size(max(dim, hidden, fc1_rank, fc2_rank), tile))
+    return _total(rows + align4(tile * dim) + linear_tile_s8_scratch_size(max(dim, hidden, fc1_rank, fc2_rank), tile))
 
 
 def patch_embed_s8_scratch_size(image_h: int, image_w: int, channels: int, patch: int, tile: int = 1) -> int:
@@ -81,7 +79,7 @@ def patch_embed_s8_scratch_size(image_h: int, image_w: int, channels: int, patch
     vec = patch * patch * channels
     if not _sizes_ok(patch * image_w * channels) or vec > LINEAR_MAX_IN:
         return -1
-    return _total(align4(patch * image_w * channels) + align4(tile * vec) + linear_tile_scratch_size(vec, tile))
+    return _total(align4(patch * image_w * channels) + align4(tile * vec) + linear_tile_s8_scratch_size(vec, tile))
 
 
 def pool_head_s8_scratch_size(dim: int) -> int:

@@ -9,7 +9,6 @@ import re
 import numpy as np
 import pytest
 import torch
-from mcuformer.codegen import qparams as qp
 from mcuformer.codegen.compile import compile_model, to_hwc
 from mcuformer.codegen.cost import estimate
 from mcuformer.codegen.emit import render_model_files
@@ -18,6 +17,7 @@ from mcuformer.codegen.frontend import from_torch
 from mcuformer.codegen.int_exec import run_batch, run_unfused
 from mcuformer.codegen.ir import Op
 from mcuformer.codegen.lower import c_identifier
+from mcuformer.codegen.scratch import mlp_rowwise_s8_scratch_size
 
 from mcuformer.arch import ArchConfig
 from mcuformer.model import ViT
@@ -94,7 +94,7 @@ def test_cost_model_matches_emitted_model(seed: int) -> None:
     for symbol, x_at, scratch_at in calls:
         p = mlps[symbol]
         x = range(int(x_at), int(x_at) + p.tokens * p.dim)
-        scratch_bytes = qp.mlp_scratch_size(p)
+        scratch_bytes = mlp_rowwise_s8_scratch_size(p.dim, p.hidden, p.fc1.rank, p.fc2.rank, p.tile)
         scratch_range = range(int(scratch_at), int(scratch_at) + scratch_bytes)
         assert scratch_bytes > 0 and x.stop <= arena and scratch_range.stop <= arena, symbol
         assert x.stop <= scratch_range.start or scratch_range.stop <= x.start, f"{symbol}: x and scratch overlap"

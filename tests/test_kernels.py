@@ -344,7 +344,7 @@ def _c_structs() -> dict[str, list[tuple[str, str]]]:
 
 def test_dataclasses_mirror_c_structs() -> None:
     structs = _c_structs()
-    by_c_type = {cls.C_TYPE: cls for cls in (*qp.PARAM_TYPES, *kh.HARNESS_PARAM_TYPES)}
+    by_c_type = {cls.C_TYPE: cls for cls in qp.PARAM_TYPES}
     assert set(by_c_type) == set(structs), "every C param struct has exactly one dataclass"
     expected_annotation = {
         "int32_t": "int",
@@ -510,7 +510,7 @@ def test_lowrank(harness: kh.Harness, seed: int) -> None:
     params.append(p)
     for i, (res, exp, p) in enumerate(zip(harness.run(cases), expected, params, strict=True)):
         check_ok(res, f"lowrank case {i}")
-        assert res.aux == scratch.lowrank_scratch_size(p.rank) == scratch.align4(p.rank)
+        assert res.aux == scratch.lowrank_linear_s8_scratch_size(p.rank) == scratch.align4(p.rank)
         assert_same(res.outputs[0], exp, f"lowrank case {i} (rank {p.rank})")
 
 
@@ -653,9 +653,9 @@ def test_lut(harness: kh.Harness) -> None:
     x = np.concatenate([np.arange(-128, 128, dtype=np.int8), rand_s8(rng, 1000)])
     gelu = qp.gelu_table(0.05, 3, 0.03, -100)
     cases = [
-        kh.Writer(kh.Op.LUT).params(kh.LutParams(table)).int(kh.LUT_FRESH).s8(x),
-        kh.Writer(kh.Op.LUT).params(kh.LutParams(gelu)).int(kh.LUT_IN_PLACE).s8(x),
-        kh.Writer(kh.Op.LUT).params(kh.LutParams(table)).int(kh.LUT_FRESH).s8(np.zeros(0, np.int8)),
+        kh.Writer(kh.Op.LUT).params(qp.LutParams(table)).int(kh.LUT_FRESH).s8(x),
+        kh.Writer(kh.Op.LUT).params(qp.LutParams(gelu)).int(kh.LUT_IN_PLACE).s8(x),
+        kh.Writer(kh.Op.LUT).params(qp.LutParams(table)).int(kh.LUT_FRESH).s8(np.zeros(0, np.int8)),
     ]
     r1, r2, r3 = harness.run(cases)
     assert_same(r1.outputs[0], ref.lut(table, x), "lut")
@@ -902,8 +902,8 @@ def test_invalid_parameters(harness: kh.Harness) -> None:
         "softmax length 0": softmax_case(qp.softmax_params(0, 0.1), x8[:, :0]),
         "softmax table[0] != 65536": softmax_case(qp.SoftmaxParams(8, bad_table), x8),
         "softmax NULL table": softmax_case(qp.SoftmaxParams(8, None), x8),
-        "lut NULL table": kh.Writer(kh.Op.LUT).params(kh.LutParams(None)).int(kh.LUT_FRESH).s8(x8[0]),
-        "lut NULL params": kh.Writer(kh.Op.LUT).params(kh.LutParams(lut_table)).int(kh.LUT_NULL_PARAMS).s8(x8[0]),
+        "lut NULL table": kh.Writer(kh.Op.LUT).params(qp.LutParams(None)).int(kh.LUT_FRESH).s8(x8[0]),
+        "lut NULL params": kh.Writer(kh.Op.LUT).params(qp.LutParams(lut_table)).int(kh.LUT_NULL_PARAMS).s8(x8[0]),
         "add left_shift 24": add_case(replace(add, left_shift=24), x8[0], x8[0]),
         "add input2_offset -128": add_case(replace(add, input2_offset=-128), x8[0], x8[0]),
         "add act_max 128": add_case(replace(add, act_max=128), x8[0], x8[0]),
@@ -958,9 +958,9 @@ def _patch_shape(p: qp.PatchEmbedParams) -> tuple[int, int, int, int]:
 
 
 def test_scratch_sizes_negative_and_overflow() -> None:
-    assert scratch.lowrank_scratch_size(-1) == -1
-    assert scratch.lowrank_scratch_size(5) == 8
-    assert scratch.lowrank_scratch_size(0) == 0
+    assert scratch.lowrank_linear_s8_scratch_size(-1) == -1
+    assert scratch.lowrank_linear_s8_scratch_size(5) == 8
+    assert scratch.lowrank_linear_s8_scratch_size(0) == 0
     assert scratch.pool_head_s8_scratch_size(3) == 12 + 4 + 4
     assert scratch.pool_head_s8_scratch_size(1 << 29) == -1
     assert scratch.patch_embed_s8_scratch_size(1 << 16, 1 << 20, 1 << 10, 1 << 4) == -1
