@@ -27,13 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from mcuformer.boards import all_boards, get_board  # noqa: E402
 from run import REFERENCES, random_data  # noqa: E402
 
 from mcuformer.arch import ArchConfig  # noqa: E402
-from mcuformer.boards import all_boards, get_board  # noqa: E402
 from mcuformer.emulate import emulate, emulate_firmware  # noqa: E402
+from mcuformer.export import export_model  # noqa: E402
 from mcuformer.model import ViT  # noqa: E402
-from mcuformer.workflow import export_model  # noqa: E402
 
 F405 = "STM32F405"
 MODELS = ("demo", "vit-96-rgb")

@@ -19,9 +19,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mcuformer.data import Dataset, stratified_split
 from mcuformer.datasets import image_channels, list_image_folder, load_resized, to_float  # noqa: F401
 from mcuformer.errors import UserError
 
@@ -118,10 +120,6 @@ def stream_folder(
     most ``val_limit``, and ``calib`` training images for calibration, all uint8; ``FolderStream`` of
     every training image). The split is ``mcuformer.data.stratified_split`` of the folder's labels, as
     for a folder loaded in memory."""
-    import numpy as np
-
-    from mcuformer.data import Dataset, stratified_split
-
     files, classes = list_image_folder(root)
     labels = np.array([label for _, label in files], dtype=np.int64)
     train_idx, val_idx = stratified_split(labels, val_fraction, seed)

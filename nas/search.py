@@ -386,28 +386,3 @@ def pareto_front(points: list[Feasible], resource: int = 2) -> list[Feasible]:
         if not front or p[1] > front[-1][1]:
             front.append(p)
     return front
-
-
-def plot_pareto(result: SearchResult, path: str) -> None:
-    """Accuracy vs peak SRAM (left) and vs flash (right) of every feasible candidate, the Pareto front
-    on that resource, the winner and the budget: whichever resource binds, its panel shows the fill."""
-    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed (Agg)
-
-    fig = Figure(figsize=(11.0, 4.4), dpi=120)
-    kib = 1 / 1024
-    panels = ((2, 0, result.sram_budget, "peak SRAM"), (3, 1, result.flash_budget, "flash"))
-    for ax, (index, best_index, budget, label) in zip(fig.subplots(1, 2), panels, strict=True):
-        ax.scatter([p[index] * kib for p in result.feasible], [p[1] for p in result.feasible], s=12, c="0.6",
-                   label="feasible")  # fmt: skip
-        front = pareto_front(result.feasible, index)
-        ax.step([p[index] * kib for p in front], [p[1] for p in front], where="post", c="tab:red", label="Pareto front")
-        best = result.best_cost[best_index] * kib
-        ax.scatter([best], [result.best_acc], marker="*", s=160, c="tab:red", label="chosen", zorder=3)
-        ax.axvline(budget * kib, ls="--", c="k", lw=1, label=f"{label} budget")
-        ax.set_xlabel(f"{label} (KiB); chosen: {100 * best / (budget * kib):.0f}% of the budget")
-        ax.set_ylabel("val top-1 (supernet weights)")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
-    fig.suptitle(f"{len(result.feasible)} feasible of {result.evaluated} candidates")
-    fig.tight_layout()
-    fig.savefig(path)
