@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,11 +105,6 @@ def make_loader(
         dataset, batch_size=batch_size, shuffle=True, generator=gen, num_workers=workers,
         pin_memory=torch.cuda.is_available(),
     )  # fmt: skip
-
-
-def default_workers() -> int:
-    """Loader worker processes: all cores but one (at least one)."""
-    return max(1, (os.cpu_count() or 2) - 1)
 
 
 def stream_folder(

@@ -33,6 +33,7 @@ from mcuformer.nas.supernet import (
 from mcuformer.nas.train import deterministic, evaluate
 
 from mcuformer.arch import ArchConfig, SearchSpace, save_json
+from mcuformer.budget import Budget
 from mcuformer.data import Dataset
 from mcuformer.errors import UserError
 
@@ -80,10 +81,6 @@ class SearchResult:
     cost_seconds: float = 0.0  # time spent computing costs (planner + instruction model)
     costs: dict[ArchConfig, tuple[int, int, float | None]] = field(default_factory=dict)  # every costed candidate
 
-    @property
-    def cost_evals_per_second(self) -> float:
-        return self.evaluated / self.cost_seconds if self.cost_seconds > 0 else float("inf")
-
     def point(self, p: Feasible) -> dict[str, Any]:
         a, acc, sram, flash = p
         return {
@@ -106,32 +103,6 @@ class SearchResult:
             "best": self.point((self.best_arch, self.best_acc, *self.best_cost)),
             "front": [self.point(p) for p in pareto_front(self.feasible)],
             "feasible": [self.point(p) for p in self.feasible],
-        }
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "best_arch": self.best_arch.to_json(),
-            "best_acc": self.best_acc,
-            "best_peak_sram_bytes": self.best_cost[0],
-            "best_flash_bytes": self.best_cost[1],
-            "evaluated": self.evaluated,
-            "rejected_sram": self.rejected_sram,
-            "rejected_flash": self.rejected_flash,
-            "rejected_instr": self.rejected_instr,
-            "feasible": len(self.feasible),
-            "budget": {
-                "sram_bytes": self.sram_budget,
-                "flash_bytes": self.flash_budget,
-                "instructions": self.instr_budget,
-            },
-            "seconds": self.seconds,
-            "cost_seconds": self.cost_seconds,
-            "cost_evals_per_second": self.cost_evals_per_second,
-            "history": self.history,
-            "pareto": [
-                {"arch": a.short(), "accuracy": acc, "peak_sram_bytes": s, "flash_bytes": f}
-                for a, acc, s, f in pareto_front(self.feasible)
-            ],
         }
 
 
@@ -245,19 +216,21 @@ def evolution_search(
         st = _State.from_json(saved, rng)
         log(f"resumed search from {state_path} after generation {st.generation}")
 
+    budget = Budget(sram_budget, flash_budget)
+
     def fits(arch: ArchConfig) -> bool:
         if arch not in st.costs:
             t0 = time.perf_counter()
             sram, flash = (int(v) for v in cost_fn(arch))
-            memory_ok = sram <= sram_budget and flash <= flash_budget
-            instr = float(instr_fn(arch)) if instr_fn is not None and memory_ok else None
+            over = budget.over(sram, flash)
+            instr = float(instr_fn(arch)) if instr_fn is not None and not over else None
             st.cost_seconds += time.perf_counter() - t0
             st.costs[arch] = (sram, flash, instr)
-            st.rejected["sram"] += sram > sram_budget
-            st.rejected["flash"] += flash > flash_budget
+            for resource, _, _ in over:
+                st.rejected[resource] += 1
             st.rejected["instr"] += instr is not None and instr_budget is not None and instr > instr_budget
         sram, flash, instr = st.costs[arch]
-        return sram <= sram_budget and flash <= flash_budget and (instr_budget is None or instr <= instr_budget)
+        return budget.fits(sram, flash) and (instr_budget is None or instr <= instr_budget)
 
     def fitness(arch: ArchConfig) -> float:
         if arch not in st.accs:
