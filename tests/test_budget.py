@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mcuformer.boards import get_board
+
 from mcuformer.budget import Budget
 
 
