@@ -1,4 +1,4 @@
-"""Profile and fit the instruction model (``nas.instr_model``) that an instruction budget searches with.
+"""Profile and fit the instruction model that an instruction budget searches with (mcuformer.nas.instr_model).
 
     python -m mcuformer.instr_profile profile --n 24   # export random subnets, count their instructions in QEMU
     python -m mcuformer.instr_profile fit              # fit the linear model on the profiles
