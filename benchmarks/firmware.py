@@ -32,8 +32,8 @@ from run import REFERENCES, random_data  # noqa: E402
 from mcuformer.arch import ArchConfig  # noqa: E402
 from mcuformer.boards import all_boards, get_board  # noqa: E402
 from mcuformer.emulate import emulate, emulate_firmware  # noqa: E402
+from mcuformer.export import export_model  # noqa: E402
 from mcuformer.model import ViT  # noqa: E402
-from mcuformer.workflow import export_model  # noqa: E402
 
 F405 = "STM32F405"
 MODELS = ("demo", "vit-96-rgb")

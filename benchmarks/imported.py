@@ -31,7 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mcuformer.codegen.onnx_import import float_logits, import_onnx, reference_logits  # noqa: E402
-
 from mcuformer.emulate import emulate  # noqa: E402
 from tests import vit_zoo as zoo  # noqa: E402
 

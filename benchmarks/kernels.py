@@ -24,10 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mcuformer.boards import get_board  # noqa: E402
 from mcuformer.codegen.board_files import render_board_files  # noqa: E402
 from mcuformer.codegen.emit import runtime_sources  # noqa: E402
-
-from mcuformer.boards import get_board  # noqa: E402
 from mcuformer.emulate import qemu_command  # noqa: E402
 
 BOARDS = {"cortex-m4": "NUCLEO-F412ZG", "cortex-m7": "STM32F746G-DISCO", "cortex-m33": "NUCLEO-L552ZE-Q"}

@@ -54,18 +54,19 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mcuformer.codegen.cost import estimate  # noqa: E402
+from mcuformer.arch import ArchConfig, SearchSpace, save_json  # noqa: E402
+from mcuformer.codegen.cost import CostCache, estimate  # noqa: E402
+from mcuformer.data import load_dataset  # noqa: E402
+from mcuformer.datasets import to_float  # noqa: E402
+from mcuformer.export import accuracies, compile_for, resolve_board  # noqa: E402
+from mcuformer.model import ViT  # noqa: E402
 from mcuformer.nas.cnn import CNN, int8_model, widest_cnn  # noqa: E402
 from mcuformer.nas.recipe import Recipe, num_params, train_config  # noqa: E402
 from mcuformer.nas.supernet import sample_arch  # noqa: E402
 from mcuformer.nas.train import finetune, train_classifier  # noqa: E402
-
-from mcuformer.arch import ArchConfig, SearchSpace, save_json  # noqa: E402
-from mcuformer.data import load_dataset  # noqa: E402
-from mcuformer.datasets import to_float  # noqa: E402
-from mcuformer.model import ViT  # noqa: E402
+from mcuformer.search_options import SearchOptions  # noqa: E402
 from mcuformer.spaces import budget_space, describe_space, fill, load_space  # noqa: E402
-from mcuformer.workflow import CostCache, SearchOptions, accuracies, compile_for, resolve_board, run_search  # noqa: E402
+from mcuformer.workflow import run_search  # noqa: E402
 
 BOARD = "STM32F746G-DISCO"
 DATA = "mnist"

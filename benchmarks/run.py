@@ -30,8 +30,8 @@ from mcuformer.arch import ArchConfig, save_json  # noqa: E402
 from mcuformer.boards import Board, format_bytes, get_board, qemu_machine  # noqa: E402
 from mcuformer.data import Dataset  # noqa: E402
 from mcuformer.emulate import emulate  # noqa: E402
+from mcuformer.export import export_model  # noqa: E402
 from mcuformer.model import ViT  # noqa: E402
-from mcuformer.workflow import export_model  # noqa: E402
 
 M7_BOARD = "STM32F746G-DISCO"
 # Optimized-kernel instructions per inference before issue 10 (token tiles, faster DSP loops),

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from importlib import resources
 
 import jinja2
-from mcuformer.codegen.regions import RegionPlacement, main_region
 
 from mcuformer.boards import Board, QemuMachine, format_bytes, qemu_machine
+from mcuformer.codegen.regions import RegionPlacement, main_region
 from mcuformer.errors import UserError
 
 PLATFORM_DIR = "platform"

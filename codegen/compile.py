@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
+
 from mcuformer.codegen import int_exec
 from mcuformer.codegen.cost import NUM_TEST_INPUTS, Cost, arena_budget, cost_of_graph
 from mcuformer.codegen.frontend import from_torch

@@ -11,9 +11,11 @@ disagree about what fits. Everything is computed from shapes (no weights needed)
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from math import prod
 
+from mcuformer.arch import ArchConfig
 from mcuformer.boards import Board
 from mcuformer.codegen import ops as op_defs
 from mcuformer.codegen.frontend import build_graph
@@ -22,8 +24,6 @@ from mcuformer.codegen.ops.fused_attention import AttentionDims
 from mcuformer.codegen.passes.choose_schedules import to_per_head, with_tile
 from mcuformer.codegen.passes.plan import ALIGN
 from mcuformer.codegen.pipeline import run_pipeline
-
-from mcuformer.arch import ArchConfig
 
 STACK_RESERVE_BYTES = 1024  # reserved by the linker script; the kernels use < 400 B (measured in QEMU)
 STATIC_SRAM_BYTES = 64  # runtime/platform statics besides the arena (counters, stack paint state)
@@ -131,3 +131,56 @@ def peak_sram_lower_bound(graph: Graph) -> int:
         live += least - mine
         worst = max(worst, live)
     return worst + STACK_RESERVE_BYTES + static_sram_bytes(len(graph.nodes))
+
+
+class CostCache:
+    """Exact cost from the planner for one SRAM budget, memoised per architecture; counts the
+    distinct evaluations and their time (the search's cost evaluations per second).
+
+    Same decisions as ``estimate(arch, sram)``, with fewer plans. The all-heads plan (one plan) comes
+    first: ``estimate(arch, sram)`` returns exactly that plan whenever it fits. Over the budget, the
+    per-head schedule search (several plans) runs only if ``peak_sram_lower_bound`` (valid for every
+    schedule) leaves a chance to fit; when it does not, no schedule fits and the all-heads cost is
+    kept; nor when the candidate is over ``flash_bytes`` (a schedule does not change flash: it is
+    rejected anyway, with its all-heads SRAM). So a candidate that fits has exactly
+    ``estimate(arch, sram)``'s cost (without the naive op-by-op figure, which the search never reads:
+    0), and one that does not is over a budget by both (tested in tests/test_nas.py)."""
+
+    def __init__(self, sram_bytes: int | None = None, flash_bytes: int | None = None) -> None:
+        self.sram_bytes = sram_bytes
+        self.flash_bytes = flash_bytes  # a candidate over it is rejected whatever its schedule
+        self._cache: dict[ArchConfig, Cost] = {}
+        self.evaluations = 0
+        self.seconds = 0.0  # wall time
+        self.cpu_seconds = 0.0  # this process's CPU time: the rate without other jobs' load
+
+    def cost(self, arch: ArchConfig) -> Cost:
+        if arch not in self._cache:
+            t0, c0 = time.perf_counter(), time.process_time()
+            graph = planned_graph(arch, naive=False)  # all-heads schedules
+            cost = cost_of_graph(graph)
+            over = self.sram_bytes is not None and cost.peak_sram_bytes > self.sram_bytes
+            flash_over = self.flash_bytes is not None and cost.flash_bytes > self.flash_bytes
+            if over and not flash_over and peak_sram_lower_bound(graph) <= self.sram_bytes:
+                cost = estimate(arch, self.sram_bytes, naive=False)  # per-head schedules may fit
+            self.seconds += time.perf_counter() - t0
+            self.cpu_seconds += time.process_time() - c0
+            self.evaluations += 1
+            self._cache[arch] = cost
+        return self._cache[arch]
+
+    def __call__(self, arch: ArchConfig) -> tuple[int, int]:
+        cost = self.cost(arch)
+        return cost.peak_sram_bytes, cost.flash_bytes
+
+    def costed(self) -> dict[ArchConfig, tuple[int, int]]:
+        """Every architecture costed so far -> (peak SRAM, flash)."""
+        return {a: (c.peak_sram_bytes, c.flash_bytes) for a, c in self._cache.items()}
+
+    @property
+    def per_second(self) -> float:
+        return self.evaluations / self.seconds if self.seconds else 0.0
+
+    @property
+    def per_cpu_second(self) -> float:
+        return self.evaluations / self.cpu_seconds if self.cpu_seconds else 0.0

@@ -6,13 +6,13 @@ from importlib import resources
 
 import jinja2
 import numpy as np
+
+import mcuformer
 from mcuformer.boards import Board
 from mcuformer.codegen.board_files import OPTIMIZED_DIR
 from mcuformer.codegen.ir import Graph
 from mcuformer.codegen.lower import LoweredModel, format_values
 from mcuformer.codegen.ops import FusedOp, fused
-
-import mcuformer
 
 MODEL_SOURCES = ("model/model.c", "model/test_inputs.c")
 

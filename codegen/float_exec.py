@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from mcuformer.codegen.ir import Graph, Node
 from mcuformer.codegen.ops import primitive
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from mcuformer.codegen.ir import ArchLike, Attrs, Graph, Node, Op, Role, Tensor
 
 from mcuformer.arch import ArchConfig
+from mcuformer.codegen.ir import ArchLike, Attrs, Graph, Node, Op, Role, Tensor
 
 Weights = dict[str, np.ndarray]
 

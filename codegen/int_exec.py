@@ -9,6 +9,7 @@ exact, tested), so evaluation over a data set uses the faster unfused path.
 from __future__ import annotations
 
 import numpy as np
+
 from mcuformer.codegen.float_exec import eval_node
 from mcuformer.codegen.ir import Graph, Node
 from mcuformer.codegen.ops import fused, primitive

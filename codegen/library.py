@@ -28,13 +28,13 @@ from importlib import resources
 
 import jinja2
 import numpy as np
+
+import mcuformer
 from mcuformer.boards import Board
 from mcuformer.codegen.board_files import split_kernel_sources
 from mcuformer.codegen.emit import project_sources, render_model_files, runtime_sources
 from mcuformer.codegen.ir import Graph
 from mcuformer.codegen.lower import LoweredModel, format_values
-
-import mcuformer
 from mcuformer.errors import UserError
 
 FLOAT_ABIS = ("soft", "softfp", "hard")

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+
 from mcuformer.codegen.ir import Graph, IRError, Node, Schedule
 from mcuformer.codegen.ops import CallContext, array_bytes, fused
 

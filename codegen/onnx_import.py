@@ -35,8 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mcuformer.codegen.ir import Attrs, Graph, Node, Op, Role
 
+from mcuformer.codegen.float_exec import run_float
+from mcuformer.codegen.frontend import GraphBuilder
+from mcuformer.codegen.ir import Attrs, Graph, Node, Op, Role
+from mcuformer.codegen.qparams import GELU_FORMS
 from mcuformer.errors import UserError
 
 LAYOUT_OPS = frozenset(
@@ -438,7 +441,6 @@ def _gelu_form(m: OnnxModel, nodes: list[Any], src: str, dst: str, shape: tuple[
     for node in nodes:
         for out, value in zip(node.output, run_node(node, values, m.opset), strict=False):
             values[out] = value
-    from mcuformer.codegen.qparams import GELU_FORMS
 
     want = np.vectorize(GELU_FORMS[form])(probe.astype(np.float64))
     if values[dst].shape != probe.shape or np.max(np.abs(values[dst] - want)) > 1e-4:
@@ -959,7 +961,6 @@ def _build(m: OnnxModel, scale: np.ndarray | None, shift: np.ndarray | None) -> 
 
 
 def _graph(embed: dict, prefix, token_bias, blocks: list[Block], head: Head, tokens: int) -> Graph:
-    from mcuformer.codegen.frontend import GraphBuilder
 
     dim, c, size, p = embed["dim"], embed["channels"], embed["image"], embed["patch"]
     b = GraphBuilder()
@@ -1063,7 +1064,6 @@ def reference_logits(path: Path, images_nchw: np.ndarray) -> np.ndarray:
 
 
 def float_logits(graph: Graph, images_nchw: np.ndarray) -> np.ndarray:
-    from mcuformer.codegen.float_exec import run_float
 
     hwc = np.ascontiguousarray(np.asarray(images_nchw, dtype=np.float64).transpose(0, 2, 3, 1))
     return run_float(graph, hwc)[graph.outputs[0]].reshape(len(images_nchw), -1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+
 from mcuformer.codegen import qparams as qp
 from mcuformer.codegen.float_exec import run_float
 from mcuformer.codegen.ir import Graph, QParams, Tensor

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from mcuformer.codegen.qparams import (
     INT32_MAX,
     INT32_MIN,

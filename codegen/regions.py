@@ -33,8 +33,8 @@ from dataclasses import dataclass, replace
 
 from mcuformer.boards import Board, MemoryRegion
 from mcuformer.codegen.ir import Buffer, MemoryPlan, ScratchSplit
+from mcuformer.codegen.lower import lower
 from mcuformer.codegen.passes.plan import ALIGN, place_greedy
-
 from mcuformer.errors import UserError
 
 ARENA_INPUT_SECTIONS = (".bss.mcuf_arena", ".bss.mcuf_model_arena")
@@ -165,7 +165,6 @@ def place_compiled(board: Board, compiled, stack_bytes: int, static_bytes: int):
     """(the compiled model, its RegionPlacement) for ``board``; when the placement moves the row
     scratch to its own buffer, the graph carries the ScratchSplit (``scratch_split``) and is
     lowered again, so model.c declares the two buffers. ``compiled``: codegen.compile.CompiledModel."""
-    from mcuformer.codegen.lower import lower
 
     split = split_hot_scratch(compiled.graph.planned())
     placement = place_memory(

@@ -1,6 +1,6 @@
 """Python API: ``mcuformer.compile`` a ViT (a torch.nn.Module, an ONNX file or a search run) for a board.
 
-The CLI's ``export`` is the same code path (``mcuformer.workflow.export_model``).
+The CLI's ``export`` is the same code path (``mcuformer.export.export_model``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from mcuformer.data import Dataset, load_dataset
+from mcuformer.emulate import emulate
 from mcuformer.errors import UserError
+from mcuformer.export import export_model, resolve_board, run_export
+from mcuformer.imported import load_imported
+from mcuformer.outputs import OutputKind, check_output
 
 
 @dataclass(frozen=True)
@@ -23,16 +28,12 @@ class Project:
     def emulate(self, host: bool = False, kernels: str = "default") -> dict:
         """Build and run it in QEMU (the board's core) or natively; the ``emulate --json`` keys
         (``bit_exact``, ``instructions_per_inference``, ...)."""
-        from mcuformer.emulate import emulate
-
         return emulate(self.path, host=host, sanitize=host, kernels=kernels)
 
 
 def _dataset(calibration, labels, channels: int, image_size: int):
     """A data spec (.npz, image folder, 'digits') or an array of images (N, C, H, W) in [-1, 1]."""
     import torch
-
-    from mcuformer.data import Dataset, load_dataset
 
     if isinstance(calibration, (str, Path)):
         return load_dataset(str(calibration))
@@ -85,10 +86,6 @@ def compile(  # noqa: A001 - the public name the README documents
     the model's own normalisation of images in [0, 1], folded into the patch embedding.
     A model over the board (or ``sram``/``flash``) raises ``DoesNotFit`` before anything is written.
     """
-    from mcuformer.imported import load_imported
-    from mcuformer.outputs import OutputKind, check_output
-    from mcuformer.workflow import export_model, resolve_board, run_export
-
     log = log or (lambda _msg: None)
     out = Path(out)
     board_obj = resolve_board(board, sram, flash)

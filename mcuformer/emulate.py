@@ -32,6 +32,7 @@ import re
 import shutil
 import struct
 import subprocess
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -739,3 +740,24 @@ def format_report(result: dict, max_mismatches: int = 10) -> str:
                 + (f"  {per_mac:6.2f}/MAC" if per_mac is not None else "")
             )
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------- the emulate job
+def run_emulate(
+    project: Path,
+    host: bool,
+    sanitize: bool,
+    log: Callable[[str], None] | None,
+    kernels: str = "default",
+    profile: bool = False,
+    firmware: bool = False,
+) -> dict:
+    if firmware and (host or profile):
+        raise UserError("--firmware boots the board image in QEMU; it cannot be combined with --host or --profile")
+    if firmware:
+        result = emulate_firmware(project, kernels=kernels)
+    else:
+        result = emulate(project, host=host, sanitize=sanitize, kernels=kernels, profile=profile)
+    if log:
+        log(format_report(result))
+    return result

@@ -8,11 +8,13 @@ IR, which matches the ONNX model; checked at import) and carries the ONNX bytes 
 from __future__ import annotations
 
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from mcuformer.codegen.onnx_import import float_logits, import_onnx
 from mcuformer.errors import UserError
 
 
@@ -26,8 +28,6 @@ class ImportedModel:
 
     def __call__(self, images):  # torch (B, C, H, W) -> torch logits, like the native ViT
         import torch
-
-        from mcuformer.codegen.onnx_import import float_logits
 
         return torch.from_numpy(float_logits(self.float_graph, images.detach().cpu().numpy()))
 
@@ -57,8 +57,6 @@ def load_imported(
 ) -> ImportedModel:
     """An ``.onnx`` path, or a ``torch.nn.Module`` (exported here with torch's ONNX exporter at
     ``image_size`` x ``image_size`` and ``channels``), imported and checked against the ONNX model."""
-    from mcuformer.codegen.onnx_import import import_onnx
-
     scale, shift = normalisation_affine(mean, std)
     norm = None
     if scale is not None:
@@ -81,8 +79,6 @@ def load_imported(
 def export_module(module, path: Path, image_size: int, channels: int, opset: int = 17) -> None:
     """torch.onnx.export (legacy exporter, batch 1). Not under no_grad: nn.MultiheadAttention's
     inference fast path has no ONNX export; with gradients enabled torch traces the exportable path."""
-    import warnings
-
     import torch
 
     module.eval()

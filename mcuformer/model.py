@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mcuformer.arch import ArchConfig
+from mcuformer.datasets import to_float
 
 LN_EPS = 1e-6  # read by the frontend per module (nn.LayerNorm.eps); the integer LayerNorm folds it in
 
@@ -105,8 +106,6 @@ class ViT(nn.Module):
 def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
     """Bilinear resize of (B, C, H, W) images to the architecture's input resolution; uint8 images
     (0..255) are first mapped to float [-1, 1] exactly as the data loaders do."""
-    from mcuformer.datasets import to_float
-
     images = to_float(images)
     if images.shape[-1] == size and images.shape[-2] == size:
         return images

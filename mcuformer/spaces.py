@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mcuformer.arch import ArchConfig, SearchSpace
+from mcuformer.budget import Budget
 from mcuformer.errors import DoesNotFit, UserError
 
 # The rank-ratio grid of the space evolution (nas.space_evolution.RANK_GRID): 0.125 .. 0.75 and dense.
@@ -261,16 +262,14 @@ def budget_space(
     (the note says how much of it is over the budget). If even the first rung's smallest subnet does
     not fit, raises UserError (the budget is too small for any ViT of this input)."""
     sizes, patches = _resolutions(image_size)
-
-    def fits(c: tuple[int, int]) -> bool:
-        return c[0] <= sram_bytes and c[1] <= flash_bytes
+    budget = Budget(sram_bytes, flash_bytes)
 
     top_rung = 18  # embed 32 * 1.25^18 ~ 1,800, depth 20: beyond any microcontroller
     candidate: tuple[SearchSpace, tuple[int, int], tuple[int, int], float] | None = None
     for rung in range(top_rung + 1):
         space = _ladder_space(rung, sizes, patches, in_channels, num_classes)
         small, large = cost(space.smallest()), cost(space.largest())
-        if not fits(small):
+        if not budget.fits(*small):
             if candidate is None:
                 raise DoesNotFit(
                     f"no ViT of a {image_size}x{image_size} input fits {sram_bytes} B SRAM / {flash_bytes} B flash: "
@@ -278,9 +277,9 @@ def budget_space(
                 )
             break
         rng = random.Random(rung)
-        over = sum(not fits(cost(sample(space, rng))) for _ in range(SIZING_SAMPLES)) / SIZING_SAMPLES
+        over = sum(not budget.fits(*cost(sample(space, rng))) for _ in range(SIZING_SAMPLES)) / SIZING_SAMPLES
         candidate = (space, small, large, over)
-        if not fits(large) and over >= OVER_FRACTION:
+        if not budget.fits(*large) and over >= OVER_FRACTION:
             break
     assert candidate is not None
     space, small, large, over = candidate
@@ -289,7 +288,7 @@ def budget_space(
     note = (
         f"space sized to the budget: largest subnet needs {large[0]} B SRAM / {large[1]} B flash ({factor:.2f}x "
         f"the {binding} budget), smallest {small[0]} B / {small[1]} B fits, {100 * over:.0f}% of random subnets "
-        + (f"over the budget: {binding} binds" if not fits(large) else "over: the budget does not bind")
+        + (f"over the budget: {binding} binds" if not budget.fits(*large) else "over: the budget does not bind")
     )
     return SizedSpace(space, binding, large, small, note)
 

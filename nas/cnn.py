@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from mcuformer.codegen.cost import STACK_RESERVE_BYTES, STATIC_SRAM_BYTES
 from mcuformer.codegen.passes.plan import Buffer, _aligned, place_greedy
-from torch import nn
 
 
 class CNN(nn.Module):

@@ -15,13 +15,14 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mcuformer.data import Dataset, stratified_split
 from mcuformer.datasets import image_channels, list_image_folder, load_resized, to_float  # noqa: F401
 from mcuformer.errors import UserError
 
@@ -106,11 +107,6 @@ def make_loader(
     )  # fmt: skip
 
 
-def default_workers() -> int:
-    """Loader worker processes: all cores but one (at least one)."""
-    return max(1, (os.cpu_count() or 2) - 1)
-
-
 def stream_folder(
     root: Path, image_size: int, seed: int = 0, val_fraction: float = 0.2, val_limit: int = 10_000, calib: int = 256
 ):
@@ -118,10 +114,6 @@ def stream_folder(
     most ``val_limit``, and ``calib`` training images for calibration, all uint8; ``FolderStream`` of
     every training image). The split is ``mcuformer.data.stratified_split`` of the folder's labels, as
     for a folder loaded in memory."""
-    import numpy as np
-
-    from mcuformer.data import Dataset, stratified_split
-
     files, classes = list_image_folder(root)
     labels = np.array([label for _, label in files], dtype=np.int64)
     train_idx, val_idx = stratified_split(labels, val_fraction, seed)

@@ -21,11 +21,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mcuformer.nas.data_pipeline import default_augment, resolve_device
-from mcuformer.nas.train import TrainConfig
 from torch import nn
 
 from mcuformer.data import Dataset
+from mcuformer.nas.cnn import CNN
+from mcuformer.nas.data_pipeline import default_augment, resolve_device
+from mcuformer.nas.train import TrainConfig, train_classifier
 
 TEACHER_WIDTH = 32
 SMALL_MODEL_PARAMS = 100_000
@@ -80,8 +81,6 @@ def train_teacher(
     if recipe.teacher == "none":
         return None
     import torch
-    from mcuformer.nas.cnn import CNN
-    from mcuformer.nas.train import train_classifier
 
     torch.manual_seed(seed)
     teacher = CNN(data.in_channels, TEACHER_WIDTH, data.num_classes)

@@ -20,6 +20,11 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
+
+from mcuformer.arch import ArchConfig, SearchSpace, save_json
+from mcuformer.budget import Budget
+from mcuformer.data import Dataset
+from mcuformer.errors import UserError
 from mcuformer.nas.supernet import (
     LayerChoice,
     Supernet,
@@ -31,10 +36,6 @@ from mcuformer.nas.supernet import (
     sample_layer,
 )
 from mcuformer.nas.train import deterministic, evaluate
-
-from mcuformer.arch import ArchConfig, SearchSpace, save_json
-from mcuformer.data import Dataset
-from mcuformer.errors import UserError
 
 CostFn = Callable[[ArchConfig], tuple[int, int]]  # arch -> (peak_sram_bytes, flash_bytes)
 InstrFn = Callable[[ArchConfig], float]  # arch -> predicted instructions per inference
@@ -80,10 +81,6 @@ class SearchResult:
     cost_seconds: float = 0.0  # time spent computing costs (planner + instruction model)
     costs: dict[ArchConfig, tuple[int, int, float | None]] = field(default_factory=dict)  # every costed candidate
 
-    @property
-    def cost_evals_per_second(self) -> float:
-        return self.evaluated / self.cost_seconds if self.cost_seconds > 0 else float("inf")
-
     def point(self, p: Feasible) -> dict[str, Any]:
         a, acc, sram, flash = p
         return {
@@ -106,32 +103,6 @@ class SearchResult:
             "best": self.point((self.best_arch, self.best_acc, *self.best_cost)),
             "front": [self.point(p) for p in pareto_front(self.feasible)],
             "feasible": [self.point(p) for p in self.feasible],
-        }
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "best_arch": self.best_arch.to_json(),
-            "best_acc": self.best_acc,
-            "best_peak_sram_bytes": self.best_cost[0],
-            "best_flash_bytes": self.best_cost[1],
-            "evaluated": self.evaluated,
-            "rejected_sram": self.rejected_sram,
-            "rejected_flash": self.rejected_flash,
-            "rejected_instr": self.rejected_instr,
-            "feasible": len(self.feasible),
-            "budget": {
-                "sram_bytes": self.sram_budget,
-                "flash_bytes": self.flash_budget,
-                "instructions": self.instr_budget,
-            },
-            "seconds": self.seconds,
-            "cost_seconds": self.cost_seconds,
-            "cost_evals_per_second": self.cost_evals_per_second,
-            "history": self.history,
-            "pareto": [
-                {"arch": a.short(), "accuracy": acc, "peak_sram_bytes": s, "flash_bytes": f}
-                for a, acc, s, f in pareto_front(self.feasible)
-            ],
         }
 
 
@@ -245,19 +216,21 @@ def evolution_search(
         st = _State.from_json(saved, rng)
         log(f"resumed search from {state_path} after generation {st.generation}")
 
+    budget = Budget(sram_budget, flash_budget)
+
     def fits(arch: ArchConfig) -> bool:
         if arch not in st.costs:
             t0 = time.perf_counter()
             sram, flash = (int(v) for v in cost_fn(arch))
-            memory_ok = sram <= sram_budget and flash <= flash_budget
-            instr = float(instr_fn(arch)) if instr_fn is not None and memory_ok else None
+            over = budget.over(sram, flash)
+            instr = float(instr_fn(arch)) if instr_fn is not None and not over else None
             st.cost_seconds += time.perf_counter() - t0
             st.costs[arch] = (sram, flash, instr)
-            st.rejected["sram"] += sram > sram_budget
-            st.rejected["flash"] += flash > flash_budget
+            for resource, _, _ in over:
+                st.rejected[resource] += 1
             st.rejected["instr"] += instr is not None and instr_budget is not None and instr > instr_budget
         sram, flash, instr = st.costs[arch]
-        return sram <= sram_budget and flash <= flash_budget and (instr_budget is None or instr <= instr_budget)
+        return budget.fits(sram, flash) and (instr_budget is None or instr <= instr_budget)
 
     def fitness(arch: ArchConfig) -> float:
         if arch not in st.accs:
@@ -386,28 +359,3 @@ def pareto_front(points: list[Feasible], resource: int = 2) -> list[Feasible]:
         if not front or p[1] > front[-1][1]:
             front.append(p)
     return front
-
-
-def plot_pareto(result: SearchResult, path: str) -> None:
-    """Accuracy vs peak SRAM (left) and vs flash (right) of every feasible candidate, the Pareto front
-    on that resource, the winner and the budget: whichever resource binds, its panel shows the fill."""
-    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed (Agg)
-
-    fig = Figure(figsize=(11.0, 4.4), dpi=120)
-    kib = 1 / 1024
-    panels = ((2, 0, result.sram_budget, "peak SRAM"), (3, 1, result.flash_budget, "flash"))
-    for ax, (index, best_index, budget, label) in zip(fig.subplots(1, 2), panels, strict=True):
-        ax.scatter([p[index] * kib for p in result.feasible], [p[1] for p in result.feasible], s=12, c="0.6",
-                   label="feasible")  # fmt: skip
-        front = pareto_front(result.feasible, index)
-        ax.step([p[index] * kib for p in front], [p[1] for p in front], where="post", c="tab:red", label="Pareto front")
-        best = result.best_cost[best_index] * kib
-        ax.scatter([best], [result.best_acc], marker="*", s=160, c="tab:red", label="chosen", zorder=3)
-        ax.axvline(budget * kib, ls="--", c="k", lw=1, label=f"{label} budget")
-        ax.set_xlabel(f"{label} (KiB); chosen: {100 * best / (budget * kib):.0f}% of the budget")
-        ax.set_ylabel("val top-1 (supernet weights)")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
-    fig.suptitle(f"{len(result.feasible)} feasible of {result.evaluated} candidates")
-    fig.tight_layout()
-    fig.savefig(path)

@@ -21,7 +21,7 @@ Chebyshev distance <= 1 of the centre (an axis with one value among them gets sl
 axis step one index in the direction of the slope if |slope| >= ``min_gain`` and the target exists.
 Stop when nothing moves, the new centre was a centre before, or after ``iterations`` moves. The
 result is the best-scoring region scored (ties: the first scored). The trajectory (every region's
-numbers, every fit, every move) is saved as JSON and drawn as a PNG.
+numbers, every fit, every move) is saved as JSON and drawn as a PNG (mcuformer.plots).
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from mcuformer.nas.supernet import Supernet, sample_arch
-from mcuformer.nas.train import deterministic, evaluate
 
 from mcuformer.arch import ArchConfig, SearchSpace
 from mcuformer.data import Dataset
+from mcuformer.nas.supernet import Supernet, sample_arch
+from mcuformer.nas.train import deterministic, evaluate
 from mcuformer.spaces import RANK_GRID  # noqa: F401  (the rank axis; re-exported here)
 
 # The rank ratios the supernet is trained over when the space evolves: a grid fine enough for a
@@ -202,33 +202,3 @@ def evolve_space(
         "seconds": time.time() - start,
     }
     return chosen, trajectory
-
-
-def plot_trajectory(trajectory: dict[str, Any], path: str) -> None:
-    """Scored regions as a score map over (rank level, patch size), the centre's path, the chosen one."""
-    from matplotlib.figure import Figure
-
-    levels, patches = trajectory["rank_levels"], trajectory["patch_sizes"]
-    grid = np.full((len(patches), len(levels)), np.nan)
-    for r in trajectory["regions"]:
-        grid[r["patch_index"], r["rank_index"]] = r["score"]
-    fig = Figure(figsize=(1.1 * len(levels) + 2.0, 1.0 * len(patches) + 2.0), dpi=120)
-    ax = fig.subplots()
-    image = ax.imshow(grid, origin="lower", cmap="viridis", aspect="auto", vmin=0.0)
-    fig.colorbar(image, ax=ax, label="score = acc x fit fraction")
-    for r in trajectory["regions"]:
-        ax.text(r["rank_index"], r["patch_index"], f"{r['score']:.2f}\nfit {r['fit_fraction']:.2f}",
-                ha="center", va="center", fontsize=7, bbox={"facecolor": "w", "alpha": 0.6, "lw": 0})  # fmt: skip
-    path_x = [it["centre"]["rank_index"] for it in trajectory["iterations"]]
-    path_y = [it["centre"]["patch_index"] for it in trajectory["iterations"]]
-    ax.plot(path_x, path_y, "-o", c="tab:red", lw=2, ms=5, label="centre")
-    chosen = trajectory["chosen"]
-    ax.scatter([chosen["rank_index"]], [chosen["patch_index"]], marker="*", s=250, c="tab:orange", label="chosen")
-    ax.set_xticks(range(len(levels)), ["dense" if v == 1.0 else f"{v:g}" for v in levels])
-    ax.set_yticks(range(len(patches)), [str(p) for p in patches])
-    ax.set_xlabel("rank ratio (region = this level +- 1)")
-    ax.set_ylabel("patch size")
-    ax.set_title("search-space evolution")
-    ax.legend(loc="upper left", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)

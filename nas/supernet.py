@@ -29,9 +29,11 @@ function by construction.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -412,9 +414,6 @@ def init_from_dense(supernet: Supernet, model: ViT) -> list[str]:
 def load_vit(path: str) -> ViT:
     """A trained static ViT from a search RUN directory (arch.json + model.pt) or from a torch file
     holding ``{"arch": ArchConfig.to_json(), "model": state_dict}``."""
-    import json
-    from pathlib import Path
-
     p = Path(path)
     try:
         if p.is_dir():

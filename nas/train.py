@@ -22,14 +22,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from mcuformer.nas.data_pipeline import Augment, augment, make_loader, to_float
-from mcuformer.nas.supernet import Supernet
 from torch import nn
 
 from mcuformer.arch import ArchConfig
 from mcuformer.data import Dataset
 from mcuformer.errors import UserError
 from mcuformer.model import ViT, resize_images
+from mcuformer.nas.data_pipeline import Augment, augment, make_loader, to_float
+from mcuformer.nas.supernet import Supernet
 
 Log = Callable[[str], None]
 

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from mcuformer.nas.data_pipeline import stream_folder
-from mcuformer.nas.supernet import Supernet
-from mcuformer.nas.train import TrainConfig, train_supernet
 
 from mcuformer.arch import SearchSpace
 from mcuformer.data import load_dataset
+from mcuformer.nas.data_pipeline import stream_folder
+from mcuformer.nas.supernet import Supernet
+from mcuformer.nas.train import TrainConfig, train_supernet
 from mcuformer.spaces import load_space, preset_for
 
 TINY_SPACE = SearchSpace(

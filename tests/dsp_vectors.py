@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, is_dataclass, replace
 
 import numpy as np
+
 from mcuformer.codegen import qparams as qp
 from mcuformer.codegen import ref
 

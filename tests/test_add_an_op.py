@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from mcuformer.arch import ArchConfig
 from mcuformer.boards import get_board
 from mcuformer.codegen import pipeline
 from mcuformer.codegen.board_files import render_board_files
@@ -23,8 +25,6 @@ from mcuformer.codegen.emit import project_sources, render_model_files, runtime_
 from mcuformer.codegen.frontend import build_graph, from_torch
 from mcuformer.codegen.ir import Graph, IRError, Node, Tensor
 from mcuformer.codegen.pipeline import VERIFY_ENV, run_pipeline
-
-from mcuformer.arch import ArchConfig
 from mcuformer.emulate import emulate
 from mcuformer.model import ViT
 from tests import toy_op

@@ -22,9 +22,9 @@ for _p in (str(_HERE.parent), str(_HERE)):
         sys.path.insert(0, _p)
 
 import kernel_harness as kh  # noqa: E402
+
 from mcuformer.codegen import qparams as qp  # noqa: E402
 from mcuformer.codegen import ref, scratch  # noqa: E402
-
 from tests.test_kernels import (  # noqa: E402
     assert_same,
     float_attention,

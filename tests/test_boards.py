@@ -11,13 +11,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from mcuformer.codegen.board_files import render_board_files
-from mcuformer.codegen.emit import project_sources, runtime_sources
 
 from mcuformer.arch import ArchConfig
 from mcuformer.boards import all_boards, get_board
+from mcuformer.codegen.board_files import render_board_files
+from mcuformer.codegen.emit import project_sources, runtime_sources
 from mcuformer.emulate import _parse_output, compare, qemu_command
-from mcuformer.workflow import run_export
+from mcuformer.export import run_export
 from tests.test_e2e import make_random_run
 
 HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None and shutil.which("qemu-system-arm") is not None

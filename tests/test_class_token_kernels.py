@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+
 from mcuformer.codegen import qparams as qp
 from mcuformer.codegen import ref, scratch
-
 from tests import kernel_harness as kh
 from tests.test_kernels import (
     ERR_ARG,

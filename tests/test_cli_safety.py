@@ -19,9 +19,11 @@ import torch
 
 from mcuformer.arch import ArchConfig, save_json
 from mcuformer.data import load_dataset
+from mcuformer.export import run_export
 from mcuformer.model import ViT
 from mcuformer.outputs import MARKER, clean_stale_temporaries
-from mcuformer.workflow import SearchOptions, keep_checkpoints, prepare_partial, run_export, run_search
+from mcuformer.search_options import SearchOptions, keep_checkpoints, prepare_partial
+from mcuformer.workflow import run_search
 
 BOARD = "NUCLEO-F412ZG"
 TINY = ArchConfig(8, 1, 2, 16, 1, (2,), (1.0,), (0,), (0,), 10)

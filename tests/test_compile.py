@@ -9,6 +9,8 @@ import re
 import numpy as np
 import pytest
 import torch
+
+from mcuformer.arch import ArchConfig
 from mcuformer.codegen.compile import compile_model, to_hwc
 from mcuformer.codegen.cost import estimate
 from mcuformer.codegen.emit import render_model_files
@@ -18,8 +20,6 @@ from mcuformer.codegen.int_exec import run_batch, run_unfused
 from mcuformer.codegen.ir import Op
 from mcuformer.codegen.lower import c_identifier
 from mcuformer.codegen.scratch import mlp_rowwise_s8_scratch_size
-
-from mcuformer.arch import ArchConfig
 from mcuformer.model import ViT
 from tests.test_plan import random_arch
 

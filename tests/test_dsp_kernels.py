@@ -27,15 +27,15 @@ if str(_HERE) not in sys.path:
     sys.path.insert(0, str(_HERE))
 
 import dsp_vectors  # noqa: E402
-from mcuformer.codegen.board_files import render_board_files, split_kernel_sources  # noqa: E402
-from mcuformer.codegen.emit import project_sources, runtime_sources  # noqa: E402
 
 from mcuformer.arch import ArchConfig, save_json  # noqa: E402
 from mcuformer.boards import get_board, qemu_machine  # noqa: E402
+from mcuformer.codegen.board_files import render_board_files, split_kernel_sources  # noqa: E402
+from mcuformer.codegen.emit import project_sources, runtime_sources  # noqa: E402
 from mcuformer.emulate import emulate, format_report, qemu_command, resolve_kernels  # noqa: E402
 from mcuformer.errors import UserError  # noqa: E402
+from mcuformer.export import run_export  # noqa: E402
 from mcuformer.model import ViT  # noqa: E402
-from mcuformer.workflow import run_export  # noqa: E402
 
 HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None and shutil.which("qemu-system-arm") is not None
 needs_arm = pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc or qemu-system-arm not installed")

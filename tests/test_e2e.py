@@ -16,11 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from mcuformer.codegen.cost import STACK_RESERVE_BYTES
 
 from mcuformer.arch import ArchConfig, save_json
+from mcuformer.codegen.cost import STACK_RESERVE_BYTES
+from mcuformer.emulate import run_emulate
+from mcuformer.export import run_export
 from mcuformer.model import ViT
-from mcuformer.workflow import SearchOptions, run_emulate, run_export, run_search
+from mcuformer.search_options import SearchOptions
+from mcuformer.workflow import run_search
 
 HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None and shutil.which("qemu-system-arm") is not None
 BOARD = "NUCLEO-F412ZG"
@@ -281,7 +284,7 @@ def test_existing_output_is_not_clobbered(tmp_path: Path) -> None:
 
 
 def test_memory_plot_draws_the_timeline(project: tuple[Path, dict], tmp_path: Path) -> None:
-    from mcuformer.workflow import run_memory_plot
+    from mcuformer.plots import run_memory_plot
 
     proj, _ = project
     out = run_memory_plot(proj, tmp_path / "timeline.png", quiet)

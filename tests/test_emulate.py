@@ -11,9 +11,9 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-from mcuformer.codegen.board_files import render_board_files
 
 from mcuformer.boards import get_board
+from mcuformer.codegen.board_files import render_board_files
 from mcuformer.emulate import (
     Mismatch,
     build,

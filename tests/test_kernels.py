@@ -26,6 +26,7 @@ for _p in (str(_HERE.parent), str(_HERE)):
         sys.path.insert(0, _p)
 
 import kernel_harness as kh  # noqa: E402
+
 from mcuformer.codegen import qparams as qp  # noqa: E402
 from mcuformer.codegen import ref, scratch  # noqa: E402
 

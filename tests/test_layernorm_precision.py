@@ -23,14 +23,14 @@ for _p in (str(_HERE.parent), str(_HERE)):
         sys.path.insert(0, _p)
 
 import kernel_harness as kh  # noqa: E402
+
+from mcuformer.arch import ArchConfig  # noqa: E402
 from mcuformer.codegen import qparams as qp  # noqa: E402
 from mcuformer.codegen import ref  # noqa: E402
 from mcuformer.codegen.compile import to_hwc  # noqa: E402
 from mcuformer.codegen.frontend import from_torch  # noqa: E402
 from mcuformer.codegen.ir import Op  # noqa: E402
 from mcuformer.codegen.quantize import calibrate, quantize  # noqa: E402
-
-from mcuformer.arch import ArchConfig  # noqa: E402
 from mcuformer.model import ViT  # noqa: E402
 from tests.test_kernels import assert_same, check_ok, layernorm_case  # noqa: E402
 

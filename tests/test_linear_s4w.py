@@ -20,9 +20,9 @@ for _p in (str(_HERE.parent), str(_HERE)):
         sys.path.insert(0, _p)
 
 import kernel_harness as kh  # noqa: E402
+
 from mcuformer.codegen import qparams as qp  # noqa: E402
 from mcuformer.codegen import ref  # noqa: E402
-
 from tests.test_kernels import I32_MAX, I32_MIN, assert_same, check_ok, random_linear  # noqa: E402
 
 OK, ERR_ARG = 0, -1

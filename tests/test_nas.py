@@ -9,24 +9,24 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from mcuformer.nas.instr_model import DEFAULT_MODEL, DEFAULT_PROFILES, FEATURES, InstructionModel, features, fit
-from mcuformer.nas.search import SearchConfig, crossover, evolution_search, mutate, pareto_front, plot_pareto
-from mcuformer.nas.space_evolution import (
-    RANK_GRID,
-    EvolutionConfig,
-    evolve_space,
-    fit_trend,
-    plot_trajectory,
-    rank_levels,
-)
-from mcuformer.nas.supernet import Supernet, init_from_dense, load_vit, resolution_choices, sample_arch, svd_factors
-from mcuformer.nas.train import TrainConfig, finetune, train_supernet
 
 from mcuformer.arch import ArchConfig, SearchSpace, save_json
 from mcuformer.data import Dataset, load_dataset
 from mcuformer.datasets import to_float
 from mcuformer.errors import UserError
 from mcuformer.model import LowRankLinear, ViT, resize_images
+from mcuformer.nas.instr_model import DEFAULT_MODEL, DEFAULT_PROFILES, FEATURES, InstructionModel, features, fit
+from mcuformer.nas.search import SearchConfig, crossover, evolution_search, mutate, pareto_front
+from mcuformer.nas.space_evolution import (
+    RANK_GRID,
+    EvolutionConfig,
+    evolve_space,
+    fit_trend,
+    rank_levels,
+)
+from mcuformer.nas.supernet import Supernet, init_from_dense, load_vit, resolution_choices, sample_arch, svd_factors
+from mcuformer.nas.train import TrainConfig, finetune, train_supernet
+from mcuformer.plots import plot_pareto, plot_trajectory
 
 TINY = SearchSpace(
     image_sizes=(8, 12),
@@ -272,7 +272,7 @@ def test_search_respects_budgets_and_counts_rejections(small_digits: Dataset) ->
         assert acc == correct / len(val_y), a
     assert toy_cost(result.best_arch)[0] <= sram_budget and toy_cost(result.best_arch)[1] <= flash_budget
     assert result.best_acc == max(acc for _, acc, _, _ in result.feasible)
-    assert len(result.history) == 4 and result.to_json()["evaluated"] == result.evaluated
+    assert len(result.history) == 4
 
 
 def test_search_is_deterministic(small_digits: Dataset) -> None:
@@ -510,9 +510,7 @@ def test_fit_trend_is_least_squares() -> None:
 
 @pytest.mark.parametrize("sram", [4 * 1024, 6 * 1024, 10 * 1024])
 def test_cost_cache_decides_exactly_like_estimate(sram: int) -> None:
-    from mcuformer.codegen.cost import estimate, peak_sram_lower_bound, planned_graph
-
-    from mcuformer.workflow import CostCache
+    from mcuformer.codegen.cost import CostCache, estimate, peak_sram_lower_bound, planned_graph
 
     space = replace(SearchSpace(), rank_ratios=RANK_GRID)
     rng = random.Random(sram)
@@ -534,9 +532,7 @@ def test_cost_cache_decides_exactly_like_estimate(sram: int) -> None:
 
 
 def test_cost_cache_with_a_flash_budget_decides_like_estimate() -> None:
-    from mcuformer.codegen.cost import estimate
-
-    from mcuformer.workflow import CostCache
+    from mcuformer.codegen.cost import CostCache, estimate
 
     space = replace(SearchSpace(), rank_ratios=RANK_GRID)
     rng = random.Random(5)
@@ -559,7 +555,8 @@ def test_cost_cache_with_a_flash_budget_decides_like_estimate() -> None:
 
 def test_search_cli_flags_and_errors(tmp_path, capsys) -> None:
     from mcuformer.cli import build_parser, main
-    from mcuformer.workflow import SearchOptions, run_search
+    from mcuformer.search_options import SearchOptions
+    from mcuformer.workflow import run_search
 
     args = build_parser().parse_args(
         ["search", "--board", "NUCLEO-F412ZG", "--out", "r", "--no-space-evolution", "--parents", "3",
@@ -578,7 +575,8 @@ def test_search_cli_flags_and_errors(tmp_path, capsys) -> None:
 
 
 def test_killed_search_resumes_to_the_same_run(tmp_path) -> None:
-    from mcuformer.workflow import SearchOptions, run_search
+    from mcuformer.search_options import SearchOptions
+    from mcuformer.workflow import run_search
 
     opts = dict(board="NUCLEO-F412ZG", sram="8KiB", flash="96KiB", epochs=1, finetune_epochs=1)
     opts |= dict(population=4, generations=2, space_evolution=False)

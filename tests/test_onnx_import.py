@@ -24,7 +24,6 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime is a test dependenc
 
 from mcuformer.codegen.compile import compile_graph, to_hwc  # noqa: E402
 from mcuformer.codegen.onnx_import import float_logits, import_onnx  # noqa: E402
-
 from mcuformer.errors import UserError  # noqa: E402
 
 HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None and shutil.which("qemu-system-arm") is not None

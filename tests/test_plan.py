@@ -6,6 +6,8 @@ import random
 from dataclasses import replace
 
 import pytest
+
+from mcuformer.arch import ArchConfig, SearchSpace
 from mcuformer.codegen.cost import estimate
 from mcuformer.codegen.frontend import build_graph
 from mcuformer.codegen.ir import IRError, Op, verify_graph
@@ -13,8 +15,6 @@ from mcuformer.codegen.passes.choose_schedules import tiled, with_tile
 from mcuformer.codegen.passes.plan import Buffer, place_fused, place_greedy
 from mcuformer.codegen.passes.verify_plan import verify_plan
 from mcuformer.codegen.pipeline import run_pipeline
-
-from mcuformer.arch import ArchConfig, SearchSpace
 
 
 def random_arch(rng: random.Random) -> ArchConfig:

@@ -10,11 +10,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
+from mcuformer.arch import ArchConfig
 from mcuformer.boards import MemoryRegion, get_board
 from mcuformer.codegen.board_files import linker_memory_name, render_board_files
 from mcuformer.codegen.regions import main_region, place_memory, split_hot_scratch
-
-from mcuformer.arch import ArchConfig
 from mcuformer.emulate import elf_sections, emulate, format_report
 from mcuformer.errors import UserError
 from tests.test_e2e import make_random_run
@@ -101,7 +101,7 @@ def test_arena_and_stack_outside_the_main_region_run_in_qemu(tmp_path: Path) -> 
 def test_export_reports_what_went_where(tmp_path: Path) -> None:
     arch = ArchConfig(16, 1, 4, 32, 1, (2,), (1.0,), (0,), (0,), 10)
     run = make_random_run(tmp_path, arch)
-    from mcuformer.workflow import run_export
+    from mcuformer.export import run_export
 
     report = run_export(run, "NUCLEO-H743ZI", tmp_path / "proj", force=False, log=lambda _: None)
     assert report["measured"]["bit_exact"], report["measured"]
@@ -116,7 +116,7 @@ def test_hot_scratch_goes_to_tcm_when_the_arena_does_not(tmp_path: Path) -> None
     """An H743 whose DTCM holds the stack and the row scratch but not the arena: the row scratch gets
     its own buffer in DTCM, the rest of the arena stays in AXI SRAM, and the model is bit-exact."""
     from mcuformer.data import load_dataset
-    from mcuformer.workflow import export_model, load_run
+    from mcuformer.export import export_model, load_run
 
     arch = ArchConfig(16, 1, 4, 32, 1, (2,), (1.0,), (0,), (0,), 10)
     model, run_report = load_run(make_random_run(tmp_path, arch))
@@ -146,6 +146,6 @@ def test_hot_scratch_goes_to_tcm_when_the_arena_does_not(tmp_path: Path) -> None
 
 
 def load_plan(model, data, board):
-    from mcuformer.workflow import compile_for
+    from mcuformer.export import compile_for
 
     return compile_for(model, data, board.sram_bytes, 4).graph.planned()

@@ -7,10 +7,10 @@ import random
 
 import pytest
 import torch
-from mcuformer.nas.supernet import sample_arch
 
 from mcuformer.arch import ArchConfig
 from mcuformer.errors import UserError
+from mcuformer.nas.supernet import sample_arch
 from mcuformer.spaces import PRESETS, RANK_GRID, budget_space, fill, fill_analysis, load_space
 
 GOOD = {"image_sizes": [28, 24], "patch_sizes": [4, 2], "embed_dims": [64, 48], "depths": [4, 2],
@@ -87,7 +87,7 @@ def test_presets_reach_mcuformer_scale() -> None:
 @pytest.mark.parametrize(("image", "channels", "sram", "flash"), [(8, 1, 6 * 1024, 96 * 1024),
                          (28, 1, 64 * 1024, 256 * 1024), (96, 3, 256 * 1024, 1024 * 1024)])  # fmt: skip
 def test_budget_sized_space_binds(image: int, channels: int, sram: int, flash: int) -> None:
-    from mcuformer.workflow import CostCache
+    from mcuformer.codegen.cost import CostCache
 
     cost = CostCache(sram)
     sized = budget_space(image, channels, 10, sram, flash, cost, sample_arch)
@@ -102,7 +102,7 @@ def test_budget_sized_space_binds(image: int, channels: int, sram: int, flash: i
 
 
 def test_budget_too_small_for_any_vit() -> None:
-    from mcuformer.workflow import CostCache
+    from mcuformer.codegen.cost import CostCache
 
     with pytest.raises(UserError, match="no ViT of a 28x28 input fits"):
         budget_space(28, 1, 10, 1024, 16 * 1024, CostCache(1024), sample_arch)

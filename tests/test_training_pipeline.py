@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from mcuformer.nas.cnn import CNN, cnn_cost, int8_model, widest_cnn
-from mcuformer.nas.data_pipeline import Augment, augment, default_augment, make_loader, resolve_device, stream_folder
-from mcuformer.nas.recipe import Recipe, finetune_epochs_for, train_config
-from mcuformer.nas.train import TrainConfig, distill_loss, supervised_loss, train_batches, train_classifier
 
 from mcuformer.data import Dataset, load_dataset
 from mcuformer.datasets import to_float
 from mcuformer.errors import UserError
+from mcuformer.nas.cnn import CNN, cnn_cost, int8_model, widest_cnn
+from mcuformer.nas.data_pipeline import Augment, augment, default_augment, make_loader, resolve_device, stream_folder
+from mcuformer.nas.recipe import Recipe, finetune_epochs_for, train_config
+from mcuformer.nas.train import TrainConfig, distill_loss, supervised_loss, train_batches, train_classifier
 
 
 def tiny_uint8(n: int = 40, size: int = 8) -> Dataset:

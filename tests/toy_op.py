@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+
 from mcuformer.codegen.ir import Attrs, FusedDims, Graph, KernelParams, Node, QParams, Role, Schedule
 from mcuformer.codegen.ops import CallContext, FusedOp, PrimitiveOp, Step, register
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+
 from mcuformer.codegen.ir import FusedDims, Graph, IRError, KernelParams, Node, QParams, Role, Schedule
 
 # Instruction-model features an op contributes to (nas.instr_model adds the constant): MACs of

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+
 from mcuformer.codegen import scratch
 from mcuformer.codegen.ir import FusedDims, Graph, KernelParams, Node, Op, Role, Schedule
 from mcuformer.codegen.ops.base import Body, CallContext, FusedOp, Step, register

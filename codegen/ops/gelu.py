@@ -6,11 +6,12 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
+from scipy.special import erf
+
 from mcuformer.codegen import qparams as qp
 from mcuformer.codegen import ref
 from mcuformer.codegen.ir import Graph, KernelParams, Node, Op, QParams
 from mcuformer.codegen.ops.base import Features, PrimitiveOp, register, unused_shape_key, zeros_s8
-from scipy.special import erf
 
 
 def _evaluate(node: Node, args: list[np.ndarray]) -> np.ndarray:

@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
+
 from mcuformer.codegen import qparams as qp
 from mcuformer.codegen import ref
 from mcuformer.codegen.ir import Graph, KernelParams, Node, Op, QParams

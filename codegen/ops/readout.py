@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+
 from mcuformer.codegen.ir import Graph, KernelParams, Node, Op, QParams
 from mcuformer.codegen.ops.base import PrimitiveOp, no_features, register, unused_shape_key
 
