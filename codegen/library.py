@@ -29,13 +29,13 @@ from importlib import resources
 import jinja2
 import numpy as np
 
-import mcuformer
 from mcuformer.boards import Board
 from mcuformer.codegen.board_files import split_kernel_sources
 from mcuformer.codegen.emit import project_sources, render_model_files, runtime_sources
 from mcuformer.codegen.ir import Graph
 from mcuformer.codegen.lower import LoweredModel, format_values
 from mcuformer.errors import UserError
+from mcuformer.version import __version__
 
 FLOAT_ABIS = ("soft", "softfp", "hard")
 PUBLIC_HEADER = "include/mcuformer_model.h"
@@ -56,7 +56,7 @@ _ENV = jinja2.Environment(
 
 def _render(name: str, **context: object) -> str:
     text = resources.files("mcuformer.codegen").joinpath("templates", "lib", name).read_text()
-    return _ENV.from_string(text).render(version=mcuformer.__version__, **context)
+    return _ENV.from_string(text).render(version=__version__, **context)
 
 
 def check_float_abi(board: Board, float_abi: str) -> None:

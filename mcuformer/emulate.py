@@ -45,6 +45,7 @@ from mcuformer.boards import (
     format_bytes,
     get_board,
 )
+from mcuformer.codegen.board_files import OPTIMIZED_DIR, default_kernels, split_kernel_sources
 from mcuformer.errors import DoesNotFit, UserError
 
 DEFAULT_TIMEOUT_S = 300.0
@@ -56,7 +57,7 @@ INSTRUCTIONS_NOTE = (
 # machine's CPU (mps2-an385 = Cortex-M3 runs Armv6-M code).
 QEMU_MACHINE_CPU = {name: machine.cpu for name, machine in QEMU_MACHINES.items()}
 
-# Kernel variants of an ARM build (runtime/src/dsp/*.c twins; codegen.board_files).
+# Kernel variants of an ARM build (runtime/src/dsp/*.c twins: codegen.board_files.split_kernel_sources).
 KERNEL_VARIANTS = ("default", "portable", "optimized")
 
 # Exit codes of runtime_c/platform/main.c (platform.h MCUF_EXIT_*).
@@ -161,17 +162,18 @@ def resolve_kernels(project: Path, board: Board, host: bool, kernels: str) -> st
     kernels (runtime/src/dsp), else portable; the host is portable. UserError for the impossible."""
     if kernels not in KERNEL_VARIANTS:
         raise UserError(f"unknown kernels '{kernels}': use one of {', '.join(KERNEL_VARIANTS)}")
-    has_optimized = (project / "runtime" / "src" / "dsp").is_dir()
+    sources = sorted(p.relative_to(project).as_posix() for p in (project / "runtime").rglob("*.c"))
+    variants = split_kernel_sources(sources)  # the twin rule of codegen.board_files, as the Makefile applies it
     if host:
         if kernels == "optimized":
             raise UserError("the host build has only the portable kernels (optimized ones need a DSP Cortex-M core)")
         return "portable"
     if kernels == "default":
-        return "optimized" if board.dsp and has_optimized else "portable"
+        return default_kernels(board, variants)
     if kernels == "optimized" and not board.dsp:
         raise UserError(f"board {board.name} ({board.core}) has no DSP extension: use the portable kernels")
-    if kernels == "optimized" and not has_optimized:
-        raise UserError(f"{project} has no optimized kernels (runtime/src/dsp); re-run `mcuformer export`")
+    if kernels == "optimized" and not variants.optimized:
+        raise UserError(f"{project} has no optimized kernels (runtime/src/{OPTIMIZED_DIR}); re-run `mcuformer export`")
     return kernels
 
 

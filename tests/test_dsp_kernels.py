@@ -313,8 +313,11 @@ def test_kernel_variant_errors(tmp_path: Path) -> None:
         emulate(project, kernels="optimized")
     with pytest.raises(UserError, match="host build has only the portable kernels"):
         emulate(project, host=True, kernels="optimized")
-    (project / "runtime" / "src" / "dsp").mkdir()
+    (project / "runtime" / "src" / "dsp").mkdir()  # an empty dsp/ folder holds no optimized kernel
     board = get_board("STM32F746G-DISCO")
+    assert resolve_kernels(project, board, False, "default") == "portable"
+    (project / "runtime" / "src" / "linear.c").write_text("")
+    (project / "runtime" / "src" / "dsp" / "linear.c").write_text("")  # the twin of linear.c
     assert resolve_kernels(project, board, False, "default") == "optimized"
     assert resolve_kernels(project, board, True, "default") == "portable"
     assert resolve_kernels(project, replace(board, dsp=False), False, "default") == "portable"
