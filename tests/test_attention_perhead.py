@@ -9,23 +9,16 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-_HERE = Path(__file__).resolve().parent
-for _p in (str(_HERE.parent), str(_HERE)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-
-import kernel_harness as kh  # noqa: E402
-
-from mcuformer.codegen import qparams as qp  # noqa: E402
-from mcuformer.codegen import ref, scratch  # noqa: E402
-from tests.test_kernels import (  # noqa: E402
+from mcuformer.codegen import qparams as qp
+from mcuformer.codegen import ref, scratch
+from tests import kernel_harness as kh
+from tests.kernel_cases import (
     assert_same,
     float_attention,
     rand_requant,
@@ -36,6 +29,8 @@ from tests.test_kernels import (  # noqa: E402
     random_layernorm,
     random_linear,
 )
+
+_HERE = Path(__file__).resolve().parent
 
 OK, ERR_ARG = 0, -1
 SRC = kh.RUNTIME / "src" / "attention_perhead.c"

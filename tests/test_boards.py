@@ -18,7 +18,7 @@ from mcuformer.codegen.board_files import render_board_files
 from mcuformer.codegen.emit import project_sources, runtime_sources
 from mcuformer.emulate import _parse_output, compare, qemu_command
 from mcuformer.export import run_export
-from tests.test_e2e import make_random_run
+from tests.builders import make_random_run
 
 HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None and shutil.which("qemu-system-arm") is not None
 needs_arm = pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc or qemu-system-arm not installed")

@@ -11,7 +11,7 @@ import pytest
 from mcuformer.codegen import qparams as qp
 from mcuformer.codegen import ref, scratch
 from tests import kernel_harness as kh
-from tests.test_kernels import (
+from tests.kernel_cases import (
     ERR_ARG,
     assert_same,
     check_ok,

@@ -21,7 +21,7 @@ from mcuformer.codegen.ir import Op
 from mcuformer.codegen.lower import c_identifier
 from mcuformer.codegen.scratch import mlp_rowwise_s8_scratch_size
 from mcuformer.model import ViT
-from tests.test_plan import random_arch
+from tests.builders import random_arch
 
 
 def make_model(arch: ArchConfig, seed: int) -> ViT:

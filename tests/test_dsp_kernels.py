@@ -13,7 +13,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -22,20 +21,17 @@ import numpy as np
 import pytest
 import torch
 
+from mcuformer.arch import ArchConfig, save_json
+from mcuformer.boards import get_board, qemu_machine
+from mcuformer.codegen.board_files import render_board_files, split_kernel_sources
+from mcuformer.codegen.emit import project_sources, runtime_sources
+from mcuformer.emulate import emulate, format_report, qemu_command, resolve_kernels
+from mcuformer.errors import UserError
+from mcuformer.export import run_export
+from mcuformer.model import ViT
+from tests import dsp_vectors
+
 _HERE = Path(__file__).resolve().parent
-if str(_HERE) not in sys.path:
-    sys.path.insert(0, str(_HERE))
-
-import dsp_vectors  # noqa: E402
-
-from mcuformer.arch import ArchConfig, save_json  # noqa: E402
-from mcuformer.boards import get_board, qemu_machine  # noqa: E402
-from mcuformer.codegen.board_files import render_board_files, split_kernel_sources  # noqa: E402
-from mcuformer.codegen.emit import project_sources, runtime_sources  # noqa: E402
-from mcuformer.emulate import emulate, format_report, qemu_command, resolve_kernels  # noqa: E402
-from mcuformer.errors import UserError  # noqa: E402
-from mcuformer.export import run_export  # noqa: E402
-from mcuformer.model import ViT  # noqa: E402
 
 HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None and shutil.which("qemu-system-arm") is not None
 needs_arm = pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc or qemu-system-arm not installed")

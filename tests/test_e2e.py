@@ -13,17 +13,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
-from mcuformer.arch import ArchConfig, save_json
+from mcuformer.arch import ArchConfig
 from mcuformer.codegen.cost import STACK_RESERVE_BYTES
 from mcuformer.emulate import run_emulate
 from mcuformer.export import run_export
-from mcuformer.model import ViT
 from mcuformer.search_options import SearchOptions
 from mcuformer.workflow import run_search
+from tests.builders import make_random_run
 
 HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None and shutil.which("qemu-system-arm") is not None
 BOARD = "NUCLEO-F412ZG"
@@ -180,19 +178,6 @@ def test_tampered_expectation_is_reported_as_mismatch(project: tuple[Path, dict]
     assert not result["bit_exact"]
     assert len(result["mismatches"]) == 1 and result["mismatches"][0]["input"] == 1
     assert result["mismatches"][0]["index"] == 3
-
-
-def make_random_run(tmp_path: Path, arch: ArchConfig) -> Path:
-    """A run directory with random weights and a small data set (quick calibration and evaluation)."""
-    torch.manual_seed(0)
-    run = tmp_path / "run"
-    run.mkdir()
-    torch.save(ViT(arch).state_dict(), run / "model.pt")
-    data = tmp_path / "small.npz"
-    rng = np.random.default_rng(0)
-    np.savez(data, x=rng.integers(0, 256, (30, 8, 8), dtype=np.uint8), y=np.arange(30) % 10)
-    save_json(str(run / "arch.json"), {"arch": arch.to_json(), "data": str(data), "seed": 0})
-    return run
 
 
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed (run make setup)")

@@ -10,29 +10,24 @@ fails the bound here (checked), and the frontend/quantizer carry each module's o
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from mcuformer.arch import ArchConfig
+from mcuformer.codegen import qparams as qp
+from mcuformer.codegen import ref
+from mcuformer.codegen.compile import to_hwc
+from mcuformer.codegen.frontend import from_torch
+from mcuformer.codegen.ir import Op
+from mcuformer.codegen.quantize import calibrate, quantize
+from mcuformer.model import ViT
+from tests import kernel_harness as kh
+from tests.kernel_cases import assert_same, check_ok, layernorm_case
+
 _HERE = Path(__file__).resolve().parent
-for _p in (str(_HERE.parent), str(_HERE)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-
-import kernel_harness as kh  # noqa: E402
-
-from mcuformer.arch import ArchConfig  # noqa: E402
-from mcuformer.codegen import qparams as qp  # noqa: E402
-from mcuformer.codegen import ref  # noqa: E402
-from mcuformer.codegen.compile import to_hwc  # noqa: E402
-from mcuformer.codegen.frontend import from_torch  # noqa: E402
-from mcuformer.codegen.ir import Op  # noqa: E402
-from mcuformer.codegen.quantize import calibrate, quantize  # noqa: E402
-from mcuformer.model import ViT  # noqa: E402
-from tests.test_kernels import assert_same, check_ok, layernorm_case  # noqa: E402
 
 WIDTHS = (16, 17, 24, 32, 48, 64, 96, 128, 192, 256)
 ROWS = 48  # per case: half random, half near-constant

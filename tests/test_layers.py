@@ -63,6 +63,7 @@ LAZY_THIRD_PARTY = frozenset(
 )
 LAZY_REASON = re.compile(r"#\s*lazy:\s*\S")
 
+
 def package_dirs() -> dict[str, str]:
     """pyproject.toml's [tool.setuptools.package-dir]: import name -> folder."""
     text = (ROOT / "pyproject.toml").read_text()

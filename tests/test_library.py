@@ -15,7 +15,7 @@ import pytest
 
 from mcuformer.arch import ArchConfig
 from mcuformer.emulate import check_library
-from tests.test_e2e import make_random_run
+from tests.builders import make_random_run
 
 HAVE_CMAKE = shutil.which("cmake") is not None and shutil.which("cc") is not None
 HAVE_ARM_GCC = shutil.which("arm-none-eabi-gcc") is not None and shutil.which("arm-none-eabi-readelf") is not None

@@ -7,23 +7,18 @@ tests/test_dsp_kernels.py), where the instruction counts are measured too.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mcuformer.codegen import qparams as qp
+from mcuformer.codegen import ref
+from tests import kernel_harness as kh
+from tests.kernel_cases import I32_MAX, I32_MIN, assert_same, check_ok, random_linear
+
 _HERE = Path(__file__).resolve().parent
-for _p in (str(_HERE.parent), str(_HERE)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-
-import kernel_harness as kh  # noqa: E402
-
-from mcuformer.codegen import qparams as qp  # noqa: E402
-from mcuformer.codegen import ref  # noqa: E402
-from tests.test_kernels import I32_MAX, I32_MIN, assert_same, check_ok, random_linear  # noqa: E402
 
 OK, ERR_ARG = 0, -1
 

@@ -18,13 +18,12 @@ import numpy as np
 import pytest
 import torch
 
+from mcuformer.codegen.compile import compile_graph, to_hwc
+from mcuformer.codegen.onnx_import import float_logits, import_onnx
+from mcuformer.errors import UserError
 from tests import vit_zoo as zoo
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is a test dependency (pip install .[dev])")
-
-from mcuformer.codegen.compile import compile_graph, to_hwc  # noqa: E402
-from mcuformer.codegen.onnx_import import float_logits, import_onnx  # noqa: E402
-from mcuformer.errors import UserError  # noqa: E402
 
 HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None and shutil.which("qemu-system-arm") is not None
 HAVE_DYNAMO = True

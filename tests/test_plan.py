@@ -15,24 +15,7 @@ from mcuformer.codegen.passes.choose_schedules import tiled, with_tile
 from mcuformer.codegen.passes.plan import Buffer, place_fused, place_greedy
 from mcuformer.codegen.passes.verify_plan import verify_plan
 from mcuformer.codegen.pipeline import run_pipeline
-
-
-def random_arch(rng: random.Random) -> ArchConfig:
-    space = SearchSpace()
-    depth = rng.choice(space.depths)
-    e = rng.choice(space.embed_dims)
-    return ArchConfig(
-        image_size=rng.choice(space.image_sizes),
-        in_channels=rng.choice((1, 3)),
-        patch_size=rng.choice(space.patch_sizes),
-        embed_dim=e,
-        depth=depth,
-        num_heads=tuple(rng.choice(space.num_heads) for _ in range(depth)),
-        mlp_ratio=tuple(rng.choice(space.mlp_ratios) for _ in range(depth)),
-        attn_rank=tuple(space.rank(rng.choice(space.rank_ratios), e) for _ in range(depth)),
-        mlp_rank=tuple(space.rank(rng.choice(space.rank_ratios), e) for _ in range(depth)),
-        num_classes=10,
-    )
+from tests.builders import random_arch
 
 
 @pytest.mark.parametrize("seed", range(8))

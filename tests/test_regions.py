@@ -17,7 +17,7 @@ from mcuformer.codegen.board_files import linker_memory_name, render_board_files
 from mcuformer.codegen.regions import main_region, place_memory, split_hot_scratch
 from mcuformer.emulate import elf_sections, emulate, format_report
 from mcuformer.errors import UserError
-from tests.test_e2e import make_random_run
+from tests.builders import make_random_run
 from tests.test_emulate import STACK_BYTES, make_project
 
 HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None and shutil.which("qemu-system-arm") is not None
