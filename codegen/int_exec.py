@@ -13,6 +13,7 @@ import numpy as np
 from mcuformer.codegen.float_exec import eval_node
 from mcuformer.codegen.ir import Graph, Node
 from mcuformer.codegen.ops import fused, primitive
+from mcuformer.codegen.qparams import dequantize_tensor
 
 
 def run_node(node: Node, value: np.ndarray) -> np.ndarray:
@@ -64,7 +65,7 @@ def op_error_lsb(graph: Graph, images_int8: np.ndarray) -> dict[str, dict[str, f
 
     def real(name: str, q: np.ndarray) -> np.ndarray:
         qp = graph.tensors[name].qparams
-        return (q.astype(np.float64) - qp.zero_point) * qp.scale
+        return dequantize_tensor(q, qp.scale, qp.zero_point)
 
     values = {graph.inputs[0]: np.asarray(images_int8)}
     result: dict[str, dict[str, float]] = {}

@@ -794,34 +794,6 @@ def merge_attn_head(scores: AttnHeadParams, av: AttnHeadParams) -> AttnHeadParam
     )
 
 
-@dataclass(frozen=True)
-class _SZ:
-    scale: float
-    zero_point: int
-
-
-def attn_head_params(
-    tokens: int,
-    head_dim: int,
-    s_q: float,
-    zp_q: int,
-    s_k: float,
-    zp_k: int,
-    s_v: float,
-    zp_v: int,
-    s_score: float,
-    zp_score: int,
-    s_out: float,
-    zp_out: int,
-) -> AttnHeadParams:
-    """One head's score row (scale s_score, 1/sqrt(head_dim) folded in) and weighted sum.
-
-    The probabilities feeding the weighted sum have scale 1/256 and zero point -128.
-    """
-    scores = attn_scores_params(tokens, head_dim, _SZ(s_q, zp_q), _SZ(s_k, zp_k), _SZ(s_score, zp_score))
-    return merge_attn_head(scores, attn_av_params(tokens, head_dim, _SZ(s_v, zp_v), _SZ(s_out, zp_out)))
-
-
 def pool_requant(tokens: int, s_y: float, s_pooled: float) -> Requant:
     """Mean pooling: pooled = sum_t (y_t - zp_y) * s_y / (tokens * s_pooled) + zp_pooled."""
     _check_scale("s_y", s_y)

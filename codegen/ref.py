@@ -256,12 +256,7 @@ def attention_rowwise(p: AttentionParams, x: np.ndarray) -> np.ndarray:
     """mcuf_attention_rowwise_s8: returns the new x (tokens, dim); the input is not modified."""
     x = _check_tokens(x, p.tokens, p.dim).copy()
     hd = p.dim // p.heads
-    k_buf = np.empty_like(x)
-    v_buf = np.empty_like(x)
-    for t in range(p.tokens):  # pass 1
-        r = _qkv_input(p, x[t])
-        k_buf[t] = linear(p.k, r)
-        v_buf[t] = linear(p.v, r)
+    k_buf, v_buf = attention_kv(p, x)  # pass 1 (row by row in the C: the same integers)
     concat = np.empty(p.dim, dtype=np.int8)
     for t in range(p.tokens):  # pass 2: row t is overwritten once its query is done
         q = linear(p.q, _qkv_input(p, x[t]))

@@ -4,6 +4,7 @@ by codegen.qparams, and the harness cases (one per kernel) that the per-family t
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -177,7 +178,7 @@ def float_attention(rng: np.random.Generator, tokens: int, dim: int, heads: int,
     probs /= probs.sum(axis=-1, keepdims=True)
     o = (probs @ vh).transpose(1, 0, 2).reshape(tokens, dim)
     s_o, zp_o = qparams_of(o)
-    head = qp.attn_head_params(tokens, hd, s_q, zp_q, s_k, zp_k, s_v, zp_v, s_s, zp_s, s_o, zp_o)
+    head = attn_head_params(tokens, hd, s_q, zp_q, s_k, zp_k, s_v, zp_v, s_s, zp_s, s_o, zp_o)
     proj, a, s_a, zp_a = quant_linear_layer(rng, fake_quant(o, s_o, zp_o), s_o, zp_o, dim)
     p = qp.AttentionParams(
         tokens=tokens,
@@ -329,3 +330,36 @@ def random_head(rng: np.random.Generator, tokens: int, head_dim: int) -> qp.Attn
 
 def patch_shape(p: qp.PatchEmbedParams) -> tuple[int, int, int, int]:
     return p.image_h, p.image_w, p.channels, p.patch
+
+
+@dataclass(frozen=True)
+class ScaleZeroPoint:
+    scale: float
+    zero_point: int
+
+
+def attn_head_params(
+    tokens: int,
+    head_dim: int,
+    s_q: float,
+    zp_q: int,
+    s_k: float,
+    zp_k: int,
+    s_v: float,
+    zp_v: int,
+    s_score: float,
+    zp_score: int,
+    s_out: float,
+    zp_out: int,
+) -> qp.AttnHeadParams:
+    """The compiler builds a head from its two primitive ops (codegen.ops attn_scores / attn_av); tests
+    build one from scales directly. One head's score row (scale s_score, 1/sqrt(head_dim) folded in) and weighted sum.
+
+    The probabilities feeding the weighted sum have scale 1/256 and zero point -128.
+    """
+    scores = qp.attn_scores_params(
+        tokens, head_dim, ScaleZeroPoint(s_q, zp_q), ScaleZeroPoint(s_k, zp_k), ScaleZeroPoint(s_score, zp_score)
+    )
+    return qp.merge_attn_head(
+        scores, qp.attn_av_params(tokens, head_dim, ScaleZeroPoint(s_v, zp_v), ScaleZeroPoint(s_out, zp_out))
+    )

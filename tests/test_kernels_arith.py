@@ -16,6 +16,7 @@ from tests.kernel_cases import (
     I32_MAX,
     I32_MIN,
     assert_same,
+    attn_head_params,
 )
 
 
@@ -116,7 +117,7 @@ def assert_represents(rq: qp.Requant, real: float, what: str) -> None:
 def test_builder_scales_offsets_and_folded_bias() -> None:
     rng = np.random.default_rng(20)
     s_q, zp_q, s_k, zp_k, s_v, zp_v, s_s, zp_s, s_o, zp_o = 0.1, 3, 0.2, -5, 0.05, 7, 0.3, -20, 0.02, 11
-    head = qp.attn_head_params(9, 8, s_q, zp_q, s_k, zp_k, s_v, zp_v, s_s, zp_s, s_o, zp_o)
+    head = attn_head_params(9, 8, s_q, zp_q, s_k, zp_k, s_v, zp_v, s_s, zp_s, s_o, zp_o)
     assert (head.tokens, head.head_dim) == (9, 8)
     # mcuf.h: offsets are pre-negated on the inputs, the zero point itself on the outputs
     assert (head.q_offset, head.k_offset, head.v_offset, head.score_offset, head.out_offset) == (-3, 5, -7, -20, 11)
