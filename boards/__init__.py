@@ -19,10 +19,9 @@ class QemuMachine:
     ``instructions_per_tick``: SysTick on the processor clock under ``-icount shift=0`` (1 ns per
     instruction) ticks once per this many instructions (1e9 / the machine's processor clock).
     ``icount_shift`` > 0 (a clock that ticks no whole number of instructions at shift 0): QEMU runs
-    with ``-icount shift=<icount_shift>`` (2^shift ns per instruction, shorter than one SysTick
-    period of 1e9 / ``clock_hz`` ns, so every instruction advances SysTick by one or two ticks); the
-    harness counts ticks (``instructions_per_tick`` 1) and ``instructions`` recovers the exact number
-    of instructions from them.
+    with ``-icount shift=<icount_shift>`` (2^shift ns per instruction, many SysTick periods of
+    1e9 / ``clock_hz`` ns), the harness counts ticks (``instructions_per_tick`` 1) and
+    ``instructions`` recovers the exact number of instructions from them.
     ``flash_window``: the code region (``flash_bytes_limit``) is smaller than the board's flash: the
     emulator image's FLASH is that region (a larger model fails at link time there), the board
     image keeps the board's flash.
@@ -47,12 +46,14 @@ class QemuMachine:
     def instructions(self, count: int) -> int:
         """Executed instructions for a count the harness printed (SysTick ticks times
         ``instructions_per_tick``). At shift 0 the count itself. At shift s > 0 a run of n
-        instructions lasts n * 2^s ns and SysTick counts t = floor(n * 2^s * clock_hz / 1e9) ticks;
-        2^s * clock_hz / 1e9 >= 1 makes that strictly increasing in n, so n = ceil(t * 1e9 /
-        (2^s * clock_hz)), exactly (checked on a loop of known length in tests/test_helium.py)."""
+        instructions lasts n * 2^s ns, r = 2^s * clock_hz / 1e9 ticks per instruction (32.768 on
+        mps3-an547 at shift 10), and SysTick counts t = n * r + e ticks, |e| <= 2 (where the tick
+        grid starts, and the reload tick the counter skips); with r > 4, n = round(t / r) exactly
+        (checked on a loop of known length in tests/test_helium.py)."""
         if self.icount_shift == 0:
             return count
-        return -(-count * 1_000_000_000 // (self.clock_hz << self.icount_shift))
+        d = self.clock_hz << self.icount_shift  # r * 1e9
+        return (2 * count * 1_000_000_000 + d) // (2 * d)
 
 
 # Instructions per SysTick tick that runtime_c/platform/platform_semihost.c assumes (25 MHz MPS2).
@@ -87,8 +88,8 @@ QEMU_MACHINES: dict[str, QemuMachine] = {
         # aliases (bit 28 set) reach every one of them. The image runs from the ITCM (vectors, code
         # and weights: 512 KiB at most, a window on the board's flash) with its data in DDR (16 MiB
         # used: the main region and the board's other regions in use, back to back). SYSCLK is
-        # 32 MHz: 31.25 instructions per tick at shift 0, so QEMU runs at shift 5 (32 ns per
-        # instruction, 1.024 ticks) and the count is recovered exactly (QemuMachine.instructions).
+        # 32 MHz: 31.25 instructions per tick at shift 0, so QEMU runs at shift 10 (1024 ns per
+        # instruction, 32.768 ticks) and the count is recovered exactly (QemuMachine.instructions).
         QemuMachine(
             "mps3-an547",
             "cortex-m55",
@@ -98,7 +99,7 @@ QEMU_MACHINES: dict[str, QemuMachine] = {
             1,
             "runs in Secure state: code and weights in the ITCM (512 KiB), data in DDR",
             flash_region_bytes=512 * 1024,
-            icount_shift=5,
+            icount_shift=10,
             clock_hz=32_000_000,
             flash_window=True,
         ),

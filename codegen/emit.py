@@ -56,8 +56,9 @@ def runtime_sources(board: Board, graph: Graph | None = None) -> dict[str, str]:
     root = resources.files("mcuformer.runtime_c")
     src = root / "src"
     dirs = optimized_dirs(board)
+    shipped = ("", *dirs)  # headers of no directory, and those of the board's directories
     headers = sorted(
-        (p for p in (root / "include").iterdir() if p.name.endswith(".h") and DIR_HEADERS.get(p.name, "") in ("", *dirs)),
+        (p for p in (root / "include").iterdir() if p.name.endswith(".h") and DIR_HEADERS.get(p.name, "") in shipped),
         key=lambda p: p.name,
     )
     files = {f"runtime/include/{path.name}": path.read_text() for path in headers}

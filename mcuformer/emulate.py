@@ -8,7 +8,7 @@ What is measured and how:
   25 MHz mps2-an386/an500, 50 on the 20 MHz an505; mcuformer.boards.QEMU_MACHINES, passed to the
   harness by the Makefile), so the count is executed instructions with that resolution, identical
   on every run. Not cycles. On mps3-an547 (Cortex-M55, 32 MHz: 31.25 instructions per tick at
-  shift 0) QEMU runs with ``-icount shift=5`` (32 ns per instruction, 1.024 ticks), the harness
+  shift 0) QEMU runs with ``-icount shift=10`` (1024 ns per instruction, 32.768 ticks), the harness
   prints ticks and they are converted to the exact instruction count (QemuMachine.instructions):
   resolution 1. An MVE (Helium) instruction counts as one, like any other.
 - profile: built with ``-DMCUF_PROFILE`` (into build/<variant>-profile/), the harness also prints

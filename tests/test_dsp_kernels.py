@@ -96,7 +96,8 @@ def test_makefile_selects_kernels_by_file() -> None:
     assert [p.replace("/dsp/", "/") for p in split.optimized] == split.portable
     assert "runtime/src/softmax.c" in split.common or "runtime/src/dsp/softmax.c" in split.optimized
     # every header of runtime_c/include is shipped (the kernels include the private ones)
-    assert {f"runtime/include/{p.name}" for p in RUNTIME_INCLUDE.glob("*.h")} <= set(runtime)
+    # (all but mcuf_mve.h, shipped to the M55's projects only: tests/test_helium.py)
+    assert {f"runtime/include/{p.name}" for p in RUNTIME_INCLUDE.glob("*.h") if p.name != "mcuf_mve.h"} <= set(runtime)
     files = render_board_files(board, sources, 1024)
     makefile = files["Makefile"]
     assert "KERNELS ?= optimized" in makefile and "-mcpu=cortex-m33" in makefile
@@ -249,7 +250,8 @@ def test_int4_linear_instructions(kernel_runs: dict[str, dict[str, str]], core: 
     print(f"{core}: {runs}")
     assert all(set(r) == {4, 8} for r in runs.values()), runs
     assert runs["optimized"][4] * 2 < runs["portable"][4], runs
-    assert runs["optimized"][4] < 1.5 * runs["optimized"][8], runs
+    if core != "cortex-m55":  # the M55's int8 kernel is the Helium one (several times faster than its DSP int4)
+        assert runs["optimized"][4] < 1.5 * runs["optimized"][8], runs
 
 
 # ----------------------------------------------------------------------------------- whole projects
