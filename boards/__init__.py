@@ -18,6 +18,13 @@ class QemuMachine:
     ``ram_origin`` (data, bss, stack) with the board's own sizes, each at most ``region_bytes``.
     ``instructions_per_tick``: SysTick on the processor clock under ``-icount shift=0`` (1 ns per
     instruction) ticks once per this many instructions (1e9 / the machine's processor clock).
+    ``icount_shift`` > 0 (a clock that ticks no whole number of instructions at shift 0): QEMU runs
+    with ``-icount shift=<icount_shift>`` (2^shift ns per instruction, many SysTick periods of
+    1e9 / ``clock_hz`` ns), the harness counts ticks (``instructions_per_tick`` 1) and
+    ``instructions`` recovers the exact number of instructions from them.
+    ``flash_window``: the code region (``flash_bytes_limit``) is smaller than the board's flash: the
+    emulator image's FLASH is that region (a larger model fails at link time there), the board
+    image keeps the board's flash.
     """
 
     name: str
@@ -28,10 +35,25 @@ class QemuMachine:
     instructions_per_tick: int
     notes: str = ""
     flash_region_bytes: int = 0  # the code region when smaller than region_bytes (0: region_bytes)
+    icount_shift: int = 0
+    clock_hz: int = 0  # SysTick's processor clock, needed when icount_shift > 0
+    flash_window: bool = False
 
     @property
     def flash_bytes_limit(self) -> int:
         return self.flash_region_bytes or self.region_bytes
+
+    def instructions(self, count: int) -> int:
+        """Executed instructions for a count the harness printed (SysTick ticks times
+        ``instructions_per_tick``). At shift 0 the count itself. At shift s > 0 a run of n
+        instructions lasts n * 2^s ns, r = 2^s * clock_hz / 1e9 ticks per instruction (32.768 on
+        mps3-an547 at shift 10), and SysTick counts t = n * r + e ticks, |e| <= 2 (where the tick
+        grid starts, and the reload tick the counter skips); with r > 4, n = round(t / r) exactly
+        (checked on a loop of known length in tests/test_helium.py)."""
+        if self.icount_shift == 0:
+            return count
+        d = self.clock_hz << self.icount_shift  # r * 1e9
+        return (2 * count * 1_000_000_000 + d) // (2 * d)
 
 
 # Instructions per SysTick tick that runtime_c/platform/platform_semihost.c assumes (25 MHz MPS2).
@@ -58,6 +80,28 @@ QEMU_MACHINES: dict[str, QemuMachine] = {
             4 * 1024 * 1024,
             50,
             "runs in Secure state from the Secure aliases of SSRAM1 (code) and SSRAM2/3 (data)",
+        ),
+        # Arm MPS3 AN547 (Corstone SSE-300, Cortex-M55 with MVE and the FPU; QEMU 7.2 memory map):
+        # ITCM 512 KiB at 0x00000000, SRAM 2 MiB at 0x01000000, DTCM 512 KiB at 0x20000000, ISRAM
+        # 4 MiB at 0x21000000, QSPI 8 MiB (ROM) at 0x28000000, DDR 2 GiB at 0x60000000; the core
+        # resets in Secure state with SVTOR = 0x10000000 (the ITCM's Secure alias), and the Secure
+        # aliases (bit 28 set) reach every one of them. The image runs from the ITCM (vectors, code
+        # and weights: 512 KiB at most, a window on the board's flash) with its data in DDR (16 MiB
+        # used: the main region and the board's other regions in use, back to back). SYSCLK is
+        # 32 MHz: 31.25 instructions per tick at shift 0, so QEMU runs at shift 10 (1024 ns per
+        # instruction, 32.768 ticks) and the count is recovered exactly (QemuMachine.instructions).
+        QemuMachine(
+            "mps3-an547",
+            "cortex-m55",
+            0x10000000,
+            0x70000000,
+            16 * 1024 * 1024,
+            1,
+            "runs in Secure state: code and weights in the ITCM (512 KiB), data in DDR",
+            flash_region_bytes=512 * 1024,
+            icount_shift=10,
+            clock_hz=32_000_000,
+            flash_window=True,
         ),
         # BBC micro:bit (nRF51822): a real Cortex-M0 (Armv6-M: unaligned accesses fault, unlike on
         # the M3 of mps2-an385), 256 KiB flash at 0x0, 16 KiB RAM at 0x20000000. SysTick runs at
@@ -139,7 +183,7 @@ MEMORY_REGION_KINDS = ("sram", "tcm", "external")
 @dataclass(frozen=True)
 class Board:
     name: str
-    core: str  # cortex-m0plus | cortex-m4 | cortex-m7 | cortex-m33 | host
+    core: str  # cortex-m0plus | cortex-m4 | cortex-m7 | cortex-m33 | cortex-m55 | host
     fpu: str
     dsp: bool  # has the DSP extension (SIMD 16-bit dual MAC)
     clock_hz: int

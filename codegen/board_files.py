@@ -15,11 +15,14 @@ Project layout produced here (paths relative to the project root):
   platform/*        platform layer (runtime_c/platform)
 For the host board only Makefile.host, main.c and the host platform files are produced.
 
-Kernel variants (DESIGN section 5): a source ``<dir>/dsp/<name>.c`` is the DSP-extension twin of
-``<dir>/<name>.c`` and defines the same functions. The ARM Makefile builds, with
-``KERNELS=optimized`` (the default on a board with the DSP extension), each twin in place of its
-portable file, and with ``KERNELS=portable`` (the default otherwise) the portable files only. The
-host build always uses the portable files.
+Kernel variants (DESIGN section 5): a source ``<dir>/<opt>/<name>.c``, ``<opt>`` one of a core's
+optimized directories (``optimized_dirs``: ``dsp`` on the M4, M7 and M33; ``mve`` then ``dsp`` on
+the M55), is a twin of ``<dir>/<name>.c`` and defines the same functions. The ARM Makefile builds,
+with ``KERNELS=optimized`` (the default on a board with the DSP extension), for each portable file
+its first twin in that order in its place, and with ``KERNELS=portable`` (the default otherwise)
+the portable files only; a core with several directories also has ``KERNELS=<dir>`` for each later
+one (the M55's ``KERNELS=dsp``: the DSP twins only, the same build the M4/M7/M33 get). The host
+build always uses the portable files.
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ HOST_PLATFORM_FILES = ("platform.h", "platform_host.c")
 # The exporter's layout (codegen.emit): model/model.h, runtime/include/*.h (mcuf.h and the private headers).
 DEFAULT_INCLUDE_DIRS = ("model", "runtime/include")
 OPTIMIZED_DIR = "dsp"  # <dir>/dsp/<name>.c replaces <dir>/<name>.c with KERNELS=optimized
+MVE_DIR = "mve"  # Helium (M-profile vector extension) twins, Cortex-M55
+# Optimized directories per core, first choice first (a core not listed: dsp when it has the DSP extension).
+CORE_OPTIMIZED_DIRS: dict[str, tuple[str, ...]] = {"cortex-m55": (MVE_DIR, OPTIMIZED_DIR)}
+OPTIMIZED_DIRS = (MVE_DIR, OPTIMIZED_DIR)  # every optimized directory the runtime has
 
 _ENV = jinja2.Environment(
     undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False, trim_blocks=False
@@ -114,34 +121,58 @@ def _platform_file(name: str) -> str:
     return resources.files("mcuformer.runtime_c").joinpath("platform", name).read_text()
 
 
+def optimized_dirs(board: Board) -> tuple[str, ...]:
+    """The optimized kernel directories a board's project ships, first choice first: () for the
+    host. A core without the DSP extension ships dsp/ too, built only with KERNELS=optimized
+    (default_kernels picks portable there)."""
+    if board.is_host:
+        return ()
+    return CORE_OPTIMIZED_DIRS.get(board.core, (OPTIMIZED_DIR,))
+
+
 @dataclass(frozen=True)
 class KernelSources:
     """A project's C sources split by kernel variant."""
 
     common: list[str]  # built with either variant
     portable: list[str]  # portable files that have an optimized twin (KERNELS=portable)
-    optimized: list[str]  # the twins, in the same order (KERNELS=optimized)
+    optimized: list[str]  # for each, its first twin in the directory order (KERNELS=optimized)
+    # (name, files): KERNELS=<name> for each later directory of the order: for each portable file
+    # its first twin from that directory on, else the portable file itself.
+    more: tuple[tuple[str, list[str]], ...] = ()
 
 
-def split_kernel_sources(sources: Sequence[str]) -> KernelSources:
-    """Split sources into common files, portable files with a ``dsp/`` twin, and the twins.
-    Raises ValueError for a twin whose portable file is not among the sources."""
+def split_kernel_sources(sources: Sequence[str], dirs: Sequence[str] = (OPTIMIZED_DIR,)) -> KernelSources:
+    """Split sources into common files, portable files with a twin in one of ``dirs`` (the core's
+    optimized directories, first choice first: ``optimized_dirs``), and the twins. Twins in an
+    optimized directory the core does not use (OPTIMIZED_DIRS) belong to no variant. Raises
+    ValueError for a twin whose portable file is not among the sources."""
     present = set(sources)
-    twins: dict[str, str] = {}  # portable path -> twin path
+    twins: dict[str, dict[str, str]] = {}  # portable path -> {dir: twin path}
+    unused: set[str] = set()
     for path in sources:
         head, _, name = path.rpartition("/")
         parent, _, sub = head.rpartition("/")
-        if sub != OPTIMIZED_DIR or not name.endswith(".c"):
+        if sub not in OPTIMIZED_DIRS or not name.endswith(".c"):
             continue
         portable = f"{parent}/{name}" if parent else name
         if portable not in present:
             raise ValueError(f"optimized kernel {path} has no portable file {portable} among the sources")
-        twins[portable] = path
+        if sub in dirs:
+            twins.setdefault(portable, {})[sub] = path
+        else:
+            unused.add(path)
     replaced = [p for p in sources if p in twins]
+
+    def choose(order: Sequence[str]) -> list[str]:
+        return [next((twins[p][d] for d in order if d in twins[p]), p) for p in replaced]
+
+    every_twin = {t for ts in twins.values() for t in ts.values()}
     return KernelSources(
-        common=[p for p in sources if p not in twins and p not in twins.values()],
+        common=[p for p in sources if p not in twins and p not in every_twin and p not in unused],
         portable=replaced,
-        optimized=[twins[p] for p in replaced],
+        optimized=choose(dirs),
+        more=tuple((d, choose(dirs[i:])) for i, d in enumerate(dirs) if i > 0),
     )
 
 
@@ -162,10 +193,10 @@ def board_platform_source(board: Board) -> str:
 
 
 def _check_arm_memory(board: Board, machine: QemuMachine, stack_bytes: int) -> None:
-    for what, size, limit in (
-        ("SRAM", board.sram_bytes, machine.region_bytes),
-        ("flash", board.flash_bytes, machine.flash_bytes_limit),
-    ):
+    checks = [("SRAM", board.sram_bytes, machine.region_bytes)]
+    if not machine.flash_window:  # else the emulator image's FLASH is the machine's code region
+        checks.append(("flash", board.flash_bytes, machine.flash_bytes_limit))
+    for what, size, limit in checks:
         if size > limit:
             raise UserError(
                 f"board {board.name}: {what} of {format_bytes(size)} is larger than the emulator's "
@@ -207,9 +238,9 @@ def render_board_files(
     if len(set(all_sources)) != len(all_sources):
         raise ValueError(f"duplicate or reserved source path in {list(sources)}")
     dirs = list(dict.fromkeys([*include_dirs, PLATFORM_DIR]))
-    kernels = split_kernel_sources(sources)
-
-    host_sources = [*[s for s in sources if s not in kernels.optimized], HARNESS, *HOST_PLATFORM_SOURCES]
+    kernels = split_kernel_sources(sources, optimized_dirs(board))
+    arm_only = {p for p in sources if p not in kernels.common and p not in kernels.portable}
+    host_sources = [*[s for s in sources if s not in arm_only], HARNESS, *HOST_PLATFORM_SOURCES]
     files: dict[str, str] = {
         "Makefile.host": _template("mcuformer.codegen", "Makefile.host.j2").render(
             board=board, sources=host_sources, include_dirs=dirs
@@ -233,9 +264,11 @@ def render_board_files(
         sources=[*kernels.common, HARNESS, *ARM_PLATFORM_SOURCES],
         portable_kernels=kernels.portable,
         optimized_kernels=kernels.optimized,
+        more_kernels=[(name, name.upper(), files) for name, files in kernels.more],
         default_kernels=default_kernels(board, kernels),
         include_dirs=dirs,
         instructions_per_tick=machine.instructions_per_tick,
+        icount_shift=machine.icount_shift,
     )
     linker = _template("mcuformer.boards", "cortexm.ld.j2")
     if placement is None:
@@ -245,7 +278,7 @@ def render_board_files(
         extra, arena_memory, scratch_memory, stack_memory = _linker_regions(board, placement, target)
         files[f"linker/{name}.ld"] = linker.render(
             flash_origin=target.flash_origin if target else board.flash_origin,
-            flash_bytes=board.flash_bytes,
+            flash_bytes=min(board.flash_bytes, machine.flash_bytes_limit) if target else board.flash_bytes,
             ram_origin=target.ram_origin if target else board.sram_origin,
             ram_bytes=board.sram_bytes,
             stack_bytes=stack_bytes,

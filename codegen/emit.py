@@ -8,7 +8,7 @@ import jinja2
 import numpy as np
 
 from mcuformer.boards import Board
-from mcuformer.codegen.board_files import OPTIMIZED_DIR, split_kernel_sources
+from mcuformer.codegen.board_files import MVE_DIR, optimized_dirs, split_kernel_sources
 from mcuformer.codegen.ir import Graph
 from mcuformer.codegen.lower import LoweredModel, format_values
 from mcuformer.codegen.ops import FusedOp, fused
@@ -38,19 +38,29 @@ def own_kernel_ops(graph: Graph) -> list[FusedOp]:
     return result
 
 
+# Headers only one optimized directory's kernels include: shipped with that directory only.
+DIR_HEADERS = {"mcuf_mve.h": MVE_DIR}
+
+
 def runtime_sources(board: Board, graph: Graph | None = None) -> dict[str, str]:
     """The runtime_c files a board's project uses: {project path: text}, plus the C kernels of the
     ops in ``graph`` that bring their own (runtime/include/<c_name>.h, runtime/src/<c_name>.c).
 
     The headers (runtime/include/*.h: mcuf.h and the private ones the kernels include) and the
-    portable kernels (runtime/src/*.c) always; for a Cortex-M board also the DSP-extension kernels
-    (runtime/src/dsp/*.c), each a drop-in twin of the portable file of the same name. The ARM
-    Makefile builds one file of each pair (KERNELS=optimized|portable, default from board.dsp:
-    codegen.board_files); the host build uses the portable files.
+    portable kernels (runtime/src/*.c) always; for a Cortex-M board also the optimized kernels of
+    its core (codegen.board_files.optimized_dirs: runtime/src/dsp/*.c, and on the M55 first
+    runtime/src/mve/*.c with mcuf_mve.h), each a drop-in twin of the portable file of the same
+    name. The ARM Makefile builds one file of each group (KERNELS=optimized|portable, and dsp on
+    the M55; default from board.dsp: codegen.board_files); the host build uses the portable files.
     """
     root = resources.files("mcuformer.runtime_c")
     src = root / "src"
-    headers = sorted((p for p in (root / "include").iterdir() if p.name.endswith(".h")), key=lambda p: p.name)
+    dirs = optimized_dirs(board)
+    shipped = ("", *dirs)  # headers of no directory, and those of the board's directories
+    headers = sorted(
+        (p for p in (root / "include").iterdir() if p.name.endswith(".h") and DIR_HEADERS.get(p.name, "") in shipped),
+        key=lambda p: p.name,
+    )
     files = {f"runtime/include/{path.name}": path.read_text() for path in headers}
     portable = sorted((p for p in src.iterdir() if p.name.endswith(".c")), key=lambda p: p.name)
     for path in portable:
@@ -58,12 +68,13 @@ def runtime_sources(board: Board, graph: Graph | None = None) -> dict[str, str]:
     for definition in own_kernel_ops(graph) if graph is not None else []:
         files[f"runtime/include/{definition.c_name}.h"] = definition.c_header
         files[f"runtime/src/{definition.c_name}.c"] = definition.c_source
-    optimized_dir = src / OPTIMIZED_DIR
-    if board.is_host or not optimized_dir.is_dir():
-        return files
-    for path in sorted((p for p in optimized_dir.iterdir() if p.name.endswith(".c")), key=lambda p: p.name):
-        files[f"runtime/src/{OPTIMIZED_DIR}/{path.name}"] = path.read_text()
-    split_kernel_sources(sorted(files))  # ValueError for a twin without its portable file (a packaging bug)
+    for sub in dirs:
+        optimized_dir = src / sub
+        if not optimized_dir.is_dir():
+            continue
+        for path in sorted((p for p in optimized_dir.iterdir() if p.name.endswith(".c")), key=lambda p: p.name):
+            files[f"runtime/src/{sub}/{path.name}"] = path.read_text()
+    split_kernel_sources(sorted(files), dirs)  # ValueError for a twin without its portable file (a packaging bug)
     return files
 
 

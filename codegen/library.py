@@ -30,7 +30,7 @@ import jinja2
 import numpy as np
 
 from mcuformer.boards import Board
-from mcuformer.codegen.board_files import split_kernel_sources
+from mcuformer.codegen.board_files import optimized_dirs, split_kernel_sources
 from mcuformer.codegen.emit import project_sources, render_model_files, runtime_sources
 from mcuformer.codegen.ir import Graph
 from mcuformer.codegen.lower import LoweredModel, format_values
@@ -99,7 +99,7 @@ def render_library(
     for name in ("model/model.c", "model/model.h"):
         files[f"{SOURCE_DIR}/{name}"] = model[name]
     kernels = split_kernel_sources(
-        [f"{SOURCE_DIR}/{p}" for p in project_sources(runtime) if p != "model/test_inputs.c"]
+        [f"{SOURCE_DIR}/{p}" for p in project_sources(runtime) if p != "model/test_inputs.c"], optimized_dirs(board)
     )
     in_q = graph.tensors[graph.inputs[0]].qparams
     out_q = graph.tensors[graph.outputs[0]].qparams

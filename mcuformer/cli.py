@@ -252,9 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument(
         "--kernels",
-        choices=("default", "optimized", "portable"),
+        choices=("default", "optimized", "portable", "dsp"),
         default="default",
-        help="kernel variant (default: optimized on cores with the DSP extension)",
+        help="kernel variant (default: optimized on cores with the DSP extension; dsp: the M55 without Helium)",
     )
     p.add_argument("--profile", action="store_true", help="instructions per operator from QEMU (table / JSON)")
     p.add_argument(

@@ -7,11 +7,15 @@ What is measured and how:
   time); SysTick on the processor clock then ticks once per 1e9 / clock instructions (40 on the
   25 MHz mps2-an386/an500, 50 on the 20 MHz an505; mcuformer.boards.QEMU_MACHINES, passed to the
   harness by the Makefile), so the count is executed instructions with that resolution, identical
-  on every run. Not cycles.
+  on every run. Not cycles. On mps3-an547 (Cortex-M55, 32 MHz: 31.25 instructions per tick at
+  shift 0) QEMU runs with ``-icount shift=10`` (1024 ns per instruction, 32.768 ticks), the harness
+  prints ticks and they are converted to the exact instruction count (QemuMachine.instructions):
+  resolution 1. An MVE (Helium) instruction counts as one, like any other.
 - profile: built with ``-DMCUF_PROFILE`` (into build/<variant>-profile/), the harness also prints
   the counter after every operator; per-operator instructions are the differences.
 - kernels: ``"default"`` (the Makefile's: optimized on a core with the DSP extension, else
-  portable), ``"portable"`` or ``"optimized"``; each variant builds into build/<variant>/ with
+  portable), ``"portable"``, ``"optimized"`` or, on a core with several optimized directories
+  (the M55: mve then dsp), ``"dsp"`` (the DSP twins only); each variant builds into build/<variant>/ with
   ``make KERNELS=<variant> BUILD=build/<variant>``. The host build is always portable.
 - stack_bytes: high-water mark since reset from stack painting (deepest overwritten word).
 - From the ELF section headers (build/<variant>/qemu.elf), ``SHF_ALLOC`` sections only:
@@ -33,7 +37,7 @@ import shutil
 import struct
 import subprocess
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from mcuformer.boards import (
@@ -45,12 +49,13 @@ from mcuformer.boards import (
     format_bytes,
     get_board,
 )
-from mcuformer.codegen.board_files import OPTIMIZED_DIR, default_kernels, split_kernel_sources
+from mcuformer.codegen.board_files import OPTIMIZED_DIR, default_kernels, optimized_dirs, split_kernel_sources
 from mcuformer.errors import DoesNotFit, UserError
 
 DEFAULT_TIMEOUT_S = 300.0
 INSTRUCTIONS_NOTE = (
-    "executed instructions under QEMU -icount shift=0 (SysTick, resolution 40; 50 on mps2-an505); not cycles"
+    "executed instructions under QEMU -icount (SysTick, resolution 40; 50 on mps2-an505; exact, resolution 1, on "
+    "mps3-an547 where an MVE instruction counts as one); not cycles"
 )
 
 # QEMU accepts only its machine's own CPU for -cpu; a core it lacks (cortex-m0plus) runs on the
@@ -58,7 +63,7 @@ INSTRUCTIONS_NOTE = (
 QEMU_MACHINE_CPU = {name: machine.cpu for name, machine in QEMU_MACHINES.items()}
 
 # Kernel variants of an ARM build (runtime/src/dsp/*.c twins: codegen.board_files.split_kernel_sources).
-KERNEL_VARIANTS = ("default", "portable", "optimized")
+KERNEL_VARIANTS = ("default", "portable", "optimized", "dsp")
 
 # Exit codes of runtime_c/platform/main.c (platform.h MCUF_EXIT_*).
 EXIT_MODEL_ERROR = 2
@@ -163,13 +168,19 @@ def resolve_kernels(project: Path, board: Board, host: bool, kernels: str) -> st
     if kernels not in KERNEL_VARIANTS:
         raise UserError(f"unknown kernels '{kernels}': use one of {', '.join(KERNEL_VARIANTS)}")
     sources = sorted(p.relative_to(project).as_posix() for p in (project / "runtime").rglob("*.c"))
-    variants = split_kernel_sources(sources)  # the twin rule of codegen.board_files, as the Makefile applies it
+    # the twin rule of codegen.board_files, as the Makefile applies it
+    variants = split_kernel_sources(sources, optimized_dirs(board))
     if host:
-        if kernels == "optimized":
+        if kernels in ("optimized", "dsp"):
             raise UserError("the host build has only the portable kernels (optimized ones need a DSP Cortex-M core)")
         return "portable"
     if kernels == "default":
         return default_kernels(board, variants)
+    if kernels == "dsp" and "dsp" not in dict(variants.more):
+        raise UserError(
+            f"board {board.name} ({board.core}) has no kernel variant 'dsp' (only a core with optimized kernels "
+            "besides the DSP ones, the Cortex-M55, has it): use optimized or portable"
+        )
     if kernels == "optimized" and not board.dsp:
         raise UserError(f"board {board.name} ({board.core}) has no DSP extension: use the portable kernels")
     if kernels == "optimized" and not variants.optimized:
@@ -320,7 +331,7 @@ def qemu_command(board: Board, elf: Path) -> list[str]:
         "-cpu", QEMU_MACHINE_CPU.get(board.qemu_machine, board.core),
         "-nographic",
         "-semihosting-config", "enable=on,target=native",
-        "-icount", "shift=0",
+        "-icount", f"shift={QEMU_MACHINES[board.qemu_machine].icount_shift}",
         "-kernel", str(elf),
     ]  # fmt: skip
 
@@ -366,6 +377,12 @@ def run(
     parsed = _parse_output(output, proc.returncode, who)
     if host:
         return RunResult(target, parsed.logits, parsed.instructions, None, None, None, None, output, parsed.op_ends)
+    machine = QEMU_MACHINES[board.qemu_machine]  # exact instructions from the counts (ticks at shift > 0)
+    parsed = replace(
+        parsed,
+        instructions=[machine.instructions(c) for c in parsed.instructions],
+        op_ends=[[machine.instructions(c) for c in ends] for ends in parsed.op_ends],
+    )
     return _elf_run_result(target, parsed, exe, output)
 
 

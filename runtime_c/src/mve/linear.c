@@ -1,0 +1,213 @@
+/*
+ * Linear (TFLite FULLY_CONNECTED int8, per-channel) with Helium (MVE) on the Cortex-M55. Replaces
+ * ../linear.c (and ../dsp/linear.c) when the project builds with KERNELS=optimized on an M55: the
+ * same row and tile functions, bit-exact outputs (the public entry points and their checks are
+ * shared, ../linear_api.c).
+ *
+ * The input offset is factored out of the dot product:
+ *   sum_i (x[i] + off) * w[i] = sum_i x[i] * w[i] + off * sum_i w[i]
+ * VMLADAVA.S8 multiplies 16 int8 lane pairs and adds the 16 products to an int32 accumulator;
+ * VADDVA.S8 adds a weight vector's 16 lanes to the row's weight sum, once per pass over the row
+ * however many tokens share it. The last in_features % 16 inputs go through the same
+ * instructions predicated with VCTP.8 (zeroing loads), so no scalar tail. Both sides are exact
+ * integers: |sum_i x*w| <= 128 * 128 * n and |off * sum_i w| <= 128 * 128 * n with n <= 65535,
+ * and the total is the portable kernel's sum (< 2^31); the combination is done in wrapping
+ * arithmetic, which gives the same int32.
+ *
+ * One row (mcufi_linear_row): 4 output channels per pass over the input (one input load, four
+ * weight loads, four VMLADAVA and four VADDVA per 16 inputs: 13 instructions per 64 MACs).
+ * A tile of 2 or 4 tokens (mcufi_linear_tile): each weight vector is loaded and summed once for
+ * the tile (per 16 inputs and 4 tokens: one weight load, one VADDVA, four input loads, four
+ * VMLADAVA: 10 instructions per 64 MACs); xbuf is not used. Output stage per output: the DSP
+ * kernels' scalar requantization (mcuf_dsp.h), the same integers as mcuf_requantize.
+ */
+#include <stddef.h>
+
+#include "mcuf_internal.h"
+#include "mcuf_mve.h"
+
+/* The output stage of channel o with bias b: bias (saturating), requantize, offset, clamp. */
+static inline int8_t finish(const mcuf_linear_params *p, int32_t o, int32_t bias, int32_t sum)
+{
+    return out_s8_act(requantize(__qadd(sum, bias), p->multiplier[o], p->shift[o]), p->output_offset, p->act_min,
+                      p->act_max);
+}
+
+/* T tokens (x, x + xs, ...; T <= 4, a constant after inlining) against one weight row w of n:
+ * acc[t] = sum_i x_t[i] * w[i] and *wsum = sum_i w[i]. */
+static inline __attribute__((always_inline)) void dot_tokens(const int8_t *x, int32_t xs, int32_t T, const int8_t *w,
+                                                              int32_t n, int32_t *acc, int32_t *wsum)
+{
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, ws = 0;
+    int32_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const int8x16_t wv = vldrbq_s8(w + i);
+        ws = vaddvaq_s8(ws, wv);
+        a0 = vmladavaq_s8(a0, vldrbq_s8(x + i), wv);
+        if (T > 1) {
+            a1 = vmladavaq_s8(a1, vldrbq_s8(x + xs + i), wv);
+        }
+        if (T > 2) {
+            a2 = vmladavaq_s8(a2, vldrbq_s8(x + 2 * xs + i), wv);
+            a3 = vmladavaq_s8(a3, vldrbq_s8(x + 3 * xs + i), wv);
+        }
+    }
+    if (i < n) {
+        const mve_pred16_t pr = vctp8q((uint32_t)(n - i));
+        const int8x16_t wv = vldrbq_z_s8(w + i, pr);
+        ws = vaddvaq_s8(ws, wv);
+        a0 = vmladavaq_s8(a0, vldrbq_z_s8(x + i, pr), wv);
+        if (T > 1) {
+            a1 = vmladavaq_s8(a1, vldrbq_z_s8(x + xs + i, pr), wv);
+        }
+        if (T > 2) {
+            a2 = vmladavaq_s8(a2, vldrbq_z_s8(x + 2 * xs + i, pr), wv);
+            a3 = vmladavaq_s8(a3, vldrbq_z_s8(x + 3 * xs + i, pr), wv);
+        }
+    }
+    acc[0] = a0;
+    if (T > 1) {
+        acc[1] = a1;
+    }
+    if (T > 2) {
+        acc[2] = a2;
+        acc[3] = a3;
+    }
+    *wsum = ws;
+}
+
+/* One input x against 4 weight rows (w, w + n, w + 2n, w + 3n): acc[r], wsum[r]. */
+static void dot_rows4(const int8_t *x, const int8_t *w, int32_t n, int32_t *acc, int32_t *wsum)
+{
+    const int8_t *w1 = w + n;
+    const int8_t *w2 = w1 + n;
+    const int8_t *w3 = w2 + n;
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int32_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const int8x16_t xv = vldrbq_s8(x + i);
+        const int8x16_t v0 = vldrbq_s8(w + i);
+        const int8x16_t v1 = vldrbq_s8(w1 + i);
+        const int8x16_t v2 = vldrbq_s8(w2 + i);
+        const int8x16_t v3 = vldrbq_s8(w3 + i);
+        a0 = vmladavaq_s8(a0, xv, v0);
+        s0 = vaddvaq_s8(s0, v0);
+        a1 = vmladavaq_s8(a1, xv, v1);
+        s1 = vaddvaq_s8(s1, v1);
+        a2 = vmladavaq_s8(a2, xv, v2);
+        s2 = vaddvaq_s8(s2, v2);
+        a3 = vmladavaq_s8(a3, xv, v3);
+        s3 = vaddvaq_s8(s3, v3);
+    }
+    if (i < n) {
+        const mve_pred16_t pr = vctp8q((uint32_t)(n - i));
+        const int8x16_t xv = vldrbq_z_s8(x + i, pr);
+        const int8x16_t v0 = vldrbq_z_s8(w + i, pr);
+        const int8x16_t v1 = vldrbq_z_s8(w1 + i, pr);
+        const int8x16_t v2 = vldrbq_z_s8(w2 + i, pr);
+        const int8x16_t v3 = vldrbq_z_s8(w3 + i, pr);
+        a0 = vmladavaq_s8(a0, xv, v0);
+        s0 = vaddvaq_s8(s0, v0);
+        a1 = vmladavaq_s8(a1, xv, v1);
+        s1 = vaddvaq_s8(s1, v1);
+        a2 = vmladavaq_s8(a2, xv, v2);
+        s2 = vaddvaq_s8(s2, v2);
+        a3 = vmladavaq_s8(a3, xv, v3);
+        s3 = vaddvaq_s8(s3, v3);
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+    wsum[0] = s0;
+    wsum[1] = s1;
+    wsum[2] = s2;
+    wsum[3] = s3;
+}
+
+/* Parameters already checked. */
+void mcufi_linear_row(const mcuf_linear_params *p, const int8_t *input, int8_t *output)
+{
+    const int32_t n_in = p->in_features;
+    const int32_t off = p->input_offset;
+    const int8_t *w = p->weights;
+    int32_t o = 0;
+    int32_t acc[4];
+    int32_t ws[4];
+    for (; o + 4 <= p->out_features; o += 4) {
+        dot_rows4(input, w, n_in, acc, ws);
+        for (int32_t r = 0; r < 4; r++) {
+            const int32_t bias = p->bias != NULL ? p->bias[o + r] : 0;
+            output[o + r] = finish(p, o + r, bias, wrap_add(acc[r], wrap_mul(off, ws[r])));
+        }
+        w += 4 * n_in;
+    }
+    for (; o < p->out_features; o++) {
+        dot_tokens(input, 0, 1, w, n_in, acc, ws);
+        const int32_t bias = p->bias != NULL ? p->bias[o] : 0;
+        output[o] = finish(p, o, bias, wrap_add(acc[0], wrap_mul(off, ws[0])));
+        w += n_in;
+    }
+}
+
+/* T tokens (rows of input, T in {2, 4}) through every output channel; row t's bias at
+ * p->bias + t * bias_stride. */
+static inline __attribute__((always_inline)) void tile_rows(const mcuf_linear_params *p, int32_t T, const int8_t *input,
+                                                             int32_t bias_stride, int8_t *output)
+{
+    const int32_t n_in = p->in_features;
+    const int32_t n_out = p->out_features;
+    const int32_t off = p->input_offset;
+    const int8_t *w = p->weights;
+    int32_t acc[4];
+    int32_t ws;
+    for (int32_t o = 0; o < n_out; o++) {
+        dot_tokens(input, n_in, T, w, n_in, acc, &ws);
+        const int32_t corr = wrap_mul(off, ws);
+        for (int32_t t = 0; t < T; t++) {
+            const int32_t bias = p->bias != NULL ? p->bias[o + t * bias_stride] : 0;
+            output[t * n_out + o] = finish(p, o, bias, wrap_add(acc[t], corr));
+        }
+        w += n_in;
+    }
+}
+
+static void tile2(const mcuf_linear_params *p, const int8_t *input, int32_t bias_stride, int8_t *output)
+{
+    tile_rows(p, 2, input, bias_stride, output);
+}
+
+static void tile4(const mcuf_linear_params *p, const int8_t *input, int32_t bias_stride, int8_t *output)
+{
+    tile_rows(p, 4, input, bias_stride, output);
+}
+
+void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, const int8_t *input,
+                       int32_t *xbuf, int32_t bias_stride, int8_t *output)
+{
+    (void)xbuf;
+    mcuf_linear_params q = *p; /* q.bias: the current row's */
+    int32_t r = 0;
+    if (tile > 1) {
+        for (; r + tile <= rows; r += tile) {
+            if (tile == 4) {
+                tile4(&q, input, bias_stride, output);
+            } else {
+                tile2(&q, input, bias_stride, output);
+            }
+            input += tile * p->in_features;
+            output += tile * p->out_features;
+            if (q.bias != NULL) {
+                q.bias += tile * bias_stride;
+            }
+        }
+    }
+    for (; r < rows; r++) {
+        mcufi_linear_row(&q, input, output);
+        input += p->in_features;
+        output += p->out_features;
+        if (q.bias != NULL) {
+            q.bias += bias_stride;
+        }
+    }
+}
