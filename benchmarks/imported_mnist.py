@@ -120,9 +120,7 @@ def cli_export(path: Path, spec: dict, board: str, out: Path) -> tuple[dict, flo
     proc = subprocess.run([sys.executable, "-m", *argv], cwd=path.parent, capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f"{' '.join(argv)} failed:\n{proc.stderr[-2000:]}")
-    report = json.loads((out / "report.json").read_text())
-    report["cli_log"] = [line for line in proc.stderr.splitlines() if not line.startswith("W")]  # torch warnings
-    return report, time.time() - start, argv
+    return json.loads((out / "report.json").read_text()), time.time() - start, argv
 
 
 def run(work: Path, epochs: int) -> dict:
@@ -162,7 +160,6 @@ def run(work: Path, epochs: int) -> dict:
                     "flash_planned": r["flash_bytes"],
                     "measured": r.get("measured"),
                     "export_seconds": round(export_s, 1),
-                    "cli_log": r["cli_log"],
                 }
                 m = row["measured"] or {}
                 print(f"    {board}: float {row['float_top1']:.4f} int8 {row['int8_top1']:.4f} "
