@@ -152,6 +152,11 @@ def load_onnx(path: Path) -> OnnxModel:
     if in_shape is None or len(in_shape) != 4 or in_shape[0] != 1:
         dims = [d.dim_value or d.dim_param for d in real_inputs[0].type.tensor_type.shape.dim]
         raise UserError(f"{path}: input '{image}' has shape {dims}; export with a fixed (1, C, H, W) input")
+    if in_shape[2] != in_shape[3]:  # data, resize, project and report all describe one side
+        raise UserError(
+            f"{path}: input {in_shape[2]}x{in_shape[3]} (H x W) is not square; supported: square images (H = W, a "
+            f"whole number of patches per side); crop or pad to a square and export again"
+        )
     alias: dict[str, str] = {}
     nodes = []
     for node in g.node:

@@ -155,6 +155,25 @@ def test_unsupported_models_fail_in_one_line(tmp_path: Path) -> None:
         assert not out.exists()
 
 
+@pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
+def test_non_square_input_fails_in_one_line(tmp_path: Path, exporter: str) -> None:
+    """H != W (a 7 x 8 patch grid) is refused before any work, naming what is supported."""
+    if exporter == "dynamo" and not HAVE_DYNAMO:
+        pytest.skip("the dynamo exporter needs onnxscript")
+    torch.manual_seed(0)
+    model = zoo.TimmViT(img_size=(28, 32), in_chans=1, embed_dim=32, depth=1, num_heads=2)
+    path = tmp_path / "wide.onnx"
+    zoo.export_onnx(model, str(path), exporter == "dynamo", 18 if exporter == "dynamo" else 17, (28, 32), 1)
+    with pytest.raises(UserError, match=r"input 28x32 \(H x W\) is not square; supported: square images"):
+        import_onnx(path)
+    out = tmp_path / "proj"
+    cmd = [sys.executable, "-m", "mcuformer", "export", str(path), "--board", "NUCLEO-F412ZG", "--data", "mnist"]
+    proc = subprocess.run(cmd + ["--out", str(out)], capture_output=True, text=True, cwd=REPO)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "not square" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()
+
+
 def test_export_input_errors_and_does_not_fit(onnx_files, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path = onnx_files[("deit_distilled", "legacy")]
     data = tmp_path / "data.npz"

@@ -36,9 +36,10 @@ class LayerScale(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-    def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int) -> None:
+    def __init__(self, img_size: int | tuple[int, int], patch_size: int, in_chans: int, embed_dim: int) -> None:
         super().__init__()
-        self.num_patches = (img_size // patch_size) ** 2
+        h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
+        self.num_patches = (h // patch_size) * (w // patch_size)
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
         self.norm = nn.Identity()
 
@@ -112,7 +113,7 @@ class TimmViT(nn.Module):
 
     def __init__(
         self,
-        img_size: int = 32,
+        img_size: int | tuple[int, int] = 32,
         patch_size: int = 4,
         in_chans: int = 3,
         num_classes: int = 10,
@@ -212,11 +213,12 @@ class TorchvisionViT(nn.Module):
         hidden_dim: int = 64,
         mlp_dim: int = 128,
         num_classes: int = 10,
+        in_chans: int = 3,
     ) -> None:
         super().__init__()
         self.patch_size = patch_size
         self.hidden_dim = hidden_dim
-        self.conv_proj = nn.Conv2d(3, hidden_dim, kernel_size=patch_size, stride=patch_size)
+        self.conv_proj = nn.Conv2d(in_chans, hidden_dim, kernel_size=patch_size, stride=patch_size)
         seq_length = (image_size // patch_size) ** 2 + 1
         self.class_token = nn.Parameter(torch.randn(1, 1, hidden_dim) * 0.02)
         self.encoder = Encoder(seq_length, num_layers, num_heads, hidden_dim, mlp_dim)
@@ -324,7 +326,9 @@ class SmallCNN(nn.Module):
         return self.fc(F.relu(self.conv(x)).mean(dim=(2, 3)))
 
 
-def export_onnx(model: nn.Module, path: str, dynamo: bool, opset: int, image_size: int = 32, channels: int = 3) -> None:
+def export_onnx(
+    model: nn.Module, path: str, dynamo: bool, opset: int, image_size: int | tuple[int, int] = 32, channels: int = 3
+) -> None:
     """torch.onnx.export with either exporter, batch 1, no external data.
 
     Not under torch.no_grad(): in eval mode without gradients nn.MultiheadAttention takes its fast
@@ -334,7 +338,8 @@ def export_onnx(model: nn.Module, path: str, dynamo: bool, opset: int, image_siz
     import warnings
 
     model.eval()
-    example = (torch.randn(1, channels, image_size, image_size),)
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    example = (torch.randn(1, channels, h, w),)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if dynamo:
