@@ -1,0 +1,121 @@
+"""Does a convolutional stem close the ViT-vs-CNN gap? The searched 64 KiB / 256 KiB architecture of
+docs/nas.json with and without a stem of 3x3 conv + BN + ReLU layers, trained from scratch with the
+evidence's recipe (benchmarks/nas_evidence.py: SCRATCH_EPOCHS, crop padding 2, label smoothing 0.1, no
+teacher) on the 5,000 MNIST images, 1 seed; float top-1 and int8 top-1 through the compiler (the Python
+integer reference of the emitted C), peak SRAM and flash from the planner (codegen.cost).
+
+    nice -n 10 python benchmarks/conv_stem.py                # trains, writes benchmarks/results/conv_stem.json
+    python benchmarks/conv_stem.py --quick                   # 1 epoch: checks the script
+
+Trained weights are cached in --cache (default /tmp/mcuformer_conv_stem), so a rerun only evaluates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mcuformer.arch import ArchConfig, save_json  # noqa: E402
+from mcuformer.codegen.cost import estimate  # noqa: E402
+from mcuformer.data import load_dataset  # noqa: E402
+from mcuformer.export import accuracies, compile_for  # noqa: E402
+from mcuformer.model import ViT  # noqa: E402
+from mcuformer.nas.recipe import Recipe, num_params, train_config  # noqa: E402
+from mcuformer.nas.train import finetune  # noqa: E402
+
+SRAM, FLASH = 64 * 1024, 256 * 1024
+SCRATCH_EPOCHS = 8  # benchmarks/nas_evidence.py
+# docs/nas.json, budget 64KiB / 256KiB, "searched"
+SEARCHED = ArchConfig(
+    image_size=28,
+    in_channels=1,
+    patch_size=4,
+    embed_dim=64,
+    depth=5,
+    num_heads=(2, 4, 4, 4, 2),
+    mlp_ratio=(3.0, 1.0, 2.0, 2.0, 3.0),
+    attn_rank=(48, 0, 0, 0, 48),
+    mlp_rank=(40, 40, 40, 40, 48),
+    num_classes=10,
+)
+VARIANTS = {
+    "none": SEARCHED,
+    # one stride-2 conv: 28 -> 14, patch 2 -> the same 7x7 = 49 tokens
+    "stem16s2": replace(SEARCHED, patch_size=2, stem_channels=(16,), stem_strides=(2,)),
+    # a stride-1 conv at full resolution, then a stride-2 conv
+    "stem8s1_16s2": replace(SEARCHED, patch_size=2, stem_channels=(8, 16), stem_strides=(1, 2)),
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=SCRATCH_EPOCHS)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--cache", default="/tmp/mcuformer_conv_stem")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--train-only", action="store_true", help="train and cache the weights, evaluate nothing")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "conv_stem.json"))
+    args = p.parse_args()
+    epochs = 1 if args.quick else args.epochs
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    data = load_dataset("mnist", seed=0)
+    recipe = Recipe()
+    rows = []
+    for name in args.variants.split(","):
+        arch = VARIANTS[name]
+        torch.manual_seed(args.seed)
+        model = ViT(arch)
+        weights = cache / f"{name}_e{epochs}_s{args.seed}.pt"
+        t0 = time.time()
+        if weights.is_file():
+            model.load_state_dict(torch.load(weights, weights_only=True))
+            train_s = None
+        else:
+            cfg = train_config(recipe, data, epochs, args.seed, num_params(model))
+            finetune(model, data, cfg, log=lambda _: None)
+            torch.save(model.state_dict(), weights)
+            train_s = time.time() - t0
+        model.eval()
+        if args.train_only:
+            print(f"{name}: trained in {train_s and round(train_s)} s -> {weights}", flush=True)
+            continue
+        cost = estimate(arch, SRAM)
+        compiled = compile_for(model, data, SRAM)
+        float_acc, int8_acc = accuracies(model, compiled, data)
+        row = {
+            "variant": name,
+            "arch": arch.short(),
+            "arch_json": arch.to_json(),
+            "params": num_params(model),
+            "float_top1": float_acc,
+            "int8_top1": int8_acc,
+            "peak_sram_bytes": cost.peak_sram_bytes,
+            "flash_bytes": cost.flash_bytes,
+            "fits": cost.peak_sram_bytes <= SRAM and cost.flash_bytes <= FLASH,
+            "train_seconds": train_s,
+        }
+        print(
+            f"{name:14s} {arch.short()}: float {float_acc:.4f} int8 {int8_acc:.4f} SRAM {cost.peak_sram_bytes} "
+            f"flash {cost.flash_bytes} ({num_params(model)} params, train {train_s and round(train_s)} s)",
+            flush=True,
+        )
+        rows.append(row)
+    result = {"epochs": epochs, "seed": args.seed, "budget": "64KiB / 256KiB", "board": "STM32F746G-DISCO",
+              "quick": args.quick, "rows": rows, "torch": torch.__version__}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    save_json(args.out, result)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
