@@ -7,13 +7,19 @@ integer reference of the emitted C), peak SRAM and flash from the planner (codeg
     nice -n 10 python benchmarks/conv_stem.py                # trains, writes benchmarks/results/conv_stem.json
     python benchmarks/conv_stem.py --quick                   # 1 epoch: checks the script
 
+Each model is also exported for STM32F746G-DISCO within 64 KiB / 256 KiB and run in QEMU (mps2-an500,
+Cortex-M7, -icount) with per-operator counters: measured peak SRAM, flash, instructions per inference
+(instruction counts, not cycles) and bit-exactness of the C against the integer reference.
+
 Trained weights are cached in --cache (default /tmp/mcuformer_conv_stem), so a rerun only evaluates.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,12 +32,14 @@ sys.path.insert(0, str(ROOT))
 from mcuformer.arch import ArchConfig, save_json  # noqa: E402
 from mcuformer.codegen.cost import estimate  # noqa: E402
 from mcuformer.data import load_dataset  # noqa: E402
-from mcuformer.export import accuracies, compile_for  # noqa: E402
+from mcuformer.emulate import run_emulate  # noqa: E402
+from mcuformer.export import accuracies, compile_for, run_export  # noqa: E402
 from mcuformer.model import ViT  # noqa: E402
 from mcuformer.nas.recipe import Recipe, num_params, train_config  # noqa: E402
 from mcuformer.nas.train import finetune  # noqa: E402
 
 SRAM, FLASH = 64 * 1024, 256 * 1024
+BOARD = "STM32F746G-DISCO"  # Cortex-M7: QEMU mps2-an500 counts the instructions
 SCRATCH_EPOCHS = 8  # benchmarks/nas_evidence.py
 # docs/nas.json, budget 64KiB / 256KiB, "searched"
 SEARCHED = ArchConfig(
@@ -55,6 +63,29 @@ VARIANTS = {
 }
 
 
+def measure(arch: ArchConfig, weights: Path) -> dict:
+    """Export for the board within the budget, build, run in QEMU with per-operator counters: the
+    measured peak SRAM, flash and instructions per inference, bit-exact against the reference."""
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        run.mkdir()
+        shutil.copy(weights, run / "model.pt")
+        save_json(str(run / "arch.json"), {"arch": arch.to_json(), "data": "mnist", "seed": 0})
+        report = run_export(run, BOARD, Path(tmp) / "proj", False, lambda _: None, sram="64KiB", flash="256KiB")
+        profile = run_emulate(Path(tmp) / "proj", host=False, sanitize=False, log=None, profile=True)
+    measured = report["measured"]
+    stem = [row for row in profile["profile"] if row["kind"] == "fused_conv2d"]
+    return {
+        "bit_exact": measured["bit_exact"] and profile["bit_exact"],
+        "measured_peak_sram_bytes": measured["peak_sram_bytes"],
+        "measured_flash_bytes": measured["flash_bytes"],
+        "instructions_per_inference": profile["instructions_per_inference"],
+        "stem_instructions": sum(row["instructions"] for row in stem),
+        "stem_macs": sum(row["macs"] for row in stem),
+        "profile": [{k: row[k] for k in ("name", "kernel", "instructions", "macs")} for row in profile["profile"]],
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=SCRATCH_EPOCHS)
@@ -63,6 +94,7 @@ def main() -> None:
     p.add_argument("--cache", default="/tmp/mcuformer_conv_stem")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--train-only", action="store_true", help="train and cache the weights, evaluate nothing")
+    p.add_argument("--no-measure", action="store_true", help="skip the export + QEMU measurement")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "conv_stem.json"))
     args = p.parse_args()
     epochs = 1 if args.quick else args.epochs
@@ -103,10 +135,13 @@ def main() -> None:
             "flash_bytes": cost.flash_bytes,
             "fits": cost.peak_sram_bytes <= SRAM and cost.flash_bytes <= FLASH,
             "train_seconds": train_s,
+            **({} if args.no_measure else measure(arch, weights)),
         }
         print(
             f"{name:14s} {arch.short()}: float {float_acc:.4f} int8 {int8_acc:.4f} SRAM {cost.peak_sram_bytes} "
-            f"flash {cost.flash_bytes} ({num_params(model)} params, train {train_s and round(train_s)} s)",
+            f"flash {cost.flash_bytes} ({num_params(model)} params, train {train_s and round(train_s)} s)"
+            + ("" if args.no_measure else f", {row['instructions_per_inference']:,} instructions in QEMU "
+               f"(stem {row['stem_instructions']:,}), bit-exact {row['bit_exact']}"),
             flush=True,
         )
         rows.append(row)

@@ -145,7 +145,7 @@ def build_graph(arch: ArchConfig, weights: Weights | None = None, ln_eps: Mappin
 
     image = tensor("image", arch.image_size, arch.image_size, arch.in_channels)
     features, size = image, arch.image_size
-    for i, (width, stride) in enumerate(zip(arch.stem_channels, arch.stem_strides)):
+    for i, (width, stride) in enumerate(zip(arch.stem_channels, arch.stem_strides, strict=True)):
         size = conv_out_size(size, stride)
         out = tensor(f"stem.{i}.out", size, size, width)
         attrs = Attrs(weight=w(f"stem.{i}.weight"), bias=w(f"stem.{i}.bias"), stride=stride)

@@ -20,7 +20,6 @@ import math
 import numpy as np
 
 from mcuformer.codegen.qparams import (
-    Conv2dParams,
     INT32_MAX,
     INT32_MIN,
     LN_MAX_EPSILON,
@@ -29,6 +28,7 @@ from mcuformer.codegen.qparams import (
     AddParams,
     AttentionParams,
     AttnHeadParams,
+    Conv2dParams,
     LayerNormParams,
     LinearParams,
     LinearS4WParams,

@@ -153,7 +153,8 @@ class ArchConfig:
         mr = ",".join(map(str, self.mlp_rank))
         stem = ""
         if self.stem_channels:
-            stem = " stem[" + ",".join(f"{c}s{s}" for c, s in zip(self.stem_channels, self.stem_strides)) + "]"
+            layers = zip(self.stem_channels, self.stem_strides, strict=True)
+            stem = " stem[" + ",".join(f"{c}s{s}" for c, s in layers) + "]"
         return (
             f"res{self.image_size}{stem} p{self.patch_size} E{self.embed_dim} D{self.depth} "
             f"H[{heads}] mlp[{ratios}] rank_attn[{ar}] rank_mlp[{mr}]"
