@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from mcuformer.errors import UserError
@@ -176,6 +176,10 @@ class SearchSpace:
     in_channels: int = 1
     num_classes: int = 10
     per_layer: bool = True  # False: every layer takes the same heads / MLP ratio / ranks (one choice)
+    # widths of an optional one-layer convolutional stem (3x3, stride SPACE_STEM_STRIDE); no stem is
+    # always a choice too. With a stem of a subnet whose patch P is even, the ViT patchifies the stem's
+    # map with P / 2: the token grid is the same as without it. () = no stem choice (every subnet plain).
+    stem_channels: tuple[int, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def rank(self, ratio: float, embed_dim: int) -> int:
@@ -185,10 +189,17 @@ class SearchSpace:
         """(tokens, image size, patch size) of every (image size, patch size) pair where the patch tiles."""
         return sorted(((s // p) ** 2, s, p) for s in self.image_sizes for p in self.patch_sizes if s % p == 0)
 
+    def stem_choices(self, patch: int) -> tuple[int, ...]:
+        """Stem widths a subnet with (space) patch ``patch`` can take: 0 (none), and the space's
+        widths where the stem's stride divides the patch."""
+        if patch % SPACE_STEM_STRIDE:
+            return (0,)
+        return (0, *self.stem_channels)
+
     def largest(self) -> ArchConfig:
         depth, e = max(self.depths), max(self.embed_dims)
         _, image, patch = max(self._pairs(), key=lambda t: (t[0], t[1]))  # most tokens, then the larger image
-        return ArchConfig(
+        return with_stem(max(self.stem_choices(patch)), ArchConfig(
             image_size=image,
             in_channels=self.in_channels,
             patch_size=patch,
@@ -199,7 +210,7 @@ class SearchSpace:
             attn_rank=(0,) * depth,
             mlp_rank=(0,) * depth,
             num_classes=self.num_classes,
-        )
+        ))
 
     def smallest(self) -> ArchConfig:
         depth = min(self.depths)
@@ -223,7 +234,38 @@ class SearchSpace:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("extra")
+        if not self.stem_channels:  # as before stems existed
+            data.pop("stem_channels")
         return data
+
+
+SPACE_STEM_STRIDE = 2
+
+
+def with_stem(width: int, arch: ArchConfig) -> ArchConfig:
+    """``arch`` (a plain ViT with patch P) with a stem of one ``width``-channel stride-2 layer and
+    patch P / 2 (the same tokens); width 0: ``arch`` unchanged."""
+    if not width:
+        return arch
+    return replace(
+        arch,
+        patch_size=arch.patch_size // SPACE_STEM_STRIDE,
+        stem_channels=(width,),
+        stem_strides=(SPACE_STEM_STRIDE,),
+    )
+
+
+def space_patch(arch: ArchConfig) -> int:
+    """The patch of ``arch`` in the search space's terms: its ViT patch times the stem's strides."""
+    patch = arch.patch_size
+    for stride in arch.stem_strides:
+        patch *= stride
+    return patch
+
+
+def stem_width(arch: ArchConfig) -> int:
+    """The width of a one-layer stem (0 without a stem)."""
+    return arch.stem_channels[0] if arch.stem_channels else 0
 
 
 def save_json(path: str, data: dict[str, Any]) -> None:

@@ -123,3 +123,53 @@ def test_stem_export_is_bit_exact_in_qemu_and_on_the_host(tmp_path: Path) -> Non
     assert result["bit_exact"], result
     saved = json.loads((tmp_path / "proj" / "report.json").read_text())
     assert saved["arch"]["stem_channels"] == [4, 8]
+
+
+def test_space_stem_choice_and_supernet(tmp_path: Path) -> None:
+    """A space's stem widths: validated from a file, sampled (none or a width, the token grid unchanged),
+    mutated and crossed over; a subnet with a stem extracts to a ViT that computes the supernet's function,
+    and training moves the shared BatchNorm statistics."""
+    import random
+
+    from mcuformer.arch import SearchSpace, space_patch
+    from mcuformer.nas.search import crossover, mutate
+    from mcuformer.nas.supernet import Supernet, sample_arch
+    from mcuformer.spaces import describe_space, load_space
+
+    choices = {"image_sizes": [16], "patch_sizes": [2, 4], "embed_dims": [16, 32], "depths": [1, 2],
+               "num_heads": [2, 4], "mlp_ratios": [1, 2], "stem_channels": [8, 4]}  # fmt: skip
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps(choices))
+    space = load_space(str(path), 1, 10)
+    assert space.stem_channels == (4, 8) and "stem 0/4/8" in describe_space(space)
+    assert space.to_json()["stem_channels"] == (4, 8) and "stem_channels" not in SearchSpace().to_json()
+    for bad, message in [([0], "stem widths in 1..256"), ([4.5], "stem widths"), ("8", "must be a list")]:
+        path.write_text(json.dumps({**choices, "stem_channels": bad}))
+        with pytest.raises(UserError, match=message):
+            load_space(str(path), 1, 10)
+    path.write_text(json.dumps({**choices, "patch_sizes": [1]}))
+    with pytest.raises(UserError, match="needs an even patch size"):
+        load_space(str(path), 1, 10)
+    assert space.largest().stem_channels == (8,) and space.smallest().stem_channels == ()
+
+    rng = random.Random(0)
+    archs = [sample_arch(space, rng) for _ in range(40)]
+    archs += [mutate(space, archs[i], 0.5, rng) for i in range(20)] + [
+        crossover(space, archs[i], archs[i + 1], rng) for i in range(20)
+    ]
+    assert {a.stem_channels for a in archs} == {(), (4,), (8,)}
+    for a in archs:
+        assert a.stem_strides in ((), (2,)) and space_patch(a) in space.patch_sizes
+        assert a.tokens == (16 // space_patch(a)) ** 2, "a stem keeps the token grid"
+    torch.manual_seed(0)
+    supernet = Supernet(space)
+    x = torch.rand(4, 1, 16, 16) * 2 - 1
+    before = supernet.stem_bn.running_var.clone()
+    supernet.train()
+    for a in archs[:8]:
+        supernet(x, a).sum().backward()
+    assert (supernet.stem_bn.running_var != before).any() and supernet.stem_conv.grad is not None
+    supernet.eval()
+    stem_arch = next(a for a in archs if a.stem_channels == (4,))
+    with torch.no_grad():
+        assert torch.equal(supernet.extract(stem_arch).eval()(x), supernet(x, stem_arch))
