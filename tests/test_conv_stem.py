@@ -119,6 +119,7 @@ def test_stem_export_is_bit_exact_in_qemu_and_on_the_host(tmp_path: Path) -> Non
     kernels = [op["kernel"] for op in report["ops"]]
     assert kernels[:3] == ["mcuf_conv2d_3x3_s8", "mcuf_conv2d_3x3_s8", "mcuf_patch_embed_s8"]
     assert report["measured"]["peak_sram_bytes"] <= report["peak_sram_bytes"]
+    assert report["measured"]["flash_bytes"] <= report["flash_bytes"], "the stem's code is in the flash figure"
     result = run_emulate(tmp_path / "proj", host=True, sanitize=True, log=None)
     assert result["bit_exact"], result
     saved = json.loads((tmp_path / "proj" / "report.json").read_text())
