@@ -457,6 +457,7 @@ PARAM_TYPES: tuple[type, ...] = (
     TokenHeadParams,
     PoolNormHeadParams,
     LutParams,
+    Conv2dParams,
 )
 
 # ---------------------------------------------------------------------------------------------
