@@ -78,6 +78,12 @@ def runtime_sources(board: Board, graph: Graph | None = None) -> dict[str, str]:
     return files
 
 
+def input_stripe_rows(graph: Graph) -> int:
+    """Image rows per call of the input callback: the patch size, or 1 when a convolutional stem reads
+    the image (row by row into its rolling buffer)."""
+    return 1 if getattr(graph.arch, "stem_channels", ()) else graph.arch.patch_size
+
+
 def render_model_files(
     graph: Graph, lowered: LoweredModel, test_images: np.ndarray, test_labels: list[int], export_arena: bool = False
 ) -> dict[str, str]:
@@ -96,7 +102,7 @@ def render_model_files(
         "image_h": arch.image_size,
         "image_w": arch.image_size,
         "channels": arch.in_channels,
-        "patch": arch.patch_size,
+        "patch": input_stripe_rows(graph),
         "num_classes": arch.num_classes,
         "num_test_inputs": len(test_images),
         "arena_bytes": lowered.arena_bytes,

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from mcuformer.arch import ArchConfig
+from mcuformer.arch import ArchConfig, conv_out_size
 from mcuformer.codegen.ir import ArchLike, Attrs, Graph, Node, Op, Role, Tensor
 
 Weights = dict[str, np.ndarray]
@@ -17,7 +17,19 @@ def from_torch(model) -> Graph:  # model: mcuformer.model.ViT (torch imported la
 
     weights = {name: value.detach().cpu().double().numpy() for name, value in model.state_dict().items()}
     ln_eps = {name: float(m.eps) for name, m in model.named_modules() if isinstance(m, nn.LayerNorm)}
+    for i, layer in enumerate(getattr(model, "stem", ())):
+        weights[f"stem.{i}.weight"], weights[f"stem.{i}.bias"] = fold_conv_bn(weights, f"stem.{i}", float(layer.bn.eps))
     return build_graph(model.arch, weights, ln_eps)
+
+
+def fold_conv_bn(weights: Weights, prefix: str, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """A stem layer's conv (out, in, 3, 3, no bias) + BatchNorm (inference statistics) -> the weight
+    (out, 9 * in) in im2col order (ky, kx, c) and the bias (out,) of one convolution."""
+    w = weights[f"{prefix}.conv.weight"]
+    bias = weights.get(f"{prefix}.conv.bias", np.zeros(w.shape[0]))
+    scale = weights[f"{prefix}.bn.weight"] / np.sqrt(weights[f"{prefix}.bn.running_var"] + eps)
+    folded = (w * scale[:, None, None, None]).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+    return folded, weights[f"{prefix}.bn.bias"] + (bias - weights[f"{prefix}.bn.running_mean"]) * scale
 
 
 class GraphBuilder:
@@ -132,6 +144,13 @@ def build_graph(arch: ArchConfig, weights: Weights | None = None, ln_eps: Mappin
         b.layernorm(scope, role, src, dst, w(prefix + ".weight"), w(prefix + ".bias"), eps)
 
     image = tensor("image", arch.image_size, arch.image_size, arch.in_channels)
+    features, size = image, arch.image_size
+    for i, (width, stride) in enumerate(zip(arch.stem_channels, arch.stem_strides, strict=True)):
+        size = conv_out_size(size, stride)
+        out = tensor(f"stem.{i}.out", size, size, width)
+        attrs = Attrs(weight=w(f"stem.{i}.weight"), bias=w(f"stem.{i}.bias"), stride=stride)
+        b.nodes.append(Node(f"stem.{i}", Op.CONV2D, (features,), (out,), attrs, f"stem.{i}"))
+        features = out
     x = tensor("x0", t, e)
     token_bias = None
     if weights is not None:
@@ -140,7 +159,7 @@ def build_graph(arch: ArchConfig, weights: Weights | None = None, ln_eps: Mappin
         Node(
             "patch_embed",
             Op.PATCH_EMBED,
-            (image,),
+            (features,),
             (x,),
             Attrs(weight=w("patch_embed.weight"), bias=token_bias, patch=arch.patch_size, role=Role.PROJ),
             "patch_embed",

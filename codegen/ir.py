@@ -37,8 +37,10 @@ class Op:
     GELU = "gelu"  # elementwise
     MEAN_POOL = "mean_pool"  # (T, E) -> (1, E), over tokens [first_token, T)
     READOUT = "readout"  # (T, E) -> (1, K*E): rows 0..K-1 concatenated (class / distillation tokens)
+    CONV2D = "conv2d"  # (H, W, C) -> (H', W', C'): 3x3, pad 1, stride 1|2, ReLU; weight (C', 9*C) (ky, kx, c), bias
     # fused ops (passes/fuse.py)
-    FUSED_PATCH_EMBED = "fused_patch_embed"  # stripe by stripe from an input callback
+    FUSED_PATCH_EMBED = "fused_patch_embed"  # stripe by stripe from an input callback (or the stem's map)
+    FUSED_CONV2D = "fused_conv2d"  # a stem layer, row by row from the input callback or the arena
     FUSED_ATTENTION = "fused_attention"  # row-wise attention block, residual in place
     FUSED_MLP = "fused_mlp"  # row-wise MLP block, residual in place
     FUSED_POOL_HEAD = "fused_pool_head"  # final LN + mean pool + classifier
@@ -146,6 +148,7 @@ class Attrs:
     approximate: str = "none"  # GELU: torch's form, 'none' (erf) or 'tanh'
     heads: int = 0  # ATTN_SCORES, ATTN_AV
     patch: int = 0  # PATCH_EMBED
+    stride: int = 1  # CONV2D
     in_features: int = 0  # LINEAR
     out_features: int = 0  # LINEAR
     role: Role = Role.NONE  # the node's role inside its fusion pattern

@@ -31,7 +31,7 @@ import numpy as np
 
 from mcuformer.boards import Board
 from mcuformer.codegen.board_files import optimized_dirs, split_kernel_sources
-from mcuformer.codegen.emit import project_sources, render_model_files, runtime_sources
+from mcuformer.codegen.emit import input_stripe_rows, project_sources, render_model_files, runtime_sources
 from mcuformer.codegen.ir import Graph
 from mcuformer.codegen.lower import LoweredModel, format_values
 from mcuformer.errors import UserError
@@ -112,7 +112,7 @@ def render_library(
         image_h=arch.image_size,
         image_w=arch.image_size,
         channels=arch.in_channels,
-        patch=arch.patch_size,
+        patch=input_stripe_rows(graph),
         num_classes=arch.num_classes,
         arena_bytes=lowered.arena_bytes,
         stack_bytes=stack_bytes,

@@ -337,6 +337,35 @@ class PatchEmbedParams:
 
 
 @dataclass(frozen=True, eq=False)
+class Conv2dParams:
+    """mcuf_conv2d_params: a 3x3 convolution (padding 1, stride 1 or 2) of an int8 HWC map as a linear
+    layer over im2col vectors ordered (ky, kx, c); padded taps read the input zero point (-input_offset),
+    so they add nothing. Per-output-channel weights, int32 bias (BatchNorm folded), ReLU in act_min."""
+
+    C_TYPE: ClassVar[str] = "mcuf_conv2d_params"
+    in_h: int
+    in_w: int
+    in_channels: int
+    stride: int
+    proj: LinearParams  # 9*in_channels -> out_channels, with bias
+
+    def __post_init__(self) -> None:
+        _check_ints(self, "in_h", "in_w", "in_channels", "stride")
+
+    @property
+    def out_h(self) -> int:
+        return (self.in_h - 1) // self.stride + 1
+
+    @property
+    def out_w(self) -> int:
+        return (self.in_w - 1) // self.stride + 1
+
+    @property
+    def out_channels(self) -> int:
+        return self.proj.out_features
+
+
+@dataclass(frozen=True, eq=False)
 class PoolHeadParams:
     C_TYPE: ClassVar[str] = "mcuf_pool_head_params"
     tokens: int
@@ -428,6 +457,7 @@ PARAM_TYPES: tuple[type, ...] = (
     TokenHeadParams,
     PoolNormHeadParams,
     LutParams,
+    Conv2dParams,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -866,3 +896,27 @@ def patch_embed_params(
         proj=proj,
         token_bias=token_bias,
     )
+
+
+def conv2d_params(
+    weight_f: np.ndarray,
+    bias_f: np.ndarray | None,
+    in_h: int,
+    in_w: int,
+    in_channels: int,
+    stride: int,
+    s_in: float,
+    zp_in: int,
+    s_out: float,
+    zp_out: int,
+    relu: bool = True,
+) -> Conv2dParams:
+    """3x3 convolution (weight_f (out, 9*in_channels) in (ky, kx, c) order, BatchNorm already folded);
+    ReLU folds into the clamp: act_min = the output's quantized 0 (at least -128)."""
+    if stride not in (1, 2):
+        raise ValueError(f"conv2d stride must be 1 or 2, got {stride}")
+    act_min = max(-128, min(127, int(zp_out))) if relu else -128
+    proj = linear_params(weight_f, bias_f, s_in, zp_in, s_out, zp_out, act_min=act_min)
+    if proj.in_features != 9 * in_channels:
+        raise ValueError(f"conv2d weight has {proj.in_features} inputs, expected 9 * {in_channels}")
+    return Conv2dParams(int(in_h), int(in_w), int(in_channels), int(stride), proj)

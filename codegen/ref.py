@@ -28,6 +28,7 @@ from mcuformer.codegen.qparams import (
     AddParams,
     AttentionParams,
     AttnHeadParams,
+    Conv2dParams,
     LayerNormParams,
     LinearParams,
     LinearS4WParams,
@@ -364,6 +365,37 @@ def patch_embed(p: PatchEmbedParams, image: np.ndarray) -> np.ndarray:
     if p.proj.bias is not None or p.token_bias is None:
         raise ValueError("patch embedding needs proj.bias None and a token_bias")
     return _linear_core(p.proj, patchify_hwc(image, p.patch), p.token_bias)
+
+
+def im2col_3x3(image: np.ndarray, stride: int, pad_value: int) -> np.ndarray:
+    """(..., H, W, C) -> (..., out_h, out_w, 9*C): the 3x3 neighbourhoods (padding 1 filled with
+    ``pad_value``) of every output pixel, ordered (ky, kx, c)."""
+    image = np.asarray(image)
+    *lead, h, w, c = image.shape
+    padded = np.full((*lead, h + 2, w + 2, c), pad_value, dtype=image.dtype)
+    padded[..., 1 : h + 1, 1 : w + 1, :] = image
+    out_h, out_w = (h - 1) // stride + 1, (w - 1) // stride + 1
+    taps = [
+        padded[..., ky : ky + stride * (out_h - 1) + 1 : stride, kx : kx + stride * (out_w - 1) + 1 : stride, :]
+        for ky in range(3)
+        for kx in range(3)
+    ]
+    return np.concatenate(taps, axis=-1)
+
+
+def conv2d(p: Conv2dParams, image: np.ndarray) -> np.ndarray:
+    """mcuf_conv2d_3x3_s8: int8 HWC (in_h, in_w, in_channels), any leading
+    dims -> (out_h, out_w, out_channels). mcuf_linear_s8's arithmetic on each pixel's im2col vector;
+    a padded tap holds -input_offset (the input's zero point), so (x + input_offset) is 0 there."""
+    image = np.asarray(image)
+    if image.shape[-3:] != (p.in_h, p.in_w, p.in_channels):
+        raise ValueError(f"conv2d input must be {(p.in_h, p.in_w, p.in_channels)}, got {image.shape[-3:]}")
+    if p.stride not in (1, 2) or p.proj.in_features != 9 * p.in_channels:
+        raise ValueError("conv2d needs stride 1 or 2 and proj.in_features = 9 * in_channels")
+    if not -128 <= -p.proj.input_offset <= 127:
+        raise ValueError(f"conv2d input_offset {p.proj.input_offset} is not minus an int8 zero point")
+    cols = im2col_3x3(image.astype(np.int64), p.stride, -p.proj.input_offset)
+    return linear(p.proj, cols)
 
 
 def pool_head(p: PoolHeadParams, x: np.ndarray) -> np.ndarray:

@@ -82,6 +82,14 @@ def patch_embed_s8_scratch_size(image_h: int, image_w: int, channels: int, patch
     return _total(align4(patch * image_w * channels) + align4(tile * vec) + linear_tile_s8_scratch_size(vec, tile))
 
 
+def conv2d_3x3_s8_scratch_size(in_w: int, in_channels: int) -> int:
+    """mcuf_conv2d_3x3_s8: one im2col vector (9 * in_channels) | 3 input rows (3 * in_w * in_channels),
+    each rounded to 4; -1 where the C's ranges reject the shape."""
+    if in_w < 1 or in_channels < 1 or in_w * in_channels > (INT32_MAX - 3) // 3 or 9 * in_channels > LINEAR_MAX_IN:
+        return -1
+    return _total(align4(9 * in_channels) + align4(3 * in_w * in_channels))
+
+
 def pool_head_s8_scratch_size(dim: int) -> int:
     """mcuf_pool_head_s8: int32 accumulators [dim] | LN row | pooled row (int8 parts rounded to 4)."""
     return _total(4 * dim + align4(dim) + align4(dim)) if _sizes_ok(dim) else -1

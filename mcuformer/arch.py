@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from mcuformer.errors import UserError
@@ -25,6 +25,14 @@ _LIMITS = {
     "num_classes": (2, 100_000),
 }
 MAX_MLP_RATIO = 16
+MAX_STEM_LAYERS = 4  # convolutional stem: at most this many 3x3 convolutions
+MAX_STEM_CHANNELS = 256
+STEM_STRIDES = (1, 2)
+
+
+def conv_out_size(size: int, stride: int) -> int:
+    """Output side of a 3x3 convolution with padding 1: floor((size - 1) / stride) + 1 (torch's rule)."""
+    return (size - 1) // stride + 1
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,10 @@ class ArchConfig:
     - ``attn_rank[i]``: one shared down-projection E -> r feeding the q, k and v up-projections.
     - ``mlp_rank[i]``: fc1 (E -> M) and fc2 (M -> E) are each factorised with rank r.
     The attention output projection is always dense.
+
+    Optional convolutional stem (``stem_channels``, default none): 3x3 convolutions (padding 1, stride
+    ``stem_strides[i]`` in {1, 2}) + BatchNorm + ReLU before the patch embedding, which then patchifies
+    the stem's feature map (``feature_size`` square, ``feature_channels`` channels).
     """
 
     image_size: int
@@ -49,6 +61,8 @@ class ArchConfig:
     attn_rank: tuple[int, ...]
     mlp_rank: tuple[int, ...]
     num_classes: int
+    stem_channels: tuple[int, ...] = ()
+    stem_strides: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name, (lo, hi) in _LIMITS.items():  # before any shape is derived or memory allocated
@@ -60,8 +74,22 @@ class ArchConfig:
             object.__setattr__(self, name, tuple(value))
             if len(getattr(self, name)) != self.depth:
                 raise ValueError(f"ArchConfig.{name} has {len(value)} entries, depth is {self.depth}")
-        if self.image_size % self.patch_size:
-            raise ValueError(f"image_size {self.image_size} not divisible by patch_size {self.patch_size}")
+        for name in ("stem_channels", "stem_strides"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if len(self.stem_channels) != len(self.stem_strides) or len(self.stem_channels) > MAX_STEM_LAYERS:
+            raise ValueError(
+                f"stem_channels and stem_strides must have the same length (at most {MAX_STEM_LAYERS}), got "
+                f"{len(self.stem_channels)} and {len(self.stem_strides)}"
+            )
+        for c in self.stem_channels:
+            if isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= MAX_STEM_CHANNELS:
+                raise ValueError(f"stem_channels must be integers in 1..{MAX_STEM_CHANNELS}, got {c!r}")
+        for stride in self.stem_strides:
+            if isinstance(stride, bool) or stride not in STEM_STRIDES:
+                raise ValueError(f"stem_strides must be 1 or 2, got {stride!r}")
+        if self.feature_size % self.patch_size:
+            what = "image_size" if not self.stem_channels else "the stem's output size"
+            raise ValueError(f"{what} {self.feature_size} not divisible by patch_size {self.patch_size}")
         for heads in self.num_heads:
             if not isinstance(heads, int) or heads < 1 or self.embed_dim % heads:
                 raise ValueError(f"embed_dim {self.embed_dim} not divisible by num_heads {heads}")
@@ -75,8 +103,20 @@ class ArchConfig:
                 )
 
     @property
+    def feature_size(self) -> int:
+        """Side of what the patch embedding reads: the image, or the stem's output feature map."""
+        size = self.image_size
+        for stride in self.stem_strides:
+            size = conv_out_size(size, stride)
+        return size
+
+    @property
+    def feature_channels(self) -> int:
+        return self.stem_channels[-1] if self.stem_channels else self.in_channels
+
+    @property
     def grid(self) -> int:
-        return self.image_size // self.patch_size
+        return self.feature_size // self.patch_size
 
     @property
     def tokens(self) -> int:
@@ -84,7 +124,7 @@ class ArchConfig:
 
     @property
     def patch_dim(self) -> int:
-        return self.patch_size * self.patch_size * self.in_channels
+        return self.patch_size * self.patch_size * self.feature_channels
 
     def mlp_hidden(self, layer: int) -> int:
         return max(1, int(round(self.embed_dim * self.mlp_ratio[layer])))
@@ -93,7 +133,11 @@ class ArchConfig:
         return self.embed_dim // self.num_heads[layer]
 
     def to_json(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """Without a stem the stem keys are left out: arch.json of a stemless model is as before."""
+        data = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if not self.stem_channels:
+            del data["stem_channels"], data["stem_strides"]
+        return data
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> ArchConfig:
@@ -107,8 +151,12 @@ class ArchConfig:
         ratios = ",".join(f"{r:g}" for r in self.mlp_ratio)
         ar = ",".join(map(str, self.attn_rank))
         mr = ",".join(map(str, self.mlp_rank))
+        stem = ""
+        if self.stem_channels:
+            layers = zip(self.stem_channels, self.stem_strides, strict=True)
+            stem = " stem[" + ",".join(f"{c}s{s}" for c, s in layers) + "]"
         return (
-            f"res{self.image_size} p{self.patch_size} E{self.embed_dim} D{self.depth} "
+            f"res{self.image_size}{stem} p{self.patch_size} E{self.embed_dim} D{self.depth} "
             f"H[{heads}] mlp[{ratios}] rank_attn[{ar}] rank_mlp[{mr}]"
         )
 
@@ -128,6 +176,10 @@ class SearchSpace:
     in_channels: int = 1
     num_classes: int = 10
     per_layer: bool = True  # False: every layer takes the same heads / MLP ratio / ranks (one choice)
+    # widths of an optional one-layer convolutional stem (3x3, stride SPACE_STEM_STRIDE); no stem is
+    # always a choice too. With a stem of a subnet whose patch P is even, the ViT patchifies the stem's
+    # map with P / 2: the token grid is the same as without it. () = no stem choice (every subnet plain).
+    stem_channels: tuple[int, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def rank(self, ratio: float, embed_dim: int) -> int:
@@ -137,10 +189,17 @@ class SearchSpace:
         """(tokens, image size, patch size) of every (image size, patch size) pair where the patch tiles."""
         return sorted(((s // p) ** 2, s, p) for s in self.image_sizes for p in self.patch_sizes if s % p == 0)
 
+    def stem_choices(self, patch: int) -> tuple[int, ...]:
+        """Stem widths a subnet with (space) patch ``patch`` can take: 0 (none), and the space's
+        widths where the stem's stride divides the patch."""
+        if patch % SPACE_STEM_STRIDE:
+            return (0,)
+        return (0, *self.stem_channels)
+
     def largest(self) -> ArchConfig:
         depth, e = max(self.depths), max(self.embed_dims)
         _, image, patch = max(self._pairs(), key=lambda t: (t[0], t[1]))  # most tokens, then the larger image
-        return ArchConfig(
+        return with_stem(max(self.stem_choices(patch)), ArchConfig(
             image_size=image,
             in_channels=self.in_channels,
             patch_size=patch,
@@ -151,7 +210,7 @@ class SearchSpace:
             attn_rank=(0,) * depth,
             mlp_rank=(0,) * depth,
             num_classes=self.num_classes,
-        )
+        ))
 
     def smallest(self) -> ArchConfig:
         depth = min(self.depths)
@@ -175,7 +234,38 @@ class SearchSpace:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("extra")
+        if not self.stem_channels:  # as before stems existed
+            data.pop("stem_channels")
         return data
+
+
+SPACE_STEM_STRIDE = 2
+
+
+def with_stem(width: int, arch: ArchConfig) -> ArchConfig:
+    """``arch`` (a plain ViT with patch P) with a stem of one ``width``-channel stride-2 layer and
+    patch P / 2 (the same tokens); width 0: ``arch`` unchanged."""
+    if not width:
+        return arch
+    return replace(
+        arch,
+        patch_size=arch.patch_size // SPACE_STEM_STRIDE,
+        stem_channels=(width,),
+        stem_strides=(SPACE_STEM_STRIDE,),
+    )
+
+
+def space_patch(arch: ArchConfig) -> int:
+    """The patch of ``arch`` in the search space's terms: its ViT patch times the stem's strides."""
+    patch = arch.patch_size
+    for stride in arch.stem_strides:
+        patch *= stride
+    return patch
+
+
+def stem_width(arch: ArchConfig) -> int:
+    """The width of a one-layer stem (0 without a stem)."""
+    return arch.stem_channels[0] if arch.stem_channels else 0
 
 
 def save_json(path: str, data: dict[str, Any]) -> None:

@@ -70,6 +70,19 @@ class Block(nn.Module):
         return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
 
 
+class ConvBNReLU(nn.Module):
+    """One stem layer: 3x3 convolution (padding 1, no bias) + BatchNorm + ReLU. The frontend folds the
+    BatchNorm into the convolution's weights and bias (per output channel)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)))
+
+
 def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
     """(B, C, H, W) -> (B, T, P*P*C) with patch vectors ordered (py, px, c)."""
     b, c, h, w = images.shape
@@ -84,6 +97,10 @@ class ViT(nn.Module):
         super().__init__()
         self.arch = arch
         e = arch.embed_dim
+        widths = (arch.in_channels, *arch.stem_channels)
+        self.stem = nn.ModuleList(
+            ConvBNReLU(widths[i], widths[i + 1], arch.stem_strides[i]) for i in range(len(arch.stem_channels))
+        )
         self.patch_embed = nn.Linear(arch.patch_dim, e)
         self.pos_embed = nn.Parameter(torch.zeros(arch.tokens, e))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
@@ -97,6 +114,8 @@ class ViT(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         a = self.arch
         assert images.shape[1:] == (a.in_channels, a.image_size, a.image_size), images.shape
+        for layer in self.stem:
+            images = layer(images)  # (B, C_i, H_i, W_i): the stem's feature maps
         x = self.patch_embed(patchify(images, a.patch_size)) + self.pos_embed  # (B, T, E)
         for block in self.blocks:
             x = block(x)

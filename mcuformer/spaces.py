@@ -12,6 +12,7 @@ number of input channels and classes come from the data set, never from the file
     mlp_ratios = [1, 2, 3]
     rank_ratios = [0.25, 0.5, 0]     # fractions of embed_dim; 0 = dense
     per_layer = true                 # heads / MLP ratio / ranks chosen per layer (false: one for all)
+    stem_channels = [8, 16]          # optional: a 3x3 stride-2 conv stem of these widths, or none
 
 This module is core: it imports neither ``codegen`` nor ``nas``. ``budget_space`` takes the exact
 cost as a function, so the app layer can hand it the planner.
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mcuformer.arch import ArchConfig, SearchSpace
+from mcuformer.arch import MAX_STEM_CHANNELS, SPACE_STEM_STRIDE, ArchConfig, SearchSpace
 from mcuformer.budget import Budget
 from mcuformer.errors import DoesNotFit, UserError
 
@@ -35,7 +36,7 @@ RANK_GRID: tuple[float, ...] = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.0)
 
 INT_KEYS = ("image_sizes", "patch_sizes", "embed_dims", "depths", "num_heads")
 FLOAT_KEYS = ("mlp_ratios", "rank_ratios")
-SPACE_KEYS = (*INT_KEYS, *FLOAT_KEYS, "per_layer")
+SPACE_KEYS = (*INT_KEYS, *FLOAT_KEYS, "per_layer", "stem_channels")
 MAX_IMAGE_SIZE = 1024
 MAX_DEPTH = 64
 MAX_EMBED_DIM = 4096
@@ -133,6 +134,16 @@ def space_from_dict(data: dict[str, Any], source: str, in_channels: int, num_cla
         raise UserError(f"{source}: 'per_layer' must be true or false, got {per_layer!r}")
     if in_channels < 1 or num_classes < 2:
         raise UserError(f"{source}: the data must have >= 1 channel and >= 2 classes")
+    stems = data.get("stem_channels", [])
+    if not isinstance(stems, list) or any(
+        isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= MAX_STEM_CHANNELS for w in stems
+    ):
+        raise UserError(
+            f"{source}: 'stem_channels' must be a list of stem widths in 1..{MAX_STEM_CHANNELS} (no stem is always "
+            f"a choice), got {stems!r}"
+        )
+    if stems and not any(p % SPACE_STEM_STRIDE == 0 for p in values["patch_sizes"]):
+        raise UserError(f"{source}: 'stem_channels' needs an even patch size (the stem halves the resolution)")
     return SearchSpace(
         image_sizes=values["image_sizes"],
         patch_sizes=values["patch_sizes"],
@@ -144,6 +155,7 @@ def space_from_dict(data: dict[str, Any], source: str, in_channels: int, num_cla
         in_channels=in_channels,
         num_classes=num_classes,
         per_layer=per_layer,
+        stem_channels=tuple(sorted(set(stems))),
     )
 
 
@@ -180,7 +192,9 @@ def describe_space(space: SearchSpace) -> str:
     return (
         f"res {join(space.image_sizes)} patch {join(space.patch_sizes)} E {join(space.embed_dims)} "
         f"D {join(space.depths)} heads {join(space.num_heads)} mlp {join(space.mlp_ratios)} "
-        f"rank {join(space.rank_ratios)}" + ("" if space.per_layer else " (shared by all layers)")
+        f"rank {join(space.rank_ratios)}"
+        + (f" stem 0/{join(space.stem_channels)}" if space.stem_channels else "")
+        + ("" if space.per_layer else " (shared by all layers)")
     )
 
 

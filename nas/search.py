@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from mcuformer.arch import ArchConfig, SearchSpace, save_json
+from mcuformer.arch import ArchConfig, SearchSpace, save_json, space_patch, stem_width
 from mcuformer.budget import Budget
 from mcuformer.data import Dataset
 from mcuformer.errors import UserError
@@ -34,6 +34,7 @@ from mcuformer.nas.supernet import (
     resolution_choices,
     sample_arch,
     sample_layer,
+    sample_stem,
 )
 from mcuformer.nas.train import deterministic, evaluate
 
@@ -108,9 +109,11 @@ class SearchResult:
 
 def mutate(space: SearchSpace, arch: ArchConfig, prob: float, rng: random.Random) -> ArchConfig:
     """Resample each choice (resolution/patch pair, embed dim, depth, every layer's choices) with ``prob``."""
-    image_size, patch_size = arch.image_size, arch.patch_size
+    image_size, patch_size, stem = arch.image_size, space_patch(arch), stem_width(arch)
     if rng.random() < prob:
         image_size, patch_size = rng.choice(resolution_choices(space))
+    if space.stem_channels and (rng.random() < prob or stem not in space.stem_choices(patch_size)):
+        stem = sample_stem(space, patch_size, rng)  # no draw without stem choices: as before
     e = rng.choice(space.embed_dims) if rng.random() < prob else arch.embed_dim
     depth = rng.choice(space.depths) if rng.random() < prob else arch.depth
     layers = layer_choices(space, arch)[:depth]
@@ -122,18 +125,20 @@ def mutate(space: SearchSpace, arch: ArchConfig, prob: float, rng: random.Random
         attn = rng.choice(space.rank_ratios) if rng.random() < prob else layer.attn_rank_ratio
         mlp = rng.choice(space.rank_ratios) if rng.random() < prob else layer.mlp_rank_ratio
         out.append(LayerChoice(heads, mlp_ratio, attn, mlp))
-    return make_arch(space, image_size, patch_size, e, out)
+    return make_arch(space, image_size, patch_size, e, out, stem)
 
 
 def crossover(space: SearchSpace, a: ArchConfig, b: ArchConfig, rng: random.Random) -> ArchConfig:
     """Each choice from either parent; layer i from either parent that has it."""
-    image_size, patch_size = rng.choice([(a.image_size, a.patch_size), (b.image_size, b.patch_size)])
+    image_size, patch_size, stem = rng.choice(
+        [(a.image_size, space_patch(a), stem_width(a)), (b.image_size, space_patch(b), stem_width(b))]
+    )
     e = rng.choice([a.embed_dim, b.embed_dim])
     depth = rng.choice([a.depth, b.depth])
     la, lb = layer_choices(space, a), layer_choices(space, b)
     layers = [rng.choice(la[i : i + 1] + lb[i : i + 1]) for i in range(depth)]
     layers = [x if e % x.heads == 0 else replace(x, heads=rng.choice(head_choices(space, e))) for x in layers]
-    return make_arch(space, image_size, patch_size, e, layers)
+    return make_arch(space, image_size, patch_size, e, layers, stem)
 
 
 @dataclass

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from mcuformer.arch import ArchConfig, SearchSpace
+from mcuformer.arch import SPACE_STEM_STRIDE, ArchConfig, SearchSpace, stem_width, with_stem
 from mcuformer.errors import UserError
 from mcuformer.model import LN_EPS, ViT, resize_images
 
@@ -83,11 +83,17 @@ def rank_ratio(space: SearchSpace, rank: int, embed_dim: int) -> float:
 
 
 def make_arch(
-    space: SearchSpace, image_size: int, patch_size: int, embed_dim: int, layers: Sequence[LayerChoice]
+    space: SearchSpace,
+    image_size: int,
+    patch_size: int,
+    embed_dim: int,
+    layers: Sequence[LayerChoice],
+    stem: int = 0,
 ) -> ArchConfig:
+    """``patch_size`` is the space's patch; with a stem of width ``stem`` the ViT's is half of it."""
     if not space.per_layer:  # one choice shared by every layer: the first layer's
         layers = [layers[0]] * len(layers)
-    return ArchConfig(
+    return with_stem(stem, ArchConfig(
         image_size=image_size,
         in_channels=space.in_channels,
         patch_size=patch_size,
@@ -98,7 +104,13 @@ def make_arch(
         attn_rank=tuple(space.rank(layer.attn_rank_ratio, embed_dim) for layer in layers),
         mlp_rank=tuple(space.rank(layer.mlp_rank_ratio, embed_dim) for layer in layers),
         num_classes=space.num_classes,
-    )
+    ))
+
+
+def sample_stem(space: SearchSpace, patch_size: int, rng: random.Random) -> int:
+    """A stem width for a subnet of (space) patch ``patch_size``; draws nothing from ``rng`` when the
+    space has no stem choice, so stemless spaces sample exactly as before."""
+    return rng.choice(space.stem_choices(patch_size)) if space.stem_channels else 0
 
 
 def layer_choices(space: SearchSpace, arch: ArchConfig) -> list[LayerChoice]:
@@ -130,7 +142,7 @@ def sample_arch(space: SearchSpace, rng: random.Random) -> ArchConfig:
     embed_dim = rng.choice(space.embed_dims)
     depth = rng.choice(space.depths)
     layers = [sample_layer(space, embed_dim, rng) for _ in range(depth)]
-    return make_arch(space, image_size, patch_size, embed_dim, layers)
+    return make_arch(space, image_size, patch_size, embed_dim, layers, sample_stem(space, patch_size, rng))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -226,17 +238,32 @@ class Supernet(nn.Module):
         self.blocks = nn.ModuleList(SuperBlock(e, self.hidden_max, self.rank_max) for _ in range(self.depth_max))
         self.norm = nn.LayerNorm(e, eps=LN_EPS)
         self.head = nn.Linear(e, space.num_classes)
+        # The optional stem (space.stem_channels): the widest stem's conv and BatchNorm, a width w using
+        # their first w channels (a channel's output does not depend on w, so neither do its batch
+        # statistics), and a patch kernel of its own over the stem's map, (E, P_max/2, P_max/2, W_max).
+        self.stem_max = max(space.stem_channels, default=0)
+        if self.stem_max:
+            w = self.stem_max
+            self.stem_patch_max = max(p // SPACE_STEM_STRIDE for p in space.patch_sizes if p % SPACE_STEM_STRIDE == 0)
+            q = self.stem_patch_max
+            self.stem_conv = nn.Parameter(torch.randn(w, c, 3, 3) * (9 * c) ** -0.5)
+            self.stem_bn = nn.BatchNorm2d(w)
+            self.stem_patch_kernel = nn.Parameter(torch.randn(e, q, q, w) * (q * q * w) ** -0.5)
         self._skeletons: dict[ArchConfig, ViT] = {}  # weightless ViTs whose forward code we borrow
 
     # -- the subnet's weights ------------------------------------------------------------------
 
-    def patch_weight(self, patch: int, e: int) -> torch.Tensor:
-        """The shared kernel resized to P x P, as the ViT's patch_embed weight (E, P*P*C), (py, px, c) order."""
-        kernel = self.patch_kernel[:e]  # (E, Pmax, Pmax, C)
-        if patch != self.patch_max:
+    def patch_weight(self, patch: int, e: int, stem: int = 0) -> torch.Tensor:
+        """The shared kernel resized to P x P, as the ViT's patch_embed weight (E, P*P*C), (py, px, c) order;
+        with a stem of width ``stem``, the stem's kernel (C = stem)."""
+        if stem:
+            kernel, patch_max = self.stem_patch_kernel[:e, :, :, :stem], self.stem_patch_max
+        else:
+            kernel, patch_max = self.patch_kernel[:e], self.patch_max  # (E, Pmax, Pmax, C)
+        if patch != patch_max:
             k = kernel.permute(0, 3, 1, 2)  # (E, C, Pmax, Pmax)
             k = F.interpolate(k, size=(patch, patch), mode="bilinear", align_corners=False)
-            kernel = k.permute(0, 2, 3, 1) * (self.patch_max / patch) ** 2  # (E, P, P, C)
+            kernel = k.permute(0, 2, 3, 1) * (patch_max / patch) ** 2  # (E, P, P, C)
         return kernel.reshape(e, -1)
 
     def pos_weight(self, grid: int, e: int) -> torch.Tensor:
@@ -252,8 +279,9 @@ class Supernet(nn.Module):
         """The state dict of ``mcuformer.model.ViT(arch)``, made of (differentiable) views of ours."""
         self.check(arch)
         e = arch.embed_dim
+        stem = stem_width(arch)
         st = {
-            "patch_embed.weight": self.patch_weight(arch.patch_size, e),
+            "patch_embed.weight": self.patch_weight(arch.patch_size, e, stem),
             "patch_embed.bias": self.patch_bias[:e],
             "pos_embed": self.pos_weight(arch.grid, e),
             "norm.weight": self.norm.weight[:e],
@@ -263,6 +291,18 @@ class Supernet(nn.Module):
         }
         for i in range(arch.depth):
             st.update(self.blocks[i].state(f"blocks.{i}", e, arch.mlp_hidden(i), arch.attn_rank[i], arch.mlp_rank[i]))
+        if stem:  # views of the BatchNorm's buffers: training updates the shared running statistics in place
+            bn = self.stem_bn
+            st.update(
+                {
+                    "stem.0.conv.weight": self.stem_conv[:stem],
+                    "stem.0.bn.weight": bn.weight[:stem],
+                    "stem.0.bn.bias": bn.bias[:stem],
+                    "stem.0.bn.running_mean": bn.running_mean[:stem],
+                    "stem.0.bn.running_var": bn.running_var[:stem],
+                    "stem.0.bn.num_batches_tracked": bn.num_batches_tracked,
+                }
+            )
         return st
 
     def check(self, arch: ArchConfig) -> None:
@@ -278,6 +318,13 @@ class Supernet(nn.Module):
             ]
             if value > limit
         ]
+        if arch.stem_channels and (
+            len(arch.stem_channels) != 1
+            or arch.stem_strides != (SPACE_STEM_STRIDE,)
+            or arch.stem_channels[0] > self.stem_max
+            or arch.patch_size > self.stem_patch_max
+        ):
+            problems.append(f"stem {list(arch.stem_channels)} not one of the space's (widths <= {self.stem_max})")
         if (arch.in_channels, arch.num_classes) != (self.space.in_channels, self.space.num_classes):
             problems.append(f"in_channels/num_classes {arch.in_channels}/{arch.num_classes} != the space's")
         if problems:
@@ -292,6 +339,7 @@ class Supernet(nn.Module):
         if skeleton is None:
             with torch.device("meta"):
                 skeleton = self._skeletons[arch] = ViT(arch)
+        skeleton.train(self.training)  # the stem's BatchNorm: batch statistics only while training
         return functional_call(skeleton, self.subnet_state(arch), (x,), strict=True)
 
     @torch.no_grad()
@@ -355,6 +403,8 @@ def init_from_dense(supernet: Supernet, model: ViT) -> list[str]:
     (P_max/P)^2 block (exact for integer ratios); position embeddings are resized bicubically to
     the supernet's grid when the model's grid differs (then not exact)."""
     arch = model.arch
+    if arch.stem_channels:
+        raise UserError("--init-from: a model with a convolutional stem is not supported (SVD covers the ViT only)")
     try:
         supernet.check(arch)
     except ValueError as exc:

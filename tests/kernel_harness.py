@@ -50,6 +50,7 @@ class Op(enum.IntEnum):
     PATCH_EMBED_PREFIX = enum.auto()
     TOKEN_HEAD = enum.auto()
     POOL_NORM_HEAD = enum.auto()
+    CONV2D = enum.auto()
 
 
 def ops_header() -> str:

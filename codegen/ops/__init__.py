@@ -7,6 +7,7 @@ from mcuformer.codegen.ops import (  # noqa: E402, F401, I001  (each module regi
     add,
     attn_av,
     attn_scores,
+    conv2d,
     fused_attention,
     fused_mlp,
     fused_patch_embed,

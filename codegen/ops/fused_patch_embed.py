@@ -1,5 +1,6 @@
 """fused_patch_embed: the patch embedding run stripe by stripe from the input callback
-(mcuf_patch_embed_s8, token-tiled; mcuf_patch_embed_prefix_s8 first writes the prefix rows)."""
+(mcuf_patch_embed_s8, token-tiled; mcuf_patch_embed_prefix_s8 first writes the prefix rows), or, in a
+model with a convolutional stem, from the stem's feature map in the arena (mcuf_memory_reader)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 from mcuformer.codegen import scratch
 from mcuformer.codegen.ir import FusedDims, Graph, KernelParams, Node, Op, Role, Schedule
 from mcuformer.codegen.ops.base import Body, CallContext, FusedOp, Step, register
+from mcuformer.codegen.ops.conv2d import stripe_source
 from mcuformer.codegen.ops.patch_embed import embed_image
 
 
@@ -20,13 +22,14 @@ class PatchEmbedDims(FusedDims):
     image_w: int
     channels: int
     patch: int
+    streamed: bool = True  # the input is the model's streamed image (else the stem's feature map in the arena)
 
 
 def _dims(body: Body, graph: Graph) -> FusedDims:
     proj = body[Role.PROJ]
     h, w, c = graph.tensors[proj.inputs[0]].shape
     tokens, dim = graph.tensors[proj.outputs[0]].shape
-    return PatchEmbedDims(tokens, dim, h, w, c, proj.attrs.patch)
+    return PatchEmbedDims(tokens, dim, h, w, c, proj.attrs.patch, proj.inputs[0] in graph.streamed_inputs)
 
 
 def _scratch(dims: FusedDims, variant: Schedule, tile: int) -> int:
@@ -44,7 +47,8 @@ def _reference(node: Node, image: np.ndarray) -> np.ndarray:
 
 
 def _call_args(node: Node, c: CallContext) -> tuple[str, ...]:
-    return (c.params, "read", "ctx", c.scratch, c.arena(node.outputs[0]))
+    assert isinstance(node.dims, PatchEmbedDims)
+    return (c.params, *stripe_source(node.dims.streamed, node.inputs[0], c), c.scratch, c.arena(node.outputs[0]))
 
 
 def _variant(body: Body) -> Schedule:

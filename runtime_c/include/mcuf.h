@@ -416,6 +416,38 @@ mcuf_status mcuf_patch_embed_s8(const mcuf_patch_embed_params *p, mcuf_stripe_re
                                 int8_t *scratch, int8_t *x);
 
 /* ---------------------------------------------------------------------------------------------
+ * 3x3 convolution, padding 1, stride 1 or 2 (the convolutional stem), int8 HWC in and out:
+ *   out_h = (in_h - 1) / stride + 1, out_w = (in_w - 1) / stride + 1, out_channels = proj.out_features
+ *   v = im2col vector of output pixel (oy, ox): v[(ky * 3 + kx) * in_channels + c] =
+ *       in[oy * stride - 1 + ky][ox * stride - 1 + kx][c], or -proj.input_offset (the input zero
+ *       point, which adds 0 to the sum) where the tap falls in the padding
+ *   out[oy][ox][:] = mcuf_linear_s8(proj, v)  (weights [out_channels][3][3][in_channels], the bias
+ *       with BatchNorm folded in; ReLU is the clamp: act_min = the output's quantized 0)
+ * The input arrives through `read`, one row per stripe, each row once and in order
+ * (read(ctx, iy, dst, in_w * in_channels) for iy = 0 .. in_h - 1), into a rolling buffer of 3 rows:
+ * the whole input is never needed in SRAM (the model's input callback for the first stem layer,
+ * mcuf_memory_reader over the previous layer's output in the arena for the others); any nonzero
+ * return stops the kernel with MCUF_ERR_INPUT (rows of earlier outputs are then already written).
+ * Ranges: in_h, in_w, in_channels >= 1, 3 * in_w * in_channels <= INT32_MAX - 3; stride 1 or 2;
+ *   proj.in_features = 9 * in_channels <= MCUF_LINEAR_MAX_IN; proj.bias not NULL; proj as for
+ *   mcuf_linear_s8.
+ * scratch: mcuf_conv2d_3x3_s8_scratch_size() bytes: one im2col vector (9 * in_channels) | 3 input
+ *   rows (3 * in_w * in_channels), each rounded up to 4 bytes.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct {
+    int32_t in_h, in_w, in_channels, stride;
+    mcuf_linear_params proj; /* 9 * in_channels -> out_channels, bias [out_channels] */
+} mcuf_conv2d_params;
+
+int32_t mcuf_conv2d_3x3_s8_scratch_size(const mcuf_conv2d_params *p);
+mcuf_status mcuf_conv2d_3x3_s8(const mcuf_conv2d_params *p, mcuf_stripe_reader read, void *ctx, int8_t *scratch,
+                               int8_t *output);
+
+/* An mcuf_stripe_reader over memory: stripe s = bytes [s * n_bytes, (s + 1) * n_bytes) from ctx (an
+ * int8 buffer). The patch embedding of a model with a stem reads the stem's feature map with it. */
+int32_t mcuf_memory_reader(void *ctx, int32_t stripe, int8_t *dst, int32_t n_bytes);
+
+/* ---------------------------------------------------------------------------------------------
  * Final LayerNorm + mean pooling + classifier:
  *   for every token t: y = LN(x_t); acc[c] += y[c] + pool_input_offset      (int32 [dim])
  *   pooled[c] = clamp(requantize(acc[c], pool) + pool_output_offset, -128, 127)

@@ -280,6 +280,16 @@ static void rd_patch_embed(mcuf_patch_embed_params *p)
     p->tile = rd_int();
 }
 
+static void rd_conv2d(mcuf_conv2d_params *p)
+{
+    rd_struct("mcuf_conv2d_params");
+    p->in_h = rd_int();
+    p->in_w = rd_int();
+    p->in_channels = rd_int();
+    p->stride = rd_int();
+    rd_linear(&p->proj);
+}
+
 static void rd_pool_head(mcuf_pool_head_params *p)
 {
     rd_struct("mcuf_pool_head_params");
@@ -635,6 +645,28 @@ static void op_patch_embed(void)
     wr_array('i', src.log, src.n_log, 4);
 }
 
+/* conv2d: params, fail_at, output length, row bytes, image; outputs: the map, the rows requested. The
+ * scratch has exactly the reported size (scratch_of), so a kernel that overruns it trips ASan. */
+static void op_conv2d(void)
+{
+    mcuf_conv2d_params p;
+    rd_conv2d(&p);
+    const int32_t fail_at = rd_int();
+    const int32_t out_len = rd_int();
+    const int32_t row_bytes = rd_int();
+    int32_t n;
+    const int8_t *image = rd_s8(&n);
+    stripe_source src = {image, n, row_bytes, fail_at, NULL, 0, 4096};
+    src.log = (int32_t *)xalloc(sizeof(int32_t) * 4096u);
+    int8_t *out = (int8_t *)xalloc((size_t)out_len);
+    memset(out, 0, (size_t)out_len);
+    const int32_t size = mcuf_conv2d_3x3_s8_scratch_size(&p);
+    const mcuf_status st = mcuf_conv2d_3x3_s8(&p, read_stripe, &src, scratch_of(size), out);
+    wr_header(st, size, 2);
+    wr_array('b', out, out_len, 1);
+    wr_array('i', src.log, src.n_log, 4);
+}
+
 static void op_pool_head(void)
 {
     mcuf_pool_head_params p;
@@ -763,6 +795,9 @@ int main(int argc, char **argv)
             break;
         case OP_POOL_HEAD:
             op_pool_head();
+            break;
+        case OP_CONV2D:
+            op_conv2d();
             break;
         case OP_ATTENTION_PERHEAD:
             op_attention_perhead();
