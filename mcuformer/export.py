@@ -150,17 +150,22 @@ def run_export(
     model, run_report = load_run(run)
     arch = model.arch
     dataset = run_data(run, run_report, data)
-    if (dataset.in_channels, dataset.num_classes) != (arch.in_channels, arch.num_classes):
-        raise UserError(
-            f"data '{dataset.name}' has {dataset.in_channels} channels and {dataset.num_classes} classes, the run's "
-            f"model {arch.in_channels} and {arch.num_classes}: pass the data the run was trained on with --data"
-        )
+    check_data_matches(dataset, arch, "the run's model", ": pass the data the run was trained on with --data")
     labels = run_report.get("class_labels")
     if isinstance(labels, list) and len(labels) == arch.num_classes:
         dataset.class_names = [str(v) for v in labels]
     return export_model(
         model, dataset, board, out, force, log, measure=measure, source=str(run), inputs=inputs, float_abi=float_abi
     )
+
+
+def check_data_matches(dataset: Dataset, arch: ArchConfig, model_name: str, hint: str = "") -> None:
+    """UserError unless the data has the model's input channels and classes."""
+    if (dataset.in_channels, dataset.num_classes) != (arch.in_channels, arch.num_classes):
+        raise UserError(
+            f"data '{dataset.name}' has {dataset.in_channels} channels and {dataset.num_classes} classes, "
+            f"{model_name} {arch.in_channels} and {arch.num_classes}{hint}"
+        )
 
 
 def export_onnx(
@@ -190,11 +195,7 @@ def export_onnx(
     log(f"importing {path}")
     model = load_imported(path, mean=mean, std=std)
     arch = model.arch
-    if (dataset.in_channels, dataset.num_classes) != (arch.in_channels, arch.num_classes):
-        raise UserError(
-            f"data '{dataset.name}' has {dataset.in_channels} channels and {dataset.num_classes} classes, the model "
-            f"{arch.in_channels} and {arch.num_classes}"
-        )
+    check_data_matches(dataset, arch, "the model")
     log(f"{arch.short()}: float graph within {model.float_graph.import_check_max_abs_diff:.2g} of the ONNX model")
     return export_model(
         model, dataset, board, out, force, log, measure=measure, source=str(path), inputs=inputs, float_abi=float_abi

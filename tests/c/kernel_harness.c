@@ -625,24 +625,44 @@ static int32_t read_stripe(void *ctx, int32_t stripe, int8_t *dst, int32_t n_byt
     return 0;
 }
 
+/* A kernel that reads its input through the stripe callback: after its params, the case holds fail_at,
+ * the output length, the stripe (or row) bytes and the image; the outputs are the output buffer and the
+ * stripes requested, in order (at most max_log). */
+typedef struct {
+    stripe_source src;
+    int8_t *out;
+    int32_t out_len;
+} streamed_case;
+
+static streamed_case rd_streamed_case(int32_t max_log)
+{
+    streamed_case c;
+    const int32_t fail_at = rd_int();
+    c.out_len = rd_int();
+    const int32_t stripe_bytes = rd_int();
+    int32_t n;
+    const int8_t *image = rd_s8(&n);
+    c.src = (stripe_source){image, n, stripe_bytes, fail_at, NULL, 0, max_log};
+    c.src.log = (int32_t *)xalloc(sizeof(int32_t) * (size_t)max_log);
+    c.out = (int8_t *)xalloc((size_t)c.out_len);
+    memset(c.out, 0, (size_t)c.out_len);
+    return c;
+}
+
+static void wr_streamed_case(mcuf_status st, int32_t scratch_size, const streamed_case *c)
+{
+    wr_header(st, scratch_size, 2);
+    wr_array('b', c->out, c->out_len, 1);
+    wr_array('i', c->src.log, c->src.n_log, 4);
+}
+
 static void op_patch_embed(void)
 {
     mcuf_patch_embed_params p;
     rd_patch_embed(&p);
-    const int32_t fail_at = rd_int();
-    const int32_t x_len = rd_int();
-    const int32_t stripe_bytes = rd_int();
-    int32_t n;
-    const int8_t *image = rd_s8(&n);
-    stripe_source src = {image, n, stripe_bytes, fail_at, NULL, 0, 1024};
-    src.log = (int32_t *)xalloc(sizeof(int32_t) * 1024u);
-    int8_t *x = (int8_t *)xalloc((size_t)x_len);
-    memset(x, 0, (size_t)x_len);
+    streamed_case c = rd_streamed_case(1024);
     const int32_t size = mcuf_patch_embed_s8_scratch_size(&p);
-    const mcuf_status st = mcuf_patch_embed_s8(&p, read_stripe, &src, scratch_of(size), x);
-    wr_header(st, size, 2);
-    wr_array('b', x, x_len, 1);
-    wr_array('i', src.log, src.n_log, 4);
+    wr_streamed_case(mcuf_patch_embed_s8(&p, read_stripe, &c.src, scratch_of(size), c.out), size, &c);
 }
 
 /* conv2d: params, fail_at, output length, row bytes, image; outputs: the map, the rows requested. The
@@ -651,20 +671,9 @@ static void op_conv2d(void)
 {
     mcuf_conv2d_params p;
     rd_conv2d(&p);
-    const int32_t fail_at = rd_int();
-    const int32_t out_len = rd_int();
-    const int32_t row_bytes = rd_int();
-    int32_t n;
-    const int8_t *image = rd_s8(&n);
-    stripe_source src = {image, n, row_bytes, fail_at, NULL, 0, 4096};
-    src.log = (int32_t *)xalloc(sizeof(int32_t) * 4096u);
-    int8_t *out = (int8_t *)xalloc((size_t)out_len);
-    memset(out, 0, (size_t)out_len);
+    streamed_case c = rd_streamed_case(4096);
     const int32_t size = mcuf_conv2d_3x3_s8_scratch_size(&p);
-    const mcuf_status st = mcuf_conv2d_3x3_s8(&p, read_stripe, &src, scratch_of(size), out);
-    wr_header(st, size, 2);
-    wr_array('b', out, out_len, 1);
-    wr_array('i', src.log, src.n_log, 4);
+    wr_streamed_case(mcuf_conv2d_3x3_s8(&p, read_stripe, &c.src, scratch_of(size), c.out), size, &c);
 }
 
 static void op_pool_head(void)
