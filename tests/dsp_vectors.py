@@ -312,6 +312,10 @@ class Vectors:
             self.attn(_attn(rng, tokens, hd), int(rng.integers(0, 6)), int(rng.integers(0, 6)), "random")
         for tokens, hd, pad in ((64, 24, 72), (17, 16, 48), (16, 8, 0), (5, 32, 1)):  # model-like: K/V rows of dim
             self.attn(_attn(rng, tokens, hd), pad, pad, "model-like")
+        wide = np.random.default_rng(2026)  # own stream: the cases above keep their values
+        for _ in range(10):  # the Helium kernel's paths: head_dim 25..32 (4 query vectors), > 32, > 24 + 4
+            tokens, hd = int(wide.integers(1, 40)), int(wide.integers(20, 60))
+            self.attn(_attn(wide, tokens, hd), int(wide.integers(0, 6)), int(wide.integers(0, 6)), "wide")
         big = qp.Requant(M_MAX, 30)
         for fill, off in ((-128, 128), (127, 128), (-128, -127), (127, -127)):
             p = _attn(rng, 19, 23, q_offset=off, k_offset=off, v_offset=off, score=big, av=big)
