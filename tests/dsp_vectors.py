@@ -162,6 +162,13 @@ def _attn(rng: np.random.Generator, tokens: int, head_dim: int, **fixed: int | q
     return qp.AttnHeadParams(**values)  # type: ignore[arg-type]
 
 
+def ref_sum_zero(p: qp.SoftmaxParams, x: np.ndarray) -> bool:
+    """Whether mcuf_softmax_s8's 32-bit sum of the row's table entries is 0 (an error, no output)."""
+    xi = np.asarray(x).astype(np.int64)
+    e = (p.exp_table.astype(np.int64) & 0xFFFFFFFF)[xi.max() - xi]
+    return int(e.sum()) & 0xFFFFFFFF == 0
+
+
 # ----------------------------------------------------------------------------------------- cases
 class Vectors:
     def __init__(self, seed: int) -> None:
@@ -430,6 +437,16 @@ class Vectors:
         p = qp.SoftmaxParams(length=31, exp_table=table)
         row = f"{{{self.c.struct(p)}, 1, {self.c.s8(x)}, {self.c.s8(ref.softmax(p, x))}}}"
         self._add_case("softmax", row, "length 31, table with zero entries")
+        wrap = np.random.default_rng(2027)  # own stream: the cases above keep their values
+        for n in (1, 5, 33, 144):  # tables outside [0, 65536]: wrapping sums, any 32-bit divisor
+            table = wrap.integers(I32_MIN, I32_MAX, size=256, endpoint=True).astype(np.int32)
+            table[0] = 65536
+            x = _s8(wrap, n)
+            p = qp.SoftmaxParams(length=n, exp_table=table)
+            if n == 1 or np.any(ref_sum_zero(p, x)):
+                table[1:] = wrap.integers(0, 1 << 20, size=255)  # n == 1: the divisor 65536 itself
+            row = f"{{{self.c.struct(p)}, 0, {self.c.s8(x)}, {self.c.s8(ref.softmax(p, x))}}}"
+            self._add_case("softmax", row, f"length {n}, wrapping table")
 
     # -- scalar fixed-point helpers
     def fixedpoint(self) -> str:
