@@ -197,6 +197,59 @@ static inline __attribute__((always_inline)) void ws_chunk(const mcuf_attn_head_
     vstrbq_p_s32(out + 4 * (nv - 1), out_s8_x4(requantize_x4(a5, m, sh), off, -128, 127), pl);
 }
 
+/* ws_chunk(p, 6, 4, ...): 24 output dimensions, the loop over the keys written out (the compiler
+ * spends about 9 more instructions per key on addresses): per key one LDRSB of p[j], one ADD of
+ * 128, six VLDRB.S32 (immediate offsets) and six VMLA.S32, the row step and LE: 16 instructions
+ * for 24 MACs. Accumulators q0-q5 (start: corr), q6 the loaded V values. */
+static void ws24(const mcuf_attn_head_params *p, const int8_t *probs, const int8_t *v, int32_t v_stride,
+                 int32_t corr, int8_t *out)
+{
+    int32_t acc[24];
+    const int8_t *pr = probs;
+    const int8_t *row = v;
+    int32_t pj;
+    __asm__ volatile("vdup.32 q0, %[corr]\n\t"
+                     "vmov q1, q0\n\t"
+                     "vmov q2, q0\n\t"
+                     "vmov q3, q0\n\t"
+                     "vmov q4, q0\n\t"
+                     "vmov q5, q0\n\t"
+                     "wls lr, %[n], 2f\n"
+                     "1:\n\t"
+                     "ldrsb %[pj], [%[pr]], #1\n\t"
+                     "vldrb.s32 q6, [%[row]]\n\t"
+                     "add %[pj], %[pj], #128\n\t"
+                     "vmla.s32 q0, q6, %[pj]\n\t"
+                     "vldrb.s32 q6, [%[row], #4]\n\t"
+                     "vmla.s32 q1, q6, %[pj]\n\t"
+                     "vldrb.s32 q6, [%[row], #8]\n\t"
+                     "vmla.s32 q2, q6, %[pj]\n\t"
+                     "vldrb.s32 q6, [%[row], #12]\n\t"
+                     "vmla.s32 q3, q6, %[pj]\n\t"
+                     "vldrb.s32 q6, [%[row], #16]\n\t"
+                     "vmla.s32 q4, q6, %[pj]\n\t"
+                     "vldrb.s32 q6, [%[row], #20]\n\t"
+                     "vmla.s32 q5, q6, %[pj]\n\t"
+                     "add %[row], %[row], %[stride]\n\t"
+                     "le lr, 1b\n"
+                     "2:\n\t"
+                     "vstrw.32 q0, [%[acc]]\n\t"
+                     "vstrw.32 q1, [%[acc], #16]\n\t"
+                     "vstrw.32 q2, [%[acc], #32]\n\t"
+                     "vstrw.32 q3, [%[acc], #48]\n\t"
+                     "vstrw.32 q4, [%[acc], #64]\n\t"
+                     "vstrw.32 q5, [%[acc], #80]"
+                     : [pj] "=&r"(pj), [pr] "+r"(pr), [row] "+r"(row)
+                     : [n] "r"(p->tokens), [stride] "r"(v_stride), [corr] "r"(corr), [acc] "r"(acc)
+                     : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "lr", "memory");
+    const int32_t m = p->av.multiplier;
+    const int32_t sh = p->av.shift;
+    const int32_t off = p->out_offset;
+    for (int32_t i = 0; i < 24; i += 4) {
+        vstrbq_s32(out + i, out_s8_x4(requantize_x4(vld1q_s32(acc + i), m, sh), off, -128, 127));
+    }
+}
+
 mcuf_status mcuf_attn_weighted_sum_s8(const mcuf_attn_head_params *p, const int8_t *probs, const int8_t *v,
                                       int32_t v_stride, int8_t *out)
 {
@@ -214,7 +267,7 @@ mcuf_status mcuf_attn_weighted_sum_s8(const mcuf_attn_head_params *p, const int8
     const int32_t corr = wrap_mul(p->v_offset, psum);
     int32_t d0 = 0;
     for (; d0 + 24 <= hd; d0 += 24) {
-        ws_chunk(p, 6, 4, probs, v + d0, v_stride, corr, out + d0);
+        ws24(p, probs, v + d0, v_stride, corr, out + d0);
     }
     const int32_t left = hd - d0;
     if (left > 20) {
