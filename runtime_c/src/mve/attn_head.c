@@ -21,6 +21,33 @@
 #include "mcuf_internal.h"
 #include "mcuf_mve.h"
 
+#define SCORE_BLOCK 32 /* score accumulators per block (stack) */
+
+/* head_dim 24: the dot products of n >= 1 key rows (k, k + k_stride, ...) with the query
+ * (q' = q + q_offset in q0, q1, q2 as int16) into acc[0 .. n), the loop written out (the compiler
+ * keeps the query in memory otherwise): per key three VLDRB.S16, VMLADAV and two VMLADAVA, the
+ * store, the row step and LE, 9 instructions for 24 MACs. */
+static inline void dots24(int16x8_t q0, int16x8_t q1, int16x8_t q2, const int8_t *k, int32_t k_stride, int32_t n,
+                          int32_t *acc)
+{
+    int32_t a;
+    int16x8_t t;
+    __asm__ volatile("dls lr, %[n]\n"
+                     "1:\n\t"
+                     "vldrb.s16 %q[t], [%[k]]\n\t"
+                     "vmladav.s16 %[a], %q[q0], %q[t]\n\t"
+                     "vldrb.s16 %q[t], [%[k], #8]\n\t"
+                     "vmladava.s16 %[a], %q[q1], %q[t]\n\t"
+                     "vldrb.s16 %q[t], [%[k], #16]\n\t"
+                     "vmladava.s16 %[a], %q[q2], %q[t]\n\t"
+                     "add %[k], %[k], %[stride]\n\t"
+                     "str %[a], [%[acc]], #4\n\t"
+                     "le lr, 1b"
+                     : [a] "=&r"(a), [t] "=&w"(t), [k] "+r"(k), [acc] "+r"(acc)
+                     : [n] "r"(n), [stride] "r"(k_stride), [q0] "w"(q0), [q1] "w"(q1), [q2] "w"(q2)
+                     : "lr", "memory");
+}
+
 /* The row for head_dim in (8 (nv - 1), 8 nv], nv in 1..4: the query (q' = q + q_offset) in nv
  * int16 vectors (the last predicated with `last`, zero beyond head_dim); per key, the key row
  * sign-extended to int16 on load and VMLADAVA.S16, 8 dimensions per step, into a block of up to 16
@@ -62,25 +89,35 @@ static inline __attribute__((always_inline)) void scores_nv(const mcuf_attn_head
     const int32_t sh = p->score.shift;
     const int32_t off = p->score_offset;
     const int32_t tokens = p->tokens;
-    int32_t acc[16];
-    for (int32_t j0 = 0; j0 < tokens; j0 += 16) {
-        const int32_t nb = tokens - j0 < 16 ? tokens - j0 : 16;
-        for (int32_t j = 0; j < nb; j++) {
-            int32_t a = base;
-            if (nv > 1) {
-                a = vmladavaq_s16(a, q0, vldrbq_s16(k));
+    int32_t acc[SCORE_BLOCK];
+    for (int32_t j0 = 0; j0 < tokens; j0 += SCORE_BLOCK) {
+        const int32_t nb = tokens - j0 < SCORE_BLOCK ? tokens - j0 : SCORE_BLOCK;
+        if (nv == 3 && hd == 24) {
+            dots24(q0, q1, ql, k, k_stride, nb, acc);
+            k += nb * k_stride;
+        } else {
+            for (int32_t j = 0; j < nb; j++) {
+                int32_t a = 0;
+                if (nv > 1) {
+                    a = vmladavaq_s16(a, q0, vldrbq_s16(k));
+                }
+                if (nv > 2) {
+                    a = vmladavaq_s16(a, q1, vldrbq_s16(k + 8));
+                }
+                if (nv > 3) {
+                    a = vmladavaq_s16(a, q2, vldrbq_s16(k + 16));
+                }
+                acc[j] = vmladavaq_s16(a, ql, vldrbq_z_s16(k + 8 * (nv - 1), last));
+                k += k_stride;
             }
-            if (nv > 2) {
-                a = vmladavaq_s16(a, q1, vldrbq_s16(k + 8));
-            }
-            if (nv > 3) {
-                a = vmladavaq_s16(a, q2, vldrbq_s16(k + 16));
-            }
-            acc[j] = vmladavaq_s16(a, ql, vldrbq_z_s16(k + 8 * (nv - 1), last));
-            k += k_stride;
         }
-        for (int32_t j = 0; j < nb; j += 4) {
-            const int32x4_t r = out_s8_x4(requantize_x4(vld1q_s32(acc + j), m, sh), off, -128, 127);
+        int32_t j = 0;
+        for (; j + 4 <= nb; j += 4) {
+            vstrbq_s32(scores + j0 + j,
+                       out_s8_x4(requantize_x4(vaddq_n_s32(vld1q_s32(acc + j), base), m, sh), off, -128, 127));
+        }
+        if (j < nb) {
+            const int32x4_t r = out_s8_x4(requantize_x4(vaddq_n_s32(vld1q_s32(acc + j), base), m, sh), off, -128, 127);
             vstrbq_p_s32(scores + j0 + j, r, vctp32q((uint32_t)(nb - j)));
         }
     }
