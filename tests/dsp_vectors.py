@@ -228,6 +228,9 @@ class Vectors:
             self.linear(_linear(rng, n_in, int(rng.integers(1, 10))), rows, "tiled", tile=tile)
         for n_in, n_out, rows, tile in ((216, 7, 4, 4), (54, 9, 7, 4), (130, 5, 3, 2), (17, 3, 2, 1), (4, 1, 0, 4)):
             self.linear(_linear(rng, n_in, n_out), rows, "tiled model-like", tile=tile)
+        small = np.random.default_rng(2028)  # own stream: the Helium 4-token path for 16 < in_features <= 32
+        for n_in, n_out, rows in ((24, 96, 9), (17, 8, 4), (32, 13, 5), (18, 5, 8), (31, 4, 4)):
+            self.linear(_linear(small, n_in, n_out), rows, "tiled, 4 tokens, 17..32 inputs", tile=4)
         # Saturating: all inputs and weights at one extreme, extreme offsets, maximal multipliers.
         for w_val, off, p in _saturating_linears(rng, -128, 127):
             self.linear(p, -1, f"saturating w={w_val} off={off}")
