@@ -21,7 +21,7 @@
 #include "mcuf_internal.h"
 #include "mcuf_mve.h"
 
-#define SCORE_BLOCK 32 /* score accumulators per block (stack) */
+#define SCORE_BLOCK 32 /* score accumulators per block (128 bytes of stack) */
 
 /* head_dim 24: the dot products of n >= 1 key rows (k, k + k_stride, ...) with the query
  * (q' = q + q_offset in q0, q1, q2 as int16) into acc[0 .. n), the loop written out (the compiler
@@ -43,7 +43,7 @@ static inline void dots24(int16x8_t q0, int16x8_t q1, int16x8_t q2, const int8_t
                      "add %[k], %[k], %[stride]\n\t"
                      "str %[a], [%[acc]], #4\n\t"
                      "le lr, 1b"
-                     : [a] "=&r"(a), [t] "=&w"(t), [k] "+r"(k), [acc] "+r"(acc)
+                     : [a] "=&Te"(a), [t] "=&w"(t), [k] "+r"(k), [acc] "+r"(acc)
                      : [n] "r"(n), [stride] "r"(k_stride), [q0] "w"(q0), [q1] "w"(q1), [q2] "w"(q2)
                      : "lr", "memory");
 }
@@ -237,54 +237,46 @@ static inline __attribute__((always_inline)) void ws_chunk(const mcuf_attn_head_
 /* ws_chunk(p, 6, 4, ...): 24 output dimensions, the loop over the keys written out (the compiler
  * spends about 9 more instructions per key on addresses): per key one LDRSB of p[j], one ADD of
  * 128, six VLDRB.S32 (immediate offsets) and six VMLA.S32, the row step and LE: 16 instructions
- * for 24 MACs. Accumulators q0-q5 (start: corr), q6 the loaded V values. */
+ * for 24 MACs. Six accumulator vectors (start: corr) and one for the loaded V values. */
 static void ws24(const mcuf_attn_head_params *p, const int8_t *probs, const int8_t *v, int32_t v_stride,
                  int32_t corr, int8_t *out)
 {
-    int32_t acc[24];
     const int8_t *pr = probs;
     const int8_t *row = v;
     int32_t pj;
-    __asm__ volatile("vdup.32 q0, %[corr]\n\t"
-                     "vmov q1, q0\n\t"
-                     "vmov q2, q0\n\t"
-                     "vmov q3, q0\n\t"
-                     "vmov q4, q0\n\t"
-                     "vmov q5, q0\n\t"
-                     "wls lr, %[n], 2f\n"
+    int32x4_t a0 = vdupq_n_s32(corr), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, t;
+    __asm__ volatile("wls lr, %[n], 2f\n"
                      "1:\n\t"
                      "ldrsb %[pj], [%[pr]], #1\n\t"
-                     "vldrb.s32 q6, [%[row]]\n\t"
+                     "vldrb.s32 %q[t], [%[row]]\n\t"
                      "add %[pj], %[pj], #128\n\t"
-                     "vmla.s32 q0, q6, %[pj]\n\t"
-                     "vldrb.s32 q6, [%[row], #4]\n\t"
-                     "vmla.s32 q1, q6, %[pj]\n\t"
-                     "vldrb.s32 q6, [%[row], #8]\n\t"
-                     "vmla.s32 q2, q6, %[pj]\n\t"
-                     "vldrb.s32 q6, [%[row], #12]\n\t"
-                     "vmla.s32 q3, q6, %[pj]\n\t"
-                     "vldrb.s32 q6, [%[row], #16]\n\t"
-                     "vmla.s32 q4, q6, %[pj]\n\t"
-                     "vldrb.s32 q6, [%[row], #20]\n\t"
-                     "vmla.s32 q5, q6, %[pj]\n\t"
+                     "vmla.s32 %q[a0], %q[t], %[pj]\n\t"
+                     "vldrb.s32 %q[t], [%[row], #4]\n\t"
+                     "vmla.s32 %q[a1], %q[t], %[pj]\n\t"
+                     "vldrb.s32 %q[t], [%[row], #8]\n\t"
+                     "vmla.s32 %q[a2], %q[t], %[pj]\n\t"
+                     "vldrb.s32 %q[t], [%[row], #12]\n\t"
+                     "vmla.s32 %q[a3], %q[t], %[pj]\n\t"
+                     "vldrb.s32 %q[t], [%[row], #16]\n\t"
+                     "vmla.s32 %q[a4], %q[t], %[pj]\n\t"
+                     "vldrb.s32 %q[t], [%[row], #20]\n\t"
+                     "vmla.s32 %q[a5], %q[t], %[pj]\n\t"
                      "add %[row], %[row], %[stride]\n\t"
                      "le lr, 1b\n"
-                     "2:\n\t"
-                     "vstrw.32 q0, [%[acc]]\n\t"
-                     "vstrw.32 q1, [%[acc], #16]\n\t"
-                     "vstrw.32 q2, [%[acc], #32]\n\t"
-                     "vstrw.32 q3, [%[acc], #48]\n\t"
-                     "vstrw.32 q4, [%[acc], #64]\n\t"
-                     "vstrw.32 q5, [%[acc], #80]"
-                     : [pj] "=&r"(pj), [pr] "+r"(pr), [row] "+r"(row)
-                     : [n] "r"(p->tokens), [stride] "r"(v_stride), [corr] "r"(corr), [acc] "r"(acc)
-                     : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "lr", "memory");
+                     "2:"
+                     : [pj] "=&r"(pj), [pr] "+r"(pr), [row] "+r"(row), [t] "=&w"(t), [a0] "+w"(a0), [a1] "+w"(a1),
+                       [a2] "+w"(a2), [a3] "+w"(a3), [a4] "+w"(a4), [a5] "+w"(a5)
+                     : [n] "r"(p->tokens), [stride] "r"(v_stride)
+                     : "lr", "memory");
     const int32_t m = p->av.multiplier;
     const int32_t sh = p->av.shift;
     const int32_t off = p->out_offset;
-    for (int32_t i = 0; i < 24; i += 4) {
-        vstrbq_s32(out + i, out_s8_x4(requantize_x4(vld1q_s32(acc + i), m, sh), off, -128, 127));
-    }
+    vstrbq_s32(out, out_s8_x4(requantize_x4(a0, m, sh), off, -128, 127));
+    vstrbq_s32(out + 4, out_s8_x4(requantize_x4(a1, m, sh), off, -128, 127));
+    vstrbq_s32(out + 8, out_s8_x4(requantize_x4(a2, m, sh), off, -128, 127));
+    vstrbq_s32(out + 12, out_s8_x4(requantize_x4(a3, m, sh), off, -128, 127));
+    vstrbq_s32(out + 16, out_s8_x4(requantize_x4(a4, m, sh), off, -128, 127));
+    vstrbq_s32(out + 20, out_s8_x4(requantize_x4(a5, m, sh), off, -128, 127));
 }
 
 mcuf_status mcuf_attn_weighted_sum_s8(const mcuf_attn_head_params *p, const int8_t *probs, const int8_t *v,

@@ -226,7 +226,7 @@ static void dots_t4_n32(const int8_t *x, int32_t n, const int8_t *w, int32_t (*a
                      "add %[acc], %[acc], #4\n\t"
                      "add %[w], %[w], %[n]\n\t"
                      "le lr, 1b"
-                     : [a] "=&r"(a), [ws] "=&r"(ws), [w] "+r"(w), [acc] "+r"(acc), [w4] "+r"(w4)
+                     : [a] "=&Te"(a), [ws] "=&Te"(ws), [w] "+r"(w), [acc] "+r"(acc), [w4] "+r"(w4)
                      : [x0] "r"(x), [x1] "r"(x1), [x2] "r"(x2), [x3] "r"(x3), [n] "r"(n), [rest] "r"(n - 16),
                        [rows] "r"(4)
                      : "q0", "q1", "q2", "q4", "q5", "q6", "q7", "p0", "lr", "memory");
