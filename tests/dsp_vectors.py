@@ -404,6 +404,18 @@ class Vectors:
             al = int(rng.integers(0, 4))
             row = f"{{{self.c.struct(p)}, {al}, {self.c.s8(x)}, {self.c.s8(ref.layernorm(p, x))}, {OK}}}"
             self._add_case("layernorm", row, f"dim {dim} align {al}")
+        edge = np.random.default_rng(2029)  # own stream: the 64-bit steps' extremes (gamma * n saturating)
+        picks = np.array([I32_MIN, I32_MAX, -1, 0, 1, 8191, -8191, 1 << 30, -(1 << 30)], dtype=np.int64)
+        for dim, off, out in ((7, 128, qp.Requant(M_MAX, 30)), (96, -127, qp.Requant(M_MAX, -31)), (33, 5, None)):
+            p = qp.layernorm_params(edge.normal(1.0, 0.3, dim), edge.normal(0.0, 0.2, dim), 0.05, 0, 0.03, 3)
+            gamma = np.where(edge.random(dim) < 0.5, edge.choice(picks, dim), edge.integers(I32_MIN, I32_MAX, dim))
+            beta = np.where(edge.random(dim) < 0.5, edge.choice(picks, dim), edge.integers(I32_MIN, I32_MAX, dim))
+            p = replace(p, input_offset=off, gamma=gamma.astype(np.int32), beta=beta.astype(np.int32))
+            if out is not None:
+                p = replace(p, out=out)
+            x = edge.choice(np.array([-128, 127, 0, -1], np.int8), dim)
+            row = f"{{{self.c.struct(p)}, 0, {self.c.s8(x)}, {self.c.s8(ref.layernorm(p, x))}, {OK}}}"
+            self._add_case("layernorm", row, f"dim {dim} extreme gamma/beta offset {off}")
 
     def lut_cases(self) -> None:
         rng = self.rng
