@@ -16,6 +16,14 @@
 #include "mcuf_internal.h"
 #include "mcuf_mve.h"
 
+/* (e * 256 + half) / sum on 4 lanes, wrapping as the portable, with the row's m, sh1, sh2. */
+static inline uint32x4_t divide(uint32x4_t e, uint32_t half, uint32x4_t m, int32_t sh1, int32_t sh2)
+{
+    const uint32x4_t num = vaddq_n_u32(vshlq_n_u32(e, 8), half);
+    const uint32x4_t t = vmulhq_u32(num, m);
+    return vshlq_r_u32(vaddq_u32(t, vshlq_r_u32(vsubq_u32(num, t), sh1)), sh2);
+}
+
 mcuf_status mcuf_softmax_s8(const mcuf_softmax_params *p, const int8_t *input, int8_t *output)
 {
     const mcuf_status st = mcufi_softmax_check(p, input, output);
@@ -26,15 +34,25 @@ mcuf_status mcuf_softmax_s8(const mcuf_softmax_params *p, const int8_t *input, i
     const uint32_t *table = (const uint32_t *)(const void *)p->exp_table; /* index max - x in [0, 255] */
 
     int8_t mx = input[0];
-    for (int32_t i = 0; i < n; i += 16) {
-        mx = vmaxvq_p_s8(mx, vldrbq_z_s8(input + i, vctp8q((uint32_t)(n - i))), vctp8q((uint32_t)(n - i)));
+    int32_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        mx = vmaxvq_s8(mx, vldrbq_s8(input + i));
+    }
+    if (i < n) {
+        const mve_pred16_t pr = vctp8q((uint32_t)(n - i));
+        mx = vmaxvq_p_s8(mx, vldrbq_z_s8(input + i, pr), pr);
     }
     const int32x4_t vmax = vdupq_n_s32(mx);
+    const int32_t full = n & ~3; /* groups of 4 unpredicated, then one predicated tail */
     /* With entries in [0, 65536]: sum <= 32767 * 65536 < 2^31. Other tables wrap (unsigned). */
     uint32_t sum = 0;
-    for (int32_t i = 0; i < n; i += 4) {
-        const mve_pred16_t pr = vctp32q((uint32_t)(n - i));
-        const uint32x4_t idx = vreinterpretq_u32_s32(vsubq_s32(vmax, vldrbq_z_s32(input + i, pr)));
+    for (i = 0; i < full; i += 4) {
+        const uint32x4_t idx = vreinterpretq_u32_s32(vsubq_s32(vmax, vldrbq_s32(input + i)));
+        sum = vaddvaq_u32(sum, vldrwq_gather_shifted_offset_u32(table, idx));
+    }
+    if (full < n) {
+        const mve_pred16_t pr = vctp32q((uint32_t)(n - full));
+        const uint32x4_t idx = vreinterpretq_u32_s32(vsubq_s32(vmax, vldrbq_z_s32(input + full, pr)));
         sum = vaddvaq_p_u32(sum, vldrwq_gather_shifted_offset_z_u32(table, idx, pr), pr);
     }
     if (sum == 0u) {
@@ -46,15 +64,19 @@ mcuf_status mcuf_softmax_s8(const mcuf_softmax_params *p, const int8_t *input, i
     const uint32_t m = (uint32_t)((((UINT64_C(1) << l) - sum) << 32) / sum) + 1u;
     const int32_t sh1 = l < 1 ? -l : -1; /* right shifts as negative VSHL amounts */
     const int32_t sh2 = l > 1 ? 1 - l : 0;
-    for (int32_t i = 0; i < n; i += 4) {
-        const mve_pred16_t pr = vctp32q((uint32_t)(n - i));
-        const uint32x4_t idx = vreinterpretq_u32_s32(vsubq_s32(vmax, vldrbq_z_s32(input + i, pr)));
-        const uint32x4_t e = vldrwq_gather_shifted_offset_z_u32(table, idx, pr);
-        const uint32x4_t num = vaddq_n_u32(vshlq_n_u32(e, 8), half); /* wrapping, as the portable */
-        const uint32x4_t t = vmulhq_u32(num, vdupq_n_u32(m));
-        const uint32x4_t q = vshlq_r_u32(vaddq_u32(t, vshlq_r_u32(vsubq_u32(num, t), sh1)), sh2);
+    const uint32x4_t vm = vdupq_n_u32(m);
+    const uint32x4_t v255 = vdupq_n_u32(255u);
+    for (i = 0; i < full; i += 4) {
+        const uint32x4_t idx = vreinterpretq_u32_s32(vsubq_s32(vmax, vldrbq_s32(input + i)));
+        const uint32x4_t q = divide(vldrwq_gather_shifted_offset_u32(table, idx), half, vm, sh1, sh2);
         /* in place: the four inputs are already read; the low byte of min(q, 255) - 128 */
-        vstrbq_p_u32((uint8_t *)output + i, vsubq_n_u32(vminq_u32(q, vdupq_n_u32(255u)), 128u), pr);
+        vstrbq_u32((uint8_t *)output + i, vsubq_n_u32(vminq_u32(q, v255), 128u));
+    }
+    if (full < n) {
+        const mve_pred16_t pr = vctp32q((uint32_t)(n - full));
+        const uint32x4_t idx = vreinterpretq_u32_s32(vsubq_s32(vmax, vldrbq_z_s32(input + full, pr)));
+        const uint32x4_t q = divide(vldrwq_gather_shifted_offset_z_u32(table, idx, pr), half, vm, sh1, sh2);
+        vstrbq_p_u32((uint8_t *)output + full, vsubq_n_u32(vminq_u32(q, v255), 128u), pr);
     }
     return MCUF_OK;
 }
