@@ -4,17 +4,21 @@
  * ../attn_head.c (and ../dsp/attn_head.c) with KERNELS=optimized on an M55; bit-exact (the
  * parameter checks, mcufi_attn_head_check, are shared in mcuf_internal.h).
  *
- * Scores, offsets factored out (exact integers, combined in wrapping arithmetic; the true total is
- * the portable kernel's, |acc| <= 255 * 255 * head_dim < 2^31):
- *   sum_d (q[d] + qo)(k[d] + ko) = sum_d q k + ko sum_d q + qo sum_d k + head_dim qo ko
- * per key row: VMLADAVA.S8 and VADDVA.S8 over 16 dimensions at a time (the tail predicated with
- * VCTP.8), the query's vectors and its sum computed once per call.
- * Weighted sum, vectorised over the head's dimensions (4 int32 lanes per vector, up to 16
- * dimensions per pass over the keys):
+ * Scores, the key offset factored out (exact integers, combined in wrapping arithmetic; the true
+ * total is the portable kernel's, |acc| <= 255 * 255 * head_dim < 2^31):
+ *   sum_d (q[d] + qo)(k[d] + ko) = sum_d (q[d] + qo) k[d] + ko sum_d (q[d] + qo)
+ * the query q' = q + qo in int16 vectors (8 dimensions each, kept in registers for head_dim <= 32),
+ * per key row: VLDRB.S16 and VMLADAVA.S16 per 8 dimensions (the last vector predicated with
+ * VCTP.16; head_dim 24 in assembly, 9 instructions per key), the sums of up to 32 keys into a
+ * block on the stack, then the output stage on 4 scores per step. head_dim > 32: the same
+ * arithmetic with q' recomputed per 8 dimensions.
+ * Weighted sum, vectorised over the head's dimensions (4 int32 lanes per vector, 24 dimensions
+ * per pass over the keys, then a last pass of 4 .. 24):
  *   out[d] = sum_j (p[j] + 128) v[j][d] + vo sum_j (p[j] + 128)
- * per key: one widening load (VLDRB.S32) and one VMLA (vector times the key's scalar weight) per
- * 4 dimensions. |sum| <= 255 * 255 * tokens < 2^31.
- * Output stage: 4 values per step (requantize_x4, out_s8_x4 of mcuf_mve.h).
+ * per key: one widening load (VLDRB.S32, V rows contiguous per key: no strided access) and one
+ * VMLA (vector times the key's scalar weight) per 4 dimensions; 24 dimensions in assembly, 16
+ * instructions per key. |sum| <= 255 * 255 * tokens < 2^31.
+ * Output stage: 4 values per step (requantize_x4, out_s8_x4 of mcuf_mve.h), narrowing stores.
  */
 #include <stddef.h>
 
@@ -60,7 +64,7 @@ static inline __attribute__((always_inline)) void scores_nv(const mcuf_attn_head
     const mve_pred16_t last = vctp16q((uint32_t)(hd - 8 * (nv - 1)));
     const int16_t qo = (int16_t)p->q_offset;
     const int16x8_t zero = vdupq_n_s16(0);
-    int16x8_t q0 = zero, q1 = zero, q2 = zero, q3 = zero;
+    int16x8_t q0 = zero, q1 = zero, q2 = zero;
     /* the full vectors, then the last one (zero lanes beyond head_dim) */
     if (nv > 1) {
         q0 = vaddq_n_s16(vldrbq_s16(q), qo);
@@ -82,7 +86,6 @@ static inline __attribute__((always_inline)) void scores_nv(const mcuf_attn_head
     if (nv > 3) {
         qsum = vaddvaq_s16(qsum, q2);
     }
-    (void)q3;
     /* sum_d (q + qo)(k + ko) = sum_d (q + qo) k + ko * qsum; |each| < 2^31, wrapping sums exact */
     const int32_t base = wrap_mul(p->k_offset, qsum);
     const int32_t m = p->score.multiplier;
