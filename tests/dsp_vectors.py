@@ -162,6 +162,13 @@ def _attn(rng: np.random.Generator, tokens: int, head_dim: int, **fixed: int | q
     return qp.AttnHeadParams(**values)  # type: ignore[arg-type]
 
 
+def ref_sum_zero(p: qp.SoftmaxParams, x: np.ndarray) -> bool:
+    """Whether mcuf_softmax_s8's 32-bit sum of the row's table entries is 0 (an error, no output)."""
+    xi = np.asarray(x).astype(np.int64)
+    e = (p.exp_table.astype(np.int64) & 0xFFFFFFFF)[xi.max() - xi]
+    return int(e.sum()) & 0xFFFFFFFF == 0
+
+
 # ----------------------------------------------------------------------------------------- cases
 class Vectors:
     def __init__(self, seed: int) -> None:
@@ -221,6 +228,9 @@ class Vectors:
             self.linear(_linear(rng, n_in, int(rng.integers(1, 10))), rows, "tiled", tile=tile)
         for n_in, n_out, rows, tile in ((216, 7, 4, 4), (54, 9, 7, 4), (130, 5, 3, 2), (17, 3, 2, 1), (4, 1, 0, 4)):
             self.linear(_linear(rng, n_in, n_out), rows, "tiled model-like", tile=tile)
+        small = np.random.default_rng(2028)  # own stream: the Helium 4-token path for 16 < in_features <= 32
+        for n_in, n_out, rows in ((24, 96, 9), (17, 8, 4), (32, 13, 5), (18, 5, 8), (31, 4, 4)):
+            self.linear(_linear(small, n_in, n_out), rows, "tiled, 4 tokens, 17..32 inputs", tile=4)
         # Saturating: all inputs and weights at one extreme, extreme offsets, maximal multipliers.
         for w_val, off, p in _saturating_linears(rng, -128, 127):
             self.linear(p, -1, f"saturating w={w_val} off={off}")
@@ -312,6 +322,10 @@ class Vectors:
             self.attn(_attn(rng, tokens, hd), int(rng.integers(0, 6)), int(rng.integers(0, 6)), "random")
         for tokens, hd, pad in ((64, 24, 72), (17, 16, 48), (16, 8, 0), (5, 32, 1)):  # model-like: K/V rows of dim
             self.attn(_attn(rng, tokens, hd), pad, pad, "model-like")
+        wide = np.random.default_rng(2026)  # own stream: the cases above keep their values
+        for _ in range(10):  # the Helium kernel's paths: head_dim 25..32 (4 query vectors), > 32, > 24 + 4
+            tokens, hd = int(wide.integers(1, 40)), int(wide.integers(20, 60))
+            self.attn(_attn(wide, tokens, hd), int(wide.integers(0, 6)), int(wide.integers(0, 6)), "wide")
         big = qp.Requant(M_MAX, 30)
         for fill, off in ((-128, 128), (127, 128), (-128, -127), (127, -127)):
             p = _attn(rng, 19, 23, q_offset=off, k_offset=off, v_offset=off, score=big, av=big)
@@ -390,6 +404,18 @@ class Vectors:
             al = int(rng.integers(0, 4))
             row = f"{{{self.c.struct(p)}, {al}, {self.c.s8(x)}, {self.c.s8(ref.layernorm(p, x))}, {OK}}}"
             self._add_case("layernorm", row, f"dim {dim} align {al}")
+        edge = np.random.default_rng(2029)  # own stream: the 64-bit steps' extremes (gamma * n saturating)
+        picks = np.array([I32_MIN, I32_MAX, -1, 0, 1, 8191, -8191, 1 << 30, -(1 << 30)], dtype=np.int64)
+        for dim, off, out in ((7, 128, qp.Requant(M_MAX, 30)), (96, -127, qp.Requant(M_MAX, -31)), (33, 5, None)):
+            p = qp.layernorm_params(edge.normal(1.0, 0.3, dim), edge.normal(0.0, 0.2, dim), 0.05, 0, 0.03, 3)
+            gamma = np.where(edge.random(dim) < 0.5, edge.choice(picks, dim), edge.integers(I32_MIN, I32_MAX, dim))
+            beta = np.where(edge.random(dim) < 0.5, edge.choice(picks, dim), edge.integers(I32_MIN, I32_MAX, dim))
+            p = replace(p, input_offset=off, gamma=gamma.astype(np.int32), beta=beta.astype(np.int32))
+            if out is not None:
+                p = replace(p, out=out)
+            x = edge.choice(np.array([-128, 127, 0, -1], np.int8), dim)
+            row = f"{{{self.c.struct(p)}, 0, {self.c.s8(x)}, {self.c.s8(ref.layernorm(p, x))}, {OK}}}"
+            self._add_case("layernorm", row, f"dim {dim} extreme gamma/beta offset {off}")
 
     def lut_cases(self) -> None:
         rng = self.rng
@@ -426,6 +452,16 @@ class Vectors:
         p = qp.SoftmaxParams(length=31, exp_table=table)
         row = f"{{{self.c.struct(p)}, 1, {self.c.s8(x)}, {self.c.s8(ref.softmax(p, x))}}}"
         self._add_case("softmax", row, "length 31, table with zero entries")
+        wrap = np.random.default_rng(2027)  # own stream: the cases above keep their values
+        for n in (1, 5, 33, 144):  # tables outside [0, 65536]: wrapping sums, any 32-bit divisor
+            table = wrap.integers(I32_MIN, I32_MAX, size=256, endpoint=True).astype(np.int32)
+            table[0] = 65536
+            x = _s8(wrap, n)
+            p = qp.SoftmaxParams(length=n, exp_table=table)
+            if n == 1 or np.any(ref_sum_zero(p, x)):
+                table[1:] = wrap.integers(0, 1 << 20, size=255)  # n == 1: the divisor 65536 itself
+            row = f"{{{self.c.struct(p)}, 0, {self.c.s8(x)}, {self.c.s8(ref.softmax(p, x))}}}"
+            self._add_case("softmax", row, f"length {n}, wrapping table")
 
     # -- scalar fixed-point helpers
     def fixedpoint(self) -> str:

@@ -51,7 +51,8 @@ def test_m55_kernel_order_and_makefile() -> None:
     split = split_kernel_sources(sources, optimized_dirs(board))
     at = split.portable.index("runtime/src/linear.c")
     assert split.optimized[at] == "runtime/src/mve/linear.c"
-    assert split.optimized[split.portable.index("runtime/src/softmax.c")] == "runtime/src/dsp/softmax.c"
+    assert split.optimized[split.portable.index("runtime/src/softmax.c")] == "runtime/src/mve/softmax.c"
+    assert split.optimized[split.portable.index("runtime/src/fixedpoint.c")] == "runtime/src/dsp/fixedpoint.c"
     assert dict(split.more)["dsp"][at] == "runtime/src/dsp/linear.c"
     # an M4 project split with the M55's order has no mve twin; mve files in a dsp-only split are unused
     dsp_only = split_kernel_sources(sources)

@@ -4,70 +4,171 @@
  * ../attn_head.c (and ../dsp/attn_head.c) with KERNELS=optimized on an M55; bit-exact (the
  * parameter checks, mcufi_attn_head_check, are shared in mcuf_internal.h).
  *
- * Scores, offsets factored out (exact integers, combined in wrapping arithmetic; the true total is
- * the portable kernel's, |acc| <= 255 * 255 * head_dim < 2^31):
- *   sum_d (q[d] + qo)(k[d] + ko) = sum_d q k + ko sum_d q + qo sum_d k + head_dim qo ko
- * per key row: VMLADAVA.S8 and VADDVA.S8 over 16 dimensions at a time (the tail predicated with
- * VCTP.8), the query's vectors and its sum computed once per call.
- * Weighted sum, vectorised over the head's dimensions (4 int32 lanes per vector, up to 16
- * dimensions per pass over the keys):
+ * Scores, the key offset factored out (exact integers, combined in wrapping arithmetic; the true
+ * total is the portable kernel's, |acc| <= 255 * 255 * head_dim < 2^31):
+ *   sum_d (q[d] + qo)(k[d] + ko) = sum_d (q[d] + qo) k[d] + ko sum_d (q[d] + qo)
+ * the query q' = q + qo in int16 vectors (8 dimensions each, kept in registers for head_dim <= 32),
+ * per key row: VLDRB.S16 and VMLADAVA.S16 per 8 dimensions (the last vector predicated with
+ * VCTP.16; head_dim 24 in assembly, 9 instructions per key), the sums of up to 32 keys into a
+ * block on the stack, then the output stage on 4 scores per step. head_dim > 32: the same
+ * arithmetic with q' recomputed per 8 dimensions.
+ * Weighted sum, vectorised over the head's dimensions (4 int32 lanes per vector, 24 dimensions
+ * per pass over the keys, then a last pass of 4 .. 24):
  *   out[d] = sum_j (p[j] + 128) v[j][d] + vo sum_j (p[j] + 128)
- * per key: one widening load (VLDRB.S32) and one VMLA (vector times the key's scalar weight) per
- * 4 dimensions. |sum| <= 255 * 255 * tokens < 2^31.
- * Output stage per value: the DSP kernels' scalar requantization (mcuf_dsp.h).
+ * per key: one widening load (VLDRB.S32, V rows contiguous per key: no strided access) and one
+ * VMLA (vector times the key's scalar weight) per 4 dimensions; 24 dimensions in assembly, 16
+ * instructions per key. |sum| <= 255 * 255 * tokens < 2^31.
+ * Output stage: 4 values per step (requantize_x4, out_s8_x4 of mcuf_mve.h), narrowing stores.
  */
 #include <stddef.h>
 
 #include "mcuf_internal.h"
 #include "mcuf_mve.h"
 
-static inline int8_t score_out(const mcuf_attn_head_params *p, int32_t acc)
+#define SCORE_BLOCK 32 /* score accumulators per block (128 bytes of stack) */
+
+/* head_dim 24: the dot products of n >= 1 key rows (k, k + k_stride, ...) with the query
+ * (q' = q + q_offset in q0, q1, q2 as int16) into acc[0 .. n), the loop written out (the compiler
+ * keeps the query in memory otherwise): per key three VLDRB.S16, VMLADAV and two VMLADAVA, the
+ * store, the row step and LE, 9 instructions for 24 MACs. */
+static inline void dots24(int16x8_t q0, int16x8_t q1, int16x8_t q2, const int8_t *k, int32_t k_stride, int32_t n,
+                          int32_t *acc)
 {
-    return out_s8(requantize(acc, p->score.multiplier, p->score.shift), p->score_offset);
+    int32_t a;
+    int16x8_t t;
+    __asm__ volatile("dls lr, %[n]\n"
+                     "1:\n\t"
+                     "vldrb.s16 %q[t], [%[k]]\n\t"
+                     "vmladav.s16 %[a], %q[q0], %q[t]\n\t"
+                     "vldrb.s16 %q[t], [%[k], #8]\n\t"
+                     "vmladava.s16 %[a], %q[q1], %q[t]\n\t"
+                     "vldrb.s16 %q[t], [%[k], #16]\n\t"
+                     "vmladava.s16 %[a], %q[q2], %q[t]\n\t"
+                     "add %[k], %[k], %[stride]\n\t"
+                     "str %[a], [%[acc]], #4\n\t"
+                     "le lr, 1b"
+                     : [a] "=&Te"(a), [t] "=&w"(t), [k] "+r"(k), [acc] "+r"(acc)
+                     : [n] "r"(n), [stride] "r"(k_stride), [q0] "w"(q0), [q1] "w"(q1), [q2] "w"(q2)
+                     : "lr", "memory");
+}
+
+/* The row for head_dim in (8 (nv - 1), 8 nv], nv in 1..4: the query (q' = q + q_offset) in nv
+ * int16 vectors (the last predicated with `last`, zero beyond head_dim); per key, the key row
+ * sign-extended to int16 on load and VMLADAVA.S16, 8 dimensions per step, into a block of up to 16
+ * accumulators; then the output stage on 4 lanes (requantize_x4, out_s8_x4) and a narrowing store.
+ * Written out per vector (constant nv after inlining) so that the query stays in registers. */
+static inline __attribute__((always_inline)) void scores_nv(const mcuf_attn_head_params *p, int nv, const int8_t *q,
+                                                            const int8_t *k, int32_t k_stride, int8_t *scores)
+{
+    const int32_t hd = p->head_dim;
+    const mve_pred16_t last = vctp16q((uint32_t)(hd - 8 * (nv - 1)));
+    const int16_t qo = (int16_t)p->q_offset;
+    const int16x8_t zero = vdupq_n_s16(0);
+    int16x8_t q0 = zero, q1 = zero, q2 = zero;
+    /* the full vectors, then the last one (zero lanes beyond head_dim) */
+    if (nv > 1) {
+        q0 = vaddq_n_s16(vldrbq_s16(q), qo);
+    }
+    if (nv > 2) {
+        q1 = vaddq_n_s16(vldrbq_s16(q + 8), qo);
+    }
+    if (nv > 3) {
+        q2 = vaddq_n_s16(vldrbq_s16(q + 16), qo);
+    }
+    const int16x8_t ql = vaddq_m_n_s16(zero, vldrbq_z_s16(q + 8 * (nv - 1), last), qo, last);
+    int32_t qsum = vaddvq_s16(ql); /* sum_d (q[d] + qo) */
+    if (nv > 1) {
+        qsum = vaddvaq_s16(qsum, q0);
+    }
+    if (nv > 2) {
+        qsum = vaddvaq_s16(qsum, q1);
+    }
+    if (nv > 3) {
+        qsum = vaddvaq_s16(qsum, q2);
+    }
+    /* sum_d (q + qo)(k + ko) = sum_d (q + qo) k + ko * qsum; |each| < 2^31, wrapping sums exact */
+    const int32_t base = wrap_mul(p->k_offset, qsum);
+    const int32_t m = p->score.multiplier;
+    const int32_t sh = p->score.shift;
+    const int32_t off = p->score_offset;
+    const int32_t tokens = p->tokens;
+    int32_t acc[SCORE_BLOCK];
+    for (int32_t j0 = 0; j0 < tokens; j0 += SCORE_BLOCK) {
+        const int32_t nb = tokens - j0 < SCORE_BLOCK ? tokens - j0 : SCORE_BLOCK;
+        if (nv == 3 && hd == 24) {
+            dots24(q0, q1, ql, k, k_stride, nb, acc);
+            k += nb * k_stride;
+        } else {
+            for (int32_t j = 0; j < nb; j++) {
+                int32_t a = 0;
+                if (nv > 1) {
+                    a = vmladavaq_s16(a, q0, vldrbq_s16(k));
+                }
+                if (nv > 2) {
+                    a = vmladavaq_s16(a, q1, vldrbq_s16(k + 8));
+                }
+                if (nv > 3) {
+                    a = vmladavaq_s16(a, q2, vldrbq_s16(k + 16));
+                }
+                acc[j] = vmladavaq_s16(a, ql, vldrbq_z_s16(k + 8 * (nv - 1), last));
+                k += k_stride;
+            }
+        }
+        int32_t j = 0;
+        for (; j + 4 <= nb; j += 4) {
+            vstrbq_s32(scores + j0 + j,
+                       out_s8_x4(requantize_x4(vaddq_n_s32(vld1q_s32(acc + j), base), m, sh), off, -128, 127));
+        }
+        if (j < nb) {
+            const int32x4_t r = out_s8_x4(requantize_x4(vaddq_n_s32(vld1q_s32(acc + j), base), m, sh), off, -128, 127);
+            vstrbq_p_s32(scores + j0 + j, r, vctp32q((uint32_t)(nb - j)));
+        }
+    }
+}
+
+/* head_dim > 32: q' recomputed per 8 dimensions, the same integers. */
+static void scores_long(const mcuf_attn_head_params *p, const int8_t *q, const int8_t *k, int32_t k_stride,
+                        int8_t *scores)
+{
+    const int32_t hd = p->head_dim;
+    int32_t qsum = 0;
+    for (int32_t d = 0; d < hd; d += 8) {
+        const mve_pred16_t pr = vctp16q((uint32_t)(hd - d));
+        qsum = vaddvaq_p_s16(qsum, vaddq_n_s16(vldrbq_z_s16(q + d, pr), (int16_t)p->q_offset), pr);
+    }
+    const int32_t base = wrap_mul(p->k_offset, qsum);
+    for (int32_t j = 0; j < p->tokens; j++) {
+        int32_t acc = 0;
+        for (int32_t d = 0; d < hd; d += 8) {
+            const mve_pred16_t pr = vctp16q((uint32_t)(hd - d));
+            const int16x8_t qv = vaddq_n_s16(vldrbq_z_s16(q + d, pr), (int16_t)p->q_offset);
+            acc = vmladavaq_p_s16(acc, qv, vldrbq_z_s16(k + d, pr), pr);
+        }
+        scores[j] = out_s8(requantize(wrap_add(acc, base), p->score.multiplier, p->score.shift), p->score_offset);
+        k += k_stride;
+    }
 }
 
 /* Parameters checked. */
 static void scores_row(const mcuf_attn_head_params *p, const int8_t *q, const int8_t *k, int32_t k_stride,
                        int8_t *scores)
 {
-    const int32_t hd = p->head_dim;
-    int32_t qsum = 0;
-    int32_t i = 0;
-    for (; i < hd; i += 16) {
-        qsum = vaddvaq_s8(qsum, vldrbq_z_s8(q + i, vctp8q((uint32_t)(hd - i))));
-    }
-    /* ko * sum q + hd * qo * ko: the same for every key */
-    const int32_t base = wrap_add(wrap_mul(p->k_offset, qsum), wrap_mul(wrap_mul(hd, p->q_offset), p->k_offset));
-    const int32_t qo = p->q_offset;
-    if (hd <= 16) { /* the query in one register */
-        const mve_pred16_t pr = vctp8q((uint32_t)hd);
-        const int8x16_t qv = vldrbq_z_s8(q, pr);
-        for (int32_t j = 0; j < p->tokens; j++) {
-            const int8x16_t kv = vldrbq_z_s8(k, pr);
-            const int32_t dot = vmladavq_s8(qv, kv);
-            const int32_t ks = vaddvq_s8(kv);
-            scores[j] = score_out(p, wrap_add(wrap_add(dot, wrap_mul(qo, ks)), base));
-            k += k_stride;
-        }
-        return;
-    }
-    for (int32_t j = 0; j < p->tokens; j++) {
-        int32_t dot = 0;
-        int32_t ks = 0;
-        int32_t d = 0;
-        for (; d + 16 <= hd; d += 16) {
-            const int8x16_t kv = vldrbq_s8(k + d);
-            dot = vmladavaq_s8(dot, vldrbq_s8(q + d), kv);
-            ks = vaddvaq_s8(ks, kv);
-        }
-        if (d < hd) {
-            const mve_pred16_t pr = vctp8q((uint32_t)(hd - d));
-            const int8x16_t kv = vldrbq_z_s8(k + d, pr);
-            dot = vmladavaq_s8(dot, vldrbq_z_s8(q + d, pr), kv);
-            ks = vaddvaq_s8(ks, kv);
-        }
-        scores[j] = score_out(p, wrap_add(wrap_add(dot, wrap_mul(qo, ks)), base));
-        k += k_stride;
+    switch ((p->head_dim + 7) / 8) {
+    case 1:
+        scores_nv(p, 1, q, k, k_stride, scores);
+        break;
+    case 2:
+        scores_nv(p, 2, q, k, k_stride, scores);
+        break;
+    case 3:
+        scores_nv(p, 3, q, k, k_stride, scores);
+        break;
+    case 4:
+        scores_nv(p, 4, q, k, k_stride, scores);
+        break;
+    default:
+        scores_long(p, q, k, k_stride, scores);
+        break;
     }
 }
 
@@ -79,6 +180,106 @@ mcuf_status mcuf_attn_scores_s8(const mcuf_attn_head_params *p, const int8_t *q,
     }
     scores_row(p, q, k, k_stride, scores);
     return MCUF_OK;
+}
+
+/* out[0 .. 4 (nv - 1) + last) of one head's weighted sum: nv int32 vectors of output dimensions
+ * (the last with `last` in [1, 4] lanes), accumulated over the keys with one widening load
+ * (VLDRB.S32, V rows contiguous per key) and one VMLA by the key's weight p[j] + 128 per vector;
+ * then the output stage on 4 lanes and a narrowing store. */
+static inline __attribute__((always_inline)) void ws_chunk(const mcuf_attn_head_params *p, int nv, int32_t last,
+                                                           const int8_t *probs, const int8_t *v, int32_t v_stride,
+                                                           int32_t corr, int8_t *out)
+{
+    const mve_pred16_t pl = vctp32q((uint32_t)last);
+    int32x4_t a0 = vdupq_n_s32(corr), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+    const int8_t *row = v;
+    const int8_t *pr = probs;
+    const int8_t *end = probs + p->tokens;
+    /* the full vectors a0 .. a(nv-2), then the last one (predicated) */
+    while (pr != end) {
+        const int32_t pj = (int32_t)*pr++ + 128;
+        if (nv > 1) {
+            a0 = vmlaq_n_s32(a0, vldrbq_s32(row), pj);
+        }
+        if (nv > 2) {
+            a1 = vmlaq_n_s32(a1, vldrbq_s32(row + 4), pj);
+        }
+        if (nv > 3) {
+            a2 = vmlaq_n_s32(a2, vldrbq_s32(row + 8), pj);
+        }
+        if (nv > 4) {
+            a3 = vmlaq_n_s32(a3, vldrbq_s32(row + 12), pj);
+        }
+        if (nv > 5) {
+            a4 = vmlaq_n_s32(a4, vldrbq_s32(row + 16), pj);
+        }
+        a5 = vmlaq_n_s32(a5, vldrbq_z_s32(row + 4 * (nv - 1), pl), pj);
+        row += v_stride;
+    }
+    const int32_t m = p->av.multiplier;
+    const int32_t sh = p->av.shift;
+    const int32_t off = p->out_offset;
+    if (nv > 1) {
+        vstrbq_s32(out, out_s8_x4(requantize_x4(a0, m, sh), off, -128, 127));
+    }
+    if (nv > 2) {
+        vstrbq_s32(out + 4, out_s8_x4(requantize_x4(a1, m, sh), off, -128, 127));
+    }
+    if (nv > 3) {
+        vstrbq_s32(out + 8, out_s8_x4(requantize_x4(a2, m, sh), off, -128, 127));
+    }
+    if (nv > 4) {
+        vstrbq_s32(out + 12, out_s8_x4(requantize_x4(a3, m, sh), off, -128, 127));
+    }
+    if (nv > 5) {
+        vstrbq_s32(out + 16, out_s8_x4(requantize_x4(a4, m, sh), off, -128, 127));
+    }
+    vstrbq_p_s32(out + 4 * (nv - 1), out_s8_x4(requantize_x4(a5, m, sh), off, -128, 127), pl);
+}
+
+/* ws_chunk(p, 6, 4, ...): 24 output dimensions, the loop over the keys written out (the compiler
+ * spends about 9 more instructions per key on addresses): per key one LDRSB of p[j], one ADD of
+ * 128, six VLDRB.S32 (immediate offsets) and six VMLA.S32, the row step and LE: 16 instructions
+ * for 24 MACs. Six accumulator vectors (start: corr) and one for the loaded V values. */
+static void ws24(const mcuf_attn_head_params *p, const int8_t *probs, const int8_t *v, int32_t v_stride,
+                 int32_t corr, int8_t *out)
+{
+    const int8_t *pr = probs;
+    const int8_t *row = v;
+    int32_t pj;
+    int32x4_t a0 = vdupq_n_s32(corr), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, t;
+    __asm__ volatile("wls lr, %[n], 2f\n"
+                     "1:\n\t"
+                     "ldrsb %[pj], [%[pr]], #1\n\t"
+                     "vldrb.s32 %q[t], [%[row]]\n\t"
+                     "add %[pj], %[pj], #128\n\t"
+                     "vmla.s32 %q[a0], %q[t], %[pj]\n\t"
+                     "vldrb.s32 %q[t], [%[row], #4]\n\t"
+                     "vmla.s32 %q[a1], %q[t], %[pj]\n\t"
+                     "vldrb.s32 %q[t], [%[row], #8]\n\t"
+                     "vmla.s32 %q[a2], %q[t], %[pj]\n\t"
+                     "vldrb.s32 %q[t], [%[row], #12]\n\t"
+                     "vmla.s32 %q[a3], %q[t], %[pj]\n\t"
+                     "vldrb.s32 %q[t], [%[row], #16]\n\t"
+                     "vmla.s32 %q[a4], %q[t], %[pj]\n\t"
+                     "vldrb.s32 %q[t], [%[row], #20]\n\t"
+                     "vmla.s32 %q[a5], %q[t], %[pj]\n\t"
+                     "add %[row], %[row], %[stride]\n\t"
+                     "le lr, 1b\n"
+                     "2:"
+                     : [pj] "=&r"(pj), [pr] "+r"(pr), [row] "+r"(row), [t] "=&w"(t), [a0] "+w"(a0), [a1] "+w"(a1),
+                       [a2] "+w"(a2), [a3] "+w"(a3), [a4] "+w"(a4), [a5] "+w"(a5)
+                     : [n] "r"(p->tokens), [stride] "r"(v_stride)
+                     : "lr", "memory");
+    const int32_t m = p->av.multiplier;
+    const int32_t sh = p->av.shift;
+    const int32_t off = p->out_offset;
+    vstrbq_s32(out, out_s8_x4(requantize_x4(a0, m, sh), off, -128, 127));
+    vstrbq_s32(out + 4, out_s8_x4(requantize_x4(a1, m, sh), off, -128, 127));
+    vstrbq_s32(out + 8, out_s8_x4(requantize_x4(a2, m, sh), off, -128, 127));
+    vstrbq_s32(out + 12, out_s8_x4(requantize_x4(a3, m, sh), off, -128, 127));
+    vstrbq_s32(out + 16, out_s8_x4(requantize_x4(a4, m, sh), off, -128, 127));
+    vstrbq_s32(out + 20, out_s8_x4(requantize_x4(a5, m, sh), off, -128, 127));
 }
 
 mcuf_status mcuf_attn_weighted_sum_s8(const mcuf_attn_head_params *p, const int8_t *probs, const int8_t *v,
@@ -96,36 +297,23 @@ mcuf_status mcuf_attn_weighted_sum_s8(const mcuf_attn_head_params *p, const int8
     }
     psum = wrap_add(psum, wrap_mul(128, tokens));
     const int32_t corr = wrap_mul(p->v_offset, psum);
-    for (int32_t d0 = 0; d0 < hd; d0 += 16) {
-        const int32_t left = hd - d0;
-        const mve_pred16_t p0 = vctp32q((uint32_t)left);
-        const mve_pred16_t p1 = vctp32q((uint32_t)(left > 4 ? left - 4 : 0));
-        const mve_pred16_t p2 = vctp32q((uint32_t)(left > 8 ? left - 8 : 0));
-        const mve_pred16_t p3 = vctp32q((uint32_t)(left > 12 ? left - 12 : 0));
-        int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0;
-        const int8_t *row = v + d0;
-        for (j = 0; j < tokens; j++) {
-            const int32_t pj = (int32_t)probs[j] + 128;
-            a0 = vmlaq_n_s32(a0, vldrbq_z_s32(row, p0), pj);
-            if (left > 4) {
-                a1 = vmlaq_n_s32(a1, vldrbq_z_s32(row + 4, p1), pj);
-            }
-            if (left > 8) {
-                a2 = vmlaq_n_s32(a2, vldrbq_z_s32(row + 8, p2), pj);
-                a3 = vmlaq_n_s32(a3, vldrbq_z_s32(row + 12, p3), pj);
-            }
-            row += v_stride;
-        }
-        int32_t lanes[16];
-        vst1q_s32(lanes, a0);
-        vst1q_s32(lanes + 4, a1);
-        vst1q_s32(lanes + 8, a2);
-        vst1q_s32(lanes + 12, a3);
-        const int32_t n = left < 16 ? left : 16;
-        for (int32_t d = 0; d < n; d++) {
-            const int32_t acc = wrap_add(lanes[d], corr);
-            out[d0 + d] = out_s8(requantize(acc, p->av.multiplier, p->av.shift), p->out_offset);
-        }
+    int32_t d0 = 0;
+    for (; d0 + 24 <= hd; d0 += 24) {
+        ws24(p, probs, v + d0, v_stride, corr, out + d0);
+    }
+    const int32_t left = hd - d0;
+    if (left > 20) {
+        ws_chunk(p, 6, left - 20, probs, v + d0, v_stride, corr, out + d0);
+    } else if (left > 16) {
+        ws_chunk(p, 5, left - 16, probs, v + d0, v_stride, corr, out + d0);
+    } else if (left > 12) {
+        ws_chunk(p, 4, left - 12, probs, v + d0, v_stride, corr, out + d0);
+    } else if (left > 8) {
+        ws_chunk(p, 3, left - 8, probs, v + d0, v_stride, corr, out + d0);
+    } else if (left > 4) {
+        ws_chunk(p, 2, left - 4, probs, v + d0, v_stride, corr, out + d0);
+    } else if (left > 0) {
+        ws_chunk(p, 1, left, probs, v + d0, v_stride, corr, out + d0);
     }
     return MCUF_OK;
 }

@@ -18,8 +18,10 @@
  * weight loads, four VMLADAVA and four VADDVA per 16 inputs: 13 instructions per 64 MACs).
  * A tile of 2 or 4 tokens (mcufi_linear_tile): each weight vector is loaded and summed once for
  * the tile (per 16 inputs and 4 tokens: one weight load, one VADDVA, four input loads, four
- * VMLADAVA: 10 instructions per 64 MACs); xbuf is not used. Output stage per output: the DSP
- * kernels' scalar requantization (mcuf_dsp.h), the same integers as mcuf_requantize.
+ * VMLADAVA: 10 instructions per 64 MACs); xbuf is not used. Output stage: 4 channels at a time
+ * (requantize_x4v of mcuf_mve.h with the channels' multipliers and shifts in vectors, loaded once
+ * per 4 channels for the whole tile), the last out_features % 4 channels through the DSP kernels'
+ * scalar requantization (mcuf_dsp.h); both the same integers as mcuf_requantize.
  */
 #include <stddef.h>
 
@@ -33,10 +35,37 @@ static inline int8_t finish(const mcuf_linear_params *p, int32_t o, int32_t bias
                       p->act_max);
 }
 
+/* The per-channel constants of channels o .. o + 3 for the 4-lane output stage. */
+typedef struct {
+    int32x4_t m, left, negr;
+} chan4;
+
+static inline chan4 chan4_load(const mcuf_linear_params *p, int32_t o)
+{
+    chan4 c;
+    const int32x4_t s = vld1q_s32(p->shift + o);
+    c.m = vld1q_s32(p->multiplier + o);
+    c.left = vmaxq_s32(s, vdupq_n_s32(0));
+    c.negr = vminq_s32(s, vdupq_n_s32(0));
+    return c;
+}
+
+/* finish() for channels o .. o + 3 at once: sum (4 lanes, input offset applied), bias at
+ * bias + o (NULL: none), the output bytes at out. */
+static inline void finish4(const mcuf_linear_params *p, const chan4 *c, const int32_t *bias, int32_t o,
+                           int32x4_t sum, int8_t *out)
+{
+    if (bias != NULL) {
+        sum = vqaddq_s32(sum, vld1q_s32(bias + o));
+    }
+    vstrbq_s32(out, out_s8_x4(requantize_x4v(sum, c->m, c->left, c->negr), p->output_offset, p->act_min,
+                              p->act_max));
+}
+
 /* T tokens (x, x + xs, ...; T <= 4, a constant after inlining) against one weight row w of n:
- * acc[t] = sum_i x_t[i] * w[i] and *wsum = sum_i w[i]. */
+ * acc[t * as] = sum_i x_t[i] * w[i] and *wsum = sum_i w[i]. */
 static inline __attribute__((always_inline)) void dot_tokens(const int8_t *x, int32_t xs, int32_t T, const int8_t *w,
-                                                              int32_t n, int32_t *acc, int32_t *wsum)
+                                                              int32_t n, int32_t *acc, int32_t as, int32_t *wsum)
 {
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, ws = 0;
     int32_t i = 0;
@@ -67,11 +96,11 @@ static inline __attribute__((always_inline)) void dot_tokens(const int8_t *x, in
     }
     acc[0] = a0;
     if (T > 1) {
-        acc[1] = a1;
+        acc[as] = a1;
     }
     if (T > 2) {
-        acc[2] = a2;
-        acc[3] = a3;
+        acc[2 * as] = a2;
+        acc[3 * as] = a3;
     }
     *wsum = ws;
 }
@@ -136,18 +165,71 @@ void mcufi_linear_row(const mcuf_linear_params *p, const int8_t *input, int8_t *
     int32_t ws[4];
     for (; o + 4 <= p->out_features; o += 4) {
         dot_rows4(input, w, n_in, acc, ws);
-        for (int32_t r = 0; r < 4; r++) {
-            const int32_t bias = p->bias != NULL ? p->bias[o + r] : 0;
-            output[o + r] = finish(p, o + r, bias, wrap_add(acc[r], wrap_mul(off, ws[r])));
-        }
+        const chan4 c = chan4_load(p, o);
+        /* acc + off * ws: the lanes wrap, and the true sum is in int32 (above) */
+        const int32x4_t sum = vmlaq_n_s32(vld1q_s32(acc), vld1q_s32(ws), off);
+        finish4(p, &c, p->bias, o, sum, output + o);
         w += 4 * n_in;
     }
     for (; o < p->out_features; o++) {
-        dot_tokens(input, 0, 1, w, n_in, acc, ws);
+        dot_tokens(input, 0, 1, w, n_in, acc, 1, ws);
         const int32_t bias = p->bias != NULL ? p->bias[o] : 0;
         output[o] = finish(p, o, bias, wrap_add(acc[0], wrap_mul(off, ws[0])));
         w += n_in;
     }
+}
+
+/* T = 4 tokens, in_features n in (16, 32] (the low-rank layers' up-projections): the dot products
+ * of 4 weight rows (w, w + n, ...) with the 4 token rows x, x + n, ... into a4[token][row] and
+ * their weight sums into w4[row]. Per row: the weights in two vectors (the second predicated to
+ * n - 16 lanes, zero beyond), VADDV/VADDVA for the sum, and per token one load of its first 16
+ * inputs, VMLADAV with the first weight vector and VMLADAVA of its last n - 16 inputs (loaded
+ * once, predicated, kept in q4-q7 for the 4 rows) with the second: 24 instructions per row and
+ * 4 tokens, where the general loop spends about 70 on its predicated tail. */
+static void dots_t4_n32(const int8_t *x, int32_t n, const int8_t *w, int32_t (*a4)[4], int32_t *w4)
+{
+    const int8_t *x1 = x + n;
+    const int8_t *x2 = x1 + n;
+    const int8_t *x3 = x2 + n;
+    int32_t a, ws;
+    int32_t *acc = &a4[0][0];
+    __asm__ volatile("vctp.8 %[rest]\n\t"
+                     "vpstttt\n\t"
+                     "vldrbt.u8 q4, [%[x0], #16]\n\t"
+                     "vldrbt.u8 q5, [%[x1], #16]\n\t"
+                     "vldrbt.u8 q6, [%[x2], #16]\n\t"
+                     "vldrbt.u8 q7, [%[x3], #16]\n\t"
+                     "dls lr, %[rows]\n"
+                     "1:\n\t"
+                     "vldrb.u8 q0, [%[w]]\n\t"
+                     "vpst\n\t"
+                     "vldrbt.u8 q1, [%[w], #16]\n\t"
+                     "vaddv.s8 %[ws], q0\n\t"
+                     "vaddva.s8 %[ws], q1\n\t"
+                     "vldrb.u8 q2, [%[x0]]\n\t"
+                     "vmladav.s8 %[a], q2, q0\n\t"
+                     "vmladava.s8 %[a], q4, q1\n\t"
+                     "str %[a], [%[acc]]\n\t"
+                     "vldrb.u8 q2, [%[x1]]\n\t"
+                     "vmladav.s8 %[a], q2, q0\n\t"
+                     "vmladava.s8 %[a], q5, q1\n\t"
+                     "str %[a], [%[acc], #16]\n\t"
+                     "vldrb.u8 q2, [%[x2]]\n\t"
+                     "vmladav.s8 %[a], q2, q0\n\t"
+                     "vmladava.s8 %[a], q6, q1\n\t"
+                     "str %[a], [%[acc], #32]\n\t"
+                     "vldrb.u8 q2, [%[x3]]\n\t"
+                     "vmladav.s8 %[a], q2, q0\n\t"
+                     "vmladava.s8 %[a], q7, q1\n\t"
+                     "str %[a], [%[acc], #48]\n\t"
+                     "str %[ws], [%[w4]], #4\n\t"
+                     "add %[acc], %[acc], #4\n\t"
+                     "add %[w], %[w], %[n]\n\t"
+                     "le lr, 1b"
+                     : [a] "=&Te"(a), [ws] "=&Te"(ws), [w] "+r"(w), [acc] "+r"(acc), [w4] "+r"(w4)
+                     : [x0] "r"(x), [x1] "r"(x1), [x2] "r"(x2), [x3] "r"(x3), [n] "r"(n), [rest] "r"(n - 16),
+                       [rows] "r"(4)
+                     : "q0", "q1", "q2", "q4", "q5", "q6", "q7", "p0", "lr", "memory");
 }
 
 /* T tokens (rows of input, T in {2, 4}) through every output channel; row t's bias at
@@ -159,10 +241,30 @@ static inline __attribute__((always_inline)) void tile_rows(const mcuf_linear_pa
     const int32_t n_out = p->out_features;
     const int32_t off = p->input_offset;
     const int8_t *w = p->weights;
+    int32_t a4[4][4]; /* [token][channel] */
+    int32_t w4[4];
+    int32_t o = 0;
+    for (; o + 4 <= n_out; o += 4) {
+        if (T == 4 && n_in > 16 && n_in <= 32) {
+            dots_t4_n32(input, n_in, w, a4, w4);
+            w += 4 * n_in;
+        } else {
+            for (int32_t r = 0; r < 4; r++) {
+                dot_tokens(input, n_in, T, w, n_in, &a4[0][r], 4, &w4[r]);
+                w += n_in;
+            }
+        }
+        const chan4 c = chan4_load(p, o);
+        const int32x4_t corr = vmulq_n_s32(vld1q_s32(w4), off);
+        for (int32_t t = 0; t < T; t++) {
+            finish4(p, &c, p->bias != NULL ? p->bias + t * bias_stride : NULL, o, vaddq_s32(vld1q_s32(a4[t]), corr),
+                    output + t * n_out + o);
+        }
+    }
     int32_t acc[4];
     int32_t ws;
-    for (int32_t o = 0; o < n_out; o++) {
-        dot_tokens(input, n_in, T, w, n_in, acc, &ws);
+    for (; o < n_out; o++) {
+        dot_tokens(input, n_in, T, w, n_in, acc, 1, &ws);
         const int32_t corr = wrap_mul(off, ws);
         for (int32_t t = 0; t < T; t++) {
             const int32_t bias = p->bias != NULL ? p->bias[o + t * bias_stride] : 0;
