@@ -28,6 +28,7 @@ MAX_MLP_RATIO = 16
 MAX_STEM_LAYERS = 4  # convolutional stem: at most this many 3x3 convolutions
 MAX_STEM_CHANNELS = 256
 STEM_STRIDES = (1, 2)
+WEIGHT_BITS = (8, 4)  # weight precisions a block's linears can take
 
 
 def conv_out_size(size: int, stride: int) -> int:
@@ -63,6 +64,8 @@ class ArchConfig:
     num_classes: int
     stem_channels: tuple[int, ...] = ()
     stem_strides: tuple[int, ...] = ()
+    # per block: 8 (int8 weights) or 4 (packed int4 weights in every linear of the block); () = all 8
+    weight_bits: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name, (lo, hi) in _LIMITS.items():  # before any shape is derived or memory allocated
@@ -74,8 +77,16 @@ class ArchConfig:
             object.__setattr__(self, name, tuple(value))
             if len(getattr(self, name)) != self.depth:
                 raise ValueError(f"ArchConfig.{name} has {len(value)} entries, depth is {self.depth}")
-        for name in ("stem_channels", "stem_strides"):
+        for name in ("stem_channels", "stem_strides", "weight_bits"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.weight_bits and (
+            len(self.weight_bits) != self.depth or any(b not in WEIGHT_BITS for b in self.weight_bits)
+        ):
+            raise ValueError(
+                f"weight_bits must list 8 or 4 for each of the {self.depth} blocks, got {list(self.weight_bits)}"
+            )
+        if all(b == 8 for b in self.weight_bits):  # one spelling of "all int8": equal archs compare equal
+            object.__setattr__(self, "weight_bits", ())
         if len(self.stem_channels) != len(self.stem_strides) or len(self.stem_channels) > MAX_STEM_LAYERS:
             raise ValueError(
                 f"stem_channels and stem_strides must have the same length (at most {MAX_STEM_LAYERS}), got "
@@ -132,11 +143,21 @@ class ArchConfig:
     def head_dim(self, layer: int) -> int:
         return self.embed_dim // self.num_heads[layer]
 
+    def bits_of(self, layer: int) -> int:
+        """Weight precision of block ``layer``'s linears: 8 or 4."""
+        return self.weight_bits[layer] if self.weight_bits else 8
+
+    @property
+    def int4_blocks(self) -> tuple[int, ...]:
+        return tuple(i for i in range(self.depth) if self.bits_of(i) == 4)
+
     def to_json(self) -> dict[str, Any]:
         """Without a stem the stem keys are left out: arch.json of a stemless model is as before."""
         data = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
         if not self.stem_channels:
             del data["stem_channels"], data["stem_strides"]
+        if not self.int4_blocks:  # all int8: arch.json as before int4 existed
+            del data["weight_bits"]
         return data
 
     @staticmethod
@@ -155,9 +176,10 @@ class ArchConfig:
         if self.stem_channels:
             layers = zip(self.stem_channels, self.stem_strides, strict=True)
             stem = " stem[" + ",".join(f"{c}s{s}" for c, s in layers) + "]"
+        w4 = f" w4:[{','.join(map(str, self.int4_blocks))}]" if self.int4_blocks else ""
         return (
             f"res{self.image_size}{stem} p{self.patch_size} E{self.embed_dim} D{self.depth} "
-            f"H[{heads}] mlp[{ratios}] rank_attn[{ar}] rank_mlp[{mr}]"
+            f"H[{heads}] mlp[{ratios}] rank_attn[{ar}] rank_mlp[{mr}]{w4}"
         )
 
 

@@ -16,36 +16,64 @@ from mcuformer.arch import ArchConfig
 from mcuformer.datasets import to_float
 
 LN_EPS = 1e-6  # read by the frontend per module (nn.LayerNorm.eps); the integer LayerNorm folds it in
+INT4_QMAX = 7  # codegen.qparams.INT4_QMAX: int4 weights take [-7, 7]
+
+
+def fake_quant_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
+    """``weight`` (out, in) on the compiler's per-channel symmetric grid (``qparams.quantize_weights``:
+    scale max|w[o]| / qmax, round half away from zero), with a straight-through gradient."""
+    assert weight.dim() == 2 and bits == 4, (weight.shape, bits)
+    amax = weight.detach().abs().amax(dim=1, keepdim=True)  # (out, 1)
+    scale = torch.where(amax > 0, amax / INT4_QMAX, torch.ones_like(amax))
+    scaled = weight / scale
+    q = torch.sign(scaled) * torch.floor(scaled.abs() + 0.5)  # half away from zero
+    q = q.clamp(-INT4_QMAX, INT4_QMAX) * scale
+    return weight + (q - weight).detach()
+
+
+class Int4Linear(nn.Linear):
+    """An nn.Linear (same parameters and state-dict keys) whose forward uses its weight on the int4
+    grid the compiler will store, so training and evaluation see what the int4 kernels compute."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, fake_quant_weight(self.weight, 4), self.bias)
+
+
+def linear(in_features: int, out_features: int, bias: bool = True, bits: int = 8) -> nn.Linear:
+    """A dense layer whose weight the compiler stores at ``bits`` (8 or 4)."""
+    return (Int4Linear if bits == 4 else nn.Linear)(in_features, out_features, bias=bias)
 
 
 class LowRankLinear(nn.Module):
     """W = up @ down with rank r: x (.., in) -> down (.., r) -> up (.., out). Bias on ``up`` only."""
 
-    def __init__(self, in_features: int, out_features: int, rank: int) -> None:
+    def __init__(self, in_features: int, out_features: int, rank: int, bits: int = 8) -> None:
         super().__init__()
         assert 0 < rank
-        self.down = nn.Linear(in_features, rank, bias=False)
-        self.up = nn.Linear(rank, out_features)
+        self.down = linear(in_features, rank, bias=False, bits=bits)
+        self.up = linear(rank, out_features, bits=bits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.up(self.down(x))
 
 
-def make_linear(in_features: int, out_features: int, rank: int) -> nn.Module:
-    return nn.Linear(in_features, out_features) if rank == 0 else LowRankLinear(in_features, out_features, rank)
+def make_linear(in_features: int, out_features: int, rank: int, bits: int = 8) -> nn.Module:
+    if rank == 0:
+        return linear(in_features, out_features, bits=bits)
+    return LowRankLinear(in_features, out_features, rank, bits)
 
 
 class Attention(nn.Module):
-    def __init__(self, dim: int, heads: int, rank: int) -> None:
+    def __init__(self, dim: int, heads: int, rank: int, bits: int = 8) -> None:
         super().__init__()
         self.heads = heads
         self.rank = rank
         qkv_in = rank if rank else dim
-        self.qkv_down = nn.Linear(dim, rank, bias=False) if rank else None
-        self.q = nn.Linear(qkv_in, dim)
-        self.k = nn.Linear(qkv_in, dim)
-        self.v = nn.Linear(qkv_in, dim)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv_down = linear(dim, rank, bias=False, bits=bits) if rank else None
+        self.q = linear(qkv_in, dim, bits=bits)
+        self.k = linear(qkv_in, dim, bits=bits)
+        self.v = linear(qkv_in, dim, bits=bits)
+        self.proj = linear(dim, dim, bits=bits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, e = x.shape  # (B, T, E)
@@ -57,13 +85,15 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, heads: int, hidden: int, attn_rank: int, mlp_rank: int) -> None:
+    """``bits``: the precision the compiler stores every linear weight of the block at (8 or 4)."""
+
+    def __init__(self, dim: int, heads: int, hidden: int, attn_rank: int, mlp_rank: int, bits: int = 8) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(dim, eps=LN_EPS)
-        self.attn = Attention(dim, heads, attn_rank)
+        self.attn = Attention(dim, heads, attn_rank, bits)
         self.ln2 = nn.LayerNorm(dim, eps=LN_EPS)
-        self.fc1 = make_linear(dim, hidden, mlp_rank)
-        self.fc2 = make_linear(hidden, dim, mlp_rank)
+        self.fc1 = make_linear(dim, hidden, mlp_rank, bits)
+        self.fc2 = make_linear(hidden, dim, mlp_rank, bits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x))
@@ -105,7 +135,7 @@ class ViT(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(arch.tokens, e))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.blocks = nn.ModuleList(
-            Block(e, arch.num_heads[i], arch.mlp_hidden(i), arch.attn_rank[i], arch.mlp_rank[i])
+            Block(e, arch.num_heads[i], arch.mlp_hidden(i), arch.attn_rank[i], arch.mlp_rank[i], arch.bits_of(i))
             for i in range(arch.depth)
         )
         self.norm = nn.LayerNorm(e, eps=LN_EPS)
