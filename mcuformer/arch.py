@@ -202,7 +202,17 @@ class SearchSpace:
     # always a choice too. With a stem of a subnet whose patch P is even, the ViT patchifies the stem's
     # map with P / 2: the token grid is the same as without it. () = no stem choice (every subnet plain).
     stem_channels: tuple[int, ...] = ()
+    # blocks whose linears may take int4 weights (a search choice per block, next to width and depth);
+    # () = int8 only. The search narrows it to the blocks whose measured sensitivity allows it.
+    int4_layers: tuple[int, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def bits_choices(self, layer: int) -> tuple[int, ...]:
+        return (8, 4) if layer in self.int4_layers else (8,)
+
+    def lowest_bits(self, depth: int) -> tuple[int, ...]:
+        """The least flash per block: 4 where the space allows it."""
+        return tuple(min(self.bits_choices(i)) for i in range(depth))
 
     def rank(self, ratio: float, embed_dim: int) -> int:
         return 0 if ratio == 0.0 else max(1, int(round(ratio * embed_dim)))
@@ -251,6 +261,7 @@ class SearchSpace:
             attn_rank=(self.rank(ratio, e),) * depth,
             mlp_rank=(self.rank(ratio, e),) * depth,
             num_classes=self.num_classes,
+            weight_bits=self.lowest_bits(depth),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -258,6 +269,8 @@ class SearchSpace:
         data.pop("extra")
         if not self.stem_channels:  # as before stems existed
             data.pop("stem_channels")
+        if not self.int4_layers:  # as before int4 existed
+            data.pop("int4_layers")
         return data
 
 

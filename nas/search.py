@@ -33,6 +33,7 @@ from mcuformer.nas.supernet import (
     make_arch,
     resolution_choices,
     sample_arch,
+    sample_bits,
     sample_layer,
     sample_stem,
 )
@@ -117,14 +118,16 @@ def mutate(space: SearchSpace, arch: ArchConfig, prob: float, rng: random.Random
     e = rng.choice(space.embed_dims) if rng.random() < prob else arch.embed_dim
     depth = rng.choice(space.depths) if rng.random() < prob else arch.depth
     layers = layer_choices(space, arch)[:depth]
-    layers += [sample_layer(space, e, rng) for _ in range(depth - len(layers))]  # new layers: random
+    layers += [sample_layer(space, e, rng, i) for i in range(len(layers), depth)]  # new layers: random
     out = []
-    for layer in layers:
+    for i, layer in enumerate(layers):
         heads = rng.choice(head_choices(space, e)) if rng.random() < prob or e % layer.heads else layer.heads
         mlp_ratio = rng.choice(space.mlp_ratios) if rng.random() < prob else layer.mlp_ratio
         attn = rng.choice(space.rank_ratios) if rng.random() < prob else layer.attn_rank_ratio
         mlp = rng.choice(space.rank_ratios) if rng.random() < prob else layer.mlp_rank_ratio
-        out.append(LayerChoice(heads, mlp_ratio, attn, mlp))
+        redraw = len(space.bits_choices(i)) > 1 and rng.random() < prob  # no draw without an int4 choice
+        bits = sample_bits(space, i, rng) if redraw else layer.weight_bits
+        out.append(LayerChoice(heads, mlp_ratio, attn, mlp, bits))
     return make_arch(space, image_size, patch_size, e, out, stem)
 
 

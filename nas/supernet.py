@@ -55,6 +55,7 @@ class LayerChoice:
     mlp_ratio: float
     attn_rank_ratio: float  # 0.0 = dense
     mlp_rank_ratio: float
+    weight_bits: int = 8  # 4: the block's linears stored as packed int4 (only in space.int4_layers)
 
 
 def resolution_choices(space: SearchSpace) -> list[tuple[int, int]]:
@@ -91,6 +92,7 @@ def make_arch(
     stem: int = 0,
 ) -> ArchConfig:
     """``patch_size`` is the space's patch; with a stem of width ``stem`` the ViT's is half of it."""
+    per_block = layers  # weight precision stays a per-block choice even when the rest is shared
     if not space.per_layer:  # one choice shared by every layer: the first layer's
         layers = [layers[0]] * len(layers)
     return with_stem(stem, ArchConfig(
@@ -104,6 +106,9 @@ def make_arch(
         attn_rank=tuple(space.rank(layer.attn_rank_ratio, embed_dim) for layer in layers),
         mlp_rank=tuple(space.rank(layer.mlp_rank_ratio, embed_dim) for layer in layers),
         num_classes=space.num_classes,
+        weight_bits=tuple(
+            c.weight_bits if c.weight_bits in space.bits_choices(i) else 8 for i, c in enumerate(per_block)
+        ),
     ))
 
 
@@ -122,17 +127,26 @@ def layer_choices(space: SearchSpace, arch: ArchConfig) -> list[LayerChoice]:
             arch.mlp_ratio[i],
             rank_ratio(space, arch.attn_rank[i], e),
             rank_ratio(space, arch.mlp_rank[i], e),
+            arch.bits_of(i),
         )
         for i in range(arch.depth)
     ]
 
 
-def sample_layer(space: SearchSpace, embed_dim: int, rng: random.Random) -> LayerChoice:
+def sample_bits(space: SearchSpace, layer: int, rng: random.Random) -> int:
+    """Weight precision of block ``layer``; draws nothing from ``rng`` where the block has no int4
+    choice, so int8-only spaces sample exactly the sequences they did before int4 existed."""
+    choices = space.bits_choices(layer)
+    return rng.choice(choices) if len(choices) > 1 else choices[0]
+
+
+def sample_layer(space: SearchSpace, embed_dim: int, rng: random.Random, layer: int = -1) -> LayerChoice:
     return LayerChoice(
         heads=rng.choice(head_choices(space, embed_dim)),
         mlp_ratio=rng.choice(space.mlp_ratios),
         attn_rank_ratio=rng.choice(space.rank_ratios),
         mlp_rank_ratio=rng.choice(space.rank_ratios),
+        weight_bits=sample_bits(space, layer, rng),
     )
 
 
@@ -141,7 +155,7 @@ def sample_arch(space: SearchSpace, rng: random.Random) -> ArchConfig:
     image_size, patch_size = rng.choice(resolution_choices(space))
     embed_dim = rng.choice(space.embed_dims)
     depth = rng.choice(space.depths)
-    layers = [sample_layer(space, embed_dim, rng) for _ in range(depth)]
+    layers = [sample_layer(space, embed_dim, rng, i) for i in range(depth)]
     return make_arch(space, image_size, patch_size, embed_dim, layers, sample_stem(space, patch_size, rng))
 
 
