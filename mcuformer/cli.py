@@ -89,6 +89,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             raise UserError(f"{flag} must be positive, got '{text}'")
         return value
 
+    if not 0.0 <= args.int4_tolerance <= 100.0:
+        raise UserError(f"--int4-tolerance is in top-1 points, 0 to 100, got {args.int4_tolerance:g}")
     if args.parents is not None and args.parents > args.population:
         raise UserError(f"--parents {args.parents} exceeds --population {args.population}: choose fewer parents")
     run_search(
@@ -113,6 +115,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             instr_model=args.instr_model,
             space_evolution=args.space_evolution,
             space=args.space,
+            int4=args.int4,
+            int4_tolerance=args.int4_tolerance,
             device=args.device,
             label_smoothing=args.label_smoothing,
             crop_pad=args.crop_pad,
@@ -218,6 +222,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--flip", action=argparse.BooleanOptionalAction, default=None, help="horizontal flips (default: RGB non-digits)"
     )
     p.add_argument("--teacher", choices=("none", "cnn"), default="none", help="distil from a small CNN trained first")
+    p.add_argument(
+        "--int4",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="let the search give blocks packed int4 weights where the measured sensitivity allows (default off)",
+    )
+    p.add_argument(
+        "--int4-tolerance",
+        type=float,
+        default=1.0,
+        help="top-1 points a block may lose alone in int4 and stay an int4 choice (default 1.0)",
+    )
     p.add_argument("--instr-budget", help="max instructions per inference, predicted by the fitted QEMU model")
     p.add_argument("--instr-model", help="instruction model JSON (default: nas/data/instr_model.json)")
     p.add_argument("--init-from", help="RUN dir or checkpoint of a trained ViT: SVD-initialise the supernet")

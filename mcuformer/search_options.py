@@ -45,13 +45,15 @@ class SearchOptions:
     teacher: str = "none"  # none | cnn: distil from a small CNN trained first on the same data
     distill_weight: float = 0.5
     threads: int = 0  # torch threads; 0: by model size (nas.recipe)
+    int4: bool = False  # every block may take packed int4 weights (a search choice, narrowed by sensitivity)
+    int4_tolerance: float = 1.0  # top-1 points a block may lose alone in int4 to stay an int4 choice
 
 
 SUPERNET_CHECKPOINT = "supernet.ckpt.pt"
 SEARCH_STATE = "search_state.json"
 # change one of these and the trained supernet is another one (the space itself is compared too)
 _TRAINING_OPTIONS = ("data", "seed", "epochs", "init_from", "device", "label_smoothing", "crop_pad", "flip", "teacher",
-                     "distill_weight", "threads")  # fmt: skip
+                     "distill_weight", "threads", "int4")  # fmt: skip
 
 
 def data_spec(spec: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from mcuformer.nas.data_pipeline import resolve_device
 from mcuformer.nas.instr_model import DEFAULT_MODEL, InstructionModel
 from mcuformer.nas.recipe import Recipe, finetune_epochs_for, num_params, train_config, train_teacher
 from mcuformer.nas.search import InstrFn, SearchConfig, SearchResult, evolution_search
+from mcuformer.nas.sensitivity import measure as measure_sensitivity
 from mcuformer.nas.space_evolution import EvolutionConfig, evolve_space
 from mcuformer.nas.supernet import Supernet, init_from_dense, load_vit, sample_arch
 from mcuformer.nas.train import finetune, train_supernet
@@ -126,7 +127,8 @@ class Evolved:
     costed: int  # candidates costed by the space evolution and the evolution
     rejected: dict[str, int]  # of those, over the budget: "sram", "flash", "instr"
     best_instructions: float | None  # the winner's predicted instructions (with an instruction budget)
-    seconds: dict[str, float]  # "space_evolution", "evolution_search"
+    seconds: dict[str, float]  # "sensitivity", "space_evolution", "evolution_search"
+    sensitivity: dict[str, Any] | None  # per-block int4 sensitivity (a space with int4 choices)
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,9 @@ def validate_search(opts: SearchOptions, log: Log) -> SearchInputs:
     # resolution
     data = load_dataset(opts.data, seed=opts.seed, image_size=space_resolution(opts.space))
     space, space_info = search_space_for(opts.space, data, board)
+    if opts.int4 and not space.int4_layers:
+        space = replace(space, int4_layers=tuple(range(max(space.depths))))
+        space_info = space_info | {"note": space_info["note"] + "\n--int4: every block may take int4 weights"}
     budget = Budget.of(board)
     largest, smallest = space.largest(), space.smallest()
     probe = CostCache(board.sram_bytes)
@@ -247,11 +252,23 @@ def evolve_step(inputs: SearchInputs, trained: TrainedSupernet, log: Log) -> Evo
         return instr_fn is None or instr_fn(arch) <= opts.instr_budget
 
     t0 = time.time()
-    search_space, trajectory = inputs.space, None
+    space, sensitivity = inputs.space, None
+    if space.int4_layers:  # int4 only where one block alone in int4 loses at most the tolerance
+        measured = measure_sensitivity(trained.supernet, space, inputs.data, opts.int4_tolerance)
+        drops = ", ".join(f"{b}: {d:+.2f}" for b, d in sorted(measured.drop_points.items()))
+        log(
+            f"int4 sensitivity on {measured.reference.short()} (val top-1 {measured.int8_top1:.4f}), points lost "
+            f"per block alone in int4: {drops}; int4 allowed in blocks {list(measured.allowed)} "
+            f"(tolerance {opts.int4_tolerance:g})"
+        )
+        space, sensitivity = replace(space, int4_layers=measured.allowed), measured.to_json()
+    seconds = {"sensitivity": time.time() - t0}
+    t0 = time.time()
+    search_space, trajectory = space, None
     if opts.space_evolution:
         evo_cfg = EvolutionConfig(seed=opts.seed)
-        search_space, trajectory = evolve_space(inputs.space, trained.supernet, inputs.data, fits_budget, evo_cfg, log)
-    seconds = {"space_evolution": time.time() - t0}
+        search_space, trajectory = evolve_space(space, trained.supernet, inputs.data, fits_budget, evo_cfg, log)
+    seconds["space_evolution"] = time.time() - t0
 
     t0 = time.time()
     search_cfg = SearchConfig(
@@ -282,7 +299,8 @@ def evolve_step(inputs: SearchInputs, trained: TrainedSupernet, log: Log) -> Evo
         f"{cost_fn.per_second:.0f}/s ({cost_fn.per_cpu_second:.0f} per CPU second)"
     )
     best_instructions = instr_fn(result.best_arch) if instr_fn is not None else None
-    return Evolved(search_space, trajectory, result, search_cfg, len(costed), rejected, best_instructions, seconds)
+    return Evolved(search_space, trajectory, result, search_cfg, len(costed), rejected, best_instructions, seconds,
+                   sensitivity)  # fmt: skip
 
 
 def finetune_step(inputs: SearchInputs, trained: TrainedSupernet, evolved: Evolved, log: Log) -> Winner:
@@ -345,6 +363,8 @@ def write_run(
         instr_budget=opts.instr_budget if inputs.instr_model is not None else None,
         predicted_instructions=evolved.best_instructions,
     )
+    if evolved.sensitivity is not None:
+        report["int4_sensitivity"] = evolved.sensitivity
     torch.save(winner.model.state_dict(), tmp / "model.pt")
     plot_pareto(evolved.result, tmp / "pareto.png")
     save_json(str(tmp / "pareto.json"), evolved.result.pareto_json())
