@@ -52,6 +52,7 @@ def one_seed(seed: int, quick: bool, tmp: Path) -> dict:
         epochs=epochs, finetune_epochs=ft, population=pop, generations=gens, space_evolution=False,
     )  # fmt: skip
     inputs = validate_search(opts, log)
+    inputs.work.mkdir(parents=True, exist_ok=True)  # the supernet's checkpoint
     t0 = time.time()
     trained = train_supernet_step(inputs, log)
     train_s = time.time() - t0
