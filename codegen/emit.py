@@ -40,6 +40,27 @@ def own_kernel_ops(graph: Graph) -> list[FusedOp]:
 
 # Headers only one optimized directory's kernels include: shipped with that directory only.
 DIR_HEADERS = {"mcuf_mve.h": MVE_DIR}
+CONFIG_HEADER = "runtime/include/mcuf_config.h"
+WITH_S4W_DEFINE = (
+    "/* This model has int4 weights (codegen.emit.runtime_sources): the int4 linear dispatch is built. */\n"
+    "#ifndef MCUF_WITH_S4W\n#define MCUF_WITH_S4W 1\n#endif\n\n"
+)
+
+
+def uses_int4_weights(graph: Graph) -> bool:
+    """Whether a linear of ``graph`` (inside fused bodies too) has int4 weights."""
+    return any(node.attrs.weight_bits == 4 for top in graph.nodes for node in (top.body or (top,)))
+
+
+def config_header(default: str, graph: Graph | None) -> str:
+    """mcuf_config.h of the model's runtime: the default, plus MCUF_WITH_S4W when the model has int4
+    weights (so an int8 model's runtime, and its code flash, are as before int4 existed)."""
+    if graph is None or not uses_int4_weights(graph):
+        return default
+    end = "#endif /* MCUF_CONFIG_H */"
+    if end not in default:
+        raise RuntimeError(f"runtime_c/include/mcuf_config.h: no '{end}' line")  # a packaging bug
+    return default.replace(end, WITH_S4W_DEFINE + end)
 
 
 def runtime_sources(board: Board, graph: Graph | None = None) -> dict[str, str]:
@@ -62,6 +83,7 @@ def runtime_sources(board: Board, graph: Graph | None = None) -> dict[str, str]:
         key=lambda p: p.name,
     )
     files = {f"runtime/include/{path.name}": path.read_text() for path in headers}
+    files[CONFIG_HEADER] = config_header(files[CONFIG_HEADER], graph)
     portable = sorted((p for p in src.iterdir() if p.name.endswith(".c")), key=lambda p: p.name)
     for path in portable:
         files[f"runtime/src/{path.name}"] = path.read_text()

@@ -151,6 +151,7 @@ class Attrs:
     stride: int = 1  # CONV2D
     in_features: int = 0  # LINEAR
     out_features: int = 0  # LINEAR
+    weight_bits: int = 8  # LINEAR: 8 (int8 weights) or 4 (packed int4, mcuf_linear_params.weight_format)
     role: Role = Role.NONE  # the node's role inside its fusion pattern
 
 

@@ -49,6 +49,11 @@ class ArchConfig:
     Optional convolutional stem (``stem_channels``, default none): 3x3 convolutions (padding 1, stride
     ``stem_strides[i]`` in {1, 2}) + BatchNorm + ReLU before the patch embedding, which then patchifies
     the stem's feature map (``feature_size`` square, ``feature_channels`` channels).
+
+    ``weight_bits[i]`` (optional, default ``()`` = every block int8): 8 or 4, the precision of every
+    linear weight of block i (q/k/v and their low-rank factors, the attention output projection,
+    fc1/fc2 and their factors); 4 = per-channel symmetric int4 (qmax 7), packed two per byte. The
+    patch embedding, stem and classifier stay int8.
     """
 
     image_size: int
@@ -63,6 +68,7 @@ class ArchConfig:
     num_classes: int
     stem_channels: tuple[int, ...] = ()
     stem_strides: tuple[int, ...] = ()
+    weight_bits: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name, (lo, hi) in _LIMITS.items():  # before any shape is derived or memory allocated
@@ -74,8 +80,15 @@ class ArchConfig:
             object.__setattr__(self, name, tuple(value))
             if len(getattr(self, name)) != self.depth:
                 raise ValueError(f"ArchConfig.{name} has {len(value)} entries, depth is {self.depth}")
-        for name in ("stem_channels", "stem_strides"):
+        for name in ("stem_channels", "stem_strides", "weight_bits"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.weight_bits and len(self.weight_bits) != self.depth:
+            raise ValueError(
+                f"ArchConfig.weight_bits has {len(self.weight_bits)} entries, depth is {self.depth} (or () for int8)"
+            )
+        for bits in self.weight_bits:
+            if isinstance(bits, bool) or bits not in (8, 4):  # int8, or packed int4
+                raise ValueError(f"weight_bits must be 8 or 4 per block, got {bits!r}")
         if len(self.stem_channels) != len(self.stem_strides) or len(self.stem_channels) > MAX_STEM_LAYERS:
             raise ValueError(
                 f"stem_channels and stem_strides must have the same length (at most {MAX_STEM_LAYERS}), got "
@@ -132,11 +145,24 @@ class ArchConfig:
     def head_dim(self, layer: int) -> int:
         return self.embed_dim // self.num_heads[layer]
 
+    def bits_of(self, layer: int) -> int:
+        """Weight bits of block ``layer``'s linears: 8 or 4 (8 for every block when weight_bits is ())."""
+        if not 0 <= layer < self.depth:
+            raise IndexError(f"block {layer} out of range (depth {self.depth})")
+        return self.weight_bits[layer] if self.weight_bits else 8
+
+    @property
+    def int4_blocks(self) -> tuple[int, ...]:
+        return tuple(i for i in range(self.depth) if self.bits_of(i) == 4)
+
     def to_json(self) -> dict[str, Any]:
-        """Without a stem the stem keys are left out: arch.json of a stemless model is as before."""
+        """Without a stem the stem keys are left out, and so is weight_bits when it is () (all int8):
+        arch.json of a stemless int8 model is as before."""
         data = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
         if not self.stem_channels:
             del data["stem_channels"], data["stem_strides"]
+        if not self.weight_bits:
+            del data["weight_bits"]
         return data
 
     @staticmethod
@@ -155,9 +181,10 @@ class ArchConfig:
         if self.stem_channels:
             layers = zip(self.stem_channels, self.stem_strides, strict=True)
             stem = " stem[" + ",".join(f"{c}s{s}" for c, s in layers) + "]"
+        int4 = f" w4:[{','.join(map(str, self.int4_blocks))}]" if self.int4_blocks else ""
         return (
             f"res{self.image_size}{stem} p{self.patch_size} E{self.embed_dim} D{self.depth} "
-            f"H[{heads}] mlp[{ratios}] rank_attn[{ar}] rank_mlp[{mr}]"
+            f"H[{heads}] mlp[{ratios}] rank_attn[{ar}] rank_mlp[{mr}]{int4}"
         )
 
 
