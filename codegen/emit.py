@@ -9,7 +9,7 @@ import numpy as np
 
 from mcuformer.boards import Board
 from mcuformer.codegen.board_files import MVE_DIR, optimized_dirs, split_kernel_sources
-from mcuformer.codegen.ir import Graph
+from mcuformer.codegen.ir import Graph, has_int4_weights
 from mcuformer.codegen.lower import LoweredModel, format_values
 from mcuformer.codegen.ops import FusedOp, fused
 from mcuformer.version import __version__
@@ -47,15 +47,10 @@ WITH_S4W_DEFINE = (
 )
 
 
-def uses_int4_weights(graph: Graph) -> bool:
-    """Whether a linear of ``graph`` (inside fused bodies too) has int4 weights."""
-    return any(node.attrs.weight_bits == 4 for top in graph.nodes for node in (top.body or (top,)))
-
-
 def config_header(default: str, graph: Graph | None) -> str:
     """mcuf_config.h of the model's runtime: the default, plus MCUF_WITH_S4W when the model has int4
     weights (so an int8 model's runtime, and its code flash, are as before int4 existed)."""
-    if graph is None or not uses_int4_weights(graph):
+    if graph is None or not has_int4_weights(graph):
         return default
     end = "#endif /* MCUF_CONFIG_H */"
     if end not in default:

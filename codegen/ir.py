@@ -269,6 +269,11 @@ class Graph:
         return self.scratch_split.arena if self.scratch_split else self.planned()
 
 
+def has_int4_weights(graph: Graph) -> bool:
+    """Whether a linear of ``graph`` (inside fused bodies too) has int4 weights (Attrs.weight_bits 4)."""
+    return any(node.attrs.weight_bits == 4 for top in graph.nodes for node in (top.body or (top,)))
+
+
 class IRError(Exception):
     """The IR or the memory plan violates an invariant (a compiler bug, never a user mistake)."""
 
