@@ -87,7 +87,7 @@ class ArchConfig:
                 f"ArchConfig.weight_bits has {len(self.weight_bits)} entries, depth is {self.depth} (or () for int8)"
             )
         for bits in self.weight_bits:
-            if isinstance(bits, bool) or bits not in (8, 4):  # int8, or packed int4
+            if isinstance(bits, bool) or not isinstance(bits, int) or bits not in (8, 4):  # int8, or packed int4
                 raise ValueError(f"weight_bits must be 8 or 4 per block, got {bits!r}")
         if len(self.stem_channels) != len(self.stem_strides) or len(self.stem_channels) > MAX_STEM_LAYERS:
             raise ValueError(
