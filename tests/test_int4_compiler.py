@@ -305,6 +305,8 @@ def test_qemu_bit_exact(mixed_run: Path, board: str, kernels: tuple[str, ...]) -
     project = mixed_run.parent / f"proj-{board}"
     report = run_export(mixed_run, board, project, force=False, log=_quiet, measure=False)
     assert report["weight_precision"] == [4, 8]
+    # the int4 block runs token tiles: the tiled entry points' int4 path (row by row) is covered
+    assert all(op["tile"] > 1 for op in report["ops"] if op["name"].startswith("blocks.0.")), report["ops"]
     for variant in kernels:
         result = run_emulate(project, host=False, sanitize=False, log=None, kernels=variant)
         assert result["bit_exact"] and result["mismatches"] == [], (variant, result["mismatches"][:3])
