@@ -35,7 +35,8 @@ PROFILE_BYTES_PER_OP = 8
 # Flash besides the constant arrays: code, vectors and the patch-embedding / head param structs, plus
 # the param structs of each transformer block (attention + MLP). Measured with the token-tiled DSP
 # kernels (make bench, M4/M7, -O2): 16,204 B for 2 blocks, 22,852 B for 12, i.e. about 14.9 KiB +
-# 665 B per block (the portable kernels are smaller).
+# 665 B per block (the portable kernels are smaller). Since mcuf_linear_params has weight_format (int4
+# weights), each linear struct is 4 B larger: +36 B per block, +8 B in all, inside these margins.
 CODE_FLASH_BYTES = 16 * 1024
 BLOCK_FLASH_BYTES = 768
 # A convolutional stem adds runtime/src/conv2d.c (808-880 B of code at -O2 for Cortex-M0+/M4/M7/M33,

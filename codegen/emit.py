@@ -66,7 +66,8 @@ def runtime_sources(board: Board, graph: Graph | None = None) -> dict[str, str]:
     portable kernels (runtime/src/*.c) always; for a Cortex-M board also the optimized kernels of
     its core (codegen.board_files.optimized_dirs: runtime/src/dsp/*.c, and on the M55 first
     runtime/src/mve/*.c with mcuf_mve.h), each a drop-in twin of the portable file of the same
-    name. The ARM Makefile builds one file of each group (KERNELS=optimized|portable, and dsp on
+    name. runtime/include/mcuf_config.h defines MCUF_WITH_S4W when ``graph`` has int4 weights
+    (config_header). The ARM Makefile builds one file of each group (KERNELS=optimized|portable, and dsp on
     the M55; default from board.dsp: codegen.board_files); the host build uses the portable files.
     """
     root = resources.files("mcuformer.runtime_c")
