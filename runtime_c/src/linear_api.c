@@ -81,7 +81,7 @@ mcuf_status mcuf_linear_tile_s8(const mcuf_linear_params *p, int32_t rows, int32
     if (rows < 0 || !mcufi_linear_tile_ok(tile) || (rows > 0 && (input == NULL || output == NULL))) {
         return MCUF_ERR_ARG;
     }
-    if (tile > 1 && !mcufi_linear_is_s4w(p) && (scratch == NULL || ((uintptr_t)scratch & 3u) != 0u)) {
+    if (tile > 1 && (scratch == NULL || ((uintptr_t)scratch & 3u) != 0u)) {
         return MCUF_ERR_ARG;
     }
     mcufi_linear_tile(p, rows, tile, input, (int32_t *)(void *)scratch, 0, output);
