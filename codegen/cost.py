@@ -19,7 +19,7 @@ from mcuformer.arch import ArchConfig
 from mcuformer.boards import Board
 from mcuformer.codegen import ops as op_defs
 from mcuformer.codegen.frontend import build_graph
-from mcuformer.codegen.ir import Graph, Node, Op, Tensor
+from mcuformer.codegen.ir import Graph, Node, Op, Tensor, has_int4_weights
 from mcuformer.codegen.ops.fused_attention import AttentionDims
 from mcuformer.codegen.passes.choose_schedules import to_per_head, with_tile
 from mcuformer.codegen.passes.plan import ALIGN
@@ -35,13 +35,19 @@ PROFILE_BYTES_PER_OP = 8
 # Flash besides the constant arrays: code, vectors and the patch-embedding / head param structs, plus
 # the param structs of each transformer block (attention + MLP). Measured with the token-tiled DSP
 # kernels (make bench, M4/M7, -O2): 16,204 B for 2 blocks, 22,852 B for 12, i.e. about 14.9 KiB +
-# 665 B per block (the portable kernels are smaller).
+# 665 B per block (the portable kernels are smaller). Since mcuf_linear_params has weight_format (int4
+# weights), each linear struct is 4 B larger: +36 B per block, +8 B in all, inside these margins.
 CODE_FLASH_BYTES = 16 * 1024
 BLOCK_FLASH_BYTES = 768
 # A convolutional stem adds runtime/src/conv2d.c (808-880 B of code at -O2 for Cortex-M0+/M4/M7/M33,
 # arm-none-eabi-gcc, measured with arm-none-eabi-size; not linked without a stem: --gc-sections) and,
 # per layer, its mcuf_conv2d_params struct (56 B) and call.
 STEM_CODE_FLASH_BYTES = 1024
+# int4 weights (ArchConfig.weight_bits) link the int4 row kernel and the dispatch to it (MCUF_WITH_S4W,
+# mcuf_config.h; not linked for int8-only models): measured 972-1000 B of code at -O2 (M4/M7 DSP
+# kernels, M55 image; the model of tests/test_int4_compiler.py, flash of its int4 export minus that
+# of its int8 export plus the weight bytes int4 saves).
+S4W_CODE_FLASH_BYTES = 1152
 STEM_LAYER_FLASH_BYTES = 96
 NUM_TEST_INPUTS = 4  # test images embedded in flash by `export`
 
@@ -77,6 +83,8 @@ def cost_of_graph(graph: Graph, test_inputs: int = NUM_TEST_INPUTS) -> Cost:
     flash = weights + test_inputs * image_bytes + CODE_FLASH_BYTES + blocks * BLOCK_FLASH_BYTES
     if stem:
         flash += STEM_CODE_FLASH_BYTES + stem * STEM_LAYER_FLASH_BYTES
+    if has_int4_weights(graph):
+        flash += S4W_CODE_FLASH_BYTES
     return Cost(
         arena_bytes=plan.arena_bytes,
         naive_arena_bytes=plan.naive_arena_bytes,

@@ -9,7 +9,7 @@ import numpy as np
 
 from mcuformer.boards import Board
 from mcuformer.codegen.board_files import MVE_DIR, optimized_dirs, split_kernel_sources
-from mcuformer.codegen.ir import Graph
+from mcuformer.codegen.ir import Graph, has_int4_weights
 from mcuformer.codegen.lower import LoweredModel, format_values
 from mcuformer.codegen.ops import FusedOp, fused
 from mcuformer.version import __version__
@@ -40,6 +40,22 @@ def own_kernel_ops(graph: Graph) -> list[FusedOp]:
 
 # Headers only one optimized directory's kernels include: shipped with that directory only.
 DIR_HEADERS = {"mcuf_mve.h": MVE_DIR}
+CONFIG_HEADER = "runtime/include/mcuf_config.h"
+WITH_S4W_DEFINE = (
+    "/* This model has int4 weights (codegen.emit.runtime_sources): the int4 linear dispatch is built. */\n"
+    "#ifndef MCUF_WITH_S4W\n#define MCUF_WITH_S4W 1\n#endif\n\n"
+)
+
+
+def config_header(default: str, graph: Graph | None) -> str:
+    """mcuf_config.h of the model's runtime: the default, plus MCUF_WITH_S4W when the model has int4
+    weights (so an int8 model's runtime, and its code flash, are as before int4 existed)."""
+    if graph is None or not has_int4_weights(graph):
+        return default
+    end = "#endif /* MCUF_CONFIG_H */"
+    if end not in default:
+        raise RuntimeError(f"runtime_c/include/mcuf_config.h: no '{end}' line")  # a packaging bug
+    return default.replace(end, WITH_S4W_DEFINE + end)
 
 
 def runtime_sources(board: Board, graph: Graph | None = None) -> dict[str, str]:
@@ -50,7 +66,8 @@ def runtime_sources(board: Board, graph: Graph | None = None) -> dict[str, str]:
     portable kernels (runtime/src/*.c) always; for a Cortex-M board also the optimized kernels of
     its core (codegen.board_files.optimized_dirs: runtime/src/dsp/*.c, and on the M55 first
     runtime/src/mve/*.c with mcuf_mve.h), each a drop-in twin of the portable file of the same
-    name. The ARM Makefile builds one file of each group (KERNELS=optimized|portable, and dsp on
+    name. runtime/include/mcuf_config.h defines MCUF_WITH_S4W when ``graph`` has int4 weights
+    (config_header). The ARM Makefile builds one file of each group (KERNELS=optimized|portable, and dsp on
     the M55; default from board.dsp: codegen.board_files); the host build uses the portable files.
     """
     root = resources.files("mcuformer.runtime_c")
@@ -62,6 +79,7 @@ def runtime_sources(board: Board, graph: Graph | None = None) -> dict[str, str]:
         key=lambda p: p.name,
     )
     files = {f"runtime/include/{path.name}": path.read_text() for path in headers}
+    files[CONFIG_HEADER] = config_header(files[CONFIG_HEADER], graph)
     portable = sorted((p for p in src.iterdir() if p.name.endswith(".c")), key=lambda p: p.name)
     for path in portable:
         files[f"runtime/src/{path.name}"] = path.read_text()

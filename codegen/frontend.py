@@ -55,10 +55,20 @@ class GraphBuilder:
         in_f: int,
         out_f: int,
         has_bias: bool | None = None,
+        weight_bits: int = 8,
     ) -> None:
-        """``has_bias``: whether the layer has a bias, for a shapes-only graph (default: bias is given)."""
+        """``has_bias``: whether the layer has a bias, for a shapes-only graph (default: bias is given).
+        ``weight_bits``: 8 or 4 (the layer's weights packed as int4)."""
         has_bias = bias is not None if has_bias is None else has_bias
-        attrs = Attrs(weight=weight, bias=bias, has_bias=has_bias, in_features=in_f, out_features=out_f, role=role)
+        attrs = Attrs(
+            weight=weight,
+            bias=bias,
+            has_bias=has_bias,
+            in_features=in_f,
+            out_features=out_f,
+            role=role,
+            weight_bits=weight_bits,
+        )
         self.nodes.append(Node(f"{scope}.{role}", Op.LINEAR, (src,), (dst,), attrs, scope))
 
     def layernorm(
@@ -119,21 +129,31 @@ def build_graph(arch: ArchConfig, weights: Weights | None = None, ln_eps: Mappin
     def w(name: str) -> np.ndarray | None:
         return None if weights is None else weights[name]
 
-    def linear(scope: str, role: Role, src: str, dst: str, prefix: str, in_f: int, out_f: int, bias: bool) -> None:
+    def linear(
+        scope: str, role: Role, src: str, dst: str, prefix: str, in_f: int, out_f: int, bias: bool, bits: int = 8
+    ) -> None:
         bias_f = w(prefix + ".bias") if bias else None
-        b.linear(scope, role, src, dst, w(prefix + ".weight"), bias_f, in_f, out_f, has_bias=bias)
+        b.linear(scope, role, src, dst, w(prefix + ".weight"), bias_f, in_f, out_f, has_bias=bias, weight_bits=bits)
 
     def maybe_lowrank(
-        scope: str, roles: tuple[Role, Role, Role], src: str, dst: str, prefix: str, in_f: int, out_f: int, rank: int
+        scope: str,
+        roles: tuple[Role, Role, Role],
+        src: str,
+        dst: str,
+        prefix: str,
+        in_f: int,
+        out_f: int,
+        rank: int,
+        bits: int,
     ) -> None:
         """roles: (dense, down, up)."""
         dense, down, up = roles
         if rank == 0:
-            linear(scope, dense, src, dst, prefix, in_f, out_f, bias=True)
+            linear(scope, dense, src, dst, prefix, in_f, out_f, bias=True, bits=bits)
             return
         mid = tensor(f"{scope}.{dense}_mid", t, rank)
-        linear(scope, down, src, mid, prefix + ".down", in_f, rank, bias=False)
-        linear(scope, up, mid, dst, prefix + ".up", rank, out_f, bias=True)
+        linear(scope, down, src, mid, prefix + ".down", in_f, rank, bias=False, bits=bits)
+        linear(scope, up, mid, dst, prefix + ".up", rank, out_f, bias=True, bits=bits)
 
     def layernorm(scope: str, role: Role, src: str, dst: str, prefix: str) -> None:
         eps = 0.0
@@ -169,28 +189,31 @@ def build_graph(arch: ArchConfig, weights: Weights | None = None, ln_eps: Mappin
     for i in range(arch.depth):
         p, scope = f"blocks.{i}", f"blocks.{i}.attn"
         heads, rank, hidden = arch.num_heads[i], arch.attn_rank[i], arch.mlp_hidden(i)
+        bits = arch.bits_of(i)  # every linear of the block: q/k/v (+ down), proj, fc1, fc2 (+ factors)
         y = tensor(f"{scope}.ln", t, e)
         layernorm(scope, Role.LN, x, y, p + ".ln1")
         qkv_in, qkv_in_dim = y, e
         if rank:
             qkv_in, qkv_in_dim = tensor(f"{scope}.qkv_mid", t, rank), rank
-            linear(scope, Role.QKV_DOWN, y, qkv_in, p + ".attn.qkv_down", e, rank, bias=False)
+            linear(scope, Role.QKV_DOWN, y, qkv_in, p + ".attn.qkv_down", e, rank, bias=False, bits=bits)
         q, k, v = (tensor(f"{scope}.{n}", t, e) for n in "qkv")
         for role, dst in ((Role.Q, q), (Role.K, k), (Role.V, v)):
-            linear(scope, role, qkv_in, dst, f"{p}.attn.{role}", qkv_in_dim, e, bias=True)
+            linear(scope, role, qkv_in, dst, f"{p}.attn.{role}", qkv_in_dim, e, bias=True, bits=bits)
         heads_out = b.attention_core(scope, q, k, v, heads, t, e)
         proj = tensor(f"{scope}.proj", t, e)
-        linear(scope, Role.PROJ, heads_out, proj, p + ".attn.proj", e, e, bias=True)
+        linear(scope, Role.PROJ, heads_out, proj, p + ".attn.proj", e, e, bias=True, bits=bits)
         x = b.residual(scope, x, proj, t, e)
 
         scope = f"blocks.{i}.mlp"
         y = tensor(f"{scope}.ln", t, e)
         layernorm(scope, Role.LN, x, y, p + ".ln2")
         h = tensor(f"{scope}.fc1", t, hidden)
-        maybe_lowrank(scope, (Role.FC1, Role.FC1_DOWN, Role.FC1_UP), y, h, p + ".fc1", e, hidden, arch.mlp_rank[i])
+        fc1_roles = (Role.FC1, Role.FC1_DOWN, Role.FC1_UP)
+        maybe_lowrank(scope, fc1_roles, y, h, p + ".fc1", e, hidden, arch.mlp_rank[i], bits)
         g = b.gelu(scope, h, t, hidden)
         f = tensor(f"{scope}.fc2", t, e)
-        maybe_lowrank(scope, (Role.FC2, Role.FC2_DOWN, Role.FC2_UP), g, f, p + ".fc2", hidden, e, arch.mlp_rank[i])
+        fc2_roles = (Role.FC2, Role.FC2_DOWN, Role.FC2_UP)
+        maybe_lowrank(scope, fc2_roles, g, f, p + ".fc2", hidden, e, arch.mlp_rank[i], bits)
         x = b.residual(scope, x, f, t, e)
 
     scope = "head"

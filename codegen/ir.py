@@ -151,6 +151,7 @@ class Attrs:
     stride: int = 1  # CONV2D
     in_features: int = 0  # LINEAR
     out_features: int = 0  # LINEAR
+    weight_bits: int = 8  # LINEAR: 8 (int8 weights) or 4 (packed int4, mcuf_linear_params.weight_format)
     role: Role = Role.NONE  # the node's role inside its fusion pattern
 
 
@@ -266,6 +267,11 @@ class Graph:
     def arena_plan(self) -> MemoryPlan:
         """The plan of the arena buffer: the whole plan, or its part without the row scratch."""
         return self.scratch_split.arena if self.scratch_split else self.planned()
+
+
+def has_int4_weights(graph: Graph) -> bool:
+    """Whether a linear of ``graph`` (inside fused bodies too) has int4 weights (Attrs.weight_bits 4)."""
+    return any(node.attrs.weight_bits == 4 for top in graph.nodes for node in (top.body or (top,)))
 
 
 class IRError(Exception):

@@ -87,9 +87,12 @@ class _StructWriter:
             return self.array(path, value)
         if dataclasses.is_dataclass(value):
             pad = "    " * indent
+            # a dataclass's OMIT_WHEN_ZERO fields are left out when 0 (the C zero-initializes them)
+            omitted = getattr(value, "OMIT_WHEN_ZERO", frozenset())
             fields = [
                 f"{pad}.{f.name} = {self.initializer(getattr(value, f.name), f'{path}_{f.name}', indent + 1)},"
                 for f in dataclasses.fields(value)
+                if not (f.name in omitted and getattr(value, f.name) == 0)
             ]
             return "{\n" + "\n".join(fields) + "\n" + "    " * (indent - 1) + "}"
         raise IRError(f"{path}: cannot emit a value of type {type(value).__name__}")

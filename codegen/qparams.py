@@ -81,6 +81,18 @@ class Requant:
         _check_ints(self, "multiplier", "shift")
 
 
+# mcuf_linear_params.weight_format (mcuf.h): how `weights` is stored.
+WEIGHTS_S8 = 0  # MCUF_WEIGHTS_S8: int8 [out_features][in_features]
+WEIGHTS_S4 = 1  # MCUF_WEIGHTS_S4: packed int4 [out_features][(in_features + 1) / 2] bytes (pack_s4)
+WEIGHT_FORMAT_OF_BITS = {8: WEIGHTS_S8, 4: WEIGHTS_S4}
+
+
+def weight_row_bytes(in_features: int, weight_format: int) -> int:
+    """Bytes of one output channel's weights: in_features (int8) or (in_features + 1) // 2 (packed
+    int4: an odd row ends with a padding nibble)."""
+    return (in_features + 1) // 2 if weight_format == WEIGHTS_S4 else in_features
+
+
 def _check_linear_fields(obj: LinearParams | LinearS4WParams, weight_bytes_per_row: int) -> None:
     """The checks of the linear structs: int32 scalars, weights int8 (out_features,
     weight_bytes_per_row), bias / multiplier / shift int32 (out_features,)."""
@@ -94,24 +106,44 @@ def _check_linear_fields(obj: LinearParams | LinearS4WParams, weight_bytes_per_r
 @dataclass(frozen=True, eq=False)
 class LinearParams:
     C_TYPE: ClassVar[str] = "mcuf_linear_params"
+    # fields the emitter leaves out of the C initializer when 0 (C zero-initializes them): the
+    # generated C of an int8-only model is as before weight_format existed
+    OMIT_WHEN_ZERO: ClassVar[frozenset[str]] = frozenset({"weight_format"})
     in_features: int
     out_features: int
     input_offset: int  # -zero_point_in
     output_offset: int  # zero_point_out
     act_min: int
     act_max: int
-    weights: np.ndarray | None  # int8 (out_features, in_features)
+    weights: np.ndarray | None  # int8 (out_features, weight_row_bytes(in_features, weight_format))
     bias: np.ndarray | None  # int32 (out_features,) or None
     multiplier: np.ndarray | None  # int32 (out_features,)
     shift: np.ndarray | None  # int32 (out_features,)
+    weight_format: int = WEIGHTS_S8  # WEIGHTS_S8 or WEIGHTS_S4 (packed int4, pack_s4)
 
     def __post_init__(self) -> None:
-        _check_linear_fields(self, self.in_features)
+        _check_ints(self, "weight_format")
+        if self.weight_format not in (WEIGHTS_S8, WEIGHTS_S4):
+            raise ValueError(f"LinearParams.weight_format must be 0 (int8) or 1 (int4), got {self.weight_format}")
+        _check_linear_fields(self, weight_row_bytes(self.in_features, self.weight_format))
 
     @classmethod
     def empty(cls) -> LinearParams:
         """All-zero parameters with NULL pointers: the unused `down` of a dense low-rank layer."""
         return cls(0, 0, 0, 0, 0, 0, None, None, None, None)
+
+    def int8_weights(self) -> np.ndarray | None:
+        """The weights as int8 (out_features, in_features), unpacked when stored as int4."""
+        if self.weights is None or self.weight_format == WEIGHTS_S8:
+            return self.weights
+        return unpack_s4(self.weights, self.in_features)
+
+    def packed_s4(self) -> LinearParams:
+        """The same layer with its int8 weights (in [-8, 7]) packed as int4 (weight_format WEIGHTS_S4)."""
+        if self.weight_format != WEIGHTS_S8:
+            raise ValueError("the weights are already packed")
+        packed = None if self.weights is None else pack_s4(self.weights)
+        return dataclasses.replace(self, weights=packed, weight_format=WEIGHTS_S4)
 
 
 # Byte order of a block of 8 int4 weights (4 bytes of pairs (w0,w1) (w2,w3) (w4,w5) (w6,w7)): pairs
@@ -176,8 +208,10 @@ class LinearS4WParams:
     @classmethod
     def from_linear(cls, p: LinearParams) -> LinearS4WParams:
         """The same layer with its weights (in [-8, 7]) packed."""
+        if p.weight_format != WEIGHTS_S8:
+            raise ValueError("from_linear takes int8 weights (weight_format WEIGHTS_S8)")
         packed = None if p.weights is None else pack_s4(p.weights)
-        fields = {f.name: getattr(p, f.name) for f in dataclasses.fields(p)}
+        fields = {f.name: getattr(p, f.name) for f in dataclasses.fields(p) if f.name != "weight_format"}
         return cls(**{**fields, "weights": packed})
 
     def unpacked(self) -> LinearParams:

@@ -115,7 +115,7 @@ def _linear_core(p: LinearParams, x: np.ndarray, bias: np.ndarray | None) -> np.
     if x.shape[-1] != p.in_features or p.weights is None:
         raise ValueError(f"linear input has {x.shape[-1]} features, params expect {p.in_features}")
     xf = x.astype(np.float64) + p.input_offset
-    acc = np.rint(xf @ p.weights.astype(np.float64).T).astype(np.int64)  # exact, |acc| < 2^31
+    acc = np.rint(xf @ p.int8_weights().astype(np.float64).T).astype(np.int64)  # exact, |acc| < 2^31
     if bias is not None:
         acc = _sat32(acc + bias.astype(np.int64))
     r = requantize(acc, p.multiplier, p.shift)
@@ -123,7 +123,8 @@ def _linear_core(p: LinearParams, x: np.ndarray, bias: np.ndarray | None) -> np.
 
 
 def linear(p: LinearParams, x: np.ndarray) -> np.ndarray:
-    """mcuf_linear_s8 / mcuf_linear_rows_s8: x (..., in_features) -> (..., out_features)."""
+    """mcuf_linear_s8 / mcuf_linear_rows_s8: x (..., in_features) -> (..., out_features); int4
+    weights (weight_format WEIGHTS_S4) give the integers of the int4 row kernel (mcuf_linear_s4w_s8)."""
     return _linear_core(p, x, p.bias)
 
 
@@ -287,6 +288,7 @@ def _out_rows(p: LinearParams, first: int, n: int) -> LinearParams:
         bias=cut(p.bias),
         multiplier=cut(p.multiplier),
         shift=cut(p.shift),
+        weight_format=p.weight_format,
     )
 
 

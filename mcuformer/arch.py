@@ -50,6 +50,11 @@ class ArchConfig:
     Optional convolutional stem (``stem_channels``, default none): 3x3 convolutions (padding 1, stride
     ``stem_strides[i]`` in {1, 2}) + BatchNorm + ReLU before the patch embedding, which then patchifies
     the stem's feature map (``feature_size`` square, ``feature_channels`` channels).
+
+    ``weight_bits[i]`` (optional, default ``()`` = every block int8): 8 or 4, the precision of every
+    linear weight of block i (q/k/v and their low-rank factors, the attention output projection,
+    fc1/fc2 and their factors); 4 = per-channel symmetric int4 (qmax 7), packed two per byte. The
+    patch embedding, stem and classifier stay int8.
     """
 
     image_size: int
@@ -79,12 +84,13 @@ class ArchConfig:
                 raise ValueError(f"ArchConfig.{name} has {len(value)} entries, depth is {self.depth}")
         for name in ("stem_channels", "stem_strides", "weight_bits"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        if self.weight_bits and (
-            len(self.weight_bits) != self.depth or any(b not in WEIGHT_BITS for b in self.weight_bits)
-        ):
+        if self.weight_bits and len(self.weight_bits) != self.depth:
             raise ValueError(
-                f"weight_bits must list 8 or 4 for each of the {self.depth} blocks, got {list(self.weight_bits)}"
+                f"ArchConfig.weight_bits has {len(self.weight_bits)} entries, depth is {self.depth} (or () for int8)"
             )
+        for bits in self.weight_bits:
+            if isinstance(bits, bool) or not isinstance(bits, int) or bits not in WEIGHT_BITS:  # int8, or packed int4
+                raise ValueError(f"weight_bits must be 8 or 4 per block, got {bits!r}")
         if all(b == 8 for b in self.weight_bits):  # one spelling of "all int8": equal archs compare equal
             object.__setattr__(self, "weight_bits", ())
         if len(self.stem_channels) != len(self.stem_strides) or len(self.stem_channels) > MAX_STEM_LAYERS:
@@ -144,7 +150,9 @@ class ArchConfig:
         return self.embed_dim // self.num_heads[layer]
 
     def bits_of(self, layer: int) -> int:
-        """Weight precision of block ``layer``'s linears: 8 or 4."""
+        """Weight bits of block ``layer``'s linears: 8 or 4 (8 for every block when weight_bits is ())."""
+        if not 0 <= layer < self.depth:
+            raise IndexError(f"block {layer} out of range (depth {self.depth})")
         return self.weight_bits[layer] if self.weight_bits else 8
 
     @property
@@ -152,7 +160,8 @@ class ArchConfig:
         return tuple(i for i in range(self.depth) if self.bits_of(i) == 4)
 
     def to_json(self) -> dict[str, Any]:
-        """Without a stem the stem keys are left out: arch.json of a stemless model is as before."""
+        """Without a stem the stem keys are left out, and so is weight_bits when it is () (all int8):
+        arch.json of a stemless int8 model is as before."""
         data = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
         if not self.stem_channels:
             del data["stem_channels"], data["stem_strides"]

@@ -4,6 +4,7 @@ that summarise a project's memory."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +13,7 @@ import numpy as np
 from mcuformer.arch import ArchConfig, SearchSpace
 from mcuformer.boards import Board
 from mcuformer.codegen.compile import CompiledModel
-from mcuformer.codegen.ir import Graph, Node
+from mcuformer.codegen.ir import Graph, Node, Op
 from mcuformer.data import Dataset
 from mcuformer.nas.instr_model import node_features
 from mcuformer.nas.search import SearchConfig, SearchResult
@@ -25,6 +26,19 @@ def op_macs(graph: Graph, node: Node) -> int:
     products (recomputation by the per-head schedule included)."""
     f = node_features(graph, node)
     return int(f["macs"] + f["attn_macs"])
+
+
+def weight_precision(graph: Graph) -> list[int]:
+    """Weight bits of each transformer block's linears (8, or 4 for packed int4), in block order, as
+    compiled: read from the graph's linear nodes (scope ``blocks.<i>.*``)."""
+    bits: dict[int, int] = {}
+    for top in graph.nodes:
+        for node in top.body or (top,):
+            block = re.match(r"blocks\.(\d+)\.", node.scope)
+            if node.op == Op.LINEAR and block:
+                i = int(block.group(1))
+                bits[i] = min(bits.get(i, 8), node.attrs.weight_bits)
+    return [bits[i] for i in sorted(bits)]
 
 
 def project_report(
@@ -74,6 +88,7 @@ def project_report(
         "peak_sram_bytes": cost.peak_sram_bytes,
         "flash_bytes": cost.flash_bytes,
         "weight_bytes": cost.weight_bytes,
+        "weight_precision": weight_precision(graph),  # per block: 8 (int8) or 4 (packed int4) weights
         "budget": {"sram_bytes": board.sram_bytes, "flash_bytes": board.flash_bytes},
         "accuracy": {"float_top1": float_acc, "int8_top1": int8_acc},
         "input_quant": {"scale": in_q.scale, "zero_point": in_q.zero_point, "layout": "HWC int8"},

@@ -15,6 +15,10 @@ table, residual adds, mean pool), LayerNorm elements, plus a constant. Where the
 ``per_head`` attention schedule, the LayerNorm and low-rank down-projection it recomputes for the
 other heads are added to the LayerNorm and MAC counts.
 
+Int4 weights (ArchConfig.weight_bits) are not a fitted feature (the profiles are int8 models): each
+MAC of an int4 linear adds INT4_EXTRA_INSTRUCTIONS_PER_MAC to the fitted int8 MAC coefficient (the
+int4 row kernel unpacks the weights and runs row by row, without the int8 kernels' token tiles).
+
 The data (``nas/data/instr_profiles.json``) and the fitted model (``nas/data/instr_model.json``)
 are small and versioned; the model records the board it was measured on and is only valid for
 cores that run the same kernels (same DSP setting).
@@ -32,18 +36,37 @@ import numpy as np
 from mcuformer.arch import ArchConfig
 from mcuformer.codegen import ops as op_defs
 from mcuformer.codegen.cost import planned_graph
-from mcuformer.codegen.ir import Graph, Node
-from mcuformer.codegen.ops import OP_FEATURES
+from mcuformer.codegen.ir import Graph, Node, Op
+from mcuformer.codegen.ops import OP_FEATURES, primitive
 from mcuformer.errors import UserError
 
 FEATURES = ("const", *OP_FEATURES)
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_PROFILES = DATA_DIR / "instr_profiles.json"
 DEFAULT_MODEL = DATA_DIR / "instr_model.json"
+# Instructions an int4-weight MAC costs beyond an int8 one (QEMU -icount, DSP kernels, the same model
+# exported with int8 and with int4 blocks): 1.88 on the M4 (mps2-an386) and 1.87 on the M7 (mps2-an500)
+# for res8 p2 E48 D1 mlp 2 (294,912 int4 MACs); 2.41 / 2.39 for res8 p4 E32 D2 with rank-8 layers (4
+# tokens, short rows: the per-row overhead weighs more). With the fitted int8 MAC coefficient (1.24 on
+# the M4) an int4 MAC is ~3.1 instructions, as the kernel alone measures (docs/design.md: 3.20 / MAC).
+INT4_EXTRA_INSTRUCTIONS_PER_MAC = 1.9
+
+
+def int4_macs(graph: Graph) -> float:
+    """MACs of the linears with int4 weights (Attrs.weight_bits 4) of a graph."""
+    return sum(
+        primitive(node.op).features(node, graph)["macs"]
+        for top in graph.nodes
+        for node in (top.body or (top,))
+        if node.op == Op.LINEAR and node.attrs.weight_bits == 4
+    )
 
 
 def features(arch: ArchConfig, sram_bytes: int | None = None) -> dict[str, float]:
-    graph = planned_graph(arch, sram_bytes)
+    return graph_features(planned_graph(arch, sram_bytes))
+
+
+def graph_features(graph: Graph) -> dict[str, float]:
     f = dict.fromkeys(FEATURES, 0.0)
     f["const"] = 1.0
     for top in graph.nodes:
@@ -67,8 +90,9 @@ class InstructionModel:
     fit: dict[str, Any]
 
     def predict(self, arch: ArchConfig, sram_bytes: int | None = None) -> float:
-        f = features(arch, sram_bytes)
-        return sum(self.coef[k] * f[k] for k in FEATURES)
+        graph = planned_graph(arch, sram_bytes)
+        f = graph_features(graph)
+        return sum(self.coef[k] * f[k] for k in FEATURES) + INT4_EXTRA_INSTRUCTIONS_PER_MAC * int4_macs(graph)
 
     def to_json(self) -> dict[str, Any]:
         return {"features": list(FEATURES), "coef": self.coef, "board": self.board, "core": self.core,

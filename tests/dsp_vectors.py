@@ -206,7 +206,10 @@ class Vectors:
         self.c.max_bytes = max(self.c.max_bytes, n * p.out_features)
         a = int(self.rng.integers(0, 4)) if align is None else align
         bits = 4 if s4w else 8
-        row = f"{{{self.c.struct(p)}, {rows}, {tile}, {a}, {self.c.s8(x)}, {self.c.s8(expected)}, {status}, {bits}}}"
+        params = self.c.struct(p)
+        if s4w:  # the C row holds mcuf_linear_params: its weight_format (not read for the _s4w_ kernels)
+            params = params[:-1] + ", MCUF_WEIGHTS_S8}"
+        row = f"{{{params}, {rows}, {tile}, {a}, {self.c.s8(x)}, {self.c.s8(expected)}, {status}, {bits}}}"
         where = f"in {p.in_features} out {p.out_features} rows {rows} tile {tile} align {a}"
         self._add_case(table, row, f"{desc}: int{bits} weights, {where}")
 

@@ -75,7 +75,8 @@ def build(out_dir: Path, cc: str) -> Path:
     with the op codes of Op (out_dir/kernel_harness_ops.h)."""
     exe = out_dir / "kernel_harness"
     (out_dir / "kernel_harness_ops.h").write_text(ops_header())
-    cmd = [cc, *WARNINGS, "-O1", "-g", *SANITIZE, f"-I{RUNTIME / 'include'}", f"-I{out_dir}"]
+    # MCUF_WITH_S4W: the int4 dispatch of the linear kernels (mcuf_config.h) is built and tested
+    cmd = [cc, *WARNINGS, "-O1", "-g", *SANITIZE, "-DMCUF_WITH_S4W", f"-I{RUNTIME / 'include'}", f"-I{out_dir}"]
     cmd += [str(s) for s in runtime_sources()] + [str(DRIVER), "-o", str(exe)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:

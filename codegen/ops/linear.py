@@ -1,4 +1,5 @@
-"""linear: (T, in) -> (T, out), y = x W^T + b; int8 weights per output channel (mcuf_linear_s8)."""
+"""linear: (T, in) -> (T, out), y = x W^T + b; int8 weights per output channel (mcuf_linear_s8), or
+int4 (qmax 7) packed two per byte when the node's ``weight_bits`` is 4 (weight_format WEIGHTS_S4)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ def _evaluate(node: Node, args: list[np.ndarray]) -> np.ndarray:
 
 def _quantize(node: Node, q: Mapping[str, QParams], graph: Graph) -> KernelParams:
     src, out = q[node.inputs[0]], q[node.outputs[0]]
-    return qp.linear_params(node.attrs.weight, node.attrs.bias, src.scale, src.zero_point, out.scale, out.zero_point)
+    a = node.attrs
+    qmax = qp.INT4_QMAX if a.weight_bits == 4 else qp.INT8_QMAX
+    p = qp.linear_params(a.weight, a.bias, src.scale, src.zero_point, out.scale, out.zero_point, weight_qmax=qmax)
+    return p.packed_s4() if a.weight_bits == 4 else p
 
 
 def _reference(node: Node, args: list[np.ndarray]) -> np.ndarray:
@@ -28,14 +32,29 @@ def _reference(node: Node, args: list[np.ndarray]) -> np.ndarray:
 
 
 def _shape_key(node: Node, graph: Graph) -> tuple[int, ...]:
-    return node.attrs.in_features, node.attrs.out_features, int(node.attrs.has_bias)
+    a = node.attrs
+    return a.in_features, a.out_features, int(a.has_bias), qp.WEIGHT_FORMAT_OF_BITS[a.weight_bits]
 
 
-def params_for_shapes(in_features: int, out_features: int, has_bias: int) -> KernelParams:
+def params_for_shapes(
+    in_features: int, out_features: int, has_bias: int, weight_format: int = qp.WEIGHTS_S8
+) -> KernelParams:
+    """Zero-filled parameters of these shapes: the weight array's bytes are what lowering emits
+    (packed int4 rows of (in_features + 1) // 2 bytes, padding included)."""
     bias = zeros_s32(out_features) if has_bias else None
-    weights = zeros_s8(out_features, in_features)
+    weights = zeros_s8(out_features, qp.weight_row_bytes(in_features, weight_format))
     return qp.LinearParams(
-        in_features, out_features, 0, 0, -128, 127, weights, bias, zeros_s32(out_features), zeros_s32(out_features)
+        in_features,
+        out_features,
+        0,
+        0,
+        -128,
+        127,
+        weights,
+        bias,
+        zeros_s32(out_features),
+        zeros_s32(out_features),
+        weight_format,
     )
 
 

@@ -66,9 +66,18 @@ typedef struct {
  * bias saturates to int32.
  * Ranges: 1 <= in_features <= MCUF_LINEAR_MAX_IN, out_features >= 1; input_offset in [-127, 128];
  *   output_offset in [-128, 127]; -128 <= act_min <= act_max <= 127; multiplier[o], shift[o] as
- *   for mcuf_requant (checked for every channel).
+ *   for mcuf_requant (checked for every channel); weight_format MCUF_WEIGHTS_S8, or MCUF_WEIGHTS_S4
+ *   in a runtime built with MCUF_WITH_S4W (mcuf_config.h), else MCUF_ERR_ARG.
+ * weight_format: how `weights` is stored. MCUF_WEIGHTS_S8 (0, what a zero-initialized struct has):
+ *   int8 [out_features][in_features]. MCUF_WEIGHTS_S4 (1): packed int4 rows of (in_features + 1) / 2
+ *   bytes, mcuf_linear_s4w_params' layout (below); every entry point taking mcuf_linear_params
+ *   (mcuf_linear_s8, _rows_s8, _tile_s8, and the low-rank, attention and MLP kernels through them)
+ *   then runs the int4 row kernel (mcuf_linear_s4w_s8's arithmetic: the same integers as int8
+ *   weights of the same values), row by row (a token tile does not apply to int4 weights).
  * ------------------------------------------------------------------------------------------- */
 #define MCUF_LINEAR_MAX_IN 65535
+#define MCUF_WEIGHTS_S8 0
+#define MCUF_WEIGHTS_S4 1
 
 typedef struct {
     int32_t in_features;
@@ -77,10 +86,11 @@ typedef struct {
     int32_t output_offset;
     int32_t act_min;
     int32_t act_max;
-    const int8_t *weights;     /* [out_features][in_features] */
+    const int8_t *weights;     /* [out_features][in_features], or packed int4 rows (weight_format) */
     const int32_t *bias;       /* [out_features] or NULL */
     const int32_t *multiplier; /* [out_features] */
     const int32_t *shift;      /* [out_features] */
+    int32_t weight_format;     /* MCUF_WEIGHTS_S8 (0) or MCUF_WEIGHTS_S4 */
 } mcuf_linear_params;
 
 /* One row: input [in_features] -> output [out_features]. input and output must not overlap. */

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "mcuf.h"
+#include "mcuf_config.h"
 
 /* ---------------------------------------------------------------------------------------------
  * Ranges of mcuf.h.
@@ -173,6 +174,47 @@ void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, 
 
 /* The parameter checks of mcuf_linear_s8 (linear_api.c): MCUF_OK or MCUF_ERR_ARG. */
 mcuf_status mcufi_linear_check(const mcuf_linear_params *p);
+
+/* Bytes of one output channel's weights: in_features (int8) or (in_features + 1) / 2 (packed
+ * int4). in_features <= MCUF_LINEAR_MAX_IN. */
+static inline int32_t mcufi_linear_row_bytes(const mcuf_linear_params *p)
+{
+    return p->weight_format == MCUF_WEIGHTS_S4 ? (p->in_features + 1) >> 1 : p->in_features;
+}
+
+#if defined(MCUF_WITH_S4W)
+/* mcufi_linear_s4w_row on the fields of p (weight_format MCUF_WEIGHTS_S4; linear_s4w_api.c). */
+void mcufi_linear_row_s4w_of(const mcuf_linear_params *p, const int8_t *input, int8_t *output);
+#endif
+
+/* Whether p's weights are packed int4; a constant 0 without MCUF_WITH_S4W, so an int8-only runtime
+ * has no int4 code (mcufi_linear_check rejects MCUF_WEIGHTS_S4 there). */
+static inline int mcufi_linear_is_s4w(const mcuf_linear_params *p)
+{
+#if defined(MCUF_WITH_S4W)
+    return p->weight_format == MCUF_WEIGHTS_S4;
+#else
+    (void)p;
+    return 0;
+#endif
+}
+
+/* The start of each variant's mcufi_linear_row: a packed int4 row goes to the int4 row kernel
+ * (returns 1: done); 0: the caller's int8 kernel runs. */
+static inline int mcufi_linear_row_dispatch_s4w(const mcuf_linear_params *p, const int8_t *input, int8_t *output)
+{
+#if defined(MCUF_WITH_S4W)
+    if (p->weight_format == MCUF_WEIGHTS_S4) {
+        mcufi_linear_row_s4w_of(p, input, output);
+        return 1;
+    }
+#else
+    (void)p;
+    (void)input;
+    (void)output;
+#endif
+    return 0;
+}
 
 /* ---------------------------------------------------------------------------------------------
  * Linear with packed int4 weights: linear_s4w.c / dsp/linear_s4w.c compute rows; linear_s4w_api.c

@@ -73,7 +73,7 @@ static mcuf_linear_params out_rows(const mcuf_linear_params *full, int32_t first
     mcuf_linear_params view = *full;
     view.out_features = n;
     if (view.weights != NULL) {
-        view.weights += first * full->in_features;
+        view.weights += first * mcufi_linear_row_bytes(full); /* packed int4 rows are shorter */
     }
     if (view.bias != NULL) {
         view.bias += first;

@@ -10,6 +10,9 @@
 
 void mcufi_linear_row(const mcuf_linear_params *p, const int8_t *input, int8_t *output)
 {
+    if (mcufi_linear_row_dispatch_s4w(p, input, output)) {
+        return;
+    }
     const int32_t n_in = p->in_features;
     const int32_t in_off = p->input_offset;
     const int8_t *w = p->weights;

@@ -22,6 +22,9 @@ mcuf_status mcufi_linear_check(const mcuf_linear_params *p)
     if (p->act_min < -128 || p->act_max > 127 || p->act_min > p->act_max) {
         return MCUF_ERR_ARG;
     }
+    if (p->weight_format != MCUF_WEIGHTS_S8 && !mcufi_linear_is_s4w(p)) { /* int4: MCUF_WITH_S4W only */
+        return MCUF_ERR_ARG;
+    }
     for (int32_t o = 0; o < p->out_features; o++) {
         if (!mcufi_requant_ok(p->multiplier[o], p->shift[o])) {
             return MCUF_ERR_ARG;

@@ -14,11 +14,29 @@ static mcuf_status check_linear_s4w(const mcuf_linear_s4w_params *p)
     if (p == NULL) {
         return MCUF_ERR_ARG;
     }
-    const mcuf_linear_params view = {p->in_features, p->out_features, p->input_offset, p->output_offset,
-                                     p->act_min,      p->act_max,      p->weights,      p->bias,
-                                     p->multiplier,   p->shift};
+    const mcuf_linear_params view = {.in_features = p->in_features,
+                                     .out_features = p->out_features,
+                                     .input_offset = p->input_offset,
+                                     .output_offset = p->output_offset,
+                                     .act_min = p->act_min,
+                                     .act_max = p->act_max,
+                                     .weights = p->weights,
+                                     .bias = p->bias,
+                                     .multiplier = p->multiplier,
+                                     .shift = p->shift,
+                                     .weight_format = MCUF_WEIGHTS_S8};
     return mcufi_linear_check(&view);
 }
+
+#if defined(MCUF_WITH_S4W)
+void mcufi_linear_row_s4w_of(const mcuf_linear_params *p, const int8_t *input, int8_t *output)
+{
+    const mcuf_linear_s4w_params view = {p->in_features, p->out_features, p->input_offset, p->output_offset,
+                                         p->act_min,      p->act_max,      p->weights,      p->bias,
+                                         p->multiplier,   p->shift};
+    mcufi_linear_s4w_row(&view, input, output);
+}
+#endif
 
 mcuf_status mcuf_linear_s4w_s8(const mcuf_linear_s4w_params *p, const int8_t *input, int8_t *output)
 {

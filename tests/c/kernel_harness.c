@@ -172,6 +172,10 @@ static void rd_linear_fields(mcuf_linear_params *p, const char *c_type)
     p->bias = rd_s32(NULL);
     p->multiplier = rd_s32(NULL);
     p->shift = rd_s32(NULL);
+    p->weight_format = MCUF_WEIGHTS_S8; /* mcuf_linear_s4w_params has no such field */
+    if (strcmp(c_type, "mcuf_linear_params") == 0) {
+        p->weight_format = rd_int();
+    }
 }
 
 static void rd_linear(mcuf_linear_params *p)

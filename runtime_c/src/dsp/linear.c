@@ -102,6 +102,9 @@ static inline int8_t finish(const mcuf_linear_params *p, int32_t o, int32_t sum)
  * the last out_features % 4 rows go one at a time. */
 void mcufi_linear_row(const mcuf_linear_params *p, const int8_t *input, int8_t *output)
 {
+    if (mcufi_linear_row_dispatch_s4w(p, input, output)) {
+        return;
+    }
     const int32_t n_in = p->in_features;
     const int32_t in_off = p->input_offset;
     const int32_t off2 = dup16(in_off);
@@ -314,6 +317,9 @@ void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, 
     const int32_t bias_step = p->bias != NULL ? bias_stride : 0;
     mcuf_linear_params q = *p; /* q.bias: the current row's */
     int32_t r = 0;
+    if (mcufi_linear_is_s4w(p)) {
+        tile = 1; /* int4 weights: row by row (mcufi_linear_row dispatches) */
+    }
     if (tile >= 4) {
         for (; r + 4 <= rows; r += 4) {
             expand(input, n_in, 4, off2, xbuf);

@@ -157,6 +157,9 @@ static void dot_rows4(const int8_t *x, const int8_t *w, int32_t n, int32_t *acc,
 /* Parameters already checked. */
 void mcufi_linear_row(const mcuf_linear_params *p, const int8_t *input, int8_t *output)
 {
+    if (mcufi_linear_row_dispatch_s4w(p, input, output)) {
+        return;
+    }
     const int32_t n_in = p->in_features;
     const int32_t off = p->input_offset;
     const int8_t *w = p->weights;
@@ -290,6 +293,9 @@ void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, 
     (void)xbuf;
     mcuf_linear_params q = *p; /* q.bias: the current row's */
     int32_t r = 0;
+    if (mcufi_linear_is_s4w(p)) {
+        tile = 1; /* int4 weights: row by row (mcufi_linear_row dispatches) */
+    }
     if (tile > 1) {
         for (; r + tile <= rows; r += tile) {
             if (tile == 4) {
