@@ -176,7 +176,7 @@ int main(void)
     for (int32_t i = 0; i < 256; i++) {
         exp_table[i] = 65536 >> (i / 16);
     }
-    mcuf_layernorm_params ln = {DIM, 3, -2, gamma, beta, {0x50000000, -8}};
+    mcuf_layernorm_params ln = {DIM, 3, -2, gamma, beta, {0x50000000, -8}, 0u};
     mcuf_platform_counter_start();
     for (int32_t r = 0; r < MAX_ROWS && st == MCUF_OK; r++) {
         st = mcuf_layernorm_s8(&ln, input + r * DIM, output + r * DIM);
