@@ -85,23 +85,8 @@ static inline int8_t finish_with(const mcuf_linear_params *p, int32_t bias, int3
     return out_s8_act(requantize(__qadd(sum, bias), m, s), p->output_offset, p->act_min, p->act_max);
 }
 
-/*
- * The short output stage. When |sum + bias| < 2^30, the shift s is in [-30, -1] (no left shift) and
- * the activation range is the whole int8 range, the output stage is, exactly:
- *   x = 2 * (sum + bias)                    (no saturation: |x| < 2^31)
- *   y = SMMULR(x, m) = floor((x*m + 2^31) / 2^32) = floor((sum'*m + 2^30) / 2^31) = mul_round31
- *   v = (y + h + (y >> 31)) >> right,  h = 2^(right-1): rdbpot's round half away from zero
- *       (y >= 0: floor((y + h) / 2^r); y < 0: floor((y + h - 1) / 2^r)); |y| <= 2^30, h <= 2^29
- *   out = SSAT8(v + offset)                 (= SSAT8(SSAT9(v) + offset) for |v| < 2^30)
- * |sum| <= 255 * 128 * in_features (mcuf.h), so |bias| <= fast_bias_lim(in_features) suffices.
- */
-static inline int32_t smmulr(int32_t a, int32_t b)
-{
-    int32_t r;
-    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-
+/* The short output stage (mcuf_dsp.h, short_out) when |sum + bias| < 2^30: |sum| <= 255 * 128 *
+ * in_features (mcuf.h), so |bias| <= fast_bias_lim(in_features) suffices. */
 /* The largest |bias| the short stage allows for in_features inputs (-1: none). */
 static inline int32_t fast_bias_lim(const mcuf_linear_params *p)
 {
@@ -115,14 +100,7 @@ static inline int32_t fast_bias_lim(const mcuf_linear_params *p)
 /* Whether channel (bias, shift) takes the short stage; blim from fast_bias_lim. */
 static inline int fast_ok(int32_t bias, int32_t s, int32_t blim)
 {
-    return (uint32_t)(s + 30) <= 29u && blim >= 0 && (uint32_t)(bias + blim) <= 2u * (uint32_t)blim;
-}
-
-/* The short stage of one output: b2 = 2 * bias, h = 2^(right - 1), right in [1, 30]. */
-static inline int8_t fast_out(int32_t sum, int32_t b2, int32_t m, int32_t h, int32_t right, int32_t off)
-{
-    const int32_t y = smmulr((int32_t)((uint32_t)sum << 1) + b2, m);
-    return (int8_t)__ssat(((y + h + (y >> 31)) >> right) + off, 8);
+    return short_shift_ok(s) && blim >= 0 && (uint32_t)(bias + blim) <= 2u * (uint32_t)blim;
 }
 
 /* Channel o with the bias at p->bias[o + bias_at] (a row's own bias: mcufi_linear_tile's bias_stride).
@@ -133,7 +111,7 @@ static __attribute__((noinline)) int8_t finish_at(const mcuf_linear_params *p, i
     const int32_t s = p->shift[o];
     const int32_t blim = fast_bias_lim(p);
     if (fast_ok(bias, s, blim)) {
-        return fast_out(sum, 2 * bias, p->multiplier[o], INT32_C(1) << (-s - 1), -s, p->output_offset);
+        return short_out(sum, 2 * bias, p->multiplier[o], INT32_C(1) << (-s - 1), -s, p->output_offset);
     }
     return finish_with(p, bias, p->multiplier[o], s, sum);
 }
@@ -284,10 +262,10 @@ static void tile4(const mcuf_linear_params *p, const int32_t *xbuf, int32_t bias
             const int32_t m = p->multiplier[o];
             const int32_t right = -s;
             const int32_t h = INT32_C(1) << (right - 1);
-            output[o] = fast_out(a0, b2, m, h, right, off);
-            output[n_out + o] = fast_out(a1, b2, m, h, right, off);
-            output[2 * n_out + o] = fast_out(a2, b2, m, h, right, off);
-            output[3 * n_out + o] = fast_out(a3, b2, m, h, right, off);
+            output[o] = short_out(a0, b2, m, h, right, off);
+            output[n_out + o] = short_out(a1, b2, m, h, right, off);
+            output[2 * n_out + o] = short_out(a2, b2, m, h, right, off);
+            output[3 * n_out + o] = short_out(a3, b2, m, h, right, off);
         } else {
             out4(p, o, a0, a1, a2, a3, bias_stride, output);
         }
