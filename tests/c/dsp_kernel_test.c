@@ -216,9 +216,10 @@ static int8_t tile_in[4 * MAX_BYTES + 4];
 static int8_t tile_vt[MAX_BYTES + 4];
 static int8_t tile_out[4 * (MAX_BYTES + 3)];
 
-static int32_t run_attn_tiles(int32_t c, const attn_case *t, const int8_t *q, const int8_t *k, const int8_t *probs,
-                              const int8_t *v)
+static int32_t run_attn_tiles(int32_t c, const attn_case *t, const int8_t *k, const int8_t *v)
 {
+    const int8_t *q = t->q;
+    const int8_t *probs = t->probs;
     const int32_t tokens = t->p.tokens;
     const int32_t hd = t->p.head_dim;
     int32_t values = 0;
@@ -276,7 +277,7 @@ static void run_attn(void)
         check_status("attn_weighted_sum", c, t->out_status, st);
         values += check_output("attn_weighted_sum", c, t->out, hd);
         if (t->scores != NULL && t->out != NULL) {
-            values += run_attn_tiles(c, t, q, k, probs, v);
+            values += run_attn_tiles(c, t, k, v); /* q, probs: from the case (ram_a is reused) */
         }
     }
     put_fields("COUNT", "attn", (int32_t)(sizeof attn_cases / sizeof attn_cases[0]), values, 0, 0, 2);
