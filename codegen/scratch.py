@@ -48,7 +48,7 @@ def attention_rowwise_s8_scratch_size(tokens: int, dim: int, qkv_rank: int, tile
         return -1
     cache = tile > 1 and qkv_rank > 0
     rows = align4(tile * dim) + (0 if cache else align4(tile * qkv_rank)) + align4(tile * dim) + align4(tile * tokens)
-    rows += align4(tile * dim) + align4(tile * dim) + linear_tile_s8_scratch_size(max(dim, qkv_rank), tile)
+    rows += align4(tile * dim) + align4(tile * dim) + linear_tile_s8_scratch_size(max(dim, qkv_rank, tokens), tile)
     return _total(rows + (align4(tokens * qkv_rank) if cache else 0))
 
 

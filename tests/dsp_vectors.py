@@ -241,6 +241,19 @@ class Vectors:
             self.linear(p, 3, f"saturating tiled w={w_val} off={off}", tile=2)
         p = _linear(rng, 64, 8, weights=np.full((8, 64), -128, np.int8), input_offset=128, act=(-5, 9))
         self.linear(p, -1, "saturating narrow activation")
+        # The DSP tiles' short output stage at its bounds: |bias| = 2^30 - 1 - 32640 * in_features with
+        # every sum at its extreme (taken) and one more (the general stage); shifts -1, -21, -30
+        # (taken), 0 and -31 (general).
+        edge = np.random.default_rng(2030)  # own stream: the other cases keep their values
+        for n_in, w_val in ((54, -128), (54, 127), (13, 127), (216, -128)):
+            lim = (1 << 30) - 1 - 32640 * n_in
+            bias = np.array([lim, -lim, lim + 1, -lim - 1, lim, -lim, 0, -lim], dtype=np.int32)
+            s = np.array([-1, -30, -1, -30, 0, -31, -21, -22], dtype=np.int32)
+            m = _multipliers(edge, 8)
+            w = np.full((8, n_in), w_val, np.int8)
+            p = _linear(edge, n_in, 8, weights=w, bias=bias, multiplier=m, shift=s, input_offset=128, act=(-128, 127))
+            for rows, tile in ((4, 4), (2, 2), (1, 4)):
+                self.linear(p, rows, f"saturating tiled, short-stage bounds w={w_val}", tile=tile)
         # Rejected: a bad multiplier / shift on the last channel, a bad offset: output untouched.
         m = _multipliers(rng, 6)
         m[5] = (1 << 30) - 1

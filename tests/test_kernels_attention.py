@@ -147,7 +147,8 @@ def test_attention_fused(harness: kh.Harness, config: tuple[int, int, int, int],
         assert res.aux == scratch.attention_rowwise_s8_scratch_size(pt.tokens, pt.dim, pt.qkv_rank, pt.tile)
         k, v = ref.attention_kv(p, xin)
         assert_same(res.outputs[1], k, f"{where}: K buffer")
-        assert_same(res.outputs[2], v, f"{where}: V buffer")
+        # V transposed: v_buf [dim][tokens]
+        assert_same(res.outputs[2], np.ascontiguousarray(v.T).reshape(res.outputs[2].shape), f"{where}: V buffer")
         assert_same(res.outputs[0], ref.attention_rowwise(p, xin), f"{where}: x")
     assert scratch.attention_rowwise_s8_scratch_size(p.tokens, p.dim, p.qkv_rank, 3) == -1
 

@@ -165,6 +165,20 @@ int main(void)
     n = mcuf_platform_counter_stop();
     failed |= st != MCUF_OK;
     report("attn_weighted_sum_144x54", 4 * TOKENS * HEAD_DIM, n, checksum(output, 4 * HEAD_DIM));
+    /* four probability rows against each head's V transposed (the fused attention's v_buf
+     * [dim][tokens]: the second half of kv read as [DIM][TOKENS]) */
+    static int8_t probs4[4 * TOKENS];
+    for (int32_t r = 0; r < 4; r++) {
+        memcpy(probs4 + r * TOKENS, probs, TOKENS);
+        probs4[r * TOKENS + r] = (int8_t)(probs4[r * TOKENS + r] ^ 0x55); /* rows differ */
+    }
+    mcuf_platform_counter_start();
+    for (int32_t r = 0; r < 4; r++) {
+        mcufi_attn_weighted_sum_tile(&h, 4, probs4, kv + TOKENS * DIM + r * HEAD_DIM * TOKENS, tile_scratch,
+                                     output + r * HEAD_DIM, DIM);
+    }
+    n = mcuf_platform_counter_stop();
+    report("attn_weighted_sum_tile4_144x54", 16 * TOKENS * HEAD_DIM, n, checksum(output, 4 * DIM));
     /* Per-token row kernels of the fused blocks (MACs column: elements). */
     static int32_t gamma[DIM];
     static int32_t beta[DIM];
@@ -176,7 +190,7 @@ int main(void)
     for (int32_t i = 0; i < 256; i++) {
         exp_table[i] = 65536 >> (i / 16);
     }
-    mcuf_layernorm_params ln = {DIM, 3, -2, gamma, beta, {0x50000000, -8}};
+    mcuf_layernorm_params ln = {DIM, 3, -2, gamma, beta, {0x50000000, -8}, 0u};
     mcuf_platform_counter_start();
     for (int32_t r = 0; r < MAX_ROWS && st == MCUF_OK; r++) {
         st = mcuf_layernorm_s8(&ln, input + r * DIM, output + r * DIM);

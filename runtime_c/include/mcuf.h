@@ -303,7 +303,9 @@ mcuf_status mcuf_attn_weighted_sum_s8(const mcuf_attn_head_params *p, const int8
  *                               for each head h: scores = q_h . K_h^T; softmax in place;
  *                                                o_h = probs . V_h
  *                               a = proj(o); x_t = add(x_t, a)          (x_t overwritten)
- * K and V are [tokens][dim]; head h uses columns [h*head_dim, (h+1)*head_dim).
+ * K is [tokens][dim], head h uses its columns [h*head_dim, (h+1)*head_dim); V is stored transposed,
+ * v_buf [dim][tokens] (v_buf[c * tokens + t] = V[t][c]), head h uses its rows [h*head_dim,
+ * (h+1)*head_dim), so each probs . V_h output is a contiguous dot product over the tokens.
  * The H x T x T score tensor never exists: one row of `tokens` scores at a time.
  * All heads share one quantization: `head` (head.tokens = tokens, head.head_dim = dim / heads).
  * Ranges: 1 <= tokens <= 32767; 1 <= dim <= MCUF_LN_MAX_DIM; heads divides dim; every part's
@@ -317,8 +319,8 @@ mcuf_status mcuf_attn_weighted_sum_s8(const mcuf_attn_head_params *p, const int8
  * scratch: mcuf_attention_rowwise_s8_scratch_size() bytes, 4-byte aligned (checked) when tile > 1, layout
  *   (each part rounded up to 4 bytes): LN rows [tile][dim] | qkv_down rows [tile][qkv_rank] (0 with
  *   the cache) | q rows [tile][dim] | scores/probs [tile][tokens] | concat [tile][dim] | proj rows
- *   [tile][dim] | expanded tile inputs (mcuf_linear_tile_s8_scratch_size of max(dim, qkv_rank) inputs;
- *   0 for tile 1) | qkv_down cache [tokens][qkv_rank] (tile > 1 and qkv_rank > 0, else 0).
+ *   [tile][dim] | expanded tile inputs (mcuf_linear_tile_s8_scratch_size of max(dim, qkv_rank, tokens)
+ *   inputs: the linears' inputs, 4 queries' head rows, 4 probability rows; 0 for tile 1) | qkv_down cache [tokens][qkv_rank] (tile > 1 and qkv_rank > 0, else 0).
  * ------------------------------------------------------------------------------------------- */
 typedef struct {
     int32_t tokens;

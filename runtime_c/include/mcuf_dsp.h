@@ -204,4 +204,34 @@ static inline int8_t out_s8_act(int32_t r, int32_t offset, int32_t lo, int32_t h
     return (int8_t)(r < lo ? lo : r);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * The short output stage. When |x| < 2^30 (x: the sum, bias included), the shift s is in
+ * [-30, -1] (no left shift) and the output is clamped to the whole int8 range, mcuf_requantize plus
+ * the output offset and clamp is, exactly:
+ *   y = SMMULR(2x, m) = floor((2x*m + 2^31) / 2^32) = floor((x*m + 2^30) / 2^31) = mul_round31
+ *   v = (y + h + (y >> 31)) >> right,  h = 2^(right-1): rdbpot's round half away from zero
+ *       (y >= 0: floor((y + h) / 2^r); y < 0: floor((y + h - 1) / 2^r)); |y| <= 2^30, h <= 2^29
+ *   out = SSAT8(v + offset)            (= SSAT8(SSAT9(v) + offset) for |v| < 2^30)
+ * ------------------------------------------------------------------------------------------- */
+static inline int32_t smmulr(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+/* Whether shift s allows the short stage. */
+static inline int short_shift_ok(int32_t s)
+{
+    return (uint32_t)(s + 30) <= 29u;
+}
+
+/* The short stage of one sum (|sum + b2 / 2| < 2^30): b2 = 2 * bias, h = 2^(right - 1),
+ * right = -s in [1, 30]. */
+static inline int8_t short_out(int32_t sum, int32_t b2, int32_t m, int32_t h, int32_t right, int32_t off)
+{
+    const int32_t y = smmulr((int32_t)((uint32_t)sum << 1) + b2, m);
+    return (int8_t)__ssat(((y + h + (y >> 31)) >> right) + off, 8);
+}
+
 #endif /* MCUF_DSP_H */

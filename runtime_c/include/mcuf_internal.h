@@ -76,6 +76,16 @@ mcuf_status mcufi_attn_head_check(const mcuf_attn_head_params *p, const int8_t *
 void mcufi_attn_scores_tile(const mcuf_attn_head_params *p, int32_t n, const int8_t *q, int32_t q_stride,
                             const int8_t *k, int32_t k_stride, int32_t *xbuf, int8_t *scores);
 
+/* The weighted sums of n queries against one head's V stored transposed: probs [n][tokens] (the
+ * softmax rows), vt [head_dim][tokens] (vt[d * tokens + j] = V[j][d]); out[r * out_stride + d] =
+ * what mcuf_attn_weighted_sum_s8 computes for probability row r and the untransposed V, for
+ * parameters mcufi_attn_head_check accepted. With V transposed each output is a contiguous dot
+ * product over the tokens (the DSP and Helium twins use dual-MAC / 8-bit vector dot products).
+ * xbuf: mcufi_linear_tile_xbuf_words(tokens, 4) words when n == 4 (the DSP twin expands the 4
+ * probability rows into it). */
+void mcufi_attn_weighted_sum_tile(const mcuf_attn_head_params *p, int32_t n, const int8_t *probs,
+                                  const int8_t *vt, int32_t *xbuf, int8_t *out, int32_t out_stride);
+
 /* mcuf_layernorm_s8. */
 static inline mcuf_status mcufi_layernorm_check(const mcuf_layernorm_params *p, const int8_t *input,
                                                 const int8_t *output)

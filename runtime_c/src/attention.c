@@ -3,6 +3,11 @@
  * token, then one query row at a time; the H x T x T score tensor never exists. The linears run a
  * tile of 1, 2 or 4 tokens per pass over their weights (mcuf_linear_tile_s8). The shape checks are
  * shared with attention_perhead.c (common.c).
+ *
+ * v_buf holds V transposed, [dim][tokens] (v_buf[c * tokens + t] = V[t][c]): head h's V^T is the
+ * block of rows [h * head_dim, (h + 1) * head_dim), and each weighted sum is a contiguous dot
+ * product over the tokens (mcufi_attn_weighted_sum_tile), like the scores' rows of K. Pass 1
+ * writes a tile's V rows into the projection rows (unused until pass 2) and transposes them.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -17,7 +22,7 @@ enum {
     PART_PROBS,  /* [tile][tokens] */
     PART_CONCAT, /* [tile][dim] */
     PART_PROJ,   /* [tile][dim] */
-    PART_XBUF,   /* expanded tile inputs */
+    PART_XBUF,   /* expanded tile inputs (linears), queries (scores) or probabilities (weighted sums) */
     PART_CACHE,  /* [tokens][qkv_rank] with a tile > 1 and qkv_rank > 0, else 0 bytes */
     SCRATCH_PARTS
 };
@@ -46,7 +51,8 @@ static int32_t scratch_parts(const mcuf_attention_params *p, int32_t parts[SCRAT
         p->dim > MCUF_LINEAR_MAX_IN || p->qkv_rank > MCUF_LINEAR_MAX_IN || p->tokens > MCUF_SOFTMAX_MAX_LENGTH) {
         return 0;
     }
-    const int32_t widest = p->dim > p->qkv_rank ? p->dim : p->qkv_rank;
+    int32_t widest = p->dim > p->qkv_rank ? p->dim : p->qkv_rank;
+    widest = widest > p->tokens ? widest : p->tokens; /* the weighted sums expand 4 rows of tokens */
     /* tile <= 4, dim, qkv_rank <= 65535, tokens <= 32767: every part fits int32. */
     parts[PART_LN] = p->tile * p->dim;
     parts[PART_R] = caches_qkv(p) ? 0 : p->tile * p->qkv_rank;
@@ -116,10 +122,18 @@ mcuf_status mcuf_attention_rowwise_s8(const mcuf_attention_params *p, int8_t *x,
             st = mcuf_linear_tile_s8(&p->k, n, tile, qkv_in, s.xbuf, k_buf + t * dim);
         }
         if (st == MCUF_OK) {
-            st = mcuf_linear_tile_s8(&p->v, n, tile, qkv_in, s.xbuf, v_buf + t * dim);
+            st = mcuf_linear_tile_s8(&p->v, n, tile, qkv_in, s.xbuf, s.proj);
         }
         if (st != MCUF_OK) {
             return st;
+        }
+        for (int32_t r = 0; r < n; r++) { /* V^T: column c of the tile's rows to row c of v_buf */
+            const int8_t *src = s.proj + r * dim;
+            int8_t *dst = v_buf + t + r;
+            for (int32_t c = 0; c < dim; c++) {
+                *dst = src[c];
+                dst += p->tokens;
+            }
         }
     }
     /* Pass 2: the queries of a tile, each query row through every head, then the tile's projection;
@@ -145,9 +159,15 @@ mcuf_status mcuf_attention_rowwise_s8(const mcuf_attention_params *p, int8_t *x,
             for (int32_t r = 0; r < n && st == MCUF_OK; r++) {
                 int8_t *probs = s.probs + r * p->tokens;
                 st = mcuf_softmax_s8(&p->softmax, probs, probs);
-                if (st == MCUF_OK) {
-                    st = mcuf_attn_weighted_sum_s8(&p->head, probs, v_buf + h * hd, dim, s.concat + r * dim + h * hd);
-                }
+            }
+            /* mcuf_attn_weighted_sum_s8's checks, then the tile's rows against V_h^T */
+            const int8_t *vt = v_buf + h * hd * p->tokens;
+            if (st == MCUF_OK) {
+                st = mcufi_attn_head_check(&p->head, s.probs, vt, s.concat + h * hd, dim);
+            }
+            if (st == MCUF_OK) {
+                mcufi_attn_weighted_sum_tile(&p->head, n, s.probs, vt, (int32_t *)(void *)s.xbuf, s.concat + h * hd,
+                                             dim);
             }
         }
         if (st == MCUF_OK) {

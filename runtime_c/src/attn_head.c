@@ -52,3 +52,23 @@ void mcufi_attn_scores_tile(const mcuf_attn_head_params *p, int32_t n, const int
         (void)mcuf_attn_scores_s8(p, q + r * q_stride, k, k_stride, scores + r * p->tokens);
     }
 }
+
+void mcufi_attn_weighted_sum_tile(const mcuf_attn_head_params *p, int32_t n, const int8_t *probs,
+                                  const int8_t *vt, int32_t *xbuf, int8_t *out, int32_t out_stride)
+{
+    (void)xbuf;
+    const int32_t tokens = p->tokens;
+    for (int32_t r = 0; r < n; r++) {
+        const int8_t *pr = probs + r * tokens;
+        const int8_t *v_row = vt;
+        for (int32_t d = 0; d < p->head_dim; d++) {
+            int32_t acc = 0; /* as mcuf_attn_weighted_sum_s8 */
+            for (int32_t j = 0; j < tokens; j++) {
+                acc += ((int32_t)pr[j] + 128) * ((int32_t)v_row[j] + p->v_offset);
+            }
+            v_row += tokens;
+            out[r * out_stride + d] =
+                mcufi_out_s8(mcuf_requantize(acc, p->av.multiplier, p->av.shift), p->out_offset, -128, 127);
+        }
+    }
+}

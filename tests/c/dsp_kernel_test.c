@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "mcuf.h"
+#include "mcuf_internal.h"
 #include "platform.h"
 
 #define GUARD_BYTE 0x5A
@@ -206,6 +207,55 @@ static void run_bench(void)
     }
 }
 
+/* The fused attention's tiles (mcuf_internal.h) on an accepted case: 4 query rows (the case's q,
+ * each row offset by a different number of zero rows in between: q_stride 2 * head_dim) through
+ * mcufi_attn_scores_tile, and 4 probability rows and 1 against V transposed through
+ * mcufi_attn_weighted_sum_tile (out_stride head_dim + 3); every row must be the case's expected
+ * row. Returns the values compared. */
+static int8_t tile_in[4 * MAX_BYTES + 4];
+static int8_t tile_vt[MAX_BYTES + 4];
+static int8_t tile_out[4 * (MAX_BYTES + 3)];
+
+static int32_t run_attn_tiles(int32_t c, const attn_case *t, const int8_t *k, const int8_t *v)
+{
+    const int8_t *q = t->q;
+    const int8_t *probs = t->probs;
+    const int32_t tokens = t->p.tokens;
+    const int32_t hd = t->p.head_dim;
+    int32_t values = 0;
+    if (2 * 4 * ((tokens > hd ? tokens : hd) + 3) / 4 > (int32_t)(sizeof tile_scratch / sizeof tile_scratch[0])) {
+        return 0; /* longer than the scratch: the scores / weighted-sum kernels above cover the case */
+    }
+    memset(tile_in, 0, sizeof tile_in);
+    for (int32_t r = 0; r < 4; r++) {
+        memcpy(tile_in + r * 2 * hd, q, (size_t)hd);
+    }
+    mcufi_attn_scores_tile(&t->p, 4, tile_in, 2 * hd, k, t->k_stride, tile_scratch, tile_out);
+    for (int32_t r = 0; r < 4; r++) {
+        arm_output(tokens);
+        memcpy(out_buf, tile_out + r * tokens, (size_t)tokens);
+        values += check_output("attn_scores_tile", c, t->scores, tokens);
+    }
+    for (int32_t j = 0; j < tokens; j++) {
+        for (int32_t d = 0; d < hd; d++) {
+            tile_vt[d * tokens + j] = v[j * t->v_stride + d];
+        }
+    }
+    for (int32_t r = 0; r < 4; r++) {
+        memcpy(tile_in + r * tokens, probs, (size_t)tokens);
+    }
+    const int32_t os = hd + 3;
+    for (int32_t n = 4; n >= 1; n -= 3) {
+        mcufi_attn_weighted_sum_tile(&t->p, n, tile_in, tile_vt, tile_scratch, tile_out, os);
+        for (int32_t r = 0; r < n; r++) {
+            arm_output(hd);
+            memcpy(out_buf, tile_out + r * os, (size_t)hd);
+            values += check_output("attn_weighted_sum_tile", c, t->out, hd);
+        }
+    }
+    return values;
+}
+
 static void run_attn(void)
 {
     int32_t values = 0;
@@ -226,6 +276,9 @@ static void run_attn(void)
         st = mcuf_attn_weighted_sum_s8(&t->p, probs, v, t->v_stride, out_buf);
         check_status("attn_weighted_sum", c, t->out_status, st);
         values += check_output("attn_weighted_sum", c, t->out, hd);
+        if (t->scores != NULL && t->out != NULL) {
+            values += run_attn_tiles(c, t, k, v); /* q, probs: from the case (ram_a is reused) */
+        }
     }
     put_fields("COUNT", "attn", (int32_t)(sizeof attn_cases / sizeof attn_cases[0]), values, 0, 0, 2);
 }

@@ -160,67 +160,123 @@ mcuf_status mcuf_attn_scores_s8(const mcuf_attn_head_params *p, const int8_t *q,
     return MCUF_OK;
 }
 
-/* Four queries x one key per step over the queries expanded once (xbuf: for 4-dim block b and
- * query r, xbuf[(4b + r) * 2 + {0, 1}] = (q0, q2), (q1, q3) + q_offset as int16 lanes, the last
- * block zero-padded): per block one key word, two SXTB16, four LDRD and eight SMLAD for 16 MACs,
- * as the linear kernel's 4-token tile. Each query's key-offset term k_offset * Sq starts its sum;
- * fewer than 4 queries go one at a time (mcuf_attn_scores_s8). */
-void mcufi_attn_scores_tile(const mcuf_attn_head_params *p, int32_t n, const int8_t *q, int32_t q_stride,
-                            const int8_t *k, int32_t k_stride, int32_t *xbuf, int8_t *scores)
+/* Four rows of a x `cols` rows of b per step over the a rows expanded once (xbuf: for 4-value
+ * block i and row r, xbuf[(4i + r) * 2 + {0, 1}] = (a0, a2), (a1, a3) + a_off as int16 lanes, the
+ * last block zero-padded): per block one b word, two SXTB16, four LDRD and eight SMLAD for 16 MACs,
+ * as the linear kernel's 4-token tile. Sums: sum_i (a_i + a_off)(b_i + b_off) =
+ * sum_i (a_i + a_off) b_i + b_off * S_a, each part bounded by 255 * 128 * len < 2^31 (len <= 32767).
+ * out[r * out_rs + c] = the requantized sum of a row r and b row c, plus out_off. Shared by the
+ * tiled scores (a: queries, b: keys) and the tiled weighted sum (a: probabilities + 128, b: V
+ * transposed). Output stage: short_out (mcuf_dsp.h) when the shift allows it (|sum| <= 255 * 255
+ * * len < 2^30 for len <= 16512), else requant_apply. */
+static void dot_tile4(int32_t len, int32_t cols, const int8_t *a, int32_t a_stride, int32_t a_off, const int8_t *b,
+                      int32_t b_stride, int32_t b_off, const mcuf_requant *req, int32_t out_off, int32_t *xbuf,
+                      int8_t *out, int32_t out_rs)
 {
-    const int32_t tokens = p->tokens;
-    if (n != 4) {
-        for (int32_t r = 0; r < n; r++) { /* checked parameters: MCUF_OK */
-            (void)mcuf_attn_scores_s8(p, q + r * q_stride, k, k_stride, scores + r * tokens);
-        }
-        return;
-    }
-    const int32_t hd = p->head_dim;
-    const int32_t q_off = p->q_offset;
-    const int32_t q_off2 = dup16(q_off);
-    const int32_t full = hd >> 2;
-    const int32_t tail = hd & 3;
+    const int32_t a_off2 = dup16(a_off);
+    const int32_t full = len >> 2;
+    const int32_t tail = len & 3;
     const int32_t blocks = full + (tail != 0);
-    int32_t k_term[4];
+    int32_t b_term[4];
     for (int32_t r = 0; r < 4; r++) {
-        const int8_t *qr = q + r * q_stride;
-        int32_t sq = 0; /* |sq| <= 255 * head_dim */
-        for (int32_t d = 0; d < hd; d++) {
-            sq += (int32_t)qr[d] + q_off;
+        const int8_t *ar = a + r * a_stride;
+        int32_t sa = 0; /* |sa| <= 255 * len */
+        for (int32_t d = 0; d < len; d++) {
+            sa += (int32_t)ar[d] + a_off;
         }
-        k_term[r] = p->k_offset * sq; /* |k_term| <= 128 * 255 * head_dim */
+        b_term[r] = b_off * sa; /* |b_term| <= 128 * 255 * len */
         int32_t *dst = xbuf + 2 * r;
-        for (int32_t b = 0; b < blocks; b++) {
-            const int32_t xv = b < full ? load_s8x4(qr + 4 * b) : load_tail(qr + 4 * b, tail);
-            dst[0] = __sxtab16(q_off2, xv);
-            dst[1] = sxtab16_ror8(q_off2, xv);
+        for (int32_t i = 0; i < blocks; i++) {
+            const int32_t xv = i < full ? load_s8x4(ar + 4 * i) : load_tail(ar + 4 * i, tail);
+            dst[0] = __sxtab16(a_off2, xv);
+            dst[1] = sxtab16_ror8(a_off2, xv);
             dst += 8;
         }
     }
-    const requant_k rq = requant_make(&p->score);
-    const int32_t out_off = p->score_offset;
-    const int8_t *k_row = k;
-    for (int32_t j = 0; j < tokens; j++) {
+    const int short_ok = short_shift_ok(req->shift) && len <= 16512;
+    const requant_k rq = requant_make(req);
+    const int32_t right = -req->shift;
+    const int32_t h = short_ok ? INT32_C(1) << (right - 1) : 0;
+    const int32_t m = req->multiplier;
+    const int8_t *b_row = b;
+    for (int32_t c = 0; c < cols; c++) {
         const int32_t *xb = xbuf;
-        const int8_t *kw = k_row;
-        int32_t a0 = k_term[0];
-        int32_t a1 = k_term[1];
-        int32_t a2 = k_term[2];
-        int32_t a3 = k_term[3];
-        for (int32_t b = full; b > 0; b--) {
+        const int8_t *kw = b_row;
+        int32_t a0 = b_term[0];
+        int32_t a1 = b_term[1];
+        int32_t a2 = b_term[2];
+        int32_t a3 = b_term[3];
+        for (int32_t i = full >> 1; i > 0; i--) {
+            const int32_t wv0 = load_s8x4(kw);
+            const int32_t wv1 = load_s8x4(kw + 4);
+            kw += 8;
+            MCUFI_DOT_4X1_STEP(wv0);
+            MCUFI_DOT_4X1_STEP(wv1);
+        }
+        if (full & 1) {
             const int32_t wv = load_s8x4(kw);
-            MCUFI_DOT_4X1_STEP(wv);
             kw += 4;
+            MCUFI_DOT_4X1_STEP(wv);
         }
         if (tail != 0) {
             const int32_t wv = load_tail(kw, tail);
             MCUFI_DOT_4X1_STEP(wv);
         }
-        scores[j] = out_s8(requant_apply(&rq, a0), out_off);
-        scores[tokens + j] = out_s8(requant_apply(&rq, a1), out_off);
-        scores[2 * tokens + j] = out_s8(requant_apply(&rq, a2), out_off);
-        scores[3 * tokens + j] = out_s8(requant_apply(&rq, a3), out_off);
-        k_row += k_stride;
+        if (short_ok) {
+            out[c] = short_out(a0, 0, m, h, right, out_off);
+            out[out_rs + c] = short_out(a1, 0, m, h, right, out_off);
+            out[2 * out_rs + c] = short_out(a2, 0, m, h, right, out_off);
+            out[3 * out_rs + c] = short_out(a3, 0, m, h, right, out_off);
+        } else {
+            out[c] = out_s8(requant_apply(&rq, a0), out_off);
+            out[out_rs + c] = out_s8(requant_apply(&rq, a1), out_off);
+            out[2 * out_rs + c] = out_s8(requant_apply(&rq, a2), out_off);
+            out[3 * out_rs + c] = out_s8(requant_apply(&rq, a3), out_off);
+        }
+        b_row += b_stride;
+    }
+}
+
+/* Four queries x one key per step (dot_tile4); fewer than 4 queries go one at a time
+ * (mcuf_attn_scores_s8). */
+void mcufi_attn_scores_tile(const mcuf_attn_head_params *p, int32_t n, const int8_t *q, int32_t q_stride,
+                            const int8_t *k, int32_t k_stride, int32_t *xbuf, int8_t *scores)
+{
+    if (n != 4) {
+        for (int32_t r = 0; r < n; r++) { /* checked parameters: MCUF_OK */
+            (void)mcuf_attn_scores_s8(p, q + r * q_stride, k, k_stride, scores + r * p->tokens);
+        }
+        return;
+    }
+    dot_tile4(p->head_dim, p->tokens, q, q_stride, p->q_offset, k, k_stride, p->k_offset, &p->score, p->score_offset,
+              xbuf, scores, p->tokens);
+}
+
+/* Four probability rows x one V column (a row of V transposed) per step (dot_tile4, the
+ * probabilities offset by 128); fewer rows one at a time, one dot product per output (score1). */
+void mcufi_attn_weighted_sum_tile(const mcuf_attn_head_params *p, int32_t n, const int8_t *probs,
+                                  const int8_t *vt, int32_t *xbuf, int8_t *out, int32_t out_stride)
+{
+    const int32_t tokens = p->tokens;
+    if (n == 4) {
+        dot_tile4(tokens, p->head_dim, probs, tokens, 128, vt, tokens, p->v_offset, &p->av, p->out_offset, xbuf, out,
+                  out_stride);
+        return;
+    }
+    const int32_t off2 = dup16(128);
+    for (int32_t r = 0; r < n; r++) {
+        const int8_t *pr = probs + r * tokens;
+        int32_t sp = 0; /* probs + 128 in [0, 255]: sp <= 255 * tokens */
+        for (int32_t j = 0; j < tokens; j++) {
+            sp += (int32_t)pr[j] + 128;
+        }
+        const int32_t v_term = p->v_offset * sp; /* |v_term| <= 128 * 255 * tokens */
+        const int8_t *v_row = vt;
+        for (int32_t d = 0; d < p->head_dim; d++) {
+            out[r * out_stride + d] =
+                to_s8(&p->av, score1(pr, v_row, tokens >> 2, tokens & 3, off2, v_term), p->out_offset);
+            v_row += tokens;
+        }
     }
 }
 

@@ -22,13 +22,7 @@
  */
 #define ADD_FAST_MAX_SHIFT 21
 
-static inline int32_t smmulr(int32_t a, int32_t b)
-{
-    int32_t r;
-    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-
+/* smmulr: mcuf_dsp.h */
 /* rdbpot(y, right) for |y| < 2^30, right in [1, 31], half = 2^(right-1). */
 static inline int32_t rdbpot_small(int32_t y, int32_t right, int32_t half)
 {

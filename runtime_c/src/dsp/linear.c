@@ -85,12 +85,35 @@ static inline int8_t finish_with(const mcuf_linear_params *p, int32_t bias, int3
     return out_s8_act(requantize(__qadd(sum, bias), m, s), p->output_offset, p->act_min, p->act_max);
 }
 
+/* The short output stage (mcuf_dsp.h, short_out) when |sum + bias| < 2^30: |sum| <= 255 * 128 *
+ * in_features (mcuf.h), so |bias| <= fast_bias_lim(in_features) suffices. */
+/* The largest |bias| the short stage allows for in_features inputs (-1: none). */
+static inline int32_t fast_bias_lim(const mcuf_linear_params *p)
+{
+    if (p->act_min != -128 || p->act_max != 127) {
+        return -1;
+    }
+    const int64_t lim = (int64_t)0x3FFFFFFF - (int64_t)32640 * p->in_features;
+    return lim < 0 ? -1 : (int32_t)lim;
+}
+
+/* Whether channel (bias, shift) takes the short stage; blim from fast_bias_lim. */
+static inline int fast_ok(int32_t bias, int32_t s, int32_t blim)
+{
+    return short_shift_ok(s) && blim >= 0 && (uint32_t)(bias + blim) <= 2u * (uint32_t)blim;
+}
+
 /* Channel o with the bias at p->bias[o + bias_at] (a row's own bias: mcufi_linear_tile's bias_stride).
  * Not inlined: one copy instead of seven costs a call per output and saves ~1 KiB of flash. */
 static __attribute__((noinline)) int8_t finish_at(const mcuf_linear_params *p, int32_t o, int32_t bias_at, int32_t sum)
 {
     const int32_t bias = p->bias != NULL ? p->bias[o + bias_at] : 0;
-    return finish_with(p, bias, p->multiplier[o], p->shift[o], sum);
+    const int32_t s = p->shift[o];
+    const int32_t blim = fast_bias_lim(p);
+    if (fast_ok(bias, s, blim)) {
+        return short_out(sum, 2 * bias, p->multiplier[o], INT32_C(1) << (-s - 1), -s, p->output_offset);
+    }
+    return finish_with(p, bias, p->multiplier[o], s, sum);
 }
 
 static inline int8_t finish(const mcuf_linear_params *p, int32_t o, int32_t sum)
@@ -209,6 +232,9 @@ static void tile4(const mcuf_linear_params *p, const int32_t *xbuf, int32_t bias
     const int32_t full = n_in >> 2;
     const int32_t tail = n_in & 3;
     const int8_t *w = p->weights;
+    const int32_t blim = bias_stride == 0 ? fast_bias_lim(p) : -1; /* a row's own bias: out4 */
+    const int has_bias = p->bias != NULL;
+    const int32_t off = p->output_offset;
     for (int32_t o = 0; o < n_out; o++) {
         const int32_t *xb = xbuf;
         int32_t a0 = 0;
@@ -232,7 +258,20 @@ static void tile4(const mcuf_linear_params *p, const int32_t *xbuf, int32_t bias
             w += tail;
             MCUFI_DOT_4X1_STEP(wv);
         }
-        out4(p, o, a0, a1, a2, a3, bias_stride, output);
+        const int32_t bias = has_bias ? p->bias[o] : 0;
+        const int32_t s = p->shift[o];
+        if (fast_ok(bias, s, blim)) {
+            const int32_t b2 = 2 * bias;
+            const int32_t m = p->multiplier[o];
+            const int32_t right = -s;
+            const int32_t h = INT32_C(1) << (right - 1);
+            output[o] = short_out(a0, b2, m, h, right, off);
+            output[n_out + o] = short_out(a1, b2, m, h, right, off);
+            output[2 * n_out + o] = short_out(a2, b2, m, h, right, off);
+            output[3 * n_out + o] = short_out(a3, b2, m, h, right, off);
+        } else {
+            out4(p, o, a0, a1, a2, a3, bias_stride, output);
+        }
     }
 }
 
