@@ -10,7 +10,7 @@ import numpy as np
 from mcuformer.codegen import qparams as qp
 from mcuformer.codegen import ref
 from mcuformer.codegen.ir import Graph, KernelParams, Node, Op, QParams
-from mcuformer.codegen.ops.base import Features, PrimitiveOp, register, unused_shape_key
+from mcuformer.codegen.ops.base import Features, PrimitiveOp, TrainContext, register, unused_shape_key
 
 
 def _evaluate(node: Node, args: list[np.ndarray]) -> np.ndarray:
@@ -30,6 +30,10 @@ def _reference(node: Node, args: list[np.ndarray]) -> np.ndarray:
     return ref.mean_pool(args[0], node.attrs.first_token, k.input_offset, r.multiplier, r.shift, k.output_offset)
 
 
+def _train_forward(node: Node, args: list, ctx: TrainContext):
+    return ctx.output(node, args[0][:, node.attrs.first_token :].mean(dim=1, keepdim=True))
+
+
 def params_for_shapes() -> KernelParams:  # no arrays
     return qp.MeanPool(0, 0, qp.Requant(0, 0))
 
@@ -39,5 +43,14 @@ def _features(node: Node, graph: Graph) -> Features:
 
 
 MEAN_POOL = register(
-    PrimitiveOp(Op.MEAN_POOL, _evaluate, _quantize, _reference, unused_shape_key, params_for_shapes, _features)
+    PrimitiveOp(
+        Op.MEAN_POOL,
+        _evaluate,
+        _quantize,
+        _reference,
+        unused_shape_key,
+        params_for_shapes,
+        _features,
+        train_forward=_train_forward,
+    )
 )
