@@ -141,7 +141,7 @@ class GraphContext:
         if self.observing and self.ranges is not None and primitive(node.op).output_qparams is None:
             lo, hi = self.ranges[name]
             d = self.ema_decay
-            self.ranges[name] = (d * lo + (1 - d) * float(y.min()), d * hi + (1 - d) * float(y.max()))
+            self.ranges[name] = (d * lo + (1 - d) * float(y.detach().min()), d * hi + (1 - d) * float(y.detach().max()))
             self._qparams.pop(name, None)
         return self.qparams(name)
 
