@@ -89,6 +89,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             raise UserError(f"{flag} must be positive, got '{text}'")
         return value
 
+    if args.qat_epochs is not None and not args.qat:
+        raise UserError("--qat-epochs applies with --qat only")
     if args.parents is not None and args.parents > args.population:
         raise UserError(f"--parents {args.parents} exceeds --population {args.population}: choose fewer parents")
     run_search(
@@ -119,6 +121,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             flip=args.flip,
             teacher=args.teacher,
             threads=args.threads,
+            qat=args.qat,
+            qat_epochs=args.qat_epochs if args.qat_epochs is not None else SearchOptions.qat_epochs,
         ),
         _log,
     )
@@ -218,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--flip", action=argparse.BooleanOptionalAction, default=None, help="horizontal flips (default: RGB non-digits)"
     )
     p.add_argument("--teacher", choices=("none", "cnn"), default="none", help="distil from a small CNN trained first")
+    p.add_argument(
+        "--qat",
+        action=argparse.BooleanOptionalAction,
+        default=SearchOptions.qat,
+        help="quantization-aware fine-tuning of the winner; export then uses the ranges it learned (default off)",
+    )
+    p.add_argument("--qat-epochs", type=positive, help=f"epochs of --qat (default {SearchOptions.qat_epochs})")
     p.add_argument("--instr-budget", help="max instructions per inference, predicted by the fitted QEMU model")
     p.add_argument("--instr-model", help="instruction model JSON (default: nas/data/instr_model.json)")
     p.add_argument("--init-from", help="RUN dir or checkpoint of a trained ViT: SVD-initialise the supernet")

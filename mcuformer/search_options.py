@@ -45,6 +45,8 @@ class SearchOptions:
     teacher: str = "none"  # none | cnn: distil from a small CNN trained first on the same data
     distill_weight: float = 0.5
     threads: int = 0  # torch threads; 0: by model size (nas.recipe)
+    qat: bool = False  # quantization-aware fine-tuning of the winner after its fine-tuning (nas.qat)
+    qat_epochs: int = 3
 
 
 SUPERNET_CHECKPOINT = "supernet.ckpt.pt"
@@ -52,6 +54,11 @@ SEARCH_STATE = "search_state.json"
 # change one of these and the trained supernet is another one (the space itself is compared too)
 _TRAINING_OPTIONS = ("data", "seed", "epochs", "init_from", "device", "label_smoothing", "crop_pad", "flip", "teacher",
                      "distill_weight", "threads")  # fmt: skip
+
+
+# what runs after the evolution from its winner (nothing checkpointed depends on them): a --resume with
+# other values neither restarts the evolution nor retrains the supernet
+_AFTER_SEARCH_OPTIONS = ("qat", "qat_epochs")
 
 
 def data_spec(spec: str) -> str:
@@ -72,7 +79,7 @@ def training_fingerprint(opts: SearchOptions, space: SearchSpace) -> dict:
 
 
 def search_fingerprint(opts: SearchOptions) -> dict:
-    skip = {"out", "force", "resume", *_TRAINING_OPTIONS}
+    skip = {"out", "force", "resume", *_TRAINING_OPTIONS, *_AFTER_SEARCH_OPTIONS}
     return json.loads(json.dumps({k: v for k, v in vars(opts).items() if k not in skip}, default=str))
 
 

@@ -24,14 +24,16 @@ from torch import nn
 from mcuformer.arch import ArchConfig, SearchSpace, save_json
 from mcuformer.boards import Board, format_bytes
 from mcuformer.budget import Budget
-from mcuformer.codegen.compile import CompiledModel
+from mcuformer.codegen.compile import CompiledModel, to_hwc
 from mcuformer.codegen.cost import CostCache
+from mcuformer.codegen.fake_quant import op_error_report
 from mcuformer.data import RUN_DATA_FILE, Dataset, load_dataset, save_run_data
 from mcuformer.errors import DoesNotFit, UserError
-from mcuformer.export import CALIBRATION_IMAGES, accuracies, compile_for, resolve_board
-from mcuformer.model import ViT
+from mcuformer.export import CALIBRATION_IMAGES, QAT_RANGES_FILE, accuracies, compile_for, resolve_board
+from mcuformer.model import ViT, resize_images
 from mcuformer.nas.data_pipeline import resolve_device
 from mcuformer.nas.instr_model import DEFAULT_MODEL, InstructionModel
+from mcuformer.nas.qat import QATConfig, qat_finetune, ranges_to_json
 from mcuformer.nas.recipe import Recipe, finetune_epochs_for, num_params, train_config, train_teacher
 from mcuformer.nas.search import InstrFn, SearchConfig, SearchResult, evolution_search
 from mcuformer.nas.space_evolution import EvolutionConfig, evolve_space
@@ -140,6 +142,15 @@ class Winner:
     flash_bytes: int
     fill: dict[str, Any]  # spaces.fill_analysis
     seconds: float
+    qat: QATOutcome | None = None  # with --qat
+
+
+@dataclass(frozen=True)
+class QATOutcome:
+    """Quantization-aware fine-tuning of the winner (--qat): the ranges export uses, and the report."""
+
+    ranges: dict[str, tuple[float, float]]
+    report: dict[str, Any]  # RUN/qat_report.json: post-training vs QAT top-1, the selection, per-op error
 
 
 def validate_search(opts: SearchOptions, log: Log) -> SearchInputs:
@@ -293,14 +304,24 @@ def finetune_step(inputs: SearchInputs, trained: TrainedSupernet, evolved: Evolv
     model = trained.supernet.extract(result.best_arch)
     ft_epochs = finetune_epochs_for(num_params(model), opts.finetune_epochs)
     log(f"fine-tuning the winner: {ft_epochs} epochs ({num_params(model)} parameters)")
-    ft_cfg = train_config(trained.recipe, data, ft_epochs, opts.seed, num_params(model), lr=5e-4)
+    ft_cfg = train_config(trained.recipe, data, ft_epochs, opts.seed, num_params(model), lr=FINETUNE_LR)
     finetune(model, data, ft_cfg, log, trained.teacher)
     model.eval()
+    qat = qat_step(model, data, trained.recipe, opts, budget.sram_bytes, log) if opts.qat else None
     seconds = time.time() - t0
 
-    compiled = compile_for(model, data, budget.sram_bytes)
+    compiled = compile_for(model, data, budget.sram_bytes, ranges=qat.ranges if qat else None)
     float_acc, int8_acc = accuracies(model, compiled, data)
     log(f"winner: float top-1 {float_acc:.4f}, int8 top-1 {int8_acc:.4f} (val, {len(data.val_y)} images)")
+    if qat is not None:
+        qat.report["qat"] = {"float_top1": float_acc, "int8_top1": int8_acc}
+        images = resize_images(data.val_x[:QAT_ERROR_IMAGES], model.arch.image_size).numpy()
+        test_int8 = compiled.quantize_input(to_hwc(images))
+        errors = op_error_report(compiled.graph, test_int8)
+        worst = max(errors, key=lambda op: errors[op]["max_lsb"])
+        qat.report["op_error_lsb"] = {"images": len(test_int8), "worst_op": worst, "max_lsb": errors[worst]["max_lsb"],
+                                      "ops": errors}  # fmt: skip
+        log(f"fake-quant vs integer reference: at most {errors[worst]['max_lsb']:.0f} LSB per op (worst {worst})")
     sram, flash = inputs.cost_fn(result.best_arch)
     fill = fill_analysis(
         (result.best_arch, result.best_acc, sram, flash), result.feasible, budget.sram_bytes, budget.flash_bytes
@@ -310,7 +331,27 @@ def finetune_step(inputs: SearchInputs, trained: TrainedSupernet, evolved: Evolv
         f"{100 * fill['flash_fill']:.1f}% of {budget.flash_bytes} B; {fill['binding']} binds"
     )
     log(fill["note"])
-    return Winner(model, ft_epochs, compiled, float_acc, int8_acc, sram, flash, fill, seconds)
+    return Winner(model, ft_epochs, compiled, float_acc, int8_acc, sram, flash, fill, seconds, qat)
+
+
+QAT_LR_FRACTION = 0.1  # QAT's learning rate: this fraction of the fine-tuning's
+FINETUNE_LR = 5e-4
+QAT_ERROR_IMAGES = 64  # validation images of the per-op error report
+
+
+def qat_step(model: ViT, data: Dataset, recipe: Recipe, opts: SearchOptions, sram_bytes: int, log: Log) -> QATOutcome:
+    """Post-training int8 of the fine-tuned winner (the baseline), then quantization-aware fine-tuning
+    (nas.qat: selected on a hold-out of the training images, never below its post-training start there)."""
+    ptq = compile_for(model, data, sram_bytes)
+    ptq_float, ptq_int8 = accuracies(model, ptq, data)
+    log(f"quantization-aware fine-tuning: {opts.qat_epochs} epochs (post-training int8 top-1 {ptq_int8:.4f})")
+    lr = QAT_LR_FRACTION * FINETUNE_LR
+    cfg = train_config(recipe, data, opts.qat_epochs, opts.seed, num_params(model), lr=lr, min_lr=lr / 10,
+                       weight_decay=0.0)  # fmt: skip
+    result = qat_finetune(model, data, data.train_x[:CALIBRATION_IMAGES], cfg, QATConfig(epochs=opts.qat_epochs), log)
+    report = {"ptq": {"float_top1": ptq_float, "int8_top1": ptq_int8}, "epochs": opts.qat_epochs, "lr": lr,
+              "selection": result.to_json()}  # fmt: skip
+    return QATOutcome(result.ranges, report)
 
 
 def write_run(
@@ -345,6 +386,13 @@ def write_run(
         instr_budget=opts.instr_budget if inputs.instr_model is not None else None,
         predicted_instructions=evolved.best_instructions,
     )
+    if winner.qat is not None:
+        report["qat"] = {k: winner.qat.report[k] for k in ("ptq", "qat", "selection")} | {
+            "max_op_error_lsb": winner.qat.report["op_error_lsb"]["max_lsb"],
+            "ranges_file": QAT_RANGES_FILE,
+        }
+        save_json(str(tmp / QAT_RANGES_FILE), ranges_to_json(winner.qat.ranges))
+        save_json(str(tmp / "qat_report.json"), winner.qat.report)
     torch.save(winner.model.state_dict(), tmp / "model.pt")
     plot_pareto(evolved.result, tmp / "pareto.png")
     save_json(str(tmp / "pareto.json"), evolved.result.pareto_json())
@@ -372,5 +420,6 @@ def run_search(opts: SearchOptions, log: Log) -> dict[str, Any]:
         report = write_run(tmp, inputs, trained, evolved, winner, data_info)
     shutil.rmtree(inputs.work, ignore_errors=True)
     written = ", space_evolution.json/png" if evolved.trajectory else ""
+    written += f", {QAT_RANGES_FILE}, qat_report.json" if winner.qat else ""
     log(f"wrote {opts.out}/arch.json, model.pt, pareto.json/png" + written)
     return report

@@ -31,7 +31,17 @@ def _reference(node: Node, args: list[np.ndarray]) -> np.ndarray:
 
 
 def _train_forward(node: Node, args: list, ctx: TrainContext):
-    return ctx.output(node, args[0][:, node.attrs.first_token :].mean(dim=1, keepdim=True))
+    """The kernel itself on the integer rows (its requantization rounds twice with the small shifts of a
+    mean: up to 1 LSB from the mean rounded once); gradient: the float mean's."""
+    from mcuformer.codegen.fake_quant import from_int, straight_through, to_int
+
+    first, src = node.attrs.first_token, ctx.qparams(node.inputs[0])
+    soft = args[0][:, first:].mean(dim=1, keepdim=True)
+    out = ctx.observe(node, soft)
+    k = qp.mean_pool_params(args[0].shape[1] - first, src.scale, src.zero_point, out.scale, out.zero_point)
+    exact = ref.mean_pool(to_int(args[0], src), first, k.input_offset, k.requant.multiplier, k.requant.shift,
+                          k.output_offset)  # fmt: skip
+    return straight_through(soft, from_int(exact, out, soft))
 
 
 def params_for_shapes() -> KernelParams:  # no arrays
