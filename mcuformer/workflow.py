@@ -33,7 +33,7 @@ from mcuformer.export import CALIBRATION_IMAGES, QAT_RANGES_FILE, accuracies, co
 from mcuformer.model import ViT, resize_images
 from mcuformer.nas.data_pipeline import resolve_device
 from mcuformer.nas.instr_model import DEFAULT_MODEL, InstructionModel
-from mcuformer.nas.qat import QATConfig, qat_finetune, ranges_to_json
+from mcuformer.nas.qat import QATConfig, QATResult, qat_finetune, ranges_to_json
 from mcuformer.nas.recipe import Recipe, finetune_epochs_for, num_params, train_config, train_teacher
 from mcuformer.nas.search import InstrFn, SearchConfig, SearchResult, evolution_search
 from mcuformer.nas.space_evolution import EvolutionConfig, evolve_space
@@ -56,6 +56,9 @@ from mcuformer.search_options import (
 from mcuformer.spaces import budget_space, describe_space, fill_analysis, load_space
 
 Log = Callable[[str], None]
+FINETUNE_LR = 5e-4  # the winner's fine-tuning
+QAT_LR_FRACTION = 0.1  # --qat's learning rate: this fraction of the fine-tuning's
+QAT_ERROR_IMAGES = 64  # validation images of --qat's per-op error report
 
 
 def space_resolution(spec: str | None) -> int | None:
@@ -307,21 +310,13 @@ def finetune_step(inputs: SearchInputs, trained: TrainedSupernet, evolved: Evolv
     ft_cfg = train_config(trained.recipe, data, ft_epochs, opts.seed, num_params(model), lr=FINETUNE_LR)
     finetune(model, data, ft_cfg, log, trained.teacher)
     model.eval()
-    qat = qat_step(model, data, trained.recipe, opts, budget.sram_bytes, log) if opts.qat else None
+    qat_run = qat_step(model, data, trained.recipe, opts, budget.sram_bytes, log) if opts.qat else None
     seconds = time.time() - t0
 
-    compiled = compile_for(model, data, budget.sram_bytes, ranges=qat.ranges if qat else None)
+    compiled = compile_for(model, data, budget.sram_bytes, ranges=qat_run[0].ranges if qat_run else None)
     float_acc, int8_acc = accuracies(model, compiled, data)
     log(f"winner: float top-1 {float_acc:.4f}, int8 top-1 {int8_acc:.4f} (val, {len(data.val_y)} images)")
-    if qat is not None:
-        qat.report["qat"] = {"float_top1": float_acc, "int8_top1": int8_acc}
-        images = resize_images(data.val_x[:QAT_ERROR_IMAGES], model.arch.image_size).numpy()
-        test_int8 = compiled.quantize_input(to_hwc(images))
-        errors = op_error_report(compiled.graph, test_int8)
-        worst = max(errors, key=lambda op: errors[op]["max_lsb"])
-        qat.report["op_error_lsb"] = {"images": len(test_int8), "worst_op": worst, "max_lsb": errors[worst]["max_lsb"],
-                                      "ops": errors}  # fmt: skip
-        log(f"fake-quant vs integer reference: at most {errors[worst]['max_lsb']:.0f} LSB per op (worst {worst})")
+    qat = qat_outcome(*qat_run, compiled, model, data, (float_acc, int8_acc), log) if qat_run else None
     sram, flash = inputs.cost_fn(result.best_arch)
     fill = fill_analysis(
         (result.best_arch, result.best_acc, sram, flash), result.feasible, budget.sram_bytes, budget.flash_bytes
@@ -334,14 +329,12 @@ def finetune_step(inputs: SearchInputs, trained: TrainedSupernet, evolved: Evolv
     return Winner(model, ft_epochs, compiled, float_acc, int8_acc, sram, flash, fill, seconds, qat)
 
 
-QAT_LR_FRACTION = 0.1  # QAT's learning rate: this fraction of the fine-tuning's
-FINETUNE_LR = 5e-4
-QAT_ERROR_IMAGES = 64  # validation images of the per-op error report
-
-
-def qat_step(model: ViT, data: Dataset, recipe: Recipe, opts: SearchOptions, sram_bytes: int, log: Log) -> QATOutcome:
+def qat_step(
+    model: ViT, data: Dataset, recipe: Recipe, opts: SearchOptions, sram_bytes: int, log: Log
+) -> tuple[QATResult, dict[str, Any]]:
     """Post-training int8 of the fine-tuned winner (the baseline), then quantization-aware fine-tuning
-    (nas.qat: selected on a hold-out of the training images, never below its post-training start there)."""
+    (nas.qat: selected on a hold-out of the training images, never below its post-training start there).
+    Returns QAT's result and the post-training baseline's report."""
     ptq = compile_for(model, data, sram_bytes)
     ptq_float, ptq_int8 = accuracies(model, ptq, data)
     log(f"quantization-aware fine-tuning: {opts.qat_epochs} epochs (post-training int8 top-1 {ptq_int8:.4f})")
@@ -349,8 +342,34 @@ def qat_step(model: ViT, data: Dataset, recipe: Recipe, opts: SearchOptions, sra
     cfg = train_config(recipe, data, opts.qat_epochs, opts.seed, num_params(model), lr=lr, min_lr=lr / 10,
                        weight_decay=0.0)  # fmt: skip
     result = qat_finetune(model, data, data.train_x[:CALIBRATION_IMAGES], cfg, QATConfig(epochs=opts.qat_epochs), log)
-    report = {"ptq": {"float_top1": ptq_float, "int8_top1": ptq_int8}, "epochs": opts.qat_epochs, "lr": lr,
-              "selection": result.to_json()}  # fmt: skip
+    baseline = {"float_top1": ptq_float, "int8_top1": ptq_int8, "qat_epochs": opts.qat_epochs, "qat_lr": lr}
+    return result, baseline
+
+
+def qat_outcome(
+    result: QATResult,
+    baseline: dict[str, Any],
+    compiled: CompiledModel,
+    model: ViT,
+    data: Dataset,
+    accuracy: tuple[float, float],
+    log: Log,
+) -> QATOutcome:
+    """The QAT report of the compiled winner: both top-1s against the post-training baseline, the
+    checkpoint selection, and each op's fake-quant vs integer error (target <= 1 LSB)."""
+    images = resize_images(data.val_x[:QAT_ERROR_IMAGES], model.arch.image_size).numpy()
+    test_int8 = compiled.quantize_input(to_hwc(images))
+    errors = op_error_report(compiled.graph, test_int8)
+    worst = max(errors, key=lambda op: errors[op]["max_lsb"])
+    log(f"fake-quant vs integer reference: at most {errors[worst]['max_lsb']:.0f} LSB per op (worst {worst})")
+    report = {
+        "ptq": baseline,
+        "qat": {"float_top1": accuracy[0], "int8_top1": accuracy[1]},
+        "selection": result.to_json(),
+        "op_error_lsb": {
+            "images": len(test_int8), "worst_op": worst, "max_lsb": errors[worst]["max_lsb"], "ops": errors
+        },  # fmt: skip
+    }
     return QATOutcome(result.ranges, report)
 
 
