@@ -141,8 +141,8 @@ class FakeQuantViT:
 
 
 def split_holdout(data: Dataset, fraction: float, seed: int) -> Dataset:
-    """The training images as a Dataset whose ``val`` is a seeded ``fraction`` of them (at least one per
-    class where possible) and whose ``train`` is the rest; the data set's own val split is not used."""
+    """The training images as a Dataset whose ``val`` is a seeded random ``fraction`` of them and whose
+    ``train`` is the rest; the data set's own val split (the test split) is not used."""
     assert 0.0 < fraction < 1.0, fraction
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(data.train_y), generator=gen)
