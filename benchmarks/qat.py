@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from mcuformer.arch import ArchConfig, save_json  # noqa: E402
 from mcuformer.codegen.compile import to_hwc  # noqa: E402
-from mcuformer.codegen.fake_quant import op_error_report  # noqa: E402
+from mcuformer.codegen.fake_quant_graph import op_error_report  # noqa: E402
 from mcuformer.data import Dataset, load_dataset  # noqa: E402
 from mcuformer.export import CALIBRATION_IMAGES, accuracies, compile_for  # noqa: E402
 from mcuformer.model import ViT, resize_images  # noqa: E402

@@ -35,6 +35,7 @@ from mcuformer.emulate import check_library, emulate, emulate_firmware
 from mcuformer.errors import DoesNotFit, UserError
 from mcuformer.imported import ImportedModel, load_imported, normalisation_affine
 from mcuformer.model import ViT, resize_images
+from mcuformer.nas.qat import ranges_from_json
 from mcuformer.outputs import OutputKind, atomic_directory, check_output
 from mcuformer.reports import add_project_details, log_memory, project_report
 
@@ -123,8 +124,6 @@ def load_qat_ranges(run: Path, model: ViT) -> Ranges | None:
     path = run / QAT_RANGES_FILE
     if not path.is_file():
         return None
-    from mcuformer.nas.qat import ranges_from_json
-
     try:
         ranges = ranges_from_json(json.loads(path.read_text()))
         check_ranges(from_torch(model), ranges)

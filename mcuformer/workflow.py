@@ -26,7 +26,7 @@ from mcuformer.boards import Board, format_bytes
 from mcuformer.budget import Budget
 from mcuformer.codegen.compile import CompiledModel, to_hwc
 from mcuformer.codegen.cost import CostCache
-from mcuformer.codegen.fake_quant import op_error_report
+from mcuformer.codegen.fake_quant_graph import op_error_report
 from mcuformer.data import RUN_DATA_FILE, Dataset, load_dataset, save_run_data
 from mcuformer.errors import DoesNotFit, UserError
 from mcuformer.export import CALIBRATION_IMAGES, QAT_RANGES_FILE, accuracies, compile_for, resolve_board

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mcuformer.codegen.compile import to_hwc
-from mcuformer.codegen.fake_quant import GraphContext, run_graph
+from mcuformer.codegen.fake_quant_graph import GraphContext, run_graph
 from mcuformer.codegen.frontend import from_torch
 from mcuformer.codegen.ir import Graph, Node, Op
 from mcuformer.codegen.quantize import calibrate

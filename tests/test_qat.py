@@ -16,7 +16,7 @@ from mcuformer.arch import ArchConfig
 from mcuformer.cli import main
 from mcuformer.codegen.compile import compile_model, to_hwc
 from mcuformer.codegen.emit import render_model_files
-from mcuformer.codegen.fake_quant import op_error_report
+from mcuformer.codegen.fake_quant_graph import op_error_report
 from mcuformer.codegen.frontend import from_torch
 from mcuformer.codegen.quantize import calibrate
 from mcuformer.data import Dataset, load_dataset

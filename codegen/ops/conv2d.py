@@ -54,7 +54,7 @@ def _train_forward(node: Node, args: list, ctx: TrainContext):
     point in the kernel), ReLU, the output's grid."""
     import torch.nn.functional as F
 
-    from mcuformer.codegen.fake_quant import fake_quant_bias, fake_quant_weight
+    from mcuformer.codegen.fake_quant import fake_quant_bias, fake_quant_weight  # lazy: torch, for training only
 
     x = args[0].permute(0, 3, 1, 2)  # NCHW
     w, s_w = fake_quant_weight(ctx.param(node, "weight"), ctx.weight_qmax(node))  # (C', 9C) in (ky, kx, c)

@@ -36,7 +36,7 @@ def _train_forward(node: Node, args: list, ctx: TrainContext):
     """The kernel's table itself on the integer inputs (gradient: the float GELU's)."""
     import torch.nn.functional as F
 
-    from mcuformer.codegen.fake_quant import from_int, straight_through, to_int
+    from mcuformer.codegen.fake_quant import from_int, straight_through, to_int  # lazy: torch, for training only
 
     src = ctx.qparams(node.inputs[0])
     soft = F.gelu(args[0], approximate=node.attrs.approximate)

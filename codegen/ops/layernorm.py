@@ -35,7 +35,7 @@ def _train_forward(node: Node, args: list, ctx: TrainContext):
     their fixed-point grids; the output rounded as the requantization does (gradient: float LayerNorm)."""
     import torch
 
-    from mcuformer.codegen.fake_quant import round_ste, straight_through, to_int
+    from mcuformer.codegen.fake_quant import round_ste, straight_through, to_int  # lazy: torch, for training only
 
     x, src = args[0], ctx.qparams(node.inputs[0])
     gamma, beta = ctx.param(node, "gamma"), ctx.param(node, "beta")

@@ -28,7 +28,7 @@ def _reference(node: Node, args: list[np.ndarray]) -> np.ndarray:
 
 
 def _train_forward(node: Node, args: list, ctx: TrainContext):
-    from mcuformer.codegen.fake_quant import linear_forward
+    from mcuformer.codegen.fake_quant import linear_forward  # lazy: torch, for training only
 
     return ctx.output(node, linear_forward(ctx, node, args[0]))
 

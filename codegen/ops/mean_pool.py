@@ -33,7 +33,7 @@ def _reference(node: Node, args: list[np.ndarray]) -> np.ndarray:
 def _train_forward(node: Node, args: list, ctx: TrainContext):
     """The kernel itself on the integer rows (its requantization rounds twice with the small shifts of a
     mean: up to 1 LSB from the mean rounded once); gradient: the float mean's."""
-    from mcuformer.codegen.fake_quant import from_int, straight_through, to_int
+    from mcuformer.codegen.fake_quant import from_int, straight_through, to_int  # lazy: torch, for training only
 
     first, src = node.attrs.first_token, ctx.qparams(node.inputs[0])
     soft = args[0][:, first:].mean(dim=1, keepdim=True)

@@ -45,7 +45,7 @@ def _train_forward(node: Node, args: list, ctx: TrainContext):
     """The patch projection with the per-token bias (position embedding folded in) on the int32 grid."""
     import torch
 
-    from mcuformer.codegen.fake_quant import linear_forward
+    from mcuformer.codegen.fake_quant import linear_forward  # lazy: torch, for training only
 
     x = linear_forward(ctx, node, patchify_hwc(args[0], node.attrs.patch))  # (B, T, E)
     if node.attrs.prefix is not None:

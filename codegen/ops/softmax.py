@@ -31,7 +31,7 @@ def _reference(node: Node, args: list[np.ndarray]) -> np.ndarray:
 
 def _train_forward(node: Node, args: list, ctx: TrainContext):
     """The kernel itself (its exp table, integer normalisation) on the integer scores (gradient: float softmax)."""
-    from mcuformer.codegen.fake_quant import from_int, straight_through, to_int
+    from mcuformer.codegen.fake_quant import from_int, straight_through, to_int  # lazy: torch, for training only
 
     src = ctx.qparams(node.inputs[0])
     soft = args[0].softmax(dim=-1)
