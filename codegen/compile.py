@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -13,7 +13,7 @@ from mcuformer.codegen.frontend import from_torch
 from mcuformer.codegen.ir import Graph
 from mcuformer.codegen.lower import LoweredModel, lower
 from mcuformer.codegen.pipeline import run_pipeline
-from mcuformer.codegen.quantize import calibrate, input_qparams, quantize, quantize_images
+from mcuformer.codegen.quantize import calibrate, check_ranges, input_qparams, quantize, quantize_images
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,10 +45,13 @@ def compile_model(
     sram_bytes: int | None = None,
     log: Callable[[str], None] | None = None,
     num_test_inputs: int = NUM_TEST_INPUTS,
+    ranges: Mapping[str, tuple[float, float]] | None = None,
 ) -> CompiledModel:
     """model: mcuformer.model.ViT; calibration images (B, C, H, W) float at the model's resolution;
-    sram_bytes: the board's SRAM (lets the planner choose memory-saving schedules to fit it)."""
-    return compile_graph(from_torch(model), calibration_nchw, sram_bytes, log, num_test_inputs)
+    sram_bytes: the board's SRAM (lets the planner choose memory-saving schedules to fit it); ranges:
+    every tensor's activation (min, max) to quantize with (those quantization-aware training learned,
+    nas.qat) instead of calibrating on the images."""
+    return compile_graph(from_torch(model), calibration_nchw, sram_bytes, log, num_test_inputs, ranges)
 
 
 def compile_graph(
@@ -57,9 +60,13 @@ def compile_graph(
     sram_bytes: int | None = None,
     log: Callable[[str], None] | None = None,
     num_test_inputs: int = NUM_TEST_INPUTS,
+    ranges: Mapping[str, tuple[float, float]] | None = None,
 ) -> CompiledModel:
     """The same for a primitive float graph from any frontend (our ViT, an imported ONNX model)."""
-    ranges = calibrate(float_graph, to_hwc(calibration_nchw))
+    if ranges is None:
+        ranges = calibrate(float_graph, to_hwc(calibration_nchw))
+    else:
+        check_ranges(float_graph, ranges)
     graph = quantize(float_graph, ranges)
     graph = replace(graph, arena_budget=arena_budget(sram_bytes, graph.arch))
     graph = run_pipeline(graph, log)

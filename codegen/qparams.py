@@ -694,14 +694,10 @@ def layernorm_params(
     if not (np.all(np.isfinite(g)) and np.all(np.isfinite(b))):
         raise ValueError("gamma and beta must be finite")
     k = LN_NORM_BITS
-    g_max, b_max = float(np.abs(g).max()), float(np.abs(b).max())
-    gexp = 30 - k
-    while g_max * 2.0**gexp > float(LN_GAMMA_MAX) or b_max * 2.0 ** (k + gexp) > float((1 << 30) - 1):
-        gexp -= 1
+    gexp = layernorm_gamma_exponent(float(np.abs(g).max()), float(np.abs(b).max()))
     gamma_q = round_half_away(g * 2.0**gexp).astype(np.int32)
     beta_q = round_half_away(b * 2.0 ** (k + gexp)).astype(np.int32)
-    eps_q = eps * float(g.size) ** 2 / (s_in * s_in) * 2.0 ** (2 * LN_SQRT_BITS)
-    epsilon = LN_MAX_EPSILON if eps_q >= LN_MAX_EPSILON else _round_int(eps_q)
+    epsilon = layernorm_epsilon(eps, g.size, s_in)
     return LayerNormParams(
         dim=g.size,
         input_offset=-int(zp_in),
@@ -711,6 +707,22 @@ def layernorm_params(
         out=requant(1.0 / (2.0 ** (k + gexp) * s_out)),
         epsilon=epsilon,
     )
+
+
+def layernorm_gamma_exponent(g_max: float, b_max: float) -> int:
+    """G of layernorm_params: the largest integer (at most 30 - K) with g_max * 2^G <= LN_GAMMA_MAX and
+    b_max * 2^(K+G) <= 2^30 - 1 (gamma is stored as round(gamma * 2^G), beta as round(beta * 2^(K+G)))."""
+    k = LN_NORM_BITS
+    gexp = 30 - k
+    while g_max * 2.0**gexp > float(LN_GAMMA_MAX) or b_max * 2.0 ** (k + gexp) > float((1 << 30) - 1):
+        gexp -= 1
+    return gexp
+
+
+def layernorm_epsilon(eps: float, dim: int, s_in: float) -> int:
+    """The model's epsilon in the integer LayerNorm's units: round(eps * dim^2 / s_in^2 * 2^(2F)), clamped."""
+    eps_q = eps * float(dim) ** 2 / (s_in * s_in) * 2.0 ** (2 * LN_SQRT_BITS)
+    return LN_MAX_EPSILON if eps_q >= LN_MAX_EPSILON else _round_int(eps_q)
 
 
 def exp_table(s_in: float) -> np.ndarray:

@@ -8,6 +8,7 @@ Each op's quantization rule lives in its definition (codegen.ops).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 import numpy as np
@@ -31,7 +32,8 @@ def calibrate(graph: Graph, images_hwc: np.ndarray, max_elements: int = 1 << 22)
     return ranges
 
 
-def _tensor_qparams(graph: Graph, ranges: dict[str, tuple[float, float]]) -> dict[str, QParams]:
+def tensor_qparams(graph: Graph, ranges: Mapping[str, tuple[float, float]]) -> dict[str, QParams]:
+    """Every tensor's int8 quantization: from its range, or fixed by its producer's rule."""
     fixed = {}
     for node in graph.nodes:
         rule = primitive(node.op).output_qparams
@@ -49,13 +51,24 @@ def _tensor_qparams(graph: Graph, ranges: dict[str, tuple[float, float]]) -> dic
     return result
 
 
-def quantize(graph: Graph, ranges: dict[str, tuple[float, float]]) -> Graph:
+def quantize(graph: Graph, ranges: Mapping[str, tuple[float, float]]) -> Graph:
     """Float primitive graph + calibration ranges -> int8 graph whose nodes carry integer kernels."""
     assert not graph.quantized, "graph is already quantized"
-    q = _tensor_qparams(graph, ranges)
+    q = tensor_qparams(graph, ranges)
     tensors = {name: replace(t, dtype="int8", qparams=q[name]) for name, t in graph.tensors.items()}
     nodes = tuple(replace(node, kernel=primitive(node.op).quantize(node, q, graph)) for node in graph.nodes)
     return replace(graph, tensors=tensors, nodes=nodes, quantized=True)
+
+
+def check_ranges(graph: Graph, ranges: Mapping[str, tuple[float, float]]) -> None:
+    """ValueError unless ``ranges`` gives a finite (min, max) with min <= max for every tensor of ``graph``."""
+    missing = sorted(set(graph.tensors) - set(ranges))
+    if missing:
+        raise ValueError(f"activation ranges miss {len(missing)} tensor(s) of the graph, e.g. {missing[0]!r}")
+    for name in graph.tensors:
+        lo, hi = ranges[name]
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+            raise ValueError(f"activation range of {name!r} is not a finite (min, max): {(lo, hi)}")
 
 
 def quantize_images(images_hwc: np.ndarray, qparams: QParams) -> np.ndarray:

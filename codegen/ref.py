@@ -152,17 +152,22 @@ def layernorm(p: LayerNormParams, x: np.ndarray) -> np.ndarray:
         raise ValueError(f"layernorm input has {x.shape[-1]} features, params expect {dim}")
     if not 0 <= p.epsilon <= LN_MAX_EPSILON:
         raise ValueError(f"layernorm epsilon {p.epsilon} is outside [0, {LN_MAX_EPSILON}] (MCUF_ERR_ARG in C)")
-    k = LN_NORM_BITS
-    xi = x.astype(np.int64) + p.input_offset
+    n = layernorm_normalized(x.astype(np.int64) + p.input_offset, p.epsilon)
+    acc = _sat32(n * p.gamma.astype(np.int64) + p.beta.astype(np.int64))
+    return _to_s8(requantize(acc, p.out.multiplier, p.out.shift), p.output_offset)
+
+
+def layernorm_normalized(xi: np.ndarray, epsilon: int) -> np.ndarray:
+    """The normalized rows of mcuf_layernorm_s8 before gamma and beta: (x - mean) / sigma in
+    Q(LN_NORM_BITS), int64, from the offset inputs xi (..., dim) and the integer epsilon."""
+    k, dim = LN_NORM_BITS, xi.shape[-1]
     s = xi.sum(axis=-1, keepdims=True)
     d = xi * dim - s
     d_var = dim * (xi * xi).sum(axis=-1, keepdims=True) - s * s  # sum d_i^2 / dim, < 2^34
-    r = (d_var << (2 * LN_SQRT_BITS)) + p.epsilon  # < 2^63 for epsilon <= LN_MAX_EPSILON
+    r = (d_var << (2 * LN_SQRT_BITS)) + epsilon  # < 2^63 for epsilon <= LN_MAX_EPSILON
     sigma = np.maximum(isqrt_u64(r), 1 << LN_SQRT_BITS)
     inv = (1 << (30 + LN_SQRT_BITS)) // sigma
-    n = (d * inv + (1 << (29 - k))) >> (30 - k)
-    acc = _sat32(n * p.gamma.astype(np.int64) + p.beta.astype(np.int64))
-    return _to_s8(requantize(acc, p.out.multiplier, p.out.shift), p.output_offset)
+    return (d * inv + (1 << (29 - k))) >> (30 - k)
 
 
 def softmax(p: SoftmaxParams, x: np.ndarray) -> np.ndarray:

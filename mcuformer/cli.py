@@ -91,6 +91,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.int4_tolerance <= 100.0:
         raise UserError(f"--int4-tolerance is in top-1 points, 0 to 100, got {args.int4_tolerance:g}")
+    if args.qat_epochs is not None and not args.qat:
+        raise UserError("--qat-epochs applies with --qat only")
     if args.parents is not None and args.parents > args.population:
         raise UserError(f"--parents {args.parents} exceeds --population {args.population}: choose fewer parents")
     run_search(
@@ -123,6 +125,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             flip=args.flip,
             teacher=args.teacher,
             threads=args.threads,
+            qat=args.qat,
+            qat_epochs=args.qat_epochs if args.qat_epochs is not None else SearchOptions.qat_epochs,
         ),
         _log,
     )
@@ -234,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="top-1 points a block may lose alone in int4 and stay an int4 choice (default 1.0)",
     )
+    p.add_argument(
+        "--qat",
+        action=argparse.BooleanOptionalAction,
+        default=SearchOptions.qat,
+        help="quantization-aware fine-tuning of the winner; export then uses the ranges it learned (default off)",
+    )
+    p.add_argument("--qat-epochs", type=positive, help=f"epochs of --qat (default {SearchOptions.qat_epochs})")
     p.add_argument("--instr-budget", help="max instructions per inference, predicted by the fitted QEMU model")
     p.add_argument("--instr-model", help="instruction model JSON (default: nas/data/instr_model.json)")
     p.add_argument("--init-from", help="RUN dir or checkpoint of a trained ViT: SVD-initialise the supernet")

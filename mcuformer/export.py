@@ -25,14 +25,17 @@ from mcuformer.codegen.board_files import render_board_files
 from mcuformer.codegen.compile import CompiledModel, compile_graph, compile_model, to_hwc
 from mcuformer.codegen.cost import NUM_TEST_INPUTS, STACK_RESERVE_BYTES, STATIC_SRAM_BYTES, Cost
 from mcuformer.codegen.emit import project_sources, render_model_files, render_readme, runtime_sources
+from mcuformer.codegen.frontend import from_torch
 from mcuformer.codegen.int_exec import op_error_lsb
 from mcuformer.codegen.library import check_float_abi, render_library
+from mcuformer.codegen.quantize import check_ranges
 from mcuformer.codegen.regions import RegionPlacement, place_compiled
 from mcuformer.data import RUN_DATA_FILE, Dataset, load_dataset, load_run_data
 from mcuformer.emulate import check_library, emulate, emulate_firmware
 from mcuformer.errors import DoesNotFit, UserError
 from mcuformer.imported import ImportedModel, load_imported, normalisation_affine
 from mcuformer.model import ViT, resize_images
+from mcuformer.nas.qat import ranges_from_json
 from mcuformer.outputs import OutputKind, atomic_directory, check_output
 from mcuformer.reports import add_project_details, log_memory, project_report
 
@@ -40,6 +43,8 @@ Log = Callable[[str], None]
 Model = ViT | ImportedModel
 
 CALIBRATION_IMAGES = 256
+QAT_RANGES_FILE = "qat_ranges.json"  # RUN/: the activation ranges quantization-aware training learned
+Ranges = dict[str, tuple[float, float]]
 
 
 def write_files(root: Path, files: dict[str, str]) -> None:
@@ -57,12 +62,17 @@ def resolve_board(name: str, sram: str | None, flash: str | None) -> Board:
 
 
 def compile_for(
-    model: Model, data: Dataset, sram_bytes: int | None = None, num_test_inputs: int = NUM_TEST_INPUTS
+    model: Model,
+    data: Dataset,
+    sram_bytes: int | None = None,
+    num_test_inputs: int = NUM_TEST_INPUTS,
+    ranges: Ranges | None = None,
 ) -> CompiledModel:
+    """Calibrated on the first training images, or quantized with ``ranges`` (learned by --qat)."""
     calib = resize_images(data.train_x[:CALIBRATION_IMAGES], model.arch.image_size).numpy()
     if isinstance(model, ImportedModel):
-        return compile_graph(model.float_graph, calib, sram_bytes, num_test_inputs=num_test_inputs)
-    return compile_model(model, calib, sram_bytes, num_test_inputs=num_test_inputs)
+        return compile_graph(model.float_graph, calib, sram_bytes, num_test_inputs=num_test_inputs, ranges=ranges)
+    return compile_model(model, calib, sram_bytes, num_test_inputs=num_test_inputs, ranges=ranges)
 
 
 def accuracies(model: Model, compiled: CompiledModel, data: Dataset) -> tuple[float, float]:
@@ -107,6 +117,19 @@ def load_run(run: Path) -> tuple[ViT, dict]:
     model.load_state_dict(state)
     model.eval()
     return model, report
+
+
+def load_qat_ranges(run: Path, model: ViT) -> Ranges | None:
+    """RUN/qat_ranges.json (a search with --qat), checked against the model's graph, or None."""
+    path = run / QAT_RANGES_FILE
+    if not path.is_file():
+        return None
+    try:
+        ranges = ranges_from_json(json.loads(path.read_text()))
+        check_ranges(from_torch(model), ranges)
+        return ranges
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{path} is not valid activation ranges ({exc}); re-run `mcuformer search --qat`") from None
 
 
 def run_data(run: Path, run_report: dict, override: str | None) -> Dataset:
@@ -154,9 +177,13 @@ def run_export(
     labels = run_report.get("class_labels")
     if isinstance(labels, list) and len(labels) == arch.num_classes:
         dataset.class_names = [str(v) for v in labels]
+    ranges = load_qat_ranges(run, model)
+    if ranges is not None:
+        log(f"quantizing with the activation ranges of quantization-aware training ({QAT_RANGES_FILE})")
     return export_model(
-        model, dataset, board, out, force, log, measure=measure, source=str(run), inputs=inputs, float_abi=float_abi
-    )
+        model, dataset, board, out, force, log, measure=measure, source=str(run), inputs=inputs, float_abi=float_abi,
+        ranges=ranges,
+    )  # fmt: skip
 
 
 def check_data_matches(dataset: Dataset, arch: ArchConfig, model_name: str, hint: str = "") -> None:
@@ -214,6 +241,7 @@ def export_model(
     source: str = "",
     inputs: list[Path] | None = None,
     float_abi: str | None = None,
+    ranges: Ranges | None = None,
 ) -> dict:
     """Quantize (calibrating on ``data``), compile and write a C project for ``board`` into OUT, with
     the first validation images as embedded test inputs. A model over the board's (or budget's) SRAM or
@@ -223,7 +251,7 @@ def export_model(
     arch = model.arch
     with atomic_directory(out, OutputKind.PROJECT, force, inputs or []) as tmp:
         log(f"compiling {arch.short()} for {board.name}")
-        compiled = compile_for(model, data, board.sram_bytes, num_test_inputs)
+        compiled = compile_for(model, data, board.sram_bytes, num_test_inputs, ranges)
         check_fits(compiled.cost, board)
         float_acc, int8_acc = accuracies(model, compiled, data)
         test_float = resize_images(data.val_x[:num_test_inputs], arch.image_size).numpy()

@@ -47,6 +47,8 @@ class SearchOptions:
     threads: int = 0  # torch threads; 0: by model size (nas.recipe)
     int4: bool = False  # every block may take packed int4 weights (a search choice, narrowed by sensitivity)
     int4_tolerance: float = 1.0  # top-1 points a block may lose alone in int4 to stay an int4 choice
+    qat: bool = False  # quantization-aware fine-tuning of the winner after its fine-tuning (nas.qat)
+    qat_epochs: int = 3
 
 
 SUPERNET_CHECKPOINT = "supernet.ckpt.pt"
@@ -54,6 +56,11 @@ SEARCH_STATE = "search_state.json"
 # change one of these and the trained supernet is another one (the space itself is compared too)
 _TRAINING_OPTIONS = ("data", "seed", "epochs", "init_from", "device", "label_smoothing", "crop_pad", "flip", "teacher",
                      "distill_weight", "threads", "int4")  # fmt: skip
+
+
+# what runs after the evolution from its winner (nothing checkpointed depends on them): a --resume with
+# other values neither restarts the evolution nor retrains the supernet
+_AFTER_SEARCH_OPTIONS = ("qat", "qat_epochs")
 
 
 def data_spec(spec: str) -> str:
@@ -74,7 +81,7 @@ def training_fingerprint(opts: SearchOptions, space: SearchSpace) -> dict:
 
 
 def search_fingerprint(opts: SearchOptions) -> dict:
-    skip = {"out", "force", "resume", *_TRAINING_OPTIONS}
+    skip = {"out", "force", "resume", *_TRAINING_OPTIONS, *_AFTER_SEARCH_OPTIONS}
     return json.loads(json.dumps({k: v for k, v in vars(opts).items() if k not in skip}, default=str))
 
 

@@ -24,14 +24,16 @@ from torch import nn
 from mcuformer.arch import ArchConfig, SearchSpace, save_json
 from mcuformer.boards import Board, format_bytes
 from mcuformer.budget import Budget
-from mcuformer.codegen.compile import CompiledModel
+from mcuformer.codegen.compile import CompiledModel, to_hwc
 from mcuformer.codegen.cost import CostCache
+from mcuformer.codegen.fake_quant_graph import op_error_report
 from mcuformer.data import RUN_DATA_FILE, Dataset, load_dataset, save_run_data
 from mcuformer.errors import DoesNotFit, UserError
-from mcuformer.export import CALIBRATION_IMAGES, accuracies, compile_for, resolve_board
-from mcuformer.model import ViT
+from mcuformer.export import CALIBRATION_IMAGES, QAT_RANGES_FILE, accuracies, compile_for, resolve_board
+from mcuformer.model import ViT, resize_images
 from mcuformer.nas.data_pipeline import resolve_device
 from mcuformer.nas.instr_model import DEFAULT_MODEL, InstructionModel
+from mcuformer.nas.qat import QATConfig, QATResult, qat_finetune, ranges_to_json
 from mcuformer.nas.recipe import Recipe, finetune_epochs_for, num_params, train_config, train_teacher
 from mcuformer.nas.search import InstrFn, SearchConfig, SearchResult, evolution_search
 from mcuformer.nas.sensitivity import measure as measure_sensitivity
@@ -55,6 +57,9 @@ from mcuformer.search_options import (
 from mcuformer.spaces import budget_space, describe_space, fill_analysis, load_space
 
 Log = Callable[[str], None]
+FINETUNE_LR = 5e-4  # the winner's fine-tuning
+QAT_LR_FRACTION = 0.1  # --qat's learning rate: this fraction of the fine-tuning's
+QAT_ERROR_IMAGES = 64  # validation images of --qat's per-op error report
 
 
 def space_resolution(spec: str | None) -> int | None:
@@ -142,6 +147,15 @@ class Winner:
     flash_bytes: int
     fill: dict[str, Any]  # spaces.fill_analysis
     seconds: float
+    qat: QATOutcome | None = None  # with --qat
+
+
+@dataclass(frozen=True)
+class QATOutcome:
+    """Quantization-aware fine-tuning of the winner (--qat): the ranges export uses, and the report."""
+
+    ranges: dict[str, tuple[float, float]]
+    report: dict[str, Any]  # RUN/qat_report.json: post-training vs QAT top-1, the selection, per-op error
 
 
 def validate_search(opts: SearchOptions, log: Log) -> SearchInputs:
@@ -311,14 +325,16 @@ def finetune_step(inputs: SearchInputs, trained: TrainedSupernet, evolved: Evolv
     model = trained.supernet.extract(result.best_arch)
     ft_epochs = finetune_epochs_for(num_params(model), opts.finetune_epochs)
     log(f"fine-tuning the winner: {ft_epochs} epochs ({num_params(model)} parameters)")
-    ft_cfg = train_config(trained.recipe, data, ft_epochs, opts.seed, num_params(model), lr=5e-4)
+    ft_cfg = train_config(trained.recipe, data, ft_epochs, opts.seed, num_params(model), lr=FINETUNE_LR)
     finetune(model, data, ft_cfg, log, trained.teacher)
     model.eval()
+    qat_run = qat_step(model, data, trained.recipe, opts, budget.sram_bytes, log) if opts.qat else None
     seconds = time.time() - t0
 
-    compiled = compile_for(model, data, budget.sram_bytes)
+    compiled = compile_for(model, data, budget.sram_bytes, ranges=qat_run[0].ranges if qat_run else None)
     float_acc, int8_acc = accuracies(model, compiled, data)
     log(f"winner: float top-1 {float_acc:.4f}, int8 top-1 {int8_acc:.4f} (val, {len(data.val_y)} images)")
+    qat = qat_outcome(*qat_run, compiled, model, data, (float_acc, int8_acc), log) if qat_run else None
     sram, flash = inputs.cost_fn(result.best_arch)
     fill = fill_analysis(
         (result.best_arch, result.best_acc, sram, flash), result.feasible, budget.sram_bytes, budget.flash_bytes
@@ -328,7 +344,51 @@ def finetune_step(inputs: SearchInputs, trained: TrainedSupernet, evolved: Evolv
         f"{100 * fill['flash_fill']:.1f}% of {budget.flash_bytes} B; {fill['binding']} binds"
     )
     log(fill["note"])
-    return Winner(model, ft_epochs, compiled, float_acc, int8_acc, sram, flash, fill, seconds)
+    return Winner(model, ft_epochs, compiled, float_acc, int8_acc, sram, flash, fill, seconds, qat)
+
+
+def qat_step(
+    model: ViT, data: Dataset, recipe: Recipe, opts: SearchOptions, sram_bytes: int, log: Log
+) -> tuple[QATResult, dict[str, Any]]:
+    """Post-training int8 of the fine-tuned winner (the baseline), then quantization-aware fine-tuning
+    (nas.qat: selected on a hold-out of the training images, never below its post-training start there).
+    Returns QAT's result and the post-training baseline's report."""
+    ptq = compile_for(model, data, sram_bytes)
+    ptq_float, ptq_int8 = accuracies(model, ptq, data)
+    log(f"quantization-aware fine-tuning: {opts.qat_epochs} epochs (post-training int8 top-1 {ptq_int8:.4f})")
+    lr = QAT_LR_FRACTION * FINETUNE_LR
+    cfg = train_config(recipe, data, opts.qat_epochs, opts.seed, num_params(model), lr=lr, min_lr=lr / 10,
+                       weight_decay=0.0)  # fmt: skip
+    result = qat_finetune(model, data, data.train_x[:CALIBRATION_IMAGES], cfg, QATConfig(epochs=opts.qat_epochs), log)
+    baseline = {"float_top1": ptq_float, "int8_top1": ptq_int8, "qat_epochs": opts.qat_epochs, "qat_lr": lr}
+    return result, baseline
+
+
+def qat_outcome(
+    result: QATResult,
+    baseline: dict[str, Any],
+    compiled: CompiledModel,
+    model: ViT,
+    data: Dataset,
+    accuracy: tuple[float, float],
+    log: Log,
+) -> QATOutcome:
+    """The QAT report of the compiled winner: both top-1s against the post-training baseline, the
+    checkpoint selection, and each op's fake-quant vs integer error (target <= 1 LSB)."""
+    images = resize_images(data.val_x[:QAT_ERROR_IMAGES], model.arch.image_size).numpy()
+    test_int8 = compiled.quantize_input(to_hwc(images))
+    errors = op_error_report(compiled.graph, test_int8)
+    worst = max(errors, key=lambda op: errors[op]["max_lsb"])
+    log(f"fake-quant vs integer reference: at most {errors[worst]['max_lsb']:.0f} LSB per op (worst {worst})")
+    report = {
+        "ptq": baseline,
+        "qat": {"float_top1": accuracy[0], "int8_top1": accuracy[1]},
+        "selection": result.to_json(),
+        "op_error_lsb": {
+            "images": len(test_int8), "worst_op": worst, "max_lsb": errors[worst]["max_lsb"], "ops": errors
+        },  # fmt: skip
+    }
+    return QATOutcome(result.ranges, report)
 
 
 def write_run(
@@ -365,6 +425,13 @@ def write_run(
     )
     if evolved.sensitivity is not None:
         report["int4_sensitivity"] = evolved.sensitivity
+    if winner.qat is not None:
+        report["qat"] = {k: winner.qat.report[k] for k in ("ptq", "qat", "selection")} | {
+            "max_op_error_lsb": winner.qat.report["op_error_lsb"]["max_lsb"],
+            "ranges_file": QAT_RANGES_FILE,
+        }
+        save_json(str(tmp / QAT_RANGES_FILE), ranges_to_json(winner.qat.ranges))
+        save_json(str(tmp / "qat_report.json"), winner.qat.report)
     torch.save(winner.model.state_dict(), tmp / "model.pt")
     plot_pareto(evolved.result, tmp / "pareto.png")
     save_json(str(tmp / "pareto.json"), evolved.result.pareto_json())
@@ -392,5 +459,6 @@ def run_search(opts: SearchOptions, log: Log) -> dict[str, Any]:
         report = write_run(tmp, inputs, trained, evolved, winner, data_info)
     shutil.rmtree(inputs.work, ignore_errors=True)
     written = ", space_evolution.json/png" if evolved.trajectory else ""
+    written += f", {QAT_RANGES_FILE}, qat_report.json" if winner.qat else ""
     log(f"wrote {opts.out}/arch.json, model.pt, pareto.json/png" + written)
     return report

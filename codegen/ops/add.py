@@ -10,7 +10,7 @@ import numpy as np
 from mcuformer.codegen import qparams as qp
 from mcuformer.codegen import ref
 from mcuformer.codegen.ir import Graph, KernelParams, Node, Op, QParams
-from mcuformer.codegen.ops.base import Features, PrimitiveOp, register, unused_shape_key
+from mcuformer.codegen.ops.base import Features, PrimitiveOp, TrainContext, register, unused_shape_key
 
 
 def _evaluate(node: Node, args: list[np.ndarray]) -> np.ndarray:
@@ -27,6 +27,10 @@ def _reference(node: Node, args: list[np.ndarray]) -> np.ndarray:
     return ref.add(node.kernel, args[0], args[1])
 
 
+def _train_forward(node: Node, args: list, ctx: TrainContext):
+    return ctx.output(node, args[0] + args[1])  # TFLite ADD rounds each input on a 2^20 finer grid first
+
+
 def params_for_shapes() -> KernelParams:  # no arrays
     r = qp.Requant(0, 0)
     return qp.AddParams(0, 0, 0, 0, r, r, r, -128, 127)
@@ -36,4 +40,15 @@ def _features(node: Node, graph: Graph) -> Features:
     return {"elementwise": math.prod(graph.tensors[node.inputs[0]].shape)}
 
 
-ADD = register(PrimitiveOp(Op.ADD, _evaluate, _quantize, _reference, unused_shape_key, params_for_shapes, _features))
+ADD = register(
+    PrimitiveOp(
+        Op.ADD,
+        _evaluate,
+        _quantize,
+        _reference,
+        unused_shape_key,
+        params_for_shapes,
+        _features,
+        train_forward=_train_forward,
+    )
+)

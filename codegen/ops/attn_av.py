@@ -11,7 +11,7 @@ from mcuformer.codegen import qparams as qp
 from mcuformer.codegen import ref
 from mcuformer.codegen.ir import Graph, KernelParams, Node, Op, QParams
 from mcuformer.codegen.ops.attn_scores import head_columns, split_heads
-from mcuformer.codegen.ops.base import Features, PrimitiveOp, register, unused_shape_key
+from mcuformer.codegen.ops.base import Features, PrimitiveOp, TrainContext, register, unused_shape_key
 
 
 def _evaluate(node: Node, args: list[np.ndarray]) -> np.ndarray:
@@ -32,6 +32,12 @@ def _reference(node: Node, args: list[np.ndarray]) -> np.ndarray:  # (B, H, T, T
     return np.concatenate(outs, axis=-1)
 
 
+def _train_forward(node: Node, args: list, ctx: TrainContext):
+    out = args[0] @ split_heads(args[1], node.attrs.heads)  # (B, H, T, Dh)
+    b, h, t, d = out.shape
+    return ctx.output(node, out.swapaxes(1, 2).reshape(b, t, h * d))
+
+
 def params_for_shapes() -> KernelParams:  # no arrays
     return qp.AttnHeadParams(0, 0, 0, 0, 0, 0, 0, qp.Requant(0, 0), qp.Requant(0, 0))
 
@@ -42,5 +48,14 @@ def _features(node: Node, graph: Graph) -> Features:
 
 
 ATTN_AV = register(
-    PrimitiveOp(Op.ATTN_AV, _evaluate, _quantize, _reference, unused_shape_key, params_for_shapes, _features)
+    PrimitiveOp(
+        Op.ATTN_AV,
+        _evaluate,
+        _quantize,
+        _reference,
+        unused_shape_key,
+        params_for_shapes,
+        _features,
+        train_forward=_train_forward,
+    )
 )

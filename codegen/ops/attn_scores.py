@@ -9,13 +9,13 @@ import numpy as np
 from mcuformer.codegen import qparams as qp
 from mcuformer.codegen import ref
 from mcuformer.codegen.ir import Graph, KernelParams, Node, Op, QParams
-from mcuformer.codegen.ops.base import Features, PrimitiveOp, register, unused_shape_key
+from mcuformer.codegen.ops.base import Features, PrimitiveOp, TrainContext, register, unused_shape_key
 
 
 def split_heads(x: np.ndarray, heads: int) -> np.ndarray:
     """(B, T, E) -> (B, H, T, E/H)."""
     b, t, e = x.shape
-    return x.reshape(b, t, heads, e // heads).transpose(0, 2, 1, 3)
+    return x.reshape(b, t, heads, e // heads).swapaxes(1, 2)  # numpy arrays and torch tensors alike
 
 
 def head_columns(x: np.ndarray, heads: int, h: int) -> np.ndarray:
@@ -42,6 +42,11 @@ def _reference(node: Node, args: list[np.ndarray]) -> np.ndarray:  # -> (B, H, T
     return np.stack(scores, axis=1)
 
 
+def _train_forward(node: Node, args: list, ctx: TrainContext):
+    q, k = (split_heads(t, node.attrs.heads) for t in args)  # (B, H, T, Dh)
+    return ctx.output(node, q @ k.transpose(-2, -1) / float(np.sqrt(q.shape[-1])))  # (B, H, T, T)
+
+
 def params_for_shapes() -> KernelParams:  # no arrays
     return qp.AttnHeadParams(0, 0, 0, 0, 0, 0, 0, qp.Requant(0, 0), qp.Requant(0, 0))
 
@@ -52,5 +57,14 @@ def _features(node: Node, graph: Graph) -> Features:
 
 
 ATTN_SCORES = register(
-    PrimitiveOp(Op.ATTN_SCORES, _evaluate, _quantize, _reference, unused_shape_key, params_for_shapes, _features)
+    PrimitiveOp(
+        Op.ATTN_SCORES,
+        _evaluate,
+        _quantize,
+        _reference,
+        unused_shape_key,
+        params_for_shapes,
+        _features,
+        train_forward=_train_forward,
+    )
 )

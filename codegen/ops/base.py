@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -43,6 +44,25 @@ class PrimitiveOp:
     # the output's quantization when the op fixes it (softmax: 1/256, -128; a copy: the input's);
     # None: from the calibrated range
     output_qparams: Callable[[Node, Mapping[str, QParams]], QParams] | None = None
+    # quantization-aware training (codegen.fake_quant): (node, torch arguments, context) -> the output in
+    # float on the integer kernel's output grid, gradients by the straight-through estimator; None: no QAT
+    train_forward: Callable[[Node, list[Any], TrainContext], Any] | None = None
+
+
+class TrainContext(Protocol):
+    """What an op's ``train_forward`` asks of the fake-quantized graph it runs in (codegen.fake_quant):
+    its float parameters as torch tensors (trainable where they come from the model), the quantization
+    of its tensors, and the fake quantization of its output on the grid the compiler will choose."""
+
+    def param(self, node: Node, field: str) -> Any: ...  # torch tensor of node.attrs.<field>
+
+    def qparams(self, tensor: str) -> QParams: ...
+
+    def weight_qmax(self, node: Node) -> int: ...  # 127 (int8 weights) or 7 (int4)
+
+    def observe(self, node: Node, y: Any) -> QParams: ...  # records y's range (while observing) -> its qparams
+
+    def output(self, node: Node, y: Any) -> Any: ...  # observe, then fake-quantize y on that grid
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from mcuformer.codegen.ops.base import (
     FusedOp,
     PrimitiveOp,
     Step,
+    TrainContext,
     register,
     zeros_s8,
     zeros_s32,
@@ -46,6 +47,21 @@ def _quantize(node: Node, q: Mapping[str, QParams], graph: Graph) -> KernelParam
 def _reference(node: Node, args: list[np.ndarray]) -> np.ndarray:
     assert isinstance(node.kernel, qp.Conv2dParams)
     return ref.conv2d(node.kernel, args[0])
+
+
+def _train_forward(node: Node, args: list, ctx: TrainContext):
+    """(B, H, W, C) -> (B, H', W', C'): fake-quantized weights and bias, zero padding (the input's zero
+    point in the kernel), ReLU, the output's grid."""
+    import torch.nn.functional as F
+
+    from mcuformer.codegen.fake_quant import fake_quant_bias, fake_quant_weight  # lazy: torch, for training only
+
+    x = args[0].permute(0, 3, 1, 2)  # NCHW
+    w, s_w = fake_quant_weight(ctx.param(node, "weight"), ctx.weight_qmax(node))  # (C', 9C) in (ky, kx, c)
+    kernel = w.reshape(len(w), 3, 3, x.shape[1]).permute(0, 3, 1, 2)
+    bias = fake_quant_bias(ctx.param(node, "bias"), ctx.qparams(node.inputs[0]).scale * s_w)
+    y = F.relu(F.conv2d(x, kernel, bias, stride=node.attrs.stride, padding=1))
+    return ctx.output(node, y.permute(0, 2, 3, 1))
 
 
 def _shape_key(node: Node, graph: Graph) -> tuple[int, ...]:
@@ -77,7 +93,16 @@ def _features(node: Node, graph: Graph) -> Features:
 
 
 CONV2D = register(
-    PrimitiveOp(Op.CONV2D, _evaluate, _quantize, _reference, _shape_key, params_for_shapes, _features)
+    PrimitiveOp(
+        Op.CONV2D,
+        _evaluate,
+        _quantize,
+        _reference,
+        _shape_key,
+        params_for_shapes,
+        _features,
+        train_forward=_train_forward,
+    )
 )
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from mcuformer.codegen import qparams as qp
 from mcuformer.codegen import ref
 from mcuformer.codegen.ir import Graph, KernelParams, Node, Op, QParams
-from mcuformer.codegen.ops.base import Features, PrimitiveOp, register, zeros_s8, zeros_s32
+from mcuformer.codegen.ops.base import Features, PrimitiveOp, TrainContext, register, zeros_s8, zeros_s32
 
 
 def _evaluate(node: Node, args: list[np.ndarray]) -> np.ndarray:
@@ -29,6 +29,12 @@ def _quantize(node: Node, q: Mapping[str, QParams], graph: Graph) -> KernelParam
 def _reference(node: Node, args: list[np.ndarray]) -> np.ndarray:
     assert isinstance(node.kernel, qp.LinearParams)
     return ref.linear(node.kernel, args[0])
+
+
+def _train_forward(node: Node, args: list, ctx: TrainContext):
+    from mcuformer.codegen.fake_quant import linear_forward  # lazy: torch, for training only
+
+    return ctx.output(node, linear_forward(ctx, node, args[0]))
 
 
 def _shape_key(node: Node, graph: Graph) -> tuple[int, ...]:
@@ -64,4 +70,15 @@ def _features(node: Node, graph: Graph) -> Features:
     return {"macs": rows * a.in_features * a.out_features, "outputs": rows * a.out_features, "rows": rows}
 
 
-LINEAR = register(PrimitiveOp(Op.LINEAR, _evaluate, _quantize, _reference, _shape_key, params_for_shapes, _features))
+LINEAR = register(
+    PrimitiveOp(
+        Op.LINEAR,
+        _evaluate,
+        _quantize,
+        _reference,
+        _shape_key,
+        params_for_shapes,
+        _features,
+        train_forward=_train_forward,
+    )
+)

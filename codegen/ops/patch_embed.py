@@ -10,14 +10,14 @@ import numpy as np
 from mcuformer.codegen import qparams as qp
 from mcuformer.codegen import ref
 from mcuformer.codegen.ir import Graph, KernelParams, Node, Op, QParams
-from mcuformer.codegen.ops.base import Features, PrimitiveOp, register, zeros_s8, zeros_s32
+from mcuformer.codegen.ops.base import Features, PrimitiveOp, TrainContext, register, zeros_s8, zeros_s32
 
 
 def patchify_hwc(images: np.ndarray, patch: int) -> np.ndarray:
     """(B, H, W, C) -> (B, T, P*P*C), patch vectors ordered (py, px, c), tokens row-major."""
     b, h, w, c = images.shape
     g_h, g_w = h // patch, w // patch
-    x = images.reshape(b, g_h, patch, g_w, patch, c).transpose(0, 1, 3, 2, 4, 5)
+    x = images.reshape(b, g_h, patch, g_w, patch, c).swapaxes(2, 3)  # numpy arrays and torch tensors alike
     return x.reshape(b, g_h * g_w, patch * patch * c)
 
 
@@ -39,6 +39,19 @@ def _quantize(node: Node, q: Mapping[str, QParams], graph: Graph) -> KernelParam
         return embed
     prefix = qp.quantize_tensor(a.prefix, out.scale, out.zero_point)  # rows of the residual stream
     return qp.PatchEmbedPrefixParams(embed=embed, prefix_tokens=len(prefix), prefix=prefix)
+
+
+def _train_forward(node: Node, args: list, ctx: TrainContext):
+    """The patch projection with the per-token bias (position embedding folded in) on the int32 grid."""
+    import torch
+
+    from mcuformer.codegen.fake_quant import linear_forward  # lazy: torch, for training only
+
+    x = linear_forward(ctx, node, patchify_hwc(args[0], node.attrs.patch))  # (B, T, E)
+    if node.attrs.prefix is not None:
+        prefix = ctx.param(node, "prefix")
+        x = torch.cat([prefix.expand(len(x), *prefix.shape), x], dim=1)
+    return ctx.output(node, x)
 
 
 def embed_image(kernel: KernelParams, image: np.ndarray) -> np.ndarray:
@@ -75,5 +88,14 @@ def _features(node: Node, graph: Graph) -> Features:
 
 
 PATCH_EMBED = register(
-    PrimitiveOp(Op.PATCH_EMBED, _evaluate, _quantize, _reference, _shape_key, params_for_shapes, _features)
+    PrimitiveOp(
+        Op.PATCH_EMBED,
+        _evaluate,
+        _quantize,
+        _reference,
+        _shape_key,
+        params_for_shapes,
+        _features,
+        train_forward=_train_forward,
+    )
 )

@@ -10,7 +10,7 @@ import numpy as np
 from mcuformer.codegen import qparams as qp
 from mcuformer.codegen import ref
 from mcuformer.codegen.ir import Graph, KernelParams, Node, Op, QParams
-from mcuformer.codegen.ops.base import Features, PrimitiveOp, register, unused_shape_key, zeros_s32
+from mcuformer.codegen.ops.base import Features, PrimitiveOp, TrainContext, register, unused_shape_key, zeros_s32
 
 PROBS_QPARAMS = QParams(qp.PROB_SCALE, qp.PROB_ZERO_POINT)  # the kernel's contract
 
@@ -27,6 +27,16 @@ def _quantize(node: Node, q: Mapping[str, QParams], graph: Graph) -> KernelParam
 def _reference(node: Node, args: list[np.ndarray]) -> np.ndarray:
     assert isinstance(node.kernel, qp.SoftmaxParams)
     return ref.softmax(node.kernel, args[0])
+
+
+def _train_forward(node: Node, args: list, ctx: TrainContext):
+    """The kernel itself (its exp table, integer normalisation) on the integer scores (gradient: float softmax)."""
+    from mcuformer.codegen.fake_quant import from_int, straight_through, to_int  # lazy: torch, for training only
+
+    src = ctx.qparams(node.inputs[0])
+    soft = args[0].softmax(dim=-1)
+    exact = ref.softmax(qp.softmax_params(args[0].shape[-1], src.scale), to_int(args[0], src))
+    return straight_through(soft, from_int(exact, ctx.observe(node, soft), soft))
 
 
 def params_for_shapes() -> KernelParams:  # the table does not depend on the length
@@ -48,5 +58,6 @@ SOFTMAX = register(
         params_for_shapes,
         _features,
         output_qparams=lambda node, q: PROBS_QPARAMS,
+        train_forward=_train_forward,
     )
 )
