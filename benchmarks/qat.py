@@ -80,6 +80,20 @@ def run_case(
 ) -> dict:
     """One seed: train ``arch`` in float (or take the trained ``model``), post-training int8, QAT, and
     both int8 models' top-1 on the data's val split by the integer reference. Returns the numbers."""
+    return run_case_with_ranges(arch, data, seed, float_epochs, qat_epochs, recipe, model)[0]
+
+
+def run_case_with_ranges(
+    arch: ArchConfig,
+    data: Dataset,
+    seed: int,
+    float_epochs: int,
+    qat_epochs: int,
+    recipe: Recipe = CPU_RECIPE,
+    model: ViT | None = None,
+) -> tuple[dict, ViT, dict]:
+    """``run_case``, also returning the QAT model (in place: ``model`` when given) and the activation
+    ranges it learned, for an export."""
     t0 = time.time()
     if model is None:
         torch.manual_seed(seed)
@@ -121,7 +135,7 @@ def run_case(
     log(f"   {arch.short()} seed {seed}: float {float_top1:.4f} PTQ {ptq_top1:.4f} QAT {qat_top1:.4f} (epoch "
         f"{result.selected_epoch}), max op error {row['max_op_error_lsb']:.0f} LSB, "
         f"{float_seconds:.0f}+{qat_seconds:.0f} s")  # fmt: skip
-    return row
+    return row, model, result.ranges
 
 
 def summarize(runs: list[dict]) -> dict:
