@@ -91,8 +91,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.int4_tolerance <= 100.0:
         raise UserError(f"--int4-tolerance is in top-1 points, 0 to 100, got {args.int4_tolerance:g}")
-    if args.qat_epochs is not None and not args.qat:
-        raise UserError("--qat-epochs applies with --qat only")
+    if args.qat_epochs is not None and args.qat is False:
+        raise UserError("--qat-epochs has no effect with --no-qat: drop one of them")
     if args.parents is not None and args.parents > args.population:
         raise UserError(f"--parents {args.parents} exceeds --population {args.population}: choose fewer parents")
     run_search(
@@ -242,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--qat",
         action=argparse.BooleanOptionalAction,
         default=SearchOptions.qat,
-        help="quantization-aware fine-tuning of the winner; export then uses the ranges it learned (default off)",
+        help="quantization-aware fine-tuning of the winner; export then uses the ranges it learned (default: on "
+        "when the winner has int4 blocks)",
     )
     p.add_argument("--qat-epochs", type=positive, help=f"epochs of --qat (default {SearchOptions.qat_epochs})")
     p.add_argument("--instr-budget", help="max instructions per inference, predicted by the fitted QEMU model")

@@ -47,7 +47,9 @@ class SearchOptions:
     threads: int = 0  # torch threads; 0: by model size (nas.recipe)
     int4: bool = False  # every block may take packed int4 weights (a search choice, narrowed by sensitivity)
     int4_tolerance: float = 1.0  # top-1 points a block may lose alone in int4 to stay an int4 choice
-    qat: bool = False  # quantization-aware fine-tuning of the winner after its fine-tuning (nas.qat)
+    # quantization-aware fine-tuning of the winner after its fine-tuning (nas.qat); None: on when the
+    # winner has int4 blocks (where it was measured to help, docs/quantization.md), off for int8 only
+    qat: bool | None = None
     qat_epochs: int = 3
 
 

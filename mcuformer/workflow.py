@@ -328,7 +328,10 @@ def finetune_step(inputs: SearchInputs, trained: TrainedSupernet, evolved: Evolv
     ft_cfg = train_config(trained.recipe, data, ft_epochs, opts.seed, num_params(model), lr=FINETUNE_LR)
     finetune(model, data, ft_cfg, log, trained.teacher)
     model.eval()
-    qat_run = qat_step(model, data, trained.recipe, opts, budget.sram_bytes, log) if opts.qat else None
+    use_qat = opts.qat if opts.qat is not None else bool(result.best_arch.int4_blocks)
+    if use_qat and opts.qat is None:
+        log("the winner has int4 blocks: quantization-aware fine-tuning is on (--no-qat skips it)")
+    qat_run = qat_step(model, data, trained.recipe, opts, budget.sram_bytes, log) if use_qat else None
     seconds = time.time() - t0
 
     compiled = compile_for(model, data, budget.sram_bytes, ranges=qat_run[0].ranges if qat_run else None)

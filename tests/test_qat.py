@@ -114,7 +114,7 @@ def test_a_runs_ranges_file_is_checked(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--qat-epochs", "2"], "--qat-epochs applies with --qat only"),
+        (["--no-qat", "--qat-epochs", "2"], "--qat-epochs has no effect with --no-qat"),
         (["--qat", "--qat-epochs", "0"], "must be at least 1"),
         (["--qat", "--qat-epochs", "x"], "expected a whole number"),
     ],
