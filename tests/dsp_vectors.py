@@ -390,6 +390,11 @@ class Vectors:
             (1, (M_MIN, 0), (M_MIN, 0), (M_MAX, -1), (0, 0, 0), (-128, 127)),
             (21, (M_MIN, 0), (M_MAX, -3), (M_MAX, -20), (7, -7, 0), (-20, 20)),
             (21, (M_MIN, -2), (M_MAX, -1), (M_MIN, -1), (1, -1, 3), (-128, 127)),
+            # the assembly loop's bounds: output shift -22 with the extreme output offsets (folded
+            # into the rounding constant), -23 (the C loop)
+            (21, (M_MAX, -1), (M_MAX, -2), (M_MAX, -22), (128, -127, 127), (-128, 127)),
+            (21, (M_MAX, -1), (M_MIN, 0), (M_MIN, -22), (-127, 128, -128), (-128, 127)),
+            (21, (M_MAX, -1), (M_MAX, -1), (M_MAX, -23), (128, 128, -128), (-128, 127)),
         )
         for ls, r1, r2, ro, (o1, o2, oo), (lo, hi) in fast:
             p = qp.AddParams(o1, o2, oo, ls, qp.Requant(*r1), qp.Requant(*r2), qp.Requant(*ro), lo, hi)

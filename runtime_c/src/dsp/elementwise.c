@@ -69,6 +69,51 @@ static int add_input_make(const mcuf_requant *q, int32_t left_shift, add_input_k
         output[i] = (OUT); /* out may alias a or b: both read */                                                   \
     }
 
+/* The element loop in assembly, for the whole int8 output range and an output shift in [-22, -1]
+ * (the usual residual add). Per element, 22 instructions with no spills: with SMMLAR (a + SMMULR(x,
+ * m) in one instruction) rdbpot_small(SMMULR(x, m), r, h) = (SMMLAR(x, m, h) - [x < 0]) >> r, since
+ * m >= 0 gives sign(SMMULR(x, m)) = sign(x) except SMMULR(x, m) = 0 for some x < 0, where both forms
+ * give (h - 1) >> r = h >> r = 0; the output offset is added before the last shift (hf = h +
+ * offset * 2^r: |SMMULR(2s, m)| < 2^30, h <= 2^21 and |offset| * 2^22 <= 2^29, nothing wraps) and
+ * SSAT 8 clamps. The 13 constants are reloaded with LDM (one instruction each set) as the 14 usable
+ * registers hold the pointers, the index and the temporaries. k: {scale1, off1, m1, h1, r1,
+ * mo, hf, ro, scale2, off2, m2, h2, r2}. */
+static __attribute__((noinline)) void add_loop_asm(const int32_t *k, int32_t n, const int8_t *a, const int8_t *b,
+                                                   int8_t *output)
+{
+    const int32_t *k2 = k + 8;
+    int32_t i = -n;
+    a += n;
+    b += n;
+    output += n;
+    __asm__ volatile("1:\n\t"
+                     "ldm    %[k1], {r4, r5, r6, r7, r8}\n\t"
+                     "ldrsb  r11, [%[a], %[i]]\n\t"
+                     "mla    r12, r11, r4, r5\n\t"
+                     "smmlar r11, r12, r6, r7\n\t"
+                     "sub    r11, r11, r12, lsr #31\n\t"
+                     "asr    lr, r11, r8\n\t"
+                     "ldm    %[k2], {r4, r5, r6, r7, r8}\n\t"
+                     "ldrsb  r11, [%[b], %[i]]\n\t"
+                     "mla    r12, r11, r4, r5\n\t"
+                     "smmlar r11, r12, r6, r7\n\t"
+                     "sub    r11, r11, r12, lsr #31\n\t"
+                     "asr    r11, r11, r8\n\t"
+                     "add    r12, lr, r11\n\t"
+                     "ldmdb  %[k2], {r4, r5, r6}\n\t"
+                     "lsl    r11, r12, #1\n\t"
+                     "smmlar r11, r11, r4, r5\n\t"
+                     "sub    r11, r11, r12, lsr #31\n\t"
+                     "asr    r11, r11, r6\n\t"
+                     "ssat   r11, #8, r11\n\t"
+                     "strb   r11, [%[o], %[i]]\n\t"
+                     "adds   %[i], %[i], #1\n\t"
+                     "bne    1b\n\t"
+                     : [i] "+r"(i)
+                     : [k1] "r"(k), [k2] "r"(k2), [a] "r"(a), [b] "r"(b), [o] "r"(output)
+                     : "r4", "r5", "r6", "r7", "r8", "r11", "r12", "lr", "cc", "memory");
+}
+
 /* For parameters whose inputs both have a fast form (add_input_make) and an output shift in
  * [-31, -1]; returns 0 (nothing written) otherwise. */
 static int add_right_shifts(const mcuf_add_params *p, int32_t n, const int8_t *a, const int8_t *b, int8_t *output)
@@ -95,7 +140,13 @@ static int add_right_shifts(const mcuf_add_params *p, int32_t n, const int8_t *a
     const int32_t out_off = p->output_offset;
     const int32_t lo = p->act_min;
     const int32_t hi = p->act_max;
-    if (lo == -128 && hi == 127) {
+    if (lo == -128 && hi == 127 && ro <= 22) {
+        if (n > 0) {
+            const int32_t k[13] = {s1x, off1, m1, h1, r1, mo, ho + (int32_t)((uint32_t)out_off << ro), ro,
+                                   s2x, off2, m2, h2, r2};
+            add_loop_asm(k, n, a, b, output);
+        }
+    } else if (lo == -128 && hi == 127) {
         ADD_FAST_LOOP(out_s8(r, out_off))
     } else {
         ADD_FAST_LOOP(out_s8_act(r, out_off, lo, hi))
