@@ -111,16 +111,20 @@ class InstructionModel:
 
 def fit(pairs: list[tuple[ArchConfig, float]], board: str, core: str, dsp: bool) -> InstructionModel:
     """Non-negative least squares of measured instructions on the features (columns scaled to unit
-    max for conditioning); reports the in-sample and leave-one-out relative errors."""
+    max for conditioning), each profile weighted by 1 / sqrt(instructions): between the absolute fit,
+    where the largest models decide and the smallest are off by up to 17 %, and the relative one,
+    which zeroes the per-row coefficient (24 profiles of the tiled kernels: in-sample mean / max 2.8 /
+    16.8 % unweighted, 2.1 / 6.8 % weighted). Reports the in-sample and leave-one-out relative errors."""
     from scipy.optimize import nnls
 
     assert len(pairs) >= len(FEATURES), f"need at least {len(FEATURES)} profiles, got {len(pairs)}"
     x = np.array([[features(a)[k] for k in FEATURES] for a, _ in pairs])  # (N, F)
     y = np.array([float(v) for _, v in pairs])  # (N,)
     scale = np.maximum(np.abs(x).max(axis=0), 1e-12)
+    weight = 1.0 / np.sqrt(y)
 
     def solve(rows: np.ndarray) -> np.ndarray:
-        return nnls(x[rows] / scale, y[rows])[0] / scale
+        return nnls(x[rows] / scale * weight[rows, None], y[rows] * weight[rows])[0] / scale
 
     coef = solve(np.arange(len(y)))
     rel = np.abs(x @ coef - y) / y
