@@ -427,7 +427,7 @@ class Vectors:
             self._add_case("layernorm", row, f"dim {dim} align {al}")
         edge = np.random.default_rng(2029)  # own stream: the 64-bit steps' extremes (gamma * n saturating)
         picks = np.array([I32_MIN, I32_MAX, -1, 0, 1, 8191, -8191, 1 << 30, -(1 << 30)], dtype=np.int64)
-        # (the DSP kernel's short path: dim <= 514 and shift in [-30, -1], per element when the
+        # (the DSP kernel's short path: dim <= 514 and shift in [-22, -1], per element when the
         # product and bias stay in [-2^30, 2^30); 515 and the other shifts take the general steps)
         ln_edges = (
             (7, 128, qp.Requant(M_MAX, 30)),
@@ -436,6 +436,8 @@ class Vectors:
             (514, -127, qp.Requant(M_MAX, -30)),
             (515, 128, None),
             (40, 3, qp.Requant(M_MIN, -1)),
+            (64, -127, qp.Requant(M_MAX, -22)),  # the largest shift with the offset folded
+            (64, 128, qp.Requant(M_MIN, -23)),  # the general steps
         )
         for dim, off, out in ln_edges:
             p = qp.layernorm_params(edge.normal(1.0, 0.3, dim), edge.normal(0.0, 0.2, dim), 0.05, 0, 0.03, 3)

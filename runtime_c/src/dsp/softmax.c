@@ -46,12 +46,8 @@ mcuf_status mcuf_softmax_s8(const mcuf_softmax_params *p, const int8_t *input, i
     /* With entries in [0, 65536]: sum <= 32767 * 65536 < 2^31. Other tables wrap (unsigned). */
     uint32_t sum = 0;
     const int8_t *x = input;
-    int32_t k = n;
-    for (; k >= 4; k -= 4) { /* 4 per step: the loop's compare and branch once per 4 values */
-        sum += table[max - x[0]] + table[max - x[1]] + table[max - x[2]] + table[max - x[3]];
-        x += 4;
-    }
-    for (; k > 0; k--) {
+    const int8_t *end = input + n;
+    while (x != end) {
         sum += table[max - *x++];
     }
     if (sum == 0u) {
@@ -60,21 +56,10 @@ mcuf_status mcuf_softmax_s8(const mcuf_softmax_params *p, const int8_t *input, i
     const uint32_t half = sum / 2u;
     x = input;
     int8_t *out = output;
-    /* e * 256 <= 2^24, + half < 2^31; USAT 8 of the quotient (< 2^31) is min(q, 255). In place:
-     * each input is read before its output is written. Unrolled by 4, as the sum. */
-#define SOFTMAX_OUT(j) (int8_t)((int32_t)__usat((int32_t)((table[max - x[j]] * 256u + half) / sum), 8) - 128)
-    for (k = n; k >= 4; k -= 4) {
-        out[0] = SOFTMAX_OUT(0);
-        out[1] = SOFTMAX_OUT(1);
-        out[2] = SOFTMAX_OUT(2);
-        out[3] = SOFTMAX_OUT(3);
-        x += 4;
-        out += 4;
+    while (x != end) {
+        /* e * 256 <= 2^24, + half < 2^31; USAT 8 of the quotient (< 2^31) is min(q, 255). */
+        const uint32_t q = (table[max - *x++] * 256u + half) / sum;
+        *out++ = (int8_t)((int32_t)__usat((int32_t)q, 8) - 128); /* in place: input already read */
     }
-    for (; k > 0; k--) {
-        *out++ = SOFTMAX_OUT(0);
-        x++;
-    }
-#undef SOFTMAX_OUT
     return MCUF_OK;
 }
