@@ -2,7 +2,7 @@
  * TFLite ADD int8 for cores with the DSP extension (Cortex-M4, M7, M33). Replaces ../elementwise.c
  * when the project builds with KERNELS=optimized: the same function, the same checks
  * (mcufi_add_check), bit-exact outputs. The residual adds' parameters (right shifts only, the
- * whole int8 range) run an assembly loop of SMMLAR roundings (add_right_shifts, 22 instructions per
+ * whole int8 range) run an assembly loop of SMMLAR roundings (add_right_shifts, 23 instructions per
  * element); other parameters the general loop, the three requantizations with their per-call
  * constants hoisted out of the loop (requant_k, mcuf_dsp.h).
  */
@@ -55,37 +55,39 @@ static int add_input_make(const mcuf_requant *q, int32_t left_shift, add_input_k
 }
 
 /* The element loop in assembly, for the whole int8 output range and an output shift in [-22, -1]
- * (the usual residual add). Per element, 22 instructions with no spills: with SMMLAR (a + SMMULR(x,
- * m) in one instruction) rdbpot(SMMULR(x, m), r) = (SMMLAR(x, m, h) - [x < 0]) >> r, since
+ * (the usual residual add). With SMMLAR (a + SMMULR(x, m) in one instruction)
+ * rdbpot(SMMULR(x, m), r) = (SMMLAR(x, m, h) - [x < 0]) >> r, since
  * m >= 0 gives sign(SMMULR(x, m)) = sign(x) except SMMULR(x, m) = 0 for some x < 0, where both forms
  * give (h - 1) >> r = h >> r = 0; the output offset is added before the last shift (hf = h +
  * offset * 2^r: |SMMULR(2s, m)| < 2^30, h <= 2^21 and |offset| * 2^22 <= 2^29, nothing wraps) and
- * SSAT 8 clamps. The 13 constants are reloaded with LDM (one instruction each set) as the 14 usable
- * registers hold the pointers, the index and the temporaries. k: {scale1, off1, m1, h1, r1,
- * mo, hf, ro, scale2, off2, m2, h2, r2}. */
+ * SSAT 8 clamps. The 13 constants are reloaded per element (an LDM for each input's set, LDRD and
+ * LDR for the output's) as the registers hold the pointers, the index and the temporaries: 23
+ * instructions per element. k: {scale1, off1, m1, h1, r1, scale2, off2, m2, h2, r2, mo, hf, ro}. */
 static __attribute__((noinline)) void add_loop_asm(const int32_t *k, int32_t n, const int8_t *a, const int8_t *b,
                                                    int8_t *output)
 {
-    const int32_t *k2 = k + 8;
+    const int32_t *k2 = k + 5; /* LDMDB from here: the first input's set, LDM: the second's */
     int32_t i = -n;
     a += n;
     b += n;
     output += n;
+    /* r7 (the Thumb frame pointer at -O0) and r9 (the platform register of some ABIs) stay free. */
     __asm__ volatile("1:\n\t"
-                     "ldm    %[k1], {r4, r5, r6, r7, r8}\n\t"
+                     "ldmdb  %[k2], {r4, r5, r6, r8, r10}\n\t"
                      "ldrsb  r11, [%[a], %[i]]\n\t"
                      "mla    r12, r11, r4, r5\n\t"
-                     "smmlar r11, r12, r6, r7\n\t"
+                     "smmlar r11, r12, r6, r8\n\t"
                      "sub    r11, r11, r12, lsr #31\n\t"
-                     "asr    lr, r11, r8\n\t"
-                     "ldm    %[k2], {r4, r5, r6, r7, r8}\n\t"
+                     "asr    lr, r11, r10\n\t"
+                     "ldm    %[k2], {r4, r5, r6, r8, r10}\n\t"
                      "ldrsb  r11, [%[b], %[i]]\n\t"
                      "mla    r12, r11, r4, r5\n\t"
-                     "smmlar r11, r12, r6, r7\n\t"
+                     "smmlar r11, r12, r6, r8\n\t"
                      "sub    r11, r11, r12, lsr #31\n\t"
-                     "asr    r11, r11, r8\n\t"
+                     "asr    r11, r11, r10\n\t"
                      "add    r12, lr, r11\n\t"
-                     "ldmdb  %[k2], {r4, r5, r6}\n\t"
+                     "ldrd   r4, r5, [%[k2], #20]\n\t"
+                     "ldr    r6, [%[k2], #28]\n\t"
                      "lsl    r11, r12, #1\n\t"
                      "smmlar r11, r11, r4, r5\n\t"
                      "sub    r11, r11, r12, lsr #31\n\t"
@@ -95,8 +97,8 @@ static __attribute__((noinline)) void add_loop_asm(const int32_t *k, int32_t n, 
                      "adds   %[i], %[i], #1\n\t"
                      "bne    1b\n\t"
                      : [i] "+r"(i)
-                     : [k1] "r"(k), [k2] "r"(k2), [a] "r"(a), [b] "r"(b), [o] "r"(output)
-                     : "r4", "r5", "r6", "r7", "r8", "r11", "r12", "lr", "cc", "memory");
+                     : [k2] "r"(k2), [a] "r"(a), [b] "r"(b), [o] "r"(output)
+                     : "r4", "r5", "r6", "r8", "r10", "r11", "r12", "lr", "cc", "memory");
 }
 
 /* For parameters whose inputs both have a fast form (add_input_make), an output shift in [-22, -1]
@@ -113,8 +115,9 @@ static int add_right_shifts(const mcuf_add_params *p, int32_t n, const int8_t *a
     }
     if (n > 0) {
         const int32_t hf = (INT32_C(1) << (ro - 1)) + (int32_t)((uint32_t)p->output_offset << ro);
-        const int32_t k[13] = {k1.scale, p->input1_offset * k1.scale, k1.m, k1.half, k1.right, p->output.multiplier,
-                               hf, ro, k2.scale, p->input2_offset * k2.scale, k2.m, k2.half, k2.right};
+        const int32_t k[13] = {k1.scale, p->input1_offset * k1.scale, k1.m, k1.half, k1.right,
+                               k2.scale, p->input2_offset * k2.scale, k2.m, k2.half, k2.right,
+                               p->output.multiplier, hf, ro};
         add_loop_asm(k, n, a, b, output);
     }
     return 1;
