@@ -390,6 +390,11 @@ class Vectors:
             (1, (M_MIN, 0), (M_MIN, 0), (M_MAX, -1), (0, 0, 0), (-128, 127)),
             (21, (M_MIN, 0), (M_MAX, -3), (M_MAX, -20), (7, -7, 0), (-20, 20)),
             (21, (M_MIN, -2), (M_MAX, -1), (M_MIN, -1), (1, -1, 3), (-128, 127)),
+            # the assembly loop's bounds: output shift -22 with the extreme output offsets (folded
+            # into the rounding constant), -23 (the C loop)
+            (21, (M_MAX, -1), (M_MAX, -2), (M_MAX, -22), (128, -127, 127), (-128, 127)),
+            (21, (M_MAX, -1), (M_MIN, 0), (M_MIN, -22), (-127, 128, -128), (-128, 127)),
+            (21, (M_MAX, -1), (M_MAX, -1), (M_MAX, -23), (128, 128, -128), (-128, 127)),
         )
         for ls, r1, r2, ro, (o1, o2, oo), (lo, hi) in fast:
             p = qp.AddParams(o1, o2, oo, ls, qp.Requant(*r1), qp.Requant(*r2), qp.Requant(*ro), lo, hi)
@@ -422,7 +427,19 @@ class Vectors:
             self._add_case("layernorm", row, f"dim {dim} align {al}")
         edge = np.random.default_rng(2029)  # own stream: the 64-bit steps' extremes (gamma * n saturating)
         picks = np.array([I32_MIN, I32_MAX, -1, 0, 1, 8191, -8191, 1 << 30, -(1 << 30)], dtype=np.int64)
-        for dim, off, out in ((7, 128, qp.Requant(M_MAX, 30)), (96, -127, qp.Requant(M_MAX, -31)), (33, 5, None)):
+        # (the DSP kernel's short path: dim <= 514 and shift in [-22, -1], per element when the
+        # product and bias stay in [-2^30, 2^30); 515 and the other shifts take the general steps)
+        ln_edges = (
+            (7, 128, qp.Requant(M_MAX, 30)),
+            (96, -127, qp.Requant(M_MAX, -31)),
+            (33, 5, None),
+            (514, -127, qp.Requant(M_MAX, -30)),
+            (515, 128, None),
+            (40, 3, qp.Requant(M_MIN, -1)),
+            (64, -127, qp.Requant(M_MAX, -22)),  # the largest shift with the offset folded
+            (64, 128, qp.Requant(M_MIN, -23)),  # the general steps
+        )
+        for dim, off, out in ln_edges:
             p = qp.layernorm_params(edge.normal(1.0, 0.3, dim), edge.normal(0.0, 0.2, dim), 0.05, 0, 0.03, 3)
             gamma = np.where(edge.random(dim) < 0.5, edge.choice(picks, dim), edge.integers(I32_MIN, I32_MAX, dim))
             beta = np.where(edge.random(dim) < 0.5, edge.choice(picks, dim), edge.integers(I32_MIN, I32_MAX, dim))

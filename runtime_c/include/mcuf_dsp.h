@@ -226,12 +226,23 @@ static inline int short_shift_ok(int32_t s)
     return (uint32_t)(s + 30) <= 29u;
 }
 
+/* a + SMMULR(x, m) = floor((a * 2^32 + x * m + 2^31) / 2^32), in one instruction (SMMLAR). */
+static inline int32_t smmlar(int32_t x, int32_t m, int32_t a)
+{
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(x), "r"(m), "r"(a));
+    return r;
+}
+
 /* The short stage of one sum (|sum + b2 / 2| < 2^30): b2 = 2 * bias, h = 2^(right - 1),
- * right = -s in [1, 30]. */
+ * right = -s in [1, 30]. With x = 2 * (sum + bias) and y = SMMULR(x, m): y + h is one SMMLAR, and
+ * the rounding's -[y < 0] is -[x < 0]: m >= 0 gives y < 0 only for x < 0, and for x < 0 with y = 0
+ * both forms give 0 ((h - 1) >> right = h >> right = 0). */
 static inline int8_t short_out(int32_t sum, int32_t b2, int32_t m, int32_t h, int32_t right, int32_t off)
 {
-    const int32_t y = smmulr((int32_t)((uint32_t)sum << 1) + b2, m);
-    return (int8_t)__ssat(((y + h + (y >> 31)) >> right) + off, 8);
+    const int32_t x = (int32_t)((uint32_t)sum << 1) + b2;
+    const int32_t yh = smmlar(x, m, h);
+    return (int8_t)__ssat(((yh - (int32_t)((uint32_t)x >> 31)) >> right) + off, 8);
 }
 
 #endif /* MCUF_DSP_H */

@@ -1,9 +1,10 @@
 /*
  * TFLite ADD int8 for cores with the DSP extension (Cortex-M4, M7, M33). Replaces ../elementwise.c
  * when the project builds with KERNELS=optimized: the same function, the same checks
- * (mcufi_add_check), bit-exact outputs. The three requantizations run inline with their per-call
- * constants hoisted out of the loop (requant_k, mcuf_dsp.h); with right shifts only (the common
- * case) through SMMULR and a rounding add (add_right_shifts).
+ * (mcufi_add_check), bit-exact outputs. The residual adds' parameters (right shifts only, the
+ * whole int8 range) run an assembly loop of SMMLAR roundings (add_right_shifts, 23 instructions per
+ * element); other parameters the general loop, the three requantizations with their per-call
+ * constants hoisted out of the loop (requant_k, mcuf_dsp.h).
  */
 #include <stddef.h>
 
@@ -22,15 +23,8 @@
  */
 #define ADD_FAST_MAX_SHIFT 21
 
-/* smmulr: mcuf_dsp.h */
-/* rdbpot(y, right) for |y| < 2^30, right in [1, 31], half = 2^(right-1). */
-static inline int32_t rdbpot_small(int32_t y, int32_t right, int32_t half)
-{
-    return (y + half - (int32_t)((uint32_t)y >> 31)) >> right;
-}
-
-/* One input's constants in add_right_shifts: s = rdbpot_small(SMMULR(v * scale + offset * scale, m),
- * right, half), v the int8 input. */
+/* One input's constants in add_right_shifts: s = rdbpot(SMMULR(v * scale + offset * scale, m), right)
+ * with half = 2^(right - 1), v the int8 input. */
 typedef struct {
     int32_t scale, m, right, half;
 } add_input_k;
@@ -40,7 +34,7 @@ typedef struct {
  *   - multiplier 2^30, shift 0 (TFLite's 0.5 for the input with the larger scale), 1 <= left_shift
  *     <= 20: x = v * 2^left_shift is even, so the exact result floor((x + 1) / 2) = x / 2; with
  *     scale = 2^(left_shift + 2), SMMULR(4x, 2^30) = floor(x + 1/2) = x (|4x| < 2^31), and
- *     rdbpot_small(x, 1, 1) = x / 2. */
+ *     rdbpot(x, 1) = x / 2. */
 static int add_input_make(const mcuf_requant *q, int32_t left_shift, add_input_k *k)
 {
     if (q->shift <= -1 && left_shift <= ADD_FAST_MAX_SHIFT) {
@@ -60,45 +54,71 @@ static int add_input_make(const mcuf_requant *q, int32_t left_shift, add_input_k
     return 0;
 }
 
-/* The element loop of add_right_shifts; OUT: the output stage of r. */
-#define ADD_FAST_LOOP(OUT)                                                                                         \
-    for (int32_t i = 0; i < n; i++) {                                                                              \
-        const int32_t s1 = rdbpot_small(smmulr((int32_t)a[i] * s1x + off1, m1), r1, h1);                          \
-        const int32_t s2 = rdbpot_small(smmulr((int32_t)b[i] * s2x + off2, m2), r2, h2);                          \
-        const int32_t r = rdbpot_small(smmulr((s1 + s2) * 2, mo), ro, ho);                                        \
-        output[i] = (OUT); /* out may alias a or b: both read */                                                   \
-    }
+/* The element loop in assembly, for the whole int8 output range and an output shift in [-22, -1]
+ * (the usual residual add). With SMMLAR (a + SMMULR(x, m) in one instruction)
+ * rdbpot(SMMULR(x, m), r) = (SMMLAR(x, m, h) - [x < 0]) >> r, since
+ * m >= 0 gives sign(SMMULR(x, m)) = sign(x) except SMMULR(x, m) = 0 for some x < 0, where both forms
+ * give (h - 1) >> r = h >> r = 0; the output offset is added before the last shift (hf = h +
+ * offset * 2^r: |SMMULR(2s, m)| < 2^30, h <= 2^21 and |offset| * 2^22 <= 2^29, nothing wraps) and
+ * SSAT 8 clamps. The 13 constants are reloaded per element (an LDM for each input's set, LDRD and
+ * LDR for the output's) as the registers hold the pointers, the index and the temporaries: 23
+ * instructions per element. k: {scale1, off1, m1, h1, r1, scale2, off2, m2, h2, r2, mo, hf, ro}. */
+static __attribute__((noinline)) void add_loop_asm(const int32_t *k, int32_t n, const int8_t *a, const int8_t *b,
+                                                   int8_t *output)
+{
+    const int32_t *k2 = k + 5; /* LDMDB from here: the first input's set, LDM: the second's */
+    int32_t i = -n;
+    a += n;
+    b += n;
+    output += n;
+    /* r7 (the Thumb frame pointer at -O0) and r9 (the platform register of some ABIs) stay free. */
+    __asm__ volatile("1:\n\t"
+                     "ldmdb  %[k2], {r4, r5, r6, r8, r10}\n\t"
+                     "ldrsb  r11, [%[a], %[i]]\n\t"
+                     "mla    r12, r11, r4, r5\n\t"
+                     "smmlar r11, r12, r6, r8\n\t"
+                     "sub    r11, r11, r12, lsr #31\n\t"
+                     "asr    lr, r11, r10\n\t"
+                     "ldm    %[k2], {r4, r5, r6, r8, r10}\n\t"
+                     "ldrsb  r11, [%[b], %[i]]\n\t"
+                     "mla    r12, r11, r4, r5\n\t"
+                     "smmlar r11, r12, r6, r8\n\t"
+                     "sub    r11, r11, r12, lsr #31\n\t"
+                     "asr    r11, r11, r10\n\t"
+                     "add    r12, lr, r11\n\t"
+                     "ldrd   r4, r5, [%[k2], #20]\n\t"
+                     "ldr    r6, [%[k2], #28]\n\t"
+                     "lsl    r11, r12, #1\n\t"
+                     "smmlar r11, r11, r4, r5\n\t"
+                     "sub    r11, r11, r12, lsr #31\n\t"
+                     "asr    r11, r11, r6\n\t"
+                     "ssat   r11, #8, r11\n\t"
+                     "strb   r11, [%[o], %[i]]\n\t"
+                     "adds   %[i], %[i], #1\n\t"
+                     "bne    1b\n\t"
+                     : [i] "+r"(i)
+                     : [k2] "r"(k2), [a] "r"(a), [b] "r"(b), [o] "r"(output)
+                     : "r4", "r5", "r6", "r8", "r10", "r11", "r12", "lr", "cc", "memory");
+}
 
-/* For parameters whose inputs both have a fast form (add_input_make) and an output shift in
- * [-31, -1]; returns 0 (nothing written) otherwise. */
+/* For parameters whose inputs both have a fast form (add_input_make), an output shift in [-22, -1]
+ * and the whole int8 range as the activation (the residual adds); returns 0 (nothing written)
+ * otherwise: then the general loop runs. */
 static int add_right_shifts(const mcuf_add_params *p, int32_t n, const int8_t *a, const int8_t *b, int8_t *output)
 {
     add_input_k k1;
     add_input_k k2;
+    const int32_t ro = -p->output.shift;
     if (!add_input_make(&p->input1, p->left_shift, &k1) || !add_input_make(&p->input2, p->left_shift, &k2) ||
-        p->output.shift > -1 || p->left_shift > ADD_FAST_MAX_SHIFT) {
+        ro < 1 || ro > 22 || p->left_shift > ADD_FAST_MAX_SHIFT || p->act_min != -128 || p->act_max != 127) {
         return 0;
     }
-    const int32_t m1 = k1.m;
-    const int32_t m2 = k2.m;
-    const int32_t r1 = k1.right;
-    const int32_t r2 = k2.right;
-    const int32_t h1 = k1.half;
-    const int32_t h2 = k2.half;
-    const int32_t s1x = k1.scale;
-    const int32_t s2x = k2.scale;
-    const int32_t off1 = p->input1_offset * s1x;
-    const int32_t off2 = p->input2_offset * s2x;
-    const int32_t mo = p->output.multiplier;
-    const int32_t ro = -p->output.shift;
-    const int32_t ho = INT32_C(1) << (ro - 1);
-    const int32_t out_off = p->output_offset;
-    const int32_t lo = p->act_min;
-    const int32_t hi = p->act_max;
-    if (lo == -128 && hi == 127) {
-        ADD_FAST_LOOP(out_s8(r, out_off))
-    } else {
-        ADD_FAST_LOOP(out_s8_act(r, out_off, lo, hi))
+    if (n > 0) {
+        const int32_t hf = (INT32_C(1) << (ro - 1)) + (int32_t)((uint32_t)p->output_offset << ro);
+        const int32_t k[13] = {k1.scale, p->input1_offset * k1.scale, k1.m, k1.half, k1.right,
+                               k2.scale, p->input2_offset * k2.scale, k2.m, k2.half, k2.right,
+                               p->output.multiplier, hf, ro};
+        add_loop_asm(k, n, a, b, output);
     }
     return 1;
 }
