@@ -77,23 +77,10 @@ def run_case(
     qat_epochs: int,
     recipe: Recipe = CPU_RECIPE,
     model: ViT | None = None,
-) -> dict:
-    """One seed: train ``arch`` in float (or take the trained ``model``), post-training int8, QAT, and
-    both int8 models' top-1 on the data's val split by the integer reference. Returns the numbers."""
-    return run_case_with_ranges(arch, data, seed, float_epochs, qat_epochs, recipe, model)[0]
-
-
-def run_case_with_ranges(
-    arch: ArchConfig,
-    data: Dataset,
-    seed: int,
-    float_epochs: int,
-    qat_epochs: int,
-    recipe: Recipe = CPU_RECIPE,
-    model: ViT | None = None,
 ) -> tuple[dict, ViT, dict]:
-    """``run_case``, also returning the QAT model (in place: ``model`` when given) and the activation
-    ranges it learned, for an export."""
+    """One seed: train ``arch`` in float (or take the trained ``model``), post-training int8, QAT, and
+    both int8 models' top-1 on the data's val split by the integer reference. Returns the numbers, the
+    QAT model (``model`` itself when given: QAT works in place) and the activation ranges it learned."""
     t0 = time.time()
     if model is None:
         torch.manual_seed(seed)
@@ -166,7 +153,7 @@ def main() -> None:
         runs = []
         for seed in seeds:
             data = load_dataset(name, seed=seed)
-            runs.append(run_case(CASES[name], data, seed, float_epochs, qat_epochs))
+            runs.append(run_case(CASES[name], data, seed, float_epochs, qat_epochs)[0])
         results[name] = {
             "arch": CASES[name].to_json(),
             "data": data.summary(),

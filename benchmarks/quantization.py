@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from qat import CASES, CPU_RECIPE, FLOAT_EPOCHS, QAT_EPOCHS, run_case_with_ranges  # noqa: E402
+from qat import CASES, CPU_RECIPE, FLOAT_EPOCHS, QAT_EPOCHS, run_case  # noqa: E402
 
 from mcuformer.arch import ArchConfig, save_json  # noqa: E402
 from mcuformer.codegen import ref  # noqa: E402
@@ -107,9 +107,8 @@ def one_seed(name: str, seed: int, quick: bool) -> dict:
     int4 = tuple(b for b, d in sorted(drops.items()) if d <= TOLERANCE)
     mixed_arch = replace(arch, weight_bits=tuple(4 if i in int4 else 8 for i in range(arch.depth)))
     mixed_model = with_state(mixed_arch, model)
-    int8_row, int8_model, int8_ranges = run_case_with_ranges(arch, data, seed, 0, qat_epochs, model=model)
-    mixed_row, mixed_model, mixed_ranges = run_case_with_ranges(mixed_arch, data, seed, 0, qat_epochs,
-                                                                model=mixed_model)  # fmt: skip
+    int8_row, int8_model, int8_ranges = run_case(arch, data, seed, 0, qat_epochs, model=model)
+    mixed_row, mixed_model, mixed_ranges = run_case(mixed_arch, data, seed, 0, qat_epochs, model=mixed_model)
     row = {
         "seed": seed,
         "float_top1": int8_row["float_top1"],
