@@ -33,7 +33,7 @@ from mcuformer.export import CALIBRATION_IMAGES, QAT_RANGES_FILE, accuracies, co
 from mcuformer.model import ViT, resize_images
 from mcuformer.nas.data_pipeline import resolve_device
 from mcuformer.nas.instr_model import DEFAULT_MODEL, InstructionModel
-from mcuformer.nas.qat import QATConfig, QATResult, qat_finetune, ranges_to_json
+from mcuformer.nas.qat import QATConfig, QATResult, qat_finetune, ranges_to_json, split_holdout
 from mcuformer.nas.recipe import Recipe, finetune_epochs_for, num_params, train_config, train_teacher
 from mcuformer.nas.search import InstrFn, SearchConfig, SearchResult, evolution_search
 from mcuformer.nas.sensitivity import measure as measure_sensitivity
@@ -324,13 +324,17 @@ def finetune_step(inputs: SearchInputs, trained: TrainedSupernet, evolved: Evolv
     t0 = time.time()
     model = trained.supernet.extract(result.best_arch)
     ft_epochs = finetune_epochs_for(num_params(model), opts.finetune_epochs)
-    log(f"fine-tuning the winner: {ft_epochs} epochs ({num_params(model)} parameters)")
-    ft_cfg = train_config(trained.recipe, data, ft_epochs, opts.seed, num_params(model), lr=FINETUNE_LR)
-    finetune(model, data, ft_cfg, log, trained.teacher)
-    model.eval()
     use_qat = opts.qat if opts.qat is not None else bool(result.best_arch.int4_blocks)
     if use_qat and opts.qat is None:
         log("the winner has int4 blocks: quantization-aware fine-tuning is on (--no-qat skips it)")
+    # with QAT the fine-tuning leaves out the hold-out QAT selects its checkpoint on (the same seeded
+    # split), so the selection judges images the model has not trained on
+    ft_data = split_holdout(data, QATConfig.holdout_fraction, opts.seed) if use_qat else data
+    log(f"fine-tuning the winner: {ft_epochs} epochs ({num_params(model)} parameters)"
+        + (f", {len(ft_data.train_y)} images (the rest held out for QAT)" if use_qat else ""))  # fmt: skip
+    ft_cfg = train_config(trained.recipe, ft_data, ft_epochs, opts.seed, num_params(model), lr=FINETUNE_LR)
+    finetune(model, ft_data, ft_cfg, log, trained.teacher)
+    model.eval()
     qat_run = qat_step(model, data, trained.recipe, opts, budget.sram_bytes, log) if use_qat else None
     seconds = time.time() - t0
 
