@@ -16,25 +16,12 @@ import torch
 
 from mcuformer.codegen.ir import Node, QParams
 from mcuformer.codegen.ops.base import TrainContext
+from mcuformer.quant_grid import fake_quant_weight, round_half_away, round_ste, straight_through
+
+__all__ = ["fake_quant_weight", "round_half_away", "round_ste", "straight_through"]  # shared with the model
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def round_half_away(x: torch.Tensor) -> torch.Tensor:
-    """Round to nearest, ties away from zero (codegen.qparams.round_half_away)."""
-    return torch.sign(x) * torch.floor(x.abs() + 0.5)
-
-
-def straight_through(soft: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
-    """``exact``'s values with ``soft``'s gradient."""
-    return soft + (exact - soft).detach()
-
-
-def round_ste(x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        rounded = round_half_away(x)
-    return straight_through(x, rounded)
-
-
 def to_int(x: torch.Tensor, q: QParams) -> np.ndarray:
     """A tensor on q's grid -> its int8 values (numpy int64), as the integer kernels see it (x / scale is
     within float error of an integer, so any rounding of it does)."""
@@ -53,13 +40,6 @@ def fake_quant(x: torch.Tensor, q: QParams) -> torch.Tensor:
         levels = torch.clamp(round_half_away(x / q.scale) + q.zero_point, -128.0, 127.0)
         exact = (levels - q.zero_point) * q.scale
     return straight_through(torch.clamp(x, lo, hi), exact)
-
-
-def fake_quant_weight(w: torch.Tensor, qmax: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-output-channel symmetric weights (out, in) on qp.quantize_weights' grid -> (weights, scales)."""
-    amax = w.detach().abs().amax(dim=1)
-    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))  # (out,)
-    return torch.clamp(round_ste(w / scale[:, None]), -qmax, qmax) * scale[:, None], scale
 
 
 def fake_quant_bias(bias: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

@@ -14,21 +14,10 @@ from torch import nn
 
 from mcuformer.arch import ArchConfig
 from mcuformer.datasets import to_float
+from mcuformer.quant_grid import fake_quant_weight
 
 LN_EPS = 1e-6  # read by the frontend per module (nn.LayerNorm.eps); the integer LayerNorm folds it in
 INT4_QMAX = 7  # codegen.qparams.INT4_QMAX: int4 weights take [-7, 7]
-
-
-def fake_quant_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
-    """``weight`` (out, in) on the compiler's per-channel symmetric grid (``qparams.quantize_weights``:
-    scale max|w[o]| / qmax, round half away from zero), with a straight-through gradient."""
-    assert weight.dim() == 2 and bits == 4, (weight.shape, bits)
-    amax = weight.detach().abs().amax(dim=1, keepdim=True)  # (out, 1)
-    scale = torch.where(amax > 0, amax / INT4_QMAX, torch.ones_like(amax))
-    scaled = weight / scale
-    q = torch.sign(scaled) * torch.floor(scaled.abs() + 0.5)  # half away from zero
-    q = q.clamp(-INT4_QMAX, INT4_QMAX) * scale
-    return weight + (q - weight).detach()
 
 
 class Int4Linear(nn.Linear):
@@ -36,7 +25,7 @@ class Int4Linear(nn.Linear):
     grid the compiler will store, so training and evaluation see what the int4 kernels compute."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, fake_quant_weight(self.weight, 4), self.bias)
+        return F.linear(x, fake_quant_weight(self.weight, INT4_QMAX)[0], self.bias)
 
 
 def linear(in_features: int, out_features: int, bias: bool = True, bits: int = 8) -> nn.Linear:

@@ -31,8 +31,8 @@ REPO_PYTHON_FOLDERS = ("mcuformer", "codegen", "nas", "boards", "runtime_c", "te
 CORE, CODEGEN, NAS, APP = 0, 1, 2, 3
 LAYER_NAMES = {CORE: "core", CODEGEN: "codegen", NAS: "nas", APP: "app"}
 CORE_MODULES = frozenset(f"{PACKAGE}.{name}" for name in (
-    "_source_tree", "version", "errors", "arch", "budget", "boards", "model", "data", "datasets", "spaces", "outputs",
-    "runtime_c",
+    "_source_tree", "version", "errors", "arch", "budget", "boards", "model", "quant_grid", "data", "datasets",
+    "spaces", "outputs", "runtime_c",
 )) | {PACKAGE}  # fmt: skip
 APP_MODULES = frozenset(f"{PACKAGE}.{name}" for name in (
     "__main__", "cli", "api", "workflow", "search_options", "export", "emulate", "demo", "imported", "reports",
