@@ -13,6 +13,7 @@ number of input channels and classes come from the data set, never from the file
     rank_ratios = [0.25, 0.5, 0]     # fractions of embed_dim; 0 = dense
     per_layer = true                 # heads / MLP ratio / ranks chosen per layer (false: one for all)
     stem_channels = [8, 16]          # optional: a 3x3 stride-2 conv stem of these widths, or none
+    stem_layers = 2                  # optional: 2 = a stride-1 conv of half the width first (default 1)
     weight_bits = [8, 4]             # optional: each block's linears int8 or packed int4 (default [8])
 
 This module is core: it imports neither ``codegen`` nor ``nas``. ``budget_space`` takes the exact
@@ -37,7 +38,7 @@ RANK_GRID: tuple[float, ...] = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.0)
 
 INT_KEYS = ("image_sizes", "patch_sizes", "embed_dims", "depths", "num_heads")
 FLOAT_KEYS = ("mlp_ratios", "rank_ratios")
-SPACE_KEYS = (*INT_KEYS, *FLOAT_KEYS, "per_layer", "stem_channels", "weight_bits")
+SPACE_KEYS = (*INT_KEYS, *FLOAT_KEYS, "per_layer", "stem_channels", "stem_layers", "weight_bits")
 MAX_IMAGE_SIZE = 1024
 MAX_DEPTH = 64
 MAX_EMBED_DIM = 4096
@@ -145,6 +146,11 @@ def space_from_dict(data: dict[str, Any], source: str, in_channels: int, num_cla
         )
     if stems and not any(p % SPACE_STEM_STRIDE == 0 for p in values["patch_sizes"]):
         raise UserError(f"{source}: 'stem_channels' needs an even patch size (the stem halves the resolution)")
+    stem_layers = data.get("stem_layers", 1)
+    if isinstance(stem_layers, bool) or stem_layers not in (1, 2):
+        raise UserError(f"{source}: 'stem_layers' must be 1 or 2, got {stem_layers!r}")
+    if stem_layers == 2 and any(w % 2 or w < 2 for w in stems):
+        raise UserError(f"{source}: with 'stem_layers' 2 every stem width must be even (the first layer has half)")
     bits = data.get("weight_bits", [8])
     if not isinstance(bits, list) or not bits or any(isinstance(b, bool) or b not in WEIGHT_BITS for b in bits):
         raise UserError(f"{source}: 'weight_bits' must be a list of precisions from {list(WEIGHT_BITS)}, got {bits!r}")
@@ -162,6 +168,7 @@ def space_from_dict(data: dict[str, Any], source: str, in_channels: int, num_cla
         num_classes=num_classes,
         per_layer=per_layer,
         stem_channels=tuple(sorted(set(stems))),
+        stem_layers=stem_layers,
         int4_layers=tuple(range(max(values["depths"]))) if 4 in bits else (),
     )
 
@@ -201,6 +208,7 @@ def describe_space(space: SearchSpace) -> str:
         f"D {join(space.depths)} heads {join(space.num_heads)} mlp {join(space.mlp_ratios)} "
         f"rank {join(space.rank_ratios)}"
         + (f" stem 0/{join(space.stem_channels)}" if space.stem_channels else "")
+        + (f" ({space.stem_layers} layers)" if space.stem_channels and space.stem_layers > 1 else "")
         + (f" int4 in blocks {join(space.int4_layers)}" if space.int4_layers else "")
         + ("" if space.per_layer else " (shared by all layers)")
     )

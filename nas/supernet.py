@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -95,7 +95,7 @@ def make_arch(
     per_block = layers  # weight precision stays a per-block choice even when the rest is shared
     if not space.per_layer:  # one choice shared by every layer: the first layer's
         layers = [layers[0]] * len(layers)
-    return with_stem(stem, ArchConfig(
+    return with_stem(stem, space.stem_layers, ArchConfig(
         image_size=image_size,
         in_channels=space.in_channels,
         patch_size=patch_size,
@@ -255,12 +255,21 @@ class Supernet(nn.Module):
         # The optional stem (space.stem_channels): the widest stem's conv and BatchNorm, a width w using
         # their first w channels (a channel's output does not depend on w, so neither do its batch
         # statistics), and a patch kernel of its own over the stem's map, (E, P_max/2, P_max/2, W_max).
+        # With two stem layers (space.stem_layers) a stride-1 conv of W_max / 2 channels comes first; a
+        # width w uses its first w / 2 channels and the stride-2 conv's first w outputs of those inputs
+        # (then the second layer's statistics do depend on w: they are shared as AutoFormer shares
+        # LayerNorms).
         self.stem_max = max(space.stem_channels, default=0)
         if self.stem_max:
             w = self.stem_max
             self.stem_patch_max = max(p // SPACE_STEM_STRIDE for p in space.patch_sizes if p % SPACE_STEM_STRIDE == 0)
             q = self.stem_patch_max
-            self.stem_conv = nn.Parameter(torch.randn(w, c, 3, 3) * (9 * c) ** -0.5)
+            c_in = c
+            if space.stem_layers == 2:
+                self.stem_conv0 = nn.Parameter(torch.randn(w // 2, c, 3, 3) * (9 * c) ** -0.5)
+                self.stem_bn0 = nn.BatchNorm2d(w // 2)
+                c_in = w // 2
+            self.stem_conv = nn.Parameter(torch.randn(w, c_in, 3, 3) * (9 * c_in) ** -0.5)
             self.stem_bn = nn.BatchNorm2d(w)
             self.stem_patch_kernel = nn.Parameter(torch.randn(e, q, q, w) * (q * q * w) ** -0.5)
         self._skeletons: dict[ArchConfig, ViT] = {}  # weightless ViTs whose forward code we borrow
@@ -306,17 +315,21 @@ class Supernet(nn.Module):
         for i in range(arch.depth):
             st.update(self.blocks[i].state(f"blocks.{i}", e, arch.mlp_hidden(i), arch.attn_rank[i], arch.mlp_rank[i]))
         if stem:  # views of the BatchNorm's buffers: training updates the shared running statistics in place
-            bn = self.stem_bn
-            st.update(
-                {
-                    "stem.0.conv.weight": self.stem_conv[:stem],
-                    "stem.0.bn.weight": bn.weight[:stem],
-                    "stem.0.bn.bias": bn.bias[:stem],
-                    "stem.0.bn.running_mean": bn.running_mean[:stem],
-                    "stem.0.bn.running_var": bn.running_var[:stem],
-                    "stem.0.bn.num_batches_tracked": bn.num_batches_tracked,
-                }
-            )
+            layers = [(self.stem_conv, self.stem_bn, stem, self.space.in_channels)]
+            if self.space.stem_layers == 2:
+                layers = [(self.stem_conv0, self.stem_bn0, stem // 2, self.space.in_channels),
+                          (self.stem_conv, self.stem_bn, stem, stem // 2)]  # fmt: skip
+            for i, (conv, bn, width, inputs) in enumerate(layers):
+                st.update(
+                    {
+                        f"stem.{i}.conv.weight": conv[:width, :inputs],
+                        f"stem.{i}.bn.weight": bn.weight[:width],
+                        f"stem.{i}.bn.bias": bn.bias[:width],
+                        f"stem.{i}.bn.running_mean": bn.running_mean[:width],
+                        f"stem.{i}.bn.running_var": bn.running_var[:width],
+                        f"stem.{i}.bn.num_batches_tracked": bn.num_batches_tracked,
+                    }
+                )
         return st
 
     def check(self, arch: ArchConfig) -> None:
@@ -332,11 +345,13 @@ class Supernet(nn.Module):
             ]
             if value > limit
         ]
+        width = stem_width(arch)
         if arch.stem_channels and (
-            len(arch.stem_channels) != 1
-            or arch.stem_strides != (SPACE_STEM_STRIDE,)
-            or arch.stem_channels[0] > self.stem_max
+            width > self.stem_max
             or arch.patch_size > self.stem_patch_max
+            or width % self.space.stem_layers
+            or with_stem(width, self.space.stem_layers, replace(arch, patch_size=arch.patch_size * SPACE_STEM_STRIDE))
+            != arch
         ):
             problems.append(f"stem {list(arch.stem_channels)} not one of the space's (widths <= {self.stem_max})")
         if (arch.in_channels, arch.num_classes) != (self.space.in_channels, self.space.num_classes):

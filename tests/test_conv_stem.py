@@ -174,3 +174,49 @@ def test_space_stem_choice_and_supernet(tmp_path: Path) -> None:
     stem_arch = next(a for a in archs if a.stem_channels == (4,))
     with torch.no_grad():
         assert torch.equal(supernet.extract(stem_arch).eval()(x), supernet(x, stem_arch))
+
+
+def test_two_layer_stem_in_a_search_space(tmp_path):
+    """``stem_layers = 2``: every stem is a stride-1 layer of half the width, then the stride-2 layer;
+    validated from a file, sampled, mutated, crossed over; both layers train and a subnet extracts to a
+    ViT computing the supernet's function."""
+    import random
+
+    from mcuformer.arch import SearchSpace
+    from mcuformer.nas.search import crossover, mutate
+    from mcuformer.nas.supernet import Supernet, sample_arch
+    from mcuformer.spaces import describe_space, load_space
+
+    choices = {"image_sizes": [16], "patch_sizes": [2, 4], "embed_dims": [16, 32], "depths": [1, 2],
+               "num_heads": [2, 4], "mlp_ratios": [1, 2], "stem_channels": [8, 4], "stem_layers": 2}  # fmt: skip
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps(choices))
+    space = load_space(str(path), 1, 10)
+    assert space.stem_layers == 2 and "stem 0/4/8 (2 layers)" in describe_space(space)
+    assert space.to_json()["stem_layers"] == 2 and "stem_layers" not in SearchSpace().to_json()
+    for bad, message in [({"stem_layers": 3}, "must be 1 or 2"), ({"stem_channels": [6, 3]}, "must be even")]:
+        path.write_text(json.dumps({**choices, **bad}))
+        with pytest.raises(UserError, match=message):
+            load_space(str(path), 1, 10)
+    assert space.largest().stem_channels == (4, 8) and space.largest().stem_strides == (1, 2)
+    rng = random.Random(0)
+    archs = [sample_arch(space, rng) for _ in range(40)]
+    archs += [mutate(space, archs[i], 0.5, rng) for i in range(20)] + [
+        crossover(space, archs[i], archs[i + 1], rng) for i in range(20)
+    ]
+    assert {(a.stem_channels, a.stem_strides) for a in archs} == {((), ()), ((2, 4), (1, 2)), ((4, 8), (1, 2))}
+    torch.manual_seed(0)
+    supernet = Supernet(space)
+    x = torch.rand(4, 1, 16, 16) * 2 - 1
+    supernet.train()
+    for a in archs[:8]:
+        supernet(x, a).sum().backward()
+    assert supernet.stem_conv0.grad is not None and supernet.stem_conv.grad is not None
+    supernet.eval()
+    for width in (4, 8):
+        stem_arch = next(a for a in archs if a.stem_channels[-1:] == (width,))
+        with torch.no_grad():
+            assert torch.equal(supernet.extract(stem_arch).eval()(x), supernet(x, stem_arch))
+    one_layer = next(a for a in archs if a.stem_channels == (4, 8))
+    with pytest.raises(ValueError, match="not one of the space's"):
+        supernet.check(type(one_layer)(**{**one_layer.__dict__, "stem_channels": (8,), "stem_strides": (2,)}))
