@@ -54,7 +54,15 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mcuformer.arch import ArchConfig, SearchSpace, save_json  # noqa: E402
+from mcuformer.arch import (  # noqa: E402
+    SPACE_STEM_STRIDE,
+    ArchConfig,
+    SearchSpace,
+    save_json,
+    space_patch,
+    stem_width,
+    with_stem,
+)
 from mcuformer.codegen.cost import CostCache, estimate  # noqa: E402
 from mcuformer.data import load_dataset  # noqa: E402
 from mcuformer.datasets import to_float  # noqa: E402
@@ -85,7 +93,11 @@ def log(msg: str) -> None:
 
 
 def hand_scaled(space: SearchSpace, fits) -> ArchConfig:
-    base = space.largest()
+    """The space's largest ViT (its stem too, where the space has one) with patch 4, 4 heads, MLP ratio
+    4, dense, its embed dim shrunk in steps of 8 until it fits, then its depth."""
+    largest = space.largest()
+    stem = stem_width(largest)
+    base = replace(largest, patch_size=space_patch(largest), stem_channels=(), stem_strides=())
     patch = 4 if 4 in space.patch_sizes and base.image_size % 4 == 0 else base.patch_size
     for depth in range(base.depth, 0, -1):
         for e in range(base.embed_dim, 7, -8):
@@ -100,6 +112,7 @@ def hand_scaled(space: SearchSpace, fits) -> ArchConfig:
                 attn_rank=(0,) * depth,
                 mlp_rank=(0,) * depth,
             )
+            a = with_stem(stem if patch % SPACE_STEM_STRIDE == 0 else 0, space.stem_layers, a)
             if fits(a):
                 return a
     raise RuntimeError("no hand-scaled ViT fits")

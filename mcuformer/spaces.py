@@ -64,7 +64,8 @@ PRESETS: dict[str, Preset] = {
             "mnist",
             "28x28 images (MNIST-like), 16-256 KiB SRAM",
             {"image_sizes": [16, 20, 24, 28], "patch_sizes": [2, 4], "embed_dims": [32, 48, 64, 96, 128],
-             "depths": [1, 2, 3, 4, 5, 6, 7, 8], "num_heads": [2, 4], "mlp_ratios": [1, 2, 3, 4]},
+             "depths": [1, 2, 3, 4, 5, 6, 7, 8], "num_heads": [2, 4], "mlp_ratios": [1, 2, 3, 4],
+             "stem_channels": [16], "stem_layers": 2},
         ),
         Preset(
             "vww96",
@@ -242,11 +243,22 @@ def _resolutions(image_size: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return tuple(s for s in sizes if s > 0), (8, 16)
 
 
+# The sized default's convolutional stem for inputs of 17-48 px (subnets with an even patch may take it):
+# a 3x3 stride-1 conv of 8 channels, then a stride-2 conv of 16. Measured on MNIST (docs/nas.md,
+# "Convolutional stem"): the plain ViT trails the fixed CNN by several points, the stem closes most of it.
+DEFAULT_STEM = (16,)
+
+
+def _stem_choices(image_size: int, patches: tuple[int, ...]) -> tuple[int, ...]:
+    return DEFAULT_STEM if 16 < image_size <= 48 and any(p % SPACE_STEM_STRIDE == 0 for p in patches) else ()
+
+
 def _ladder_space(
-    rung: int, sizes: tuple[int, ...], patches: tuple[int, ...], in_channels: int, num_classes: int
+    rung: int, sizes: tuple[int, ...], patches: tuple[int, ...], in_channels: int, num_classes: int, stem=()
 ) -> SearchSpace:
     """Rung k of the growing ladder: widest embed dim 32 * 1.25^k (multiple of 8), deepest 2 + k layers,
-    the narrower half of the widths and depths kept so the smallest subnet stays small."""
+    the narrower half of the widths and depths kept so the smallest subnet stays small; ``stem``: the
+    two-layer stem widths the subnets may take."""
     step = 8 if 32 * 1.25**rung < 96 else 24  # from 96 on, multiples of 24: divisible by 3, 4, 6 and 8 heads
     e_max = max(32, int(round(32 * 1.25**rung / step)) * step)
     d_max = min(MAX_DEPTH, 2 + rung)
@@ -263,6 +275,8 @@ def _ladder_space(
         rank_ratios=RANK_GRID,
         in_channels=in_channels,
         num_classes=num_classes,
+        stem_channels=tuple(stem),
+        stem_layers=2 if stem else 1,
     )
 
 
@@ -297,7 +311,7 @@ def budget_space(
     top_rung = 18  # embed 32 * 1.25^18 ~ 1,800, depth 20: beyond any microcontroller
     candidate: tuple[SearchSpace, tuple[int, int], tuple[int, int], float] | None = None
     for rung in range(top_rung + 1):
-        space = _ladder_space(rung, sizes, patches, in_channels, num_classes)
+        space = _ladder_space(rung, sizes, patches, in_channels, num_classes, _stem_choices(image_size, patches))
         small, large = cost(space.smallest()), cost(space.largest())
         if not budget.fits(*small):
             if candidate is None:
