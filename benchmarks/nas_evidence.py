@@ -58,8 +58,8 @@ from mcuformer.arch import (  # noqa: E402
     SPACE_STEM_STRIDE,
     ArchConfig,
     SearchSpace,
+    plain_vit,
     save_json,
-    space_patch,
     stem_width,
     with_stem,
 )
@@ -97,7 +97,7 @@ def hand_scaled(space: SearchSpace, fits) -> ArchConfig:
     4, dense, its embed dim shrunk in steps of 8 until it fits, then its depth."""
     largest = space.largest()
     stem = stem_width(largest)
-    base = replace(largest, patch_size=space_patch(largest), stem_channels=(), stem_strides=())
+    base = plain_vit(largest)
     patch = 4 if 4 in space.patch_sizes and base.image_size % 4 == 0 else base.patch_size
     for depth in range(base.depth, 0, -1):
         for e in range(base.embed_dim, 7, -8):

@@ -307,6 +307,11 @@ def with_stem(width: int, layers: int, arch: ArchConfig) -> ArchConfig:
     )
 
 
+def plain_vit(arch: ArchConfig) -> ArchConfig:
+    """``arch`` without its stem, patchifying the image with the search space's patch (the same tokens)."""
+    return replace(arch, patch_size=space_patch(arch), stem_channels=(), stem_strides=())
+
+
 def space_patch(arch: ArchConfig) -> int:
     """The patch of ``arch`` in the search space's terms: its ViT patch times the stem's strides."""
     patch = arch.patch_size

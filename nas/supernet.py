@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from mcuformer.arch import SPACE_STEM_STRIDE, ArchConfig, SearchSpace, stem_width, with_stem
+from mcuformer.arch import SPACE_STEM_STRIDE, ArchConfig, SearchSpace, plain_vit, stem_width, with_stem
 from mcuformer.errors import UserError
 from mcuformer.model import LN_EPS, ViT, resize_images
 
@@ -350,8 +350,7 @@ class Supernet(nn.Module):
             width > self.stem_max
             or arch.patch_size > self.stem_patch_max
             or width % self.space.stem_layers
-            or with_stem(width, self.space.stem_layers, replace(arch, patch_size=arch.patch_size * SPACE_STEM_STRIDE))
-            != arch
+            or with_stem(width, self.space.stem_layers, plain_vit(arch)) != arch
         ):
             problems.append(f"stem {list(arch.stem_channels)} not one of the space's (widths <= {self.stem_max})")
         if (arch.in_channels, arch.num_classes) != (self.space.in_channels, self.space.num_classes):

@@ -217,6 +217,8 @@ def test_two_layer_stem_in_a_search_space(tmp_path):
         stem_arch = next(a for a in archs if a.stem_channels[-1:] == (width,))
         with torch.no_grad():
             assert torch.equal(supernet.extract(stem_arch).eval()(x), supernet(x, stem_arch))
+    big = Supernet(load_space("mnist", 1, 10))  # 28 -> 14 after the stem: the plain patch 4 does not tile 14
+    big.check(next(a for a in (sample_arch(big.space, rng) for _ in range(200)) if a.stem_channels == (8, 16)))
     one_layer = next(a for a in archs if a.stem_channels == (4, 8))
     with pytest.raises(ValueError, match="not one of the space's"):
         supernet.check(type(one_layer)(**{**one_layer.__dict__, "stem_channels": (8,), "stem_strides": (2,)}))
