@@ -195,6 +195,7 @@ def run_budget(
     models: set[str],
     space_file: str | None,
     scratch_epochs: int,
+    search_settings: dict | None = None,
 ) -> dict:
     """The budget's entry for ``models`` (a subset of searched / hand_scaled / random / cnn): parts of one
     budget can run in parallel processes and are merged by ``--merge``."""
@@ -224,9 +225,8 @@ def run_budget(
     epochs = (
         dict(epochs=1, finetune_epochs=1, population=6, generations=1)
         if quick
-        else dict(
-            epochs=SUPERNET_EPOCHS, finetune_epochs=FINETUNE_EPOCHS, population=POPULATION, generations=GENERATIONS
-        )
+        else search_settings
+        or dict(epochs=SUPERNET_EPOCHS, finetune_epochs=FINETUNE_EPOCHS, population=POPULATION, generations=GENERATIONS)
     )
     scratch_epochs = 1 if quick else scratch_epochs
     log(f"== budget {sram} / {flash} on {BOARD}: {space_info['note']}; models {sorted(models)}")
@@ -489,7 +489,13 @@ def main() -> None:
     p.add_argument("--models", default="searched,hand_scaled,random,cnn", help="which rows this part measures")
     p.add_argument("--space", help="a space file for the searches and baselines (default: sized to the budget)")
     p.add_argument("--scratch-epochs", type=int, default=SCRATCH_EPOCHS, help="epochs of every from-scratch model")
+    p.add_argument("--supernet-epochs", type=int, default=SUPERNET_EPOCHS)
+    p.add_argument("--finetune-epochs", type=int, default=FINETUNE_EPOCHS, help="the search's own fine-tuning (base)")
+    p.add_argument("--population", type=int, default=POPULATION)
+    p.add_argument("--generations", type=int, default=GENERATIONS)
     args = p.parse_args()
+    search_settings = dict(epochs=args.supernet_epochs, finetune_epochs=args.finetune_epochs,
+                           population=args.population, generations=args.generations)  # fmt: skip
     docs = ROOT / "docs"
     if args.merge is not None:
         parts = [json.loads((PARTS / f"{name}.json").read_text()) for name in args.merge]
@@ -517,7 +523,8 @@ def main() -> None:
         sram, flash = pair.split("/")
         models = set(args.models.split(","))
         entry = run_budget(
-            sram, flash, list(range(args.seeds)), args.quick, docs, models, args.space, args.scratch_epochs
+            sram, flash, list(range(args.seeds)), args.quick, docs, models, args.space, args.scratch_epochs,
+            search_settings,
         )
         result["budgets"].append(entry)
         result["machine"] = machine()
