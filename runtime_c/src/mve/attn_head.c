@@ -328,11 +328,14 @@ void mcufi_attn_scores_tile(const mcuf_attn_head_params *p, int32_t n, const int
 }
 
 /* Weighted sums against V transposed (vt [head_dim][tokens]): each output is a contiguous dot
- * product over the tokens, 16 per step as 8-bit vectors: with p' = p + 128 and v' = v + vo,
+ * product over the tokens. With p' = p + 128 and v' = v + vo,
  *   sum_j p'_j v'_j = sum_j p_j v_j + 128 sum_j v_j + vo sum_j p'_j
- * (VMLADAVA.S8 and VADDVA.S8 per 16 tokens, the last step predicated with VCTP.8; each part and
- * the total are exact integers, combined in wrapping arithmetic, the total in int32 range:
- * |sum| <= 255 * 255 * tokens < 2^31). Four outputs per output stage (requantize_x4). */
+ * (each part and the total exact integers, combined in wrapping arithmetic, the total in int32
+ * range: |sum| <= 255 * 255 * tokens < 2^31). Up to 4 probability rows share each V row: per
+ * output dimension one mve_dot4x1 (per 16 tokens one VLDRB of V and one VADDVA for sum_j v_j, per
+ * row one VLDRB and one VMLADAVA.S8: 11 instructions for 64 MACs, tail-predicated), 4 dimensions
+ * into a [row][4] block, then per row the output stage on the 4 dimensions (requantize_x4). A
+ * group of fewer than 4 rows repeats its last row (its sums are not stored). */
 void mcufi_attn_weighted_sum_tile(const mcuf_attn_head_params *p, int32_t n, const int8_t *probs,
                                   const int8_t *vt, int32_t *xbuf, int8_t *out, int32_t out_stride)
 {
@@ -342,33 +345,43 @@ void mcufi_attn_weighted_sum_tile(const mcuf_attn_head_params *p, int32_t n, con
     const int32_t m = p->av.multiplier;
     const int32_t sh = p->av.shift;
     const int32_t off = p->out_offset;
-    for (int32_t r = 0; r < n; r++) {
-        const int8_t *pr = probs + r * tokens;
-        int32_t psum = 0;
-        for (int32_t j = 0; j < tokens; j += 16) {
-            psum = vaddvaq_s8(psum, vldrbq_z_s8(pr + j, vctp8q((uint32_t)(tokens - j))));
+    for (int32_t r0 = 0; r0 < n; r0 += 4) {
+        const int32_t nr = n - r0 < 4 ? n - r0 : 4;
+        const int8_t *x[4];
+        int32_t corr[4];
+        for (int32_t r = 0; r < 4; r++) {
+            x[r] = probs + (r0 + (r < nr ? r : nr - 1)) * tokens;
         }
-        psum = wrap_add(psum, wrap_mul(128, tokens));
-        const int32_t corr = wrap_mul(p->v_offset, psum);
-        int8_t *o = out + r * out_stride;
+        for (int32_t r = 0; r < nr; r++) {
+            int32_t psum = 0;
+            for (int32_t j = 0; j < tokens; j += 16) {
+                psum = vaddvaq_s8(psum, vldrbq_z_s8(x[r] + j, vctp8q((uint32_t)(tokens - j))));
+            }
+            psum = wrap_add(psum, wrap_mul(128, tokens)); /* sum_j (p[j] + 128) <= 255 * tokens */
+            corr[r] = wrap_mul(p->v_offset, psum);
+        }
         const int8_t *v_row = vt;
         for (int32_t d = 0; d < hd; d += 4) {
-            int32_t acc[4] = {corr, corr, corr, corr};
+            int32_t acc[16]; /* [row][dimension] */
+            int32_t sv[4];
             const int32_t nd = hd - d < 4 ? hd - d : 4;
-            for (int32_t i = 0; i < nd; i++) {
-                int32_t pv = 0;
-                int32_t sv = 0;
-                for (int32_t j = 0; j < tokens; j += 16) {
-                    const mve_pred16_t pred = vctp8q((uint32_t)(tokens - j));
-                    const int8x16_t vv = vldrbq_z_s8(v_row + j, pred);
-                    pv = vmladavaq_s8(pv, vldrbq_z_s8(pr + j, pred), vv);
-                    sv = vaddvaq_s8(sv, vv);
+            if (nd < 4) {
+                vst1q_s32(sv, vdupq_n_s32(0));
+                for (int32_t r = 0; r < 4; r++) {
+                    vst1q_s32(acc + 4 * r, vdupq_n_s32(0));
                 }
-                acc[i] = wrap_add(acc[i], wrap_add(pv, wrap_mul(128, sv)));
+            }
+            for (int32_t i = 0; i < nd; i++) {
+                mve_dot4x1(x[0], x[1], x[2], x[3], v_row, tokens, acc + i, sv + i);
                 v_row += tokens;
             }
-            const int32x4_t res = out_s8_x4(requantize_x4(vld1q_s32(acc), m, sh), off, -128, 127);
-            vstrbq_p_s32(o + d, res, vctp32q((uint32_t)nd));
+            const int32x4_t sv128 = vshlq_n_s32(vld1q_s32(sv), 7); /* 128 sum_j v_j, wrapping */
+            const mve_pred16_t pd = vctp32q((uint32_t)nd);
+            for (int32_t r = 0; r < nr; r++) {
+                const int32x4_t sum = vaddq_n_s32(vaddq_s32(vld1q_s32(acc + 4 * r), sv128), corr[r]);
+                vstrbq_p_s32(out + (r0 + r) * out_stride + d, out_s8_x4(requantize_x4(sum, m, sh), off, -128, 127),
+                             pd);
+            }
         }
     }
 }
