@@ -189,7 +189,7 @@ void mcufi_linear_row(const mcuf_linear_params *p, const int8_t *input, int8_t *
  * inputs, VMLADAV with the first weight vector and VMLADAVA of its last n - 16 inputs (loaded
  * once, predicated, kept in q4-q7 for the 4 rows) with the second: 24 instructions per row and
  * 4 tokens, where the general loop spends about 70 on its predicated tail. */
-static void dots_t4_n32(const int8_t *x, int32_t n, const int8_t *w, int32_t (*a4)[4], int32_t *w4)
+static __attribute__((noinline)) void dots_t4_n32(const int8_t *x, int32_t n, const int8_t *w, int32_t (*a4)[4], int32_t *w4)
 {
     const int8_t *x1 = x + n;
     const int8_t *x2 = x1 + n;
@@ -235,6 +235,19 @@ static void dots_t4_n32(const int8_t *x, int32_t n, const int8_t *w, int32_t (*a
                      : "q0", "q1", "q2", "q4", "q5", "q6", "q7", "p0", "lr", "memory");
 }
 
+/* T = 4 tokens, any in_features n: the dot products of 4 weight rows (w, w + n, ...) with the 4
+ * token rows x, x + n, ... into a4[token][row] and the weight sums into w4[row], one
+ * mve_dot4x1 per weight row (each weight vector loaded and summed once for the 4 tokens: 11
+ * instructions per 64 MACs, the tail predicated by the loop). */
+static __attribute__((noinline)) void dots_t4(const int8_t *x, int32_t n, const int8_t *w, int32_t (*a4)[4],
+                                              int32_t *w4)
+{
+    for (int32_t r = 0; r < 4; r++) {
+        mve_dot4x1(x, x + n, x + 2 * n, x + 3 * n, w, n, &a4[0][r], &w4[r]);
+        w += n;
+    }
+}
+
 /* T tokens (rows of input, T in {2, 4}) through every output channel; row t's bias at
  * p->bias + t * bias_stride. */
 static inline __attribute__((always_inline)) void tile_rows(const mcuf_linear_params *p, int32_t T, const int8_t *input,
@@ -250,6 +263,9 @@ static inline __attribute__((always_inline)) void tile_rows(const mcuf_linear_pa
     for (; o + 4 <= n_out; o += 4) {
         if (T == 4 && n_in > 16 && n_in <= 32) {
             dots_t4_n32(input, n_in, w, a4, w4);
+            w += 4 * n_in;
+        } else if (T == 4) {
+            dots_t4(input, n_in, w, a4, w4);
             w += 4 * n_in;
         } else {
             for (int32_t r = 0; r < 4; r++) {
