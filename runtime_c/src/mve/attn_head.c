@@ -318,10 +318,110 @@ mcuf_status mcuf_attn_weighted_sum_s8(const mcuf_attn_head_params *p, const int8
     return MCUF_OK;
 }
 
+#define KEY_BLOCK 16 /* keys per block of the 2-row score path (48 words of stack) */
+
+/* Two query rows qa, qb (int8, 16 < head_dim <= 32, each in two vectors kept in q0..q3, the second
+ * predicated to head_dim - 16 lanes and zero beyond) against nk >= 1 key rows (k, k + k_stride, ...):
+ * acc_a[j] = sum_d qa[d] k_j[d], acc_b[j] likewise, ksum[j] = sum_d k_j[d]. Per key two VLDRB
+ * (the second predicated), VADDV and VADDVA of the key, four VMLADAV(A).S8, three stores, the row
+ * step and LE: 14 instructions for 2 head_dim MACs. */
+static __attribute__((noinline)) void dots2_hd32(const int8_t *qa, const int8_t *qb, int32_t rest, const int8_t *k,
+                                                 int32_t k_stride, int32_t nk, int32_t *acc_a, int32_t *acc_b,
+                                                 int32_t *ksum)
+{
+    int32_t a, b, ks;
+    __asm__ volatile("vctp.8 %[rest]\n\t"
+                     "vldrb.u8 q0, [%[qa]]\n\t"
+                     "vldrb.u8 q2, [%[qb]]\n\t"
+                     "vpstt\n\t"
+                     "vldrbt.u8 q1, [%[qa], #16]\n\t"
+                     "vldrbt.u8 q3, [%[qb], #16]\n\t"
+                     "wls lr, %[nk], 2f\n"
+                     "1:\n\t"
+                     "vldrb.u8 q4, [%[k]]\n\t"
+                     "vpst\n\t"
+                     "vldrbt.u8 q5, [%[k], #16]\n\t"
+                     "vaddv.s8 %[ks], q4\n\t"
+                     "vaddva.s8 %[ks], q5\n\t"
+                     "vmladav.s8 %[a], q0, q4\n\t"
+                     "vmladava.s8 %[a], q1, q5\n\t"
+                     "vmladav.s8 %[b], q2, q4\n\t"
+                     "vmladava.s8 %[b], q3, q5\n\t"
+                     "str %[a], [%[pa]], #4\n\t"
+                     "str %[b], [%[pb]], #4\n\t"
+                     "str %[ks], [%[pk]], #4\n\t"
+                     "add %[k], %[k], %[stride]\n\t"
+                     "le lr, 1b\n"
+                     "2:"
+                     : [a] "=&Te"(a), [b] "=&Te"(b), [ks] "=&Te"(ks), [k] "+r"(k), [pa] "+r"(acc_a), [pb] "+r"(acc_b),
+                       [pk] "+r"(ksum)
+                     : [qa] "r"(qa), [qb] "r"(qb), [rest] "r"(rest), [stride] "r"(k_stride), [nk] "r"(nk)
+                     : "q0", "q1", "q2", "q3", "q4", "q5", "lr", "memory");
+}
+
+/* The score rows of n queries for 16 < head_dim <= 32, two query rows per pass over the keys
+ * (dots2_hd32; an odd last row is paired with itself), blocks of KEY_BLOCK keys. With the offsets
+ * factored out (each part an exact integer, combined in wrapping arithmetic, the total the
+ * portable kernel's int32):
+ *   sum_d (q[d] + qo)(k[d] + ko) = sum_d q[d] k[d] + qo sum_d k[d] + ko (sum_d q[d] + head_dim qo)
+ * then the output stage on 4 scores per step (requantize_x4, out_s8_x4), the tail predicated. */
+static void scores_tile_hd32(const mcuf_attn_head_params *p, int32_t n, const int8_t *q, int32_t q_stride,
+                             const int8_t *k, int32_t k_stride, int8_t *scores)
+{
+    const int32_t hd = p->head_dim;
+    const int32_t tokens = p->tokens;
+    const int32_t qo = p->q_offset;
+    const int32_t m = p->score.multiplier;
+    const int32_t sh = p->score.shift;
+    const int32_t off = p->score_offset;
+    const mve_pred16_t last = vctp8q((uint32_t)(hd - 16));
+    for (int32_t r = 0; r < n; r += 2) {
+        const int8_t *qa = q + r * q_stride;
+        const int8_t *qb = r + 1 < n ? qa + q_stride : qa;
+        int32_t base[2];
+        for (int32_t i = 0; i < 2; i++) {
+            const int8_t *qr = i == 0 ? qa : qb;
+            const int32_t qsum = vaddvaq_s8(vaddvq_s8(vldrbq_s8(qr)), vldrbq_z_s8(qr + 16, last));
+            base[i] = wrap_mul(p->k_offset, wrap_add(qsum, wrap_mul(hd, qo)));
+        }
+        int8_t *out_a = scores + r * tokens;
+        int8_t *out_b = r + 1 < n ? out_a + tokens : out_a; /* a repeated row: the same bytes again */
+        const int32_t base_a = base[0];
+        const int32_t base_b = base[1];
+        for (int32_t j0 = 0; j0 < tokens; j0 += KEY_BLOCK) {
+            const int32_t nb = tokens - j0 < KEY_BLOCK ? tokens - j0 : KEY_BLOCK;
+            int32_t acc_a[KEY_BLOCK];
+            int32_t acc_b[KEY_BLOCK];
+            int32_t ks[KEY_BLOCK];
+            dots2_hd32(qa, qb, hd - 16, k + j0 * k_stride, k_stride, nb, acc_a, acc_b, ks);
+            int32_t j = 0;
+            for (; j + 4 <= nb; j += 4) {
+                const int32x4_t kc = vmulq_n_s32(vld1q_s32(ks + j), qo);
+                const int32x4_t sa = vaddq_n_s32(vaddq_s32(vld1q_s32(acc_a + j), kc), base_a);
+                const int32x4_t sb = vaddq_n_s32(vaddq_s32(vld1q_s32(acc_b + j), kc), base_b);
+                vstrbq_s32(out_a + j0 + j, out_s8_x4(requantize_x4(sa, m, sh), off, -128, 127));
+                vstrbq_s32(out_b + j0 + j, out_s8_x4(requantize_x4(sb, m, sh), off, -128, 127));
+            }
+            if (j < nb) {
+                const mve_pred16_t pj = vctp32q((uint32_t)(nb - j));
+                const int32x4_t kc = vmulq_n_s32(vld1q_s32(ks + j), qo);
+                const int32x4_t sa = vaddq_n_s32(vaddq_s32(vld1q_s32(acc_a + j), kc), base_a);
+                const int32x4_t sb = vaddq_n_s32(vaddq_s32(vld1q_s32(acc_b + j), kc), base_b);
+                vstrbq_p_s32(out_a + j0 + j, out_s8_x4(requantize_x4(sa, m, sh), off, -128, 127), pj);
+                vstrbq_p_s32(out_b + j0 + j, out_s8_x4(requantize_x4(sb, m, sh), off, -128, 127), pj);
+            }
+        }
+    }
+}
+
 void mcufi_attn_scores_tile(const mcuf_attn_head_params *p, int32_t n, const int8_t *q, int32_t q_stride,
                             const int8_t *k, int32_t k_stride, int32_t *xbuf, int8_t *scores)
 {
     (void)xbuf;
+    if (p->head_dim > 16 && p->head_dim <= 32) {
+        scores_tile_hd32(p, n, q, q_stride, k, k_stride, scores);
+        return;
+    }
     for (int32_t r = 0; r < n; r++) { /* checked parameters */
         scores_row(p, q + r * q_stride, k, k_stride, scores + r * p->tokens);
     }
