@@ -459,6 +459,17 @@ class Vectors:
             al = int(rng.integers(0, 4))
             row = f"{{{table}, {n}, {al}, {self.c.s8(x)}, {self.c.s8(ref.lut(t, x))}}}"
             self._add_case("lut", row, f"n {n} align {al}")
+        # the Helium gather (16 values per step): every tail of the step, both ends of the table
+        edge = np.random.default_rng(2031)  # own stream: the cases above keep their values
+        t2 = _s8(edge, 256)
+        t2[0], t2[255] = -128, 127
+        table2 = self.c.s8(t2)
+        for n in (15, 16, 17, 31, 33, 47, 192, 250):
+            x = _s8(edge, n)
+            x[0], x[-1] = -128, 127
+            al = int(edge.integers(0, 4))
+            row = f"{{{table2}, {n}, {al}, {self.c.s8(x)}, {self.c.s8(ref.lut(t2, x))}}}"
+            self._add_case("lut", row, f"n {n} align {al}, 16-value steps")
 
     def softmax_cases(self) -> None:
         """Every length 1..40 (the 4-value maximum's tails), the maximum at the first, last and an
