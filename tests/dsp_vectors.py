@@ -449,6 +449,29 @@ class Vectors:
             x = edge.choice(np.array([-128, 127, 0, -1], np.int8), dim)
             row = f"{{{self.c.struct(p)}, 0, {self.c.s8(x)}, {self.c.s8(ref.layernorm(p, x))}, {OK}}}"
             self._add_case("layernorm", row, f"dim {dim} extreme gamma/beta offset {off}")
+        # The Helium kernel's short rows (no 64-bit steps: |d| < 2^17 and |n| * |gamma| + |beta| < 2^31)
+        # at their bounds: one outlier among equal inputs (|d| = 255 (dim - 1), the largest |n|), gamma
+        # and beta at the compiler's limits (|gamma| <= 2^13 - 1, |beta| <= 2^30 - 1) or past them
+        # (gamma 2^15, 2^17: the general steps), dims 514 / 515 (short) and 600 (|d| >= 2^17: general).
+        short = np.random.default_rng(2032)  # own stream: the cases above keep their values
+        for dim, g_abs, b_abs, off in (
+            (514, 8191, (1 << 30) - 1, 128),
+            (515, 8191, (1 << 30) - 1, -127),
+            (600, 8191, (1 << 30) - 1, 0),
+            (97, 8191, (1 << 30) - 1, 5),
+            (97, 1 << 15, (1 << 30) - 1, 5),
+            (45, 1 << 17, 1 << 30, -3),
+            (18, 4000, 1 << 20, 0),
+        ):
+            p = qp.layernorm_params(short.normal(1.0, 0.3, dim), short.normal(0.0, 0.2, dim), 0.05, 0, 0.03, 3)
+            gamma = np.where(short.random(dim) < 0.5, g_abs, -g_abs)
+            gamma[1:] = (gamma[1:] * short.random(dim - 1)).astype(np.int64)
+            beta = np.where(short.random(dim) < 0.5, b_abs, -b_abs)
+            p = replace(p, input_offset=off, gamma=gamma.astype(np.int32), beta=beta.astype(np.int32))
+            x = np.full(dim, -128 if dim % 2 else 127, np.int8)
+            x[int(short.integers(0, dim))] = 127 if dim % 2 else -128
+            row = f"{{{self.c.struct(p)}, 0, {self.c.s8(x)}, {self.c.s8(ref.layernorm(p, x))}, {OK}}}"
+            self._add_case("layernorm", row, f"dim {dim} one outlier, |gamma| <= {g_abs}, |beta| {b_abs}")
 
     def lut_cases(self) -> None:
         rng = self.rng
