@@ -29,7 +29,7 @@ static inline int32x4_t carry_into(int32x4_t hi, uint32x4_t lo, uint32x4_t sum)
 }
 
 /* mcufi_layernorm_inv's scale, the same integer, without its 32 64-bit digit steps and its 64-bit
- * division (__aeabi_uldivmod), which cost about 1,500 instructions per row on the M55:
+ * division (__aeabi_uldivmod), several hundred instructions per row on the M55:
  *   - ln_isqrt32: floor(sqrt(v)) of a 32-bit v, digit by digit (16 steps of 32-bit operations),
  *     and the remainder v - root^2;
  *   - ln_isqrt_u64: floor(sqrt(n)) of a 64-bit n by one Karatsuba step (Zimmermann 1999): n
@@ -38,8 +38,7 @@ static inline int32x4_t carry_into(int32x4_t hi, uint32x4_t lo, uint32x4_t sum)
  *     a3 b + a2 (s1 in [2^15, 2^16), r1 <= 2 s1); (q, u) = divmod(r1 b + a1, 2 s1), one UDIV of
  *     floor((r1 b + a1) / 2) by s1 (< 2^32; floor(floor(X / 2) / s1) = floor(X / (2 s1)));
  *     s = s1 b + q, minus 1 when u b + a0 - q^2 < 0 (one correction suffices for a normalised n);
- *   - ln_div_pow2: floor(2^e / sigma) by long division with 32-bit UDIVs, as many quotient bits
- *     per step as the remainder's leading zeros allow (sigma >= 2^31: the 64-bit division).
+ *   - floor(2^44 / sigma) by mve_udiv_shifted (mcuf_mve.h; sigma >= 2^31: the 64-bit division).
  * Checked against mcuf_isqrt_u64 and the 64-bit division on 60 M random values, every square and
  * its neighbours up to 3 M^2 and near 2^63, and every sigma in [2^14, 5 M). */
 /* floor(sqrt(v)) for v < 2^32 (digit by digit, 32-bit), *rem = v - root^2. */
@@ -84,31 +83,6 @@ static inline uint32_t ln_isqrt_u64(uint64_t n)
     return (uint32_t)(s >> (z >> 1));
 }
 
-static inline uint32_t ln_div_pow2(uint32_t sigma, int32_t e)
-{
-    if (sigma >= (UINT32_C(1) << 31)) {
-        return (uint32_t)((UINT64_C(1) << e) / sigma);
-    }
-    uint32_t q = 0u;
-    uint32_t r = 1u;
-    int32_t left = e;
-    while (left > 0) {
-        if (r == 0u) {
-            return q << left; /* sigma divides 2^(e - left): the rest of the quotient is zeros */
-        }
-        int32_t k = __builtin_clz(r);
-        if (k > left) {
-            k = left;
-        }
-        r <<= k;
-        left -= k;
-        const uint32_t d = r / sigma;
-        q = (q << k) + d;
-        r -= d * sigma;
-    }
-    return q;
-}
-
 static inline int32_t ln_inv(const mcuf_layernorm_params *p, int32_t sum, int32_t sq)
 {
     const int64_t d_var = (int64_t)p->dim * sq - (int64_t)sum * sum;
@@ -117,7 +91,10 @@ static inline int32_t ln_inv(const mcuf_layernorm_params *p, int32_t sum, int32_
     if (sigma < (UINT32_C(1) << MCUF_LN_SQRT_BITS)) {
         sigma = UINT32_C(1) << MCUF_LN_SQRT_BITS;
     }
-    return (int32_t)ln_div_pow2(sigma, 30 + MCUF_LN_SQRT_BITS);
+    if (sigma >= (UINT32_C(1) << 31)) {
+        return (int32_t)((UINT64_C(1) << (30 + MCUF_LN_SQRT_BITS)) / sigma);
+    }
+    return (int32_t)mve_udiv_shifted(1u, 30 + MCUF_LN_SQRT_BITS, sigma); /* sigma >= 2^14: <= 2^30 */
 }
 
 /* Whether the row may take ln_rows_short: d_i = in_i * dim + dc is monotonic in in_i, so its extremes
