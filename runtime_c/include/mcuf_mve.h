@@ -58,6 +58,23 @@ static inline int32x4_t requantize_x4v(int32x4_t x, int32x4_t m, int32x4_t left,
     return vrshlq_s32(vqaddq_s32(x, fixup), negr);
 }
 
+/* requantize_x4 for a right shift (s <= -1), 4 instead of 6 instructions: no left shift (VQSHL by
+ * 0 is the identity), and the fixup is the sign (-1 on negative lanes: VAND with -right keeps just
+ * the sign bit when right > 0); a plain VADD for the saturating one, since VQRDMULH by
+ * m <= 2^31 - 1 never returns INT32_MIN (its least value is -2^31 + 1). The same integers. */
+static inline int32x4_t requantize_x4_r(int32x4_t x, int32_t m, int32_t s)
+{
+    x = vqrdmulhq_n_s32(x, m);
+    return vrshlq_n_s32(vaddq_s32(x, vshrq_n_s32(x, 31)), s);
+}
+
+/* requantize_x4v for lanes whose shifts are all <= -1 (negr = the shifts): as requantize_x4_r. */
+static inline int32x4_t requantize_x4v_r(int32x4_t x, int32x4_t m, int32x4_t negr)
+{
+    x = vqrdmulhq_s32(x, m);
+    return vrshlq_s32(vaddq_s32(x, vshrq_n_s32(x, 31)), negr);
+}
+
 /* clamp(r + offset, lo, hi) on 4 lanes (out_s8_act; the saturating add keeps the order). */
 static inline int32x4_t out_s8_x4(int32x4_t r, int32_t offset, int32_t lo, int32_t hi)
 {

@@ -8,7 +8,9 @@
  * of mcuf_mve.h (the scalar requantize's integers for every checked multiplier and shift) for
  * each input, their saturating sum (VQADD = the portable int64 sum clamped to int32), the output's
  * requantize_x4 and out_s8_x4 (offset, activation range), VSTRB.32 narrows to bytes. The output
- * may be a or b: each step loads both inputs before it stores.
+ * may be a or b: each step loads both inputs before it stores. When the three shifts are right
+ * shifts (the models' adds) the groups of 4 run unpredicated with requantize_x4_r, the rest (and
+ * every element otherwise) through the general predicated steps.
  */
 #include <stddef.h>
 
@@ -33,7 +35,16 @@ mcuf_status mcuf_add_s8(const mcuf_add_params *p, int32_t n, const int8_t *a, co
     const int32_t off = p->output_offset;
     const int32_t lo = p->act_min;
     const int32_t hi = p->act_max;
-    for (int32_t i = 0; i < n; i += 4) {
+    int32_t i = 0;
+    if (s1 <= -1 && s2 <= -1 && so <= -1) { /* the usual case: right shifts only (requantize_x4_r) */
+        for (; i + 4 <= n; i += 4) {
+            const int32x4_t x1 = vshlq_r_s32(vaddq_n_s32(vldrbq_s32(a + i), o1), ls);
+            const int32x4_t x2 = vshlq_r_s32(vaddq_n_s32(vldrbq_s32(b + i), o2), ls);
+            const int32x4_t sum = vqaddq_s32(requantize_x4_r(x1, m1, s1), requantize_x4_r(x2, m2, s2));
+            vstrbq_s32(output + i, out_s8_x4(requantize_x4_r(sum, mo, so), off, lo, hi)); /* a, b read above */
+        }
+    }
+    for (; i < n; i += 4) {
         const mve_pred16_t pred = vctp32q((uint32_t)(n - i));
         const int32x4_t x1 = vshlq_r_s32(vaddq_n_s32(vldrbq_z_s32(a + i, pred), o1), ls);
         const int32x4_t x2 = vshlq_r_s32(vaddq_n_s32(vldrbq_z_s32(b + i, pred), o2), ls);
