@@ -16,6 +16,7 @@
 #endif
 
 #include <arm_mve.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "mcuf_dsp.h"
@@ -73,6 +74,13 @@ static inline int32x4_t requantize_x4v_r(int32x4_t x, int32x4_t m, int32x4_t neg
 {
     x = vqrdmulhq_s32(x, m);
     return vrshlq_s32(vaddq_s32(x, vshrq_n_s32(x, 31)), negr);
+}
+
+/* requantize_x4_r when `right` (a constant after inlining: the caller's loop is written twice,
+ * for s <= -1 and for any s), else requantize_x4. */
+static inline __attribute__((always_inline)) int32x4_t requantize_x4_any(int32x4_t x, int32_t m, int32_t s, bool right)
+{
+    return right ? requantize_x4_r(x, m, s) : requantize_x4(x, m, s);
 }
 
 /* clamp(r + offset, lo, hi) on 4 lanes (out_s8_act; the saturating add keeps the order). */

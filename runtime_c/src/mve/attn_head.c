@@ -365,8 +365,10 @@ static __attribute__((noinline)) void dots2_hd32(const int8_t *qa, const int8_t 
  * portable kernel's int32):
  *   sum_d (q[d] + qo)(k[d] + ko) = sum_d q[d] k[d] + qo sum_d k[d] + ko (sum_d q[d] + head_dim qo)
  * then the output stage on 4 scores per step (requantize_x4, out_s8_x4), the tail predicated. */
-static void scores_tile_hd32(const mcuf_attn_head_params *p, int32_t n, const int8_t *q, int32_t q_stride,
-                             const int8_t *k, int32_t k_stride, int8_t *scores)
+static inline __attribute__((always_inline)) void scores_tile_hd32_rq(const mcuf_attn_head_params *p, int32_t n,
+                                                                       const int8_t *q, int32_t q_stride,
+                                                                       const int8_t *k, int32_t k_stride,
+                                                                       int8_t *scores, bool right)
 {
     const int32_t hd = p->head_dim;
     const int32_t tokens = p->tokens;
@@ -399,18 +401,30 @@ static void scores_tile_hd32(const mcuf_attn_head_params *p, int32_t n, const in
                 const int32x4_t kc = vmulq_n_s32(vld1q_s32(ks + j), qo);
                 const int32x4_t sa = vaddq_n_s32(vaddq_s32(vld1q_s32(acc_a + j), kc), base_a);
                 const int32x4_t sb = vaddq_n_s32(vaddq_s32(vld1q_s32(acc_b + j), kc), base_b);
-                vstrbq_s32(out_a + j0 + j, out_s8_x4(requantize_x4(sa, m, sh), off, -128, 127));
-                vstrbq_s32(out_b + j0 + j, out_s8_x4(requantize_x4(sb, m, sh), off, -128, 127));
+                vstrbq_s32(out_a + j0 + j, out_s8_x4(requantize_x4_any(sa, m, sh, right), off, -128, 127));
+                vstrbq_s32(out_b + j0 + j, out_s8_x4(requantize_x4_any(sb, m, sh, right), off, -128, 127));
             }
             if (j < nb) {
                 const mve_pred16_t pj = vctp32q((uint32_t)(nb - j));
                 const int32x4_t kc = vmulq_n_s32(vld1q_s32(ks + j), qo);
                 const int32x4_t sa = vaddq_n_s32(vaddq_s32(vld1q_s32(acc_a + j), kc), base_a);
                 const int32x4_t sb = vaddq_n_s32(vaddq_s32(vld1q_s32(acc_b + j), kc), base_b);
-                vstrbq_p_s32(out_a + j0 + j, out_s8_x4(requantize_x4(sa, m, sh), off, -128, 127), pj);
-                vstrbq_p_s32(out_b + j0 + j, out_s8_x4(requantize_x4(sb, m, sh), off, -128, 127), pj);
+                vstrbq_p_s32(out_a + j0 + j, out_s8_x4(requantize_x4_any(sa, m, sh, right), off, -128, 127), pj);
+                vstrbq_p_s32(out_b + j0 + j, out_s8_x4(requantize_x4_any(sb, m, sh, right), off, -128, 127), pj);
             }
         }
+    }
+}
+
+/* scores_tile_hd32_rq for a right-shift score scale (the models': 1/sqrt(head_dim) folded in) and
+ * for any other. */
+static void scores_tile_hd32(const mcuf_attn_head_params *p, int32_t n, const int8_t *q, int32_t q_stride,
+                             const int8_t *k, int32_t k_stride, int8_t *scores)
+{
+    if (p->score.shift <= -1) {
+        scores_tile_hd32_rq(p, n, q, q_stride, k, k_stride, scores, true);
+    } else {
+        scores_tile_hd32_rq(p, n, q, q_stride, k, k_stride, scores, false);
     }
 }
 
@@ -436,10 +450,10 @@ void mcufi_attn_scores_tile(const mcuf_attn_head_params *p, int32_t n, const int
  * row one VLDRB and one VMLADAVA.S8: 11 instructions for 64 MACs, tail-predicated), 4 dimensions
  * into a [row][4] block, then per row the output stage on the 4 dimensions (requantize_x4). A
  * group of fewer than 4 rows repeats its last row (its sums are not stored). */
-void mcufi_attn_weighted_sum_tile(const mcuf_attn_head_params *p, int32_t n, const int8_t *probs,
-                                  const int8_t *vt, int32_t *xbuf, int8_t *out, int32_t out_stride)
+static inline __attribute__((always_inline)) void ws_tile_rq(const mcuf_attn_head_params *p, int32_t n,
+                                                              const int8_t *probs, const int8_t *vt, int8_t *out,
+                                                              int32_t out_stride, bool right)
 {
-    (void)xbuf;
     const int32_t tokens = p->tokens;
     const int32_t hd = p->head_dim;
     const int32_t m = p->av.multiplier;
@@ -479,9 +493,20 @@ void mcufi_attn_weighted_sum_tile(const mcuf_attn_head_params *p, int32_t n, con
             const mve_pred16_t pd = vctp32q((uint32_t)nd);
             for (int32_t r = 0; r < nr; r++) {
                 const int32x4_t sum = vaddq_n_s32(vaddq_s32(vld1q_s32(acc + 4 * r), sv128), corr[r]);
-                vstrbq_p_s32(out + (r0 + r) * out_stride + d, out_s8_x4(requantize_x4(sum, m, sh), off, -128, 127),
+                vstrbq_p_s32(out + (r0 + r) * out_stride + d, out_s8_x4(requantize_x4_any(sum, m, sh, right), off, -128, 127),
                              pd);
             }
         }
+    }
+}
+
+void mcufi_attn_weighted_sum_tile(const mcuf_attn_head_params *p, int32_t n, const int8_t *probs,
+                                  const int8_t *vt, int32_t *xbuf, int8_t *out, int32_t out_stride)
+{
+    (void)xbuf;
+    if (p->av.shift <= -1) { /* right shifts (requantize_x4_r), else any */
+        ws_tile_rq(p, n, probs, vt, out, out_stride, true);
+    } else {
+        ws_tile_rq(p, n, probs, vt, out, out_stride, false);
     }
 }

@@ -135,8 +135,9 @@ static bool ln_short(const mcuf_layernorm_params *p, int32_t d_lo, int32_t d_hi,
 /* The row for ln_short's case, 4 values per step: d (VLDRB.S32, VMLAS), n (VSHL by 14, VRMULH),
  * acc = beta + n * gamma (VMUL, VADD), requantize_x4, out_s8_x4 and a narrowing store; the last dim % 4
  * values predicated. */
-static void ln_rows_short(const mcuf_layernorm_params *p, const int8_t *input, int8_t *output, int32_t dc,
-                          int32_t inv)
+static inline __attribute__((always_inline)) void ln_rows_short_rq(const mcuf_layernorm_params *p,
+                                                                    const int8_t *input, int8_t *output, int32_t dc,
+                                                                    int32_t inv, bool right)
 {
     const int32_t dim = p->dim;
     const int32_t m = p->out.multiplier;
@@ -149,14 +150,25 @@ static void ln_rows_short(const mcuf_layernorm_params *p, const int8_t *input, i
         const int32x4_t n = vrmulhq_s32(vshlq_n_s32(d, 14), vdupq_n_s32(inv));
         const int32x4_t acc = vaddq_s32(vld1q_s32(p->beta + i), vmulq_s32(n, vld1q_s32(p->gamma + i)));
         /* in place: these four inputs are already read */
-        vstrbq_s32(output + i, out_s8_x4(requantize_x4(acc, m, sh), out_off, -128, 127));
+        vstrbq_s32(output + i, out_s8_x4(requantize_x4_any(acc, m, sh, right), out_off, -128, 127));
     }
     if (i < dim) {
         const mve_pred16_t pr = vctp32q((uint32_t)(dim - i));
         const int32x4_t d = vmlasq_n_s32(vldrbq_z_s32(input + i, pr), vdim, dc);
         const int32x4_t n = vrmulhq_s32(vshlq_n_s32(d, 14), vdupq_n_s32(inv));
         const int32x4_t acc = vaddq_s32(vldrwq_z_s32(p->beta + i, pr), vmulq_s32(n, vldrwq_z_s32(p->gamma + i, pr)));
-        vstrbq_p_s32(output + i, out_s8_x4(requantize_x4(acc, m, sh), out_off, -128, 127), pr);
+        vstrbq_p_s32(output + i, out_s8_x4(requantize_x4_any(acc, m, sh, right), out_off, -128, 127), pr);
+    }
+}
+
+/* ln_rows_short_rq for a right-shift output scale (requantize_x4_r) and for any other. */
+static void ln_rows_short(const mcuf_layernorm_params *p, const int8_t *input, int8_t *output, int32_t dc,
+                          int32_t inv)
+{
+    if (p->out.shift <= -1) {
+        ln_rows_short_rq(p, input, output, dc, inv, true);
+    } else {
+        ln_rows_short_rq(p, input, output, dc, inv, false);
     }
 }
 
