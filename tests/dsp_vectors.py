@@ -234,6 +234,11 @@ class Vectors:
         small = np.random.default_rng(2028)  # own stream: the Helium 4-token path for 16 < in_features <= 32
         for n_in, n_out, rows in ((24, 96, 9), (17, 8, 4), (32, 13, 5), (18, 5, 8), (31, 4, 4)):
             self.linear(_linear(small, n_in, n_out), rows, "tiled, 4 tokens, 17..32 inputs", tile=4)
+        tiny = np.random.default_rng(2033)  # own stream: the Helium 4-token path for in_features <= 16
+        for n_in, n_out, rows in ((16, 64, 9), (2, 7, 4), (4, 9, 5), (8, 4, 8), (12, 13, 4), (14, 6, 6), (16, 5, 3)):
+            self.linear(_linear(tiny, n_in, n_out), rows, "tiled, 4 tokens, 1..16 inputs", tile=4)
+        p = _linear(tiny, 16, 8, weights=np.full((8, 16), -128, np.int8), input_offset=128)
+        self.linear(p, 5, "saturating tiled, 4 tokens, 16 inputs", tile=4)
         # Saturating: all inputs and weights at one extreme, extreme offsets, maximal multipliers.
         for w_val, off, p in _saturating_linears(rng, -128, 127):
             self.linear(p, -1, f"saturating w={w_val} off={off}")
