@@ -300,15 +300,12 @@ static inline __attribute__((always_inline)) void tile_rows(const mcuf_linear_pa
     int32_t a4[4][4]; /* [token][channel] */
     int32_t w4[4];
     int32_t o = 0;
+    /* T = 4: the 4-row dot products for this in_features, chosen once per call */
+    void (*const dots4)(const int8_t *, int32_t, const int8_t *, int32_t(*)[4], int32_t *) =
+        n_in <= 16 ? dots_t4_n16 : (n_in <= 32 ? dots_t4_n32 : dots_t4);
     for (; o + 4 <= n_out; o += 4) {
-        if (T == 4 && n_in > 16 && n_in <= 32) {
-            dots_t4_n32(input, n_in, w, a4, w4);
-            w += 4 * n_in;
-        } else if (T == 4 && n_in <= 16) {
-            dots_t4_n16(input, n_in, w, a4, w4);
-            w += 4 * n_in;
-        } else if (T == 4) {
-            dots_t4(input, n_in, w, a4, w4);
+        if (T == 4) {
+            dots4(input, n_in, w, a4, w4);
             w += 4 * n_in;
         } else {
             for (int32_t r = 0; r < 4; r++) {
