@@ -19,6 +19,10 @@
  * VMLA (vector times the key's scalar weight) per 4 dimensions; 24 dimensions in assembly, 16
  * instructions per key. |sum| <= 255 * 255 * tokens < 2^31.
  * Output stage: 4 values per step (requantize_x4, out_s8_x4 of mcuf_mve.h), narrowing stores.
+ * The fused attention's tiles (mcufi_attn_scores_tile, mcufi_attn_weighted_sum_tile) share work
+ * across the tile's rows instead: for head_dim 17..32 two query rows as int8 vectors against each
+ * key (dots2_hd32), and 4 probability rows against each row of V transposed (mve_dot4x1); their
+ * output stages take requantize_x4_r for right shifts.
  */
 #include <stddef.h>
 
