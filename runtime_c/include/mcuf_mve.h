@@ -121,7 +121,8 @@ static inline uint32_t mve_udiv_shifted(uint32_t r, int32_t bits, uint32_t d)
  * Per 16 values one VLDRB and one VADDVA of w, then per row one VLDRB and one VMLADAVA.S8, and
  * LETP: 11 instructions for 64 MACs. |sum| <= 128 * 128 * n: exact int32 for n < 2^17. The rows
  * may alias each other (a tile of fewer than 4 rows repeats one). The accumulators are pinned to
- * even registers (`Te`: VMLADAVA and VADDVA need one). */
+ * even registers (`Te`: VMLADAVA and VADDVA need one). The loop's tail predication is FPSCR.LTPSIZE
+ * (reset by LETP on exit), not VPR: no predicate is clobbered. */
 static inline void mve_dot4x1(const int8_t *x0, const int8_t *x1, const int8_t *x2, const int8_t *x3,
                               const int8_t *w, int32_t n, int32_t *acc, int32_t *wsum)
 {

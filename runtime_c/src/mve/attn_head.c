@@ -360,7 +360,7 @@ static __attribute__((noinline)) void dots2_hd32(const int8_t *qa, const int8_t 
                      : [a] "=&Te"(a), [b] "=&Te"(b), [ks] "=&Te"(ks), [k] "+r"(k), [pa] "+r"(acc_a), [pb] "+r"(acc_b),
                        [pk] "+r"(ksum)
                      : [qa] "r"(qa), [qb] "r"(qb), [rest] "r"(rest), [stride] "r"(k_stride), [nk] "r"(nk)
-                     : "q0", "q1", "q2", "q3", "q4", "q5", "lr", "memory");
+                     : "q0", "q1", "q2", "q3", "q4", "q5", "p0", "lr", "memory");
 }
 
 /* The score rows of n queries for 16 < head_dim <= 32, two query rows per pass over the keys

@@ -274,7 +274,7 @@ static __attribute__((noinline)) void dots_t4_n16(const int8_t *x, int32_t n, co
                      "le lr, 1b"
                      : [a] "=&Te"(a), [ws] "=&Te"(ws), [w] "+r"(w), [acc] "+r"(acc), [w4] "+r"(w4)
                      : [x0] "r"(x), [x1] "r"(x1), [x2] "r"(x2), [x3] "r"(x3), [n] "r"(n), [rows] "r"(4)
-                     : "q0", "q4", "q5", "q6", "q7", "lr", "memory");
+                     : "q0", "q4", "q5", "q6", "q7", "p0", "lr", "memory");
 }
 
 /* T = 4 tokens, any in_features n: the dot products of 4 weight rows (w, w + n, ...) with the 4
