@@ -25,8 +25,8 @@ from mcuformer.codegen.passes.choose_schedules import to_per_head, with_tile
 from mcuformer.codegen.passes.plan import ALIGN
 from mcuformer.codegen.pipeline import run_pipeline
 
-# Reserved by the linker script; measured in QEMU (stack paint): 608 B for the demo on the M4, 824 B for
-# vit-96-rgb with the Helium kernels on the M55 (4x4 accumulators); emulate fails on an overflow.
+# Reserved by the linker script; measured in QEMU (stack paint): 608 B for the demo on the M4, 864 B for
+# vit-96-rgb with the Helium kernels on the M55; emulate fails on an overflow.
 STACK_RESERVE_BYTES = 1024
 STATIC_SRAM_BYTES = 64  # runtime/platform statics besides the arena (counters, stack paint state)
 # `emulate --profile` builds keep one uint64 counter per operator (runtime_c/platform/main.c): reserved in

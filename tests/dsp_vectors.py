@@ -234,6 +234,11 @@ class Vectors:
         small = np.random.default_rng(2028)  # own stream: the Helium 4-token path for 16 < in_features <= 32
         for n_in, n_out, rows in ((24, 96, 9), (17, 8, 4), (32, 13, 5), (18, 5, 8), (31, 4, 4)):
             self.linear(_linear(small, n_in, n_out), rows, "tiled, 4 tokens, 17..32 inputs", tile=4)
+        tiny = np.random.default_rng(2033)  # own stream: the Helium 4-token path for in_features <= 16
+        for n_in, n_out, rows in ((16, 64, 9), (2, 7, 4), (4, 9, 5), (8, 4, 8), (12, 13, 4), (14, 6, 6), (16, 5, 3)):
+            self.linear(_linear(tiny, n_in, n_out), rows, "tiled, 4 tokens, 1..16 inputs", tile=4)
+        p = _linear(tiny, 16, 8, weights=np.full((8, 16), -128, np.int8), input_offset=128)
+        self.linear(p, 5, "saturating tiled, 4 tokens, 16 inputs", tile=4)
         # Saturating: all inputs and weights at one extreme, extreme offsets, maximal multipliers.
         for w_val, off, p in _saturating_linears(rng, -128, 127):
             self.linear(p, -1, f"saturating w={w_val} off={off}")
@@ -449,6 +454,29 @@ class Vectors:
             x = edge.choice(np.array([-128, 127, 0, -1], np.int8), dim)
             row = f"{{{self.c.struct(p)}, 0, {self.c.s8(x)}, {self.c.s8(ref.layernorm(p, x))}, {OK}}}"
             self._add_case("layernorm", row, f"dim {dim} extreme gamma/beta offset {off}")
+        # The Helium kernel's short rows (no 64-bit steps: |d| < 2^17 and |n| * |gamma| + |beta| < 2^31)
+        # at their bounds: one outlier among equal inputs (|d| = 255 (dim - 1), the largest |n|), gamma
+        # and beta at the compiler's limits (|gamma| <= 2^13 - 1, |beta| <= 2^30 - 1) or past them
+        # (gamma 2^15, 2^17: the general steps), dims 514 / 515 (short) and 600 (|d| >= 2^17: general).
+        short = np.random.default_rng(2032)  # own stream: the cases above keep their values
+        for dim, g_abs, b_abs, off in (
+            (514, 8191, (1 << 30) - 1, 128),
+            (515, 8191, (1 << 30) - 1, -127),
+            (600, 8191, (1 << 30) - 1, 0),
+            (97, 8191, (1 << 30) - 1, 5),
+            (97, 1 << 15, (1 << 30) - 1, 5),
+            (45, 1 << 17, 1 << 30, -3),
+            (18, 4000, 1 << 20, 0),
+        ):
+            p = qp.layernorm_params(short.normal(1.0, 0.3, dim), short.normal(0.0, 0.2, dim), 0.05, 0, 0.03, 3)
+            gamma = np.where(short.random(dim) < 0.5, g_abs, -g_abs)
+            gamma[1:] = (gamma[1:] * short.random(dim - 1)).astype(np.int64)
+            beta = np.where(short.random(dim) < 0.5, b_abs, -b_abs)
+            p = replace(p, input_offset=off, gamma=gamma.astype(np.int32), beta=beta.astype(np.int32))
+            x = np.full(dim, -128 if dim % 2 else 127, np.int8)
+            x[int(short.integers(0, dim))] = 127 if dim % 2 else -128
+            row = f"{{{self.c.struct(p)}, 0, {self.c.s8(x)}, {self.c.s8(ref.layernorm(p, x))}, {OK}}}"
+            self._add_case("layernorm", row, f"dim {dim} one outlier, |gamma| <= {g_abs}, |beta| {b_abs}")
 
     def lut_cases(self) -> None:
         rng = self.rng
@@ -459,6 +487,17 @@ class Vectors:
             al = int(rng.integers(0, 4))
             row = f"{{{table}, {n}, {al}, {self.c.s8(x)}, {self.c.s8(ref.lut(t, x))}}}"
             self._add_case("lut", row, f"n {n} align {al}")
+        # the Helium gather (16 values per step): every tail of the step, both ends of the table
+        edge = np.random.default_rng(2031)  # own stream: the cases above keep their values
+        t2 = _s8(edge, 256)
+        t2[0], t2[255] = -128, 127
+        table2 = self.c.s8(t2)
+        for n in (15, 16, 17, 31, 33, 47, 192, 250):
+            x = _s8(edge, n)
+            x[0], x[-1] = -128, 127
+            al = int(edge.integers(0, 4))
+            row = f"{{{table2}, {n}, {al}, {self.c.s8(x)}, {self.c.s8(ref.lut(t2, x))}}}"
+            self._add_case("lut", row, f"n {n} align {al}, 16-value steps")
 
     def softmax_cases(self) -> None:
         """Every length 1..40 (the 4-value maximum's tails), the maximum at the first, last and an

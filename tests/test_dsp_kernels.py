@@ -178,7 +178,7 @@ def kernel_runs(
 
 
 def _describe(cases: dict[str, list[dsp_vectors.Case]], kernel: str, index: int) -> str:
-    table = "attn" if kernel.startswith("attn") else kernel
+    table = "attn" if kernel.startswith("attn") else kernel.removesuffix("_in_place")
     if table in cases and 0 <= index < len(cases[table]):
         return cases[table][index].desc
     return "scalar helper case"

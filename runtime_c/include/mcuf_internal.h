@@ -72,7 +72,8 @@ mcuf_status mcufi_attn_head_check(const mcuf_attn_head_params *p, const int8_t *
 /* The score rows of n queries (row r at q + r * q_stride) into scores [n][tokens], for parameters
  * mcufi_attn_head_check accepted (with every query row): the same integers as n calls of
  * mcuf_attn_scores_s8. xbuf: mcufi_linear_tile_xbuf_words(head_dim, 4) words when n == 4 (the DSP
- * twin expands the 4 queries into it; other n and the portable kernel do not use it). */
+ * twin expands the 4 queries into it, the Helium twin keeps its score sums there; other n and the
+ * portable kernel do not use it). */
 void mcufi_attn_scores_tile(const mcuf_attn_head_params *p, int32_t n, const int8_t *q, int32_t q_stride,
                             const int8_t *k, int32_t k_stride, int32_t *xbuf, int8_t *scores);
 

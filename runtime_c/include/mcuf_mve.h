@@ -16,6 +16,7 @@
 #endif
 
 #include <arm_mve.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "mcuf_dsp.h"
@@ -58,10 +59,102 @@ static inline int32x4_t requantize_x4v(int32x4_t x, int32x4_t m, int32x4_t left,
     return vrshlq_s32(vqaddq_s32(x, fixup), negr);
 }
 
+/* requantize_x4 for a right shift (s <= -1), 4 instead of 6 instructions: no left shift (VQSHL by
+ * 0 is the identity), and the fixup is the sign (-1 on negative lanes: VAND with -right keeps just
+ * the sign bit when right > 0); a plain VADD for the saturating one, since VQRDMULH by
+ * m <= 2^31 - 1 never returns INT32_MIN (its least value is -2^31 + 1). The same integers. */
+static inline int32x4_t requantize_x4_r(int32x4_t x, int32_t m, int32_t s)
+{
+    x = vqrdmulhq_n_s32(x, m);
+    return vrshlq_n_s32(vaddq_s32(x, vshrq_n_s32(x, 31)), s);
+}
+
+/* requantize_x4v for lanes whose shifts are all <= -1 (negr = the shifts): as requantize_x4_r. */
+static inline int32x4_t requantize_x4v_r(int32x4_t x, int32x4_t m, int32x4_t negr)
+{
+    x = vqrdmulhq_s32(x, m);
+    return vrshlq_s32(vaddq_s32(x, vshrq_n_s32(x, 31)), negr);
+}
+
+/* requantize_x4_r when `right` (a constant after inlining: the caller's loop is written twice,
+ * for s <= -1 and for any s), else requantize_x4. */
+static inline __attribute__((always_inline)) int32x4_t requantize_x4_any(int32x4_t x, int32_t m, int32_t s, bool right)
+{
+    return right ? requantize_x4_r(x, m, s) : requantize_x4(x, m, s);
+}
+
 /* clamp(r + offset, lo, hi) on 4 lanes (out_s8_act; the saturating add keeps the order). */
 static inline int32x4_t out_s8_x4(int32x4_t r, int32_t offset, int32_t lo, int32_t hi)
 {
     return vminq_s32(vmaxq_s32(vqaddq_n_s32(r, offset), vdupq_n_s32(lo)), vdupq_n_s32(hi));
+}
+
+/* floor(r * 2^bits / d) for 0 <= r < d < 2^31 and a quotient below 2^32, by long division with
+ * 32-bit UDIVs: per step as many quotient bits as the remainder's leading zeros allow (at least
+ * one, since r < d < 2^31; a few steps where a 64-bit division (__aeabi_uldivmod) costs about a
+ * hundred instructions). Every intermediate quotient is the final one shifted right, so below 2^32. */
+static inline uint32_t mve_udiv_shifted(uint32_t r, int32_t bits, uint32_t d)
+{
+    uint32_t q = 0u;
+    while (bits > 0) {
+        if (r == 0u) {
+            return q << bits; /* the rest of the quotient is zeros */
+        }
+        int32_t k = __builtin_clz(r);
+        if (k > bits) {
+            k = bits;
+        }
+        r <<= k;
+        bits -= k;
+        const uint32_t digit = r / d;
+        q = (q << k) + digit;
+        r -= digit * d;
+    }
+    return q;
+}
+
+/* Four int8 rows x0 .. x3 against one int8 row w of n >= 0 values, 16 lanes per step in a
+ * tail-predicated loop (WLSTP.8 / LETP: in the last step the lanes at and beyond n are off, not
+ * loaded and not accumulated):
+ *   acc[4 r] = sum_i x_r[i] * w[i] (r = 0 .. 3, a stride of 4 words: the [row][4] blocks of the
+ *   callers' output stages), *wsum = sum_i w[i].
+ * Per 16 values one VLDRB and one VADDVA of w, then per row one VLDRB and one VMLADAVA.S8, and
+ * LETP: 11 instructions for 64 MACs. |sum| <= 128 * 128 * n: exact int32 for n < 2^17. The rows
+ * may alias each other (a tile of fewer than 4 rows repeats one). The accumulators are pinned to
+ * even registers (`Te`: VMLADAVA and VADDVA need one). The loop's tail predication is FPSCR.LTPSIZE
+ * (reset by LETP on exit), not VPR: no predicate is clobbered. */
+static inline void mve_dot4x1(const int8_t *x0, const int8_t *x1, const int8_t *x2, const int8_t *x3,
+                              const int8_t *w, int32_t n, int32_t *acc, int32_t *wsum)
+{
+    int32_t a0, a1, a2, a3, ws;
+    __asm__ volatile("movs %[a0], #0\n\t"
+                     "movs %[a1], #0\n\t"
+                     "movs %[a2], #0\n\t"
+                     "movs %[a3], #0\n\t"
+                     "movs %[ws], #0\n\t"
+                     "wlstp.8 lr, %[n], 2f\n"
+                     "1:\n\t"
+                     "vldrb.u8 q0, [%[w]], #16\n\t"
+                     "vaddva.s8 %[ws], q0\n\t"
+                     "vldrb.u8 q1, [%[x0]], #16\n\t"
+                     "vmladava.s8 %[a0], q1, q0\n\t"
+                     "vldrb.u8 q1, [%[x1]], #16\n\t"
+                     "vmladava.s8 %[a1], q1, q0\n\t"
+                     "vldrb.u8 q1, [%[x2]], #16\n\t"
+                     "vmladava.s8 %[a2], q1, q0\n\t"
+                     "vldrb.u8 q1, [%[x3]], #16\n\t"
+                     "vmladava.s8 %[a3], q1, q0\n\t"
+                     "letp lr, 1b\n"
+                     "2:"
+                     : [a0] "=&Te"(a0), [a1] "=&Te"(a1), [a2] "=&Te"(a2), [a3] "=&Te"(a3), [ws] "=&Te"(ws),
+                       [x0] "+r"(x0), [x1] "+r"(x1), [x2] "+r"(x2), [x3] "+r"(x3), [w] "+r"(w)
+                     : [n] "r"(n)
+                     : "q0", "q1", "lr", "memory");
+    acc[0] = a0;
+    acc[4] = a1;
+    acc[8] = a2;
+    acc[12] = a3;
+    *wsum = ws;
 }
 
 #endif

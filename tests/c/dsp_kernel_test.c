@@ -207,19 +207,29 @@ static void run_bench(void)
     }
 }
 
-/* The fused attention's tiles (mcuf_internal.h) on an accepted case: 4 query rows (the case's q,
- * each row offset by a different number of zero rows in between: q_stride 2 * head_dim) through
- * mcufi_attn_scores_tile, and 4 probability rows and 1 against V transposed through
- * mcufi_attn_weighted_sum_tile (out_stride head_dim + 3); every row must be the case's expected
- * row. Returns the values compared. */
+/* The fused attention's tiles (mcuf_internal.h) on an accepted case: 4, 3 and 1 query rows (row r:
+ * the case's q rotated by r, each row offset by zero rows in between: q_stride 2 * head_dim)
+ * through mcufi_attn_scores_tile, and 4, 3 and 1 probability rows (the case's probs rotated by r)
+ * against V transposed through mcufi_attn_weighted_sum_tile (out_stride head_dim + 3). Row 0 must
+ * be the case's expected row (the Python reference); rows 1 .. 3, which differ from it and from
+ * each other, what the one-row kernels (mcuf_attn_scores_s8 and mcuf_attn_weighted_sum_s8 on the
+ * untransposed V, checked against the reference above) give for them: a tile that mixed up, shifted
+ * or dropped a row fails. Returns the values compared. */
 static int8_t tile_in[4 * MAX_BYTES + 4];
 static int8_t tile_vt[MAX_BYTES + 4];
 static int8_t tile_out[4 * (MAX_BYTES + 3)];
+static int8_t tile_row[MAX_BYTES + 4];
+static int8_t tile_ref[4][MAX_BYTES + 4];
+
+static void rotated(int8_t *dst, const int8_t *src, int32_t n, int32_t r)
+{
+    for (int32_t i = 0; i < n; i++) {
+        dst[i] = src[(i + r) % n];
+    }
+}
 
 static int32_t run_attn_tiles(int32_t c, const attn_case *t, const int8_t *k, const int8_t *v)
 {
-    const int8_t *q = t->q;
-    const int8_t *probs = t->probs;
     const int32_t tokens = t->p.tokens;
     const int32_t hd = t->p.head_dim;
     int32_t values = 0;
@@ -228,13 +238,21 @@ static int32_t run_attn_tiles(int32_t c, const attn_case *t, const int8_t *k, co
     }
     memset(tile_in, 0, sizeof tile_in);
     for (int32_t r = 0; r < 4; r++) {
-        memcpy(tile_in + r * 2 * hd, q, (size_t)hd);
+        rotated(tile_in + r * 2 * hd, t->q, hd, r);
+        memcpy(tile_row, tile_in + r * 2 * hd, (size_t)hd);
+        if (mcuf_attn_scores_s8(&t->p, tile_row, k, t->k_stride, tile_ref[r]) != MCUF_OK) {
+            put_fields("STATUS", "attn_scores_tile", c, MCUF_OK, 1, 0, 3);
+            n_errors++;
+        }
     }
-    mcufi_attn_scores_tile(&t->p, 4, tile_in, 2 * hd, k, t->k_stride, tile_scratch, tile_out);
-    for (int32_t r = 0; r < 4; r++) {
-        arm_output(tokens);
-        memcpy(out_buf, tile_out + r * tokens, (size_t)tokens);
-        values += check_output("attn_scores_tile", c, t->scores, tokens);
+    for (int32_t n = 4; n >= 1; n -= n == 4 ? 1 : 2) { /* 4, 3, 1 */
+        mcufi_attn_scores_tile(&t->p, n, tile_in, 2 * hd, k, t->k_stride, tile_scratch, tile_out);
+        for (int32_t r = 0; r < n; r++) {
+            arm_output(tokens);
+            memcpy(out_buf, tile_out + r * tokens, (size_t)tokens);
+            values += check_output(r == 0 ? "attn_scores_tile" : "attn_scores_tile_rows", c,
+                                   r == 0 ? t->scores : tile_ref[r], tokens);
+        }
     }
     for (int32_t j = 0; j < tokens; j++) {
         for (int32_t d = 0; d < hd; d++) {
@@ -242,15 +260,21 @@ static int32_t run_attn_tiles(int32_t c, const attn_case *t, const int8_t *k, co
         }
     }
     for (int32_t r = 0; r < 4; r++) {
-        memcpy(tile_in + r * tokens, probs, (size_t)tokens);
+        rotated(tile_in + r * tokens, t->probs, tokens, r);
+        memcpy(tile_row, tile_in + r * tokens, (size_t)tokens);
+        if (mcuf_attn_weighted_sum_s8(&t->p, tile_row, v, t->v_stride, tile_ref[r]) != MCUF_OK) {
+            put_fields("STATUS", "attn_weighted_sum_tile", c, MCUF_OK, 1, 0, 3);
+            n_errors++;
+        }
     }
     const int32_t os = hd + 3;
-    for (int32_t n = 4; n >= 1; n -= 3) {
+    for (int32_t n = 4; n >= 1; n -= n == 4 ? 1 : 2) { /* 4, 3, 1 */
         mcufi_attn_weighted_sum_tile(&t->p, n, tile_in, tile_vt, tile_scratch, tile_out, os);
         for (int32_t r = 0; r < n; r++) {
             arm_output(hd);
             memcpy(out_buf, tile_out + r * os, (size_t)hd);
-            values += check_output("attn_weighted_sum_tile", c, t->out, hd);
+            values += check_output(r == 0 ? "attn_weighted_sum_tile" : "attn_weighted_sum_tile_rows", c,
+                                   r == 0 ? t->out : tile_ref[r], hd);
         }
     }
     return values;
@@ -322,6 +346,12 @@ static void run_lut(void)
         const mcuf_lut_params p = {t->table};
         check_status("lut", c, MCUF_OK, mcuf_lut_s8(&p, t->n, in, out_buf));
         values += check_output("lut", c, t->expected, t->n);
+        /* in place, as the MLP block calls it on its hidden rows */
+        int8_t *io = to_ram(ram_a, t->input, t->n, t->align);
+        check_status("lut_in_place", c, MCUF_OK, mcuf_lut_s8(&p, t->n, io, io));
+        arm_output(t->n);
+        memcpy(out_buf, io, (size_t)t->n);
+        values += check_output("lut_in_place", c, t->expected, t->n);
     }
     put_fields("COUNT", "lut", (int32_t)(sizeof lut_cases / sizeof lut_cases[0]), values, 0, 0, 2);
 }

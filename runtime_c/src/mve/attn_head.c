@@ -19,6 +19,10 @@
  * VMLA (vector times the key's scalar weight) per 4 dimensions; 24 dimensions in assembly, 16
  * instructions per key. |sum| <= 255 * 255 * tokens < 2^31.
  * Output stage: 4 values per step (requantize_x4, out_s8_x4 of mcuf_mve.h), narrowing stores.
+ * The fused attention's tiles (mcufi_attn_scores_tile, mcufi_attn_weighted_sum_tile) share work
+ * across the tile's rows instead: for head_dim 17..32 two query rows as int8 vectors against each
+ * key (dots2_hd32), and 4 probability rows against each row of V transposed (mve_dot4x1); their
+ * output stages take requantize_x4_r for right shifts.
  */
 #include <stddef.h>
 
@@ -318,57 +322,267 @@ mcuf_status mcuf_attn_weighted_sum_s8(const mcuf_attn_head_params *p, const int8
     return MCUF_OK;
 }
 
+#define KEY_BLOCK 16 /* keys per block of the score tile (its sums: 48 words of xbuf or stack) */
+
+/* Two query rows qa, qb (int8, 16 < head_dim <= 32, each in two vectors kept in q0..q3, the second
+ * predicated to head_dim - 16 lanes and zero beyond) against nk >= 1 key rows (k, k + k_stride, ...):
+ * acc_a[j] = sum_d qa[d] k_j[d], acc_b[j] likewise, ksum[j] = sum_d k_j[d]. Per key two VLDRB
+ * (the second predicated), VADDV and VADDVA of the key, four VMLADAV(A).S8, three stores, the row
+ * step and LE: 14 instructions for 2 head_dim MACs. */
+static __attribute__((noinline)) void dots2_hd32(const int8_t *qa, const int8_t *qb, int32_t rest, const int8_t *k,
+                                                 int32_t k_stride, int32_t nk, int32_t *acc_a, int32_t *acc_b,
+                                                 int32_t *ksum)
+{
+    int32_t a, b, ks;
+    __asm__ volatile("vctp.8 %[rest]\n\t"
+                     "vldrb.u8 q0, [%[qa]]\n\t"
+                     "vldrb.u8 q2, [%[qb]]\n\t"
+                     "vpstt\n\t"
+                     "vldrbt.u8 q1, [%[qa], #16]\n\t"
+                     "vldrbt.u8 q3, [%[qb], #16]\n\t"
+                     "wls lr, %[nk], 2f\n"
+                     "1:\n\t"
+                     "vldrb.u8 q4, [%[k]]\n\t"
+                     "vpst\n\t"
+                     "vldrbt.u8 q5, [%[k], #16]\n\t"
+                     "vaddv.s8 %[ks], q4\n\t"
+                     "vaddva.s8 %[ks], q5\n\t"
+                     "vmladav.s8 %[a], q0, q4\n\t"
+                     "vmladava.s8 %[a], q1, q5\n\t"
+                     "vmladav.s8 %[b], q2, q4\n\t"
+                     "vmladava.s8 %[b], q3, q5\n\t"
+                     "str %[a], [%[pa]], #4\n\t"
+                     "str %[b], [%[pb]], #4\n\t"
+                     "str %[ks], [%[pk]], #4\n\t"
+                     "add %[k], %[k], %[stride]\n\t"
+                     "le lr, 1b\n"
+                     "2:"
+                     : [a] "=&Te"(a), [b] "=&Te"(b), [ks] "=&Te"(ks), [k] "+r"(k), [pa] "+r"(acc_a), [pb] "+r"(acc_b),
+                       [pk] "+r"(ksum)
+                     : [qa] "r"(qa), [qb] "r"(qb), [rest] "r"(rest), [stride] "r"(k_stride), [nk] "r"(nk)
+                     : "q0", "q1", "q2", "q3", "q4", "q5", "p0", "lr", "memory");
+}
+
+/* dots2_hd32 without the key sums (the tile's second pair of rows reuses the first pair's): per
+ * key 11 instructions. */
+static __attribute__((noinline)) void dots2_hd32_nosum(const int8_t *qa, const int8_t *qb, int32_t rest,
+                                                       const int8_t *k, int32_t k_stride, int32_t nk, int32_t *acc_a,
+                                                       int32_t *acc_b)
+{
+    int32_t a, b;
+    __asm__ volatile("vctp.8 %[rest]\n\t"
+                     "vldrb.u8 q0, [%[qa]]\n\t"
+                     "vldrb.u8 q2, [%[qb]]\n\t"
+                     "vpstt\n\t"
+                     "vldrbt.u8 q1, [%[qa], #16]\n\t"
+                     "vldrbt.u8 q3, [%[qb], #16]\n\t"
+                     "wls lr, %[nk], 2f\n"
+                     "1:\n\t"
+                     "vldrb.u8 q4, [%[k]]\n\t"
+                     "vpst\n\t"
+                     "vldrbt.u8 q5, [%[k], #16]\n\t"
+                     "vmladav.s8 %[a], q0, q4\n\t"
+                     "vmladava.s8 %[a], q1, q5\n\t"
+                     "vmladav.s8 %[b], q2, q4\n\t"
+                     "vmladava.s8 %[b], q3, q5\n\t"
+                     "str %[a], [%[pa]], #4\n\t"
+                     "str %[b], [%[pb]], #4\n\t"
+                     "add %[k], %[k], %[stride]\n\t"
+                     "le lr, 1b\n"
+                     "2:"
+                     : [a] "=&Te"(a), [b] "=&Te"(b), [k] "+r"(k), [pa] "+r"(acc_a), [pb] "+r"(acc_b)
+                     : [qa] "r"(qa), [qb] "r"(qb), [rest] "r"(rest), [stride] "r"(k_stride), [nk] "r"(nk)
+                     : "q0", "q1", "q2", "q3", "q4", "q5", "p0", "lr", "memory");
+}
+
+/* The output stage of one pair of score rows for keys j0 .. j0 + nb: acc_a / acc_b plus kc (qo
+ * times the key sums) plus the rows' base, 4 scores per step (the tail predicated). With `first`,
+ * kc holds the key sums on entry and qo times them on exit (for the second pair). */
+static inline __attribute__((always_inline)) void pair_out(const int32_t *acc_a, const int32_t *acc_b, int32_t *kc,
+                                                            int32_t nb, int32_t qo, int32_t base_a, int32_t base_b,
+                                                            int32_t m, int32_t sh, int32_t off, int8_t *out_a,
+                                                            int8_t *out_b, bool first, bool right)
+{
+    int32_t j = 0;
+    for (; j + 4 <= nb; j += 4) {
+        int32x4_t c = vld1q_s32(kc + j);
+        if (first) {
+            c = vmulq_n_s32(c, qo);
+            vst1q_s32(kc + j, c);
+        }
+        const int32x4_t sa = vaddq_n_s32(vaddq_s32(vld1q_s32(acc_a + j), c), base_a);
+        const int32x4_t sb = vaddq_n_s32(vaddq_s32(vld1q_s32(acc_b + j), c), base_b);
+        vstrbq_s32(out_a + j, out_s8_x4(requantize_x4_any(sa, m, sh, right), off, -128, 127));
+        vstrbq_s32(out_b + j, out_s8_x4(requantize_x4_any(sb, m, sh, right), off, -128, 127));
+    }
+    if (j < nb) {
+        const mve_pred16_t pj = vctp32q((uint32_t)(nb - j));
+        int32x4_t c = vld1q_s32(kc + j);
+        if (first) {
+            c = vmulq_n_s32(c, qo);
+            vst1q_s32(kc + j, c);
+        }
+        const int32x4_t sa = vaddq_n_s32(vaddq_s32(vld1q_s32(acc_a + j), c), base_a);
+        const int32x4_t sb = vaddq_n_s32(vaddq_s32(vld1q_s32(acc_b + j), c), base_b);
+        vstrbq_p_s32(out_a + j, out_s8_x4(requantize_x4_any(sa, m, sh, right), off, -128, 127), pj);
+        vstrbq_p_s32(out_b + j, out_s8_x4(requantize_x4_any(sb, m, sh, right), off, -128, 127), pj);
+    }
+}
+
+/* The score rows of n queries for 16 < head_dim <= 32, up to 4 rows per block of KEY_BLOCK keys:
+ * two query rows per pass over the block (dots2_hd32, then dots2_hd32_nosum for the second pair,
+ * which reuses the key sums; a missing row repeats the last one and writes the same bytes). With the offsets
+ * factored out (each part an exact integer, combined in wrapping arithmetic, the total the
+ * portable kernel's int32):
+ *   sum_d (q[d] + qo)(k[d] + ko) = sum_d q[d] k[d] + qo sum_d k[d] + ko (sum_d q[d] + head_dim qo)
+ * then the output stage on 4 scores per step (requantize_x4, out_s8_x4), the tail predicated. */
+static inline __attribute__((always_inline)) void scores_tile_hd32_rq(const mcuf_attn_head_params *p, int32_t n,
+                                                                       const int8_t *q, int32_t q_stride,
+                                                                       const int8_t *k, int32_t k_stride,
+                                                                       int8_t *scores, int32_t *buf, bool right)
+{
+    const int32_t hd = p->head_dim;
+    const int32_t tokens = p->tokens;
+    const int32_t qo = p->q_offset;
+    const int32_t m = p->score.multiplier;
+    const int32_t sh = p->score.shift;
+    const int32_t off = p->score_offset;
+    const mve_pred16_t last = vctp8q((uint32_t)(hd - 16));
+    for (int32_t r0 = 0; r0 < n; r0 += 4) { /* up to 4 rows: two pairs sharing the key sums */
+        const int32_t nr = n - r0 < 4 ? n - r0 : 4;
+        const int8_t *qr[4];
+        int8_t *out[4];
+        int32_t base[4];
+        for (int32_t i = 0; i < 4; i++) { /* a missing row repeats the last one: the same bytes again */
+            const int32_t ri = r0 + (i < nr ? i : nr - 1);
+            qr[i] = q + ri * q_stride;
+            out[i] = scores + ri * tokens;
+            const int32_t qsum = vaddvaq_s8(vaddvq_s8(vldrbq_s8(qr[i])), vldrbq_z_s8(qr[i] + 16, last));
+            base[i] = wrap_mul(p->k_offset, wrap_add(qsum, wrap_mul(hd, qo)));
+        }
+        for (int32_t j0 = 0; j0 < tokens; j0 += KEY_BLOCK) {
+            const int32_t nb = tokens - j0 < KEY_BLOCK ? tokens - j0 : KEY_BLOCK;
+            int32_t *acc_a = buf;
+            int32_t *acc_b = buf + KEY_BLOCK;
+            int32_t *kc = buf + 2 * KEY_BLOCK; /* the key sums, then qo times them */
+            const int8_t *kb = k + j0 * k_stride;
+            dots2_hd32(qr[0], qr[1], hd - 16, kb, k_stride, nb, acc_a, acc_b, kc);
+            pair_out(acc_a, acc_b, kc, nb, qo, base[0], base[1], m, sh, off, out[0] + j0, out[1] + j0, true, right);
+            if (nr > 2) {
+                dots2_hd32_nosum(qr[2], qr[3], hd - 16, kb, k_stride, nb, acc_a, acc_b);
+                pair_out(acc_a, acc_b, kc, nb, qo, base[2], base[3], m, sh, off, out[2] + j0, out[3] + j0, false,
+                         right);
+            }
+        }
+    }
+}
+
+/* scores_tile_hd32_rq for a right-shift score scale (the models': 1/sqrt(head_dim) folded in) and
+ * for any other; buf: 3 KEY_BLOCK words. */
+static __attribute__((noinline)) void scores_tile_hd32(const mcuf_attn_head_params *p, int32_t n, const int8_t *q,
+                                                       int32_t q_stride, const int8_t *k, int32_t k_stride,
+                                                       int8_t *scores, int32_t *buf)
+{
+    if (p->score.shift <= -1) {
+        scores_tile_hd32_rq(p, n, q, q_stride, k, k_stride, scores, buf, true);
+    } else {
+        scores_tile_hd32_rq(p, n, q, q_stride, k, k_stride, scores, buf, false);
+    }
+}
+
+/* scores_tile_hd32 with its sums on the stack (a tile without the xbuf words). */
+static __attribute__((noinline)) void scores_tile_hd32_stack(const mcuf_attn_head_params *p, int32_t n,
+                                                             const int8_t *q, int32_t q_stride, const int8_t *k,
+                                                             int32_t k_stride, int8_t *scores)
+{
+    int32_t buf[3 * KEY_BLOCK];
+    scores_tile_hd32(p, n, q, q_stride, k, k_stride, scores, buf);
+}
+
 void mcufi_attn_scores_tile(const mcuf_attn_head_params *p, int32_t n, const int8_t *q, int32_t q_stride,
                             const int8_t *k, int32_t k_stride, int32_t *xbuf, int8_t *scores)
 {
-    (void)xbuf;
+    if (p->head_dim > 16 && p->head_dim <= 32) {
+        /* the sums in xbuf when the tile has it (n == 4: mcufi_linear_tile_xbuf_words(head_dim, 4)
+         * words, 48 or more for head_dim >= 21), else on the stack */
+        if (n == 4 && xbuf != NULL && mcufi_linear_tile_xbuf_words(p->head_dim, 4) >= 3 * KEY_BLOCK) {
+            scores_tile_hd32(p, n, q, q_stride, k, k_stride, scores, xbuf);
+        } else {
+            scores_tile_hd32_stack(p, n, q, q_stride, k, k_stride, scores);
+        }
+        return;
+    }
     for (int32_t r = 0; r < n; r++) { /* checked parameters */
         scores_row(p, q + r * q_stride, k, k_stride, scores + r * p->tokens);
     }
 }
 
 /* Weighted sums against V transposed (vt [head_dim][tokens]): each output is a contiguous dot
- * product over the tokens, 16 per step as 8-bit vectors: with p' = p + 128 and v' = v + vo,
+ * product over the tokens. With p' = p + 128 and v' = v + vo,
  *   sum_j p'_j v'_j = sum_j p_j v_j + 128 sum_j v_j + vo sum_j p'_j
- * (VMLADAVA.S8 and VADDVA.S8 per 16 tokens, the last step predicated with VCTP.8; each part and
- * the total are exact integers, combined in wrapping arithmetic, the total in int32 range:
- * |sum| <= 255 * 255 * tokens < 2^31). Four outputs per output stage (requantize_x4). */
-void mcufi_attn_weighted_sum_tile(const mcuf_attn_head_params *p, int32_t n, const int8_t *probs,
-                                  const int8_t *vt, int32_t *xbuf, int8_t *out, int32_t out_stride)
+ * (each part and the total exact integers, combined in wrapping arithmetic, the total in int32
+ * range: |sum| <= 255 * 255 * tokens < 2^31). Up to 4 probability rows share each V row: per
+ * output dimension one mve_dot4x1 (per 16 tokens one VLDRB of V and one VADDVA for sum_j v_j, per
+ * row one VLDRB and one VMLADAVA.S8: 11 instructions for 64 MACs, tail-predicated), 4 dimensions
+ * into a [row][4] block, then per row the output stage on the 4 dimensions (requantize_x4). A
+ * group of fewer than 4 rows repeats its last row (its sums are not stored). */
+static inline __attribute__((always_inline)) void ws_tile_rq(const mcuf_attn_head_params *p, int32_t n,
+                                                              const int8_t *probs, const int8_t *vt, int8_t *out,
+                                                              int32_t out_stride, bool right)
 {
-    (void)xbuf;
     const int32_t tokens = p->tokens;
     const int32_t hd = p->head_dim;
     const int32_t m = p->av.multiplier;
     const int32_t sh = p->av.shift;
     const int32_t off = p->out_offset;
-    for (int32_t r = 0; r < n; r++) {
-        const int8_t *pr = probs + r * tokens;
-        int32_t psum = 0;
-        for (int32_t j = 0; j < tokens; j += 16) {
-            psum = vaddvaq_s8(psum, vldrbq_z_s8(pr + j, vctp8q((uint32_t)(tokens - j))));
+    for (int32_t r0 = 0; r0 < n; r0 += 4) {
+        const int32_t nr = n - r0 < 4 ? n - r0 : 4;
+        const int8_t *x[4];
+        int32_t corr[4];
+        for (int32_t r = 0; r < 4; r++) {
+            x[r] = probs + (r0 + (r < nr ? r : nr - 1)) * tokens;
         }
-        psum = wrap_add(psum, wrap_mul(128, tokens));
-        const int32_t corr = wrap_mul(p->v_offset, psum);
-        int8_t *o = out + r * out_stride;
+        for (int32_t r = 0; r < nr; r++) {
+            int32_t psum = 0;
+            for (int32_t j = 0; j < tokens; j += 16) {
+                psum = vaddvaq_s8(psum, vldrbq_z_s8(x[r] + j, vctp8q((uint32_t)(tokens - j))));
+            }
+            psum = wrap_add(psum, wrap_mul(128, tokens)); /* sum_j (p[j] + 128) <= 255 * tokens */
+            corr[r] = wrap_mul(p->v_offset, psum);
+        }
         const int8_t *v_row = vt;
         for (int32_t d = 0; d < hd; d += 4) {
-            int32_t acc[4] = {corr, corr, corr, corr};
+            int32_t acc[16]; /* [row][dimension] */
+            int32_t sv[4];
             const int32_t nd = hd - d < 4 ? hd - d : 4;
-            for (int32_t i = 0; i < nd; i++) {
-                int32_t pv = 0;
-                int32_t sv = 0;
-                for (int32_t j = 0; j < tokens; j += 16) {
-                    const mve_pred16_t pred = vctp8q((uint32_t)(tokens - j));
-                    const int8x16_t vv = vldrbq_z_s8(v_row + j, pred);
-                    pv = vmladavaq_s8(pv, vldrbq_z_s8(pr + j, pred), vv);
-                    sv = vaddvaq_s8(sv, vv);
+            if (nd < 4) {
+                vst1q_s32(sv, vdupq_n_s32(0));
+                for (int32_t r = 0; r < 4; r++) {
+                    vst1q_s32(acc + 4 * r, vdupq_n_s32(0));
                 }
-                acc[i] = wrap_add(acc[i], wrap_add(pv, wrap_mul(128, sv)));
+            }
+            for (int32_t i = 0; i < nd; i++) {
+                mve_dot4x1(x[0], x[1], x[2], x[3], v_row, tokens, acc + i, sv + i);
                 v_row += tokens;
             }
-            const int32x4_t res = out_s8_x4(requantize_x4(vld1q_s32(acc), m, sh), off, -128, 127);
-            vstrbq_p_s32(o + d, res, vctp32q((uint32_t)nd));
+            const int32x4_t sv128 = vshlq_n_s32(vld1q_s32(sv), 7); /* 128 sum_j v_j, wrapping */
+            const mve_pred16_t pd = vctp32q((uint32_t)nd);
+            for (int32_t r = 0; r < nr; r++) {
+                const int32x4_t sum = vaddq_n_s32(vaddq_s32(vld1q_s32(acc + 4 * r), sv128), corr[r]);
+                vstrbq_p_s32(out + (r0 + r) * out_stride + d, out_s8_x4(requantize_x4_any(sum, m, sh, right), off, -128, 127),
+                             pd);
+            }
         }
+    }
+}
+
+void mcufi_attn_weighted_sum_tile(const mcuf_attn_head_params *p, int32_t n, const int8_t *probs,
+                                  const int8_t *vt, int32_t *xbuf, int8_t *out, int32_t out_stride)
+{
+    (void)xbuf;
+    if (p->av.shift <= -1) { /* right shifts (requantize_x4_r), else any */
+        ws_tile_rq(p, n, probs, vt, out, out_stride, true);
+    } else {
+        ws_tile_rq(p, n, probs, vt, out, out_stride, false);
     }
 }

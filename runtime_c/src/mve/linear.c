@@ -18,7 +18,9 @@
  * weight loads, four VMLADAVA and four VADDVA per 16 inputs: 13 instructions per 64 MACs).
  * A tile of 2 or 4 tokens (mcufi_linear_tile): each weight vector is loaded and summed once for
  * the tile (per 16 inputs and 4 tokens: one weight load, one VADDVA, four input loads, four
- * VMLADAVA: 10 instructions per 64 MACs); xbuf is not used. Output stage: 4 channels at a time
+ * VMLADAVA: 10 instructions per 64 MACs; 4 tokens: mve_dot4x1's tail-predicated loop, or for
+ * in_features <= 16 / 17..32 the token rows (or their tails) kept in registers, dots_t4_n16 /
+ * dots_t4_n32, chosen once per call); xbuf is not used. Output stage: 4 channels at a time
  * (requantize_x4v of mcuf_mve.h with the channels' multipliers and shifts in vectors, loaded once
  * per 4 channels for the whole tile), the last out_features % 4 channels through the DSP kernels'
  * scalar requantization (mcuf_dsp.h); both the same integers as mcuf_requantize.
@@ -189,7 +191,7 @@ void mcufi_linear_row(const mcuf_linear_params *p, const int8_t *input, int8_t *
  * inputs, VMLADAV with the first weight vector and VMLADAVA of its last n - 16 inputs (loaded
  * once, predicated, kept in q4-q7 for the 4 rows) with the second: 24 instructions per row and
  * 4 tokens, where the general loop spends about 70 on its predicated tail. */
-static void dots_t4_n32(const int8_t *x, int32_t n, const int8_t *w, int32_t (*a4)[4], int32_t *w4)
+static __attribute__((noinline)) void dots_t4_n32(const int8_t *x, int32_t n, const int8_t *w, int32_t (*a4)[4], int32_t *w4)
 {
     const int8_t *x1 = x + n;
     const int8_t *x2 = x1 + n;
@@ -235,6 +237,59 @@ static void dots_t4_n32(const int8_t *x, int32_t n, const int8_t *w, int32_t (*a
                      : "q0", "q1", "q2", "q4", "q5", "q6", "q7", "p0", "lr", "memory");
 }
 
+/* T = 4 tokens, in_features n in [1, 16] (the rank-16 up-projections): the 4 token rows x, x + n, ...
+ * loaded once (predicated to n lanes, zero beyond) into q4-q7, then per weight row (w, w + n, ...,
+ * 4 rows) one predicated load, VADDV for its sum and four VMLADAV.S8 with their stores into
+ * a4[token][row]: 13 instructions per row and 4 tokens, where dots_t4 spends about 48. */
+static __attribute__((noinline)) void dots_t4_n16(const int8_t *x, int32_t n, const int8_t *w, int32_t (*a4)[4],
+                                                  int32_t *w4)
+{
+    const int8_t *x1 = x + n;
+    const int8_t *x2 = x1 + n;
+    const int8_t *x3 = x2 + n;
+    int32_t a, ws;
+    int32_t *acc = &a4[0][0];
+    __asm__ volatile("vctp.8 %[n]\n\t"
+                     "vpstttt\n\t"
+                     "vldrbt.u8 q4, [%[x0]]\n\t"
+                     "vldrbt.u8 q5, [%[x1]]\n\t"
+                     "vldrbt.u8 q6, [%[x2]]\n\t"
+                     "vldrbt.u8 q7, [%[x3]]\n\t"
+                     "dls lr, %[rows]\n"
+                     "1:\n\t"
+                     "vpst\n\t"
+                     "vldrbt.u8 q0, [%[w]]\n\t"
+                     "vaddv.s8 %[ws], q0\n\t"
+                     "vmladav.s8 %[a], q4, q0\n\t"
+                     "str %[a], [%[acc]]\n\t"
+                     "vmladav.s8 %[a], q5, q0\n\t"
+                     "str %[a], [%[acc], #16]\n\t"
+                     "vmladav.s8 %[a], q6, q0\n\t"
+                     "str %[a], [%[acc], #32]\n\t"
+                     "vmladav.s8 %[a], q7, q0\n\t"
+                     "str %[a], [%[acc], #48]\n\t"
+                     "str %[ws], [%[w4]], #4\n\t"
+                     "add %[acc], %[acc], #4\n\t"
+                     "add %[w], %[w], %[n]\n\t"
+                     "le lr, 1b"
+                     : [a] "=&Te"(a), [ws] "=&Te"(ws), [w] "+r"(w), [acc] "+r"(acc), [w4] "+r"(w4)
+                     : [x0] "r"(x), [x1] "r"(x1), [x2] "r"(x2), [x3] "r"(x3), [n] "r"(n), [rows] "r"(4)
+                     : "q0", "q4", "q5", "q6", "q7", "p0", "lr", "memory");
+}
+
+/* T = 4 tokens, any in_features n: the dot products of 4 weight rows (w, w + n, ...) with the 4
+ * token rows x, x + n, ... into a4[token][row] and the weight sums into w4[row], one
+ * mve_dot4x1 per weight row (each weight vector loaded and summed once for the 4 tokens: 11
+ * instructions per 64 MACs, the tail predicated by the loop). */
+static __attribute__((noinline)) void dots_t4(const int8_t *x, int32_t n, const int8_t *w, int32_t (*a4)[4],
+                                              int32_t *w4)
+{
+    for (int32_t r = 0; r < 4; r++) {
+        mve_dot4x1(x, x + n, x + 2 * n, x + 3 * n, w, n, &a4[0][r], &w4[r]);
+        w += n;
+    }
+}
+
 /* T tokens (rows of input, T in {2, 4}) through every output channel; row t's bias at
  * p->bias + t * bias_stride. */
 static inline __attribute__((always_inline)) void tile_rows(const mcuf_linear_params *p, int32_t T, const int8_t *input,
@@ -247,9 +302,12 @@ static inline __attribute__((always_inline)) void tile_rows(const mcuf_linear_pa
     int32_t a4[4][4]; /* [token][channel] */
     int32_t w4[4];
     int32_t o = 0;
+    /* T = 4: the 4-row dot products for this in_features, chosen once per call */
+    void (*const dots4)(const int8_t *, int32_t, const int8_t *, int32_t(*)[4], int32_t *) =
+        n_in <= 16 ? dots_t4_n16 : (n_in <= 32 ? dots_t4_n32 : dots_t4);
     for (; o + 4 <= n_out; o += 4) {
-        if (T == 4 && n_in > 16 && n_in <= 32) {
-            dots_t4_n32(input, n_in, w, a4, w4);
+        if (T == 4) {
+            dots4(input, n_in, w, a4, w4);
             w += 4 * n_in;
         } else {
             for (int32_t r = 0; r < 4; r++) {

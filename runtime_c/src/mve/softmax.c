@@ -24,6 +24,38 @@ static inline uint32x4_t divide(uint32x4_t e, uint32_t half, uint32x4_t m, int32
     return vshlq_r_u32(vaddq_u32(t, vshlq_r_u32(vsubq_u32(num, t), sh1)), sh2);
 }
 
+/* The output pass for 2 <= sum < 2^31 (every row of a table in the documented range), the same
+ * integers as divide(): l = ceil(log2 sum) in [1, 31], m = floor(2^32 (2^l - sum) / sum) + 1 by
+ * mve_udiv_shifted (2^l - sum < sum: 32-bit UDIVs, no 64-bit division), and
+ *   (t + ((n - t) >> 1)) >> (l - 1) = floor((n + t) / 2) >> (l - 1)   (t = (m n) >> 32 <= n)
+ * with VHADD.U32 (the halving add, no overflow); num = e * 256 + half in one VMLAS. Per 4 values:
+ * the widening load, VSUB, the gather, VMLAS, VMULH, VHADD, VSHL, VMIN, VSUB, the narrowing store. */
+static void outputs_short(const int8_t *input, int8_t *output, int32_t n, const uint32_t *table, int32x4_t vmax,
+                          uint32_t sum, uint32_t half)
+{
+    const int32_t l = 32 - (int32_t)__builtin_clz(sum - 1u);
+    const uint32x4_t vm = vdupq_n_u32(mve_udiv_shifted((UINT32_C(1) << l) - sum, 32, sum) + 1u);
+    const uint32x4_t v256 = vdupq_n_u32(256u);
+    const uint32x4_t v255 = vdupq_n_u32(255u);
+    const int32_t sh = 1 - l; /* right shift by l - 1 as a VSHL amount */
+    const int32_t full = n & ~3;
+    int32_t i = 0;
+    for (; i < full; i += 4) {
+        const uint32x4_t idx = vreinterpretq_u32_s32(vsubq_s32(vmax, vldrbq_s32(input + i)));
+        const uint32x4_t num = vmlasq_n_u32(vldrwq_gather_shifted_offset_u32(table, idx), v256, half);
+        const uint32x4_t q = vshlq_r_u32(vhaddq_u32(num, vmulhq_u32(num, vm)), sh);
+        /* in place: the four inputs are already read; the low byte of min(q, 255) - 128 */
+        vstrbq_u32((uint8_t *)output + i, vsubq_n_u32(vminq_u32(q, v255), 128u));
+    }
+    if (full < n) {
+        const mve_pred16_t pr = vctp32q((uint32_t)(n - full));
+        const uint32x4_t idx = vreinterpretq_u32_s32(vsubq_s32(vmax, vldrbq_z_s32(input + full, pr)));
+        const uint32x4_t num = vmlasq_n_u32(vldrwq_gather_shifted_offset_z_u32(table, idx, pr), v256, half);
+        const uint32x4_t q = vshlq_r_u32(vhaddq_u32(num, vmulhq_u32(num, vm)), sh);
+        vstrbq_p_u32((uint8_t *)output + full, vsubq_n_u32(vminq_u32(q, v255), 128u), pr);
+    }
+}
+
 mcuf_status mcuf_softmax_s8(const mcuf_softmax_params *p, const int8_t *input, int8_t *output)
 {
     const mcuf_status st = mcufi_softmax_check(p, input, output);
@@ -59,6 +91,10 @@ mcuf_status mcuf_softmax_s8(const mcuf_softmax_params *p, const int8_t *input, i
         return MCUF_ERR_ARG; /* only reachable with a table outside the documented range */
     }
     const uint32_t half = sum / 2u;
+    if (sum >= 2u && sum < (UINT32_C(1) << 31)) {
+        outputs_short(input, output, n, table, vmax, sum, half);
+        return MCUF_OK;
+    }
     /* l = ceil(log2 sum) in [0, 32] */
     const int32_t l = sum == 1u ? 0 : 32 - (int32_t)__builtin_clz(sum - 1u);
     const uint32_t m = (uint32_t)((((UINT64_C(1) << l) - sum) << 32) / sum) + 1u;
