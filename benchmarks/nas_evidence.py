@@ -186,6 +186,32 @@ def cnn_baseline(data, board, recipe: Recipe, epochs: int, seed: int) -> dict:
     }
 
 
+CNN_LINE = re.compile(r"CNN w=(\d+) seed (\d+): float ([\d.]+) int8 ([\d.]+) \((\d+) s\)")
+
+
+def cnn_from_log(log_path: Path, sram: str, flash: str) -> dict:
+    """The CNN row of a part stopped before it wrote its file, from the per-seed lines of its log (the
+    seeds it finished); memory from nas.cnn as ``cnn_baseline`` computes it."""
+    board = resolve_board(BOARD, sram, flash)
+    data = load_dataset(DATA, seed=0)
+    cost = widest_cnn(data.image_size, data.in_channels, data.num_classes, board.sram_bytes, board.flash_bytes)
+    runs = []
+    for m in CNN_LINE.finditer(log_path.read_text()):
+        width, seed, float_acc, int8_acc, seconds = m.groups()
+        assert int(width) == cost.width, (width, cost.width)
+        run = {"seed": int(seed), "width": cost.width, "float_top1": float(float_acc), "int8_top1": float(int8_acc),
+               "peak_sram_bytes": cost.peak_sram_bytes, "flash_bytes": cost.flash_bytes, "params": cost.params,
+               "train_seconds": float(seconds)}  # fmt: skip
+        if all(r["seed"] != run["seed"] for r in runs):
+            runs.append(run)
+    if not runs:
+        raise SystemExit(f"no CNN seed lines in {log_path}")
+    memory = {"peak_sram_bytes": cost.peak_sram_bytes, "flash_bytes": cost.flash_bytes}
+    cnn = summarize(runs, memory) | {"width": cost.width, "from_log": log_path.name}
+    return {"budget": f"{sram} / {flash}", "board": BOARD, "sram_bytes": board.sram_bytes,
+            "flash_bytes": board.flash_bytes, "cnn": cnn}  # fmt: skip
+
+
 def run_budget(
     sram: str,
     flash: str,
@@ -418,7 +444,7 @@ def write_markdown(evidence: dict, path: Path) -> None:
     ]
     if evidence.get("budgets"):
         lines += [
-            "| budget | model | architecture | float top-1 | int8 top-1 (std) | peak SRAM (B) | flash (B) |",
+            "| budget | model | architecture | float top-1 | int8 top-1 (std, seeds) | peak SRAM (B) | flash (B) |",
             "|---|---|---|---|---|---|---|",
         ]
         for b in evidence["budgets"]:
@@ -430,10 +456,13 @@ def write_markdown(evidence: dict, path: Path) -> None:
                 arch = r.get("arch", f"CNN w={r.get('width')}" if key == "cnn" else "one per seed")
                 lines.append(
                     f"| {b['budget']} | {key} | {arch} | {r['float_top1_mean']:.4f} | {r['int8_top1_mean']:.4f} "
-                    f"({r['top1_std']:.4f}) | {r['peak_sram_bytes']:,} | {r['flash_bytes']:,} |"
+                    f"({r['top1_std']:.4f}, {len(r['runs'])}) | {r['peak_sram_bytes']:,} | {r['flash_bytes']:,} |"
                 )
         lines.append("")
         for b in evidence["budgets"]:
+            if "settings" not in b:  # only rows recovered from a stopped part's log
+                lines.append(f"- **{b['budget']}**: {b.get('note', 'partial')}")
+                continue
             st = b["settings"]
             text = f"- **{b['budget']}**: {b['space']['note']}."
             if "searched_by_search" in b:
@@ -445,9 +474,11 @@ def write_markdown(evidence: dict, path: Path) -> None:
                     f"{b['searched_by_search']['float_top1']:.4f}, int8 {b['searched_by_search']['int8_top1']:.4f}."
                 )
             text += (
-                f" Cut to fit the machine: {len(st['seeds'])} seed(s), supernet {st['epochs']} epochs, evolution "
+                f" Cut to fit the machine: supernet {st['epochs']} epochs, evolution "
                 f"{st['population']} x {st['generations']}, every model of the table trained from scratch for "
-                f"{st['scratch_epochs']} epochs." + (" QUICK SMOKE RUN: numbers meaningless." if st["quick"] else "")
+                f"{st['scratch_epochs']} epochs (seeds per row in the table)."
+                + (" QUICK SMOKE RUN: numbers meaningless." if st["quick"] else "")
+                + (f" {b['note']}" if b.get("note") else "")
             )
             lines.append(text)
         lines.append("")
@@ -493,6 +524,7 @@ def main() -> None:
     p.add_argument("--finetune-epochs", type=int, default=FINETUNE_EPOCHS, help="the search's own fine-tuning (base)")
     p.add_argument("--population", type=int, default=POPULATION)
     p.add_argument("--generations", type=int, default=GENERATIONS)
+    p.add_argument("--cnn-from-log", help="LOG: write the CNN row of --budgets from a stopped part's log")
     args = p.parse_args()
     search_settings = dict(epochs=args.supernet_epochs, finetune_epochs=args.finetune_epochs,
                            population=args.population, generations=args.generations)  # fmt: skip
@@ -515,6 +547,11 @@ def main() -> None:
         return
     PARTS.mkdir(parents=True, exist_ok=True)
     out = PARTS / f"{args.part}.json"
+    if args.cnn_from_log:
+        sram, flash = args.budgets.split("/")
+        save_json(str(out), {"machine": machine(), "budgets": [cnn_from_log(Path(args.cnn_from_log), sram, flash)]})
+        log(f"wrote {out}")
+        return
     result: dict = {"machine": machine(), "budgets": []}
     if args.scale:
         result["scale"] = run_scale(args.quick)
