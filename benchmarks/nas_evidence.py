@@ -330,8 +330,8 @@ def run_budget(
     if "random" in models:
         log(f"-- random feasible subnets ({scratch_epochs} epochs from scratch)")
         runs = [
-            vit_from_scratch(random_feasible(space, fits, i), data, board, recipe, scratch_epochs, s, teacher)
-            for i, s in enumerate(seeds)
+            vit_from_scratch(random_feasible(space, fits, s), data, board, recipe, scratch_epochs, s, teacher)
+            for s in seeds
         ]
         entry["random"] = summarize(
             runs,
@@ -420,7 +420,17 @@ def merge_budgets(entries: list[dict]) -> list[dict]:
     """Parts of the same budget (different models) -> one entry per budget."""
     merged: dict[str, dict] = {}
     for entry in entries:
-        merged.setdefault(entry["budget"], {}).update(entry)
+        into = merged.setdefault(entry["budget"], {})
+        rows = {}
+        for key in ("searched", "hand_scaled", "random", "cnn"):  # the same row from parts of other seeds
+            if key in into and key in entry:
+                seen = {r["seed"] for r in into[key]["runs"]}
+                runs = into[key]["runs"] + [r for r in entry[key]["runs"] if r["seed"] not in seen]
+                memory = {k: into[key][k] for k in ("peak_sram_bytes", "flash_bytes")}
+                extra = {k: v for k, v in into[key].items() if k not in summarize(runs, memory)}
+                rows[key] = summarize(runs, memory) | extra
+        into.update(entry)
+        into.update(rows)
     return list(merged.values())
 
 
@@ -514,6 +524,7 @@ def main() -> None:
     p.add_argument("--part", default="all", help="name of this part's result file in benchmarks/results/")
     p.add_argument("--budgets", default="", help="comma-separated SRAM/flash pairs, e.g. 64KiB/256KiB,16KiB/128KiB")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first .. first + seeds - 1")
     p.add_argument("--scale", action="store_true", help="also the MCUFormer-scale proxy search")
     p.add_argument("--quick", action="store_true", help="tiny settings: checks the script, numbers are meaningless")
     p.add_argument("--merge", nargs="*", help="merge these parts into docs/nas.json and docs/nas.md")
@@ -556,11 +567,12 @@ def main() -> None:
     if args.scale:
         result["scale"] = run_scale(args.quick)
         save_json(str(out), result)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     for pair in filter(None, args.budgets.split(",")):
         sram, flash = pair.split("/")
         models = set(args.models.split(","))
         entry = run_budget(
-            sram, flash, list(range(args.seeds)), args.quick, docs, models, args.space, args.scratch_epochs,
+            sram, flash, seeds, args.quick, docs, models, args.space, args.scratch_epochs,
             search_settings,
         )
         result["budgets"].append(entry)
