@@ -269,6 +269,32 @@ class Vectors:
         self.linear(_linear(rng, 10, 6, input_offset=129), -1, "bad input offset", status=ERR_ARG)
         self.linear(_linear(rng, 10, 6), 4, "bad tile", status=ERR_ARG, tile=3)
         self.linear(_linear(rng, 10, 6, shift=s), 4, "tiled bad shift", status=ERR_ARG, tile=4)
+        # The per-channel check (the Helium twin checks 4 channels per step, the last n % 4 lanes
+        # zero-filled): one bad multiplier or shift at the first, the last and a random channel, for
+        # channel counts around the 4-channel step; and every accepted extreme (multiplier 0, 2^30,
+        # 2^31 - 1, shift -31 and 30) at every position of the step, which must still run.
+        chk = np.random.default_rng(2040)  # own stream: the other cases keep their values
+        bad_m = (1, M_MIN - 1, -1, I32_MIN, -M_MIN, 1 << 29, -M_MAX)
+        bad_s = (-32, 31, I32_MIN, I32_MAX, 64, -33)
+        k = 0
+        for n_out in (1, 2, 3, 4, 5, 7, 8, 9, 13):
+            for pos in sorted({0, n_out - 1, int(chk.integers(0, n_out))}):
+                rows, tile = ((-1, 0), (5, 4), (3, 2), (2, 0))[k % 4]
+                m = _multipliers(chk, n_out)
+                m[pos] = bad_m[k % len(bad_m)]
+                p = _linear(chk, 5, n_out, multiplier=m)
+                self.linear(p, rows, f"bad multiplier {m[pos]} at channel {pos}", status=ERR_ARG, tile=tile)
+                s = _shifts(chk, n_out)
+                s[pos] = bad_s[k % len(bad_s)]
+                p = _linear(chk, 5, n_out, shift=s)
+                self.linear(p, rows, f"bad shift {s[pos]} at channel {pos}", status=ERR_ARG, tile=tile)
+                k += 1
+        for n_out in (4, 5, 7):
+            for r in range(4):
+                m = np.roll(np.array([0, M_MIN, M_MAX, M_MIN + 1, 0, M_MAX, M_MIN], dtype=np.int32)[:n_out], r)
+                s = np.roll(np.array([-31, 30, 0, -1, 30, -31, 1], dtype=np.int32)[:n_out], r)
+                p = _linear(chk, 5, n_out, multiplier=m, shift=s)
+                self.linear(p, (-1, 5, 3, 4)[r], "accepted multiplier / shift extremes", tile=(0, 4, 2, 4)[r])
 
     def linear_s4w_cases(self) -> None:
         """mcuf_linear_s4w_s8 / mcuf_linear_rows_s4w_s8: packed int4 weights (every nibble value,
