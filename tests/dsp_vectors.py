@@ -239,6 +239,22 @@ class Vectors:
             self.linear(_linear(tiny, n_in, n_out), rows, "tiled, 4 tokens, 1..16 inputs", tile=4)
         p = _linear(tiny, 16, 8, weights=np.full((8, 16), -128, np.int8), input_offset=128)
         self.linear(p, 5, "saturating tiled, 4 tokens, 16 inputs", tile=4)
+        # The Helium fused 4-token pass (in_features <= 32, a bias): every input count class, one and
+        # six channels, a row remainder after the 4-row groups; then every weight, input, offset, bias
+        # and shift at its extremes (saturating bias add, left shifts 1..30, right shifts to -31).
+        fused = np.random.default_rng(2041)  # own stream: the other cases keep their values
+        for n_in in (1, 3, 8, 15, 16, 17, 20, 24, 31, 32):
+            for n_out, rows in ((1, 4), (6, 9)):
+                bias = fused.integers(-(1 << 24), 1 << 24, size=n_out).astype(np.int32)
+                self.linear(_linear(fused, n_in, n_out, bias=bias), rows, "tiled, 4 tokens, fused pass", tile=4)
+        for n_in in (16, 17, 32):
+            for w_val, off in ((-128, 128), (127, 128), (-128, -127), (127, -127)):
+                w = np.full((9, n_in), w_val, dtype=np.int8)
+                m = np.full(9, M_MAX, dtype=np.int32)
+                s = np.array([30, 0, -31, 5, 1, -1, 0, 30, -31], dtype=np.int32)
+                bias = np.array([I32_MAX, I32_MIN, 0, I32_MAX, -5, I32_MIN, 7, 1, -1], dtype=np.int32)
+                p = _linear(fused, n_in, 9, weights=w, bias=bias, multiplier=m, shift=s, input_offset=off)
+                self.linear(p, 4, f"saturating tiled, 4 tokens, fused pass w={w_val} off={off}", tile=4)
         # Saturating: all inputs and weights at one extreme, extreme offsets, maximal multipliers.
         for w_val, off, p in _saturating_linears(rng, -128, 127):
             self.linear(p, -1, f"saturating w={w_val} off={off}")
