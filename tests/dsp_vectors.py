@@ -395,6 +395,21 @@ class Vectors:
             self.attn(p, 3, 1, f"saturating fill={fill} off={off}", fill=fill)
             p = _attn(rng, 7, 9, q_offset=off, k_offset=off, v_offset=off, score=qp.Requant(M_MAX, -31))
             self.attn(p, 0, 2, f"saturating shift -31 fill={fill} off={off}", fill=fill)
+        # The Helium fused score pairs (4-row tiles, 16 < head_dim <= 32, an even number of keys, a
+        # right-shift score scale): head_dim at both ends and between, 2..36 keys, shifts -1..-31;
+        # then every query and key at its extremes with extreme offsets (sums at their bounds, the
+        # clamp at both ends).
+        pairs = np.random.default_rng(2042)  # own stream: the other cases keep their values
+        for hd in (17, 20, 24, 31, 32):
+            for tokens in (2, 4, 10, 36):
+                score = qp.Requant(int(_multipliers(pairs, 1)[0]) or M_MIN, int(pairs.integers(-31, 0)))
+                pad = int(pairs.integers(0, 6))
+                self.attn(_attn(pairs, tokens, hd, score=score), pad, pad, "fused score pairs")
+        for hd in (17, 32):
+            for fill, off in ((-128, 128), (127, 128), (-128, -127), (127, -127)):
+                for sh in (-1, -31):
+                    p = _attn(pairs, 6, hd, q_offset=off, k_offset=off, v_offset=off, score=qp.Requant(M_MAX, sh))
+                    self.attn(p, 1, 0, f"saturating fused score pairs shift {sh} fill={fill} off={off}", fill=fill)
         self.attn(_attn(rng, 4, 8), -1, 0, "k_stride < head_dim", status=(ERR_ARG, OK))
         self.attn(_attn(rng, 4, 8), 0, -1, "v_stride < head_dim", status=(OK, ERR_ARG))
         self.attn(_attn(rng, 4, 8, k_offset=129), 0, 0, "bad k offset", status=(ERR_ARG, ERR_ARG))
