@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "mcuf_internal.h"
+#include "mcuf_mve.h" /* the twins' common header (unused here) */
 
 static int32_t max4(int32_t a, int32_t b, int32_t c, int32_t d)
 {
