@@ -505,7 +505,9 @@ static __attribute__((noinline)) void scores_tile_hd32_stack(const mcuf_attn_hea
  * and the output stage in one pass: per key two VLDRB (the second predicated), VADDV / VADDVA for
  * the key sum ks, four VMLADAV(A).S8, then a + (qo ks + base_a) and b + (qo ks + base_b) (MLA and
  * ADD, wrapping: the total is the portable kernel's int32), and one VMOV of the two into the lanes
- * 0 / 2 (key j) or 1 / 3 (key j + 1) of q6 (the first register to the lower lane); per pair of
+ * 0 / 2 (key j) or 1 / 3 (key j + 1) of q6 (row a first; the scatter offsets in q7 are set by the
+ * same two-register VMOV form, row a's first, so each score meets its own offset whichever lane of
+ * the pair the first register goes to); per pair of
  * keys requantize_x4_r (VQRDMULH, the sign fixup, VRSHL), + score offset (VQADD), the clamp to
  * int8 as VQSHL #24 then VSHR #24 (a saturating shift to the int8 range's int32 image and back:
  * clamp(v, -128, 127) exactly), and one VSTRB.32 scatter to out + j + {0, 1, T, T + 1} (q7):

@@ -295,7 +295,9 @@ static __attribute__((noinline)) void dots_t4(const int8_t *x, int32_t n, const 
  * lanes of q7 (no int32 round trip through memory, no call per 4 channels). Per channel: the
  * weights (n <= 16: one vector predicated to n lanes; 17..32: 16 lanes and a second predicated to
  * n - 16, zero beyond), VADDV(A) for their sum, per token VMLADAV(A) of its row's (one or two)
- * vectors, two VMOVs of the 4 sums into q7 (lanes 0/2, then 1/3), + off * wsum (VADD, wrapping:
+ * vectors, two VMOVs of the 4 sums into q7 (lanes 0/2, then 1/3; the scatter offsets in q4 are
+ * set by the same two-register VMOV form with the same operand order, so each sum meets its
+ * token's offset whichever of the pair's lanes the first register goes to), + off * wsum (VADD, wrapping:
  * the true sum is in int32, as in tile_rows), + bias[o] (VQADD), the channel's requantization
  * (shift <= -1: VQRDMULH, the sign fixup, VRSHL = requantize_x4_r; shift >= 0: VQSHL, VQRDMULH =
  * requantize_x4 with right = 0), + output offset (VQADD), the clamp (VMAX, VMIN) and one VSTRB.32
@@ -321,7 +323,8 @@ typedef struct {
 void mcufi_mve_linear_t4_n16(const t4_args *a);
 void mcufi_mve_linear_t4_n32(const t4_args *a);
 
-/* The common start: callee-saved registers, [sp] = out_off, [sp, #4] = off, q4 = t * n_out,
+/* The common start: callee-saved registers, [sp] = out_off, [sp, #4] = off, q4 = t * n_out (lanes as
+ * the loops' VMOVs place token t),
  * q5 / q6 = the clamp bounds, r5 = w, r7 = n, r9 / r10 / r11 = mult / shift / bias, r12 = out,
  * lr = n_out, r0 .. r3 = the token rows (r2 is token 1, r1 token 2: see the loops' VMOVs). */
 #define T4_ENTRY(name)                                                                                        \
@@ -341,10 +344,12 @@ void mcufi_mve_linear_t4_n32(const t4_args *a);
     "ldr r2, [r0, #44]\n\t"                                                                                \
     "vdup.32 q6, r2\n\t"                                                                                   \
     "ldr r3, [r0, #28]\n\t"                                                                                \
-    "movs r2, #0\n\t"                                                                                      \
-    "vidup.u32 q4, r2, #1\n\t"                                                                             \
-    "vmul.i32 q4, q4, r3\n\t"                                                                              \
     "mov lr, r3\n\t"                                                                                       \
+    "movs r2, #0\n\t"                                                                                      \
+    "add r4, r3, r3\n\t"                                                                                   \
+    "vmov q4[2], q4[0], r2, r4\n\t" /* offsets 0 (token 0), 2 n_out (token 2) */                            \
+    "add r2, r4, r3\n\t"                                                                                   \
+    "vmov q4[3], q4[1], r3, r2\n\t" /* n_out (token 1), 3 n_out (token 3) */                                \
     "ldr r7, [r0, #4]\n\t"                                                                                 \
     "ldr r5, [r0, #8]\n\t"                                                                                 \
     "ldr r9, [r0, #12]\n\t"                                                                                \
