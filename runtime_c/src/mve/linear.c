@@ -20,7 +20,9 @@
  * the tile (per 16 inputs and 4 tokens: one weight load, one VADDVA, four input loads, four
  * VMLADAVA: 10 instructions per 64 MACs; 4 tokens: mve_dot4x1's tail-predicated loop, or for
  * in_features <= 16 / 17..32 the token rows (or their tails) kept in registers, dots_t4_n16 /
- * dots_t4_n32, chosen once per call); xbuf is not used. Output stage: 4 channels at a time
+ * dots_t4_n32, chosen once per call; with in_features <= 32 and one bias row for the tile, the
+ * fused mcufi_mve_linear_t4_n16 / _n32 instead: dot products and output stage per channel, the
+ * tokens in the lanes); xbuf is not used. Output stage: 4 channels at a time
  * (requantize_x4v of mcuf_mve.h with the channels' multipliers and shifts in vectors, loaded once
  * per 4 channels for the whole tile), the last out_features % 4 channels through the DSP kernels'
  * scalar requantization (mcuf_dsp.h); both the same integers as mcuf_requantize.
