@@ -239,6 +239,22 @@ class Vectors:
             self.linear(_linear(tiny, n_in, n_out), rows, "tiled, 4 tokens, 1..16 inputs", tile=4)
         p = _linear(tiny, 16, 8, weights=np.full((8, 16), -128, np.int8), input_offset=128)
         self.linear(p, 5, "saturating tiled, 4 tokens, 16 inputs", tile=4)
+        # The Helium fused 4-token pass (in_features <= 32, a bias): every input count class, one and
+        # six channels, a row remainder after the 4-row groups; then every weight, input, offset, bias
+        # and shift at its extremes (saturating bias add, left shifts 1..30, right shifts to -31).
+        fused = np.random.default_rng(2041)  # own stream: the other cases keep their values
+        for n_in in (1, 3, 8, 15, 16, 17, 20, 24, 31, 32):
+            for n_out, rows in ((1, 4), (6, 9)):
+                bias = fused.integers(-(1 << 24), 1 << 24, size=n_out).astype(np.int32)
+                self.linear(_linear(fused, n_in, n_out, bias=bias), rows, "tiled, 4 tokens, fused pass", tile=4)
+        for n_in in (16, 17, 32):
+            for w_val, off in ((-128, 128), (127, 128), (-128, -127), (127, -127)):
+                w = np.full((9, n_in), w_val, dtype=np.int8)
+                m = np.full(9, M_MAX, dtype=np.int32)
+                s = np.array([30, 0, -31, 5, 1, -1, 0, 30, -31], dtype=np.int32)
+                bias = np.array([I32_MAX, I32_MIN, 0, I32_MAX, -5, I32_MIN, 7, 1, -1], dtype=np.int32)
+                p = _linear(fused, n_in, 9, weights=w, bias=bias, multiplier=m, shift=s, input_offset=off)
+                self.linear(p, 4, f"saturating tiled, 4 tokens, fused pass w={w_val} off={off}", tile=4)
         # Saturating: all inputs and weights at one extreme, extreme offsets, maximal multipliers.
         for w_val, off, p in _saturating_linears(rng, -128, 127):
             self.linear(p, -1, f"saturating w={w_val} off={off}")
@@ -269,6 +285,32 @@ class Vectors:
         self.linear(_linear(rng, 10, 6, input_offset=129), -1, "bad input offset", status=ERR_ARG)
         self.linear(_linear(rng, 10, 6), 4, "bad tile", status=ERR_ARG, tile=3)
         self.linear(_linear(rng, 10, 6, shift=s), 4, "tiled bad shift", status=ERR_ARG, tile=4)
+        # The per-channel check (the Helium twin checks 4 channels per step, the last n % 4 lanes
+        # zero-filled): one bad multiplier or shift at the first, the last and a random channel, for
+        # channel counts around the 4-channel step; and every accepted extreme (multiplier 0, 2^30,
+        # 2^31 - 1, shift -31 and 30) at every position of the step, which must still run.
+        chk = np.random.default_rng(2040)  # own stream: the other cases keep their values
+        bad_m = (1, M_MIN - 1, -1, I32_MIN, -M_MIN, 1 << 29, -M_MAX)
+        bad_s = (-32, 31, I32_MIN, I32_MAX, 64, -33)
+        k = 0
+        for n_out in (1, 2, 3, 4, 5, 7, 8, 9, 13):
+            for pos in sorted({0, n_out - 1, int(chk.integers(0, n_out))}):
+                rows, tile = ((-1, 0), (5, 4), (3, 2), (2, 0))[k % 4]
+                m = _multipliers(chk, n_out)
+                m[pos] = bad_m[k % len(bad_m)]
+                p = _linear(chk, 5, n_out, multiplier=m)
+                self.linear(p, rows, f"bad multiplier {m[pos]} at channel {pos}", status=ERR_ARG, tile=tile)
+                s = _shifts(chk, n_out)
+                s[pos] = bad_s[k % len(bad_s)]
+                p = _linear(chk, 5, n_out, shift=s)
+                self.linear(p, rows, f"bad shift {s[pos]} at channel {pos}", status=ERR_ARG, tile=tile)
+                k += 1
+        for n_out in (4, 5, 7):
+            for r in range(4):
+                m = np.roll(np.array([0, M_MIN, M_MAX, M_MIN + 1, 0, M_MAX, M_MIN], dtype=np.int32)[:n_out], r)
+                s = np.roll(np.array([-31, 30, 0, -1, 30, -31, 1], dtype=np.int32)[:n_out], r)
+                p = _linear(chk, 5, n_out, multiplier=m, shift=s)
+                self.linear(p, (-1, 5, 3, 4)[r], "accepted multiplier / shift extremes", tile=(0, 4, 2, 4)[r])
 
     def linear_s4w_cases(self) -> None:
         """mcuf_linear_s4w_s8 / mcuf_linear_rows_s4w_s8: packed int4 weights (every nibble value,
@@ -353,6 +395,21 @@ class Vectors:
             self.attn(p, 3, 1, f"saturating fill={fill} off={off}", fill=fill)
             p = _attn(rng, 7, 9, q_offset=off, k_offset=off, v_offset=off, score=qp.Requant(M_MAX, -31))
             self.attn(p, 0, 2, f"saturating shift -31 fill={fill} off={off}", fill=fill)
+        # The Helium fused score pairs (4-row tiles, 16 < head_dim <= 32, an even number of keys, a
+        # right-shift score scale): head_dim at both ends and between, 2..36 keys, shifts -1..-31;
+        # then every query and key at its extremes with extreme offsets (sums at their bounds, the
+        # clamp at both ends).
+        pairs = np.random.default_rng(2042)  # own stream: the other cases keep their values
+        for hd in (17, 20, 24, 31, 32):
+            for tokens in (2, 4, 10, 36):
+                score = qp.Requant(int(_multipliers(pairs, 1)[0]) or M_MIN, int(pairs.integers(-31, 0)))
+                pad = int(pairs.integers(0, 6))
+                self.attn(_attn(pairs, tokens, hd, score=score), pad, pad, "fused score pairs")
+        for hd in (17, 32):
+            for fill, off in ((-128, 128), (127, 128), (-128, -127), (127, -127)):
+                for sh in (-1, -31):
+                    p = _attn(pairs, 6, hd, q_offset=off, k_offset=off, v_offset=off, score=qp.Requant(M_MAX, sh))
+                    self.attn(p, 1, 0, f"saturating fused score pairs shift {sh} fill={fill} off={off}", fill=fill)
         self.attn(_attn(rng, 4, 8), -1, 0, "k_stride < head_dim", status=(ERR_ARG, OK))
         self.attn(_attn(rng, 4, 8), 0, -1, "v_stride < head_dim", status=(OK, ERR_ARG))
         self.attn(_attn(rng, 4, 8, k_offset=129), 0, 0, "bad k offset", status=(ERR_ARG, ERR_ARG))

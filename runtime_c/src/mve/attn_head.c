@@ -499,9 +499,137 @@ static __attribute__((noinline)) void scores_tile_hd32_stack(const mcuf_attn_hea
     scores_tile_hd32(p, n, q, q_stride, k, k_stride, scores, buf);
 }
 
+/* Two consecutive score rows (queries qa, qb = qa + q_stride; 16 < head_dim <= 32, each in two
+ * vectors kept in q0..q3, the second predicated to head_dim - 16 lanes and zero beyond) against the
+ * keys two at a time, right-shift score scale only (the models'; shift <= -1), the dot products
+ * and the output stage in one pass: per key two VLDRB (the second predicated), VADDV / VADDVA for
+ * the key sum ks, four VMLADAV(A).S8, then a + (qo ks + base_a) and b + (qo ks + base_b) (MLA and
+ * ADD, wrapping: the total is the portable kernel's int32), and one VMOV of the two into the lanes
+ * 0 / 2 (key j) or 1 / 3 (key j + 1) of q6 (row a first; the scatter offsets in q7 are set by the
+ * same two-register VMOV form, row a's first, so each score meets its own offset whichever lane of
+ * the pair the first register goes to); per pair of
+ * keys requantize_x4_r (VQRDMULH, the sign fixup, VRSHL), + score offset (VQADD), the clamp to
+ * int8 as VQSHL #24 then VSHR #24 (a saturating shift to the int8 range's int32 image and back:
+ * clamp(v, -128, 127) exactly), and one VSTRB.32 scatter to out + j + {0, 1, T, T + 1} (q7):
+ * 40 instructions per 4 scores, no int32 round trip through memory and no per-block calls.
+ * AAPCS function (top-level assembly: every core register is used), args in a struct. */
+typedef struct {
+    const int8_t *qa, *qb; /* 0, 4 */
+    int32_t rest;          /* 8: head_dim - 16, 1..16 */
+    const int8_t *k;       /* 12 */
+    int32_t k_stride;      /* 16 */
+    int32_t pairs;         /* 20: tokens / 2 >= 1 */
+    int8_t *out;           /* 24: row a's scores; row b's at out + tokens */
+    int32_t qo;            /* 28 */
+    int32_t base_a, base_b; /* 32, 36: k_offset (sum q + head_dim qo) per row */
+    int32_t m, sh, off;    /* 40, 44, 48: the score scale (sh <= -1) and offset */
+    int32_t tokens;        /* 52 */
+} score_pair_args;
+
+void mcufi_mve_scores_pair_hd32(const score_pair_args *a);
+
+#define SCORE_KEY(lanes)                                                                                       \
+    "vldrb.u8 q4, [r1]\n\t"                                                                                \
+    "vpst\n\t"                                                                                             \
+    "vldrbt.u8 q5, [r1, #16]\n\t"                                                                          \
+    "add r1, r1, r3\n\t"                                                                                   \
+    "vaddv.s8 r4, q4\n\t"                                                                                  \
+    "vaddva.s8 r4, q5\n\t"                                                                                 \
+    "vmladav.s8 r0, q0, q4\n\t"                                                                            \
+    "vmladava.s8 r0, q1, q5\n\t"                                                                           \
+    "vmladav.s8 r2, q2, q4\n\t"                                                                            \
+    "vmladava.s8 r2, q3, q5\n\t"                                                                           \
+    "mla r12, r4, r6, r7\n\t"                                                                              \
+    "add r0, r0, r12\n\t"                                                                                  \
+    "mla r12, r4, r6, r8\n\t"                                                                              \
+    "add r2, r2, r12\n\t"                                                                                  \
+    "vmov " lanes ", r0, r2\n\t"
+
+__asm__(".pushsection .text.mcufi_mve_scores_pair_hd32,\"ax\",%progbits\n\t"
+        ".balign 4\n\t"
+        ".global mcufi_mve_scores_pair_hd32\n\t"
+        ".hidden mcufi_mve_scores_pair_hd32\n\t"
+        ".thumb_func\n\t"
+        ".type mcufi_mve_scores_pair_hd32, %function\n"
+        "mcufi_mve_scores_pair_hd32:\n\t"
+        "push {r4-r11, lr}\n\t"
+        "vpush {d8-d15}\n\t"
+        "ldr r1, [r0, #0]\n\t"
+        "ldr r2, [r0, #4]\n\t"
+        "ldr r3, [r0, #8]\n\t"
+        "vctp.8 r3\n\t"
+        "vldrb.u8 q0, [r1]\n\t"
+        "vldrb.u8 q2, [r2]\n\t"
+        "vpstt\n\t"
+        "vldrbt.u8 q1, [r1, #16]\n\t"
+        "vldrbt.u8 q3, [r2, #16]\n\t"
+        "ldr r3, [r0, #52]\n\t"
+        "movs r2, #0\n\t"
+        "vmov q7[2], q7[0], r2, r3\n\t" /* lanes 0, 2: 0, T */
+        "adds r2, r2, #1\n\t"
+        "adds r3, r3, #1\n\t"
+        "vmov q7[3], q7[1], r2, r3\n\t" /* lanes 1, 3: 1, T + 1 */
+        "ldr r1, [r0, #12]\n\t"
+        "ldr r3, [r0, #16]\n\t"
+        "ldr lr, [r0, #20]\n\t"
+        "ldr r5, [r0, #24]\n\t"
+        "ldr r6, [r0, #28]\n\t"
+        "ldr r7, [r0, #32]\n\t"
+        "ldr r8, [r0, #36]\n\t"
+        "ldr r9, [r0, #40]\n\t"
+        "ldr r10, [r0, #44]\n\t"
+        "ldr r11, [r0, #48]\n\t"
+        "dls lr, lr\n"
+        "1:\n\t"
+        SCORE_KEY("q6[2], q6[0]")
+        SCORE_KEY("q6[3], q6[1]")
+        "vqrdmulh.s32 q6, q6, r9\n\t"
+        "vshr.s32 q4, q6, #31\n\t"
+        "vadd.i32 q6, q6, q4\n\t"
+        "vrshl.s32 q6, r10\n\t"
+        "vqadd.s32 q6, q6, r11\n\t"
+        "vqshl.s32 q6, q6, #24\n\t"
+        "vshr.s32 q6, q6, #24\n\t"
+        "vstrb.32 q6, [r5, q7]\n\t"
+        "adds r5, r5, #2\n\t"
+        "le lr, 1b\n\t"
+        "vpop {d8-d15}\n\t"
+        "pop {r4-r11, pc}\n\t"
+        ".size mcufi_mve_scores_pair_hd32, .-mcufi_mve_scores_pair_hd32\n\t"
+        ".popsection\n");
+
+/* 4 score rows (16 < head_dim <= 32, an even number of keys, a right-shift score scale) as two
+ * pairs of mcufi_mve_scores_pair_hd32; the rows' bases as in scores_tile_hd32_rq. */
+static void scores_tile4_fused(const mcuf_attn_head_params *p, const int8_t *q, int32_t q_stride, const int8_t *k,
+                               int32_t k_stride, int8_t *scores)
+{
+    const int32_t hd = p->head_dim;
+    const mve_pred16_t last = vctp8q((uint32_t)(hd - 16));
+    score_pair_args a = {NULL,       NULL, hd - 16, k, k_stride, p->tokens / 2, NULL, p->q_offset, 0, 0,
+                         p->score.multiplier, p->score.shift, p->score_offset, p->tokens};
+    int32_t base[4];
+    for (int32_t i = 0; i < 4; i++) {
+        const int8_t *qr = q + i * q_stride;
+        const int32_t qsum = vaddvaq_s8(vaddvq_s8(vldrbq_s8(qr)), vldrbq_z_s8(qr + 16, last));
+        base[i] = wrap_mul(p->k_offset, wrap_add(qsum, wrap_mul(hd, p->q_offset)));
+    }
+    for (int32_t r = 0; r < 4; r += 2) {
+        a.qa = q + r * q_stride;
+        a.qb = a.qa + q_stride;
+        a.out = scores + r * p->tokens;
+        a.base_a = base[r];
+        a.base_b = base[r + 1];
+        mcufi_mve_scores_pair_hd32(&a);
+    }
+}
+
 void mcufi_attn_scores_tile(const mcuf_attn_head_params *p, int32_t n, const int8_t *q, int32_t q_stride,
                             const int8_t *k, int32_t k_stride, int32_t *xbuf, int8_t *scores)
 {
+    if (p->head_dim > 16 && p->head_dim <= 32 && n == 4 && p->score.shift <= -1 && (p->tokens & 1) == 0) {
+        scores_tile4_fused(p, q, q_stride, k, k_stride, scores);
+        return;
+    }
     if (p->head_dim > 16 && p->head_dim <= 32) {
         /* the sums in xbuf when the tile has it (n == 4: mcufi_linear_tile_xbuf_words(head_dim, 4)
          * words, 48 or more for head_dim >= 21), else on the stack */

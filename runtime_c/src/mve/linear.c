@@ -20,7 +20,9 @@
  * the tile (per 16 inputs and 4 tokens: one weight load, one VADDVA, four input loads, four
  * VMLADAVA: 10 instructions per 64 MACs; 4 tokens: mve_dot4x1's tail-predicated loop, or for
  * in_features <= 16 / 17..32 the token rows (or their tails) kept in registers, dots_t4_n16 /
- * dots_t4_n32, chosen once per call); xbuf is not used. Output stage: 4 channels at a time
+ * dots_t4_n32, chosen once per call; with in_features <= 32 and one bias row for the tile, the
+ * fused mcufi_mve_linear_t4_n16 / _n32 instead: dot products and output stage per channel, the
+ * tokens in the lanes); xbuf is not used. Output stage: 4 channels at a time
  * (requantize_x4v of mcuf_mve.h with the channels' multipliers and shifts in vectors, loaded once
  * per 4 channels for the whole tile), the last out_features % 4 channels through the DSP kernels'
  * scalar requantization (mcuf_dsp.h); both the same integers as mcuf_requantize.
@@ -290,6 +292,165 @@ static __attribute__((noinline)) void dots_t4(const int8_t *x, int32_t n, const 
     }
 }
 
+/* T = 4 tokens, in_features n <= 32, with a bias (one row for the 4 tokens: bias_stride 0): the
+ * dot products and the output stage in one pass per output channel o, the 4 tokens in the 4
+ * lanes of q7 (no int32 round trip through memory, no call per 4 channels). Per channel: the
+ * weights (n <= 16: one vector predicated to n lanes; 17..32: 16 lanes and a second predicated to
+ * n - 16, zero beyond), VADDV(A) for their sum, per token VMLADAV(A) of its row's (one or two)
+ * vectors, two VMOVs of the 4 sums into q7 (lanes 0/2, then 1/3; the scatter offsets in q4 are
+ * set by the same two-register VMOV form with the same operand order, so each sum meets its
+ * token's offset whichever of the pair's lanes the first register goes to), + off * wsum (VADD, wrapping:
+ * the true sum is in int32, as in tile_rows), + bias[o] (VQADD), the channel's requantization
+ * (shift <= -1: VQRDMULH, the sign fixup, VRSHL = requantize_x4_r; shift >= 0: VQSHL, VQRDMULH =
+ * requantize_x4 with right = 0), + output offset (VQADD), the clamp (VMAX, VMIN) and one VSTRB.32
+ * scatter of the 4 bytes to out[t * n_out + o] (offsets t * n_out in q4): the same integers as
+ * finish(). Token rows are read as whole vectors where that stays inside the 4 rows (x_t + 31 <
+ * x_3 + n for t <= 2 when n >= 17; n <= 16 and token 3's tail: predicated); lanes past n meet
+ * zero weights. About 45 (17..32) or 34 (<= 16) instructions per channel and 4 tokens.
+ * AAPCS functions (top-level assembly: every core register is used), args in a struct. */
+typedef struct {
+    const int8_t *x;       /* 0: the 4 token rows, [4][n] */
+    int32_t n;             /* 4: in_features, 1..32 */
+    const int8_t *w;       /* 8 */
+    const int32_t *mult;   /* 12 */
+    const int32_t *shift;  /* 16 */
+    const int32_t *bias;   /* 20: not NULL */
+    int8_t *out;           /* 24: [4][n_out] */
+    int32_t n_out;         /* 28: >= 1 */
+    int32_t off;           /* 32: input offset */
+    int32_t out_off;       /* 36 */
+    int32_t lo, hi;        /* 40, 44: act_min, act_max */
+} t4_args;
+
+void mcufi_mve_linear_t4_n16(const t4_args *a);
+void mcufi_mve_linear_t4_n32(const t4_args *a);
+
+/* The common start: callee-saved registers, [sp] = out_off, [sp, #4] = off, q4 = t * n_out (lanes as
+ * the loops' VMOVs place token t),
+ * q5 / q6 = the clamp bounds, r5 = w, r7 = n, r9 / r10 / r11 = mult / shift / bias, r12 = out,
+ * lr = n_out, r0 .. r3 = the token rows (r2 is token 1, r1 token 2: see the loops' VMOVs). */
+#define T4_ENTRY(name)                                                                                        \
+    ".pushsection .text." name ",\"ax\",%progbits\n\t"                                                     \
+    ".balign 4\n\t"                                                                                        \
+    ".global " name "\n\t"                                                                                 \
+    ".hidden " name "\n\t"                                                                                 \
+    ".thumb_func\n\t"                                                                                      \
+    ".type " name ", %function\n" name ":\n\t"                                                             \
+    "push {r4-r11, lr}\n\t"                                                                                \
+    "vpush {d8-d15}\n\t"                                                                                   \
+    "ldr r2, [r0, #36]\n\t"                                                                                \
+    "ldr r3, [r0, #32]\n\t"                                                                                \
+    "push {r2, r3}\n\t"                                                                                    \
+    "ldr r2, [r0, #40]\n\t"                                                                                \
+    "vdup.32 q5, r2\n\t"                                                                                   \
+    "ldr r2, [r0, #44]\n\t"                                                                                \
+    "vdup.32 q6, r2\n\t"                                                                                   \
+    "ldr r3, [r0, #28]\n\t"                                                                                \
+    "mov lr, r3\n\t"                                                                                       \
+    "movs r2, #0\n\t"                                                                                      \
+    "add r4, r3, r3\n\t"                                                                                   \
+    "vmov q4[2], q4[0], r2, r4\n\t" /* offsets 0 (token 0), 2 n_out (token 2) */                            \
+    "add r2, r4, r3\n\t"                                                                                   \
+    "vmov q4[3], q4[1], r3, r2\n\t" /* n_out (token 1), 3 n_out (token 3) */                                \
+    "ldr r7, [r0, #4]\n\t"                                                                                 \
+    "ldr r5, [r0, #8]\n\t"                                                                                 \
+    "ldr r9, [r0, #12]\n\t"                                                                                \
+    "ldr r10, [r0, #16]\n\t"                                                                               \
+    "ldr r11, [r0, #20]\n\t"                                                                               \
+    "ldr r12, [r0, #24]\n\t"                                                                               \
+    "ldr r0, [r0, #0]\n\t"                                                                                 \
+    "add r2, r0, r7\n\t"                                                                                   \
+    "add r1, r2, r7\n\t"                                                                                   \
+    "add r3, r1, r7\n\t"
+
+/* The output stage of q7 (4 tokens' sums; r4 = the weight sum) and the loop's end. */
+#define T4_OUTPUT                                                                                              \
+    "ldr r6, [sp, #4]\n\t"                                                                                 \
+    "mul r4, r4, r6\n\t"                                                                                   \
+    "vadd.i32 q7, q7, r4\n\t"                                                                              \
+    "ldr r6, [r11], #4\n\t"                                                                                \
+    "vqadd.s32 q7, q7, r6\n\t"                                                                             \
+    "ldr r6, [r9], #4\n\t"                                                                                 \
+    "ldr r8, [r10], #4\n\t"                                                                                \
+    "cmp r8, #0\n\t"                                                                                       \
+    "bge 5f\n\t"                                                                                           \
+    "vqrdmulh.s32 q7, q7, r6\n\t"                                                                          \
+    "vshr.s32 q0, q7, #31\n\t"                                                                             \
+    "vadd.i32 q7, q7, q0\n\t"                                                                              \
+    "vrshl.s32 q7, r8\n"                                                                                   \
+    "4:\n\t"                                                                                               \
+    "ldr r6, [sp]\n\t"                                                                                     \
+    "vqadd.s32 q7, q7, r6\n\t"                                                                             \
+    "vmax.s32 q7, q7, q5\n\t"                                                                              \
+    "vmin.s32 q7, q7, q6\n\t"                                                                              \
+    "vstrb.32 q7, [r12, q4]\n\t"                                                                           \
+    "add r12, r12, #1\n\t"                                                                                 \
+    "le lr, 1b\n\t"                                                                                        \
+    "add sp, sp, #8\n\t"                                                                                   \
+    "vpop {d8-d15}\n\t"                                                                                    \
+    "pop {r4-r11, pc}\n"                                                                                   \
+    "5:\n\t"                                                                                               \
+    "vqshl.s32 q7, r8\n\t"                                                                                 \
+    "vqrdmulh.s32 q7, q7, r6\n\t"                                                                          \
+    "b 4b\n\t"
+
+#define T4_EXIT(name) ".size " name ", .-" name "\n\t.popsection\n"
+
+/* n in 1..16: the weights and the 4 rows predicated to n lanes (VCTP.8 n). */
+__asm__(T4_ENTRY("mcufi_mve_linear_t4_n16")
+        "vctp.8 r7\n\t"
+        "dls lr, lr\n"
+        "1:\n\t"
+        "vpstttt\n\t"
+        "vldrbt.u8 q0, [r5]\n\t"
+        "vldrbt.u8 q1, [r0]\n\t"
+        "vldrbt.u8 q2, [r2]\n\t"
+        "vldrbt.u8 q3, [r1]\n\t"
+        "add r5, r5, r7\n\t"
+        "vaddv.s8 r4, q0\n\t"
+        "vmladav.s8 r6, q1, q0\n\t"
+        "vmladav.s8 r8, q3, q0\n\t"
+        "vmov q7[2], q7[0], r6, r8\n\t"
+        "vmladav.s8 r6, q2, q0\n\t"
+        "vpst\n\t"
+        "vldrbt.u8 q1, [r3]\n\t"
+        "vmladav.s8 r8, q1, q0\n\t"
+        "vmov q7[3], q7[1], r6, r8\n\t"
+        T4_OUTPUT T4_EXIT("mcufi_mve_linear_t4_n16"));
+
+/* n in 17..32: 16 lanes, then n - 16 predicated (VCTP.8 n - 16) for the weights and token 3. */
+__asm__(T4_ENTRY("mcufi_mve_linear_t4_n32")
+        "sub r4, r7, #16\n\t"
+        "vctp.8 r4\n\t"
+        "dls lr, lr\n"
+        "1:\n\t"
+        "vldrb.u8 q0, [r5]\n\t"
+        "vpst\n\t"
+        "vldrbt.u8 q1, [r5, #16]\n\t"
+        "add r5, r5, r7\n\t"
+        "vaddv.s8 r4, q0\n\t"
+        "vaddva.s8 r4, q1\n\t"
+        "vldrb.u8 q2, [r0]\n\t"
+        "vldrb.u8 q3, [r0, #16]\n\t"
+        "vmladav.s8 r6, q2, q0\n\t"
+        "vmladava.s8 r6, q3, q1\n\t"
+        "vldrb.u8 q2, [r1]\n\t"
+        "vldrb.u8 q3, [r1, #16]\n\t"
+        "vmladav.s8 r8, q2, q0\n\t"
+        "vmladava.s8 r8, q3, q1\n\t"
+        "vmov q7[2], q7[0], r6, r8\n\t"
+        "vldrb.u8 q2, [r2]\n\t"
+        "vldrb.u8 q3, [r2, #16]\n\t"
+        "vmladav.s8 r6, q2, q0\n\t"
+        "vmladava.s8 r6, q3, q1\n\t"
+        "vldrb.u8 q2, [r3]\n\t"
+        "vpst\n\t"
+        "vldrbt.u8 q3, [r3, #16]\n\t"
+        "vmladav.s8 r8, q2, q0\n\t"
+        "vmladava.s8 r8, q3, q1\n\t"
+        "vmov q7[3], q7[1], r6, r8\n\t"
+        T4_OUTPUT T4_EXIT("mcufi_mve_linear_t4_n32"));
+
 /* T tokens (rows of input, T in {2, 4}) through every output channel; row t's bias at
  * p->bias + t * bias_stride. */
 static inline __attribute__((always_inline)) void tile_rows(const mcuf_linear_params *p, int32_t T, const int8_t *input,
@@ -353,6 +514,20 @@ void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, 
     int32_t r = 0;
     if (mcufi_linear_is_s4w(p)) {
         tile = 1; /* int4 weights: row by row (mcufi_linear_row dispatches) */
+    }
+    if (tile == 4 && p->in_features <= 32 && p->bias != NULL && bias_stride == 0 && !mcufi_linear_is_s4w(p)) {
+        /* one bias row for every token: the fused 4-token pass (mcufi_mve_linear_t4_*) */
+        void (*const fused)(const t4_args *) =
+            p->in_features <= 16 ? mcufi_mve_linear_t4_n16 : mcufi_mve_linear_t4_n32;
+        t4_args a = {input,         p->in_features, p->weights,       p->multiplier,  p->shift, p->bias,
+                     output,        p->out_features, p->input_offset, p->output_offset, p->act_min, p->act_max};
+        for (; r + 4 <= rows; r += 4) {
+            fused(&a);
+            a.x += 4 * p->in_features;
+            a.out += 4 * p->out_features;
+        }
+        input = a.x;
+        output = a.out;
     }
     if (tile > 1) {
         for (; r + tile <= rows; r += tile) {
