@@ -505,8 +505,9 @@ def write_markdown(evidence: dict, path: Path) -> None:
             f"{s['in_channels']}x{s['image_size']}x{s['image_size']}, {s['num_classes']} classes, preset "
             f"`{s['space']}`, {s['supernet']} supernet, fitness: {s['fitness']}): {s['cost_evals_per_s']:.0f} exact "
             f"cost evaluations per second with a cold cache ({s['cost_benchmark']['candidates']} distinct random "
-            f"candidates: {s['cost_benchmark']['feasible']} fit, {s['cost_benchmark']['over_sram']} over SRAM, "
-            f"{s['cost_benchmark']['over_flash']} over flash); evolution {s['population']} x {s['generations']} in "
+            f"candidates: {s['cost_benchmark']['feasible']} fit, {s['cost_benchmark']['over_flash']} over flash "
+            f"(rejected from the unplanned graph), {s['cost_benchmark']['over_sram']} of the others over SRAM); "
+            f"evolution {s['population']} x {s['generations']} in "
             f"{s['wall_seconds']:.0f} s; winner {s['arch_summary']} ({s['winner_params']:,} parameters): SRAM "
             f"{100 * s['winner_sram_fill']:.1f}%, flash {100 * s['winner_flash_fill']:.1f}% ({s['binding']} binds).",
             "",

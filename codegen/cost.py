@@ -66,25 +66,38 @@ class Cost:
         return self.peak_sram_bytes <= board.sram_bytes, self.flash_bytes <= board.flash_bytes
 
 
+def _primitives(graph: Graph) -> list[Node]:
+    """The primitive nodes of a primitive or fused graph (a fused node's body in its place)."""
+    return [node for top in graph.nodes for node in (top.body or (top,))]
+
+
 def constant_bytes(graph: Graph) -> int:
     """Bytes of every constant array the emitter writes for this (primitive or fused) graph: each
     primitive node's parameter arrays (codegen.ops.constant_bytes)."""
-    return sum(op_defs.constant_bytes(node, graph) for top in graph.nodes for node in (top.body or (top,)))
+    return sum(op_defs.constant_bytes(node, graph) for node in _primitives(graph))
 
 
-def cost_of_graph(graph: Graph, test_inputs: int = NUM_TEST_INPUTS) -> Cost:
-    """Cost of a graph that went through the pipeline (has a plan)."""
-    plan = graph.planned()
+def flash_of_graph(graph: Graph, test_inputs: int = NUM_TEST_INPUTS) -> tuple[int, int]:
+    """(constant array bytes, flash bytes) of a primitive or fused graph, planned or not: flash does not
+    depend on fusion, schedules or the plan (the same primitive nodes write the same arrays)."""
     weights = constant_bytes(graph)
     image = graph.tensors[graph.inputs[0]]
     image_bytes = image.shape[0] * image.shape[1] * image.shape[2]
-    blocks = sum(1 for node in graph.nodes if node.op == Op.FUSED_MLP)
-    stem = sum(1 for node in graph.nodes if node.op in (Op.FUSED_CONV2D, Op.CONV2D))
+    prims = _primitives(graph)
+    blocks = sum(1 for node in prims if node.op == Op.GELU)  # one per transformer block (its MLP)
+    stem = sum(1 for node in prims if node.op == Op.CONV2D)
     flash = weights + test_inputs * image_bytes + CODE_FLASH_BYTES + blocks * BLOCK_FLASH_BYTES
     if stem:
         flash += STEM_CODE_FLASH_BYTES + stem * STEM_LAYER_FLASH_BYTES
     if has_int4_weights(graph):
         flash += S4W_CODE_FLASH_BYTES
+    return weights, flash
+
+
+def cost_of_graph(graph: Graph, test_inputs: int = NUM_TEST_INPUTS) -> Cost:
+    """Cost of a graph that went through the pipeline (has a plan)."""
+    plan = graph.planned()
+    weights, flash = flash_of_graph(graph, test_inputs)
     return Cost(
         arena_bytes=plan.arena_bytes,
         naive_arena_bytes=plan.naive_arena_bytes,
@@ -110,10 +123,13 @@ def arena_budget(sram_bytes: int | None, arch: ArchConfig) -> int | None:
     return None if sram_bytes is None else sram_bytes - STACK_RESERVE_BYTES - static_sram_bytes(fused_ops(arch))
 
 
-def planned_graph(arch: ArchConfig, sram_bytes: int | None = None, naive: bool = True) -> Graph:
+def planned_graph(
+    arch: ArchConfig, sram_bytes: int | None = None, naive: bool = True, graph: Graph | None = None
+) -> Graph:
     """The shapes-only graph after the pipeline (fused, scheduled for the budget, planned). Without
-    ``naive`` the naive op-by-op figure is skipped (reported as 0): the search needs only the arena."""
-    graph = build_graph(arch)
+    ``naive`` the naive op-by-op figure is skipped (reported as 0): the search needs only the arena.
+    ``graph``: ``build_graph(arch)`` if the caller already has it."""
+    graph = build_graph(arch) if graph is None else graph
     graph = replace(graph, arena_budget=arena_budget(sram_bytes, arch), naive_plan=naive)
     return run_pipeline(graph)
 
@@ -151,6 +167,9 @@ def peak_sram_lower_bound(graph: Graph) -> int:
     return worst + STACK_RESERVE_BYTES + static_sram_bytes(len(graph.nodes))
 
 
+UNPLANNED_SRAM = 0  # CostCache's peak SRAM of a candidate over the flash budget: not planned, not computed
+
+
 class CostCache:
     """Exact cost from the planner for one SRAM budget, memoised per architecture; counts the
     distinct evaluations and their time (the search's cost evaluations per second).
@@ -159,10 +178,12 @@ class CostCache:
     first: ``estimate(arch, sram)`` returns exactly that plan whenever it fits. Over the budget, the
     per-head schedule search (several plans) runs only if ``peak_sram_lower_bound`` (valid for every
     schedule) leaves a chance to fit; when it does not, no schedule fits and the all-heads cost is
-    kept; nor when the candidate is over ``flash_bytes`` (a schedule does not change flash: it is
-    rejected anyway, with its all-heads SRAM). So a candidate that fits has exactly
-    ``estimate(arch, sram)``'s cost (without the naive op-by-op figure, which the search never reads:
-    0), and one that does not is over a budget by both (tested in tests/test_nas.py)."""
+    kept. A candidate over ``flash_bytes`` is not planned at all: flash is computed from the primitive
+    graph (``flash_of_graph``: it does not depend on fusion, schedules or the plan) and the candidate is
+    rejected whatever its plan; its SRAM reads ``UNPLANNED_SRAM`` (0: not computed), so it counts as over
+    flash only. So a candidate that fits has exactly ``estimate(arch, sram)``'s cost (without the naive
+    op-by-op figure, which the search never reads: 0), and one that does not is over a budget by both
+    (tested in tests/test_nas.py)."""
 
     def __init__(self, sram_bytes: int | None = None, flash_bytes: int | None = None) -> None:
         self.sram_bytes = sram_bytes
@@ -175,12 +196,16 @@ class CostCache:
     def cost(self, arch: ArchConfig) -> Cost:
         if arch not in self._cache:
             t0, c0 = time.perf_counter(), time.process_time()
-            graph = planned_graph(arch, naive=False)  # all-heads schedules
-            cost = cost_of_graph(graph)
-            over = self.sram_bytes is not None and cost.peak_sram_bytes > self.sram_bytes
-            flash_over = self.flash_bytes is not None and cost.flash_bytes > self.flash_bytes
-            if over and not flash_over and peak_sram_lower_bound(graph) <= self.sram_bytes:
-                cost = estimate(arch, self.sram_bytes, naive=False)  # per-head schedules may fit
+            primitive = build_graph(arch)
+            weights, flash = flash_of_graph(primitive)
+            if self.flash_bytes is not None and flash > self.flash_bytes:
+                cost = Cost(0, 0, 0, UNPLANNED_SRAM, weights, flash)  # rejected whatever the plan: not planned
+            else:
+                graph = planned_graph(arch, naive=False, graph=primitive)  # all-heads schedules
+                cost = cost_of_graph(graph)
+                over = self.sram_bytes is not None and cost.peak_sram_bytes > self.sram_bytes
+                if over and peak_sram_lower_bound(graph) <= self.sram_bytes:
+                    cost = estimate(arch, self.sram_bytes, naive=False)  # per-head schedules may fit
             self.seconds += time.perf_counter() - t0
             self.cpu_seconds += time.process_time() - c0
             self.evaluations += 1

@@ -203,7 +203,8 @@ def validate_search(opts: SearchOptions, log: Log) -> SearchInputs:
     training = training_fingerprint(opts, space)
     searching = search_fingerprint(opts)
     reuse_supernet_only = prepare_partial(work, opts, training, searching, log)
-    return SearchInputs(opts, board, budget, instr_model, data, space, space_info, CostCache(board.sram_bytes),
+    search_cost = CostCache(board.sram_bytes, board.flash_bytes)  # over-flash candidates are not planned
+    return SearchInputs(opts, board, budget, instr_model, data, space, space_info, search_cost,
                         budget.fits(*probe(largest)), work, training, searching, reuse_supernet_only)  # fmt: skip
 
 
@@ -307,8 +308,9 @@ def evolve_step(inputs: SearchInputs, trained: TrainedSupernet, log: Log) -> Evo
         "instr": sum(v > opts.instr_budget for v in instructions.values()) if instructions else 0,
     }
     log(
-        f"search: {len(costed)} candidates costed, {rejected['sram']} rejected for SRAM, {rejected['flash']} for "
-        f"flash, {rejected['instr']} for instructions; best {result.best_arch.short()} (supernet val top-1 "
+        f"search: {len(costed)} candidates costed, {rejected['sram']} rejected for SRAM (of those planned: "
+        f"not over flash), {rejected['flash']} for flash, {rejected['instr']} for instructions; best "
+        f"{result.best_arch.short()} (supernet val top-1 "
         f"{result.best_acc:.3f}); {cost_fn.evaluations} cost evaluations in {cost_fn.seconds:.2f}s = "
         f"{cost_fn.per_second:.0f}/s ({cost_fn.per_cpu_second:.0f} per CPU second)"
     )

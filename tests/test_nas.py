@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mcuformer.arch import ArchConfig, SearchSpace, save_json
+from mcuformer.arch import ArchConfig, SearchSpace, save_json, stem_width
 from mcuformer.data import Dataset, load_dataset
 from mcuformer.datasets import to_float
 from mcuformer.errors import UserError
@@ -532,7 +532,7 @@ def test_cost_cache_decides_exactly_like_estimate(sram: int) -> None:
 
 
 def test_cost_cache_with_a_flash_budget_decides_like_estimate() -> None:
-    from mcuformer.codegen.cost import CostCache, estimate
+    from mcuformer.codegen.cost import UNPLANNED_SRAM, CostCache, estimate
 
     space = replace(SearchSpace(), rank_ratios=RANK_GRID)
     rng = random.Random(5)
@@ -547,7 +547,25 @@ def test_cost_cache_with_a_flash_budget_decides_like_estimate() -> None:
         fits = exact.peak_sram_bytes <= sram and exact.flash_bytes <= flash
         assert (got_sram <= sram and got_flash <= flash) == fits
         over_flash += exact.flash_bytes > flash
+        if exact.flash_bytes > flash:  # not planned: counted as over flash only
+            assert got_sram == UNPLANNED_SRAM
     assert 0 < over_flash < len(archs)
+
+
+def test_flash_of_the_primitive_graph_equals_the_planned_cost() -> None:
+    """CostCache rejects over-flash candidates from the unplanned primitive graph: its flash must be the
+    planned graph's for every kind of subnet (stems of 1 and 2 layers, int4 blocks, low rank, dense)."""
+    from mcuformer.codegen.cost import estimate, flash_of_graph
+    from mcuformer.codegen.frontend import build_graph
+
+    space = replace(SearchSpace(), rank_ratios=RANK_GRID, stem_channels=(8, 16), int4_layers=(0, 1))
+    rng = random.Random(11)
+    archs = [sample_arch(space, rng) for _ in range(24)]
+    archs += [sample_arch(replace(space, stem_layers=2), rng) for _ in range(12)]
+    assert any(stem_width(a) for a in archs) and any(a.weight_bits for a in archs)  # the paths are exercised
+    for a in archs:
+        exact = estimate(a, 8 * 1024)
+        assert flash_of_graph(build_graph(a)) == (exact.weight_bytes, exact.flash_bytes), a.short()
 
 
 # -- CLI and run directory --------------------------------------------------------------------------
