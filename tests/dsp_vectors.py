@@ -192,24 +192,33 @@ class Vectors:
         align: int | None = None,
         table: str = "linear",
         tile: int = 0,
+        token_bias: np.ndarray | None = None,
     ) -> None:
         """rows -1: mcuf_linear_s8 (one row); rows >= 0: mcuf_linear_rows_s8, or mcuf_linear_tile_s8
         with `tile` tokens per pass when tile != 0; the _s4w_ kernels for LinearS4WParams (packed int4
-        weights: weight_bits 4 in the C row)."""
+        weights: weight_bits 4 in the C row). token_bias ([rows][out_features]): mcufi_linear_tile
+        (internal) with row r's bias token_bias[r] (bias_stride out_features: the patch embedding's)."""
         n = max(rows, 1)
         x = _s8(self.rng, n, p.in_features)
         if desc.startswith("saturating"):
             x[:] = -128 if p.input_offset < 0 else 127
         s4w = isinstance(p, qp.LinearS4WParams)
         reference = ref.linear_s4w if s4w else ref.linear
-        expected = reference(p, x) if status == OK and rows != 0 else None
+        bias_stride = 0
+        if token_bias is not None:
+            expected = np.concatenate([reference(replace(p, bias=token_bias[r]), x[r : r + 1]) for r in range(n)])
+            p = replace(p, bias=token_bias[0])
+            object.__setattr__(p, "bias", np.ascontiguousarray(token_bias, dtype=np.int32).reshape(-1))
+            bias_stride = p.out_features
+        else:
+            expected = reference(p, x) if status == OK and rows != 0 else None
         self.c.max_bytes = max(self.c.max_bytes, n * p.out_features)
         a = int(self.rng.integers(0, 4)) if align is None else align
         bits = 4 if s4w else 8
         params = self.c.struct(p)
         if s4w:  # the C row holds mcuf_linear_params: its weight_format (not read for the _s4w_ kernels)
             params = params[:-1] + ", MCUF_WEIGHTS_S8}"
-        row = f"{{{params}, {rows}, {tile}, {a}, {self.c.s8(x)}, {self.c.s8(expected)}, {status}, {bits}}}"
+        row = f"{{{params}, {rows}, {tile}, {a}, {self.c.s8(x)}, {self.c.s8(expected)}, {status}, {bits}, {bias_stride}}}"
         where = f"in {p.in_features} out {p.out_features} rows {rows} tile {tile} align {a}"
         self._add_case(table, row, f"{desc}: int{bits} weights, {where}")
 
@@ -255,6 +264,35 @@ class Vectors:
                 bias = np.array([I32_MAX, I32_MIN, 0, I32_MAX, -5, I32_MIN, 7, 1, -1], dtype=np.int32)
                 p = _linear(fused, n_in, 9, weights=w, bias=bias, multiplier=m, shift=s, input_offset=off)
                 self.linear(p, 4, f"saturating tiled, 4 tokens, fused pass w={w_val} off={off}", tile=4)
+        # The Helium fused 4-token pass for 16 k inputs (k = 1..8, mcufi_mve_linear_t4_k): every k,
+        # one and seven channels, a row remainder; no bias, a bias row for every token (random, or
+        # none), a bias row per token (the patch embedding's); then the extremes as above.
+        wide = np.random.default_rng(2050)  # own stream: the other cases keep their values
+        for n_in in (16, 48, 64, 128):
+            for n_out, rows in ((1, 4), (5, 5)):
+                def mid(**kw) -> qp.LinearParams:  # shifts that keep most outputs inside int8
+                    s = wide.integers(-22, -14, size=n_out).astype(np.int32)
+                    s[: n_out // 4] = wide.integers(-31, 3, size=n_out // 4)
+                    return _linear(wide, n_in, n_out, shift=s, **kw)
+
+                self.linear(mid(bias=None), rows, "tiled, 4 tokens, 16 k inputs, no bias", tile=4)
+                self.linear(mid(), rows, "tiled, 4 tokens, 16 k inputs", tile=4)
+                bias = wide.integers(-(1 << 24), 1 << 24, size=(rows, n_out)).astype(np.int32)
+                p = mid(bias=bias[0])
+                self.linear(p, rows, "tiled, 4 tokens, 16 k inputs, a bias row per token", tile=4, token_bias=bias)
+        for n_in in (64,):
+            for w_val, off in ((-128, 128), (127, -127)):
+                w = np.full((9, n_in), w_val, dtype=np.int8)
+                m = np.full(9, M_MAX, dtype=np.int32)
+                s = np.array([30, 0, -31, 5, 1, -1, 0, 30, -31], dtype=np.int32)
+                bias = np.array([I32_MAX, I32_MIN, 0, I32_MAX, -5, I32_MIN, 7, 1, -1], dtype=np.int32)
+                p = _linear(wide, n_in, 9, weights=w, bias=bias, multiplier=m, shift=s, input_offset=off)
+                self.linear(p, 4, f"saturating tiled, 4 tokens, 16 k inputs w={w_val} off={off}", tile=4)
+                p = _linear(wide, n_in, 9, weights=w, bias=None, multiplier=m, shift=s, input_offset=off)
+                self.linear(p, 4, f"saturating tiled, 4 tokens, 16 k inputs, no bias w={w_val} off={off}", tile=4)
+                rows_b = np.stack([np.roll(bias, r) for r in range(4)])
+                p = _linear(wide, n_in, 9, weights=w, bias=bias, multiplier=m, shift=s, input_offset=off)
+                self.linear(p, 4, f"saturating tiled, 4 tokens, bias rows w={w_val} off={off}", tile=4, token_bias=rows_b)
         # Saturating: all inputs and weights at one extreme, extreme offsets, maximal multipliers.
         for w_val, off, p in _saturating_linears(rng, -128, 127):
             self.linear(p, -1, f"saturating w={w_val} off={off}")

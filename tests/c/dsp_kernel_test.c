@@ -33,6 +33,7 @@ typedef struct {
     const int8_t *expected; /* [rows or 1][out_features]; NULL: error or rows 0, output untouched */
     int32_t status;
     int32_t weight_bits; /* 8; or 4: p.weights is packed int4, run through mcuf_linear[_rows]_s4w_s8 */
+    int32_t bias_stride; /* != 0: mcufi_linear_tile with a bias row per token (p.bias + r * bias_stride) */
 } linear_case;
 
 typedef struct {
@@ -168,6 +169,11 @@ static int32_t run_linear_case(const char *table, int32_t c, const linear_case *
     mcuf_platform_counter_start();
     if (t->weight_bits == 4) {
         st = t->rows >= 0 ? mcuf_linear_rows_s4w_s8(&q, t->rows, in, out_buf) : mcuf_linear_s4w_s8(&q, in, out_buf);
+    } else if (t->bias_stride != 0) {
+        st = mcufi_linear_check(p);
+        if (st == MCUF_OK) {
+            mcufi_linear_tile(p, t->rows, t->tile, in, tile_scratch, t->bias_stride, out_buf);
+        }
     } else if (t->tile != 0) {
         st = mcuf_linear_tile_s8(p, t->rows, t->tile, in, (int8_t *)tile_scratch, out_buf);
     } else {
