@@ -218,7 +218,9 @@ class Vectors:
         params = self.c.struct(p)
         if s4w:  # the C row holds mcuf_linear_params: its weight_format (not read for the _s4w_ kernels)
             params = params[:-1] + ", MCUF_WEIGHTS_S8}"
-        row = f"{{{params}, {rows}, {tile}, {a}, {self.c.s8(x)}, {self.c.s8(expected)}, {status}, {bits}, {bias_stride}}}"
+        row = (
+            f"{{{params}, {rows}, {tile}, {a}, {self.c.s8(x)}, {self.c.s8(expected)}, {status}, {bits}, {bias_stride}}}"
+        )
         where = f"in {p.in_features} out {p.out_features} rows {rows} tile {tile} align {a}"
         self._add_case(table, row, f"{desc}: int{bits} weights, {where}")
 
@@ -270,8 +272,9 @@ class Vectors:
         wide = np.random.default_rng(2050)  # own stream: the other cases keep their values
         for n_in in (16, 48, 64, 128):
             for n_out, rows in ((1, 4), (5, 5)):
-                def mid(**kw) -> qp.LinearParams:  # shifts that keep most outputs inside int8
-                    s = wide.integers(-22, -14, size=n_out).astype(np.int32)
+
+                def mid(n_in: int = n_in, n_out: int = n_out, **kw) -> qp.LinearParams:
+                    s = wide.integers(-22, -14, size=n_out).astype(np.int32)  # most outputs inside int8
                     s[: n_out // 4] = wide.integers(-31, 3, size=n_out // 4)
                     return _linear(wide, n_in, n_out, shift=s, **kw)
 
@@ -292,7 +295,8 @@ class Vectors:
                 self.linear(p, 4, f"saturating tiled, 4 tokens, 16 k inputs, no bias w={w_val} off={off}", tile=4)
                 rows_b = np.stack([np.roll(bias, r) for r in range(4)])
                 p = _linear(wide, n_in, 9, weights=w, bias=bias, multiplier=m, shift=s, input_offset=off)
-                self.linear(p, 4, f"saturating tiled, 4 tokens, bias rows w={w_val} off={off}", tile=4, token_bias=rows_b)
+                desc = f"saturating tiled, 4 tokens, bias rows w={w_val} off={off}"
+                self.linear(p, 4, desc, tile=4, token_bias=rows_b)
         # Saturating: all inputs and weights at one extreme, extreme offsets, maximal multipliers.
         for w_val, off, p in _saturating_linears(rng, -128, 127):
             self.linear(p, -1, f"saturating w={w_val} off={off}")
