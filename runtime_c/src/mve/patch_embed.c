@@ -10,8 +10,8 @@
  *     gathered in token order until `tile` of them wait (or the image ends), and then run
  *     together (mcufi_linear_tile, row r with its own token bias: the fused 4-token pass of
  *     mve/linear.c). Each token's output depends only on its vector and its bias row, so the
- *     values are the same; when a later stripe cannot be read (MCUF_ERR_INPUT), the tokens still
- *     waiting are not written, where ../patch_embed.c has written its stripe's;
+ *     values are the same; when a stripe cannot be read (MCUF_ERR_INPUT), the tokens still
+ *     waiting are projected first, so every earlier stripe's tokens are written, as there;
  *   - a patch row is copied with one predicated VLDRB / VSTRB per 16 bytes, not byte by byte.
  */
 #include <stddef.h>
@@ -103,6 +103,9 @@ mcuf_status mcuf_patch_embed_s8(const mcuf_patch_embed_params *p, mcuf_stripe_re
     int32_t waiting = 0; /* patch vectors in vecs, not yet projected */
     for (int32_t s = 0; s < grid_h; s++) {
         if (read(ctx, s, stripe, (int32_t)stripe_bytes) != 0) {
+            if (waiting > 0) { /* the earlier stripes' tokens are written, as in ../patch_embed.c */
+                mcufi_linear_tile(&proj, waiting, tile, vecs, xbuf, p->dim, x_row);
+            }
             return MCUF_ERR_INPUT;
         }
         for (int32_t g = 0; g < grid_w; g++) {
