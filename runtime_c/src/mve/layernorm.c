@@ -132,9 +132,11 @@ static bool ln_short(const mcuf_layernorm_params *p, int32_t d_lo, int32_t d_hi,
     return n_max * g_max + b_max < (UINT64_C(1) << 31);
 }
 
-/* The row for ln_short's case, 4 values per step: d (VLDRB.S32, VMLAS), n (VSHL by 14, VRMULH),
- * acc = beta + n * gamma (VMUL, VADD), requantize_x4, out_s8_x4 and a narrowing store; the last dim % 4
- * values predicated. */
+/* The row for ln_short's case, 4 values per step: d * 2^14 (VLDRB.S32, one VMLAS with dim * 2^14 and
+ * dc * 2^14: |d| < 2^17, so the wrapped products give the true d * 2^14), n (VRMULH),
+ * acc = beta + n * gamma (VMUL, VADD), requantize_x4, out_s8_x4 and a narrowing store; the last
+ * dim % 4 values predicated. The parameters are read into locals first (the int8 stores could
+ * alias them, which made gcc reload the gamma and beta pointers every step). */
 static inline __attribute__((always_inline)) void ln_rows_short_rq(const mcuf_layernorm_params *p,
                                                                     const int8_t *input, int8_t *output, int32_t dc,
                                                                     int32_t inv, bool right)
@@ -143,21 +145,32 @@ static inline __attribute__((always_inline)) void ln_rows_short_rq(const mcuf_la
     const int32_t m = p->out.multiplier;
     const int32_t sh = p->out.shift;
     const int32_t out_off = p->output_offset;
-    const int32x4_t vdim = vdupq_n_s32(dim);
-    int32_t i = 0;
-    for (; i + 4 <= dim; i += 4) {
-        const int32x4_t d = vmlasq_n_s32(vldrbq_s32(input + i), vdim, dc);
-        const int32x4_t n = vrmulhq_s32(vshlq_n_s32(d, 14), vdupq_n_s32(inv));
-        const int32x4_t acc = vaddq_s32(vld1q_s32(p->beta + i), vmulq_s32(n, vld1q_s32(p->gamma + i)));
+    const int32_t *gamma = p->gamma;
+    const int32_t *beta = p->beta;
+    const int32x4_t vdim14 = vdupq_n_s32((int32_t)((uint32_t)dim << 14));
+    const int32_t dc14 = (int32_t)((uint32_t)dc << 14);
+    const int32x4_t vinv = vdupq_n_s32(inv);
+    const int32x4_t lo = vdupq_n_s32(-128);
+    const int32x4_t hi = vdupq_n_s32(127);
+    for (int32_t i = dim >> 2; i > 0; i--) {
+        const int32x4_t d14 = vmlasq_n_s32(vldrbq_s32(input), vdim14, dc14);
+        const int32x4_t n = vrmulhq_s32(d14, vinv);
+        const int32x4_t acc = vaddq_s32(vld1q_s32(beta), vmulq_s32(n, vld1q_s32(gamma)));
+        const int32x4_t r = requantize_x4_any(acc, m, sh, right);
         /* in place: these four inputs are already read */
-        vstrbq_s32(output + i, out_s8_x4(requantize_x4_any(acc, m, sh, right), out_off, -128, 127));
+        vstrbq_s32(output, vminq_s32(vmaxq_s32(vqaddq_n_s32(r, out_off), lo), hi));
+        input += 4;
+        output += 4;
+        gamma += 4;
+        beta += 4;
     }
-    if (i < dim) {
-        const mve_pred16_t pr = vctp32q((uint32_t)(dim - i));
-        const int32x4_t d = vmlasq_n_s32(vldrbq_z_s32(input + i, pr), vdim, dc);
-        const int32x4_t n = vrmulhq_s32(vshlq_n_s32(d, 14), vdupq_n_s32(inv));
-        const int32x4_t acc = vaddq_s32(vldrwq_z_s32(p->beta + i, pr), vmulq_s32(n, vldrwq_z_s32(p->gamma + i, pr)));
-        vstrbq_p_s32(output + i, out_s8_x4(requantize_x4_any(acc, m, sh, right), out_off, -128, 127), pr);
+    if ((dim & 3) != 0) {
+        const mve_pred16_t pr = vctp32q((uint32_t)(dim & 3));
+        const int32x4_t d14 = vmlasq_n_s32(vldrbq_z_s32(input, pr), vdim14, dc14);
+        const int32x4_t n = vrmulhq_s32(d14, vinv);
+        const int32x4_t acc = vaddq_s32(vldrwq_z_s32(beta, pr), vmulq_s32(n, vldrwq_z_s32(gamma, pr)));
+        const int32x4_t r = requantize_x4_any(acc, m, sh, right);
+        vstrbq_p_s32(output, vminq_s32(vmaxq_s32(vqaddq_n_s32(r, out_off), lo), hi), pr);
     }
 }
 
