@@ -452,6 +452,17 @@ class Vectors:
                 for sh in (-1, -31):
                     p = _attn(pairs, 6, hd, q_offset=off, k_offset=off, v_offset=off, score=qp.Requant(M_MAX, sh))
                     self.attn(p, 1, 0, f"saturating fused score pairs shift {sh} fill={fill} off={off}", fill=fill)
+        # The Helium weighted-sum tile with at most 16 tokens (the 4 probability rows in registers,
+        # mve_dots4x4_n16): 1..16 tokens, head_dim with and without a tail of the 4-dimension step,
+        # then every probability and value at its extremes with extreme offsets.
+        few = np.random.default_rng(2051)  # own stream: the other cases keep their values
+        for tokens, hd in ((1, 4), (3, 8), (4, 32), (7, 13), (12, 16), (16, 32), (16, 6)):
+            av = qp.Requant(int(_multipliers(few, 1)[0]) or M_MIN, int(few.integers(-14, 0)))
+            self.attn(_attn(few, tokens, hd, av=av), 0, int(few.integers(0, 6)), "weighted sums, <= 16 tokens")
+        for fill, off in ((-128, 128), (127, 128), (-128, -127), (127, -127)):
+            for tokens, hd in ((4, 32), (16, 8)):
+                p = _attn(few, tokens, hd, q_offset=off, k_offset=off, v_offset=off, av=big)
+                self.attn(p, 0, 0, f"saturating weighted sums, {tokens} tokens fill={fill} off={off}", fill=fill)
         self.attn(_attn(rng, 4, 8), -1, 0, "k_stride < head_dim", status=(ERR_ARG, OK))
         self.attn(_attn(rng, 4, 8), 0, -1, "v_stride < head_dim", status=(OK, ERR_ARG))
         self.attn(_attn(rng, 4, 8, k_offset=129), 0, 0, "bad k offset", status=(ERR_ARG, ERR_ARG))

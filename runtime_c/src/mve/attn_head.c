@@ -651,8 +651,9 @@ void mcufi_attn_scores_tile(const mcuf_attn_head_params *p, int32_t n, const int
  * (each part and the total exact integers, combined in wrapping arithmetic, the total in int32
  * range: |sum| <= 255 * 255 * tokens < 2^31). Up to 4 probability rows share each V row: per
  * output dimension one mve_dot4x1 (per 16 tokens one VLDRB of V and one VADDVA for sum_j v_j, per
- * row one VLDRB and one VMLADAVA.S8: 11 instructions for 64 MACs, tail-predicated), 4 dimensions
- * into a [row][4] block, then per row the output stage on the 4 dimensions (requantize_x4). A
+ * row one VLDRB and one VMLADAVA.S8: 11 instructions for 64 MACs, tail-predicated; with 4 rows
+ * of at most 16 tokens, mve_dots4x4_n16 instead: the rows loaded once per 4 dimensions and kept in
+ * registers, 13 instructions per dimension), 4 dimensions into a [row][4] block, then per row the output stage on the 4 dimensions (requantize_x4). A
  * group of fewer than 4 rows repeats its last row (its sums are not stored). */
 static inline __attribute__((always_inline)) void ws_tile_rq(const mcuf_attn_head_params *p, int32_t n,
                                                               const int8_t *probs, const int8_t *vt, int8_t *out,
@@ -689,9 +690,14 @@ static inline __attribute__((always_inline)) void ws_tile_rq(const mcuf_attn_hea
                     vst1q_s32(acc + 4 * r, vdupq_n_s32(0));
                 }
             }
-            for (int32_t i = 0; i < nd; i++) {
-                mve_dot4x1(x[0], x[1], x[2], x[3], v_row, tokens, acc + i, sv + i);
-                v_row += tokens;
+            if (nr == 4 && nd == 4 && tokens <= 16) { /* the 4 rows in registers (mcuf_mve.h) */
+                mve_dots4x4_n16(x[0], tokens, v_row, (int32_t(*)[4])acc, sv);
+                v_row += 4 * tokens;
+            } else {
+                for (int32_t i = 0; i < nd; i++) {
+                    mve_dot4x1(x[0], x[1], x[2], x[3], v_row, tokens, acc + i, sv + i);
+                    v_row += tokens;
+                }
             }
             const int32x4_t sv128 = vshlq_n_s32(vld1q_s32(sv), 7); /* 128 sum_j v_j, wrapping */
             const mve_pred16_t pd = vctp32q((uint32_t)nd);
