@@ -157,6 +157,11 @@ static inline void mve_dot4x1(const int8_t *x0, const int8_t *x1, const int8_t *
     *wsum = ws;
 }
 
+/* mcuf_layernorm_s8 on n >= 1 consecutive rows (row r: input + r * dim -> output + r * dim), with
+ * the same checks (once: they do not depend on the row) and outputs; gamma and beta scanned for
+ * the short rows' bound once per call, not per row (mve/layernorm.c; the fused blocks' tiles). */
+mcuf_status mcufi_mve_layernorm_rows(const mcuf_layernorm_params *p, int32_t n, const int8_t *input, int8_t *output);
+
 /* Four int8 rows x, x + n, x + 2n, x + 3n of n <= 16 values against four rows w, w + n, w + 2n, w + 3n:
  * a4[t][r] = sum_i x_t[i] * w_r[i] and w4[r] = sum_i w_r[i]. The 4 x rows loaded once
  * (predicated to n lanes, zero beyond) into q4-q7, then per w row one predicated load, VADDV and

@@ -98,22 +98,10 @@ static inline int32_t ln_inv(const mcuf_layernorm_params *p, int32_t sum, int32_
     return (int32_t)mve_udiv_shifted(1u, 30 + MCUF_LN_SQRT_BITS, sigma); /* sigma >= 2^14: <= 2^30 */
 }
 
-/* Whether the row may take ln_rows_short: d_i = in_i * dim + dc is monotonic in in_i, so its extremes
- * are d_lo and d_hi; with |d| < 2^17, n_i = floor((d_i * inv + 2^17) / 2^18) (K = 12) is
- * VRMULH(d_i * 2^14, inv) = floor((d_i * 2^14 * inv + 2^31) / 2^32), the same integer (d_i * 2^14
- * in int32; the DSP twin's SMMULR), and |n_i| <= (|d|max * inv) / 2^18 + 1; and when
- * |n|max * |gamma|max + |beta|max < 2^31, n_i * gamma[i] + beta[i] is in int32 (nothing to
- * saturate) and a VMUL and a VADD compute it. Models' LayerNorms take it (|gamma| < 2^13, |beta| < 2^30,
- * |n| < 2^12 sqrt(dim): mcuf.h); the tests' extreme gamma and beta take the general loop. */
-static bool ln_short(const mcuf_layernorm_params *p, int32_t d_lo, int32_t d_hi, int32_t inv)
+/* ln_short's bounds on |gamma| and |beta| (gb[0], gb[1]): one scan of the parameters per call
+ * (per tile of rows with mcufi_mve_layernorm_rows), not per row. */
+static void ln_param_max(const mcuf_layernorm_params *p, uint32_t gb[2])
 {
-    const uint32_t a_lo = d_lo < 0 ? 0u - (uint32_t)d_lo : (uint32_t)d_lo;
-    const uint32_t a_hi = d_hi < 0 ? 0u - (uint32_t)d_hi : (uint32_t)d_hi;
-    const uint32_t d_max = a_lo > a_hi ? a_lo : a_hi;
-    if (d_max >= (UINT32_C(1) << 17) || MCUF_LN_NORM_BITS != 12) {
-        return false;
-    }
-    const uint64_t n_max = (((uint64_t)d_max * (uint32_t)inv) >> 18) + 1u;
     uint32_t g_max = 0u;
     uint32_t b_max = 0u;
     const int32_t *g = p->gamma;
@@ -130,7 +118,29 @@ static bool ln_short(const mcuf_layernorm_params *p, int32_t d_lo, int32_t d_hi,
         g_max = vmaxavq_p_s32(g_max, vldrwq_z_s32(g, pr), pr);
         b_max = vmaxavq_p_s32(b_max, vldrwq_z_s32(b, pr), pr);
     }
-    return n_max * g_max + b_max < (UINT64_C(1) << 31);
+    gb[0] = g_max;
+    gb[1] = b_max;
+}
+
+
+/* Whether the row may take ln_rows_short: d_i = in_i * dim + dc is monotonic in in_i, so its extremes
+ * are d_lo and d_hi; with |d| < 2^17, n_i = floor((d_i * inv + 2^17) / 2^18) (K = 12) is
+ * VRMULH(d_i * 2^14, inv) = floor((d_i * 2^14 * inv + 2^31) / 2^32), the same integer (d_i * 2^14
+ * in int32; the DSP twin's SMMULR), and |n_i| <= (|d|max * inv) / 2^18 + 1; and when
+ * |n|max * |gamma|max + |beta|max < 2^31, n_i * gamma[i] + beta[i] is in int32 (nothing to
+ * saturate) and a VMUL and a VADD compute it. Models' LayerNorms take it (|gamma| < 2^13, |beta| < 2^30,
+ * |n| < 2^12 sqrt(dim): mcuf.h); the tests' extreme gamma and beta take the general loop.
+ * gb: ln_param_max. */
+static bool ln_short(int32_t d_lo, int32_t d_hi, int32_t inv, const uint32_t gb[2])
+{
+    const uint32_t a_lo = d_lo < 0 ? 0u - (uint32_t)d_lo : (uint32_t)d_lo;
+    const uint32_t a_hi = d_hi < 0 ? 0u - (uint32_t)d_hi : (uint32_t)d_hi;
+    const uint32_t d_max = a_lo > a_hi ? a_lo : a_hi;
+    if (d_max >= (UINT32_C(1) << 17) || MCUF_LN_NORM_BITS != 12) {
+        return false;
+    }
+    const uint64_t n_max = (((uint64_t)d_max * (uint32_t)inv) >> 18) + 1u;
+    return n_max * gb[0] + gb[1] < (UINT64_C(1) << 31);
 }
 
 /* The row for ln_short's case, 4 values per step: d * 2^14 (VLDRB.S32, one VMLAS with dim * 2^14 and
@@ -186,12 +196,9 @@ static void ln_rows_short(const mcuf_layernorm_params *p, const int8_t *input, i
     }
 }
 
-mcuf_status mcuf_layernorm_s8(const mcuf_layernorm_params *p, const int8_t *input, int8_t *output)
+/* One row, the parameters checked and scanned (gb: ln_param_max). */
+static void ln_row(const mcuf_layernorm_params *p, const int8_t *input, int8_t *output, const uint32_t gb[2])
 {
-    const mcuf_status st = mcufi_layernorm_check(p, input, output);
-    if (st != MCUF_OK) {
-        return st;
-    }
     const int32_t dim = p->dim;
     const int32_t in_off = p->input_offset;
 
@@ -199,7 +206,15 @@ mcuf_status mcuf_layernorm_s8(const mcuf_layernorm_params *p, const int8_t *inpu
     int32_t q_in = 0; /* sum in^2 <= 2^14 * 1024 */
     int8_t in_lo = input[0];
     int8_t in_hi = input[0];
-    for (int32_t i = 0; i < dim; i += 16) {
+    int32_t i = 0;
+    for (; i + 16 <= dim; i += 16) {
+        const int8x16_t v = vldrbq_s8(input + i);
+        s_in = vaddvaq_s8(s_in, v);
+        q_in = vmladavaq_s8(q_in, v, v);
+        in_lo = vminvq_s8(in_lo, v);
+        in_hi = vmaxvq_s8(in_hi, v);
+    }
+    if (i < dim) {
         const mve_pred16_t pr = vctp8q((uint32_t)(dim - i));
         const int8x16_t v = vldrbq_z_s8(input + i, pr);
         s_in = vaddvaq_s8(s_in, v);
@@ -217,9 +232,9 @@ mcuf_status mcuf_layernorm_s8(const mcuf_layernorm_params *p, const int8_t *inpu
     const int32_t sh = p->out.shift;
     const int32_t out_off = p->output_offset;
     const int32x4_t vdim = vdupq_n_s32(dim);
-    if (ln_short(p, dim * in_lo + dc, dim * in_hi + dc, inv)) {
+    if (ln_short(dim * in_lo + dc, dim * in_hi + dc, inv, gb)) {
         ln_rows_short(p, input, output, dc, inv);
-        return MCUF_OK;
+        return;
     }
     const int32x4_t vmax = vdupq_n_s32(INT32_MAX);
     for (int32_t i = 0; i < dim; i += 4) {
@@ -242,6 +257,33 @@ mcuf_status mcuf_layernorm_s8(const mcuf_layernorm_params *p, const int8_t *inpu
         const int32x4_t acc = vpselq_s32(lo_s, sat, vcmpeqq_s32(phi, vshrq_n_s32(lo_s, 31)));
         /* in place: these four inputs are already read */
         vstrbq_p_s32(output + i, out_s8_x4(requantize_x4(acc, m, sh), out_off, -128, 127), pr);
+    }
+}
+
+mcuf_status mcuf_layernorm_s8(const mcuf_layernorm_params *p, const int8_t *input, int8_t *output)
+{
+    const mcuf_status st = mcufi_layernorm_check(p, input, output);
+    if (st != MCUF_OK) {
+        return st;
+    }
+    uint32_t gb[2];
+    ln_param_max(p, gb);
+    ln_row(p, input, output, gb);
+    return MCUF_OK;
+}
+
+mcuf_status mcufi_mve_layernorm_rows(const mcuf_layernorm_params *p, int32_t n, const int8_t *input, int8_t *output)
+{
+    const mcuf_status st = mcufi_layernorm_check(p, input, output);
+    if (st != MCUF_OK || n < 1) {
+        return st;
+    }
+    uint32_t gb[2];
+    ln_param_max(p, gb);
+    for (int32_t r = 0; r < n; r++) {
+        ln_row(p, input, output, gb);
+        input += p->dim;
+        output += p->dim;
     }
     return MCUF_OK;
 }
