@@ -46,7 +46,11 @@ mcuf_status mcuf_pool_head_s8(const mcuf_pool_head_params *p, const int8_t *x, i
         if (st != MCUF_OK) {
             return st;
         }
-        for (int32_t c = 0; c < dim; c += 4) { /* |acc| <= 255 * tokens < 2^31 */
+        int32_t c = 0;
+        for (; c + 4 <= dim; c += 4) { /* |acc| <= 255 * tokens < 2^31 */
+            vst1q_s32(acc + c, vaddq_s32(vld1q_s32(acc + c), vaddq_n_s32(vldrbq_s32(ln_row + c), in_off)));
+        }
+        if (c < dim) { /* the last dim % 4 channels */
             const mve_pred16_t pr = vctp32q((uint32_t)(dim - c));
             const int32x4_t v = vaddq_n_s32(vldrbq_z_s32(ln_row + c, pr), in_off);
             vstrwq_p_s32(acc + c, vaddq_s32(vldrwq_z_s32(acc + c, pr), v), pr);
