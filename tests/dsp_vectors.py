@@ -17,7 +17,7 @@ from mcuformer.codegen import qparams as qp
 from mcuformer.codegen import ref
 
 I32_MIN, I32_MAX = qp.INT32_MIN, qp.INT32_MAX
-OK, ERR_ARG = 0, -1
+OK, ERR_ARG, ERR_INPUT = 0, -1, -2
 M_MAX = I32_MAX  # largest Q31 multiplier
 M_MIN = 1 << 30  # smallest non-zero multiplier
 
@@ -174,7 +174,7 @@ class Vectors:
     def __init__(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
         self.c = CFile()
-        kernels = ("linear", "attn", "add", "layernorm", "lut", "softmax", "bench")
+        kernels = ("linear", "attn", "add", "layernorm", "lut", "softmax", "bench", "patch", "pool")
         self.rows: dict[str, list[str]] = {k: [] for k in kernels}
         self.cases: dict[str, list[Case]] = {k: [] for k in self.rows}
 
@@ -192,24 +192,35 @@ class Vectors:
         align: int | None = None,
         table: str = "linear",
         tile: int = 0,
+        token_bias: np.ndarray | None = None,
     ) -> None:
         """rows -1: mcuf_linear_s8 (one row); rows >= 0: mcuf_linear_rows_s8, or mcuf_linear_tile_s8
         with `tile` tokens per pass when tile != 0; the _s4w_ kernels for LinearS4WParams (packed int4
-        weights: weight_bits 4 in the C row)."""
+        weights: weight_bits 4 in the C row). token_bias ([rows][out_features]): mcufi_linear_tile
+        (internal) with row r's bias token_bias[r] (bias_stride out_features: the patch embedding's)."""
         n = max(rows, 1)
         x = _s8(self.rng, n, p.in_features)
         if desc.startswith("saturating"):
             x[:] = -128 if p.input_offset < 0 else 127
         s4w = isinstance(p, qp.LinearS4WParams)
         reference = ref.linear_s4w if s4w else ref.linear
-        expected = reference(p, x) if status == OK and rows != 0 else None
+        bias_stride = 0
+        if token_bias is not None:
+            expected = np.concatenate([reference(replace(p, bias=token_bias[r]), x[r : r + 1]) for r in range(n)])
+            p = replace(p, bias=token_bias[0])
+            object.__setattr__(p, "bias", np.ascontiguousarray(token_bias, dtype=np.int32).reshape(-1))
+            bias_stride = p.out_features
+        else:
+            expected = reference(p, x) if status == OK and rows != 0 else None
         self.c.max_bytes = max(self.c.max_bytes, n * p.out_features)
         a = int(self.rng.integers(0, 4)) if align is None else align
         bits = 4 if s4w else 8
         params = self.c.struct(p)
         if s4w:  # the C row holds mcuf_linear_params: its weight_format (not read for the _s4w_ kernels)
             params = params[:-1] + ", MCUF_WEIGHTS_S8}"
-        row = f"{{{params}, {rows}, {tile}, {a}, {self.c.s8(x)}, {self.c.s8(expected)}, {status}, {bits}}}"
+        row = (
+            f"{{{params}, {rows}, {tile}, {a}, {self.c.s8(x)}, {self.c.s8(expected)}, {status}, {bits}, {bias_stride}}}"
+        )
         where = f"in {p.in_features} out {p.out_features} rows {rows} tile {tile} align {a}"
         self._add_case(table, row, f"{desc}: int{bits} weights, {where}")
 
@@ -255,6 +266,37 @@ class Vectors:
                 bias = np.array([I32_MAX, I32_MIN, 0, I32_MAX, -5, I32_MIN, 7, 1, -1], dtype=np.int32)
                 p = _linear(fused, n_in, 9, weights=w, bias=bias, multiplier=m, shift=s, input_offset=off)
                 self.linear(p, 4, f"saturating tiled, 4 tokens, fused pass w={w_val} off={off}", tile=4)
+        # The Helium fused 4-token pass for 16 k inputs (k = 1..8, mcufi_mve_linear_t4_k): every k,
+        # one and seven channels, a row remainder; no bias, a bias row for every token (random, or
+        # none), a bias row per token (the patch embedding's); then the extremes as above.
+        wide = np.random.default_rng(2050)  # own stream: the other cases keep their values
+        for n_in in (16, 48, 64, 128):
+            for n_out, rows in ((1, 4), (5, 5)):
+
+                def mid(n_in: int = n_in, n_out: int = n_out, **kw) -> qp.LinearParams:
+                    s = wide.integers(-22, -14, size=n_out).astype(np.int32)  # most outputs inside int8
+                    s[: n_out // 4] = wide.integers(-31, 3, size=n_out // 4)
+                    return _linear(wide, n_in, n_out, shift=s, **kw)
+
+                self.linear(mid(bias=None), rows, "tiled, 4 tokens, 16 k inputs, no bias", tile=4)
+                self.linear(mid(), rows, "tiled, 4 tokens, 16 k inputs", tile=4)
+                bias = wide.integers(-(1 << 24), 1 << 24, size=(rows, n_out)).astype(np.int32)
+                p = mid(bias=bias[0])
+                self.linear(p, rows, "tiled, 4 tokens, 16 k inputs, a bias row per token", tile=4, token_bias=bias)
+        for n_in in (64,):
+            for w_val, off in ((-128, 128), (127, -127)):
+                w = np.full((9, n_in), w_val, dtype=np.int8)
+                m = np.full(9, M_MAX, dtype=np.int32)
+                s = np.array([30, 0, -31, 5, 1, -1, 0, 30, -31], dtype=np.int32)
+                bias = np.array([I32_MAX, I32_MIN, 0, I32_MAX, -5, I32_MIN, 7, 1, -1], dtype=np.int32)
+                p = _linear(wide, n_in, 9, weights=w, bias=bias, multiplier=m, shift=s, input_offset=off)
+                self.linear(p, 4, f"saturating tiled, 4 tokens, 16 k inputs w={w_val} off={off}", tile=4)
+                p = _linear(wide, n_in, 9, weights=w, bias=None, multiplier=m, shift=s, input_offset=off)
+                self.linear(p, 4, f"saturating tiled, 4 tokens, 16 k inputs, no bias w={w_val} off={off}", tile=4)
+                rows_b = np.stack([np.roll(bias, r) for r in range(4)])
+                p = _linear(wide, n_in, 9, weights=w, bias=bias, multiplier=m, shift=s, input_offset=off)
+                desc = f"saturating tiled, 4 tokens, bias rows w={w_val} off={off}"
+                self.linear(p, 4, desc, tile=4, token_bias=rows_b)
         # Saturating: all inputs and weights at one extreme, extreme offsets, maximal multipliers.
         for w_val, off, p in _saturating_linears(rng, -128, 127):
             self.linear(p, -1, f"saturating w={w_val} off={off}")
@@ -410,6 +452,17 @@ class Vectors:
                 for sh in (-1, -31):
                     p = _attn(pairs, 6, hd, q_offset=off, k_offset=off, v_offset=off, score=qp.Requant(M_MAX, sh))
                     self.attn(p, 1, 0, f"saturating fused score pairs shift {sh} fill={fill} off={off}", fill=fill)
+        # The Helium weighted-sum tile with at most 16 tokens (the 4 probability rows in registers,
+        # mve_dots4x4_n16): 1..16 tokens, head_dim with and without a tail of the 4-dimension step,
+        # then every probability and value at its extremes with extreme offsets.
+        few = np.random.default_rng(2051)  # own stream: the other cases keep their values
+        for tokens, hd in ((1, 4), (3, 8), (4, 32), (7, 13), (12, 16), (16, 32), (16, 6)):
+            av = qp.Requant(int(_multipliers(few, 1)[0]) or M_MIN, int(few.integers(-14, 0)))
+            self.attn(_attn(few, tokens, hd, av=av), 0, int(few.integers(0, 6)), "weighted sums, <= 16 tokens")
+        for fill, off in ((-128, 128), (127, 128), (-128, -127), (127, -127)):
+            for tokens, hd in ((4, 32), (16, 8)):
+                p = _attn(few, tokens, hd, q_offset=off, k_offset=off, v_offset=off, av=big)
+                self.attn(p, 0, 0, f"saturating weighted sums, {tokens} tokens fill={fill} off={off}", fill=fill)
         self.attn(_attn(rng, 4, 8), -1, 0, "k_stride < head_dim", status=(ERR_ARG, OK))
         self.attn(_attn(rng, 4, 8), 0, -1, "v_stride < head_dim", status=(OK, ERR_ARG))
         self.attn(_attn(rng, 4, 8, k_offset=129), 0, 0, "bad k offset", status=(ERR_ARG, ERR_ARG))
@@ -630,6 +683,42 @@ class Vectors:
             ]
         )
 
+    def embed_head_cases(self) -> None:
+        """mcuf_patch_embed_s8 (the stripe reader reads the case's image; it fails at stripe fail_at,
+        -1: never) and mcuf_pool_head_s8: the Helium twins gather the token tile across stripes and
+        pool 4 channels per step. Grids of 1..3 tokens per stripe (a tile spanning stripes, a last
+        partial tile), tiles 1, 2 and 4; a reader error after a partial tile (the earlier stripes'
+        tokens written, no later one); pooling dims with and without a tail of the 4-channel step."""
+        from tests.kernel_cases import float_patch_embed, float_pool_head
+
+        rng = np.random.default_rng(2052)  # own stream: the other cases keep their values
+        for image_h, image_w, channels, patch, dim, tile, fail_at in (
+            (8, 8, 1, 4, 64, 4, -1),  # the demo's: 2 tokens per stripe, one tile of 4
+            (12, 12, 1, 4, 16, 4, -1),  # 3 per stripe: tiles across stripes, a last one of 1
+            (8, 12, 2, 4, 8, 4, -1),
+            (12, 8, 3, 4, 12, 2, -1),
+            (16, 16, 1, 8, 24, 4, -1),
+            (12, 12, 1, 4, 16, 4, 2),  # 6 tokens before the failing stripe: a tile of 4 and 2 waiting
+            (12, 12, 1, 4, 16, 1, 1),
+        ):
+            pe, img = float_patch_embed(rng, image_h, image_w, channels, patch, dim)
+            pe = replace(pe, tile=tile)
+            expected = ref.patch_embed(pe, img)
+            status = OK
+            if fail_at >= 0:
+                expected = expected[: fail_at * (image_w // patch)]
+                status = ERR_INPUT
+            self.c.max_bytes = max(self.c.max_bytes, pe.tokens * pe.dim, patch * image_w * channels)
+            arrays = f"{self.c.s8(img)}, {self.c.s8(expected)}, {expected.size}"
+            row = f"{{{self.c.struct(pe)}, {arrays}, {fail_at}, {status}}}"
+            where = f"{image_h}x{image_w}x{channels} patch {patch} dim {dim} tile {tile} fail_at {fail_at}"
+            self._add_case("patch", row, f"patch embedding {where}")
+        for tokens, dim, classes in ((4, 64, 10), (1, 8, 2), (5, 13, 3), (16, 32, 7), (3, 6, 4)):
+            ph, x = float_pool_head(rng, tokens, dim, classes)
+            self.c.max_bytes = max(self.c.max_bytes, tokens * dim)
+            row = f"{{{self.c.struct(ph)}, {self.c.s8(x)}, {self.c.s8(ref.pool_head(ph, x))}}}"
+            self._add_case("pool", row, f"pool head tokens {tokens} dim {dim} classes {classes}")
+
     def source(self) -> str:
         fixed = self.fixedpoint()
         self.linear_cases()
@@ -640,6 +729,7 @@ class Vectors:
         self.layernorm_cases()
         self.lut_cases()
         self.softmax_cases()
+        self.embed_head_cases()
         types = {
             "linear": "linear_case",
             "attn": "attn_case",
@@ -648,6 +738,8 @@ class Vectors:
             "lut": "lut_case",
             "softmax": "softmax_case",
             "bench": "linear_case",
+            "patch": "patch_case",
+            "pool": "pool_case",
         }
         out = ["/* Generated by tests/dsp_vectors.py. Do not edit. */", f"#define MAX_BYTES {self.c.max_bytes}"]
         out += self.c.decls

@@ -223,7 +223,7 @@ def test_kernels_bit_exact_in_qemu(
     where = f"{variant} kernels on {core} ({CORES[core][1]})"
     assert not problems, f"{len(problems)} differences, {where}:\n" + "\n".join(problems[:40])
     assert done and "EXIT 0" in output, f"the test program did not finish, {where}:\n{output[-2000:]}"
-    for table in ("linear", "attn", "add", "layernorm", "lut", "softmax"):
+    for table in ("linear", "attn", "add", "layernorm", "lut", "softmax", "patch", "pool"):
         assert counts.get(table, (0, 0))[0] == len(cases[table]), f"{table}: not every case ran, {where}"
     assert counts["linear"][1] > 500 and counts["attn"][1] > 500 and counts["fixedpoint"][1] > 1000, counts
 

@@ -33,7 +33,12 @@ def test_every_mve_file_replaces_a_portable_file_completely() -> None:
     for twin in twins:
         portable = RUNTIME_SRC / twin.name
         assert portable.is_file(), f"{twin} has no portable file"
-        assert _functions(twin) == _functions(portable), twin.name
+        # every function of the portable file, plus the twins' own mcufi_mve_ helpers (declared in
+        # mcuf_mve.h: the mve twins are always linked together, mcufi_mve_layernorm_rows)
+        extra = {f for f in _functions(twin) if f.startswith("mcufi_mve_")}
+        assert _functions(twin) - extra == _functions(portable), twin.name
+        for name in extra:
+            assert name in (RUNTIME_SRC.parent / "include" / "mcuf_mve.h").read_text(), name
         assert "mcuf_mve.h" in _includes(twin)
     for portable in RUNTIME_SRC.glob("*.c"):
         assert "mcuf_mve.h" not in _includes(portable)

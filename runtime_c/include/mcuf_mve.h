@@ -157,4 +157,50 @@ static inline void mve_dot4x1(const int8_t *x0, const int8_t *x1, const int8_t *
     *wsum = ws;
 }
 
+/* mcuf_layernorm_s8 on n >= 1 consecutive rows (row r: input + r * dim -> output + r * dim), with
+ * the same checks (once: they do not depend on the row) and outputs; gamma and beta scanned for
+ * the short rows' bound once per call, not per row (mve/layernorm.c; the fused blocks' tiles). */
+mcuf_status mcufi_mve_layernorm_rows(const mcuf_layernorm_params *p, int32_t n, const int8_t *input, int8_t *output);
+
+/* Four int8 rows x, x + n, x + 2n, x + 3n of n <= 16 values against four rows w, w + n, w + 2n, w + 3n:
+ * a4[t][r] = sum_i x_t[i] * w_r[i] and w4[r] = sum_i w_r[i]. The 4 x rows loaded once
+ * (predicated to n lanes, zero beyond) into q4-q7, then per w row one predicated load, VADDV and
+ * four VMLADAV.S8 with their stores: 13 instructions per w row (the weighted sums of a 4-row
+ * attention tile with at most 16 tokens: 4 probability rows against 4 rows of V transposed;
+ * linear.c's dots_t4_n16 is the same loop). */
+static inline void mve_dots4x4_n16(const int8_t *x, int32_t n, const int8_t *w, int32_t (*a4)[4], int32_t *w4)
+{
+    const int8_t *x1 = x + n;
+    const int8_t *x2 = x1 + n;
+    const int8_t *x3 = x2 + n;
+    int32_t a, ws;
+    int32_t *acc = &a4[0][0];
+    __asm__ volatile("vctp.8 %[n]\n\t"
+                     "vpstttt\n\t"
+                     "vldrbt.u8 q4, [%[x0]]\n\t"
+                     "vldrbt.u8 q5, [%[x1]]\n\t"
+                     "vldrbt.u8 q6, [%[x2]]\n\t"
+                     "vldrbt.u8 q7, [%[x3]]\n\t"
+                     "dls lr, %[rows]\n"
+                     "1:\n\t"
+                     "vpst\n\t"
+                     "vldrbt.u8 q0, [%[w]]\n\t"
+                     "vaddv.s8 %[ws], q0\n\t"
+                     "vmladav.s8 %[a], q4, q0\n\t"
+                     "str %[a], [%[acc]]\n\t"
+                     "vmladav.s8 %[a], q5, q0\n\t"
+                     "str %[a], [%[acc], #16]\n\t"
+                     "vmladav.s8 %[a], q6, q0\n\t"
+                     "str %[a], [%[acc], #32]\n\t"
+                     "vmladav.s8 %[a], q7, q0\n\t"
+                     "str %[a], [%[acc], #48]\n\t"
+                     "str %[ws], [%[w4]], #4\n\t"
+                     "add %[acc], %[acc], #4\n\t"
+                     "add %[w], %[w], %[n]\n\t"
+                     "le lr, 1b"
+                     : [a] "=&Te"(a), [ws] "=&Te"(ws), [w] "+r"(w), [acc] "+r"(acc), [w4] "+r"(w4)
+                     : [x0] "r"(x), [x1] "r"(x1), [x2] "r"(x2), [x3] "r"(x3), [n] "r"(n), [rows] "r"(4)
+                     : "q0", "q4", "q5", "q6", "q7", "p0", "lr", "memory");
+}
+
 #endif

@@ -33,6 +33,7 @@ typedef struct {
     const int8_t *expected; /* [rows or 1][out_features]; NULL: error or rows 0, output untouched */
     int32_t status;
     int32_t weight_bits; /* 8; or 4: p.weights is packed int4, run through mcuf_linear[_rows]_s4w_s8 */
+    int32_t bias_stride; /* != 0: mcufi_linear_tile with a bias row per token (p.bias + r * bias_stride) */
 } linear_case;
 
 typedef struct {
@@ -75,6 +76,21 @@ typedef struct {
     int32_t align;
     const int8_t *input, *expected;
 } softmax_case;
+
+typedef struct {
+    mcuf_patch_embed_params p;
+    const int8_t *image;    /* [image_h][image_w][channels] */
+    const int8_t *expected; /* [n_expected]: the tokens' rows (those before the failing stripe) */
+    int32_t n_expected;
+    int32_t fail_at; /* the stripe whose read fails, -1: none */
+    int32_t status;
+} patch_case;
+
+typedef struct {
+    mcuf_pool_head_params p;
+    const int8_t *x;        /* [tokens][dim] */
+    const int8_t *expected; /* [classes] */
+} pool_case;
 
 #include "dsp_vectors.inc"
 
@@ -168,6 +184,11 @@ static int32_t run_linear_case(const char *table, int32_t c, const linear_case *
     mcuf_platform_counter_start();
     if (t->weight_bits == 4) {
         st = t->rows >= 0 ? mcuf_linear_rows_s4w_s8(&q, t->rows, in, out_buf) : mcuf_linear_s4w_s8(&q, in, out_buf);
+    } else if (t->bias_stride != 0) {
+        st = mcufi_linear_check(p);
+        if (st == MCUF_OK) {
+            mcufi_linear_tile(p, t->rows, t->tile, in, tile_scratch, t->bias_stride, out_buf);
+        }
     } else if (t->tile != 0) {
         st = mcuf_linear_tile_s8(p, t->rows, t->tile, in, (int8_t *)tile_scratch, out_buf);
     } else {
@@ -412,6 +433,62 @@ static void run_fixedpoint(void)
     put_fields("COUNT", "fixedpoint", 4, values, 0, 0, 2);
 }
 
+/* The stripe reader of the patch embedding cases: stripe s of the case's image, or an error at
+ * fail_at. */
+typedef struct {
+    const patch_case *t;
+    int32_t calls;
+} patch_reader_ctx;
+
+static int32_t patch_reader(void *ctx, int32_t stripe, int8_t *dst, int32_t n_bytes)
+{
+    patch_reader_ctx *r = (patch_reader_ctx *)ctx;
+    if (stripe != r->calls++ || stripe == r->t->fail_at) {
+        return 1;
+    }
+    memcpy(dst, r->t->image + (size_t)stripe * (size_t)n_bytes, (size_t)n_bytes);
+    return 0;
+}
+
+static int32_t embed_scratch[MAX_BYTES / 2 + 64];
+
+static void run_patch(void)
+{
+    int32_t values = 0;
+    for (int32_t c = 0; c < (int32_t)(sizeof patch_cases / sizeof patch_cases[0]); c++) {
+        const patch_case *t = &patch_cases[c];
+        if (mcuf_patch_embed_s8_scratch_size(&t->p) > (int32_t)sizeof embed_scratch) {
+            put_fields("STATUS", "patch_scratch", c, mcuf_patch_embed_s8_scratch_size(&t->p), 0, 0, 3);
+            n_errors++;
+            continue;
+        }
+        patch_reader_ctx r = {t, 0};
+        arm_output(t->n_expected);
+        check_status("patch", c, t->status,
+                     mcuf_patch_embed_s8(&t->p, patch_reader, &r, (int8_t *)embed_scratch, out_buf));
+        values += check_output("patch", c, t->expected, t->n_expected);
+    }
+    put_fields("COUNT", "patch", (int32_t)(sizeof patch_cases / sizeof patch_cases[0]), values, 0, 0, 2);
+}
+
+static void run_pool(void)
+{
+    int32_t values = 0;
+    for (int32_t c = 0; c < (int32_t)(sizeof pool_cases / sizeof pool_cases[0]); c++) {
+        const pool_case *t = &pool_cases[c];
+        if (mcuf_pool_head_s8_scratch_size(&t->p) > (int32_t)sizeof embed_scratch) {
+            put_fields("STATUS", "pool_scratch", c, mcuf_pool_head_s8_scratch_size(&t->p), 0, 0, 3);
+            n_errors++;
+            continue;
+        }
+        const int8_t *x = to_ram(ram_a, t->x, t->p.tokens * t->p.dim, 0);
+        arm_output(t->p.classes);
+        check_status("pool", c, 0, mcuf_pool_head_s8(&t->p, x, (int8_t *)embed_scratch, out_buf));
+        values += check_output("pool", c, t->expected, t->p.classes);
+    }
+    put_fields("COUNT", "pool", (int32_t)(sizeof pool_cases / sizeof pool_cases[0]), values, 0, 0, 2);
+}
+
 int main(void)
 {
     mcuf_platform_init();
@@ -423,6 +500,8 @@ int main(void)
     run_layernorm();
     run_lut();
     run_softmax();
+    run_patch();
+    run_pool();
     mcuf_platform_puts("ERRORS ");
     mcuf_platform_put_u64(n_errors);
     mcuf_platform_puts("\nDONE\n");

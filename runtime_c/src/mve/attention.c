@@ -1,12 +1,14 @@
 /*
  * Fused row-wise attention block (DESIGN section 4) with Helium (MVE) on the Cortex-M55: replaces
  * ../attention.c with KERNELS=optimized on an M55 (the same function, the same checks and statuses,
- * the same outputs). Two differences in form, both for the per-tile costs:
+ * the same outputs). Three differences in form, all for the per-tile costs:
  *   - the linears' parameters are checked once per call (mcufi_linear_check on qkv_down, k, v, q
  *     and proj, before anything is written), then every tile runs mcufi_linear_tile directly;
  *     ../attention.c calls mcuf_linear_tile_s8 per tile, which checks them again every time (the
  *     same checks: a rejected set still returns MCUF_ERR_ARG with x untouched; k_buf and v_buf,
  *     which ../attention.c may have filled by then, are left unwritten);
+ *   - a tile's LayerNorm rows through mcufi_mve_layernorm_rows (mve/layernorm.c: the checks and
+ *     the gamma / beta scan once per tile; the same rows and statuses);
  *   - V transposed 4 values per step (VLDRB.S32, then a VSTRB.32 scatter to rows c .. c + 3 of
  *     v_buf, offsets 0, T, 2T, 3T), the dim % 4 tail predicated, where ../attention.c copies
  *     byte by byte.
@@ -111,10 +113,7 @@ static mcuf_status linears_check(const mcuf_attention_params *p)
 static mcuf_status qkv_input_rows(const mcuf_attention_params *p, const int8_t *x_rows, int32_t n,
                                   const attention_scratch *s, int8_t *r_rows, const int8_t **qkv_in)
 {
-    mcuf_status st = MCUF_OK;
-    for (int32_t r = 0; r < n && st == MCUF_OK; r++) {
-        st = mcuf_layernorm_s8(&p->ln, x_rows + r * p->dim, s->ln + r * p->dim);
-    }
+    const mcuf_status st = mcufi_mve_layernorm_rows(&p->ln, n, x_rows, s->ln); /* mcuf_layernorm_s8 per row */
     if (st != MCUF_OK) {
         return st;
     }

@@ -651,12 +651,13 @@ void mcufi_attn_scores_tile(const mcuf_attn_head_params *p, int32_t n, const int
  * (each part and the total exact integers, combined in wrapping arithmetic, the total in int32
  * range: |sum| <= 255 * 255 * tokens < 2^31). Up to 4 probability rows share each V row: per
  * output dimension one mve_dot4x1 (per 16 tokens one VLDRB of V and one VADDVA for sum_j v_j, per
- * row one VLDRB and one VMLADAVA.S8: 11 instructions for 64 MACs, tail-predicated), 4 dimensions
- * into a [row][4] block, then per row the output stage on the 4 dimensions (requantize_x4). A
+ * row one VLDRB and one VMLADAVA.S8: 11 instructions for 64 MACs, tail-predicated; with 4 rows
+ * of at most 16 tokens, mve_dots4x4_n16 instead: the rows loaded once per 4 dimensions and kept in
+ * registers, 13 instructions per dimension), 4 dimensions into a [row][4] block, then per row the output stage on the 4 dimensions (requantize_x4). A
  * group of fewer than 4 rows repeats its last row (its sums are not stored). */
 static inline __attribute__((always_inline)) void ws_tile_rq(const mcuf_attn_head_params *p, int32_t n,
                                                               const int8_t *probs, const int8_t *vt, int8_t *out,
-                                                              int32_t out_stride, bool right)
+                                                              int32_t out_stride, bool right, bool few)
 {
     const int32_t tokens = p->tokens;
     const int32_t hd = p->head_dim;
@@ -689,9 +690,14 @@ static inline __attribute__((always_inline)) void ws_tile_rq(const mcuf_attn_hea
                     vst1q_s32(acc + 4 * r, vdupq_n_s32(0));
                 }
             }
-            for (int32_t i = 0; i < nd; i++) {
-                mve_dot4x1(x[0], x[1], x[2], x[3], v_row, tokens, acc + i, sv + i);
-                v_row += tokens;
+            if (few && nd == 4) { /* n = 4 rows of <= 16 tokens: the 4 rows in registers (mcuf_mve.h) */
+                mve_dots4x4_n16(x[0], tokens, v_row, (int32_t(*)[4])acc, sv);
+                v_row += 4 * tokens;
+            } else {
+                for (int32_t i = 0; i < nd; i++) {
+                    mve_dot4x1(x[0], x[1], x[2], x[3], v_row, tokens, acc + i, sv + i);
+                    v_row += tokens;
+                }
             }
             const int32x4_t sv128 = vshlq_n_s32(vld1q_s32(sv), 7); /* 128 sum_j v_j, wrapping */
             const mve_pred16_t pd = vctp32q((uint32_t)nd);
@@ -704,13 +710,28 @@ static inline __attribute__((always_inline)) void ws_tile_rq(const mcuf_attn_hea
     }
 }
 
+/* ws_tile_rq for a tile of 4 rows of at most 16 tokens, out of line: its q4-q7 stay out of the
+ * general path's register allocation (inlined there, they cost vit-96-rgb's tiles about 70
+ * instructions per call). */
+static __attribute__((noinline)) void ws_tile_few(const mcuf_attn_head_params *p, const int8_t *probs,
+                                                  const int8_t *vt, int8_t *out, int32_t out_stride)
+{
+    if (p->av.shift <= -1) {
+        ws_tile_rq(p, 4, probs, vt, out, out_stride, true, true);
+    } else {
+        ws_tile_rq(p, 4, probs, vt, out, out_stride, false, true);
+    }
+}
+
 void mcufi_attn_weighted_sum_tile(const mcuf_attn_head_params *p, int32_t n, const int8_t *probs,
                                   const int8_t *vt, int32_t *xbuf, int8_t *out, int32_t out_stride)
 {
     (void)xbuf;
-    if (p->av.shift <= -1) { /* right shifts (requantize_x4_r), else any */
-        ws_tile_rq(p, n, probs, vt, out, out_stride, true);
+    if (n == 4 && p->tokens <= 16) {
+        ws_tile_few(p, probs, vt, out, out_stride);
+    } else if (p->av.shift <= -1) { /* right shifts (requantize_x4_r), else any */
+        ws_tile_rq(p, n, probs, vt, out, out_stride, true, false);
     } else {
-        ws_tile_rq(p, n, probs, vt, out, out_stride, false);
+        ws_tile_rq(p, n, probs, vt, out, out_stride, false, false);
     }
 }

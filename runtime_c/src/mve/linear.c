@@ -451,6 +451,155 @@ __asm__(T4_ENTRY("mcufi_mve_linear_t4_n32")
         "vmov q7[3], q7[1], r6, r8\n\t"
         T4_OUTPUT T4_EXIT("mcufi_mve_linear_t4_n32"));
 
+/* T = 4 tokens, in_features n = 16 k (k = 1 .. 8), any bias row layout: the fused pass of
+ * mcufi_mve_linear_t4_n32 for wider rows (the demo's 64- and 128-input linears, vit-96-rgb's
+ * 96-input ones), with no bias, one bias row for the tile, or a bias row per token (the patch
+ * embedding's token bias). Per output channel: the k chunks of 16 inputs written out, the token
+ * rows at immediate offsets (x_t + 16 c, c < 8) and the weights post-incremented, chunk 0 with
+ * VADDV / VMLADAV (no zeroing), chunks c = k - 1 .. 1 entered by one load of the PC (the chunks
+ * are laid out 7, 6, .., 1 at 40 bytes each, every MVE instruction being 32 bits; the entry
+ * point, computed once per call, is chunk k - 1's, or the output stage's for k = 1): 10
+ * instructions per 64 MACs. Then T4_OUTPUT's stage with the 4 sums in q7 (the two-register VMOVs
+ * as there, the scatter offsets in q4 and the bias addresses in q3 set in the same lane order):
+ * + off * wsum by VMLA (q5 = off in every lane; wrapping, the true sum is in int32), + the bias
+ * (a gather of the 4 tokens' bias[o] from q3's addresses, advanced 4 bytes per channel by the
+ * gather's write-back: each token's own row, or the one shared row, stride 0; VQADD), the
+ * requantization, the output offset (VQADD), the clamp (VMAX q2, VMIN q6) and the scatter store:
+ * about 20 instructions. 60 instructions per channel and 4 tokens at n = 64, where dots_t4 and
+ * finish4 take about 113. The same integers as finish(). */
+typedef struct {
+    const int8_t *x;       /* 0: the 4 token rows, [4][n] */
+    int32_t n;             /* 4: in_features, 16 k with k in 1..8 */
+    const int8_t *w;       /* 8 */
+    const int32_t *mult;   /* 12 */
+    const int32_t *shift;  /* 16 */
+    const int32_t *bias;   /* 20: token 0's bias of channel 0 (the _nb variant: unused) */
+    int8_t *out;           /* 24: [4][n_out] */
+    int32_t n_out;         /* 28: >= 1 */
+    int32_t off;           /* 32: input offset */
+    int32_t out_off;       /* 36 */
+    int32_t lo, hi;        /* 40, 44: act_min, act_max */
+    int32_t bias_bytes;    /* 48: bytes between the tokens' bias rows (4 bias_stride; 0: one row) */
+} t4k_args;
+
+void mcufi_mve_linear_t4_k(const t4k_args *a);
+void mcufi_mve_linear_t4_k_nb(const t4k_args *a);
+
+/* Chunk c of 16 inputs at byte offset OFF ("16" .. "112"), accumulating. */
+#define T4K_CHUNK(OFF)                                                                                         \
+    "vldrb.u8 q0, [r9, #" OFF "]\n\t"                                                                      \
+    "vaddva.s8 r8, q0\n\t"                                                                                 \
+    "vldrb.u8 q1, [r1, #" OFF "]\n\t"                                                                      \
+    "vmladava.s8 r0, q1, q0\n\t"                                                                           \
+    "vldrb.u8 q1, [r3, #" OFF "]\n\t"                                                                      \
+    "vmladava.s8 r2, q1, q0\n\t"                                                                           \
+    "vldrb.u8 q1, [r5, #" OFF "]\n\t"                                                                      \
+    "vmladava.s8 r4, q1, q0\n\t"                                                                           \
+    "vldrb.u8 q1, [r7, #" OFF "]\n\t"                                                                      \
+    "vmladava.s8 r6, q1, q0\n\t"
+
+/* BIAS: the two bias instructions, or nothing (_nb). */
+#define T4K_FUNC(name, BIAS)                                                                                   \
+    __asm__(".pushsection .text." name ",\"ax\",%progbits\n\t"                                             \
+            ".balign 4\n\t"                                                                                \
+            ".global " name "\n\t"                                                                         \
+            ".hidden " name "\n\t"                                                                         \
+            ".thumb_func\n\t"                                                                              \
+            ".type " name ", %function\n" name ":\n\t"                                                     \
+            "push {r4-r11, lr}\n\t"                                                                        \
+            "vpush {d8-d15}\n\t"                                                                           \
+            "sub sp, sp, #16\n\t" /* [sp] = out_off, [sp, #4] = n, [sp, #8] = the chunks' entry */        \
+            "ldr r2, [r0, #36]\n\t"                                                                        \
+            "str r2, [sp]\n\t"                                                                             \
+            "ldr r2, [r0, #32]\n\t"                                                                        \
+            "vdup.32 q5, r2\n\t"                                                                           \
+            "ldr r2, [r0, #40]\n\t"                                                                        \
+            "vdup.32 q2, r2\n\t"                                                                           \
+            "ldr r2, [r0, #44]\n\t"                                                                        \
+            "vdup.32 q6, r2\n\t"                                                                           \
+            "ldr r3, [r0, #28]\n\t"                                                                        \
+            "mov lr, r3\n\t"                                                                               \
+            "movs r2, #0\n\t"                                                                              \
+            "add r4, r3, r3\n\t"                                                                           \
+            "vmov q4[2], q4[0], r2, r4\n\t" /* offsets 0 (token 0), 2 n_out (token 2) */                   \
+            "add r2, r4, r3\n\t"                                                                           \
+            "vmov q4[3], q4[1], r3, r2\n\t" /* n_out (token 1), 3 n_out (token 3) */                       \
+            "ldr r4, [r0, #20]\n\t"                                                                        \
+            "subs r4, r4, #4\n\t" /* the gather pre-increments */                                          \
+            "ldr r6, [r0, #48]\n\t"                                                                        \
+            "add r8, r4, r6\n\t"                                                                           \
+            "add r2, r8, r6\n\t"                                                                           \
+            "add r6, r2, r6\n\t"                                                                           \
+            "vmov q3[2], q3[0], r4, r2\n\t" /* bias rows of tokens 0 and 2 */                              \
+            "vmov q3[3], q3[1], r8, r6\n\t" /* tokens 1 and 3 */                                           \
+            "ldr r7, [r0, #4]\n\t"                                                                         \
+            "str r7, [sp, #4]\n\t"                                                                         \
+            "lsrs r2, r7, #4\n\t"                                                                          \
+            "rsb r2, r2, #8\n\t"                                                                           \
+            "movs r4, #40\n\t"                                                                             \
+            "muls r2, r4, r2\n\t"                                                                          \
+            "adr r4, 6f\n\t"                                                                               \
+            "add r2, r2, r4\n\t"                                                                           \
+            "orr r2, r2, #1\n\t" /* the Thumb bit */                                                       \
+            "str r2, [sp, #8]\n\t"                                                                         \
+            "ldr r9, [r0, #8]\n\t"                                                                         \
+            "ldr r10, [r0, #12]\n\t"                                                                       \
+            "ldr r11, [r0, #16]\n\t"                                                                       \
+            "ldr r12, [r0, #24]\n\t"                                                                       \
+            "ldr r1, [r0, #0]\n\t"                                                                         \
+            "add r3, r1, r7\n\t"                                                                           \
+            "add r5, r3, r7\n\t"                                                                           \
+            "add r7, r5, r7\n\t"                                                                           \
+            "dls lr, lr\n"                                                                                 \
+            "1:\n\t"                                                                                       \
+            "vldrb.u8 q0, [r9]\n\t"                                                                        \
+            "vaddv.s8 r8, q0\n\t"                                                                          \
+            "vldrb.u8 q1, [r1]\n\t"                                                                        \
+            "vmladav.s8 r0, q1, q0\n\t"                                                                    \
+            "vldrb.u8 q1, [r3]\n\t"                                                                        \
+            "vmladav.s8 r2, q1, q0\n\t"                                                                    \
+            "vldrb.u8 q1, [r5]\n\t"                                                                        \
+            "vmladav.s8 r4, q1, q0\n\t"                                                                    \
+            "vldrb.u8 q1, [r7]\n\t"                                                                        \
+            "vmladav.s8 r6, q1, q0\n\t"                                                                    \
+            "ldr pc, [sp, #8]\n"                                                                           \
+            "6:\n\t" T4K_CHUNK("112") T4K_CHUNK("96") T4K_CHUNK("80") T4K_CHUNK("64") T4K_CHUNK("48")      \
+                T4K_CHUNK("32") T4K_CHUNK("16")                                                            \
+            "3:\n\t"                                                                                       \
+            ".if (3b - 6b) != 280\n\t"                                                                     \
+            ".error \"the chunks are not 40 bytes each\"\n\t"                                              \
+            ".endif\n\t"                                                                                   \
+            "vmov q7[2], q7[0], r0, r4\n\t"                                                                \
+            "vmov q7[3], q7[1], r2, r6\n\t"                                                                \
+            "vmla.s32 q7, q5, r8\n\t" BIAS "ldr r0, [r10], #4\n\t"                                         \
+            "ldr r2, [r11], #4\n\t"                                                                        \
+            "cmp r2, #0\n\t"                                                                               \
+            "bge 5f\n\t"                                                                                   \
+            "vqrdmulh.s32 q7, q7, r0\n\t"                                                                  \
+            "vshr.s32 q0, q7, #31\n\t"                                                                     \
+            "vadd.i32 q7, q7, q0\n\t"                                                                      \
+            "vrshl.s32 q7, r2\n"                                                                           \
+            "4:\n\t"                                                                                       \
+            "ldrd r0, r2, [sp]\n\t" /* out_off, n */                                                        \
+            "add r9, r9, r2\n\t"    /* the next weight row */                                               \
+            "vqadd.s32 q7, q7, r0\n\t"                                                                     \
+            "vmax.s32 q7, q7, q2\n\t"                                                                      \
+            "vmin.s32 q7, q7, q6\n\t"                                                                      \
+            "vstrb.32 q7, [r12, q4]\n\t"                                                                   \
+            "add r12, r12, #1\n\t"                                                                         \
+            "le lr, 1b\n\t"                                                                                \
+            "add sp, sp, #16\n\t"                                                                          \
+            "vpop {d8-d15}\n\t"                                                                            \
+            "pop {r4-r11, pc}\n"                                                                           \
+            "5:\n\t"                                                                                       \
+            "vqshl.s32 q7, r2\n\t"                                                                         \
+            "vqrdmulh.s32 q7, q7, r0\n\t"                                                                  \
+            "b 4b\n\t"                                                                                     \
+            ".size " name ", .-" name "\n\t.popsection\n")
+
+T4K_FUNC("mcufi_mve_linear_t4_k", "vldrw.u32 q0, [q3, #4]!\n\tvqadd.s32 q7, q7, q0\n\t");
+T4K_FUNC("mcufi_mve_linear_t4_k_nb", "");
+
 /* T tokens (rows of input, T in {2, 4}) through every output channel; row t's bias at
  * p->bias + t * bias_stride. */
 static inline __attribute__((always_inline)) void tile_rows(const mcuf_linear_params *p, int32_t T, const int8_t *input,
@@ -528,6 +677,26 @@ void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, 
         }
         input = a.x;
         output = a.out;
+    }
+    const int32_t n_in = p->in_features;
+    if (tile == 4 && (n_in & 15) == 0 && n_in <= 128 && !mcufi_linear_is_s4w(p)) {
+        /* every other 4-token tile with 16 k inputs (k <= 8): mcufi_mve_linear_t4_k */
+        t4k_args a = {input,         n_in,           p->weights,       p->multiplier,    p->shift,   q.bias,
+                      output,        p->out_features, p->input_offset, p->output_offset, p->act_min, p->act_max,
+                      4 * bias_stride};
+        for (; r + 4 <= rows; r += 4) {
+            if (a.bias != NULL) {
+                mcufi_mve_linear_t4_k(&a);
+                a.bias += 4 * bias_stride;
+            } else {
+                mcufi_mve_linear_t4_k_nb(&a);
+            }
+            a.x += 4 * n_in;
+            a.out += 4 * p->out_features;
+        }
+        input = a.x;
+        output = a.out;
+        q.bias = a.bias;
     }
     if (tile > 1) {
         for (; r + tile <= rows; r += tile) {

@@ -26,7 +26,16 @@ static int channels_ok(const int32_t *multiplier, const int32_t *shift, int32_t 
     uint32x4_t bad = vdupq_n_u32(0);
     int32x4_t smin = vdupq_n_s32(0);
     int32x4_t smax = vdupq_n_s32(0);
-    for (int32_t o = 0; o < n; o += 4) {
+    int32_t o = 0;
+    for (; o + 4 <= n; o += 4) { /* unpredicated (gcc rebuilt a per-step predicate with VMRS / VMSR) */
+        const int32x4_t m = vld1q_s32(multiplier + o);
+        const int32x4_t s = vld1q_s32(shift + o);
+        const int32x4_t h = vabsq_s32(vsubq_n_s32(vshrq_n_s32(m, 30), 1));
+        bad = vorrq_u32(bad, vminq_u32(vreinterpretq_u32_s32(h), vreinterpretq_u32_s32(m)));
+        smin = vminq_s32(smin, s);
+        smax = vmaxq_s32(smax, s);
+    }
+    if (o < n) {
         const mve_pred16_t pr = vctp32q((uint32_t)(n - o));
         const int32x4_t m = vldrwq_z_s32(multiplier + o, pr);
         const int32x4_t s = vldrwq_z_s32(shift + o, pr);

@@ -4,17 +4,18 @@
  * Scratch is O(tile * (dim + hidden + ranks)).
  *
  * With Helium (MVE) on the Cortex-M55: replaces ../mlp.c with KERNELS=optimized on an M55 (the
- * same function, checks, statuses and outputs). The one difference in form: the four linears'
+ * same function, checks, statuses and outputs). Two differences in form: the four linears'
  * parameters are checked once per call (mcufi_linear_check, before anything is written) and every
  * tile runs mcufi_linear_tile directly, where ../mlp.c calls mcuf_linear_tile_s8 per tile and
  * linear, which checks them again every time (a rejected set still returns MCUF_ERR_ARG with x
- * untouched, as there).
+ * untouched, as there); and a tile's LayerNorm rows go through mcufi_mve_layernorm_rows (the
+ * checks and the gamma / beta scan once per tile, the same rows).
  */
 #include <stddef.h>
 #include <stdint.h>
 
 #include "mcuf_internal.h"
-#include "mcuf_mve.h" /* the twins' common header (unused here) */
+#include "mcuf_mve.h"
 
 static int32_t max4(int32_t a, int32_t b, int32_t c, int32_t d)
 {
@@ -132,10 +133,7 @@ mcuf_status mcuf_mlp_rowwise_s8(const mcuf_mlp_params *p, int8_t *x, int8_t *scr
     int8_t *x_rows = x;
     for (int32_t t = 0; t < p->tokens; t += tile) {
         const int32_t n = p->tokens - t < tile ? p->tokens - t : tile;
-        mcuf_status st = MCUF_OK;
-        for (int32_t r = 0; r < n && st == MCUF_OK; r++) {
-            st = mcuf_layernorm_s8(&p->ln, x_rows + r * dim, ln_rows + r * dim);
-        }
+        mcuf_status st = mcufi_mve_layernorm_rows(&p->ln, n, x_rows, ln_rows); /* mcuf_layernorm_s8 per row */
         if (st == MCUF_OK) {
             st = lowrank_rows(&p->fc1, n, tile, ln_rows, mid1, xbuf, hidden);
         }
