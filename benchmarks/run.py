@@ -3,7 +3,8 @@
 For every model: the naive op-by-op arena, our arena, the lower bound, the peak SRAM measured in
 QEMU (static SRAM from the ELF + painted stack), flash from the ELF, and QEMU instruction counts
 (-icount, not cycles) with the optimized (DSP) and the portable kernels, on the model's board and on
-a Cortex-M7. Every run is checked bit-exact against the Python integer reference. Writes
+a Cortex-M7, and on a Cortex-M55 (Helium/MVE, DSP-only and portable builds) where the model fits the
+emulator's code region. Every run is checked bit-exact against the Python integer reference. Writes
 docs/benchmarks.json and docs/benchmarks.md.
 
 Usage: python benchmarks/run.py [--only NAME] [--out-dir docs]
@@ -34,6 +35,9 @@ from mcuformer.export import export_model  # noqa: E402
 from mcuformer.model import ViT  # noqa: E402
 
 M7_BOARD = "STM32F746G-DISCO"
+M55_BOARD = "Alif-Ensemble-E7-HP"
+M55_KERNELS = ("optimized", "dsp", "portable")  # optimized on the M55: the Helium (MVE) twins
+M55_TARGET = 4.0  # issue 10: the MVE build at least 4x fewer instructions than the DSP-only build
 # Optimized-kernel instructions per inference before issue 10 (token tiles, faster DSP loops),
 # measured by this script at commit 3af6fcb: (model's board, Cortex-M7).
 BASELINE = {
@@ -128,14 +132,21 @@ def run_reference(ref: Reference, work: Path, log) -> dict:
         "planned_peak_sram_bytes": report["peak_sram_bytes"],
         "schedules": sorted({op["kernel"] for op in report["ops"]}),
     }
+    m55 = _m55(board)
+    m55_skip = _m55_skip(predicted.flash_bytes, m55)
+    targets = [("board", board, ("optimized", "portable")), ("m7", _m7(board), ("optimized", "portable"))]
+    if m55_skip:
+        log(f"{ref.name}: {m55.name} ({m55.core}) not run: {m55_skip}")
+    else:
+        targets.append(("m55", m55, M55_KERNELS))
     runs = {}
     projects: dict[str, Path] = {}
-    for label, target in (("board", board), ("m7", _m7(board))):
-        for kernels in ("optimized", "portable"):
-            if label == "m7" and target is None:
-                continue
-            proj = project if label == "board" else _retarget(project, target, work, report)
-            projects[label] = proj
+    for label, target, variants in targets:
+        if target is None:
+            continue
+        proj = project if label == "board" else _retarget(project, target, work, report)
+        projects[label] = proj
+        for kernels in variants:
             log(f"{ref.name}: QEMU {target.name} ({target.core}), {kernels} kernels")
             runs[(label, kernels)] = emulate(proj, host=False, sanitize=False, kernels=kernels)
     log(f"{ref.name}: per-operator profiles (optimized kernels)")
@@ -144,7 +155,9 @@ def run_reference(ref: Reference, work: Path, log) -> dict:
         for label, proj in projects.items()
     }
     profiles.setdefault("m7", profiles["board"])
-    entry["per_kind"] = {label: per_kind(result["profile"]) for label, result in profiles.items()}
+    entry["per_kind"] = {
+        label: per_kind(profiles[label]["profile"]) for label in ("board", "m7", "m55") if label in profiles
+    }
     entry["tiles"] = [
         {"name": op["name"], "schedule": op["schedule"], "tile": op["tile"]}
         for op in report["ops"]
@@ -172,6 +185,7 @@ def run_reference(ref: Reference, work: Path, log) -> dict:
     entry["m7_speedup"] = round(entry["m7_instructions_portable"] / entry["m7_instructions_optimized"], 2)
     entry["instructions_per_mac"] = round(entry["instructions_optimized"] / entry["macs"], 3)
     entry["m7_instructions_per_mac"] = round(entry["m7_instructions_optimized"] / entry["macs"], 3)
+    entry.update(m55_figures(runs, entry["macs"], m55_skip))
     before = BASELINE.get(ref.name)
     if before is not None:
         entry["baseline_instructions_optimized"], entry["baseline_m7_instructions_optimized"] = before
@@ -192,12 +206,55 @@ def per_kind(profile: list[dict]) -> dict[str, dict]:
     return kinds
 
 
+def m55_figures(runs: dict[tuple[str, str], dict], macs: int, skip: str = "") -> dict:
+    """The M55 keys of an entry from its ("m55", kernels) ``emulate`` results (None where not run).
+    ``m55_dsp_over_mve``: DSP-only over Helium (MVE) instructions; the target is met at >= M55_TARGET."""
+    counts = {k: runs[("m55", k)]["instructions_per_inference"] for k in M55_KERNELS if ("m55", k) in runs}
+    mve, dsp, portable = (counts.get(k) for k in M55_KERNELS)
+    m55_runs = [r for (label, _), r in runs.items() if label == "m55"]
+    return {
+        "m55_board": M55_BOARD,
+        "m55_note": skip,
+        "m55_instructions_mve": mve,
+        "m55_instructions_dsp": dsp,
+        "m55_instructions_portable": portable,
+        "m55_dsp_over_mve": round(dsp / mve, 2) if mve and dsp else None,
+        "m55_portable_over_mve": round(portable / mve, 1) if mve and portable else None,
+        "m55_instructions_per_mac": round(mve / macs, 3) if mve else None,
+        "m55_target_met": dsp >= M55_TARGET * mve if mve and dsp else None,
+        "m55_flash_bytes": runs[("m55", "optimized")]["flash_bytes"] if mve else None,
+        "m55_stack_bytes": runs[("m55", "optimized")]["stack_bytes"] if mve else None,
+        "m55_bit_exact": all(r["bit_exact"] for r in m55_runs) if m55_runs else None,
+    }
+
+
+def _same_memory(name: str, board: Board) -> Board:
+    """Board ``name`` with ``board``'s SRAM and flash sizes (the same exported model re-targeted)."""
+    return dataclasses.replace(get_board(name), sram_bytes=board.sram_bytes, flash_bytes=board.flash_bytes)
+
+
 def _m7(board: Board) -> Board | None:
     """The same memory sizes on a Cortex-M7 (None when the board already is one)."""
     if board.core == "cortex-m7":
         return None
-    m7 = get_board(M7_BOARD)
-    return dataclasses.replace(m7, sram_bytes=board.sram_bytes, flash_bytes=board.flash_bytes)
+    return _same_memory(M7_BOARD, board)
+
+
+def _m55(board: Board) -> Board:
+    """The same memory sizes on the Cortex-M55 (Helium) board."""
+    return _same_memory(M55_BOARD, board)
+
+
+def _m55_skip(flash_bytes: int, m55: Board) -> str:
+    """Why the model cannot run on the M55's emulator ("" when it can): its code and weights must fit
+    the machine's code region (mps3-an547: the 512 KiB ITCM)."""
+    machine = qemu_machine(m55.qemu_machine)
+    if flash_bytes <= machine.flash_bytes_limit:
+        return ""
+    return (
+        f"weights need {format_bytes(flash_bytes)} of flash > the {format_bytes(machine.flash_bytes_limit)} "
+        f"that QEMU {machine.name} runs code and weights from (its ITCM)"
+    )
 
 
 def _retarget(project: Path, board: Board, work: Path, report: dict) -> Path:
@@ -272,12 +329,13 @@ def write_markdown(entries: list[dict], path: Path, kernels: dict[str, dict] | N
     ]
     for e in entries:
         for label, kinds in e["per_kind"].items():
-            core = e["core"] if label == "board" else "cortex-m7"
+            core = {"board": e["core"], "m7": "cortex-m7", "m55": "cortex-m55"}[label]
             if label == "m7" and e["core"] == "cortex-m7":
                 continue
             for kind, k in kinds.items():
                 per_mac = f"{k['instructions_per_mac']:.2f}" if k["instructions_per_mac"] else "-"
                 lines.append(f"| {e['name']} | {core} | {kind} | {k['instructions']:,} | {k['macs']:,} | {per_mac} |")
+    lines += m55_markdown(entries)
     lines += ["", "## Models", ""]
     for e in entries:
         arch = ArchConfig.from_json(e["arch"])
@@ -315,6 +373,51 @@ def write_markdown(entries: list[dict], path: Path, kernels: dict[str, dict] | N
     path.write_text("\n".join(lines) + "\n")
 
 
+def m55_markdown(entries: list[dict]) -> list[str]:
+    """The Cortex-M55 section of benchmarks.md: Helium (MVE), DSP-only and portable builds."""
+    lines = [
+        "",
+        "## Cortex-M55: Helium (MVE) and DSP kernels",
+        "",
+        f"The same exported models re-targeted to {M55_BOARD} (Cortex-M55 with Helium; the model's SRAM and",
+        "flash sizes) and run in QEMU mps3-an547 (an MVE instruction counts as one): optimized (the Helium",
+        "twins, the DSP twins elsewhere), DSP (the DSP twins only) and portable kernels. Issue 10's target:",
+        f"the MVE build at least {M55_TARGET:g}x fewer instructions than the DSP build.",
+        "",
+        "| model | MACs | MVE | DSP | portable | DSP / MVE | portable / MVE | MVE instr./MAC | "
+        f"{M55_TARGET:g}x target | bit-exact |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    skipped = []
+    for e in entries:
+        mve = e.get("m55_instructions_mve")
+        if not mve:
+            skipped.append(e)
+            continue
+        portable = e.get("m55_instructions_portable")
+        portable_text = f"{portable:,}" if portable else "-"
+        portable_ratio = f"{e['m55_portable_over_mve']:.1f}x" if portable else "-"
+        lines.append(
+            f"| {e['name']} | {e['macs']:,} | {mve:,} | {e['m55_instructions_dsp']:,} | {portable_text} | "
+            f"{e['m55_dsp_over_mve']:.2f}x | {portable_ratio} | {e['m55_instructions_per_mac']:.2f} | "
+            f"{'met' if e['m55_target_met'] else 'not met'} | {'yes' if e['m55_bit_exact'] else 'NO'} |"
+        )
+    if skipped:
+        lines.append("")
+        for e in skipped:
+            lines.append(f"- {e['name']}: not run on the M55: {e.get('m55_note') or 'no M55 figures'}.")
+    return lines
+
+
+def _m55_summary(e: dict) -> str:
+    if not e.get("m55_instructions_mve"):
+        return f"M55 not run ({e.get('m55_note')})"
+    return (
+        f"M55 MVE {e['m55_instructions_mve']:,} / DSP {e['m55_instructions_dsp']:,} "
+        f"({e['m55_dsp_over_mve']}x, target {'met' if e['m55_target_met'] else 'not met'})"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="run only this reference model")
@@ -336,7 +439,7 @@ def main() -> int:
                 f"{e['name']}: arena {e['arena_bytes']:,} B ({e['arena_vs_naive']}x naive, "
                 f"{e['arena_vs_lower_bound']}x lower bound), peak SRAM {e['peak_sram_bytes']:,} B, "
                 f"instructions {e['instructions_optimized']:,} optimized / {e['instructions_portable']:,} portable, "
-                f"M7 speedup {e['m7_speedup']}x, bit-exact {e['bit_exact']}",
+                f"M7 speedup {e['m7_speedup']}x, {_m55_summary(e)}, bit-exact {e['bit_exact']}",
                 flush=True,
             )
     kernels: dict[str, dict] = {}
