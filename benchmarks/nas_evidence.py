@@ -543,7 +543,7 @@ def main() -> None:
     docs = ROOT / "docs"
     if args.merge is not None:
         parts = [json.loads((PARTS / f"{name}.json").read_text()) for name in args.merge]
-        order = {"16KiB / 128KiB": 0, "64KiB / 256KiB": 1, "256KiB / 1MiB": 2}
+        order = {"8KiB / 64KiB": -1, "16KiB / 128KiB": 0, "64KiB / 256KiB": 1, "256KiB / 1MiB": 2}
         evidence = {
             "machine": machine(),
             "protocol": __doc__.split("Protocol (the same for every budget):")[1].strip(),

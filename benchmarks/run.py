@@ -35,6 +35,7 @@ from mcuformer.export import export_model  # noqa: E402
 from mcuformer.model import ViT  # noqa: E402
 
 M7_BOARD = "STM32F746G-DISCO"
+NOTES_MARK = "<!-- hand-written sections below: kept by benchmarks/run.py -->"
 M55_BOARD = "Alif-Ensemble-E7-HP"
 M55_KERNELS = ("optimized", "dsp", "portable")  # optimized on the M55: the Helium (MVE) twins
 M55_TARGET = 4.0  # issue 10: the MVE build at least 4x fewer instructions than the DSP-only build
@@ -370,7 +371,10 @@ def write_markdown(entries: list[dict], path: Path, kernels: dict[str, dict] | N
                 for core in kernels
             ]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    path.write_text("\n".join(lines) + "\n")
+    notes = ""  # the hand-written sections after NOTES_MARK are kept: a re-run regenerates only the tables
+    if path.exists() and NOTES_MARK in (old := path.read_text()):
+        notes = "\n" + old[old.index(NOTES_MARK) :]
+    path.write_text("\n".join(lines) + "\n" + notes)
 
 
 def m55_markdown(entries: list[dict]) -> list[str]:

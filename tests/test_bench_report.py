@@ -134,3 +134,16 @@ def test_markdown_m55_table(bench, tmp_path):
     assert lines[6].startswith("| model | board | arena | naive arena |") and lines[6].endswith(
         "| M7 speedup | bit-exact |"
     )
+
+
+def test_markdown_rewrite_keeps_the_hand_written_sections(bench, tmp_path):
+    entries = [_entry(bench, "demo", "cortex-m4", _m55_runs(91_502, 401_808, 1_681_789), 189_056)]
+    path = tmp_path / "benchmarks.md"
+    notes = f"{bench.NOTES_MARK}\n\n## A pass measured by hand\n\nfigures that no table regenerates\n"
+    path.write_text("# Benchmarks\n\nstale generated tables\n\n" + notes)
+    bench.write_markdown(entries, path)
+    text = path.read_text()
+    assert text.endswith("\n" + notes) and text.count(bench.NOTES_MARK) == 1
+    assert "stale generated tables" not in text and "| demo | 189,056 | 91,502 |" in text
+    bench.write_markdown(entries, path)  # idempotent: a second run keeps one copy of the notes
+    assert path.read_text() == text
