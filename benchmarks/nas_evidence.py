@@ -94,27 +94,30 @@ def log(msg: str) -> None:
 
 def hand_scaled(space: SearchSpace, fits) -> ArchConfig:
     """The space's largest ViT (its stem too, where the space has one) with patch 4, 4 heads, MLP ratio
-    4, dense, its embed dim shrunk in steps of 8 until it fits, then its depth."""
+    4, dense, its embed dim shrunk in steps of 8 until it fits, then its depth, then (where nothing at
+    the largest resolution fits, e.g. an 8 KiB SRAM budget) its resolution."""
     largest = space.largest()
     stem = stem_width(largest)
     base = plain_vit(largest)
     patch = 4 if 4 in space.patch_sizes and base.image_size % 4 == 0 else base.patch_size
-    for depth in range(base.depth, 0, -1):
-        for e in range(base.embed_dim, 7, -8):
-            heads = max(h for h in (4, 2, 1) if e % h == 0)
-            a = replace(
-                base,
-                patch_size=patch,
-                embed_dim=e,
-                depth=depth,
-                num_heads=(heads,) * depth,
-                mlp_ratio=(max(space.mlp_ratios),) * depth,
-                attn_rank=(0,) * depth,
-                mlp_rank=(0,) * depth,
-            )
-            a = with_stem(stem if patch % SPACE_STEM_STRIDE == 0 else 0, space.stem_layers, a)
-            if fits(a):
-                return a
+    for size in sorted((s for s in space.image_sizes if s % patch == 0), reverse=True):
+        for depth in range(base.depth, 0, -1):
+            for e in range(base.embed_dim, 7, -8):
+                heads = max(h for h in (4, 2, 1) if e % h == 0)
+                a = replace(
+                    base,
+                    image_size=size,
+                    patch_size=patch,
+                    embed_dim=e,
+                    depth=depth,
+                    num_heads=(heads,) * depth,
+                    mlp_ratio=(max(space.mlp_ratios),) * depth,
+                    attn_rank=(0,) * depth,
+                    mlp_rank=(0,) * depth,
+                )
+                a = with_stem(stem if patch % SPACE_STEM_STRIDE == 0 else 0, space.stem_layers, a)
+                if fits(a):
+                    return a
     raise RuntimeError("no hand-scaled ViT fits")
 
 
