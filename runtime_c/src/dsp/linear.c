@@ -275,6 +275,244 @@ static void tile4(const mcuf_linear_params *p, const int32_t *xbuf, int32_t bias
     }
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * The 4-token tile in assembly (issue 10, M7 54-input tile): mcufi_dsp_linear_t4 below. gcc spilled
+ * around the per-channel code of tile4 (about 100 instructions per channel of 4 tokens); here:
+ *   - the inputs are expanded with the partial block first (the head: inputs 0 .. head-1,
+ *     head = ((in_features - 1) % 4) + 1) and doubled (expand_head): each sum is then 2 * (sum +
+ *     bias) directly, the short stage's x, and the head block's weights are one word at the row's
+ *     start, masked (no read past the row: in_features > 4), their SMLADs starting at 2 * bias;
+ *   - the other blocks: LDR (post-increment), two SXTB16, two LDM of 4 expanded words (2 tokens),
+ *     eight SMLAD: 13 instructions per 16 MACs, unrolled 4 times, entered Duff-style;
+ *   - the output stage of mcuf_dsp.h's short_out with the output offset folded into the rounding
+ *     constant, hoff = 2^(r-1) + offset * 2^r = (2 offset + 1) << (r - 1) (no wrap for r <= 22:
+ *     |y| <= 2^30, |offset * 2^r| <= 2^29): per token SMMLAR, the sign fix, ASR, SSAT, STRB;
+ *   - the per-channel checks (fast_ok, and r <= 22) first: a channel that fails returns to C
+ *     (tile4_channel, the general stage) before anything is written.
+ * QEMU counts an LDM as one instruction (a real M7 spends about a cycle per register pair). */
+
+/* Its arguments, copied to its stack frame (the offsets are the assembly's). */
+typedef struct {
+    const int32_t *bias;   /*  0: channel o's (advances) */
+    const int32_t *shift;  /*  4: channel o's (advances) */
+    int32_t blim;          /*  8: fast_bias_lim, >= 0 */
+    uint32_t blim2;        /* 12: 2 * blim */
+    uint32_t mask;         /* 16: the head word's bytes */
+    int32_t head;          /* 20: 1 .. 4 */
+    const int32_t *xbuf;   /* 24: from expand_head */
+    const int32_t *xb_end; /* 28: xbuf + 8 * blocks */
+    int32_t rem;           /* 32: blocks % 4 (blocks after the head); the prologue makes it the loop's entry address */
+    const int32_t *mult;   /* 36: channel o's (advances) */
+    int8_t *out;           /* 40: token 0's output of channel o (advances) */
+    int32_t off2p1;        /* 44: 2 * output_offset + 1 */
+    int32_t n1, n2, n3;    /* 48, 52, 56: 1, 2, 3 output rows */
+    int8_t *out_end;       /* 60: token 0's output row end */
+} t4_args;
+
+typedef char t4_args_is_64_bytes[sizeof(t4_args) == 64 ? 1 : -1];
+
+/* Channels from a->out to a->out_end, w: the first one's weight row; returns where it stopped: a->out_end,
+ * or the output of the first channel that fails its checks (nothing of it written). */
+int8_t *mcufi_dsp_linear_t4(const t4_args *a, const int8_t *w);
+
+/* One block of 4 inputs x 4 tokens: r1 = w, r0 = xb, r7 .. r10 = the sums. */
+#define T4_BLOCK                                                                                                       \
+    "ldr.w r12, [r1], #4\n\t"                                                                                          \
+    "sxtb16 r11, r12\n\t"                                                                                              \
+    "sxtb16 r12, r12, ror #8\n\t"                                                                                      \
+    "ldm.w r0!, {r3-r6}\n\t"                                                                                           \
+    "smlad r7, r11, r3, r7\n\t"                                                                                        \
+    "smlad r7, r12, r4, r7\n\t"                                                                                        \
+    "smlad r8, r11, r5, r8\n\t"                                                                                        \
+    "smlad r8, r12, r6, r8\n\t"                                                                                        \
+    "ldm.w r0!, {r3-r6}\n\t"                                                                                           \
+    "smlad r9, r11, r3, r9\n\t"                                                                                        \
+    "smlad r9, r12, r4, r9\n\t"                                                                                        \
+    "smlad r10, r11, r5, r10\n\t"                                                                                      \
+    "smlad r10, r12, r6, r10\n\t"
+
+/* The output of token t: sum in ra, result (then free) rd; r0 = m, r5 = hoff, r2 = right. */
+#define T4_OUT(rd, ra)                                                                                                 \
+    "smmlar " rd ", " ra ", r0, r5\n\t"                                                                                \
+    "sub " rd ", " rd ", " ra ", lsr #31\n\t"                                                                          \
+    "asr " rd ", " rd ", r2\n\t"                                                                                       \
+    "ssat " rd ", #8, " rd "\n\t"
+
+__asm__(".pushsection .text.mcufi_dsp_linear_t4,\"ax\",%progbits\n\t"
+        ".syntax unified\n\t"
+        ".thumb\n\t"
+        ".balign 4\n\t"
+        ".global mcufi_dsp_linear_t4\n\t"
+        ".hidden mcufi_dsp_linear_t4\n\t"
+        ".thumb_func\n\t"
+        ".type mcufi_dsp_linear_t4, %function\n"
+        "mcufi_dsp_linear_t4:\n\t"
+        "push {r4-r11, lr}\n\t"
+        "sub sp, sp, #64\n\t"
+        "ldm r0!, {r2-r9}\n\t"
+        "stm sp, {r2-r9}\n\t"
+        "ldm r0, {r2-r9}\n\t"
+        "add r0, sp, #32\n\t"
+        "stm r0, {r2-r9}\n\t"
+        /* the loop's entry: block (4 - rem) % 4 of the unrolled 4 */
+        "ldr r2, [sp, #32]\n\t"
+        "rsb r2, r2, #4\n\t"
+        "and r2, r2, #3\n\t"
+        "movs r3, #52\n\t"
+        "adr.w r4, .Lt4_loop\n\t"
+        "mla r4, r2, r3, r4\n\t"
+        "orr r4, r4, #1\n\t"
+        "str r4, [sp, #32]\n"
+        ".Lt4_chan:\n\t"
+        "ldm sp, {r0, r3, r4, r5}\n\t" /* bias, shift pointers, blim, blim2 */
+        "ldr lr, [r0], #4\n\t"
+        "ldr r2, [r3], #4\n\t"
+        "add r4, r4, lr\n\t"
+        "cmp r4, r5\n\t"
+        "bhi .Lt4_slow\n\t"
+        "mvn r2, r2\n\t" /* right - 1 */
+        "cmp r2, #21\n\t"
+        "bhi .Lt4_slow\n\t"
+        "stm sp, {r0, r3}\n\t"
+        "lsl lr, lr, #1\n\t" /* 2 * bias */
+        "ldrd r3, r4, [sp, #16]\n\t"
+        "ldr r12, [r1]\n\t"
+        "and r12, r12, r3\n\t"
+        "add r1, r1, r4\n\t"
+        "ldr r0, [sp, #24]\n\t"
+        "sxtb16 r11, r12\n\t"
+        "sxtb16 r12, r12, ror #8\n\t"
+        "ldm r0!, {r3-r6}\n\t"
+        "smlad r7, r11, r3, lr\n\t"
+        "smlad r7, r12, r4, r7\n\t"
+        "smlad r8, r11, r5, lr\n\t"
+        "smlad r8, r12, r6, r8\n\t"
+        "ldm r0!, {r3-r6}\n\t"
+        "smlad r9, r11, r3, lr\n\t"
+        "smlad r9, r12, r4, r9\n\t"
+        "smlad r10, r11, r5, lr\n\t"
+        "smlad r10, r12, r6, r10\n\t"
+        "ldr lr, [sp, #28]\n\t"
+        "ldr pc, [sp, #32]\n\t"
+        ".balign 4\n"
+        ".Lt4_loop:\n\t" T4_BLOCK ".Lt4_b1:\n\t" T4_BLOCK T4_BLOCK T4_BLOCK
+        "cmp r0, lr\n\t"
+        "bne .Lt4_loop\n\t"
+        "add r0, sp, #36\n\t"
+        "ldm r0, {r3, r4, r5, r6, r11, r12, lr}\n\t" /* mult, out, off2p1, n1, n2, n3, out_end */
+        "ldr r0, [r3], #4\n\t"
+        "str r3, [sp, #36]\n\t"
+        "lsl r5, r5, r2\n\t" /* hoff */
+        "add r2, r2, #1\n\t" /* right */
+        T4_OUT("r3", "r8") "strb r3, [r4, r6]\n\t"
+        T4_OUT("r8", "r9") "strb r8, [r4, r11]\n\t"
+        T4_OUT("r9", "r10") "strb r9, [r4, r12]\n\t"
+        T4_OUT("r10", "r7") "strb r10, [r4], #1\n\t"
+        "str r4, [sp, #40]\n\t"
+        "cmp r4, lr\n\t"
+        "bne .Lt4_chan\n\t"
+        "mov r0, r4\n\t"
+        "add sp, sp, #64\n\t"
+        "pop {r4-r11, pc}\n"
+        ".Lt4_slow:\n\t"
+        "ldr r0, [sp, #40]\n\t"
+        "add sp, sp, #64\n\t"
+        "pop {r4-r11, pc}\n\t"
+        ".if (.Lt4_b1 - .Lt4_loop) != 52\n\t"
+        ".error \"mcufi_dsp_linear_t4: a block is not 52 bytes\"\n\t"
+        ".endif\n\t"
+        ".size mcufi_dsp_linear_t4, .-mcufi_dsp_linear_t4\n\t"
+        ".popsection\n");
+
+/* expand() for mcufi_dsp_linear_t4, 4 rows: the partial block first (inputs 0 .. head-1, missing
+ * bytes 0), then the blocks of 4 from input head; every lane doubled, 2 * (in + offset) (|.| <= 510). */
+static void expand_head(const int8_t *input, int32_t n_in, int32_t off2, int32_t *xbuf)
+{
+    const int32_t head = ((n_in - 1) & 3) + 1;
+    for (int32_t t = 0; t < 4; t++) {
+        const int8_t *x = input + t * n_in;
+        int32_t *dst = xbuf + 2 * t;
+        int32_t xv = head == 4 ? load_s8x4(x) : load_tail(x, head);
+        x += head;
+        for (int32_t b = (n_in - head) >> 2; b >= 0; b--) {
+            const int32_t lo = __sxtab16(off2, xv);
+            const int32_t hi = sxtab16_ror8(off2, xv);
+            dst[0] = __sadd16(lo, lo);
+            dst[1] = __sadd16(hi, hi);
+            dst += 8;
+            if (b > 0) {
+                xv = load_s8x4(x);
+                x += 4;
+            }
+        }
+    }
+}
+
+/* Channel o of the assembly tile in C (the general output stage): the doubled sums of
+ * expand_head's layout, halved (exact: 2 * |sum| < 2^31 where blim >= 0). */
+static __attribute__((noinline)) void tile4_channel(const mcuf_linear_params *p, const int32_t *xbuf, int32_t o,
+                                                    int8_t *output)
+{
+    const int32_t n_in = p->in_features;
+    const int32_t head = ((n_in - 1) & 3) + 1;
+    const int8_t *w = p->weights + o * n_in;
+    const int32_t *xb = xbuf;
+    int32_t a0 = 0;
+    int32_t a1 = 0;
+    int32_t a2 = 0;
+    int32_t a3 = 0;
+    int32_t wv = head == 4 ? load_s8x4(w) : load_tail(w, head);
+    w += head;
+    MCUFI_DOT_4X1_STEP(wv);
+    for (int32_t b = (n_in - head) >> 2; b > 0; b--) {
+        wv = load_s8x4(w);
+        w += 4;
+        MCUFI_DOT_4X1_STEP(wv);
+    }
+    out4(p, o, a0 >> 1, a1 >> 1, a2 >> 1, a3 >> 1, 0, output);
+}
+
+/* Whether the 4-token tile takes the assembly: one bias row, whole-range activation (blim >= 0),
+ * more than 4 inputs. */
+static inline int t4_asm_ok(const mcuf_linear_params *p, int32_t bias_stride)
+{
+    return p->bias != NULL && bias_stride == 0 && p->in_features > 4 && fast_bias_lim(p) >= 0;
+}
+
+/* 4 rows through mcufi_dsp_linear_t4 (t4_asm_ok); xbuf from expand_head. */
+static void tile4_asm(const mcuf_linear_params *p, const int32_t *xbuf, int8_t *output)
+{
+    const int32_t n_in = p->in_features;
+    const int32_t n_out = p->out_features;
+    const int32_t head = ((n_in - 1) & 3) + 1;
+    const int32_t blocks = (n_in - head) >> 2; /* after the head, >= 1 */
+    t4_args a;
+    a.blim = fast_bias_lim(p);
+    a.blim2 = 2u * (uint32_t)a.blim;
+    a.mask = head == 4 ? UINT32_C(0xFFFFFFFF) : (UINT32_C(1) << (8 * head)) - 1u;
+    a.head = head;
+    a.xbuf = xbuf;
+    a.xb_end = xbuf + 8 * (blocks + 1);
+    a.rem = blocks & 3;
+    a.off2p1 = 2 * p->output_offset + 1;
+    a.n1 = n_out;
+    a.n2 = 2 * n_out;
+    a.n3 = 3 * n_out;
+    a.out_end = output + n_out;
+    int32_t o = 0;
+    while (o < n_out) {
+        a.bias = p->bias + o;
+        a.shift = p->shift + o;
+        a.mult = p->multiplier + o;
+        a.out = output + o;
+        o = (int32_t)(mcufi_dsp_linear_t4(&a, p->weights + o * n_in) - output);
+        if (o < n_out) {
+            tile4_channel(p, xbuf, o, output);
+            o++;
+        }
+    }
+}
+
 /* One step of tile2: weight words wa, wb of channels o, o+1 against block b of 2 rows. */
 #define TILE2_STEP(wa, wb)                                                                                             \
     do {                                                                                                               \
@@ -360,9 +598,15 @@ void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, 
         tile = 1; /* int4 weights: row by row (mcufi_linear_row dispatches) */
     }
     if (tile >= 4) {
+        const int fast = t4_asm_ok(p, bias_step);
         for (; r + 4 <= rows; r += 4) {
-            expand(input, n_in, 4, off2, xbuf);
-            tile4(&q, xbuf, bias_step, output);
+            if (fast) {
+                expand_head(input, n_in, off2, xbuf);
+                tile4_asm(&q, xbuf, output);
+            } else {
+                expand(input, n_in, 4, off2, xbuf);
+                tile4(&q, xbuf, bias_step, output);
+            }
             input += 4 * n_in;
             output += 4 * n_out;
             q.bias += 4 * bias_step;
