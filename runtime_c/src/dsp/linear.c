@@ -285,9 +285,10 @@ static void tile4(const mcuf_linear_params *p, const int32_t *xbuf, int32_t bias
  *   - the other blocks: LDR (post-increment), two SXTB16, two LDM of 4 expanded words (2 tokens),
  *     eight SMLAD: 13 instructions per 16 MACs, unrolled 4 times, entered Duff-style;
  *   - the output stage of mcuf_dsp.h's short_out with the output offset folded into the rounding
- *     constant, hoff = 2^(r-1) + offset * 2^r = (2 offset + 1) << (r - 1) (no wrap for r <= 22:
- *     |y| <= 2^30, |offset * 2^r| <= 2^29): per token SMMLAR, the sign fix, ASR, SSAT, STRB;
- *   - the per-channel checks (fast_ok, and r <= 22) first: a channel that fails returns to C
+ *     constant, hoff = 2^(r-1) + offset * 2^r = (2 offset + 1) << (r - 1) (no wrap for r <= 23:
+ *     |y| < 2^30, |hoff| <= 255 * 2^22, the sum < 2^31 - 2^22): per token SMMLAR, the sign fix,
+ *     ASR, SSAT, STRB;
+ *   - the per-channel checks (fast_ok, and r <= 23) first: a channel that fails returns to C
  *     (tile4_channel, the general stage) before anything is written.
  * QEMU counts an LDM as one instruction (a real M7 spends about a cycle per register pair). */
 
@@ -371,7 +372,7 @@ __asm__(".pushsection .text.mcufi_dsp_linear_t4,\"ax\",%progbits\n\t"
         "cmp r4, r5\n\t"
         "bhi .Lt4_slow\n\t"
         "mvn r2, r2\n\t" /* right - 1 */
-        "cmp r2, #21\n\t"
+        "cmp r2, #22\n\t"
         "bhi .Lt4_slow\n\t"
         "stm sp, {r0, r3}\n\t"
         "lsl lr, lr, #1\n\t" /* 2 * bias */
