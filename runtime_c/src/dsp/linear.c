@@ -222,62 +222,9 @@ static void expand(const int8_t *input, int32_t n_in, int32_t g, int32_t off2, i
     }
 }
 
-/* Four rows (tokens) x one channel per step over the expanded inputs; xbuf from expand(.., 4, ..).
- * Per block of 4 inputs: 1 weight load, 2 SXTB16, 4 LDRD, 8 SMLAD for 16 MACs; two blocks per
- * loop iteration. */
-static void tile4(const mcuf_linear_params *p, const int32_t *xbuf, int32_t bias_stride, int8_t *output)
-{
-    const int32_t n_in = p->in_features;
-    const int32_t n_out = p->out_features;
-    const int32_t full = n_in >> 2;
-    const int32_t tail = n_in & 3;
-    const int8_t *w = p->weights;
-    const int32_t blim = bias_stride == 0 ? fast_bias_lim(p) : -1; /* a row's own bias: out4 */
-    const int has_bias = p->bias != NULL;
-    const int32_t off = p->output_offset;
-    for (int32_t o = 0; o < n_out; o++) {
-        const int32_t *xb = xbuf;
-        int32_t a0 = 0;
-        int32_t a1 = 0;
-        int32_t a2 = 0;
-        int32_t a3 = 0;
-        for (int32_t k = full >> 1; k > 0; k--) {
-            const int32_t wv0 = load_s8x4(w);
-            const int32_t wv1 = load_s8x4(w + 4);
-            w += 8;
-            MCUFI_DOT_4X1_STEP(wv0);
-            MCUFI_DOT_4X1_STEP(wv1);
-        }
-        if (full & 1) {
-            const int32_t wv = load_s8x4(w);
-            w += 4;
-            MCUFI_DOT_4X1_STEP(wv);
-        }
-        if (tail != 0) {
-            const int32_t wv = load_tail(w, tail);
-            w += tail;
-            MCUFI_DOT_4X1_STEP(wv);
-        }
-        const int32_t bias = has_bias ? p->bias[o] : 0;
-        const int32_t s = p->shift[o];
-        if (fast_ok(bias, s, blim)) {
-            const int32_t b2 = 2 * bias;
-            const int32_t m = p->multiplier[o];
-            const int32_t right = -s;
-            const int32_t h = INT32_C(1) << (right - 1);
-            output[o] = short_out(a0, b2, m, h, right, off);
-            output[n_out + o] = short_out(a1, b2, m, h, right, off);
-            output[2 * n_out + o] = short_out(a2, b2, m, h, right, off);
-            output[3 * n_out + o] = short_out(a3, b2, m, h, right, off);
-        } else {
-            out4(p, o, a0, a1, a2, a3, bias_stride, output);
-        }
-    }
-}
-
 /* ---------------------------------------------------------------------------------------------
  * The 4-token tile in assembly (issue 10, M7 54-input tile): mcufi_dsp_linear_t4 below. gcc spilled
- * around the per-channel code of tile4 (about 100 instructions per channel of 4 tokens); here:
+ * around the per-channel code of the C tile (about 100 instructions per channel of 4 tokens); here:
  *   - the inputs are expanded with the partial block first (the head: inputs 0 .. head-1,
  *     head = ((in_features - 1) % 4) + 1) and doubled (expand_head): each sum is then 2 * (sum +
  *     bias) directly, the short stage's x, and the head block's weights are one word at the row's
@@ -289,7 +236,7 @@ static void tile4(const mcuf_linear_params *p, const int32_t *xbuf, int32_t bias
  *     |y| < 2^30, |hoff| <= 255 * 2^22, the sum < 2^31 - 2^22): per token SMMLAR, the sign fix,
  *     ASR, SSAT, STRB;
  *   - the per-channel checks (fast_ok, and r <= 23) first: a channel that fails returns to C
- *     (tile4_channel, the general stage) before anything is written.
+ *     (tile4_channel) before anything is written.
  * QEMU counts an LDM as one instruction (a real M7 spends about a cycle per register pair). */
 
 /* Its arguments, copied to its stack frame (the offsets are the assembly's). */
@@ -449,12 +396,15 @@ static void expand_head(const int8_t *input, int32_t n_in, int32_t off2, int32_t
     }
 }
 
-/* Channel o of the assembly tile in C (the general output stage): the doubled sums of
- * expand_head's layout, halved (exact: 2 * |sum| < 2^31 where blim >= 0). */
+/* Channel o of 4 rows in C over expand_head's doubled inputs (the sums halved: exact, 2 |sum| < 2^31
+ * for in_features <= 32896, and larger ones have no short stage): the short stage when fast_ok
+ * (blim from fast_bias_lim, -1 for none), else out4. The assembly's channels that fail its checks,
+ * and every channel where it does not apply (t4_asm_ok). */
 static __attribute__((noinline)) void tile4_channel(const mcuf_linear_params *p, const int32_t *xbuf, int32_t o,
-                                                    int8_t *output)
+                                                    int32_t bias_stride, int32_t blim, int8_t *output)
 {
     const int32_t n_in = p->in_features;
+    const int32_t n_out = p->out_features;
     const int32_t head = ((n_in - 1) & 3) + 1;
     const int8_t *w = p->weights + o * n_in;
     const int32_t *xb = xbuf;
@@ -464,13 +414,33 @@ static __attribute__((noinline)) void tile4_channel(const mcuf_linear_params *p,
     int32_t a3 = 0;
     int32_t wv = head == 4 ? load_s8x4(w) : load_tail(w, head);
     w += head;
-    MCUFI_DOT_4X1_STEP(wv);
-    for (int32_t b = (n_in - head) >> 2; b > 0; b--) {
+    for (int32_t b = (n_in - head) >> 2;; b--) {
+        MCUFI_DOT_4X1_STEP(wv);
+        if (b == 0) {
+            break;
+        }
         wv = load_s8x4(w);
         w += 4;
-        MCUFI_DOT_4X1_STEP(wv);
     }
-    out4(p, o, a0 >> 1, a1 >> 1, a2 >> 1, a3 >> 1, 0, output);
+    a0 >>= 1;
+    a1 >>= 1;
+    a2 >>= 1;
+    a3 >>= 1;
+    const int32_t bias = p->bias != NULL ? p->bias[o] : 0;
+    const int32_t s = p->shift[o];
+    if (fast_ok(bias, s, blim)) {
+        const int32_t b2 = 2 * bias;
+        const int32_t m = p->multiplier[o];
+        const int32_t right = -s;
+        const int32_t h = INT32_C(1) << (right - 1);
+        const int32_t off = p->output_offset;
+        output[o] = short_out(a0, b2, m, h, right, off);
+        output[n_out + o] = short_out(a1, b2, m, h, right, off);
+        output[2 * n_out + o] = short_out(a2, b2, m, h, right, off);
+        output[3 * n_out + o] = short_out(a3, b2, m, h, right, off);
+    } else {
+        out4(p, o, a0, a1, a2, a3, bias_stride, output);
+    }
 }
 
 /* Whether the 4-token tile takes the assembly: one bias row, whole-range activation (blim >= 0),
@@ -480,16 +450,24 @@ static inline int t4_asm_ok(const mcuf_linear_params *p, int32_t bias_stride)
     return p->bias != NULL && bias_stride == 0 && p->in_features > 4 && fast_bias_lim(p) >= 0;
 }
 
-/* 4 rows through mcufi_dsp_linear_t4 (t4_asm_ok); xbuf from expand_head. */
-static void tile4_asm(const mcuf_linear_params *p, const int32_t *xbuf, int8_t *output)
+/* Four rows (tokens) x every channel; xbuf from expand_head. Row r adds the bias at p->bias + r *
+ * bias_stride (a row's own bias: out4). */
+static void tile4(const mcuf_linear_params *p, const int32_t *xbuf, int32_t bias_stride, int8_t *output)
 {
     const int32_t n_in = p->in_features;
     const int32_t n_out = p->out_features;
+    const int32_t blim = bias_stride == 0 ? fast_bias_lim(p) : -1;
+    if (!t4_asm_ok(p, bias_stride)) {
+        for (int32_t o = 0; o < n_out; o++) {
+            tile4_channel(p, xbuf, o, bias_stride, blim, output);
+        }
+        return;
+    }
     const int32_t head = ((n_in - 1) & 3) + 1;
     const int32_t blocks = (n_in - head) >> 2; /* after the head, >= 1 */
     t4_args a;
-    a.blim = fast_bias_lim(p);
-    a.blim2 = 2u * (uint32_t)a.blim;
+    a.blim = blim;
+    a.blim2 = 2u * (uint32_t)blim;
     a.mask = head == 4 ? UINT32_C(0xFFFFFFFF) : (UINT32_C(1) << (8 * head)) - 1u;
     a.head = head;
     a.xbuf = xbuf;
@@ -508,7 +486,7 @@ static void tile4_asm(const mcuf_linear_params *p, const int32_t *xbuf, int8_t *
         a.out = output + o;
         o = (int32_t)(mcufi_dsp_linear_t4(&a, p->weights + o * n_in) - output);
         if (o < n_out) {
-            tile4_channel(p, xbuf, o, output);
+            tile4_channel(p, xbuf, o, 0, blim, output);
             o++;
         }
     }
@@ -599,15 +577,9 @@ void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, 
         tile = 1; /* int4 weights: row by row (mcufi_linear_row dispatches) */
     }
     if (tile >= 4) {
-        const int fast = t4_asm_ok(p, bias_step);
         for (; r + 4 <= rows; r += 4) {
-            if (fast) {
-                expand_head(input, n_in, off2, xbuf);
-                tile4_asm(&q, xbuf, output);
-            } else {
-                expand(input, n_in, 4, off2, xbuf);
-                tile4(&q, xbuf, bias_step, output);
-            }
+            expand_head(input, n_in, off2, xbuf);
+            tile4(&q, xbuf, bias_step, output);
             input += 4 * n_in;
             output += 4 * n_out;
             q.bias += 4 * bias_step;
