@@ -226,7 +226,8 @@ static void expand(const int8_t *input, int32_t n_in, int32_t g, int32_t off2, i
  * The 4-token tile in assembly (issue 10, M7 54-input tile): mcufi_dsp_linear_t4 below. gcc spilled
  * around the per-channel code of the C tile (about 100 instructions per channel of 4 tokens); here:
  *   - the inputs are expanded with the partial block first (the head: inputs 0 .. head-1,
- *     head = ((in_features - 1) % 4) + 1) and doubled (expand_head): each sum is then 2 * (sum +
+ *     head = ((in_features - 1) % 4) + 1) and doubled (expand_head; fast_bias_lim >= 0 implies
+ *     in_features <= T4_DOUBLE_MAX_IN): each sum is then 2 * (sum +
  *     bias) directly, the short stage's x, and the head block's weights are one word at the row's
  *     start, masked (no read past the row: in_features > 4), their SMLADs starting at 2 * bias;
  *   - the other blocks: LDR (post-increment), two SXTB16, two LDM of 4 expanded words (2 tokens),
@@ -236,7 +237,7 @@ static void expand(const int8_t *input, int32_t n_in, int32_t g, int32_t off2, i
  *     |y| < 2^30, |hoff| <= 255 * 2^22, the sum < 2^31 - 2^22): per token SMMLAR, the sign fix,
  *     ASR, SSAT, STRB;
  *   - the per-channel checks (fast_ok, and r <= 23) first: a channel that fails returns to C
- *     (tile4_channel) before anything is written.
+ *     (tile4_c) before anything is written.
  * QEMU counts an LDM as one instruction (a real M7 spends about a cycle per register pair). */
 
 /* Its arguments, copied to its stack frame (the offsets are the assembly's). */
@@ -372,11 +373,18 @@ __asm__(".pushsection .text.mcufi_dsp_linear_t4,\"ax\",%progbits\n\t"
         ".size mcufi_dsp_linear_t4, .-mcufi_dsp_linear_t4\n\t"
         ".popsection\n");
 
-/* expand() for mcufi_dsp_linear_t4, 4 rows: the partial block first (inputs 0 .. head-1, missing
- * bytes 0), then the blocks of 4 from input head; every lane doubled, 2 * (in + offset) (|.| <= 510). */
+/* The most inputs whose sums expand_head doubles: 2 * 32640 * in_features < 2^31. It is also the
+ * most for which fast_bias_lim is >= 0 (32640 * in_features <= 2^30 - 1): every short-stage sum is
+ * doubled. */
+#define T4_DOUBLE_MAX_IN 32896
+
+/* expand() for the 4-token tile, 4 rows: the partial block first (inputs 0 .. head-1, missing
+ * bytes 0), then the blocks of 4 from input head; every lane doubled, 2 * (in + offset) (|.| <= 510),
+ * when in_features <= T4_DOUBLE_MAX_IN. */
 static void expand_head(const int8_t *input, int32_t n_in, int32_t off2, int32_t *xbuf)
 {
     const int32_t head = ((n_in - 1) & 3) + 1;
+    const int32_t dbl = n_in <= T4_DOUBLE_MAX_IN ? -1 : 0;
     for (int32_t t = 0; t < 4; t++) {
         const int8_t *x = input + t * n_in;
         int32_t *dst = xbuf + 2 * t;
@@ -385,8 +393,8 @@ static void expand_head(const int8_t *input, int32_t n_in, int32_t off2, int32_t
         for (int32_t b = (n_in - head) >> 2; b >= 0; b--) {
             const int32_t lo = __sxtab16(off2, xv);
             const int32_t hi = sxtab16_ror8(off2, xv);
-            dst[0] = __sadd16(lo, lo);
-            dst[1] = __sadd16(hi, hi);
+            dst[0] = __sadd16(lo, lo & dbl);
+            dst[1] = __sadd16(hi, hi & dbl);
             dst += 8;
             if (b > 0) {
                 xv = load_s8x4(x);
@@ -396,50 +404,63 @@ static void expand_head(const int8_t *input, int32_t n_in, int32_t off2, int32_t
     }
 }
 
-/* Channel o of 4 rows in C over expand_head's doubled inputs (the sums halved: exact, 2 |sum| < 2^31
- * for in_features <= 32896, and larger ones have no short stage): the short stage when fast_ok
- * (blim from fast_bias_lim, -1 for none), else out4. The assembly's channels that fail its checks,
- * and every channel where it does not apply (t4_asm_ok). */
-static __attribute__((noinline)) void tile4_channel(const mcuf_linear_params *p, const int32_t *xbuf, int32_t o,
-                                                    int32_t bias_stride, int32_t blim, int8_t *output)
+/* short_out for a doubled sum a = 2 * sum (expand_head's): x = a + b2. */
+static inline int8_t short_out2(int32_t a, int32_t b2, int32_t m, int32_t h, int32_t right, int32_t off)
+{
+    const int32_t x = a + b2;
+    const int32_t yh = smmlar(x, m, h);
+    return (int8_t)__ssat(((yh - (int32_t)((uint32_t)x >> 31)) >> right) + off, 8);
+}
+
+/* Channels o .. o_end-1 of 4 rows in C over expand_head's inputs: the short stage when fast_ok (blim
+ * from fast_bias_lim, -1 for none; the sums are doubled then), else out4 with the sums halved when
+ * doubled (exact: in_features <= T4_DOUBLE_MAX_IN). The channels the assembly returns, and every
+ * channel where it does not apply (t4_asm_ok). */
+static __attribute__((noinline)) void tile4_c(const mcuf_linear_params *p, const int32_t *xbuf, int32_t o,
+                                              int32_t o_end, int32_t bias_stride, int32_t blim, int8_t *output)
 {
     const int32_t n_in = p->in_features;
     const int32_t n_out = p->out_features;
     const int32_t head = ((n_in - 1) & 3) + 1;
+    const int32_t blocks = (n_in - head) >> 2;
     const int8_t *w = p->weights + o * n_in;
-    const int32_t *xb = xbuf;
-    int32_t a0 = 0;
-    int32_t a1 = 0;
-    int32_t a2 = 0;
-    int32_t a3 = 0;
-    int32_t wv = head == 4 ? load_s8x4(w) : load_tail(w, head);
-    w += head;
-    for (int32_t b = (n_in - head) >> 2;; b--) {
-        MCUFI_DOT_4X1_STEP(wv);
-        if (b == 0) {
-            break;
+    for (; o < o_end; o++) {
+        const int32_t *xb = xbuf;
+        int32_t a0 = 0;
+        int32_t a1 = 0;
+        int32_t a2 = 0;
+        int32_t a3 = 0;
+        const int32_t wh = head == 4 ? load_s8x4(w) : load_tail(w, head);
+        w += head;
+        MCUFI_DOT_4X1_STEP(wh);
+        for (int32_t k = blocks >> 1; k > 0; k--) {
+            const int32_t wv0 = load_s8x4(w);
+            const int32_t wv1 = load_s8x4(w + 4);
+            w += 8;
+            MCUFI_DOT_4X1_STEP(wv0);
+            MCUFI_DOT_4X1_STEP(wv1);
         }
-        wv = load_s8x4(w);
-        w += 4;
-    }
-    a0 >>= 1;
-    a1 >>= 1;
-    a2 >>= 1;
-    a3 >>= 1;
-    const int32_t bias = p->bias != NULL ? p->bias[o] : 0;
-    const int32_t s = p->shift[o];
-    if (fast_ok(bias, s, blim)) {
-        const int32_t b2 = 2 * bias;
-        const int32_t m = p->multiplier[o];
-        const int32_t right = -s;
-        const int32_t h = INT32_C(1) << (right - 1);
-        const int32_t off = p->output_offset;
-        output[o] = short_out(a0, b2, m, h, right, off);
-        output[n_out + o] = short_out(a1, b2, m, h, right, off);
-        output[2 * n_out + o] = short_out(a2, b2, m, h, right, off);
-        output[3 * n_out + o] = short_out(a3, b2, m, h, right, off);
-    } else {
-        out4(p, o, a0, a1, a2, a3, bias_stride, output);
+        if (blocks & 1) {
+            const int32_t wv = load_s8x4(w);
+            w += 4;
+            MCUFI_DOT_4X1_STEP(wv);
+        }
+        const int32_t bias = p->bias != NULL ? p->bias[o] : 0;
+        const int32_t s = p->shift[o];
+        if (fast_ok(bias, s, blim)) {
+            const int32_t b2 = 2 * bias;
+            const int32_t m = p->multiplier[o];
+            const int32_t right = -s;
+            const int32_t h = INT32_C(1) << (right - 1);
+            const int32_t off = p->output_offset;
+            output[o] = short_out2(a0, b2, m, h, right, off);
+            output[n_out + o] = short_out2(a1, b2, m, h, right, off);
+            output[2 * n_out + o] = short_out2(a2, b2, m, h, right, off);
+            output[3 * n_out + o] = short_out2(a3, b2, m, h, right, off);
+        } else {
+            const int32_t h = n_in <= T4_DOUBLE_MAX_IN ? 1 : 0;
+            out4(p, o, a0 >> h, a1 >> h, a2 >> h, a3 >> h, bias_stride, output);
+        }
     }
 }
 
@@ -458,9 +479,7 @@ static void tile4(const mcuf_linear_params *p, const int32_t *xbuf, int32_t bias
     const int32_t n_out = p->out_features;
     const int32_t blim = bias_stride == 0 ? fast_bias_lim(p) : -1;
     if (!t4_asm_ok(p, bias_stride)) {
-        for (int32_t o = 0; o < n_out; o++) {
-            tile4_channel(p, xbuf, o, bias_stride, blim, output);
-        }
+        tile4_c(p, xbuf, 0, n_out, bias_stride, blim, output);
         return;
     }
     const int32_t head = ((n_in - 1) & 3) + 1;
@@ -486,7 +505,7 @@ static void tile4(const mcuf_linear_params *p, const int32_t *xbuf, int32_t bias
         a.out = output + o;
         o = (int32_t)(mcufi_dsp_linear_t4(&a, p->weights + o * n_in) - output);
         if (o < n_out) {
-            tile4_channel(p, xbuf, o, 0, blim, output);
+            tile4_c(p, xbuf, o, o + 1, 0, blim, output);
             o++;
         }
     }
