@@ -227,9 +227,9 @@ static void expand(const int8_t *input, int32_t n_in, int32_t g, int32_t off2, i
  * around the per-channel code of the C tile (about 100 instructions per channel of 4 tokens); here:
  *   - the inputs are expanded with the partial block first (the head: inputs 0 .. head-1,
  *     head = ((in_features - 1) % 4) + 1) and doubled (expand_head; fast_bias_lim >= 0 implies
- *     in_features <= T4_DOUBLE_MAX_IN): each sum is then 2 * (sum +
- *     bias) directly, the short stage's x, and the head block's weights are one word at the row's
- *     start, masked (no read past the row: in_features > 4), their SMLADs starting at 2 * bias;
+ *     in_features <= T4_DOUBLE_MAX_IN): each sum is then 2 * (sum + bias) directly, the short
+ *     stage's x, and the head block's weights are one word at the row's start, masked (no read
+ *     past the row: in_features > 4), their SMLADs starting at 2 * bias;
  *   - the other blocks: LDR (post-increment), two SXTB16, two LDM of 4 expanded words (2 tokens),
  *     eight SMLAD: 13 instructions per 16 MACs, unrolled 4 times, entered Duff-style;
  *   - the output stage of mcuf_dsp.h's short_out with the output offset folded into the rounding
