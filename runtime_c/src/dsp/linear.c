@@ -250,7 +250,7 @@ typedef struct {
     int32_t head;          /* 20: 1 .. 4 */
     const int32_t *xbuf;   /* 24: from expand_head */
     const int32_t *xb_end; /* 28: xbuf + 8 * blocks */
-    int32_t rem;           /* 32: blocks % 4 (blocks after the head); the prologue makes it the loop's entry address */
+    int32_t rem;           /* 32: blocks % 4 (after the head); the prologue makes it the loop's entry */
     const int32_t *mult;   /* 36: channel o's (advances) */
     int8_t *out;           /* 40: token 0's output of channel o (advances) */
     int32_t off2p1;        /* 44: 2 * output_offset + 1 */
