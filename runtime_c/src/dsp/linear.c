@@ -373,18 +373,17 @@ __asm__(".pushsection .text.mcufi_dsp_linear_t4,\"ax\",%progbits\n\t"
         ".size mcufi_dsp_linear_t4, .-mcufi_dsp_linear_t4\n\t"
         ".popsection\n");
 
-/* The most inputs whose sums expand_head doubles: 2 * 32640 * in_features < 2^31. It is also the
- * most for which fast_bias_lim is >= 0 (32640 * in_features <= 2^30 - 1): every short-stage sum is
- * doubled. */
+/* The most inputs of a 4-token tile (mcufi_linear_tile: more go 2 tokens at a time), whose doubled
+ * sums fit int32: 2 * 32640 * in_features < 2^31. It is also the most for which fast_bias_lim is
+ * >= 0 (32640 * in_features <= 2^30 - 1). */
 #define T4_DOUBLE_MAX_IN 32896
 
 /* expand() for the 4-token tile, 4 rows: the partial block first (inputs 0 .. head-1, missing
- * bytes 0), then the blocks of 4 from input head; every lane doubled, 2 * (in + offset) (|.| <= 510),
- * when in_features <= T4_DOUBLE_MAX_IN. */
+ * bytes 0), then the blocks of 4 from input head; every lane doubled, 2 * (in + offset) (|.| <= 510;
+ * in_features <= T4_DOUBLE_MAX_IN). */
 static void expand_head(const int8_t *input, int32_t n_in, int32_t off2, int32_t *xbuf)
 {
     const int32_t head = ((n_in - 1) & 3) + 1;
-    const int32_t dbl = n_in <= T4_DOUBLE_MAX_IN ? -1 : 0;
     for (int32_t t = 0; t < 4; t++) {
         const int8_t *x = input + t * n_in;
         int32_t *dst = xbuf + 2 * t;
@@ -393,8 +392,8 @@ static void expand_head(const int8_t *input, int32_t n_in, int32_t off2, int32_t
         for (int32_t b = (n_in - head) >> 2; b >= 0; b--) {
             const int32_t lo = __sxtab16(off2, xv);
             const int32_t hi = sxtab16_ror8(off2, xv);
-            dst[0] = __sadd16(lo, lo & dbl);
-            dst[1] = __sadd16(hi, hi & dbl);
+            dst[0] = __sadd16(lo, lo);
+            dst[1] = __sadd16(hi, hi);
             dst += 8;
             if (b > 0) {
                 xv = load_s8x4(x);
@@ -412,10 +411,10 @@ static inline int8_t short_out2(int32_t a, int32_t b2, int32_t m, int32_t h, int
     return (int8_t)__ssat(((yh - (int32_t)((uint32_t)x >> 31)) >> right) + off, 8);
 }
 
-/* Channels o .. o_end-1 of 4 rows in C over expand_head's inputs: the short stage when fast_ok (blim
- * from fast_bias_lim, -1 for none; the sums are doubled then), else out4 with the sums halved when
- * doubled (exact: in_features <= T4_DOUBLE_MAX_IN). The channels the assembly returns, and every
- * channel where it does not apply (t4_asm_ok). */
+/* Channels o .. o_end-1 of 4 rows in C over expand_head's doubled inputs: the short stage when
+ * fast_ok (blim from fast_bias_lim, -1 for none), else out4 with the sums halved (exact: 2 |sum| <
+ * 2^31 for in_features <= T4_DOUBLE_MAX_IN). The channels the assembly returns, and every channel
+ * where it does not apply (t4_asm_ok). */
 static __attribute__((noinline)) void tile4_c(const mcuf_linear_params *p, const int32_t *xbuf, int32_t o,
                                               int32_t o_end, int32_t bias_stride, int32_t blim, int8_t *output)
 {
@@ -458,8 +457,7 @@ static __attribute__((noinline)) void tile4_c(const mcuf_linear_params *p, const
             output[2 * n_out + o] = short_out2(a2, b2, m, h, right, off);
             output[3 * n_out + o] = short_out2(a3, b2, m, h, right, off);
         } else {
-            const int32_t h = n_in <= T4_DOUBLE_MAX_IN ? 1 : 0;
-            out4(p, o, a0 >> h, a1 >> h, a2 >> h, a3 >> h, bias_stride, output);
+            out4(p, o, a0 >> 1, a1 >> 1, a2 >> 1, a3 >> 1, bias_stride, output);
         }
     }
 }
@@ -581,8 +579,9 @@ static void tile2(const mcuf_linear_params *p, const int32_t *xbuf, int32_t bias
 }
 
 /* Parameters already checked; xbuf holds mcufi_linear_tile_xbuf_words(p, tile) words. Groups of
- * `tile` rows (4 or 2) through the register-blocked kernels, the rest (and tile 1) row by row. Row r
- * adds the bias at p->bias + r * bias_stride (0: one bias for every row). */
+ * `tile` rows (4 or 2) through the register-blocked kernels (4 only up to T4_DOUBLE_MAX_IN inputs,
+ * else 2), the rest (and tile 1) row by row. Row r adds the bias at p->bias + r * bias_stride (0: one
+ * bias for every row). */
 void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, const int8_t *input,
                        int32_t *xbuf, int32_t bias_stride, int8_t *output)
 {
@@ -595,7 +594,7 @@ void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, 
     if (mcufi_linear_is_s4w(p)) {
         tile = 1; /* int4 weights: row by row (mcufi_linear_row dispatches) */
     }
-    if (tile >= 4) {
+    if (tile >= 4 && n_in <= T4_DOUBLE_MAX_IN) {
         for (; r + 4 <= rows; r += 4) {
             expand_head(input, n_in, off2, xbuf);
             tile4(&q, xbuf, bias_step, output);
