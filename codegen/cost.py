@@ -37,7 +37,10 @@ PROFILE_BYTES_PER_OP = 8
 # kernels (make bench, M4/M7, -O2): 16,204 B for 2 blocks, 22,852 B for 12, i.e. about 14.9 KiB +
 # 665 B per block (the portable kernels are smaller). Since mcuf_linear_params has weight_format (int4
 # weights), each linear struct is 4 B larger: +36 B per block, +8 B in all, inside these margins.
-CODE_FLASH_BYTES = 16 * 1024
+# Issue 10's 4-token assembly tile (runtime_c/src/dsp/linear.c) added 832 / 824 / 836 B (M4 / M7 / M33)
+# to tests/test_int4_compiler.py's int8 model: measured 41,872 / 41,892 / 41,880 B (was 41,040 /
+# 41,068 / 41,044 B against 41,080 B predicted), so +1 KiB: 42,104 B predicted, 212 B over the M7's.
+CODE_FLASH_BYTES = 17 * 1024
 BLOCK_FLASH_BYTES = 768
 # A convolutional stem adds runtime/src/conv2d.c (808-880 B of code at -O2 for Cortex-M0+/M4/M7/M33,
 # arm-none-eabi-gcc, measured with arm-none-eabi-size; not linked without a stem: --gc-sections) and,

@@ -317,6 +317,40 @@ class Vectors:
             p = _linear(edge, n_in, 8, weights=w, bias=bias, multiplier=m, shift=s, input_offset=128, act=(-128, 127))
             for rows, tile in ((4, 4), (2, 2), (1, 4)):
                 self.linear(p, rows, f"saturating tiled, short-stage bounds w={w_val}", tile=tile)
+        # The DSP 4-token tile in assembly (mcufi_dsp_linear_t4: one bias row, whole int8 range, more
+        # than 4 inputs): every head size and loop entry (5..24 inputs), the 54-input class and
+        # others up to 256; shifts that take it ([-23, -1]) mixed per channel with ones that return
+        # to C (-24 .. -31, 0, left shifts), so slow channels fall first, last and between; output
+        # offsets at both ends (the offset folded into the rounding constant); no bias (C tile).
+        asm = np.random.default_rng(2051)  # own stream: the other cases keep their values
+        shapes = [(n, int(asm.integers(1, 14))) for n in range(5, 25)]
+        shapes += [(54, 216), (54, 23), (53, 9), (55, 9), (56, 9), (58, 9), (70, 6), (216, 7), (255, 5), (256, 5)]
+        for i, (n_in, n_out) in enumerate(shapes):
+            s = asm.integers(-23, 0, size=n_out).astype(np.int32)
+            pick = asm.random(n_out)
+            s[pick < 0.2] = asm.integers(-31, -23, size=int((pick < 0.2).sum()))
+            s[pick > 0.9] = asm.integers(0, 6, size=int((pick > 0.9).sum()))
+            bias = asm.integers(-(1 << 24), 1 << 24, size=n_out).astype(np.int32)
+            p = _linear(asm, n_in, n_out, bias=bias, shift=s, act=(-128, 127))
+            p = replace(p, output_offset=(-128, 127, p.output_offset)[i % 3])
+            rows = int(asm.integers(4, 10))
+            self.linear(p, rows, "tiled, 4 tokens, assembly tile", tile=4)
+        p = _linear(asm, 54, 11, bias=None, act=(-128, 127))
+        self.linear(p, 4, "tiled, 4 tokens, 54 inputs, no bias", tile=4)
+        # ... and at its edges: every weight and input at an extreme, extreme input and output
+        # offsets, the bias at the short stage's bound (taken) and one past it (C), shifts -1, -23
+        # (taken, the largest folded offset) and -24 (C), multipliers 0, 2^30 and 2^31 - 1.
+        for n_in in (5, 54, 55, 216):
+            lim = (1 << 30) - 1 - 32640 * n_in
+            bias = np.array([lim, -lim, lim + 1, -lim - 1, lim, -lim, 0, -lim, lim, 3], dtype=np.int32)
+            s = np.array([-1, -23, -23, -1, -24, -23, -1, -22, -30, -23], dtype=np.int32)
+            m = np.array([M_MAX, M_MAX, M_MAX, M_MIN, M_MAX, 0, M_MIN, M_MAX, M_MAX, M_MAX], dtype=np.int32)
+            for w_val, off, out_off in ((-128, 128, -128), (127, 128, 127), (-128, -127, 127), (127, -127, -128)):
+                w = np.full((10, n_in), w_val, np.int8)
+                p = _linear(asm, n_in, 10, weights=w, bias=bias, multiplier=m, shift=s, input_offset=off,
+                            act=(-128, 127))
+                p = replace(p, output_offset=out_off)
+                self.linear(p, 4, f"saturating tiled, 4 tokens, assembly tile edges w={w_val} off={off}", tile=4)
         # Rejected: a bad multiplier / shift on the last channel, a bad offset: output untouched.
         m = _multipliers(rng, 6)
         m[5] = (1 << 30) - 1

@@ -222,55 +222,289 @@ static void expand(const int8_t *input, int32_t n_in, int32_t g, int32_t off2, i
     }
 }
 
-/* Four rows (tokens) x one channel per step over the expanded inputs; xbuf from expand(.., 4, ..).
- * Per block of 4 inputs: 1 weight load, 2 SXTB16, 4 LDRD, 8 SMLAD for 16 MACs; two blocks per
- * loop iteration. */
-static void tile4(const mcuf_linear_params *p, const int32_t *xbuf, int32_t bias_stride, int8_t *output)
+/* ---------------------------------------------------------------------------------------------
+ * The 4-token tile in assembly (issue 10, M7 54-input tile): mcufi_dsp_linear_t4 below. gcc spilled
+ * around the per-channel code of the C tile (about 100 instructions per channel of 4 tokens); here:
+ *   - the inputs are expanded with the partial block first (the head: inputs 0 .. head-1,
+ *     head = ((in_features - 1) % 4) + 1) and doubled (expand_head; fast_bias_lim >= 0 implies
+ *     in_features <= T4_DOUBLE_MAX_IN): each sum is then 2 * (sum + bias) directly, the short
+ *     stage's x, and the head block's weights are one word at the row's start, masked (no read
+ *     past the row: in_features > 4), their SMLADs starting at 2 * bias;
+ *   - the other blocks: LDR (post-increment), two SXTB16, two LDM of 4 expanded words (2 tokens),
+ *     eight SMLAD: 13 instructions per 16 MACs, unrolled 4 times, entered Duff-style;
+ *   - the output stage of mcuf_dsp.h's short_out with the output offset folded into the rounding
+ *     constant, hoff = 2^(r-1) + offset * 2^r = (2 offset + 1) << (r - 1) (no wrap for r <= 23:
+ *     |y| < 2^30, |hoff| <= 255 * 2^22, the sum < 2^31 - 2^22): per token SMMLAR, the sign fix,
+ *     ASR, SSAT, STRB;
+ *   - the per-channel checks (fast_ok, and r <= 23) first: a channel that fails returns to C
+ *     (tile4_c) before anything is written.
+ * QEMU counts an LDM as one instruction (a real M7 spends about a cycle per register pair). */
+
+/* Its arguments, copied to its stack frame (the offsets are the assembly's). */
+typedef struct {
+    const int32_t *bias;   /*  0: channel o's (advances) */
+    const int32_t *shift;  /*  4: channel o's (advances) */
+    int32_t blim;          /*  8: fast_bias_lim, >= 0 */
+    uint32_t blim2;        /* 12: 2 * blim */
+    uint32_t mask;         /* 16: the head word's bytes */
+    int32_t head;          /* 20: 1 .. 4 */
+    const int32_t *xbuf;   /* 24: from expand_head */
+    const int32_t *xb_end; /* 28: xbuf + 8 * blocks */
+    int32_t rem;           /* 32: blocks % 4 (after the head); the prologue makes it the loop's entry */
+    const int32_t *mult;   /* 36: channel o's (advances) */
+    int8_t *out;           /* 40: token 0's output of channel o (advances) */
+    int32_t off2p1;        /* 44: 2 * output_offset + 1 */
+    int32_t n1, n2, n3;    /* 48, 52, 56: 1, 2, 3 output rows */
+    int8_t *out_end;       /* 60: token 0's output row end */
+} t4_args;
+
+typedef char t4_args_is_64_bytes[sizeof(t4_args) == 64 ? 1 : -1];
+
+/* Channels from a->out to a->out_end, w: the first one's weight row; returns where it stopped: a->out_end,
+ * or the output of the first channel that fails its checks (nothing of it written). */
+int8_t *mcufi_dsp_linear_t4(const t4_args *a, const int8_t *w);
+
+/* One block of 4 inputs x 4 tokens: r1 = w, r0 = xb, r7 .. r10 = the sums. */
+#define T4_BLOCK                                                                                                       \
+    "ldr.w r12, [r1], #4\n\t"                                                                                          \
+    "sxtb16 r11, r12\n\t"                                                                                              \
+    "sxtb16 r12, r12, ror #8\n\t"                                                                                      \
+    "ldm.w r0!, {r3-r6}\n\t"                                                                                           \
+    "smlad r7, r11, r3, r7\n\t"                                                                                        \
+    "smlad r7, r12, r4, r7\n\t"                                                                                        \
+    "smlad r8, r11, r5, r8\n\t"                                                                                        \
+    "smlad r8, r12, r6, r8\n\t"                                                                                        \
+    "ldm.w r0!, {r3-r6}\n\t"                                                                                           \
+    "smlad r9, r11, r3, r9\n\t"                                                                                        \
+    "smlad r9, r12, r4, r9\n\t"                                                                                        \
+    "smlad r10, r11, r5, r10\n\t"                                                                                      \
+    "smlad r10, r12, r6, r10\n\t"
+
+/* The output of token t: sum in ra, result (then free) rd; r0 = m, r5 = hoff, r2 = right. */
+#define T4_OUT(rd, ra)                                                                                                 \
+    "smmlar " rd ", " ra ", r0, r5\n\t"                                                                                \
+    "sub " rd ", " rd ", " ra ", lsr #31\n\t"                                                                          \
+    "asr " rd ", " rd ", r2\n\t"                                                                                       \
+    "ssat " rd ", #8, " rd "\n\t"
+
+__asm__(".pushsection .text.mcufi_dsp_linear_t4,\"ax\",%progbits\n\t"
+        ".syntax unified\n\t"
+        ".thumb\n\t"
+        ".balign 4\n\t"
+        ".global mcufi_dsp_linear_t4\n\t"
+        ".hidden mcufi_dsp_linear_t4\n\t"
+        ".thumb_func\n\t"
+        ".type mcufi_dsp_linear_t4, %function\n"
+        "mcufi_dsp_linear_t4:\n\t"
+        "push {r4-r11, lr}\n\t"
+        "sub sp, sp, #64\n\t"
+        "ldm r0!, {r2-r9}\n\t"
+        "stm sp, {r2-r9}\n\t"
+        "ldm r0, {r2-r9}\n\t"
+        "add r0, sp, #32\n\t"
+        "stm r0, {r2-r9}\n\t"
+        /* the loop's entry: block (4 - rem) % 4 of the unrolled 4 */
+        "ldr r2, [sp, #32]\n\t"
+        "rsb r2, r2, #4\n\t"
+        "and r2, r2, #3\n\t"
+        "movs r3, #52\n\t"
+        "adr.w r4, .Lt4_loop\n\t"
+        "mla r4, r2, r3, r4\n\t"
+        "orr r4, r4, #1\n\t"
+        "str r4, [sp, #32]\n"
+        ".Lt4_chan:\n\t"
+        "ldm sp, {r0, r3, r4, r5}\n\t" /* bias, shift pointers, blim, blim2 */
+        "ldr lr, [r0], #4\n\t"
+        "ldr r2, [r3], #4\n\t"
+        "add r4, r4, lr\n\t"
+        "cmp r4, r5\n\t"
+        "bhi .Lt4_slow\n\t"
+        "mvn r2, r2\n\t" /* right - 1 */
+        "cmp r2, #22\n\t"
+        "bhi .Lt4_slow\n\t"
+        "stm sp, {r0, r3}\n\t"
+        "lsl lr, lr, #1\n\t" /* 2 * bias */
+        "ldrd r3, r4, [sp, #16]\n\t"
+        "ldr r12, [r1]\n\t"
+        "and r12, r12, r3\n\t"
+        "add r1, r1, r4\n\t"
+        "ldr r0, [sp, #24]\n\t"
+        "sxtb16 r11, r12\n\t"
+        "sxtb16 r12, r12, ror #8\n\t"
+        "ldm r0!, {r3-r6}\n\t"
+        "smlad r7, r11, r3, lr\n\t"
+        "smlad r7, r12, r4, r7\n\t"
+        "smlad r8, r11, r5, lr\n\t"
+        "smlad r8, r12, r6, r8\n\t"
+        "ldm r0!, {r3-r6}\n\t"
+        "smlad r9, r11, r3, lr\n\t"
+        "smlad r9, r12, r4, r9\n\t"
+        "smlad r10, r11, r5, lr\n\t"
+        "smlad r10, r12, r6, r10\n\t"
+        "ldr lr, [sp, #28]\n\t"
+        "ldr pc, [sp, #32]\n\t"
+        ".balign 4\n"
+        ".Lt4_loop:\n\t" T4_BLOCK ".Lt4_b1:\n\t" T4_BLOCK T4_BLOCK T4_BLOCK
+        "cmp r0, lr\n\t"
+        "bne .Lt4_loop\n\t"
+        "add r0, sp, #36\n\t"
+        "ldm r0, {r3, r4, r5, r6, r11, r12, lr}\n\t" /* mult, out, off2p1, n1, n2, n3, out_end */
+        "ldr r0, [r3], #4\n\t"
+        "str r3, [sp, #36]\n\t"
+        "lsl r5, r5, r2\n\t" /* hoff */
+        "add r2, r2, #1\n\t" /* right */
+        T4_OUT("r3", "r8") "strb r3, [r4, r6]\n\t"
+        T4_OUT("r8", "r9") "strb r8, [r4, r11]\n\t"
+        T4_OUT("r9", "r10") "strb r9, [r4, r12]\n\t"
+        T4_OUT("r10", "r7") "strb r10, [r4], #1\n\t"
+        "str r4, [sp, #40]\n\t"
+        "cmp r4, lr\n\t"
+        "bne .Lt4_chan\n\t"
+        "mov r0, r4\n\t"
+        "add sp, sp, #64\n\t"
+        "pop {r4-r11, pc}\n"
+        ".Lt4_slow:\n\t"
+        "ldr r0, [sp, #40]\n\t"
+        "add sp, sp, #64\n\t"
+        "pop {r4-r11, pc}\n\t"
+        ".if (.Lt4_b1 - .Lt4_loop) != 52\n\t"
+        ".error \"mcufi_dsp_linear_t4: a block is not 52 bytes\"\n\t"
+        ".endif\n\t"
+        ".size mcufi_dsp_linear_t4, .-mcufi_dsp_linear_t4\n\t"
+        ".popsection\n");
+
+/* The most inputs of a 4-token tile (mcufi_linear_tile: more go 2 tokens at a time), whose doubled
+ * sums fit int32: 2 * 32640 * in_features < 2^31. It is also the most for which fast_bias_lim is
+ * >= 0 (32640 * in_features <= 2^30 - 1). */
+#define T4_DOUBLE_MAX_IN 32896
+
+/* expand() for the 4-token tile, 4 rows: the partial block first (inputs 0 .. head-1, missing
+ * bytes 0), then the blocks of 4 from input head; every lane doubled, 2 * (in + offset) (|.| <= 510;
+ * in_features <= T4_DOUBLE_MAX_IN). */
+static void expand_head(const int8_t *input, int32_t n_in, int32_t off2, int32_t *xbuf)
+{
+    const int32_t head = ((n_in - 1) & 3) + 1;
+    for (int32_t t = 0; t < 4; t++) {
+        const int8_t *x = input + t * n_in;
+        int32_t *dst = xbuf + 2 * t;
+        int32_t xv = head == 4 ? load_s8x4(x) : load_tail(x, head);
+        x += head;
+        for (int32_t b = (n_in - head) >> 2; b >= 0; b--) {
+            const int32_t lo = __sxtab16(off2, xv);
+            const int32_t hi = sxtab16_ror8(off2, xv);
+            dst[0] = __sadd16(lo, lo);
+            dst[1] = __sadd16(hi, hi);
+            dst += 8;
+            if (b > 0) {
+                xv = load_s8x4(x);
+                x += 4;
+            }
+        }
+    }
+}
+
+/* short_out for a doubled sum a = 2 * sum (expand_head's): x = a + b2. */
+static inline int8_t short_out2(int32_t a, int32_t b2, int32_t m, int32_t h, int32_t right, int32_t off)
+{
+    const int32_t x = a + b2;
+    const int32_t yh = smmlar(x, m, h);
+    return (int8_t)__ssat(((yh - (int32_t)((uint32_t)x >> 31)) >> right) + off, 8);
+}
+
+/* Channels o .. o_end-1 of 4 rows in C over expand_head's doubled inputs: the short stage when
+ * fast_ok (blim from fast_bias_lim, -1 for none), else out4 with the sums halved (exact: 2 |sum| <
+ * 2^31 for in_features <= T4_DOUBLE_MAX_IN). The channels the assembly returns, and every channel
+ * where it does not apply (t4_asm_ok). */
+static __attribute__((noinline)) void tile4_c(const mcuf_linear_params *p, const int32_t *xbuf, int32_t o,
+                                              int32_t o_end, int32_t bias_stride, int32_t blim, int8_t *output)
 {
     const int32_t n_in = p->in_features;
     const int32_t n_out = p->out_features;
-    const int32_t full = n_in >> 2;
-    const int32_t tail = n_in & 3;
-    const int8_t *w = p->weights;
-    const int32_t blim = bias_stride == 0 ? fast_bias_lim(p) : -1; /* a row's own bias: out4 */
-    const int has_bias = p->bias != NULL;
-    const int32_t off = p->output_offset;
-    for (int32_t o = 0; o < n_out; o++) {
+    const int32_t head = ((n_in - 1) & 3) + 1;
+    const int32_t blocks = (n_in - head) >> 2;
+    const int8_t *w = p->weights + o * n_in;
+    for (; o < o_end; o++) {
         const int32_t *xb = xbuf;
         int32_t a0 = 0;
         int32_t a1 = 0;
         int32_t a2 = 0;
         int32_t a3 = 0;
-        for (int32_t k = full >> 1; k > 0; k--) {
+        const int32_t wh = head == 4 ? load_s8x4(w) : load_tail(w, head);
+        w += head;
+        MCUFI_DOT_4X1_STEP(wh);
+        for (int32_t k = blocks >> 1; k > 0; k--) {
             const int32_t wv0 = load_s8x4(w);
             const int32_t wv1 = load_s8x4(w + 4);
             w += 8;
             MCUFI_DOT_4X1_STEP(wv0);
             MCUFI_DOT_4X1_STEP(wv1);
         }
-        if (full & 1) {
+        if (blocks & 1) {
             const int32_t wv = load_s8x4(w);
             w += 4;
             MCUFI_DOT_4X1_STEP(wv);
         }
-        if (tail != 0) {
-            const int32_t wv = load_tail(w, tail);
-            w += tail;
-            MCUFI_DOT_4X1_STEP(wv);
-        }
-        const int32_t bias = has_bias ? p->bias[o] : 0;
+        const int32_t bias = p->bias != NULL ? p->bias[o] : 0;
         const int32_t s = p->shift[o];
         if (fast_ok(bias, s, blim)) {
             const int32_t b2 = 2 * bias;
             const int32_t m = p->multiplier[o];
             const int32_t right = -s;
             const int32_t h = INT32_C(1) << (right - 1);
-            output[o] = short_out(a0, b2, m, h, right, off);
-            output[n_out + o] = short_out(a1, b2, m, h, right, off);
-            output[2 * n_out + o] = short_out(a2, b2, m, h, right, off);
-            output[3 * n_out + o] = short_out(a3, b2, m, h, right, off);
+            const int32_t off = p->output_offset;
+            output[o] = short_out2(a0, b2, m, h, right, off);
+            output[n_out + o] = short_out2(a1, b2, m, h, right, off);
+            output[2 * n_out + o] = short_out2(a2, b2, m, h, right, off);
+            output[3 * n_out + o] = short_out2(a3, b2, m, h, right, off);
         } else {
-            out4(p, o, a0, a1, a2, a3, bias_stride, output);
+            out4(p, o, a0 >> 1, a1 >> 1, a2 >> 1, a3 >> 1, bias_stride, output);
+        }
+    }
+}
+
+/* Whether the 4-token tile takes the assembly: one bias row, whole-range activation (blim >= 0),
+ * more than 4 inputs. */
+static inline int t4_asm_ok(const mcuf_linear_params *p, int32_t bias_stride)
+{
+    return p->bias != NULL && bias_stride == 0 && p->in_features > 4 && fast_bias_lim(p) >= 0;
+}
+
+/* Four rows (tokens) x every channel; xbuf from expand_head. Row r adds the bias at p->bias + r *
+ * bias_stride (a row's own bias: out4). */
+static void tile4(const mcuf_linear_params *p, const int32_t *xbuf, int32_t bias_stride, int8_t *output)
+{
+    const int32_t n_in = p->in_features;
+    const int32_t n_out = p->out_features;
+    const int32_t blim = bias_stride == 0 ? fast_bias_lim(p) : -1;
+    if (!t4_asm_ok(p, bias_stride)) {
+        tile4_c(p, xbuf, 0, n_out, bias_stride, blim, output);
+        return;
+    }
+    const int32_t head = ((n_in - 1) & 3) + 1;
+    const int32_t blocks = (n_in - head) >> 2; /* after the head, >= 1 */
+    t4_args a;
+    a.blim = blim;
+    a.blim2 = 2u * (uint32_t)blim;
+    a.mask = head == 4 ? UINT32_C(0xFFFFFFFF) : (UINT32_C(1) << (8 * head)) - 1u;
+    a.head = head;
+    a.xbuf = xbuf;
+    a.xb_end = xbuf + 8 * (blocks + 1);
+    a.rem = blocks & 3;
+    a.off2p1 = 2 * p->output_offset + 1;
+    a.n1 = n_out;
+    a.n2 = 2 * n_out;
+    a.n3 = 3 * n_out;
+    a.out_end = output + n_out;
+    int32_t o = 0;
+    while (o < n_out) {
+        a.bias = p->bias + o;
+        a.shift = p->shift + o;
+        a.mult = p->multiplier + o;
+        a.out = output + o;
+        o = (int32_t)(mcufi_dsp_linear_t4(&a, p->weights + o * n_in) - output);
+        if (o < n_out) {
+            tile4_c(p, xbuf, o, o + 1, 0, blim, output);
+            o++;
         }
     }
 }
@@ -345,8 +579,9 @@ static void tile2(const mcuf_linear_params *p, const int32_t *xbuf, int32_t bias
 }
 
 /* Parameters already checked; xbuf holds mcufi_linear_tile_xbuf_words(p, tile) words. Groups of
- * `tile` rows (4 or 2) through the register-blocked kernels, the rest (and tile 1) row by row. Row r
- * adds the bias at p->bias + r * bias_stride (0: one bias for every row). */
+ * `tile` rows (4 or 2) through the register-blocked kernels (4 only up to T4_DOUBLE_MAX_IN inputs,
+ * else 2), the rest (and tile 1) row by row. Row r adds the bias at p->bias + r * bias_stride (0: one
+ * bias for every row). */
 void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, const int8_t *input,
                        int32_t *xbuf, int32_t bias_stride, int8_t *output)
 {
@@ -359,9 +594,9 @@ void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, 
     if (mcufi_linear_is_s4w(p)) {
         tile = 1; /* int4 weights: row by row (mcufi_linear_row dispatches) */
     }
-    if (tile >= 4) {
+    if (tile >= 4 && n_in <= T4_DOUBLE_MAX_IN) {
         for (; r + 4 <= rows; r += 4) {
-            expand(input, n_in, 4, off2, xbuf);
+            expand_head(input, n_in, off2, xbuf);
             tile4(&q, xbuf, bias_step, output);
             input += 4 * n_in;
             output += 4 * n_out;
