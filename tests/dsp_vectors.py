@@ -544,6 +544,9 @@ class Vectors:
             (21, (M_MAX, -1), (M_MAX, -2), (M_MAX, -22), (128, -127, 127), (-128, 127)),
             (21, (M_MAX, -1), (M_MIN, 0), (M_MIN, -22), (-127, 128, -128), (-128, 127)),
             (21, (M_MAX, -1), (M_MAX, -1), (M_MAX, -23), (128, 128, -128), (-128, 127)),
+            # the largest left shift with right shifts only (the Helium groups' VMLAS: 255 << 23)
+            (23, (M_MAX, 0), (M_MIN, -1), (M_MAX, -1), (128, 128, 0), (-128, 127)),
+            (23, (M_MIN, 0), (M_MAX, 0), (M_MIN, -31), (-127, 128, 127), (-128, 127)),
         )
         for ls, r1, r2, ro, (o1, o2, oo), (lo, hi) in fast:
             p = qp.AddParams(o1, o2, oo, ls, qp.Requant(*r1), qp.Requant(*r2), qp.Requant(*ro), lo, hi)
