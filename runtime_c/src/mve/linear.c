@@ -396,26 +396,29 @@ void mcufi_mve_linear_t4_n32(const t4_args *a);
 
 #define T4_EXIT(name) ".size " name ", .-" name "\n\t.popsection\n"
 
-/* n in 1..16: the weights and the 4 rows predicated to n lanes (VCTP.8 n). */
+/* n in 1..16: the weights and the 4 rows predicated to n lanes (VCTP.8 n). Tokens 0, 1 and 2 are
+ * loaded once per call and kept in q1, q2, q3 (T4_OUTPUT leaves them alone); token 3 is loaded per
+ * channel into q7 and its sum taken (into r0: its row pointer is no longer needed) before the VMOVs
+ * overwrite q7: 11 instructions per channel before the output stage (were 15). */
 __asm__(T4_ENTRY("mcufi_mve_linear_t4_n16")
         "vctp.8 r7\n\t"
-        "dls lr, lr\n"
-        "1:\n\t"
-        "vpstttt\n\t"
-        "vldrbt.u8 q0, [r5]\n\t"
+        "vpsttt\n\t"
         "vldrbt.u8 q1, [r0]\n\t"
         "vldrbt.u8 q2, [r2]\n\t"
         "vldrbt.u8 q3, [r1]\n\t"
+        "dls lr, lr\n"
+        "1:\n\t"
+        "vpstt\n\t"
+        "vldrbt.u8 q0, [r5]\n\t"
+        "vldrbt.u8 q7, [r3]\n\t"
         "add r5, r5, r7\n\t"
         "vaddv.s8 r4, q0\n\t"
+        "vmladav.s8 r0, q7, q0\n\t"
         "vmladav.s8 r6, q1, q0\n\t"
         "vmladav.s8 r8, q3, q0\n\t"
         "vmov q7[2], q7[0], r6, r8\n\t"
         "vmladav.s8 r6, q2, q0\n\t"
-        "vpst\n\t"
-        "vldrbt.u8 q1, [r3]\n\t"
-        "vmladav.s8 r8, q1, q0\n\t"
-        "vmov q7[3], q7[1], r6, r8\n\t"
+        "vmov q7[3], q7[1], r6, r0\n\t"
         T4_OUTPUT T4_EXIT("mcufi_mve_linear_t4_n16"));
 
 /* n in 17..32: 16 lanes, then n - 16 predicated (VCTP.8 n - 16) for the weights and token 3. */
