@@ -297,6 +297,26 @@ class Vectors:
                 p = _linear(wide, n_in, 9, weights=w, bias=bias, multiplier=m, shift=s, input_offset=off)
                 desc = f"saturating tiled, 4 tokens, bias rows w={w_val} off={off}"
                 self.linear(p, 4, desc, tile=4, token_bias=rows_b)
+        # Every shift a right shift (-1 .. -31): the fused passes' _r variants (no per-channel sign
+        # test), with the extremes of the weights, inputs, offsets and biases.
+        right = np.random.default_rng(2060)  # own stream: the other cases keep their values
+        for n_in in (5, 16, 17, 32, 64, 128):
+            for w_val, off in ((-128, 128), (127, -127)):
+                w = np.full((9, n_in), w_val, dtype=np.int8)
+                m = np.full(9, M_MAX, dtype=np.int32)
+                m[4] = M_MIN
+                s = np.array([-1, -31, -1, -5, -31, -1, -2, -20, -1], dtype=np.int32)
+                bias = np.array([I32_MAX, I32_MIN, 0, I32_MAX, -5, I32_MIN, 7, 1, -1], dtype=np.int32)
+                p = _linear(right, n_in, 9, weights=w, bias=bias, multiplier=m, shift=s, input_offset=off)
+                self.linear(p, 5, f"saturating tiled, 4 tokens, right shifts w={w_val} off={off}", tile=4)
+                if n_in % 16 == 0:
+                    p = _linear(right, n_in, 9, weights=w, bias=None, multiplier=m, shift=s, input_offset=off)
+                    self.linear(p, 4, f"saturating tiled, 4 tokens, right shifts, no bias w={w_val}", tile=4)
+            s = right.integers(-22, -14, size=7).astype(np.int32)  # most outputs inside int8
+            s[:2] = (-1, -31)
+            bias = right.integers(-(1 << 22), 1 << 22, size=7).astype(np.int32)
+            p = _linear(right, n_in, 7, shift=s, bias=bias, act=(-128, 127))
+            self.linear(p, 8, "tiled, 4 tokens, random right shifts", tile=4)
         # Saturating: all inputs and weights at one extreme, extreme offsets, maximal multipliers.
         for w_val, off, p in _saturating_linears(rng, -128, 127):
             self.linear(p, -1, f"saturating w={w_val} off={off}")

@@ -27,6 +27,7 @@
  * per 4 channels for the whole tile), the last out_features % 4 channels through the DSP kernels'
  * scalar requantization (mcuf_dsp.h); both the same integers as mcuf_requantize.
  */
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "mcuf_internal.h"
@@ -324,6 +325,9 @@ typedef struct {
 
 void mcufi_mve_linear_t4_n16(const t4_args *a);
 void mcufi_mve_linear_t4_n32(const t4_args *a);
+/* The same for every shift <= -1 (no sign test per channel: T4_OUTPUT_R). */
+void mcufi_mve_linear_t4_n16_r(const t4_args *a);
+void mcufi_mve_linear_t4_n32_r(const t4_args *a);
 
 /* The common start: callee-saved registers, [sp] = out_off, [sp, #4] = off, q4 = t * n_out (lanes as
  * the loops' VMOVs place token t),
@@ -364,7 +368,7 @@ void mcufi_mve_linear_t4_n32(const t4_args *a);
     "add r3, r1, r7\n\t"
 
 /* The output stage of q7 (4 tokens' sums; r4 = the weight sum) and the loop's end. */
-#define T4_OUTPUT                                                                                              \
+#define T4_OUTPUT_RQ(CHECK, TAIL)                                                                                             \
     "ldr r6, [sp, #4]\n\t"                                                                                 \
     "mul r4, r4, r6\n\t"                                                                                   \
     "vadd.i32 q7, q7, r4\n\t"                                                                              \
@@ -372,8 +376,7 @@ void mcufi_mve_linear_t4_n32(const t4_args *a);
     "vqadd.s32 q7, q7, r6\n\t"                                                                             \
     "ldr r6, [r9], #4\n\t"                                                                                 \
     "ldr r8, [r10], #4\n\t"                                                                                \
-    "cmp r8, #0\n\t"                                                                                       \
-    "bge 5f\n\t"                                                                                           \
+    CHECK                                                                                                  \
     "vqrdmulh.s32 q7, q7, r6\n\t"                                                                          \
     "vshr.s32 q0, q7, #31\n\t"                                                                             \
     "vadd.i32 q7, q7, q0\n\t"                                                                              \
@@ -389,10 +392,13 @@ void mcufi_mve_linear_t4_n32(const t4_args *a);
     "add sp, sp, #8\n\t"                                                                                   \
     "vpop {d8-d15}\n\t"                                                                                    \
     "pop {r4-r11, pc}\n"                                                                                   \
-    "5:\n\t"                                                                                               \
-    "vqshl.s32 q7, r8\n\t"                                                                                 \
-    "vqrdmulh.s32 q7, q7, r6\n\t"                                                                          \
-    "b 4b\n\t"
+    TAIL
+
+/* The shift's sign test and the left-shift branch (any shifts), or nothing (every shift <= -1). */
+#define T4_CHECK_ANY "cmp r8, #0\n\tbge 5f\n\t"
+#define T4_TAIL_ANY "5:\n\tvqshl.s32 q7, r8\n\tvqrdmulh.s32 q7, q7, r6\n\tb 4b\n\t"
+#define T4_OUTPUT T4_OUTPUT_RQ(T4_CHECK_ANY, T4_TAIL_ANY)
+#define T4_OUTPUT_R T4_OUTPUT_RQ("", "")
 
 #define T4_EXIT(name) ".size " name ", .-" name "\n\t.popsection\n"
 
@@ -400,59 +406,61 @@ void mcufi_mve_linear_t4_n32(const t4_args *a);
  * loaded once per call and kept in q1, q2, q3 (T4_OUTPUT leaves them alone); token 3 is loaded per
  * channel into q7 and its sum taken (into r0: its row pointer is no longer needed) before the VMOVs
  * overwrite q7: 11 instructions per channel before the output stage (were 15). */
-__asm__(T4_ENTRY("mcufi_mve_linear_t4_n16")
-        "vctp.8 r7\n\t"
-        "vpsttt\n\t"
-        "vldrbt.u8 q1, [r0]\n\t"
-        "vldrbt.u8 q2, [r2]\n\t"
-        "vldrbt.u8 q3, [r1]\n\t"
-        "dls lr, lr\n"
-        "1:\n\t"
-        "vpstt\n\t"
-        "vldrbt.u8 q0, [r5]\n\t"
-        "vldrbt.u8 q7, [r3]\n\t"
-        "add r5, r5, r7\n\t"
-        "vaddv.s8 r4, q0\n\t"
-        "vmladav.s8 r0, q7, q0\n\t"
-        "vmladav.s8 r6, q1, q0\n\t"
-        "vmladav.s8 r8, q3, q0\n\t"
-        "vmov q7[2], q7[0], r6, r8\n\t"
-        "vmladav.s8 r6, q2, q0\n\t"
-        "vmov q7[3], q7[1], r6, r0\n\t"
-        T4_OUTPUT T4_EXIT("mcufi_mve_linear_t4_n16"));
+#define T4_N16_BODY \
+    "vctp.8 r7\n\t" \
+    "vpsttt\n\t" \
+    "vldrbt.u8 q1, [r0]\n\t" \
+    "vldrbt.u8 q2, [r2]\n\t" \
+    "vldrbt.u8 q3, [r1]\n\t" \
+    "dls lr, lr\n" \
+    "1:\n\t" \
+    "vpstt\n\t" \
+    "vldrbt.u8 q0, [r5]\n\t" \
+    "vldrbt.u8 q7, [r3]\n\t" \
+    "add r5, r5, r7\n\t" \
+    "vaddv.s8 r4, q0\n\t" \
+    "vmladav.s8 r0, q7, q0\n\t" \
+    "vmladav.s8 r6, q1, q0\n\t" \
+    "vmladav.s8 r8, q3, q0\n\t" \
+    "vmov q7[2], q7[0], r6, r8\n\t" \
+    "vmladav.s8 r6, q2, q0\n\t" \
+    "vmov q7[3], q7[1], r6, r0\n\t"
+__asm__(T4_ENTRY("mcufi_mve_linear_t4_n16") T4_N16_BODY T4_OUTPUT T4_EXIT("mcufi_mve_linear_t4_n16"));
+__asm__(T4_ENTRY("mcufi_mve_linear_t4_n16_r") T4_N16_BODY T4_OUTPUT_R T4_EXIT("mcufi_mve_linear_t4_n16_r"));
 
 /* n in 17..32: 16 lanes, then n - 16 predicated (VCTP.8 n - 16) for the weights and token 3. */
-__asm__(T4_ENTRY("mcufi_mve_linear_t4_n32")
-        "sub r4, r7, #16\n\t"
-        "vctp.8 r4\n\t"
-        "dls lr, lr\n"
-        "1:\n\t"
-        "vldrb.u8 q0, [r5]\n\t"
-        "vpst\n\t"
-        "vldrbt.u8 q1, [r5, #16]\n\t"
-        "add r5, r5, r7\n\t"
-        "vaddv.s8 r4, q0\n\t"
-        "vaddva.s8 r4, q1\n\t"
-        "vldrb.u8 q2, [r0]\n\t"
-        "vldrb.u8 q3, [r0, #16]\n\t"
-        "vmladav.s8 r6, q2, q0\n\t"
-        "vmladava.s8 r6, q3, q1\n\t"
-        "vldrb.u8 q2, [r1]\n\t"
-        "vldrb.u8 q3, [r1, #16]\n\t"
-        "vmladav.s8 r8, q2, q0\n\t"
-        "vmladava.s8 r8, q3, q1\n\t"
-        "vmov q7[2], q7[0], r6, r8\n\t"
-        "vldrb.u8 q2, [r2]\n\t"
-        "vldrb.u8 q3, [r2, #16]\n\t"
-        "vmladav.s8 r6, q2, q0\n\t"
-        "vmladava.s8 r6, q3, q1\n\t"
-        "vldrb.u8 q2, [r3]\n\t"
-        "vpst\n\t"
-        "vldrbt.u8 q3, [r3, #16]\n\t"
-        "vmladav.s8 r8, q2, q0\n\t"
-        "vmladava.s8 r8, q3, q1\n\t"
-        "vmov q7[3], q7[1], r6, r8\n\t"
-        T4_OUTPUT T4_EXIT("mcufi_mve_linear_t4_n32"));
+#define T4_N32_BODY \
+    "sub r4, r7, #16\n\t" \
+    "vctp.8 r4\n\t" \
+    "dls lr, lr\n" \
+    "1:\n\t" \
+    "vldrb.u8 q0, [r5]\n\t" \
+    "vpst\n\t" \
+    "vldrbt.u8 q1, [r5, #16]\n\t" \
+    "add r5, r5, r7\n\t" \
+    "vaddv.s8 r4, q0\n\t" \
+    "vaddva.s8 r4, q1\n\t" \
+    "vldrb.u8 q2, [r0]\n\t" \
+    "vldrb.u8 q3, [r0, #16]\n\t" \
+    "vmladav.s8 r6, q2, q0\n\t" \
+    "vmladava.s8 r6, q3, q1\n\t" \
+    "vldrb.u8 q2, [r1]\n\t" \
+    "vldrb.u8 q3, [r1, #16]\n\t" \
+    "vmladav.s8 r8, q2, q0\n\t" \
+    "vmladava.s8 r8, q3, q1\n\t" \
+    "vmov q7[2], q7[0], r6, r8\n\t" \
+    "vldrb.u8 q2, [r2]\n\t" \
+    "vldrb.u8 q3, [r2, #16]\n\t" \
+    "vmladav.s8 r6, q2, q0\n\t" \
+    "vmladava.s8 r6, q3, q1\n\t" \
+    "vldrb.u8 q2, [r3]\n\t" \
+    "vpst\n\t" \
+    "vldrbt.u8 q3, [r3, #16]\n\t" \
+    "vmladav.s8 r8, q2, q0\n\t" \
+    "vmladava.s8 r8, q3, q1\n\t" \
+    "vmov q7[3], q7[1], r6, r8\n\t"
+__asm__(T4_ENTRY("mcufi_mve_linear_t4_n32") T4_N32_BODY T4_OUTPUT T4_EXIT("mcufi_mve_linear_t4_n32"));
+__asm__(T4_ENTRY("mcufi_mve_linear_t4_n32_r") T4_N32_BODY T4_OUTPUT_R T4_EXIT("mcufi_mve_linear_t4_n32_r"));
 
 /* T = 4 tokens, in_features n = 16 k (k = 1 .. 8), any bias row layout: the fused pass of
  * mcufi_mve_linear_t4_n32 for wider rows (the demo's 64- and 128-input linears, vit-96-rgb's
@@ -487,6 +495,9 @@ typedef struct {
 
 void mcufi_mve_linear_t4_k(const t4k_args *a);
 void mcufi_mve_linear_t4_k_nb(const t4k_args *a);
+/* The same for every shift <= -1 (no sign test per channel). */
+void mcufi_mve_linear_t4_k_r(const t4k_args *a);
+void mcufi_mve_linear_t4_k_nb_r(const t4k_args *a);
 
 /* Chunk c of 16 inputs at byte offset OFF ("16" .. "112"), accumulating. */
 #define T4K_CHUNK(OFF)                                                                                         \
@@ -502,7 +513,7 @@ void mcufi_mve_linear_t4_k_nb(const t4k_args *a);
     "vmladava.s8 r6, q1, q0\n\t"
 
 /* BIAS: the two bias instructions, or nothing (_nb). */
-#define T4K_FUNC(name, BIAS)                                                                                   \
+#define T4K_FUNC(name, BIAS, CHECK, TAIL)                                                                                   \
     __asm__(".pushsection .text." name ",\"ax\",%progbits\n\t"                                             \
             ".balign 4\n\t"                                                                                \
             ".global " name "\n\t"                                                                         \
@@ -576,8 +587,7 @@ void mcufi_mve_linear_t4_k_nb(const t4k_args *a);
             "vmov q7[3], q7[1], r2, r6\n\t"                                                                \
             "vmla.s32 q7, q5, r8\n\t" BIAS "ldr r0, [r10], #4\n\t"                                         \
             "ldr r2, [r11], #4\n\t"                                                                        \
-            "cmp r2, #0\n\t"                                                                               \
-            "bge 5f\n\t"                                                                                   \
+            CHECK                                                                                          \
             "vqrdmulh.s32 q7, q7, r0\n\t"                                                                  \
             "vshr.s32 q0, q7, #31\n\t"                                                                     \
             "vadd.i32 q7, q7, q0\n\t"                                                                      \
@@ -594,14 +604,18 @@ void mcufi_mve_linear_t4_k_nb(const t4k_args *a);
             "add sp, sp, #16\n\t"                                                                          \
             "vpop {d8-d15}\n\t"                                                                            \
             "pop {r4-r11, pc}\n"                                                                           \
-            "5:\n\t"                                                                                       \
-            "vqshl.s32 q7, r2\n\t"                                                                         \
-            "vqrdmulh.s32 q7, q7, r0\n\t"                                                                  \
-            "b 4b\n\t"                                                                                     \
+            TAIL                                                                                           \
             ".size " name ", .-" name "\n\t.popsection\n")
 
-T4K_FUNC("mcufi_mve_linear_t4_k", "vldrw.u32 q0, [q3, #4]!\n\tvqadd.s32 q7, q7, q0\n\t");
-T4K_FUNC("mcufi_mve_linear_t4_k_nb", "");
+/* The shift's sign test and the left-shift branch (any shifts), or nothing (_r: every shift <= -1). */
+#define T4K_CHECK_ANY "cmp r2, #0\n\tbge 5f\n\t"
+#define T4K_TAIL_ANY "5:\n\tvqshl.s32 q7, r2\n\tvqrdmulh.s32 q7, q7, r0\n\tb 4b\n\t"
+#define T4K_BIAS "vldrw.u32 q0, [q3, #4]!\n\tvqadd.s32 q7, q7, q0\n\t"
+
+T4K_FUNC("mcufi_mve_linear_t4_k", T4K_BIAS, T4K_CHECK_ANY, T4K_TAIL_ANY);
+T4K_FUNC("mcufi_mve_linear_t4_k_nb", "", T4K_CHECK_ANY, T4K_TAIL_ANY);
+T4K_FUNC("mcufi_mve_linear_t4_k_r", T4K_BIAS, "", "");
+T4K_FUNC("mcufi_mve_linear_t4_k_nb_r", "", "", "");
 
 /* T tokens (rows of input, T in {2, 4}) through every output channel; row t's bias at
  * p->bias + t * bias_stride. */
@@ -658,6 +672,22 @@ static void tile4(const mcuf_linear_params *p, const int8_t *input, int32_t bias
     tile_rows(p, 4, input, bias_stride, output);
 }
 
+/* Whether every shift[o], o < n (n >= 1), is a right shift (<= -1): the fused 4-token passes' _r
+ * variants, without the per-channel sign test (2 instructions per channel; this scan about 0.75). */
+static bool shifts_right(const int32_t *shift, int32_t n)
+{
+    int32_t mx = INT32_MIN;
+    int32_t o = 0;
+    for (; o + 4 <= n; o += 4) {
+        mx = vmaxvq_s32(mx, vld1q_s32(shift + o));
+    }
+    if (o < n) {
+        const mve_pred16_t pr = vctp32q((uint32_t)(n - o));
+        mx = vmaxvq_p_s32(mx, vldrwq_z_s32(shift + o, pr), pr);
+    }
+    return mx <= -1;
+}
+
 void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, const int8_t *input,
                        int32_t *xbuf, int32_t bias_stride, int8_t *output)
 {
@@ -669,8 +699,10 @@ void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, 
     }
     if (tile == 4 && p->in_features <= 32 && p->bias != NULL && bias_stride == 0 && !mcufi_linear_is_s4w(p)) {
         /* one bias row for every token: the fused 4-token pass (mcufi_mve_linear_t4_*) */
+        const bool right = rows >= 4 && shifts_right(p->shift, p->out_features);
         void (*const fused)(const t4_args *) =
-            p->in_features <= 16 ? mcufi_mve_linear_t4_n16 : mcufi_mve_linear_t4_n32;
+            p->in_features <= 16 ? (right ? mcufi_mve_linear_t4_n16_r : mcufi_mve_linear_t4_n16)
+                                 : (right ? mcufi_mve_linear_t4_n32_r : mcufi_mve_linear_t4_n32);
         t4_args a = {input,         p->in_features, p->weights,       p->multiplier,  p->shift, p->bias,
                      output,        p->out_features, p->input_offset, p->output_offset, p->act_min, p->act_max};
         for (; r + 4 <= rows; r += 4) {
@@ -687,12 +719,14 @@ void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, 
         t4k_args a = {input,         n_in,           p->weights,       p->multiplier,    p->shift,   q.bias,
                       output,        p->out_features, p->input_offset, p->output_offset, p->act_min, p->act_max,
                       4 * bias_stride};
+        const bool right = rows - r >= 4 && shifts_right(p->shift, p->out_features);
+        void (*const fused)(const t4k_args *) =
+            a.bias != NULL ? (right ? mcufi_mve_linear_t4_k_r : mcufi_mve_linear_t4_k)
+                           : (right ? mcufi_mve_linear_t4_k_nb_r : mcufi_mve_linear_t4_k_nb);
         for (; r + 4 <= rows; r += 4) {
+            fused(&a);
             if (a.bias != NULL) {
-                mcufi_mve_linear_t4_k(&a);
                 a.bias += 4 * bias_stride;
-            } else {
-                mcufi_mve_linear_t4_k_nb(&a);
             }
             a.x += 4 * n_in;
             a.out += 4 * p->out_features;
