@@ -381,15 +381,15 @@ class Vectors:
         self.linear(_linear(rng, 10, 6, input_offset=129), -1, "bad input offset", status=ERR_ARG)
         self.linear(_linear(rng, 10, 6), 4, "bad tile", status=ERR_ARG, tile=3)
         self.linear(_linear(rng, 10, 6, shift=s), 4, "tiled bad shift", status=ERR_ARG, tile=4)
-        # The per-channel check (the Helium twin checks 4 channels per step, the last n % 4 lanes
-        # zero-filled): one bad multiplier or shift at the first, the last and a random channel, for
+        # The per-channel check (the Helium twin checks 8 channels per step, the last n % 8 lanes in
+        # predicated steps of 4, zero-filled): one bad multiplier or shift at the first, the last and a random channel, for
         # channel counts around the 4-channel step; and every accepted extreme (multiplier 0, 2^30,
         # 2^31 - 1, shift -31 and 30) at every position of the step, which must still run.
         chk = np.random.default_rng(2040)  # own stream: the other cases keep their values
         bad_m = (1, M_MIN - 1, -1, I32_MIN, -M_MIN, 1 << 29, -M_MAX)
         bad_s = (-32, 31, I32_MIN, I32_MAX, 64, -33)
         k = 0
-        for n_out in (1, 2, 3, 4, 5, 7, 8, 9, 13):
+        for n_out in (1, 2, 3, 4, 5, 7, 8, 9, 13, 12, 16, 21):  # 8 channels per step, tails of 1 or 2 steps
             for pos in sorted({0, n_out - 1, int(chk.integers(0, n_out))}):
                 rows, tile = ((-1, 0), (5, 4), (3, 2), (2, 0))[k % 4]
                 m = _multipliers(chk, n_out)
