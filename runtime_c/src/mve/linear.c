@@ -280,6 +280,72 @@ static __attribute__((noinline)) void dots_t4_n16(const int8_t *x, int32_t n, co
                      : "q0", "q4", "q5", "q6", "q7", "p0", "lr", "memory");
 }
 
+/* T = 2 tokens, in_features n in [1, 16] / (16, 32] (the low-rank linears' 2-token tiles): as
+ * dots_t4_n16 / dots_t4_n32 for the 2 token rows x, x + n (kept in q4-q5 / q4-q7 for the 4
+ * weight rows: per row one or two weight loads, VADDV(A), two or four VMLADAV(A) and the stores
+ * into a4[token][row]), where dot_tokens' loop and predicated tail take about 45 per row. */
+static __attribute__((noinline)) void dots_t2_n16(const int8_t *x, int32_t n, const int8_t *w, int32_t (*a4)[4],
+                                                  int32_t *w4)
+{
+    const int8_t *x1 = x + n;
+    int32_t a, ws;
+    int32_t *acc = &a4[0][0];
+    __asm__ volatile("vctp.8 %[n]\n\t"
+                     "vpstt\n\t"
+                     "vldrbt.u8 q4, [%[x0]]\n\t"
+                     "vldrbt.u8 q5, [%[x1]]\n\t"
+                     "dls lr, %[rows]\n"
+                     "1:\n\t"
+                     "vpst\n\t"
+                     "vldrbt.u8 q0, [%[w]]\n\t"
+                     "vaddv.s8 %[ws], q0\n\t"
+                     "vmladav.s8 %[a], q4, q0\n\t"
+                     "str %[a], [%[acc]]\n\t"
+                     "vmladav.s8 %[a], q5, q0\n\t"
+                     "str %[a], [%[acc], #16]\n\t"
+                     "str %[ws], [%[w4]], #4\n\t"
+                     "add %[acc], %[acc], #4\n\t"
+                     "add %[w], %[w], %[n]\n\t"
+                     "le lr, 1b"
+                     : [a] "=&Te"(a), [ws] "=&Te"(ws), [w] "+r"(w), [acc] "+r"(acc), [w4] "+r"(w4)
+                     : [x0] "r"(x), [x1] "r"(x1), [n] "r"(n), [rows] "r"(4)
+                     : "q0", "q4", "q5", "p0", "lr", "memory");
+}
+
+static __attribute__((noinline)) void dots_t2_n32(const int8_t *x, int32_t n, const int8_t *w, int32_t (*a4)[4],
+                                                  int32_t *w4)
+{
+    const int8_t *x1 = x + n;
+    int32_t a, ws;
+    int32_t *acc = &a4[0][0];
+    __asm__ volatile("vctp.8 %[rest]\n\t"
+                     "vldrb.u8 q4, [%[x0]]\n\t"
+                     "vldrb.u8 q6, [%[x1]]\n\t"
+                     "vpstt\n\t"
+                     "vldrbt.u8 q5, [%[x0], #16]\n\t"
+                     "vldrbt.u8 q7, [%[x1], #16]\n\t"
+                     "dls lr, %[rows]\n"
+                     "1:\n\t"
+                     "vldrb.u8 q0, [%[w]]\n\t"
+                     "vpst\n\t"
+                     "vldrbt.u8 q1, [%[w], #16]\n\t"
+                     "vaddv.s8 %[ws], q0\n\t"
+                     "vaddva.s8 %[ws], q1\n\t"
+                     "vmladav.s8 %[a], q4, q0\n\t"
+                     "vmladava.s8 %[a], q5, q1\n\t"
+                     "str %[a], [%[acc]]\n\t"
+                     "vmladav.s8 %[a], q6, q0\n\t"
+                     "vmladava.s8 %[a], q7, q1\n\t"
+                     "str %[a], [%[acc], #16]\n\t"
+                     "str %[ws], [%[w4]], #4\n\t"
+                     "add %[acc], %[acc], #4\n\t"
+                     "add %[w], %[w], %[n]\n\t"
+                     "le lr, 1b"
+                     : [a] "=&Te"(a), [ws] "=&Te"(ws), [w] "+r"(w), [acc] "+r"(acc), [w4] "+r"(w4)
+                     : [x0] "r"(x), [x1] "r"(x1), [n] "r"(n), [rest] "r"(n - 16), [rows] "r"(4)
+                     : "q0", "q1", "q4", "q5", "q6", "q7", "p0", "lr", "memory");
+}
+
 /* T = 4 tokens, any in_features n: the dot products of 4 weight rows (w, w + n, ...) with the 4
  * token rows x, x + n, ... into a4[token][row] and the weight sums into w4[row], one
  * mve_dot4x1 per weight row (each weight vector loaded and summed once for the 4 tokens: 11
@@ -635,6 +701,9 @@ static inline __attribute__((always_inline)) void tile_rows(const mcuf_linear_pa
     for (; o + 4 <= n_out; o += 4) {
         if (T == 4) {
             dots4(input, n_in, w, a4, w4);
+            w += 4 * n_in;
+        } else if (n_in <= 32) { /* T = 2 */
+            (n_in <= 16 ? dots_t2_n16 : dots_t2_n32)(input, n_in, w, a4, w4);
             w += 4 * n_in;
         } else {
             for (int32_t r = 0; r < 4; r++) {
