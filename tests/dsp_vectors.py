@@ -250,12 +250,12 @@ class Vectors:
             self.linear(_linear(tiny, n_in, n_out), rows, "tiled, 4 tokens, 1..16 inputs", tile=4)
         p = _linear(tiny, 16, 8, weights=np.full((8, 16), -128, np.int8), input_offset=128)
         self.linear(p, 5, "saturating tiled, 4 tokens, 16 inputs", tile=4)
-        # The Helium 2-token dot products for in_features <= 16 and 17..32 (dots_t2_n16 / _n32):
+        # The Helium 2-token dot products for in_features <= 16, 17..32 and 16 k (dots_t2_n16 / _n32 / _k):
         # every input count class, 4-channel groups and a remainder, a single row after the pairs;
         # then the extremes (weights, inputs, offsets, biases, shifts, multipliers).
         pair = np.random.default_rng(2070)  # own stream: the other cases keep their values
-        for n_in in (1, 5, 8, 15, 16, 17, 20, 24, 31, 32):
-            self.linear(_linear(pair, n_in, 9), 5, "tiled, 2 tokens, <= 32 inputs", tile=2)
+        for n_in in (1, 5, 8, 15, 16, 17, 20, 24, 31, 32, 48, 64, 128):  # and 16 k: dots_t2_k
+            self.linear(_linear(pair, n_in, 9), 5, "tiled, 2 tokens", tile=2)
             for w_val, off in ((-128, 128), (127, -127)):
                 w = np.full((9, n_in), w_val, dtype=np.int8)
                 m = np.full(9, M_MAX, dtype=np.int32)

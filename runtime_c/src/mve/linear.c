@@ -346,6 +346,45 @@ static __attribute__((noinline)) void dots_t2_n32(const int8_t *x, int32_t n, co
                      : "q0", "q1", "q4", "q5", "q6", "q7", "p0", "lr", "memory");
 }
 
+/* T = 2 tokens, in_features n = 16 k (k >= 1): per weight row (4 rows) a low-overhead loop over
+ * the k chunks of 16 inputs (the weights and both token rows post-incremented: one weight load,
+ * VADDVA, two token loads, two VMLADAVA and LE, 7 per chunk), then the stores into
+ * a4[token][row] and w4[row]; dot_tokens' loop takes 9 per chunk and about 20 per row around it. */
+static __attribute__((noinline)) void dots_t2_k(const int8_t *x, int32_t n, const int8_t *w, int32_t (*a4)[4],
+                                                int32_t *w4)
+{
+    int32_t a0, a1, ws;
+    const int8_t *p0, *p1;
+    int32_t *acc = &a4[0][0];
+    int32_t rows = 4;
+    __asm__ volatile("2:\n\t"
+                     "movs %[a0], #0\n\t"
+                     "movs %[a1], #0\n\t"
+                     "movs %[ws], #0\n\t"
+                     "mov %[p0], %[x]\n\t"
+                     "add %[p1], %[x], %[n]\n\t"
+                     "lsr lr, %[n], #4\n\t"
+                     "dls lr, lr\n"
+                     "1:\n\t"
+                     "vldrb.u8 q0, [%[w]], #16\n\t"
+                     "vaddva.s8 %[ws], q0\n\t"
+                     "vldrb.u8 q1, [%[p0]], #16\n\t"
+                     "vmladava.s8 %[a0], q1, q0\n\t"
+                     "vldrb.u8 q2, [%[p1]], #16\n\t"
+                     "vmladava.s8 %[a1], q2, q0\n\t"
+                     "le lr, 1b\n\t"
+                     "str %[a0], [%[acc]]\n\t"
+                     "str %[a1], [%[acc], #16]\n\t"
+                     "str %[ws], [%[w4]], #4\n\t"
+                     "add %[acc], %[acc], #4\n\t"
+                     "subs %[rows], %[rows], #1\n\t"
+                     "bne 2b"
+                     : [a0] "=&Te"(a0), [a1] "=&Te"(a1), [ws] "=&Te"(ws), [p0] "=&r"(p0), [p1] "=&r"(p1),
+                       [w] "+r"(w), [acc] "+r"(acc), [w4] "+r"(w4), [rows] "+r"(rows)
+                     : [x] "r"(x), [n] "r"(n)
+                     : "q0", "q1", "q2", "lr", "cc", "memory");
+}
+
 /* T = 4 tokens, any in_features n: the dot products of 4 weight rows (w, w + n, ...) with the 4
  * token rows x, x + n, ... into a4[token][row] and the weight sums into w4[row], one
  * mve_dot4x1 per weight row (each weight vector loaded and summed once for the 4 tokens: 11
@@ -704,6 +743,9 @@ static inline __attribute__((always_inline)) void tile_rows(const mcuf_linear_pa
             w += 4 * n_in;
         } else if (n_in <= 32) { /* T = 2 */
             (n_in <= 16 ? dots_t2_n16 : dots_t2_n32)(input, n_in, w, a4, w4);
+            w += 4 * n_in;
+        } else if ((n_in & 15) == 0) {
+            dots_t2_k(input, n_in, w, a4, w4);
             w += 4 * n_in;
         } else {
             for (int32_t r = 0; r < 4; r++) {
