@@ -322,6 +322,7 @@ class Vectors:
                 bias = np.array([I32_MAX, I32_MIN, 0, I32_MAX, -5, I32_MIN, 7, 1, -1], dtype=np.int32)
                 p = _linear(right, n_in, 9, weights=w, bias=bias, multiplier=m, shift=s, input_offset=off)
                 self.linear(p, 5, f"saturating tiled, 4 tokens, right shifts w={w_val} off={off}", tile=4)
+                self.linear(p, 5, f"saturating tiled, 2 tokens, right shifts w={w_val} off={off}", tile=2)
                 if n_in % 16 == 0:
                     p = _linear(right, n_in, 9, weights=w, bias=None, multiplier=m, shift=s, input_offset=off)
                     self.linear(p, 4, f"saturating tiled, 4 tokens, right shifts, no bias w={w_val}", tile=4)
@@ -330,6 +331,7 @@ class Vectors:
             bias = right.integers(-(1 << 22), 1 << 22, size=7).astype(np.int32)
             p = _linear(right, n_in, 7, shift=s, bias=bias, act=(-128, 127))
             self.linear(p, 8, "tiled, 4 tokens, random right shifts", tile=4)
+            self.linear(p, 5, "tiled, 2 tokens, random right shifts", tile=2)
         # Saturating: all inputs and weights at one extreme, extreme offsets, maximal multipliers.
         for w_val, off, p in _saturating_linears(rng, -128, 127):
             self.linear(p, -1, f"saturating w={w_val} off={off}")

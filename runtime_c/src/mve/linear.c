@@ -725,7 +725,7 @@ T4K_FUNC("mcufi_mve_linear_t4_k_nb_r", "", "", "");
 /* T tokens (rows of input, T in {2, 4}) through every output channel; row t's bias at
  * p->bias + t * bias_stride. */
 static inline __attribute__((always_inline)) void tile_rows(const mcuf_linear_params *p, int32_t T, const int8_t *input,
-                                                             int32_t bias_stride, int8_t *output)
+                                                             int32_t bias_stride, int8_t *output, bool right)
 {
     const int32_t n_in = p->in_features;
     const int32_t n_out = p->out_features;
@@ -756,8 +756,13 @@ static inline __attribute__((always_inline)) void tile_rows(const mcuf_linear_pa
         const chan4 c = chan4_load(p, o);
         const int32x4_t corr = vmulq_n_s32(vld1q_s32(w4), off);
         for (int32_t t = 0; t < T; t++) {
-            finish4(p, &c, p->bias != NULL ? p->bias + t * bias_stride : NULL, o, vaddq_s32(vld1q_s32(a4[t]), corr),
-                    output + t * n_out + o);
+            int32x4_t sum = vaddq_s32(vld1q_s32(a4[t]), corr);
+            if (p->bias != NULL) {
+                sum = vqaddq_s32(sum, vld1q_s32(p->bias + t * bias_stride + o));
+            }
+            /* right: every shift <= -1 (requantize_x4v_r, no left-shift step) */
+            const int32x4_t rq = right ? requantize_x4v_r(sum, c.m, c.negr) : requantize_x4v(sum, c.m, c.left, c.negr);
+            vstrbq_s32(output + t * n_out + o, out_s8_x4(rq, p->output_offset, p->act_min, p->act_max));
         }
     }
     int32_t acc[4];
@@ -775,12 +780,18 @@ static inline __attribute__((always_inline)) void tile_rows(const mcuf_linear_pa
 
 static void tile2(const mcuf_linear_params *p, const int8_t *input, int32_t bias_stride, int8_t *output)
 {
-    tile_rows(p, 2, input, bias_stride, output);
+    tile_rows(p, 2, input, bias_stride, output, false);
+}
+
+/* tile2 when every shift is a right shift (shifts_right) */
+static void tile2_r(const mcuf_linear_params *p, const int8_t *input, int32_t bias_stride, int8_t *output)
+{
+    tile_rows(p, 2, input, bias_stride, output, true);
 }
 
 static void tile4(const mcuf_linear_params *p, const int8_t *input, int32_t bias_stride, int8_t *output)
 {
-    tile_rows(p, 4, input, bias_stride, output);
+    tile_rows(p, 4, input, bias_stride, output, false);
 }
 
 /* Whether every shift[o], o < n (n >= 1), is a right shift (<= -1): the fused 4-token passes' _r
@@ -847,9 +858,12 @@ void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, 
         q.bias = a.bias;
     }
     if (tile > 1) {
+        const bool right2 = tile == 2 && rows - r >= 2 && shifts_right(p->shift, p->out_features);
         for (; r + tile <= rows; r += tile) {
             if (tile == 4) {
                 tile4(&q, input, bias_stride, output);
+            } else if (right2) {
+                tile2_r(&q, input, bias_stride, output);
             } else {
                 tile2(&q, input, bias_stride, output);
             }
