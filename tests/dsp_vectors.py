@@ -250,6 +250,19 @@ class Vectors:
             self.linear(_linear(tiny, n_in, n_out), rows, "tiled, 4 tokens, 1..16 inputs", tile=4)
         p = _linear(tiny, 16, 8, weights=np.full((8, 16), -128, np.int8), input_offset=128)
         self.linear(p, 5, "saturating tiled, 4 tokens, 16 inputs", tile=4)
+        # The Helium 2-token dot products for in_features <= 16, 17..32 and 16 k (dots_t2_n16 / _n32 / _k):
+        # every input count class, 4-channel groups and a remainder, a single row after the pairs;
+        # then the extremes (weights, inputs, offsets, biases, shifts, multipliers).
+        pair = np.random.default_rng(2070)  # own stream: the other cases keep their values
+        for n_in in (1, 5, 8, 15, 16, 17, 20, 24, 31, 32, 48, 64, 128):  # and 16 k: dots_t2_k
+            self.linear(_linear(pair, n_in, 9), 5, "tiled, 2 tokens", tile=2)
+            for w_val, off in ((-128, 128), (127, -127)):
+                w = np.full((9, n_in), w_val, dtype=np.int8)
+                m = np.full(9, M_MAX, dtype=np.int32)
+                s = np.array([30, 0, -31, 5, 1, -1, 0, 30, -31], dtype=np.int32)
+                bias = np.array([I32_MAX, I32_MIN, 0, I32_MAX, -5, I32_MIN, 7, 1, -1], dtype=np.int32)
+                p = _linear(pair, n_in, 9, weights=w, bias=bias, multiplier=m, shift=s, input_offset=off)
+                self.linear(p, 4, f"saturating tiled, 2 tokens, w={w_val} off={off}", tile=2)
         # The Helium fused 4-token pass (in_features <= 32, a bias): every input count class, one and
         # six channels, a row remainder after the 4-row groups; then every weight, input, offset, bias
         # and shift at its extremes (saturating bias add, left shifts 1..30, right shifts to -31).
@@ -297,6 +310,28 @@ class Vectors:
                 p = _linear(wide, n_in, 9, weights=w, bias=bias, multiplier=m, shift=s, input_offset=off)
                 desc = f"saturating tiled, 4 tokens, bias rows w={w_val} off={off}"
                 self.linear(p, 4, desc, tile=4, token_bias=rows_b)
+        # Every shift a right shift (-1 .. -31): the fused passes' _r variants (no per-channel sign
+        # test), with the extremes of the weights, inputs, offsets and biases.
+        right = np.random.default_rng(2060)  # own stream: the other cases keep their values
+        for n_in in (5, 16, 17, 32, 64, 128):
+            for w_val, off in ((-128, 128), (127, -127)):
+                w = np.full((9, n_in), w_val, dtype=np.int8)
+                m = np.full(9, M_MAX, dtype=np.int32)
+                m[4] = M_MIN
+                s = np.array([-1, -31, -1, -5, -31, -1, -2, -20, -1], dtype=np.int32)
+                bias = np.array([I32_MAX, I32_MIN, 0, I32_MAX, -5, I32_MIN, 7, 1, -1], dtype=np.int32)
+                p = _linear(right, n_in, 9, weights=w, bias=bias, multiplier=m, shift=s, input_offset=off)
+                self.linear(p, 5, f"saturating tiled, 4 tokens, right shifts w={w_val} off={off}", tile=4)
+                self.linear(p, 5, f"saturating tiled, 2 tokens, right shifts w={w_val} off={off}", tile=2)
+                if n_in % 16 == 0:
+                    p = _linear(right, n_in, 9, weights=w, bias=None, multiplier=m, shift=s, input_offset=off)
+                    self.linear(p, 4, f"saturating tiled, 4 tokens, right shifts, no bias w={w_val}", tile=4)
+            s = right.integers(-22, -14, size=7).astype(np.int32)  # most outputs inside int8
+            s[:2] = (-1, -31)
+            bias = right.integers(-(1 << 22), 1 << 22, size=7).astype(np.int32)
+            p = _linear(right, n_in, 7, shift=s, bias=bias, act=(-128, 127))
+            self.linear(p, 8, "tiled, 4 tokens, random right shifts", tile=4)
+            self.linear(p, 5, "tiled, 2 tokens, random right shifts", tile=2)
         # Saturating: all inputs and weights at one extreme, extreme offsets, maximal multipliers.
         for w_val, off, p in _saturating_linears(rng, -128, 127):
             self.linear(p, -1, f"saturating w={w_val} off={off}")
@@ -361,15 +396,15 @@ class Vectors:
         self.linear(_linear(rng, 10, 6, input_offset=129), -1, "bad input offset", status=ERR_ARG)
         self.linear(_linear(rng, 10, 6), 4, "bad tile", status=ERR_ARG, tile=3)
         self.linear(_linear(rng, 10, 6, shift=s), 4, "tiled bad shift", status=ERR_ARG, tile=4)
-        # The per-channel check (the Helium twin checks 4 channels per step, the last n % 4 lanes
-        # zero-filled): one bad multiplier or shift at the first, the last and a random channel, for
+        # The per-channel check (the Helium twin checks 8 channels per step, the last n % 8 lanes in
+        # predicated steps of 4, zero-filled): one bad multiplier or shift at the first, the last and a random channel, for
         # channel counts around the 4-channel step; and every accepted extreme (multiplier 0, 2^30,
         # 2^31 - 1, shift -31 and 30) at every position of the step, which must still run.
         chk = np.random.default_rng(2040)  # own stream: the other cases keep their values
         bad_m = (1, M_MIN - 1, -1, I32_MIN, -M_MIN, 1 << 29, -M_MAX)
         bad_s = (-32, 31, I32_MIN, I32_MAX, 64, -33)
         k = 0
-        for n_out in (1, 2, 3, 4, 5, 7, 8, 9, 13):
+        for n_out in (1, 2, 3, 4, 5, 7, 8, 9, 13, 12, 16, 21):  # 8 channels per step, tails of 1 or 2 steps
             for pos in sorted({0, n_out - 1, int(chk.integers(0, n_out))}):
                 rows, tile = ((-1, 0), (5, 4), (3, 2), (2, 0))[k % 4]
                 m = _multipliers(chk, n_out)
@@ -544,6 +579,9 @@ class Vectors:
             (21, (M_MAX, -1), (M_MAX, -2), (M_MAX, -22), (128, -127, 127), (-128, 127)),
             (21, (M_MAX, -1), (M_MIN, 0), (M_MIN, -22), (-127, 128, -128), (-128, 127)),
             (21, (M_MAX, -1), (M_MAX, -1), (M_MAX, -23), (128, 128, -128), (-128, 127)),
+            # the largest left shift with right shifts only (the Helium groups' VMLAS: 255 << 23)
+            (23, (M_MAX, 0), (M_MIN, -1), (M_MAX, -1), (128, 128, 0), (-128, 127)),
+            (23, (M_MIN, 0), (M_MAX, 0), (M_MIN, -31), (-127, 128, 127), (-128, 127)),
         )
         for ls, r1, r2, ro, (o1, o2, oo), (lo, hi) in fast:
             p = qp.AddParams(o1, o2, oo, ls, qp.Requant(*r1), qp.Requant(*r2), qp.Requant(*ro), lo, hi)

@@ -162,6 +162,12 @@ static inline void mve_dot4x1(const int8_t *x0, const int8_t *x1, const int8_t *
  * the short rows' bound once per call, not per row (mve/layernorm.c; the fused blocks' tiles). */
 mcuf_status mcufi_mve_layernorm_rows(const mcuf_layernorm_params *p, int32_t n, const int8_t *input, int8_t *output);
 
+/* The same rows one at a time (the pool head's tokens, one LayerNorm row buffer): the parameters
+ * checked by mcufi_layernorm_check first, gamma and beta scanned once (mcufi_mve_layernorm_scan,
+ * gb: the short rows' bounds), then each row as mcuf_layernorm_s8 (mcufi_mve_layernorm_row). */
+void mcufi_mve_layernorm_scan(const mcuf_layernorm_params *p, uint32_t gb[2]);
+void mcufi_mve_layernorm_row(const mcuf_layernorm_params *p, const int8_t *input, int8_t *output, const uint32_t gb[2]);
+
 /* Four int8 rows x, x + n, x + 2n, x + 3n of n <= 16 values against four rows w, w + n, w + 2n, w + 3n:
  * a4[t][r] = sum_i x_t[i] * w_r[i] and w4[r] = sum_i w_r[i]. The 4 x rows loaded once
  * (predicated to n lanes, zero beyond) into q4-q7, then per w row one predicated load, VADDV and

@@ -11,7 +11,8 @@
  *     the gamma / beta scan once per tile; the same rows and statuses);
  *   - V transposed 4 values per step (VLDRB.S32, then a VSTRB.32 scatter to rows c .. c + 3 of
  *     v_buf, offsets 0, T, 2T, 3T), the dim % 4 tail predicated, where ../attention.c copies
- *     byte by byte.
+ *     byte by byte; with at most 17 tokens 16 values per step (VLDRB.8, a VSTRB.8 scatter with
+ *     the byte offsets 0, T, .., 15 T <= 255), the dim % 16 tail predicated.
  * Layout and passes as in ../attention.c: K and V for every
  * token, then one query row at a time; the H x T x T score tensor never exists. The linears run a
  * tile of 1, 2 or 4 tokens per pass over their weights (mcufi_linear_tile here). The shape checks are
@@ -149,6 +150,8 @@ mcuf_status mcuf_attention_rowwise_s8(const mcuf_attention_params *p, int8_t *x,
     const int8_t *qkv_in;
 
     const uint32x4_t rows4 = vmulq_n_u32(vidupq_n_u32(0u, 1), (uint32_t)p->tokens); /* 0, T, 2T, 3T */
+    /* at most 17 tokens: 16 columns per VSTRB.8 scatter, byte offsets 0, T, .., 15 T <= 255 */
+    const uint8x16_t rows16 = vmulq_n_u8(vidupq_n_u8(0u, 1), (uint8_t)p->tokens);
     /* Pass 1: K and V for every token, a tile at a time (x is not written); with the cache, the
      * qkv_down rows stay for pass 2. */
     for (int32_t t = 0; t < p->tokens; t += tile) {
@@ -163,7 +166,20 @@ mcuf_status mcuf_attention_rowwise_s8(const mcuf_attention_params *p, int8_t *x,
         if (st != MCUF_OK) {
             return st;
         }
-        for (int32_t r = 0; r < n; r++) { /* V^T: column c of the tile's rows to row c of v_buf */
+        for (int32_t r = 0; r < n && p->tokens <= 17; r++) { /* V^T, 16 columns per step (below) */
+            const int8_t *src = s.proj + r * dim;
+            int8_t *dst = v_buf + t + r;
+            int32_t c = 0;
+            for (; c + 16 <= dim; c += 16) { /* rows c .. c + 15 of v_buf */
+                vstrbq_scatter_offset_s8(dst, rows16, vldrbq_s8(src + c));
+                dst += 16 * p->tokens;
+            }
+            if (c < dim) {
+                const mve_pred16_t pr = vctp8q((uint32_t)(dim - c));
+                vstrbq_scatter_offset_p_s8(dst, rows16, vldrbq_z_s8(src + c, pr), pr);
+            }
+        }
+        for (int32_t r = 0; r < n && p->tokens > 17; r++) { /* V^T: column c of the tile's rows to row c of v_buf */
             const int8_t *src = s.proj + r * dim;
             int8_t *dst = v_buf + t + r;
             for (int32_t c = 0; c < dim; c += 4) { /* rows c .. c + 3 of v_buf, the tail predicated */

@@ -710,14 +710,116 @@ static inline __attribute__((always_inline)) void ws_tile_rq(const mcuf_attn_hea
     }
 }
 
+/* 4 probability rows of n <= 16 tokens against every row of V transposed, with a right-shift
+ * scale (av.shift <= -1): the rows 0..2 loaded once (predicated to n lanes, zero beyond) into
+ * q1-q3, then per output dimension d (V^T row d, one predicated load, and row 3 into q7) VADDV for
+ * sum_j v_j, four VMLADAV.S8, the 4 sums into q7's lanes by two VMOVs (q4: the rows' output
+ * offsets r * out_stride, q5: corr[r] = v_offset * sum_j p'_j, set by the same VMOV form, so each
+ * row's sum meets its own offset and correction), + 128 sum_j v_j (LSL, VADD; wrapping, as
+ * ws_tile_rq), + corr (VADD), requantize_x4_r (VQRDMULH, the sign fixup, VRSHL), + out_offset
+ * (VQADD), the clamp to [-128, 127] (VQSHL #24 saturates exactly the values outside it, VSHR #24
+ * brings them back: out_s8_x4's integers) and one VSTRB.32 scatter of the 4 bytes to
+ * out[r * out_stride + d]: 24 instructions per dimension, where ws_tile_rq spends about 41.
+ * AAPCS (top-level assembly), args in a struct. */
+typedef struct {
+    const int8_t *probs;  /* 0: [4][n] */
+    int32_t n;            /* 4: tokens, 1..16 */
+    const int8_t *vt;     /* 8: [head_dim][n] */
+    int32_t hd;           /* 12: head_dim >= 1 */
+    int8_t *out;          /* 16 */
+    int32_t out_stride;   /* 20 */
+    int32_t m;            /* 24: av.multiplier */
+    int32_t sh;           /* 28: av.shift <= -1 */
+    int32_t off;          /* 32: out_offset */
+    const int32_t *corr;  /* 36: [4] */
+} ws4_args;
+
+void mcufi_mve_ws4_n16_r(const ws4_args *a);
+
+__asm__(".pushsection .text.mcufi_mve_ws4_n16_r,\"ax\",%progbits\n\t"
+        ".balign 4\n\t"
+        ".global mcufi_mve_ws4_n16_r\n\t"
+        ".hidden mcufi_mve_ws4_n16_r\n\t"
+        ".thumb_func\n\t"
+        ".type mcufi_mve_ws4_n16_r, %function\n"
+        "mcufi_mve_ws4_n16_r:\n\t"
+        "push {r4-r11, lr}\n\t"
+        "vpush {d8-d15}\n\t"
+        "ldr r4, [r0, #20]\n\t"
+        "movs r6, #0\n\t"
+        "add r8, r4, r4\n\t"
+        "vmov q4[2], q4[0], r6, r8\n\t" /* row 0: 0, row 2: 2 out_stride */
+        "add r6, r8, r4\n\t"
+        "vmov q4[3], q4[1], r4, r6\n\t" /* row 1: out_stride, row 3: 3 out_stride */
+        "ldr r4, [r0, #36]\n\t"
+        "ldrd r6, r10, [r4]\n\t"        /* corr[0], corr[1] */
+        "ldrd r8, r11, [r4, #8]\n\t"    /* corr[2], corr[3] */
+        "vmov q5[2], q5[0], r6, r8\n\t"
+        "vmov q5[3], q5[1], r10, r11\n\t"
+        "ldr r1, [r0, #0]\n\t"
+        "ldr r2, [r0, #4]\n\t"
+        "ldr r3, [r0, #8]\n\t"
+        "ldr lr, [r0, #12]\n\t"
+        "ldr r12, [r0, #16]\n\t"
+        "ldr r5, [r0, #24]\n\t"
+        "ldr r7, [r0, #28]\n\t"
+        "ldr r9, [r0, #32]\n\t"
+        "vctp.8 r2\n\t"
+        "add r4, r1, r2\n\t"
+        "add r6, r4, r2\n\t"
+        "vpsttt\n\t"
+        "vldrbt.u8 q1, [r1]\n\t"
+        "vldrbt.u8 q2, [r4]\n\t"
+        "vldrbt.u8 q3, [r6]\n\t"
+        "add r1, r6, r2\n\t"
+        "dls lr, lr\n"
+        "1:\n\t"
+        "vpstt\n\t"
+        "vldrbt.u8 q0, [r3]\n\t"
+        "vldrbt.u8 q7, [r1]\n\t"
+        "add r3, r3, r2\n\t"
+        "vaddv.s8 r4, q0\n\t"
+        "vmladav.s8 r0, q7, q0\n\t"
+        "vmladav.s8 r6, q1, q0\n\t"
+        "vmladav.s8 r8, q3, q0\n\t"
+        "vmov q7[2], q7[0], r6, r8\n\t"
+        "vmladav.s8 r6, q2, q0\n\t"
+        "vmov q7[3], q7[1], r6, r0\n\t"
+        "lsls r4, r4, #7\n\t"
+        "vadd.i32 q7, q7, r4\n\t"
+        "vadd.i32 q7, q7, q5\n\t"
+        "vqrdmulh.s32 q7, q7, r5\n\t"
+        "vshr.s32 q6, q7, #31\n\t"
+        "vadd.i32 q7, q7, q6\n\t"
+        "vrshl.s32 q7, r7\n\t"
+        "vqadd.s32 q7, q7, r9\n\t"
+        "vqshl.s32 q7, q7, #24\n\t"
+        "vshr.s32 q7, q7, #24\n\t"
+        "vstrb.32 q7, [r12, q4]\n\t"
+        "add r12, r12, #1\n\t"
+        "le lr, 1b\n\t"
+        "vpop {d8-d15}\n\t"
+        "pop {r4-r11, pc}\n\t"
+        ".size mcufi_mve_ws4_n16_r, .-mcufi_mve_ws4_n16_r\n\t"
+        ".popsection\n");
+
 /* ws_tile_rq for a tile of 4 rows of at most 16 tokens, out of line: its q4-q7 stay out of the
  * general path's register allocation (inlined there, they cost vit-96-rgb's tiles about 70
- * instructions per call). */
+ * instructions per call). A right-shift scale: mcufi_mve_ws4_n16_r. */
 static __attribute__((noinline)) void ws_tile_few(const mcuf_attn_head_params *p, const int8_t *probs,
                                                   const int8_t *vt, int8_t *out, int32_t out_stride)
 {
     if (p->av.shift <= -1) {
-        ws_tile_rq(p, 4, probs, vt, out, out_stride, true, true);
+        const int32_t tokens = p->tokens;
+        const mve_pred16_t pr = vctp8q((uint32_t)tokens);
+        int32_t corr[4];
+        for (int32_t r = 0; r < 4; r++) { /* sum_j (p[j] + 128) <= 255 * tokens, as ws_tile_rq */
+            const int32_t psum = wrap_add(vaddvq_s8(vldrbq_z_s8(probs + r * tokens, pr)), wrap_mul(128, tokens));
+            corr[r] = wrap_mul(p->v_offset, psum);
+        }
+        const ws4_args a = {probs,         tokens,        vt,          p->head_dim, out,
+                            out_stride,    p->av.multiplier, p->av.shift, p->out_offset, corr};
+        mcufi_mve_ws4_n16_r(&a);
     } else {
         ws_tile_rq(p, 4, probs, vt, out, out_stride, false, true);
     }

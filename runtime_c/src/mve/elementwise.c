@@ -29,9 +29,13 @@ typedef struct {
 static inline __attribute__((always_inline)) void add_groups(const add_consts *c, int32_t full, const int8_t *a,
                                                               const int8_t *b, int8_t *output, bool z1, bool z2)
 {
+    /* (v + o) << ls = v * 2^ls + (o << ls) in one VMLAS (|v + o| <= 255, ls <= 23: no wrap) */
+    const int32x4_t pow2 = vdupq_n_s32(INT32_C(1) << c->ls);
+    const int32_t c1 = c->o1 * (INT32_C(1) << c->ls);
+    const int32_t c2 = c->o2 * (INT32_C(1) << c->ls);
     for (int32_t i = 0; i < full; i += 4) {
-        const int32x4_t x1 = vshlq_r_s32(vaddq_n_s32(vldrbq_s32(a + i), c->o1), c->ls);
-        const int32x4_t x2 = vshlq_r_s32(vaddq_n_s32(vldrbq_s32(b + i), c->o2), c->ls);
+        const int32x4_t x1 = vmlasq_n_s32(vldrbq_s32(a + i), pow2, c1);
+        const int32x4_t x2 = vmlasq_n_s32(vldrbq_s32(b + i), pow2, c2);
         const int32x4_t r1 = z1 ? vqrdmulhq_n_s32(x1, c->m1) : requantize_x4_r(x1, c->m1, c->s1);
         const int32x4_t r2 = z2 ? vqrdmulhq_n_s32(x2, c->m2) : requantize_x4_r(x2, c->m2, c->s2);
         const int32x4_t r = requantize_x4_r(vqaddq_s32(r1, r2), c->mo, c->so);

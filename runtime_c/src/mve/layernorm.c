@@ -287,3 +287,13 @@ mcuf_status mcufi_mve_layernorm_rows(const mcuf_layernorm_params *p, int32_t n, 
     }
     return MCUF_OK;
 }
+
+void mcufi_mve_layernorm_scan(const mcuf_layernorm_params *p, uint32_t gb[2])
+{
+    ln_param_max(p, gb);
+}
+
+void mcufi_mve_layernorm_row(const mcuf_layernorm_params *p, const int8_t *input, int8_t *output, const uint32_t gb[2])
+{
+    ln_row(p, input, output, gb);
+}

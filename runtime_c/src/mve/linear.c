@@ -27,6 +27,7 @@
  * per 4 channels for the whole tile), the last out_features % 4 channels through the DSP kernels'
  * scalar requantization (mcuf_dsp.h); both the same integers as mcuf_requantize.
  */
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "mcuf_internal.h"
@@ -279,6 +280,111 @@ static __attribute__((noinline)) void dots_t4_n16(const int8_t *x, int32_t n, co
                      : "q0", "q4", "q5", "q6", "q7", "p0", "lr", "memory");
 }
 
+/* T = 2 tokens, in_features n in [1, 16] / (16, 32] (the low-rank linears' 2-token tiles): as
+ * dots_t4_n16 / dots_t4_n32 for the 2 token rows x, x + n (kept in q4-q5 / q4-q7 for the 4
+ * weight rows: per row one or two weight loads, VADDV(A), two or four VMLADAV(A) and the stores
+ * into a4[token][row]), where dot_tokens' loop and predicated tail take about 45 per row. */
+static __attribute__((noinline)) void dots_t2_n16(const int8_t *x, int32_t n, const int8_t *w, int32_t (*a4)[4],
+                                                  int32_t *w4)
+{
+    const int8_t *x1 = x + n;
+    int32_t a, ws;
+    int32_t *acc = &a4[0][0];
+    __asm__ volatile("vctp.8 %[n]\n\t"
+                     "vpstt\n\t"
+                     "vldrbt.u8 q4, [%[x0]]\n\t"
+                     "vldrbt.u8 q5, [%[x1]]\n\t"
+                     "dls lr, %[rows]\n"
+                     "1:\n\t"
+                     "vpst\n\t"
+                     "vldrbt.u8 q0, [%[w]]\n\t"
+                     "vaddv.s8 %[ws], q0\n\t"
+                     "vmladav.s8 %[a], q4, q0\n\t"
+                     "str %[a], [%[acc]]\n\t"
+                     "vmladav.s8 %[a], q5, q0\n\t"
+                     "str %[a], [%[acc], #16]\n\t"
+                     "str %[ws], [%[w4]], #4\n\t"
+                     "add %[acc], %[acc], #4\n\t"
+                     "add %[w], %[w], %[n]\n\t"
+                     "le lr, 1b"
+                     : [a] "=&Te"(a), [ws] "=&Te"(ws), [w] "+r"(w), [acc] "+r"(acc), [w4] "+r"(w4)
+                     : [x0] "r"(x), [x1] "r"(x1), [n] "r"(n), [rows] "r"(4)
+                     : "q0", "q4", "q5", "p0", "lr", "memory");
+}
+
+static __attribute__((noinline)) void dots_t2_n32(const int8_t *x, int32_t n, const int8_t *w, int32_t (*a4)[4],
+                                                  int32_t *w4)
+{
+    const int8_t *x1 = x + n;
+    int32_t a, ws;
+    int32_t *acc = &a4[0][0];
+    __asm__ volatile("vctp.8 %[rest]\n\t"
+                     "vldrb.u8 q4, [%[x0]]\n\t"
+                     "vldrb.u8 q6, [%[x1]]\n\t"
+                     "vpstt\n\t"
+                     "vldrbt.u8 q5, [%[x0], #16]\n\t"
+                     "vldrbt.u8 q7, [%[x1], #16]\n\t"
+                     "dls lr, %[rows]\n"
+                     "1:\n\t"
+                     "vldrb.u8 q0, [%[w]]\n\t"
+                     "vpst\n\t"
+                     "vldrbt.u8 q1, [%[w], #16]\n\t"
+                     "vaddv.s8 %[ws], q0\n\t"
+                     "vaddva.s8 %[ws], q1\n\t"
+                     "vmladav.s8 %[a], q4, q0\n\t"
+                     "vmladava.s8 %[a], q5, q1\n\t"
+                     "str %[a], [%[acc]]\n\t"
+                     "vmladav.s8 %[a], q6, q0\n\t"
+                     "vmladava.s8 %[a], q7, q1\n\t"
+                     "str %[a], [%[acc], #16]\n\t"
+                     "str %[ws], [%[w4]], #4\n\t"
+                     "add %[acc], %[acc], #4\n\t"
+                     "add %[w], %[w], %[n]\n\t"
+                     "le lr, 1b"
+                     : [a] "=&Te"(a), [ws] "=&Te"(ws), [w] "+r"(w), [acc] "+r"(acc), [w4] "+r"(w4)
+                     : [x0] "r"(x), [x1] "r"(x1), [n] "r"(n), [rest] "r"(n - 16), [rows] "r"(4)
+                     : "q0", "q1", "q4", "q5", "q6", "q7", "p0", "lr", "memory");
+}
+
+/* T = 2 tokens, in_features n = 16 k (k >= 1): per weight row (4 rows) a low-overhead loop over
+ * the k chunks of 16 inputs (the weights and both token rows post-incremented: one weight load,
+ * VADDVA, two token loads, two VMLADAVA and LE, 7 per chunk), then the stores into
+ * a4[token][row] and w4[row]; dot_tokens' loop takes 9 per chunk and about 20 per row around it. */
+static __attribute__((noinline)) void dots_t2_k(const int8_t *x, int32_t n, const int8_t *w, int32_t (*a4)[4],
+                                                int32_t *w4)
+{
+    int32_t a0, a1, ws;
+    const int8_t *p0, *p1;
+    int32_t *acc = &a4[0][0];
+    int32_t rows = 4;
+    __asm__ volatile("2:\n\t"
+                     "movs %[a0], #0\n\t"
+                     "movs %[a1], #0\n\t"
+                     "movs %[ws], #0\n\t"
+                     "mov %[p0], %[x]\n\t"
+                     "add %[p1], %[x], %[n]\n\t"
+                     "lsr lr, %[n], #4\n\t"
+                     "dls lr, lr\n"
+                     "1:\n\t"
+                     "vldrb.u8 q0, [%[w]], #16\n\t"
+                     "vaddva.s8 %[ws], q0\n\t"
+                     "vldrb.u8 q1, [%[p0]], #16\n\t"
+                     "vmladava.s8 %[a0], q1, q0\n\t"
+                     "vldrb.u8 q2, [%[p1]], #16\n\t"
+                     "vmladava.s8 %[a1], q2, q0\n\t"
+                     "le lr, 1b\n\t"
+                     "str %[a0], [%[acc]]\n\t"
+                     "str %[a1], [%[acc], #16]\n\t"
+                     "str %[ws], [%[w4]], #4\n\t"
+                     "add %[acc], %[acc], #4\n\t"
+                     "subs %[rows], %[rows], #1\n\t"
+                     "bne 2b"
+                     : [a0] "=&Te"(a0), [a1] "=&Te"(a1), [ws] "=&Te"(ws), [p0] "=&r"(p0), [p1] "=&r"(p1),
+                       [w] "+r"(w), [acc] "+r"(acc), [w4] "+r"(w4), [rows] "+r"(rows)
+                     : [x] "r"(x), [n] "r"(n)
+                     : "q0", "q1", "q2", "lr", "cc", "memory");
+}
+
 /* T = 4 tokens, any in_features n: the dot products of 4 weight rows (w, w + n, ...) with the 4
  * token rows x, x + n, ... into a4[token][row] and the weight sums into w4[row], one
  * mve_dot4x1 per weight row (each weight vector loaded and summed once for the 4 tokens: 11
@@ -324,6 +430,9 @@ typedef struct {
 
 void mcufi_mve_linear_t4_n16(const t4_args *a);
 void mcufi_mve_linear_t4_n32(const t4_args *a);
+/* The same for every shift <= -1 (no sign test per channel: T4_OUTPUT_R). */
+void mcufi_mve_linear_t4_n16_r(const t4_args *a);
+void mcufi_mve_linear_t4_n32_r(const t4_args *a);
 
 /* The common start: callee-saved registers, [sp] = out_off, [sp, #4] = off, q4 = t * n_out (lanes as
  * the loops' VMOVs place token t),
@@ -364,7 +473,7 @@ void mcufi_mve_linear_t4_n32(const t4_args *a);
     "add r3, r1, r7\n\t"
 
 /* The output stage of q7 (4 tokens' sums; r4 = the weight sum) and the loop's end. */
-#define T4_OUTPUT                                                                                              \
+#define T4_OUTPUT_RQ(CHECK, TAIL)                                                                                             \
     "ldr r6, [sp, #4]\n\t"                                                                                 \
     "mul r4, r4, r6\n\t"                                                                                   \
     "vadd.i32 q7, q7, r4\n\t"                                                                              \
@@ -372,8 +481,7 @@ void mcufi_mve_linear_t4_n32(const t4_args *a);
     "vqadd.s32 q7, q7, r6\n\t"                                                                             \
     "ldr r6, [r9], #4\n\t"                                                                                 \
     "ldr r8, [r10], #4\n\t"                                                                                \
-    "cmp r8, #0\n\t"                                                                                       \
-    "bge 5f\n\t"                                                                                           \
+    CHECK                                                                                                  \
     "vqrdmulh.s32 q7, q7, r6\n\t"                                                                          \
     "vshr.s32 q0, q7, #31\n\t"                                                                             \
     "vadd.i32 q7, q7, q0\n\t"                                                                              \
@@ -389,67 +497,75 @@ void mcufi_mve_linear_t4_n32(const t4_args *a);
     "add sp, sp, #8\n\t"                                                                                   \
     "vpop {d8-d15}\n\t"                                                                                    \
     "pop {r4-r11, pc}\n"                                                                                   \
-    "5:\n\t"                                                                                               \
-    "vqshl.s32 q7, r8\n\t"                                                                                 \
-    "vqrdmulh.s32 q7, q7, r6\n\t"                                                                          \
-    "b 4b\n\t"
+    TAIL
+
+/* The shift's sign test and the left-shift branch (any shifts), or nothing (every shift <= -1). */
+#define T4_CHECK_ANY "cmp r8, #0\n\tbge 5f\n\t"
+#define T4_TAIL_ANY "5:\n\tvqshl.s32 q7, r8\n\tvqrdmulh.s32 q7, q7, r6\n\tb 4b\n\t"
+#define T4_OUTPUT T4_OUTPUT_RQ(T4_CHECK_ANY, T4_TAIL_ANY)
+#define T4_OUTPUT_R T4_OUTPUT_RQ("", "")
 
 #define T4_EXIT(name) ".size " name ", .-" name "\n\t.popsection\n"
 
-/* n in 1..16: the weights and the 4 rows predicated to n lanes (VCTP.8 n). */
-__asm__(T4_ENTRY("mcufi_mve_linear_t4_n16")
-        "vctp.8 r7\n\t"
-        "dls lr, lr\n"
-        "1:\n\t"
-        "vpstttt\n\t"
-        "vldrbt.u8 q0, [r5]\n\t"
-        "vldrbt.u8 q1, [r0]\n\t"
-        "vldrbt.u8 q2, [r2]\n\t"
-        "vldrbt.u8 q3, [r1]\n\t"
-        "add r5, r5, r7\n\t"
-        "vaddv.s8 r4, q0\n\t"
-        "vmladav.s8 r6, q1, q0\n\t"
-        "vmladav.s8 r8, q3, q0\n\t"
-        "vmov q7[2], q7[0], r6, r8\n\t"
-        "vmladav.s8 r6, q2, q0\n\t"
-        "vpst\n\t"
-        "vldrbt.u8 q1, [r3]\n\t"
-        "vmladav.s8 r8, q1, q0\n\t"
-        "vmov q7[3], q7[1], r6, r8\n\t"
-        T4_OUTPUT T4_EXIT("mcufi_mve_linear_t4_n16"));
+/* n in 1..16: the weights and the 4 rows predicated to n lanes (VCTP.8 n). Tokens 0, 1 and 2 are
+ * loaded once per call and kept in q1, q2, q3 (T4_OUTPUT leaves them alone); token 3 is loaded per
+ * channel into q7 and its sum taken (into r0: its row pointer is no longer needed) before the VMOVs
+ * overwrite q7: 11 instructions per channel before the output stage (were 15). */
+#define T4_N16_BODY \
+    "vctp.8 r7\n\t" \
+    "vpsttt\n\t" \
+    "vldrbt.u8 q1, [r0]\n\t" \
+    "vldrbt.u8 q2, [r2]\n\t" \
+    "vldrbt.u8 q3, [r1]\n\t" \
+    "dls lr, lr\n" \
+    "1:\n\t" \
+    "vpstt\n\t" \
+    "vldrbt.u8 q0, [r5]\n\t" \
+    "vldrbt.u8 q7, [r3]\n\t" \
+    "add r5, r5, r7\n\t" \
+    "vaddv.s8 r4, q0\n\t" \
+    "vmladav.s8 r0, q7, q0\n\t" \
+    "vmladav.s8 r6, q1, q0\n\t" \
+    "vmladav.s8 r8, q3, q0\n\t" \
+    "vmov q7[2], q7[0], r6, r8\n\t" \
+    "vmladav.s8 r6, q2, q0\n\t" \
+    "vmov q7[3], q7[1], r6, r0\n\t"
+__asm__(T4_ENTRY("mcufi_mve_linear_t4_n16") T4_N16_BODY T4_OUTPUT T4_EXIT("mcufi_mve_linear_t4_n16"));
+__asm__(T4_ENTRY("mcufi_mve_linear_t4_n16_r") T4_N16_BODY T4_OUTPUT_R T4_EXIT("mcufi_mve_linear_t4_n16_r"));
 
 /* n in 17..32: 16 lanes, then n - 16 predicated (VCTP.8 n - 16) for the weights and token 3. */
-__asm__(T4_ENTRY("mcufi_mve_linear_t4_n32")
-        "sub r4, r7, #16\n\t"
-        "vctp.8 r4\n\t"
-        "dls lr, lr\n"
-        "1:\n\t"
-        "vldrb.u8 q0, [r5]\n\t"
-        "vpst\n\t"
-        "vldrbt.u8 q1, [r5, #16]\n\t"
-        "add r5, r5, r7\n\t"
-        "vaddv.s8 r4, q0\n\t"
-        "vaddva.s8 r4, q1\n\t"
-        "vldrb.u8 q2, [r0]\n\t"
-        "vldrb.u8 q3, [r0, #16]\n\t"
-        "vmladav.s8 r6, q2, q0\n\t"
-        "vmladava.s8 r6, q3, q1\n\t"
-        "vldrb.u8 q2, [r1]\n\t"
-        "vldrb.u8 q3, [r1, #16]\n\t"
-        "vmladav.s8 r8, q2, q0\n\t"
-        "vmladava.s8 r8, q3, q1\n\t"
-        "vmov q7[2], q7[0], r6, r8\n\t"
-        "vldrb.u8 q2, [r2]\n\t"
-        "vldrb.u8 q3, [r2, #16]\n\t"
-        "vmladav.s8 r6, q2, q0\n\t"
-        "vmladava.s8 r6, q3, q1\n\t"
-        "vldrb.u8 q2, [r3]\n\t"
-        "vpst\n\t"
-        "vldrbt.u8 q3, [r3, #16]\n\t"
-        "vmladav.s8 r8, q2, q0\n\t"
-        "vmladava.s8 r8, q3, q1\n\t"
-        "vmov q7[3], q7[1], r6, r8\n\t"
-        T4_OUTPUT T4_EXIT("mcufi_mve_linear_t4_n32"));
+#define T4_N32_BODY \
+    "sub r4, r7, #16\n\t" \
+    "vctp.8 r4\n\t" \
+    "dls lr, lr\n" \
+    "1:\n\t" \
+    "vldrb.u8 q0, [r5]\n\t" \
+    "vpst\n\t" \
+    "vldrbt.u8 q1, [r5, #16]\n\t" \
+    "add r5, r5, r7\n\t" \
+    "vaddv.s8 r4, q0\n\t" \
+    "vaddva.s8 r4, q1\n\t" \
+    "vldrb.u8 q2, [r0]\n\t" \
+    "vldrb.u8 q3, [r0, #16]\n\t" \
+    "vmladav.s8 r6, q2, q0\n\t" \
+    "vmladava.s8 r6, q3, q1\n\t" \
+    "vldrb.u8 q2, [r1]\n\t" \
+    "vldrb.u8 q3, [r1, #16]\n\t" \
+    "vmladav.s8 r8, q2, q0\n\t" \
+    "vmladava.s8 r8, q3, q1\n\t" \
+    "vmov q7[2], q7[0], r6, r8\n\t" \
+    "vldrb.u8 q2, [r2]\n\t" \
+    "vldrb.u8 q3, [r2, #16]\n\t" \
+    "vmladav.s8 r6, q2, q0\n\t" \
+    "vmladava.s8 r6, q3, q1\n\t" \
+    "vldrb.u8 q2, [r3]\n\t" \
+    "vpst\n\t" \
+    "vldrbt.u8 q3, [r3, #16]\n\t" \
+    "vmladav.s8 r8, q2, q0\n\t" \
+    "vmladava.s8 r8, q3, q1\n\t" \
+    "vmov q7[3], q7[1], r6, r8\n\t"
+__asm__(T4_ENTRY("mcufi_mve_linear_t4_n32") T4_N32_BODY T4_OUTPUT T4_EXIT("mcufi_mve_linear_t4_n32"));
+__asm__(T4_ENTRY("mcufi_mve_linear_t4_n32_r") T4_N32_BODY T4_OUTPUT_R T4_EXIT("mcufi_mve_linear_t4_n32_r"));
 
 /* T = 4 tokens, in_features n = 16 k (k = 1 .. 8), any bias row layout: the fused pass of
  * mcufi_mve_linear_t4_n32 for wider rows (the demo's 64- and 128-input linears, vit-96-rgb's
@@ -484,6 +600,9 @@ typedef struct {
 
 void mcufi_mve_linear_t4_k(const t4k_args *a);
 void mcufi_mve_linear_t4_k_nb(const t4k_args *a);
+/* The same for every shift <= -1 (no sign test per channel). */
+void mcufi_mve_linear_t4_k_r(const t4k_args *a);
+void mcufi_mve_linear_t4_k_nb_r(const t4k_args *a);
 
 /* Chunk c of 16 inputs at byte offset OFF ("16" .. "112"), accumulating. */
 #define T4K_CHUNK(OFF)                                                                                         \
@@ -499,7 +618,7 @@ void mcufi_mve_linear_t4_k_nb(const t4k_args *a);
     "vmladava.s8 r6, q1, q0\n\t"
 
 /* BIAS: the two bias instructions, or nothing (_nb). */
-#define T4K_FUNC(name, BIAS)                                                                                   \
+#define T4K_FUNC(name, BIAS, CHECK, TAIL)                                                                                   \
     __asm__(".pushsection .text." name ",\"ax\",%progbits\n\t"                                             \
             ".balign 4\n\t"                                                                                \
             ".global " name "\n\t"                                                                         \
@@ -573,8 +692,7 @@ void mcufi_mve_linear_t4_k_nb(const t4k_args *a);
             "vmov q7[3], q7[1], r2, r6\n\t"                                                                \
             "vmla.s32 q7, q5, r8\n\t" BIAS "ldr r0, [r10], #4\n\t"                                         \
             "ldr r2, [r11], #4\n\t"                                                                        \
-            "cmp r2, #0\n\t"                                                                               \
-            "bge 5f\n\t"                                                                                   \
+            CHECK                                                                                          \
             "vqrdmulh.s32 q7, q7, r0\n\t"                                                                  \
             "vshr.s32 q0, q7, #31\n\t"                                                                     \
             "vadd.i32 q7, q7, q0\n\t"                                                                      \
@@ -591,19 +709,23 @@ void mcufi_mve_linear_t4_k_nb(const t4k_args *a);
             "add sp, sp, #16\n\t"                                                                          \
             "vpop {d8-d15}\n\t"                                                                            \
             "pop {r4-r11, pc}\n"                                                                           \
-            "5:\n\t"                                                                                       \
-            "vqshl.s32 q7, r2\n\t"                                                                         \
-            "vqrdmulh.s32 q7, q7, r0\n\t"                                                                  \
-            "b 4b\n\t"                                                                                     \
+            TAIL                                                                                           \
             ".size " name ", .-" name "\n\t.popsection\n")
 
-T4K_FUNC("mcufi_mve_linear_t4_k", "vldrw.u32 q0, [q3, #4]!\n\tvqadd.s32 q7, q7, q0\n\t");
-T4K_FUNC("mcufi_mve_linear_t4_k_nb", "");
+/* The shift's sign test and the left-shift branch (any shifts), or nothing (_r: every shift <= -1). */
+#define T4K_CHECK_ANY "cmp r2, #0\n\tbge 5f\n\t"
+#define T4K_TAIL_ANY "5:\n\tvqshl.s32 q7, r2\n\tvqrdmulh.s32 q7, q7, r0\n\tb 4b\n\t"
+#define T4K_BIAS "vldrw.u32 q0, [q3, #4]!\n\tvqadd.s32 q7, q7, q0\n\t"
+
+T4K_FUNC("mcufi_mve_linear_t4_k", T4K_BIAS, T4K_CHECK_ANY, T4K_TAIL_ANY);
+T4K_FUNC("mcufi_mve_linear_t4_k_nb", "", T4K_CHECK_ANY, T4K_TAIL_ANY);
+T4K_FUNC("mcufi_mve_linear_t4_k_r", T4K_BIAS, "", "");
+T4K_FUNC("mcufi_mve_linear_t4_k_nb_r", "", "", "");
 
 /* T tokens (rows of input, T in {2, 4}) through every output channel; row t's bias at
  * p->bias + t * bias_stride. */
 static inline __attribute__((always_inline)) void tile_rows(const mcuf_linear_params *p, int32_t T, const int8_t *input,
-                                                             int32_t bias_stride, int8_t *output)
+                                                             int32_t bias_stride, int8_t *output, bool right)
 {
     const int32_t n_in = p->in_features;
     const int32_t n_out = p->out_features;
@@ -619,6 +741,12 @@ static inline __attribute__((always_inline)) void tile_rows(const mcuf_linear_pa
         if (T == 4) {
             dots4(input, n_in, w, a4, w4);
             w += 4 * n_in;
+        } else if (n_in <= 32) { /* T = 2 */
+            (n_in <= 16 ? dots_t2_n16 : dots_t2_n32)(input, n_in, w, a4, w4);
+            w += 4 * n_in;
+        } else if ((n_in & 15) == 0) {
+            dots_t2_k(input, n_in, w, a4, w4);
+            w += 4 * n_in;
         } else {
             for (int32_t r = 0; r < 4; r++) {
                 dot_tokens(input, n_in, T, w, n_in, &a4[0][r], 4, &w4[r]);
@@ -628,8 +756,13 @@ static inline __attribute__((always_inline)) void tile_rows(const mcuf_linear_pa
         const chan4 c = chan4_load(p, o);
         const int32x4_t corr = vmulq_n_s32(vld1q_s32(w4), off);
         for (int32_t t = 0; t < T; t++) {
-            finish4(p, &c, p->bias != NULL ? p->bias + t * bias_stride : NULL, o, vaddq_s32(vld1q_s32(a4[t]), corr),
-                    output + t * n_out + o);
+            int32x4_t sum = vaddq_s32(vld1q_s32(a4[t]), corr);
+            if (p->bias != NULL) {
+                sum = vqaddq_s32(sum, vld1q_s32(p->bias + t * bias_stride + o));
+            }
+            /* right: every shift <= -1 (requantize_x4v_r, no left-shift step) */
+            const int32x4_t rq = right ? requantize_x4v_r(sum, c.m, c.negr) : requantize_x4v(sum, c.m, c.left, c.negr);
+            vstrbq_s32(output + t * n_out + o, out_s8_x4(rq, p->output_offset, p->act_min, p->act_max));
         }
     }
     int32_t acc[4];
@@ -647,12 +780,34 @@ static inline __attribute__((always_inline)) void tile_rows(const mcuf_linear_pa
 
 static void tile2(const mcuf_linear_params *p, const int8_t *input, int32_t bias_stride, int8_t *output)
 {
-    tile_rows(p, 2, input, bias_stride, output);
+    tile_rows(p, 2, input, bias_stride, output, false);
+}
+
+/* tile2 when every shift is a right shift (shifts_right) */
+static void tile2_r(const mcuf_linear_params *p, const int8_t *input, int32_t bias_stride, int8_t *output)
+{
+    tile_rows(p, 2, input, bias_stride, output, true);
 }
 
 static void tile4(const mcuf_linear_params *p, const int8_t *input, int32_t bias_stride, int8_t *output)
 {
-    tile_rows(p, 4, input, bias_stride, output);
+    tile_rows(p, 4, input, bias_stride, output, false);
+}
+
+/* Whether every shift[o], o < n (n >= 1), is a right shift (<= -1): the fused 4-token passes' _r
+ * variants, without the per-channel sign test (2 instructions per channel; this scan about 0.75). */
+static bool shifts_right(const int32_t *shift, int32_t n)
+{
+    int32_t mx = INT32_MIN;
+    int32_t o = 0;
+    for (; o + 4 <= n; o += 4) {
+        mx = vmaxvq_s32(mx, vld1q_s32(shift + o));
+    }
+    if (o < n) {
+        const mve_pred16_t pr = vctp32q((uint32_t)(n - o));
+        mx = vmaxvq_p_s32(mx, vldrwq_z_s32(shift + o, pr), pr);
+    }
+    return mx <= -1;
 }
 
 void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, const int8_t *input,
@@ -666,8 +821,10 @@ void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, 
     }
     if (tile == 4 && p->in_features <= 32 && p->bias != NULL && bias_stride == 0 && !mcufi_linear_is_s4w(p)) {
         /* one bias row for every token: the fused 4-token pass (mcufi_mve_linear_t4_*) */
+        const bool right = rows >= 4 && shifts_right(p->shift, p->out_features);
         void (*const fused)(const t4_args *) =
-            p->in_features <= 16 ? mcufi_mve_linear_t4_n16 : mcufi_mve_linear_t4_n32;
+            p->in_features <= 16 ? (right ? mcufi_mve_linear_t4_n16_r : mcufi_mve_linear_t4_n16)
+                                 : (right ? mcufi_mve_linear_t4_n32_r : mcufi_mve_linear_t4_n32);
         t4_args a = {input,         p->in_features, p->weights,       p->multiplier,  p->shift, p->bias,
                      output,        p->out_features, p->input_offset, p->output_offset, p->act_min, p->act_max};
         for (; r + 4 <= rows; r += 4) {
@@ -684,12 +841,14 @@ void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, 
         t4k_args a = {input,         n_in,           p->weights,       p->multiplier,    p->shift,   q.bias,
                       output,        p->out_features, p->input_offset, p->output_offset, p->act_min, p->act_max,
                       4 * bias_stride};
+        const bool right = rows - r >= 4 && shifts_right(p->shift, p->out_features);
+        void (*const fused)(const t4k_args *) =
+            a.bias != NULL ? (right ? mcufi_mve_linear_t4_k_r : mcufi_mve_linear_t4_k)
+                           : (right ? mcufi_mve_linear_t4_k_nb_r : mcufi_mve_linear_t4_k_nb);
         for (; r + 4 <= rows; r += 4) {
+            fused(&a);
             if (a.bias != NULL) {
-                mcufi_mve_linear_t4_k(&a);
                 a.bias += 4 * bias_stride;
-            } else {
-                mcufi_mve_linear_t4_k_nb(&a);
             }
             a.x += 4 * n_in;
             a.out += 4 * p->out_features;
@@ -699,9 +858,12 @@ void mcufi_linear_tile(const mcuf_linear_params *p, int32_t rows, int32_t tile, 
         q.bias = a.bias;
     }
     if (tile > 1) {
+        const bool right2 = tile == 2 && rows - r >= 2 && shifts_right(p->shift, p->out_features);
         for (; r + tile <= rows; r += tile) {
             if (tile == 4) {
                 tile4(&q, input, bias_stride, output);
+            } else if (right2) {
+                tile2_r(&q, input, bias_stride, output);
             } else {
                 tile2(&q, input, bias_stride, output);
             }

@@ -5,7 +5,7 @@
  * Only the per-channel check differs in form: ../linear_api.c checks mcufi_requant_ok channel by
  * channel (about 9 instructions per channel, on every call: the fused blocks call
  * mcuf_linear_tile_s8 once per token tile, about 770 channels per tile and block on vit-96-rgb);
- * here 4 channels per step (channels_ok, about 3 per channel). The rows are computed by
+ * here 8 channels per step (channels_ok, about 2 per channel). The rows are computed by
  * mcufi_linear_row / mcufi_linear_tile (linear.c here).
  */
 #include <stddef.h>
@@ -17,9 +17,10 @@
 /* mcufi_requant_ok(multiplier[o], shift[o]) for every o < n (n >= 1), 4 channels per step, the
  * last n % 4 lanes loaded as 0 (multiplier 0 and shift 0 are accepted, so they never fail).
  *   - multiplier m in {0} U [2^30, 2^31): with h = m >> 30 (arithmetic: 1 for m >= 2^30, 0 for
- *     [0, 2^30), -1 or -2 for negative m), |h - 1| is 0 for m >= 2^30 and 1..3 otherwise, so
- *     min_u32(|h - 1|, (uint32_t)m) is 0 exactly when m is accepted (m = 0: min(1, 0));
- *     the lanes are ORed into one accumulator;
+ *     [0, 2^30), -1 or -2 for negative m), h - 1 (wrapping) is 0 for m >= 2^30, 0xFFFFFFFF for
+ *     [0, 2^30) and 0xFFFFFFFE or 0xFFFFFFFD for negative m, so min_u32(h - 1, (uint32_t)m) is 0
+ *     exactly when m is accepted (m = 0: min(0xFFFFFFFF, 0); a negative m is at least 2^31
+ *     unsigned); the lanes are ORed into one accumulator;
  *   - shift in [-31, 30]: the lanes' running minimum and maximum (both start at 0). */
 static int channels_ok(const int32_t *multiplier, const int32_t *shift, int32_t n)
 {
@@ -27,19 +28,21 @@ static int channels_ok(const int32_t *multiplier, const int32_t *shift, int32_t 
     int32x4_t smin = vdupq_n_s32(0);
     int32x4_t smax = vdupq_n_s32(0);
     int32_t o = 0;
-    for (; o + 4 <= n; o += 4) { /* unpredicated (gcc rebuilt a per-step predicate with VMRS / VMSR) */
-        const int32x4_t m = vld1q_s32(multiplier + o);
-        const int32x4_t s = vld1q_s32(shift + o);
-        const int32x4_t h = vabsq_s32(vsubq_n_s32(vshrq_n_s32(m, 30), 1));
-        bad = vorrq_u32(bad, vminq_u32(vreinterpretq_u32_s32(h), vreinterpretq_u32_s32(m)));
-        smin = vminq_s32(smin, s);
-        smax = vmaxq_s32(smax, s);
+    for (; o + 8 <= n; o += 8) { /* unpredicated (gcc rebuilt a per-step predicate with VMRS / VMSR) */
+        for (int32_t k = 0; k < 8; k += 4) {
+            const int32x4_t m = vld1q_s32(multiplier + o + k);
+            const int32x4_t s = vld1q_s32(shift + o + k);
+            const int32x4_t h = vsubq_n_s32(vshrq_n_s32(m, 30), 1);
+            bad = vorrq_u32(bad, vminq_u32(vreinterpretq_u32_s32(h), vreinterpretq_u32_s32(m)));
+            smin = vminq_s32(smin, s);
+            smax = vmaxq_s32(smax, s);
+        }
     }
-    if (o < n) {
+    for (; o < n; o += 4) {
         const mve_pred16_t pr = vctp32q((uint32_t)(n - o));
         const int32x4_t m = vldrwq_z_s32(multiplier + o, pr);
         const int32x4_t s = vldrwq_z_s32(shift + o, pr);
-        const int32x4_t h = vabsq_s32(vsubq_n_s32(vshrq_n_s32(m, 30), 1));
+        const int32x4_t h = vsubq_n_s32(vshrq_n_s32(m, 30), 1);
         bad = vorrq_u32(bad, vminq_u32(vreinterpretq_u32_s32(h), vreinterpretq_u32_s32(m)));
         smin = vminq_s32(smin, s);
         smax = vmaxq_s32(smax, s);

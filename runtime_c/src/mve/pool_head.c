@@ -6,7 +6,9 @@
  * stage run 4 channels per step (VLDRB.S32, VADD; requantize_x4 and out_s8_x4 of mcuf_mve.h, the
  * same integers as mcuf_requantize and mcufi_out_s8 for the checked pool scale, the last dim % 4
  * channels predicated) where ../pool_head.c and mcufi_pool_output (common.c) take one channel at a
- * time (about 7 instructions per channel and token, 47 per channel for the output stage).
+ * time (about 7 instructions per channel and token, 47 per channel for the output stage). The
+ * LayerNorm of each token: its checks and its scan of gamma and beta once per call
+ * (mcufi_mve_layernorm_scan / _row), not per token.
  */
 #include <stddef.h>
 
@@ -41,11 +43,16 @@ mcuf_status mcuf_pool_head_s8(const mcuf_pool_head_params *p, const int8_t *x, i
     }
     const int8_t *x_row = x;
     const int32_t in_off = p->pool_input_offset;
+    /* mcuf_layernorm_s8 per token: its checks (the same for every token: the rows are not NULL)
+     * and its scan of gamma and beta once, not per token */
+    const mcuf_status st = mcufi_layernorm_check(&p->ln, x_row, ln_row);
+    if (st != MCUF_OK) {
+        return st;
+    }
+    uint32_t gb[2];
+    mcufi_mve_layernorm_scan(&p->ln, gb);
     for (int32_t t = 0; t < p->tokens; t++) {
-        const mcuf_status st = mcuf_layernorm_s8(&p->ln, x_row, ln_row);
-        if (st != MCUF_OK) {
-            return st;
-        }
+        mcufi_mve_layernorm_row(&p->ln, x_row, ln_row, gb);
         int32_t c = 0;
         for (; c + 4 <= dim; c += 4) { /* |acc| <= 255 * tokens < 2^31 */
             vst1q_s32(acc + c, vaddq_s32(vld1q_s32(acc + c), vaddq_n_s32(vldrbq_s32(ln_row + c), in_off)));
