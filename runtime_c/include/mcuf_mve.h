@@ -173,7 +173,7 @@ void mcufi_mve_layernorm_row(const mcuf_layernorm_params *p, const int8_t *input
  * (predicated to n lanes, zero beyond) into q4-q7, then per w row one predicated load, VADDV and
  * four VMLADAV.S8 with their stores: 13 instructions per w row (the weighted sums of a 4-row
  * attention tile with at most 16 tokens: 4 probability rows against 4 rows of V transposed;
- * linear.c's dots_t4_n16 is the same loop). */
+ * linear.c's dots_t4_n16 calls it out of line). */
 static inline void mve_dots4x4_n16(const int8_t *x, int32_t n, const int8_t *w, int32_t (*a4)[4], int32_t *w4)
 {
     const int8_t *x1 = x + n;

@@ -240,44 +240,13 @@ static __attribute__((noinline)) void dots_t4_n32(const int8_t *x, int32_t n, co
                      : "q0", "q1", "q2", "q4", "q5", "q6", "q7", "p0", "lr", "memory");
 }
 
-/* T = 4 tokens, in_features n in [1, 16] (the rank-16 up-projections): the 4 token rows x, x + n, ...
- * loaded once (predicated to n lanes, zero beyond) into q4-q7, then per weight row (w, w + n, ...,
- * 4 rows) one predicated load, VADDV for its sum and four VMLADAV.S8 with their stores into
- * a4[token][row]: 13 instructions per row and 4 tokens, where dots_t4 spends about 48. */
+/* T = 4 tokens, in_features n in [1, 16] (the rank-16 up-projections): mve_dots4x4_n16 (mcuf_mve.h: the
+ * 4 token rows in q4-q7, 13 instructions per weight row and 4 tokens, where dots_t4 spends about 48),
+ * out of line like the other dots_* entries. */
 static __attribute__((noinline)) void dots_t4_n16(const int8_t *x, int32_t n, const int8_t *w, int32_t (*a4)[4],
                                                   int32_t *w4)
 {
-    const int8_t *x1 = x + n;
-    const int8_t *x2 = x1 + n;
-    const int8_t *x3 = x2 + n;
-    int32_t a, ws;
-    int32_t *acc = &a4[0][0];
-    __asm__ volatile("vctp.8 %[n]\n\t"
-                     "vpstttt\n\t"
-                     "vldrbt.u8 q4, [%[x0]]\n\t"
-                     "vldrbt.u8 q5, [%[x1]]\n\t"
-                     "vldrbt.u8 q6, [%[x2]]\n\t"
-                     "vldrbt.u8 q7, [%[x3]]\n\t"
-                     "dls lr, %[rows]\n"
-                     "1:\n\t"
-                     "vpst\n\t"
-                     "vldrbt.u8 q0, [%[w]]\n\t"
-                     "vaddv.s8 %[ws], q0\n\t"
-                     "vmladav.s8 %[a], q4, q0\n\t"
-                     "str %[a], [%[acc]]\n\t"
-                     "vmladav.s8 %[a], q5, q0\n\t"
-                     "str %[a], [%[acc], #16]\n\t"
-                     "vmladav.s8 %[a], q6, q0\n\t"
-                     "str %[a], [%[acc], #32]\n\t"
-                     "vmladav.s8 %[a], q7, q0\n\t"
-                     "str %[a], [%[acc], #48]\n\t"
-                     "str %[ws], [%[w4]], #4\n\t"
-                     "add %[acc], %[acc], #4\n\t"
-                     "add %[w], %[w], %[n]\n\t"
-                     "le lr, 1b"
-                     : [a] "=&Te"(a), [ws] "=&Te"(ws), [w] "+r"(w), [acc] "+r"(acc), [w4] "+r"(w4)
-                     : [x0] "r"(x), [x1] "r"(x1), [x2] "r"(x2), [x3] "r"(x3), [n] "r"(n), [rows] "r"(4)
-                     : "q0", "q4", "q5", "q6", "q7", "p0", "lr", "memory");
+    mve_dots4x4_n16(x, n, w, a4, w4);
 }
 
 /* T = 2 tokens, in_features n in [1, 16] / (16, 32] (the low-rank linears' 2-token tiles): as
