@@ -208,7 +208,8 @@ class CostCache:
                 cost = cost_of_graph(graph)
                 over = self.sram_bytes is not None and cost.peak_sram_bytes > self.sram_bytes
                 if over and peak_sram_lower_bound(graph) <= self.sram_bytes:
-                    cost = estimate(arch, self.sram_bytes, naive=False)  # per-head schedules may fit
+                    # per-head schedules may fit: estimate(arch, sram, naive=False) on the graph already built
+                    cost = cost_of_graph(planned_graph(arch, self.sram_bytes, naive=False, graph=primitive))
             self.seconds += time.perf_counter() - t0
             self.cpu_seconds += time.process_time() - c0
             self.evaluations += 1
