@@ -69,7 +69,7 @@ from mcuformer.datasets import to_float  # noqa: E402
 from mcuformer.export import accuracies, compile_for, resolve_board  # noqa: E402
 from mcuformer.model import ViT  # noqa: E402
 from mcuformer.nas.cnn import CNN, int8_model, widest_cnn  # noqa: E402
-from mcuformer.nas.recipe import Recipe, num_params, train_config  # noqa: E402
+from mcuformer.nas.recipe import Recipe, num_params, train_config, train_teacher  # noqa: E402
 from mcuformer.nas.supernet import sample_arch  # noqa: E402
 from mcuformer.nas.train import finetune, train_classifier  # noqa: E402
 from mcuformer.search_options import SearchOptions  # noqa: E402
@@ -164,6 +164,23 @@ def vit_from_scratch(arch: ArchConfig, data, board, recipe: Recipe, epochs: int,
     }
 
 
+def cached_teacher(recipe: Recipe, data, epochs: int, seed: int):
+    """The recipe's teacher for ``seed`` (None without one), trained once per (epochs, seed) and kept in the
+    temporary directory: parts running side by side share it (training is deterministic)."""
+    if recipe.teacher == "none":
+        return None
+    path = Path(tempfile.gettempdir()) / f"mcuformer_teacher_{data.name}_{recipe.teacher}_e{epochs}_s{seed}.pt"
+    if path.exists():
+        log(f"   teacher for seed {seed}: {path}")
+        return torch.load(path, weights_only=False)
+    t0 = time.time()
+    teacher = train_teacher(recipe, data, epochs, seed, log=lambda _: None)
+    torch.save(teacher, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+    log(f"   teacher for seed {seed} trained ({time.time() - t0:.0f} s)")
+    return teacher
+
+
 def cnn_baseline(data, board, recipe: Recipe, epochs: int, seed: int) -> dict:
     cost = widest_cnn(data.image_size, data.in_channels, data.num_classes, board.sram_bytes, board.flash_bytes)
     torch.manual_seed(seed)
@@ -225,12 +242,16 @@ def run_budget(
     space_file: str | None,
     scratch_epochs: int,
     search_settings: dict | None = None,
+    teacher_rows: bool = False,
+    searched_from: str | None = None,
 ) -> dict:
     """The budget's entry for ``models`` (a subset of searched / hand_scaled / random / cnn): parts of one
     budget can run in parallel processes and are merged by ``--merge``."""
     board = resolve_board(BOARD, sram, flash)
     data = load_dataset(DATA, seed=0)
-    recipe = Recipe(teacher="none")  # for the from-scratch rows; the search itself distils from its CNN teacher
+    # the from-scratch ViT rows: no teacher, or (teacher_rows) the search's own recipe, distilled from the
+    # width-32 CNN teacher; the CNN baseline never has one
+    recipe = Recipe(teacher="cnn" if teacher_rows else "none")
     if space_file:
         space = load_space(space_file, data.in_channels, data.num_classes)
         space_info = {"note": f"space file {Path(space_file).name}: {describe_space(space)}", "binding": None}
@@ -267,14 +288,23 @@ def run_budget(
         "dataset": data.summary(),
         "image_size": data.image_size,
         "space": {**space_info, "choices": space.to_json(), "file": space_file},
-        "settings": {"seeds": seeds, **epochs, "scratch_epochs": scratch_epochs, "quick": quick},
-    }
-    teacher = None  # the from-scratch rows train without a teacher (the same recipe for every row)
+        "settings": {"seeds": seeds, **epochs, "scratch_epochs": scratch_epochs, "quick": quick,
+                     "scratch_teacher": recipe.teacher},
+    }  # fmt: skip
+
+    def teacher(seed: int):
+        return cached_teacher(recipe, data, scratch_epochs, seed)
 
     def mem(run: dict) -> dict:
         return {"peak_sram_bytes": run["peak_sram_bytes"], "flash_bytes": run["flash_bytes"]}
 
-    if "searched" in models:
+    if "searched" in models and searched_from:
+        earlier = next(b for b in json.loads((PARTS / f"{searched_from}.json").read_text())["budgets"]
+                       if b["budget"] == entry["budget"])  # fmt: skip
+        search, wall = earlier["searched_by_search"], earlier["search_wall_seconds"]
+        entry["settings"] |= {k: earlier["settings"][k] for k in epochs} | {"searched_from": searched_from}
+        log(f"-- the search of part {searched_from}: {search['arch']}")
+    elif "searched" in models:
         with tempfile.TemporaryDirectory() as tmp:
             opts = SearchOptions(
                 board=BOARD,
@@ -309,8 +339,10 @@ def run_budget(
             "rejected_flash": report["search"]["rejected_flash"],
             "cost_evaluations_per_second": report["search"]["cost_evaluations_per_second"],
         }
+    if "searched" in models:
+        arch = ArchConfig.from_json(search["arch_json"])
         log(f"-- searched {arch.short()} ({scratch_epochs} epochs from scratch)")
-        runs = [vit_from_scratch(arch, data, board, recipe, scratch_epochs, s, teacher) for s in seeds]
+        runs = [vit_from_scratch(arch, data, board, recipe, scratch_epochs, s, teacher(s)) for s in seeds]
         winner_fill = fill((search["peak_sram_bytes"], search["flash_bytes"]), board.sram_bytes, board.flash_bytes)
         entry |= {
             "searched": summarize(runs, mem(search)) | {"arch": arch.short()},
@@ -328,12 +360,12 @@ def run_budget(
     if "hand_scaled" in models:
         hand = hand_scaled(space, fits)
         log(f"-- hand-scaled {hand.short()} ({scratch_epochs} epochs from scratch)")
-        runs = [vit_from_scratch(hand, data, board, recipe, scratch_epochs, s, teacher) for s in seeds]
+        runs = [vit_from_scratch(hand, data, board, recipe, scratch_epochs, s, teacher(s)) for s in seeds]
         entry["hand_scaled"] = summarize(runs, mem(runs[0])) | {"arch": hand.short()}
     if "random" in models:
         log(f"-- random feasible subnets ({scratch_epochs} epochs from scratch)")
         runs = [
-            vit_from_scratch(random_feasible(space, fits, s), data, board, recipe, scratch_epochs, s, teacher)
+            vit_from_scratch(random_feasible(space, fits, s), data, board, recipe, scratch_epochs, s, teacher(s))
             for s in seeds
         ]
         entry["random"] = summarize(
@@ -539,6 +571,9 @@ def main() -> None:
     p.add_argument("--finetune-epochs", type=int, default=FINETUNE_EPOCHS, help="the search's own fine-tuning (base)")
     p.add_argument("--population", type=int, default=POPULATION)
     p.add_argument("--generations", type=int, default=GENERATIONS)
+    p.add_argument("--teacher", action="store_true", help="distil the from-scratch ViT rows from the CNN teacher")
+    p.add_argument("--searched-from", help="PART: the searched row trains the winner of that part's search")
+    p.add_argument("--seed-list", help="comma-separated seeds, in this order (instead of --first-seed/--seeds)")
     p.add_argument("--cnn-from-log", help="LOG: write the CNN row of --budgets from a stopped part's log")
     args = p.parse_args()
     search_settings = dict(epochs=args.supernet_epochs, finetune_epochs=args.finetune_epochs,
@@ -572,12 +607,14 @@ def main() -> None:
         result["scale"] = run_scale(args.quick)
         save_json(str(out), result)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    if args.seed_list:
+        seeds = [int(s) for s in args.seed_list.split(",")]
     for pair in filter(None, args.budgets.split(",")):
         sram, flash = pair.split("/")
         models = set(args.models.split(","))
         entry = run_budget(
             sram, flash, seeds, args.quick, docs, models, args.space, args.scratch_epochs,
-            search_settings,
+            search_settings, args.teacher, args.searched_from,
         )
         result["budgets"].append(entry)
         result["machine"] = machine()
