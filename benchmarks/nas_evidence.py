@@ -21,7 +21,9 @@ Protocol (the same for every budget):
   ratio 4) with its embed dim shrunk in steps of 8 until it fits, then its depth; random: one random
   feasible subnet of the space per seed (seed s: the s-th draw). Both trained from scratch with
   the search's recipe without a teacher (SCRATCH_EPOCHS, crop padding, label smoothing 0.1), int8
-  through the compiler.
+  through the compiler. With --teacher, the searched, hand-scaled and random rows are distilled from the
+  search's own CNN teacher (nas.recipe: width 32, trained per seed with the same epochs), as the
+  search's fine-tuning is; the table says which rows were.
 - cnn: nas.cnn's fixed CNN at the widest width that fits the budget, trained with the same epochs and
   augmentation as the from-scratch ViTs (no teacher), int8 by per-channel post-training
   quantization (simulated).
@@ -522,6 +524,13 @@ def write_markdown(evidence: dict, path: Path) -> None:
                 f" Cut to fit the machine: supernet {st['epochs']} epochs, evolution "
                 f"{st['population']} x {st['generations']}, every model of the table trained from scratch for "
                 f"{st['scratch_epochs']} epochs (seeds per row in the table)."
+                + (
+                    " The from-scratch ViT rows are distilled from the search's CNN teacher (width 32, trained "
+                    "with the same epochs per seed); the CNN baseline has no teacher."
+                    if st.get("scratch_teacher", "none") != "none"
+                    else ""
+                )
+                + (f" Searched architecture: part `{st['searched_from']}`." if st.get("searched_from") else "")
                 + (" QUICK SMOKE RUN: numbers meaningless." if st["quick"] else "")
                 + (f" {b['note']}" if b.get("note") else "")
             )
@@ -613,8 +622,17 @@ def main() -> None:
         sram, flash = pair.split("/")
         models = set(args.models.split(","))
         entry = run_budget(
-            sram, flash, seeds, args.quick, docs, models, args.space, args.scratch_epochs,
-            search_settings, args.teacher, args.searched_from,
+            sram,
+            flash,
+            seeds,
+            args.quick,
+            docs,
+            models,
+            args.space,
+            args.scratch_epochs,
+            search_settings,
+            args.teacher,
+            args.searched_from,
         )
         result["budgets"].append(entry)
         result["machine"] = machine()
