@@ -598,7 +598,7 @@ def main() -> None:
                 merge_budgets([b for part in parts for b in part.get("budgets", [])]),
                 key=lambda b: order.get(b["budget"], 9),
             ),
-            "scale": next((part["scale"] for part in parts if part.get("scale")), None),
+            "scale": next((part["scale"] for part in reversed(parts) if part.get("scale")), None),  # the last wins
         }
         save_json(str(docs / "nas.json"), evidence)
         write_markdown(evidence, docs / "nas.md")
