@@ -6,9 +6,12 @@ change at a time:
 
     nice -n 5 python benchmarks/vit_gap.py --seed 0 --epochs 40 --teacher     # + CNN-teacher distillation
     nice -n 5 python benchmarks/vit_gap.py --seed 0 --epochs 40 --stem 32     # 32-wide stem (16 s1, 32 s2)
+    nice -n 5 python benchmarks/vit_gap.py --seed 0 --epochs 40 --stem 64 --deep-stem --teacher
+                                           # 3-layer stem (16 s1, 32 s2, 64 s2) and patch 1: the same tokens
 
 Appends one JSON line per run to benchmarks/results/vit_gap.jsonl. The teacher is the recipe's
-(nas.recipe.train_teacher: nas.cnn's CNN at width 32, trained first with the same epochs and recipe)."""
+(nas.recipe.train_teacher: nas.cnn's CNN at width 32, trained first with the same epochs and recipe; cached
+per seed by nas_evidence.cached_teacher)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -23,12 +27,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.nas_evidence import BOARD, hand_scaled, vit_from_scratch  # noqa: E402
+from benchmarks.nas_evidence import BOARD, cached_teacher, hand_scaled, vit_from_scratch  # noqa: E402
 from mcuformer.arch import plain_vit, stem_width, with_stem  # noqa: E402
 from mcuformer.codegen.cost import CostCache  # noqa: E402
 from mcuformer.data import load_dataset  # noqa: E402
 from mcuformer.export import resolve_board  # noqa: E402
-from mcuformer.nas.recipe import Recipe, train_teacher  # noqa: E402
+from mcuformer.nas.recipe import Recipe  # noqa: E402
 from mcuformer.spaces import load_space  # noqa: E402
 
 SPACE = ROOT / "benchmarks" / "spaces" / "mnist_64k_evidence.toml"
@@ -40,6 +44,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--stem", type=int, default=0, help="stem width (its stride-2 layer); 0: the space's (16)")
+    p.add_argument("--deep-stem", action="store_true", help="3 stem layers (w/4 s1, w/2 s2, w s2), patch / 4")
     p.add_argument("--teacher", action="store_true", help="distil from the recipe's CNN teacher")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -53,15 +58,22 @@ def main() -> None:
         return sram <= board.sram_bytes and flash <= board.flash_bytes
 
     arch = hand_scaled(space, fits)
-    if args.stem:
+    if args.stem and args.deep_stem:  # outside the search space's stems (1-2 layers): an experiment
+        plain = plain_vit(arch)
+        assert plain.patch_size % 4 == 0, plain.short()
+        w = args.stem
+        channels, strides = (w // 4, w // 2, w), (1, 2, 2)
+        arch = replace(plain, patch_size=plain.patch_size // 4, stem_channels=channels, stem_strides=strides)
+        assert fits(arch), f"{arch.short()} does not fit the budget"
+    elif args.stem:
         arch = with_stem(args.stem, space.stem_layers, plain_vit(arch))
         assert fits(arch), f"{arch.short()} does not fit the budget"
     recipe = Recipe(teacher="cnn" if args.teacher else "none")
     t0 = time.time()
-    teacher = train_teacher(recipe, data, args.epochs, args.seed, lambda _: None)
+    teacher = cached_teacher(recipe, data, args.epochs, args.seed)
     run = vit_from_scratch(arch, data, board, recipe, args.epochs, args.seed, teacher)
-    run |= {"stem_width": stem_width(arch), "teacher": recipe.teacher, "epochs": args.epochs,
-            "seconds_with_teacher": time.time() - t0}  # fmt: skip
+    run |= {"stem_width": stem_width(arch), "stem_layers": len(arch.stem_channels), "teacher": recipe.teacher,
+            "epochs": args.epochs, "seconds_with_teacher": time.time() - t0}  # fmt: skip
     with RESULTS.open("a") as fh:
         fh.write(json.dumps(run, sort_keys=True) + "\n")
     print(json.dumps(run))
