@@ -466,8 +466,11 @@ def merge_budgets(entries: list[dict]) -> list[dict]:
                 memory = {k: into[key][k] for k in ("peak_sram_bytes", "flash_bytes")}
                 extra = {k: v for k, v in into[key].items() if k not in summarize(runs, memory)}
                 rows[key] = summarize(runs, memory) | extra
+        settings = into.get("settings", {}) | entry.get("settings", {})  # e.g. searched_from from another part
         into.update(entry)
         into.update(rows)
+        if settings:
+            into["settings"] = settings
     return list(merged.values())
 
 
