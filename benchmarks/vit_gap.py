@@ -8,6 +8,8 @@ change at a time:
     nice -n 5 python benchmarks/vit_gap.py --seed 0 --epochs 40 --stem 32     # 32-wide stem (16 s1, 32 s2)
     nice -n 5 python benchmarks/vit_gap.py --seed 0 --epochs 40 --stem 64 --deep-stem --teacher
                                            # 3-layer stem (16 s1, 32 s2, 64 s2) and patch 1: the same tokens
+    nice -n 5 python benchmarks/vit_gap.py --seed 0 --epochs 40 --fuller-from a64w --teacher
+                                           # the fuller candidate that part a64w's search ranked below its winner
 
 Appends one JSON line per run to benchmarks/results/vit_gap.jsonl. The teacher is the recipe's
 (nas.recipe.train_teacher: nas.cnn's CNN at width 32, trained first with the same epochs and recipe; cached
@@ -28,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.nas_evidence import BOARD, cached_teacher, hand_scaled, vit_from_scratch  # noqa: E402
-from mcuformer.arch import plain_vit, stem_width, with_stem  # noqa: E402
+from mcuformer.arch import ArchConfig, plain_vit, stem_width, with_stem  # noqa: E402
 from mcuformer.codegen.cost import CostCache  # noqa: E402
 from mcuformer.data import load_dataset  # noqa: E402
 from mcuformer.export import resolve_board  # noqa: E402
@@ -45,6 +47,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--stem", type=int, default=0, help="stem width (its stride-2 layer); 0: the space's (16)")
     p.add_argument("--deep-stem", action="store_true", help="3 stem layers (w/4 s1, w/2 s2, w s2), patch / 4")
+    p.add_argument("--fuller-from", help="PART: train the fill analysis's fuller candidate of that part's search")
     p.add_argument("--teacher", action="store_true", help="distil from the recipe's CNN teacher")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -58,7 +61,12 @@ def main() -> None:
         return sram <= board.sram_bytes and flash <= board.flash_bytes
 
     arch = hand_scaled(space, fits)
-    if args.stem and args.deep_stem:  # outside the search space's stems (1-2 layers): an experiment
+    if args.fuller_from:
+        part = json.loads((RESULTS.parent / f"{args.fuller_from}.json").read_text())
+        fuller = next(b for b in part["budgets"] if b["budget"] == "64KiB / 256KiB")["searched_by_search"]["fill"]
+        arch = ArchConfig.from_json(fuller["fuller_candidate"]["arch"])
+        assert fits(arch), f"{arch.short()} does not fit the budget"
+    elif args.stem and args.deep_stem:  # outside the search space's stems (1-2 layers): an experiment
         plain = plain_vit(arch)
         assert plain.patch_size % 4 == 0, plain.short()
         w = args.stem
