@@ -48,11 +48,13 @@ def main() -> None:
     p.add_argument("--stem", type=int, default=0, help="stem width (its stride-2 layer); 0: the space's (16)")
     p.add_argument("--deep-stem", action="store_true", help="3 stem layers (w/4 s1, w/2 s2, w s2), patch / 4")
     p.add_argument("--fuller-from", help="PART: train the fill analysis's fuller candidate of that part's search")
+    p.add_argument("--searched-from", help="PART: train the winner of that part's search (at --budget)")
+    p.add_argument("--budget", default="64KiB/256KiB", help="SRAM/flash, for --searched-from")
     p.add_argument("--teacher", action="store_true", help="distil from the recipe's CNN teacher")
     args = p.parse_args()
     torch.set_num_threads(1)
     data = load_dataset("mnist")
-    board = resolve_board(BOARD, "64KiB", "256KiB")
+    board = resolve_board(BOARD, *args.budget.split("/"))
     space = load_space(str(SPACE), data.in_channels, data.num_classes)
     cost = CostCache(board.sram_bytes)
 
@@ -61,10 +63,12 @@ def main() -> None:
         return sram <= board.sram_bytes and flash <= board.flash_bytes
 
     arch = hand_scaled(space, fits)
-    if args.fuller_from:
-        part = json.loads((RESULTS.parent / f"{args.fuller_from}.json").read_text())
-        fuller = next(b for b in part["budgets"] if b["budget"] == "64KiB / 256KiB")["searched_by_search"]["fill"]
-        arch = ArchConfig.from_json(fuller["fuller_candidate"]["arch"])
+    if args.fuller_from or args.searched_from:
+        part = json.loads((RESULTS.parent / f"{args.fuller_from or args.searched_from}.json").read_text())
+        entry = next(b for b in part["budgets"] if b["budget"] == args.budget.replace("/", " / "))
+        search = entry["searched_by_search"]
+        chosen = search["fill"]["fuller_candidate"]["arch"] if args.fuller_from else search["arch_json"]
+        arch = ArchConfig.from_json(chosen)
         assert fits(arch), f"{arch.short()} does not fit the budget"
     elif args.stem and args.deep_stem:  # outside the search space's stems (1-2 layers): an experiment
         plain = plain_vit(arch)
@@ -80,8 +84,8 @@ def main() -> None:
     t0 = time.time()
     teacher = cached_teacher(recipe, data, args.epochs, args.seed)
     run = vit_from_scratch(arch, data, board, recipe, args.epochs, args.seed, teacher)
-    run |= {"stem_width": stem_width(arch), "stem_layers": len(arch.stem_channels), "teacher": recipe.teacher,
-            "epochs": args.epochs, "seconds_with_teacher": time.time() - t0}  # fmt: skip
+    run |= {"budget": args.budget, "stem_width": stem_width(arch), "stem_layers": len(arch.stem_channels),
+            "teacher": recipe.teacher, "epochs": args.epochs, "seconds_with_teacher": time.time() - t0}  # fmt: skip
     with RESULTS.open("a") as fh:
         fh.write(json.dumps(run, sort_keys=True) + "\n")
     print(json.dumps(run))
