@@ -71,7 +71,7 @@ from mcuformer.datasets import to_float  # noqa: E402
 from mcuformer.export import accuracies, compile_for, resolve_board  # noqa: E402
 from mcuformer.model import ViT  # noqa: E402
 from mcuformer.nas.cnn import CNN, int8_model, widest_cnn  # noqa: E402
-from mcuformer.nas.recipe import Recipe, num_params, train_config, train_teacher  # noqa: E402
+from mcuformer.nas.recipe import TEACHER_WIDTH, Recipe, num_params, train_config, train_teacher  # noqa: E402
 from mcuformer.nas.supernet import sample_arch  # noqa: E402
 from mcuformer.nas.train import finetune, train_classifier  # noqa: E402
 from mcuformer.search_options import SearchOptions  # noqa: E402
@@ -166,12 +166,18 @@ def vit_from_scratch(arch: ArchConfig, data, board, recipe: Recipe, epochs: int,
     }
 
 
+def part_budget(part: str, budget: str) -> dict:
+    """The entry of ``budget`` (e.g. "64KiB / 256KiB") in the result file of an earlier ``part``."""
+    return next(b for b in json.loads((PARTS / f"{part}.json").read_text())["budgets"] if b["budget"] == budget)
+
+
 def cached_teacher(recipe: Recipe, data, epochs: int, seed: int):
     """The recipe's teacher for ``seed`` (None without one), trained once per (epochs, seed) and kept in the
     temporary directory: parts running side by side share it (training is deterministic)."""
     if recipe.teacher == "none":
         return None
-    path = Path(tempfile.gettempdir()) / f"mcuformer_teacher_{data.name}_{recipe.teacher}_e{epochs}_s{seed}.pt"
+    name = f"mcuformer_teacher_{data.name}_{recipe.teacher}{TEACHER_WIDTH}_e{epochs}_s{seed}.pt"
+    path = Path(tempfile.gettempdir()) / name
     if path.exists():
         log(f"   teacher for seed {seed}: {path}")
         return torch.load(path, weights_only=False)
@@ -301,8 +307,7 @@ def run_budget(
         return {"peak_sram_bytes": run["peak_sram_bytes"], "flash_bytes": run["flash_bytes"]}
 
     if "searched" in models and searched_from:
-        earlier = next(b for b in json.loads((PARTS / f"{searched_from}.json").read_text())["budgets"]
-                       if b["budget"] == entry["budget"])  # fmt: skip
+        earlier = part_budget(searched_from, entry["budget"])
         search, wall = earlier["searched_by_search"], earlier["search_wall_seconds"]
         entry["settings"] |= {k: earlier["settings"][k] for k in epochs} | {"searched_from": searched_from}
         log(f"-- the search of part {searched_from}: {search['arch']}")

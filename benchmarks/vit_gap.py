@@ -29,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.nas_evidence import BOARD, cached_teacher, hand_scaled, vit_from_scratch  # noqa: E402
+from benchmarks.nas_evidence import BOARD, cached_teacher, hand_scaled, part_budget, vit_from_scratch  # noqa: E402
 from mcuformer.arch import ArchConfig, plain_vit, stem_width, with_stem  # noqa: E402
 from mcuformer.codegen.cost import CostCache  # noqa: E402
 from mcuformer.data import load_dataset  # noqa: E402
@@ -64,8 +64,7 @@ def main() -> None:
 
     arch = hand_scaled(space, fits)
     if args.fuller_from or args.searched_from:
-        part = json.loads((RESULTS.parent / f"{args.fuller_from or args.searched_from}.json").read_text())
-        entry = next(b for b in part["budgets"] if b["budget"] == args.budget.replace("/", " / "))
+        entry = part_budget(args.fuller_from or args.searched_from, args.budget.replace("/", " / "))
         search = entry["searched_by_search"]
         chosen = search["fill"]["fuller_candidate"]["arch"] if args.fuller_from else search["arch_json"]
         arch = ArchConfig.from_json(chosen)
