@@ -144,11 +144,14 @@ def summarize(runs: list[dict], memory: dict) -> dict:
     }
 
 
-def vit_from_scratch(arch: ArchConfig, data, board, recipe: Recipe, epochs: int, seed: int, teacher) -> dict:
+def vit_from_scratch(
+    arch: ArchConfig, data, board, recipe: Recipe, epochs: int, seed: int, teacher, **train_overrides
+) -> dict:
+    """``arch`` trained from scratch with ``recipe`` (``train_overrides``: TrainConfig fields, e.g. lr)."""
     torch.manual_seed(seed)
     model = ViT(arch)
     t0 = time.time()
-    cfg = train_config(recipe, data, epochs, seed, num_params(model))
+    cfg = train_config(recipe, data, epochs, seed, num_params(model), **train_overrides)
     finetune(model, data, cfg, log=lambda _: None, teacher=teacher)
     model.eval()
     compiled = compile_for(model, data, board.sram_bytes)
