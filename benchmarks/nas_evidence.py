@@ -255,6 +255,7 @@ def run_budget(
     search_settings: dict | None = None,
     teacher_rows: bool = False,
     searched_from: str | None = None,
+    distill_weight: float = Recipe.distill_weight,
 ) -> dict:
     """The budget's entry for ``models`` (a subset of searched / hand_scaled / random / cnn): parts of one
     budget can run in parallel processes and are merged by ``--merge``."""
@@ -262,7 +263,7 @@ def run_budget(
     data = load_dataset(DATA, seed=0)
     # the from-scratch ViT rows: no teacher, or (teacher_rows) the search's own recipe, distilled from the
     # width-32 CNN teacher; the CNN baseline never has one
-    recipe = Recipe(teacher="cnn" if teacher_rows else "none")
+    recipe = Recipe(teacher="cnn" if teacher_rows else "none", distill_weight=distill_weight)
     if space_file:
         space = load_space(space_file, data.in_channels, data.num_classes)
         space_info = {"note": f"space file {Path(space_file).name}: {describe_space(space)}", "binding": None}
@@ -300,7 +301,7 @@ def run_budget(
         "image_size": data.image_size,
         "space": {**space_info, "choices": space.to_json(), "file": space_file},
         "settings": {"seeds": seeds, **epochs, "scratch_epochs": scratch_epochs, "quick": quick,
-                     "scratch_teacher": recipe.teacher},
+                     "scratch_teacher": recipe.teacher, "scratch_distill_weight": recipe.distill_weight},
     }  # fmt: skip
 
     def teacher(seed: int):
@@ -482,6 +483,26 @@ def merge_budgets(entries: list[dict]) -> list[dict]:
     return list(merged.values())
 
 
+def refresh_winner_cost(entry: dict) -> None:
+    """The searched winner's peak SRAM, flash and fill as the planner counts them now: a search that ran before
+    a change of the cost model (e.g. the runtime's code size re-measured) recorded other figures."""
+    if "searched" not in entry:
+        return
+    search = entry["searched_by_search"]
+    cost = estimate(ArchConfig.from_json(search["arch_json"]), entry["sram_bytes"])
+    now, then = (cost.peak_sram_bytes, cost.flash_bytes), (search["peak_sram_bytes"], search["flash_bytes"])
+    if now == then:
+        return
+    winner_fill = fill(now, entry["sram_bytes"], entry["flash_bytes"])
+    entry["searched"] |= {"peak_sram_bytes": now[0], "flash_bytes": now[1]}
+    entry |= {k: winner_fill[k] for k in ("sram_fill", "flash_fill", "binding")}
+    entry["cost_note"] = (
+        f"The search costed its winner at {then[0]:,} B SRAM / {then[1]:,} B flash (its fill note uses those); the "
+        f"planner now counts {now[0]:,} B / {now[1]:,} B (the table and the fill): the cost model changed after "
+        "that search ran."
+    )
+
+
 def machine() -> dict:
     return {
         "cpus": os.cpu_count(),
@@ -537,13 +558,15 @@ def write_markdown(evidence: dict, path: Path) -> None:
                 f"{st['scratch_epochs']} epochs (seeds per row in the table)."
                 + (
                     " The from-scratch ViT rows are distilled from the search's CNN teacher (width 32, trained "
-                    "with the same epochs per seed); the CNN baseline has no teacher."
+                    f"with the same epochs per seed; distillation weight {st.get('scratch_distill_weight', 0.5)}); "
+                    "the CNN baseline has no teacher."
                     if st.get("scratch_teacher", "none") != "none"
                     else ""
                 )
                 + (f" Searched architecture: part `{st['searched_from']}`." if st.get("searched_from") else "")
                 + (" QUICK SMOKE RUN: numbers meaningless." if st["quick"] else "")
                 + (f" {b['note']}" if b.get("note") else "")
+                + (f" {b['cost_note']}" if b.get("cost_note") else "")
             )
             lines.append(text)
         lines.append("")
@@ -593,6 +616,7 @@ def main() -> None:
     p.add_argument("--generations", type=int, default=GENERATIONS)
     p.add_argument("--teacher", action="store_true", help="distil the from-scratch ViT rows from the CNN teacher")
     p.add_argument("--searched-from", help="PART: the searched row trains the winner of that part's search")
+    p.add_argument("--distill-weight", type=float, default=Recipe.distill_weight, help="of the teacher, with --teacher")
     p.add_argument("--seed-list", help="comma-separated seeds, in this order (instead of --first-seed/--seeds)")
     p.add_argument("--cnn-from-log", help="LOG: write the CNN row of --budgets from a stopped part's log")
     args = p.parse_args()
@@ -601,14 +625,14 @@ def main() -> None:
     docs = ROOT / "docs"
     if args.merge is not None:
         parts = [json.loads((PARTS / f"{name}.json").read_text()) for name in args.merge]
+        budgets = merge_budgets([b for part in parts for b in part.get("budgets", [])])
+        for entry in budgets:
+            refresh_winner_cost(entry)
         order = {"8KiB / 64KiB": -1, "16KiB / 128KiB": 0, "64KiB / 256KiB": 1, "256KiB / 1MiB": 2}
         evidence = {
             "machine": machine(),
             "protocol": __doc__.split("Protocol (the same for every budget):")[1].strip(),
-            "budgets": sorted(
-                merge_budgets([b for part in parts for b in part.get("budgets", [])]),
-                key=lambda b: order.get(b["budget"], 9),
-            ),
+            "budgets": sorted(budgets, key=lambda b: order.get(b["budget"], 9)),
             "scale": next((part["scale"] for part in reversed(parts) if part.get("scale")), None),  # the last wins
         }
         save_json(str(docs / "nas.json"), evidence)
@@ -644,6 +668,7 @@ def main() -> None:
             search_settings,
             args.teacher,
             args.searched_from,
+            args.distill_weight,
         )
         result["budgets"].append(entry)
         result["machine"] = machine()
