@@ -89,6 +89,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             raise UserError(f"{flag} must be positive, got '{text}'")
         return value
 
+    if not 0.0 <= args.distill_weight <= 1.0:
+        raise UserError(f"--distill-weight is the teacher's share of the loss, 0 to 1, got {args.distill_weight:g}")
     if not 0.0 <= args.int4_tolerance <= 100.0:
         raise UserError(f"--int4-tolerance is in top-1 points, 0 to 100, got {args.int4_tolerance:g}")
     if args.qat_epochs is not None and args.qat is False:
@@ -124,6 +126,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             crop_pad=args.crop_pad,
             flip=args.flip,
             teacher=args.teacher,
+            distill_weight=args.distill_weight,
             threads=args.threads,
             qat=args.qat,
             qat_epochs=args.qat_epochs if args.qat_epochs is not None else SearchOptions.qat_epochs,
@@ -226,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--flip", action=argparse.BooleanOptionalAction, default=None, help="horizontal flips (default: RGB non-digits)"
     )
     p.add_argument("--teacher", choices=("none", "cnn"), default="none", help="distil from a small CNN trained first")
+    p.add_argument(
+        "--distill-weight",
+        type=float,
+        default=SearchOptions.distill_weight,
+        help=f"with --teacher: the teacher's share of the loss, 0 to 1 (default {SearchOptions.distill_weight:g})",
+    )
     p.add_argument(
         "--int4",
         action=argparse.BooleanOptionalAction,

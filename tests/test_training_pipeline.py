@@ -15,6 +15,7 @@ from mcuformer.nas.cnn import CNN, cnn_cost, int8_model, widest_cnn
 from mcuformer.nas.data_pipeline import Augment, augment, default_augment, make_loader, resolve_device, stream_folder
 from mcuformer.nas.recipe import Recipe, finetune_epochs_for, train_config
 from mcuformer.nas.train import TrainConfig, distill_loss, supervised_loss, train_batches, train_classifier
+from mcuformer.search_options import SearchOptions
 
 
 def tiny_uint8(n: int = 40, size: int = 8) -> Dataset:
@@ -66,7 +67,8 @@ def test_recipe_device_and_schedule() -> None:
     data = load_dataset("digits")
     cfg = train_config(Recipe(teacher="cnn"), data, 7, 1, 50_000)  # 8x8 digits: no crop padding, no flips
     assert (cfg.epochs, cfg.seed, cfg.augment_shift, cfg.flip, cfg.label_smoothing) == (7, 1, 0, False, 0.1)
-    assert cfg.distill_weight == 0.5 and cfg.device == "cpu" and cfg.threads == 1
+    assert cfg.distill_weight == 0.9 and cfg.device == "cpu" and cfg.threads == 1
+    assert SearchOptions.distill_weight == Recipe.distill_weight  # the CLI's default is the recipe's
     assert train_config(Recipe(crop_pad=0, flip=True), data, 1, 0, 1).distill_weight == 0.0
     assert [finetune_epochs_for(p, 10) for p in (50_000, 100_000, 225_000, 10_000_000)] == [10, 10, 15, 20]
     assert resolve_device("cpu").type == "cpu"
@@ -74,6 +76,17 @@ def test_recipe_device_and_schedule() -> None:
         assert resolve_device("auto").type == "cpu"
         with pytest.raises(UserError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+def test_cli_rejects_a_distill_weight_outside_0_to_1(tmp_path, capsys) -> None:
+    from mcuformer.cli import main
+
+    out = tmp_path / "r"
+    args = ["--board", "STM32F746G-DISCO", "--out", str(out), "--teacher", "cnn", "--distill-weight", "1.5"]
+    code = main(["search", *args])
+    err = capsys.readouterr().err
+    assert code != 0 and "--distill-weight" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
 
 
 def test_cnn_memory_is_a_greedy_arena_and_the_widest_fits() -> None:
