@@ -43,7 +43,7 @@ class SearchOptions:
     crop_pad: int | None = None  # random-crop padding in pixels; None: from the data (nas.data_pipeline)
     flip: bool | None = None  # horizontal flips; None: from the data (never for digits)
     teacher: str = "none"  # none | cnn: distil from a small CNN trained first on the same data
-    distill_weight: float = 0.9  # nas.recipe.Recipe.distill_weight (docs/nas.md: 0.9 measured over 0.5)
+    distill_weight: float = 0.5  # nas.recipe.Recipe.distill_weight (docs/nas.md: 0.5 against 0.9)
     threads: int = 0  # torch threads; 0: by model size (nas.recipe)
     int4: bool = False  # every block may take packed int4 weights (a search choice, narrowed by sensitivity)
     int4_tolerance: float = 1.0  # top-1 points a block may lose alone in int4 to stay an int4 choice

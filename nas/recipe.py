@@ -7,7 +7,7 @@ the subnet.
 - label smoothing 0.1 on every cross-entropy with the labels;
 - teacher "cnn": the baseline CNN of ``nas.cnn`` at width ``TEACHER_WIDTH``, trained first with the
   same recipe; the supernet's largest subnet and the fine-tuned winner then mix their cross-entropy
-  with Hinton distillation (weight ``distill_weight``, 0.9 by default, temperature 2);
+  with Hinton distillation (weight ``distill_weight``, 0.5 by default, temperature 2);
 - fine-tuning epochs: the base count times sqrt(parameters / 100k), clamped to [1, 2]: a subnet with
   400k parameters gets twice the epochs of one with 100k or fewer;
 - threads: 1 for subnets under 1 M parameters (tiny models do not scale on a shared machine), all
@@ -40,7 +40,9 @@ class Recipe:
     crop_pad: int | None = None  # None: from the data (default_augment)
     flip: bool | None = None  # None: from the data (never for digits)
     teacher: str = "none"  # none | cnn
-    distill_weight: float = 0.9  # of the KL to the teacher; 0.9 beat 0.5 by 0.17 point at 64 KiB (docs/nas.md)
+    # of the KL to the teacher. At 64 KiB / 256 KiB 0.9 gave subnets of 150-220k parameters 0.17 point more
+    # than 0.5 but tiny ones (E32 D1-5) 0.87 point less, 3 seeds each (docs/nas.md): 0.5 is the safe default
+    distill_weight: float = 0.5
     threads: int = 0  # 0: by model size (see the module docstring)
 
 

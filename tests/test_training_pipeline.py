@@ -67,7 +67,7 @@ def test_recipe_device_and_schedule() -> None:
     data = load_dataset("digits")
     cfg = train_config(Recipe(teacher="cnn"), data, 7, 1, 50_000)  # 8x8 digits: no crop padding, no flips
     assert (cfg.epochs, cfg.seed, cfg.augment_shift, cfg.flip, cfg.label_smoothing) == (7, 1, 0, False, 0.1)
-    assert cfg.distill_weight == 0.9 and cfg.device == "cpu" and cfg.threads == 1
+    assert cfg.distill_weight == 0.5 and cfg.device == "cpu" and cfg.threads == 1
     assert SearchOptions.distill_weight == Recipe.distill_weight  # the CLI's default is the recipe's
     assert train_config(Recipe(crop_pad=0, flip=True), data, 1, 0, 1).distill_weight == 0.0
     assert [finetune_epochs_for(p, 10) for p in (50_000, 100_000, 225_000, 10_000_000)] == [10, 10, 15, 20]
