@@ -40,8 +40,8 @@ class Recipe:
     crop_pad: int | None = None  # None: from the data (default_augment)
     flip: bool | None = None  # None: from the data (never for digits)
     teacher: str = "none"  # none | cnn
-    # of the KL to the teacher. At 64 KiB / 256 KiB 0.9 gave subnets of 150-220k parameters 0.17 point more
-    # than 0.5 but tiny ones (E32 D1-5) 0.87 point less, 3 seeds each (docs/nas.md): 0.5 is the safe default
+    # of the KL to the teacher. At 64 KiB / 256 KiB 0.9 gave subnets of 96k-155k parameters 0.2 point more
+    # than 0.5 but tiny ones (11-45k) 0.87 point less, 3 seeds each (docs/nas.md): 0.5 is the safe default
     distill_weight: float = 0.5
     threads: int = 0  # 0: by model size (see the module docstring)
 
