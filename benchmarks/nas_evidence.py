@@ -71,7 +71,14 @@ from mcuformer.datasets import to_float  # noqa: E402
 from mcuformer.export import accuracies, compile_for, resolve_board  # noqa: E402
 from mcuformer.model import ViT  # noqa: E402
 from mcuformer.nas.cnn import CNN, int8_model, widest_cnn  # noqa: E402
-from mcuformer.nas.recipe import TEACHER_WIDTH, Recipe, num_params, train_config, train_teacher  # noqa: E402
+from mcuformer.nas.recipe import (  # noqa: E402
+    TEACHER_WIDTH,
+    Recipe,
+    lr_for_width,
+    num_params,
+    train_config,
+    train_teacher,
+)
 from mcuformer.nas.supernet import sample_arch  # noqa: E402
 from mcuformer.nas.train import finetune, train_classifier  # noqa: E402
 from mcuformer.search_options import SearchOptions  # noqa: E402
@@ -151,7 +158,9 @@ def vit_from_scratch(
     torch.manual_seed(seed)
     model = ViT(arch)
     t0 = time.time()
-    cfg = train_config(recipe, data, epochs, seed, num_params(model), **train_overrides)
+    cfg = train_config(
+        recipe, data, epochs, seed, num_params(model), **({"lr": lr_for_width(arch.embed_dim)} | train_overrides)
+    )
     finetune(model, data, cfg, log=lambda _: None, teacher=teacher)
     model.eval()
     compiled = compile_for(model, data, board.sram_bytes)

@@ -34,7 +34,7 @@ from mcuformer.model import ViT, resize_images
 from mcuformer.nas.data_pipeline import resolve_device
 from mcuformer.nas.instr_model import DEFAULT_MODEL, InstructionModel
 from mcuformer.nas.qat import QATConfig, QATResult, qat_finetune, ranges_to_json, split_holdout
-from mcuformer.nas.recipe import Recipe, finetune_epochs_for, num_params, train_config, train_teacher
+from mcuformer.nas.recipe import Recipe, finetune_epochs_for, lr_for_width, num_params, train_config, train_teacher
 from mcuformer.nas.search import InstrFn, SearchConfig, SearchResult, evolution_search
 from mcuformer.nas.sensitivity import measure as measure_sensitivity
 from mcuformer.nas.space_evolution import EvolutionConfig, evolve_space
@@ -233,11 +233,13 @@ def train_supernet_step(inputs: SearchInputs, log: Log) -> TrainedSupernet:
         notes = init_from_dense(supernet, load_vit(opts.init_from))
         log(f"supernet initialised from {opts.init_from} by SVD" + "".join(f"; {n}" for n in notes))
     largest = inputs.space.largest()
-    train_cfg = train_config(recipe, data, opts.epochs, opts.seed, num_params(supernet.extract(largest)))
+    train_cfg = train_config(
+        recipe, data, opts.epochs, opts.seed, num_params(supernet.extract(largest)), lr=lr_for_width(largest.embed_dim)
+    )
     log(
         f"training supernet: {opts.epochs} epochs, sandwich rule, on {train_cfg.device} ({train_cfg.threads} "
-        f"thread(s)); crop padding {train_cfg.augment_shift} px, flips {'on' if train_cfg.flip else 'off'}, "
-        f"label smoothing {train_cfg.label_smoothing}"
+        f"thread(s)); peak learning rate {train_cfg.lr:g}, crop padding {train_cfg.augment_shift} px, flips "
+        f"{'on' if train_cfg.flip else 'off'}, label smoothing {train_cfg.label_smoothing}"
         + (f", distilling from the {opts.teacher} teacher" if teacher else "")
     )
     train_supernet(

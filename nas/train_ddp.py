@@ -25,6 +25,7 @@ import torch.distributed as dist
 from mcuformer.arch import SearchSpace
 from mcuformer.data import load_dataset
 from mcuformer.nas.data_pipeline import stream_folder
+from mcuformer.nas.recipe import lr_for_width
 from mcuformer.nas.supernet import Supernet
 from mcuformer.nas.train import TrainConfig, train_supernet
 from mcuformer.spaces import load_space, preset_for
@@ -88,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     supernet = Supernet(space)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, threads=args.threads,
-                      device=str(device), loader_workers=args.workers)  # fmt: skip
+                      device=str(device), loader_workers=args.workers,
+                      lr=lr_for_width(space.largest().embed_dim))  # fmt: skip
     log = print if rank == 0 else (lambda _: None)
     log(f"DDP ({backend}): {world} ranks, global batch {cfg.batch_size}, {data.summary()}")
     ckpt = str(out / "checkpoint.pt")

@@ -13,7 +13,7 @@ from mcuformer.datasets import to_float
 from mcuformer.errors import UserError
 from mcuformer.nas.cnn import CNN, cnn_cost, int8_model, widest_cnn
 from mcuformer.nas.data_pipeline import Augment, augment, default_augment, make_loader, resolve_device, stream_folder
-from mcuformer.nas.recipe import Recipe, finetune_epochs_for, train_config
+from mcuformer.nas.recipe import Recipe, finetune_epochs_for, lr_for_width, train_config
 from mcuformer.nas.train import TrainConfig, distill_loss, supervised_loss, train_batches, train_classifier
 from mcuformer.search_options import SearchOptions
 
@@ -71,6 +71,8 @@ def test_recipe_device_and_schedule() -> None:
     assert SearchOptions.distill_weight == Recipe.distill_weight  # the CLI's default is the recipe's
     assert train_config(Recipe(crop_pad=0, flip=True), data, 1, 0, 1).distill_weight == 0.0
     assert [finetune_epochs_for(p, 10) for p in (50_000, 100_000, 225_000, 10_000_000)] == [10, 10, 15, 20]
+    # the peak learning rate: TrainConfig's up to 64 wide, then 1 / width (E160 diverged at 5e-3, docs/nas.md)
+    assert [lr_for_width(e) for e in (16, 64, 128, 160, 256)] == pytest.approx([5e-3, 5e-3, 2.5e-3, 2e-3, 1.25e-3])
     assert resolve_device("cpu").type == "cpu"
     if not torch.cuda.is_available():
         assert resolve_device("auto").type == "cpu"
