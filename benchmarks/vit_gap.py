@@ -34,8 +34,7 @@ from mcuformer.arch import ArchConfig, plain_vit, stem_width, with_stem  # noqa:
 from mcuformer.codegen.cost import CostCache  # noqa: E402
 from mcuformer.data import load_dataset  # noqa: E402
 from mcuformer.export import resolve_board  # noqa: E402
-from mcuformer.nas.recipe import Recipe  # noqa: E402
-from mcuformer.nas.train import TrainConfig  # noqa: E402
+from mcuformer.nas.recipe import Recipe, lr_for_width  # noqa: E402
 from mcuformer.spaces import load_space  # noqa: E402
 
 SPACE = ROOT / "benchmarks" / "spaces" / "mnist_64k_evidence.toml"
@@ -52,7 +51,7 @@ def main() -> None:
     p.add_argument("--searched-from", help="PART: train the winner of that part's search (at --budget)")
     p.add_argument("--budget", default="64KiB/256KiB", help="SRAM/flash, for --searched-from")
     p.add_argument("--teacher", action="store_true", help="distil from the recipe's CNN teacher")
-    p.add_argument("--lr", type=float, default=TrainConfig.lr, help="peak learning rate (AdamW)")
+    p.add_argument("--lr", type=float, help="peak learning rate (AdamW; default nas.recipe.lr_for_width)")
     p.add_argument("--distill-weight", type=float, default=Recipe.distill_weight, help="with --teacher")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -84,9 +83,10 @@ def main() -> None:
         assert fits(arch), f"{arch.short()} does not fit the budget"
     recipe = Recipe(teacher="cnn" if args.teacher else "none", distill_weight=args.distill_weight)
     t0 = time.time()
-    teacher = cached_teacher(Recipe(teacher=recipe.teacher), data, args.epochs, args.seed)
-    run = vit_from_scratch(arch, data, board, recipe, args.epochs, args.seed, teacher, lr=args.lr)
-    run |= {"lr": args.lr, "distill_weight": recipe.distill_weight if args.teacher else 0.0,
+    teacher = cached_teacher(recipe, data, args.epochs, args.seed)
+    lr = args.lr or lr_for_width(arch.embed_dim)
+    run = vit_from_scratch(arch, data, board, recipe, args.epochs, args.seed, teacher, lr=lr)
+    run |= {"lr": lr, "distill_weight": recipe.distill_weight if args.teacher else 0.0,
             "budget": args.budget, "stem_width": stem_width(arch), "stem_layers": len(arch.stem_channels),
             "teacher": recipe.teacher, "epochs": args.epochs, "seconds_with_teacher": time.time() - t0}  # fmt: skip
     with RESULTS.open("a") as fh:
